@@ -1,0 +1,94 @@
+"""SearchContext: the generator and the PRM as a strategy sees them, with the bookkeeping
+done once here (usage, step splitting, aggregation) so strategies read like pseudo-code."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from rfprm_tts.errors import GenerationError
+from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
+from rfprm_tts.prm.aggregate import aggregate
+from rfprm_tts.prm.base import Scorer
+from rfprm_tts.trajectory import Candidate, Trajectory, Usage
+
+
+class SearchContext:
+    """One question's view of the backends. Every call is counted in `self.usage`."""
+
+    def __init__(
+        self,
+        question: str,
+        generator: Generator,
+        scorer: Scorer,
+        *,
+        separator: str,
+        aggregation: str,
+        alpha: float = 1.0,
+    ):
+        self.question = question
+        self.generator = generator
+        self.scorer = scorer
+        self.separator = separator
+        self.aggregation = aggregation
+        self.alpha = alpha
+        self.usage = Usage()
+
+    async def sample(
+        self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
+    ) -> list[Completion]:
+        """n completions of the answer (continuing `prefix`). Raises when all of them failed."""
+        request = GenerationRequest(self.question, n=n, prefix=prefix, stop=stop, max_tokens=max_tokens)
+        result = await self.generator.generate(request)
+        self.usage.prompt_tokens += result.prompt_tokens
+        self.usage.generated_tokens += result.generated_tokens
+        self.usage.generator_calls += result.calls
+        errors = [c.error for c in result.completions if c.error is not None]
+        if result.completions and len(errors) == len(result.completions):
+            raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
+        return result.completions
+
+    def trajectory(self, text: str) -> Trajectory:
+        return Trajectory.from_response(self.question, text, self.separator)
+
+    async def score(self, trajectories: Sequence[Trajectory]) -> list[list[float]]:
+        """PRM step scores of each trajectory (one PRM call for the whole batch)."""
+        batch = await asyncio.to_thread(
+            self.scorer.score_batch, self.question, [t.step_texts for t in trajectories]
+        )
+        self.usage.prm_calls += 1
+        self.usage.prm_tokens += batch.tokens
+        return batch.step_scores
+
+    def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float]) -> float | None:
+        answer_step = bool(trajectory.steps) and trajectory.steps[-1].part == "answer"
+        return aggregate(step_scores, self.aggregation, self.alpha, answer_step=answer_step)
+
+    async def evaluate(self, completions: Sequence[Completion]) -> list[Candidate]:
+        """Candidates for complete samples: cut into steps, PRM-scored, aggregated.
+        Failed samples stay in the list, unscored, with their error."""
+        candidates = [
+            Candidate(
+                trajectory=self.trajectory(c.text),
+                finish_reason=c.finish_reason,
+                generated_tokens=c.tokens,
+                error=c.error,
+            )
+            for c in completions
+        ]
+        scorable = [c for c in candidates if c.ok and c.trajectory.steps]
+        if scorable:
+            for candidate, scores in zip(scorable, await self.score([c.trajectory for c in scorable])):
+                candidate.step_scores = scores
+                candidate.score = self.aggregate(candidate.trajectory, scores)
+        return candidates
+
+
+def rank(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Best first: scored candidates by score, then unscored, then failed ones."""
+    def key(c: Candidate) -> tuple[int, float]:
+        if not c.ok:
+            return (2, 0.0)
+        return (0, -c.score) if c.score is not None else (1, 0.0)
+
+    return sorted(candidates, key=key)

@@ -1,0 +1,117 @@
+"""Build tiny Qwen2 checkpoints in the exact formats of the real ones.
+
+A character-level tokenizer with the Qwen special tokens and a ChatML template, a Qwen2
+causal LM, and a Qwen2 process reward model (decoder + 2-label score head, the layout of
+Qwen2.5-Math-PRM / ReasonFlux-PRM-7B). Tests and the plumbing demo build them; every loader
+(transformers, vLLM) then runs on them exactly as on a 7B checkpoint.
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import torch
+from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
+
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<extra_0>", "<unk>"]
+PLAIN_ADDED_TOKENS = ["<think>", "</think>"]  # kept in decoded text, like Qwen3's
+
+DEFAULT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\\\boxed{}."
+
+# ChatML, as Qwen models use it; a default system message when none is given.
+CHATML_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- set loop_messages = messages[1:] %}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' }}"
+    "{%- set loop_messages = messages %}"
+    "{%- endif %}"
+    "{%- for message in loop_messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+
+def build_tokenizer(alphabet: str = string.printable) -> PreTrainedTokenizerFast:
+    """One token per character, plus the special tokens of the real formats."""
+    vocab: dict[str, int] = {}
+    for token in [*SPECIAL_TOKENS, *PLAIN_ADDED_TOKENS, *alphabet]:
+        vocab.setdefault(token, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(SPECIAL_TOKENS)
+    tok.add_tokens(PLAIN_ADDED_TOKENS)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        unk_token="<unk>",
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def tiny_config(
+    vocab_size: int,
+    architecture: str,
+    *,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int = 128,
+    max_position_embeddings: int = 2048,
+    num_labels: int = 2,
+    eos_token_id: int | None = None,
+) -> Qwen2Config:
+    """A Qwen2 config with head size hidden/heads (vLLM's CPU attention needs >= 32)."""
+    return Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_heads,
+        max_position_embeddings=max_position_embeddings,
+        tie_word_embeddings=True,
+        architectures=[architecture],
+        num_labels=num_labels,
+        eos_token_id=eos_token_id,
+        bos_token_id=eos_token_id,
+        torch_dtype="float32",
+    )
+
+
+def build_tiny_generator(directory: str | Path, seed: int = 0, **config) -> Path:
+    """Save a random-weight Qwen2ForCausalLM and its tokenizer to `directory`."""
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    cfg = tiny_config(len(tokenizer), "Qwen2ForCausalLM", eos_token_id=tokenizer.eos_token_id, **config)
+    model = Qwen2ForCausalLM(cfg)
+    return _save(model, tokenizer, directory)
+
+
+def build_tiny_prm(directory: str | Path, seed: int = 0, num_labels: int = 2, **config) -> Path:
+    """Save a random-weight Qwen2ForProcessRewardModel and its tokenizer to `directory`."""
+    tokenizer = build_tokenizer()
+    torch.manual_seed(seed)
+    cfg = tiny_config(
+        len(tokenizer), "Qwen2ForProcessRewardModel", num_labels=num_labels,
+        eos_token_id=tokenizer.eos_token_id, **config,
+    )
+    model = Qwen2ForProcessRewardModel(cfg)
+    return _save(model, tokenizer, directory)
+
+
+def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> Path:
+    path = Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -1,0 +1,25 @@
+"""Generator backends. `build_generator(settings)` picks one from `GeneratorSettings.backend`."""
+
+from __future__ import annotations
+
+from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult, Generator
+from rfprm_tts.settings import GeneratorSettings
+
+
+def build_generator(settings: GeneratorSettings) -> Generator:
+    if settings.backend == "openai":
+        from rfprm_tts.generators.openai import OpenAIGenerator
+
+        return OpenAIGenerator(settings)
+    from rfprm_tts.generators.transformers import TransformersGenerator
+
+    return TransformersGenerator(settings)
+
+
+__all__ = [
+    "Completion",
+    "GenerationRequest",
+    "GenerationResult",
+    "Generator",
+    "build_generator",
+]

@@ -1,0 +1,209 @@
+"""Generator backend for any OpenAI-compatible endpoint, on the official `openai` SDK.
+
+Retries are ours (tenacity), not the SDK's, so the policy is explicit and testable:
+timeouts, connection errors, malformed bodies, 429 and 5xx are retried with exponential
+backoff and jitter (a 429's Retry-After is honoured); other 4xx fail at once.
+Servers that ignore or reject `n` (llama.cpp, some proxies) get parallel single requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import openai
+from openai import AsyncOpenAI
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
+from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Transient failures: worth the same request again after a wait."""
+    if isinstance(exc, (openai.APIConnectionError, MalformedResponseError)):
+        return True  # APITimeoutError is an APIConnectionError
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code == 429 or exc.status_code >= 500
+    return False
+
+
+def retry_after_seconds(exc: BaseException | None) -> float | None:
+    """The wait a 429/503 asks for in its Retry-After (or retry-after-ms) header, if any."""
+    if not isinstance(exc, openai.APIStatusError):
+        return None
+    headers = exc.response.headers
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            try:
+                return max(0.0, float(value) / scale)
+            except ValueError:
+                return None  # an HTTP date: fall back to our own backoff
+    return None
+
+
+def describe_failure(exc: BaseException, base_url: str, attempts: int) -> str:
+    tries = f"after {attempts} attempt{'s' * (attempts != 1)}"
+    if isinstance(exc, openai.APITimeoutError):
+        return f"request to {base_url} timed out {tries}; raise generator.timeout_s or check the server"
+    if isinstance(exc, openai.APIConnectionError):
+        return (
+            f"cannot reach {base_url} ({tries}): {exc.__cause__ or exc}; check "
+            "RFPRM_GENERATOR__BASE_URL and that the server is running"
+        )
+    if isinstance(exc, openai.APIStatusError):
+        return f"{base_url} answered HTTP {exc.status_code} ({tries}): {exc.message}"
+    return f"{base_url}: {exc} ({tries})"
+
+
+class OpenAIGenerator:
+    """Samples completions from an OpenAI-compatible server (chat or completions API)."""
+
+    def __init__(self, settings: GeneratorSettings):
+        if not settings.base_url:
+            raise ConfigError(
+                "the openai backend needs a base URL: set generator.base_url "
+                "(RFPRM_GENERATOR__BASE_URL=http://host:port/v1)"
+            )
+        self.settings = settings
+        self.base_url = settings.base_url
+        key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
+        self.client = AsyncOpenAI(
+            base_url=settings.base_url, api_key=key, timeout=settings.timeout_s, max_retries=0
+        )
+        self._semaphore = asyncio.Semaphore(settings.max_concurrency)
+        self._server_honours_n = True
+
+    async def aclose(self) -> None:
+        await self.client.close()
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        if request.n < 1:
+            raise ConfigError(f"n must be >= 1, got {request.n}")
+        result = GenerationResult()
+        if request.n > 1 and self._server_honours_n:
+            try:
+                result.completions = await self._request(request, request.n, self.settings.seed, result)
+            except GenerationError as exc:
+                if not isinstance(exc.__cause__, openai.BadRequestError):
+                    return self._all_failed(request.n, exc, result)
+                log.warning("%s rejected n=%d; sending single requests", self.base_url, request.n)
+                self._server_honours_n = False
+            if 0 < len(result.completions) < request.n:
+                log.info("%s ignored n (%d of %d); topping up", self.base_url, len(result.completions), request.n)
+        missing = request.n - len(result.completions)
+        if missing:
+            seeds = [None if self.settings.seed is None else self.settings.seed + i for i in range(missing)]
+            outcomes = await asyncio.gather(
+                *(self._request(request, 1, seed, result) for seed in seeds), return_exceptions=True
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, GenerationError):
+                    result.completions.append(Completion(text="", error=str(outcome)))
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    result.completions.extend(outcome)
+        return result
+
+    def _all_failed(self, n: int, exc: GenerationError, result: GenerationResult) -> GenerationResult:
+        result.completions = [Completion(text="", error=str(exc)) for _ in range(n)]
+        return result
+
+    async def _request(
+        self, request: GenerationRequest, n: int, seed: int | None, result: GenerationResult
+    ) -> list[Completion]:
+        """One logical request (with retries). Adds its usage to `result`."""
+        attempts = 0
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_attempt(self.settings.max_retries + 1),
+            wait=self._wait,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    async with self._semaphore:
+                        response = await self._send(request, n, seed)
+                    completions = self._parse(response, result)
+        except (openai.OpenAIError, MalformedResponseError) as exc:
+            raise GenerationError(describe_failure(exc, self.base_url, attempts)) from exc
+        finally:
+            result.calls += 1
+        return completions
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = retry_after_seconds(exc)
+        if asked is not None:
+            return min(asked, self.settings.backoff_max_s)
+        backoff = wait_random_exponential(multiplier=self.settings.backoff_s, max=self.settings.backoff_max_s)
+        return backoff(state)
+
+    async def _send(self, request: GenerationRequest, n: int, seed: int | None) -> Any:
+        s = self.settings
+        stop = [*s.stop, *(request.stop or [])] or None
+        body: dict[str, Any] = dict(s.extra_body)
+        common: dict[str, Any] = dict(
+            model=s.model, n=n, temperature=s.temperature, top_p=s.top_p, stop=stop
+        )
+        if seed is not None:
+            common["seed"] = seed
+        max_tokens = request.max_tokens or s.max_tokens
+        try:
+            if s.api == "completions":
+                return await self.client.completions.create(
+                    prompt=request.question + request.prefix, max_tokens=max_tokens,
+                    extra_body=body, **common,
+                )
+            messages = [{"role": "user", "content": request.question}]
+            if request.prefix:
+                # vLLM continues the last assistant message instead of opening a new one.
+                messages.append({"role": "assistant", "content": request.prefix})
+                body.update(continue_final_message=True, add_generation_prompt=False)
+            return await self.client.chat.completions.create(
+                messages=messages, max_completion_tokens=max_tokens, extra_body=body, **common
+            )
+        except ValueError as exc:  # the SDK's json.loads on a body that is not JSON
+            raise MalformedResponseError(f"response body is not valid JSON ({exc})") from exc
+
+    def _parse(self, response: Any, result: GenerationResult) -> list[Completion]:
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise MalformedResponseError(
+                f"response has no completion choices (got {str(response)[:200]!r})"
+            )
+        completions = []
+        for choice in choices:
+            text = _choice_text(choice)
+            if not isinstance(text, str):
+                raise MalformedResponseError(f"a choice has no text (got {str(choice)[:200]!r})")
+            completions.append(Completion(text=text, finish_reason=getattr(choice, "finish_reason", None)))
+        usage = getattr(response, "usage", None)
+        if usage is not None:
+            result.prompt_tokens += usage.prompt_tokens or 0
+            result.generated_tokens += usage.completion_tokens or 0
+            if len(completions) == 1:
+                completions[0].tokens = usage.completion_tokens
+        return completions
+
+
+def _choice_text(choice: Any) -> str | None:
+    """A choice's text. Servers that split reasoning out (`reasoning_content`) get it put
+    back inside <think>...</think>, so steps and answer are cut the same way everywhere."""
+    message = getattr(choice, "message", None)
+    if message is None:
+        return getattr(choice, "text", None)
+    content = getattr(message, "content", None)
+    reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
+    if isinstance(reasoning, str) and reasoning:
+        return f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
+    return content

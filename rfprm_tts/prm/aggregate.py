@@ -1,0 +1,39 @@
+"""Turning a trajectory's step scores into one score.
+
+`reasonflux` is the ReasonFlux-PRM paper's trajectory reward: the mean step reward plus
+alpha times the reward of the final answer (alpha = 1.0 in the paper).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rfprm_tts.errors import ConfigError
+
+AGGREGATIONS = ("last", "min", "mean", "prod", "reasonflux")
+
+
+def aggregate(
+    step_scores: Sequence[float], method: str, alpha: float = 1.0, answer_step: bool = False
+) -> float | None:
+    """One score for a trajectory, None when it has no scored step.
+
+    With `answer_step` the last score belongs to the final answer after `<think>`: the
+    reasonflux mean then covers only the thinking steps before it.
+    """
+    if method not in AGGREGATIONS:
+        raise ConfigError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
+    if not step_scores:
+        return None
+    scores = list(step_scores)
+    if method == "last":
+        return scores[-1]
+    if method == "min":
+        return min(scores)
+    if method == "mean":
+        return sum(scores) / len(scores)
+    if method == "prod":
+        return math.prod(scores)
+    steps = scores[:-1] if answer_step and len(scores) > 1 else scores
+    return sum(steps) / len(steps) + alpha * scores[-1]

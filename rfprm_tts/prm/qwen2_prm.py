@@ -1,0 +1,48 @@
+"""Qwen2ForProcessRewardModel for transformers, so PRM checkpoints load without remote code.
+
+The layout of Qwen2.5-Math-PRM and ReasonFlux-PRM-7B, with the weight names of their
+checkpoints and of vLLM's class of the same name: a Qwen2 decoder (`model.*`) and a score
+head `score = Sequential(Linear(h, h), ReLU, Linear(h, num_labels))` applied at every token.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import Qwen2Config, Qwen2Model, Qwen2PreTrainedModel
+from transformers.modeling_outputs import TokenClassifierOutput
+
+
+class Qwen2ForProcessRewardModel(Qwen2PreTrainedModel):
+    config_class = Qwen2Config
+
+    def __init__(self, config: Qwen2Config):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = Qwen2Model(config)
+        self.score = nn.Sequential(
+            nn.Linear(config.hidden_size, config.hidden_size),
+            nn.ReLU(),
+            nn.Linear(config.hidden_size, config.num_labels),
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values=None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> TokenClassifierOutput:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.score(outputs.last_hidden_state)
+        return TokenClassifierOutput(logits=logits, hidden_states=outputs.hidden_states)

@@ -1,0 +1,95 @@
+"""Scoring with a step-tag PRM on transformers: ReasonFlux-PRM-7B, Qwen2.5-Math-PRM-7B/72B.
+
+The recipe of those checkpoints: the question as the user turn, the steps joined and ended by
+the step tag (`<extra_0>`) as the assistant turn, the chat template's default system prompt,
+no generation prompt; a step's reward is P(class 1) = softmax(logits)[1] at its tag. Tag
+positions are indexed directly (the upstream helper's mask-and-drop-zeros breaks when a
+probability underflows to 0). The decoder is causal, so a step's score depends only on what
+precedes it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import torch
+
+from rfprm_tts.errors import PRMInputTooLongError
+from rfprm_tts.prm.base import ScoredBatch
+
+
+class StepTagScorer:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        *,
+        step_tag_id: int,
+        step_tag: str = "<extra_0>",
+        batch_size: int = 8,
+        max_length: int | None = None,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.step_tag = step_tag
+        self.step_tag_id = step_tag_id
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.device = next(model.parameters()).device
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._lock = threading.Lock()
+
+    def input_text(self, question: str, steps: Sequence[str]) -> str:
+        """The exact text the PRM reads for one trajectory."""
+        clean = [step.replace(self.step_tag, "") for step in steps]  # a stray tag would add a step
+        messages = [
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": self.step_tag.join(clean) + self.step_tag},
+        ]
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+    def encode(self, question: str, steps: Sequence[str]) -> list[int]:
+        ids = self.tokenizer(self.input_text(question, steps), add_special_tokens=False)["input_ids"]
+        if self.max_length is not None and len(ids) > self.max_length:
+            raise PRMInputTooLongError(
+                f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length} "
+                "(max_position_embeddings); scores there would be unreliable. Shorten the "
+                "trajectory (generator.max_tokens) or use a PRM with a longer context."
+            )
+        return ids
+
+    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
+        return self.score_batch(question, trajectories).step_scores
+
+    def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
+        """Batched by similar length (sorted, so little padding), results in input order."""
+        encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
+        scores: list[list[float]] = [[] for _ in trajectories]
+        order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
+        with self._lock:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for i, row in zip(chunk, self._forward([encoded[i] for i in chunk])):
+                    scores[i] = row
+        for i, steps in enumerate(trajectories):
+            if len(scores[i]) != len(steps):
+                raise RuntimeError(
+                    f"found {len(scores[i])} step tags for {len(steps)} steps; the tokenizer "
+                    f"does not keep {self.step_tag!r} as one token"
+                )
+        return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
+
+    @torch.inference_mode()
+    def _forward(self, batch: list[list[int]]) -> list[list[float]]:
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            attention_mask[row, : len(ids)] = 1
+        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
+        probs = logits.float().softmax(dim=-1)[..., 1]
+        is_tag = (input_ids == self.step_tag_id) & attention_mask.bool()
+        return [probs[row][is_tag[row]].tolist() for row in range(len(batch))]

@@ -1,0 +1,159 @@
+"""All configuration, in one pydantic-settings model.
+
+Sources, highest priority first: explicit arguments, environment variables (prefix `RFPRM_`,
+nested with `__`, e.g. `RFPRM_GENERATOR__BASE_URL`), a `.env` file, a TOML file
+(`rfprm.toml` in the working directory, or the path in `RFPRM_CONFIG`), then the defaults.
+The defaults run the bundled demo world on the CPU: no server, no key, no GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rfprm_tts.errors import ConfigError
+from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
+
+Aggregation = Literal["last", "min", "mean", "prod", "reasonflux"]
+
+
+class GeneratorSettings(BaseModel):
+    """Where candidate trajectories come from, and how they are sampled."""
+
+    backend: Literal["transformers", "openai"] = Field(
+        "transformers",
+        description="'transformers': in-process model (CPU or GPU). "
+        "'openai': any OpenAI-compatible HTTP endpoint (hosted API, vLLM server).",
+    )
+    model: str = Field(
+        "demo", description="Model name or local path; 'demo' is the bundled demo world."
+    )
+    base_url: str | None = Field(
+        None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."
+    )
+    api_key: SecretStr | None = Field(None, description="API key (a secret: never printed).")
+    api: Literal["chat", "completions"] = Field(
+        "chat", description="Chat completions (server applies the chat template) or completions."
+    )
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    max_tokens: int = Field(512, ge=1, description="Most tokens one completion may generate.")
+    seed: int | None = Field(None, description="Sampling seed (reproducible where supported).")
+    stop: list[str] = Field(default_factory=list, description="Extra stop sequences.")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Extra JSON fields sent with every HTTP request."
+    )
+    timeout_s: float = Field(120.0, gt=0, description="Per-request HTTP timeout in seconds.")
+    max_retries: int = Field(
+        3, ge=0, description="Retries after a timeout, connection error, 429 or 5xx."
+    )
+    backoff_s: float = Field(0.5, ge=0, description="Base of the exponential retry backoff.")
+    backoff_max_s: float = Field(20.0, ge=0, description="Cap of one backoff wait (and Retry-After).")
+    max_concurrency: int = Field(16, ge=1, description="Most HTTP requests in flight at once.")
+    device: str = Field("auto", description="In-process backends: 'auto', 'cpu', 'cuda', ...")
+    dtype: str = Field("auto", description="In-process backends: 'auto', 'float32', 'bfloat16'.")
+
+
+class PRMSettings(BaseModel):
+    """The process reward model and how its step scores become one score."""
+
+    model: str = Field("demo", description="PRM name or local path; 'demo' is the bundled PRM.")
+    device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
+    dtype: str = Field("auto", description="'auto' (bfloat16 on cuda, float32 on cpu) or a name.")
+    batch_size: int = Field(8, ge=1, description="Trajectories per forward pass.")
+    aggregation: Aggregation = Field(
+        "reasonflux",
+        description="Step scores -> one score: last, min, mean, prod, or reasonflux "
+        "(mean + alpha x final-answer step).",
+    )
+    alpha: float = Field(1.0, description="Weight of the final-answer score in 'reasonflux'.")
+    step_tag: str = Field("<extra_0>", description="Token that ends each step in the PRM input.")
+    trust_remote_code: bool = Field(
+        False, description="Run the checkpoint's own modeling code (explicit opt-in)."
+    )
+
+
+class Settings(BaseSettings):
+    """Everything a solve needs. See the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RFPRM_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    prm: PRMSettings = Field(default_factory=PRMSettings)
+    strategy: str = Field("best_of_n", description="Search strategy, by registered name.")
+    n: int = Field(8, ge=1, description="Sample budget N of the strategy.")
+    strategy_params: dict[str, Any] = Field(
+        default_factory=dict, description="Extra parameters of the strategy (e.g. beam_width)."
+    )
+    step_separator: str = Field(
+        DEFAULT_STEP_SEPARATOR,
+        min_length=1,
+        description="Splits responses into steps, for generation and PRM scoring alike.",
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = os.environ.get("RFPRM_CONFIG", "rfprm.toml")
+        if "RFPRM_CONFIG" in os.environ and not os.path.isfile(toml_file):
+            raise ConfigError(f"RFPRM_CONFIG points at {toml_file!r}, which is not a file")
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
+        return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
+
+    @classmethod
+    def load(cls, **values: Any) -> Settings:
+        """Build settings, turning validation errors into one ConfigError that lists them."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with overrides applied. Keys are fields (`n=16`), nested fields with `__`
+        (`generator__temperature=0.7`), or strategy parameters (`beam_width=4`), which the
+        strategy validates."""
+        data = self.model_dump()
+        for key, value in overrides.items():
+            section, _, field = key.partition("__")
+            if field:
+                if section not in ("generator", "prm"):
+                    raise ConfigError(f"unknown settings section {section!r} in {key!r}")
+                data[section][field] = value
+            elif key in type(self).model_fields:
+                data[key] = value
+            else:
+                data["strategy_params"][key] = value
+        try:
+            return type(self).model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err["loc"])
+        given = err.get("input")
+        shown = f" (got {given!r})" if isinstance(given, (str, int, float)) else ""
+        lines.append(f"  {where}: {err['msg']}{shown}")
+    return "invalid settings:\n" + "\n".join(lines)

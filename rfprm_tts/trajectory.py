@@ -1,0 +1,105 @@
+"""The data that flows through a solve: steps, trajectories, candidates, usage, results.
+
+All are pydantic models, so a result is JSON-serialisable with `result.model_dump_json()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, computed_field
+
+from rfprm_tts.text import DEFAULT_STEP_SEPARATOR, extract_answer, split_steps, split_thinking
+
+
+class Step(BaseModel):
+    """One reasoning step. `part` says where it came from: a plain response, the
+    `<think>` block of a reasoning model, or the final answer that follows it."""
+
+    text: str
+    part: Literal["response", "thinking", "answer"] = "response"
+
+
+class Trajectory(BaseModel):
+    """A question and one generated response, cut into the steps a PRM scores."""
+
+    question: str
+    text: str
+    thinking: str | None = None
+    final: str = ""
+    steps: list[Step] = Field(default_factory=list)
+
+    @classmethod
+    def from_response(
+        cls, question: str, text: str, separator: str = DEFAULT_STEP_SEPARATOR
+    ) -> Trajectory:
+        """Cut a response into steps. With `<think>...</think>`, the steps are the thinking
+        steps followed by the whole final answer as one last step (the ReasonFlux input)."""
+        thinking, final = split_thinking(text)
+        if thinking is None:
+            steps = [Step(text=s) for s in split_steps(text, separator)]
+        else:
+            steps = [Step(text=s, part="thinking") for s in split_steps(thinking, separator)]
+            if final:
+                steps.append(Step(text=final, part="answer"))
+        return cls(question=question, text=text, thinking=thinking, final=final, steps=steps)
+
+    @property
+    def step_texts(self) -> list[str]:
+        return [step.text for step in self.steps]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def answer(self) -> str | None:
+        """The extracted final answer (last \\boxed{}, then fallbacks), or None."""
+        return extract_answer(self.text)
+
+
+class Usage(BaseModel):
+    """Compute spent by a solve. Tokens are as the backends reported them."""
+
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    prm_tokens: int = 0
+    generator_calls: int = 0
+    prm_calls: int = 0
+    wall_time_s: float = 0.0
+
+    def add(self, other: Usage) -> None:
+        for name in type(self).model_fields:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+class Candidate(BaseModel):
+    """One sampled trajectory with its PRM step scores and aggregate score.
+
+    A candidate whose generation failed has `error` set and no score; it never wins.
+    """
+
+    trajectory: Trajectory
+    step_scores: list[float] = Field(default_factory=list)
+    score: float | None = None
+    finish_reason: str | None = None
+    generated_tokens: int | None = None
+    error: str | None = None
+
+    @property
+    def answer(self) -> str | None:
+        return self.trajectory.answer
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class SolveResult(BaseModel):
+    """What `solve()` returns: the answer, the chosen candidate, every candidate ranked best
+    first (failed ones last), the compute spent, and the strategy that chose."""
+
+    question: str
+    answer: str | None
+    best: Candidate | None
+    candidates: list[Candidate]
+    usage: Usage
+    strategy: str
+    strategy_params: dict[str, Any] = Field(default_factory=dict)

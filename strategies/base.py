@@ -1,0 +1,94 @@
+"""The strategy protocol and the registry of strategies by name.
+
+A strategy is a class with a `name`, a pydantic `Params` model (its knobs, validated, unknown
+keys rejected) and `async search(question, ctx) -> SearchOutcome`. Register one with
+`@register`, or from another package through the entry-point group `rfprm_tts.strategies`:
+
+    [project.entry-points."rfprm_tts.strategies"]
+    my_search = "my_package.module:MySearch"
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rfprm_tts.context import SearchContext
+from rfprm_tts.errors import ConfigError
+from rfprm_tts.trajectory import Candidate
+
+log = logging.getLogger(__name__)
+ENTRY_POINT_GROUP = "rfprm_tts.strategies"
+
+
+class StrategyParams(BaseModel):
+    """Parameters every strategy takes. Subclass to add a strategy's own."""
+
+    model_config = ConfigDict(extra="forbid")
+    n: int = Field(8, ge=1, description="Sample budget N.")
+
+
+@dataclass
+class SearchOutcome:
+    """What a strategy decided: the answer and every candidate, best first."""
+
+    answer: str | None
+    candidates: list[Candidate]
+    best: Candidate | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Strategy(Protocol):
+    name: ClassVar[str]
+    Params: ClassVar[type[StrategyParams]]
+    params: StrategyParams
+
+    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome: ...
+
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls: type) -> type:
+    """Class decorator: make a strategy available by its `name`."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_entry_points() -> None:
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name not in _REGISTRY:
+            try:
+                _REGISTRY[ep.name] = ep.load()
+            except Exception as exc:  # a broken plug-in must not break the built-ins
+                log.warning("strategy plug-in %r (%s) failed to load: %s", ep.name, ep.value, exc)
+
+
+def available_strategies() -> list[str]:
+    _load_entry_points()
+    return sorted(_REGISTRY)
+
+
+def build_strategy(name: str, **params: Any) -> Strategy:
+    """The strategy `name` with validated parameters."""
+    if name not in _REGISTRY:
+        _load_entry_points()
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"unknown strategy {name!r}; available: {', '.join(available_strategies())}"
+        )
+    cls = _REGISTRY[name]
+    try:
+        return cls(cls.Params(**params))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        known = ", ".join(cls.Params.model_fields)
+        raise ConfigError(
+            f"invalid parameters for strategy {name!r}: {problems} (it takes: {known})"
+        ) from None

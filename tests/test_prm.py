@@ -1,0 +1,127 @@
+"""The transformers step-tag scorer against a plain re-implementation of the upstream recipe."""
+
+import json
+import random
+import shutil
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from rfprm_tts.errors import PRMInputTooLongError, PRMLoadError
+from rfprm_tts.prm import aggregate, load_prm
+from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
+
+QUESTION = "Compute 7 + 5 * 3 - 4."
+
+
+def random_steps(rng: random.Random, k: int) -> list[str]:
+    return [f"{rng.randint(1, 99)} * {rng.randint(1, 9)} = {rng.randint(1, 999)}" for _ in range(k)]
+
+
+def upstream_reference(model_dir, question, steps):
+    """The recipe as the ReasonFlux/Qwen PRM READMEs describe it: one sequence at a time, step
+    rewards found by masking probabilities and keeping the non-zero entries."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = Qwen2ForProcessRewardModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    messages = [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"},
+    ]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    input_ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=input_ids).logits
+    mask = (input_ids == tokenizer.convert_tokens_to_ids("<extra_0>")).unsqueeze(-1)
+    probs = torch.softmax(logits, dim=-1) * mask
+    kept = probs[0][probs[0] != 0].view(-1, 2)
+    return kept[:, 1].tolist()
+
+
+def test_scores_match_the_upstream_recipe(tiny_prm_dir):
+    scorer = load_prm(str(tiny_prm_dir), batch_size=4)
+    rng = random.Random(0)
+    trajectories = [random_steps(rng, k) for k in (1, 3, 5, 2, 7)]
+    ours = scorer.score(QUESTION, trajectories)
+    for steps, got in zip(trajectories, ours):
+        want = upstream_reference(tiny_prm_dir, QUESTION, steps)
+        assert len(got) == len(steps)
+        assert got == pytest.approx(want, abs=1e-5)
+
+
+def test_batched_equals_unbatched_and_order_is_kept(tiny_prm_dir):
+    rng = random.Random(1)
+    trajectories = [random_steps(rng, rng.randint(1, 8)) for _ in range(9)]
+    batched = load_prm(str(tiny_prm_dir), batch_size=4).score(QUESTION, trajectories)
+    single = load_prm(str(tiny_prm_dir), batch_size=1).score(QUESTION, trajectories)
+    for a, b in zip(batched, single):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_prefix_scores_do_not_change_when_steps_are_appended(tiny_prm_dir):
+    scorer = load_prm(str(tiny_prm_dir))
+    steps = random_steps(random.Random(2), 6)
+    full = scorer.score(QUESTION, [steps])[0]
+    for k in range(1, 6):
+        assert scorer.score(QUESTION, [steps[:k]])[0] == pytest.approx(full[:k], abs=1e-5)
+
+
+def test_token_count_and_empty_trajectories(tiny_prm_dir):
+    scorer = load_prm(str(tiny_prm_dir))
+    batch = scorer.score_batch(QUESTION, [["1 + 1 = 2"], [], ["2 + 2 = 4", "4 * 2 = 8"]])
+    assert batch.step_scores[1] == []
+    expected = sum(len(scorer.encode(QUESTION, s)) for s in (["1 + 1 = 2"], ["2 + 2 = 4", "4 * 2 = 8"]))
+    assert batch.tokens == expected
+    # A literal step tag inside a step must not create a phantom step.
+    assert len(scorer.score(QUESTION, [["a <extra_0> b", "c"]])[0]) == 2
+
+
+def test_vocab_sized_head_fails_clearly(tmp_path):
+    bad = build_tiny_prm(tmp_path / "lm_head_prm", num_labels=107)
+    with pytest.raises(PRMLoadError, match="head of 107 outputs"):
+        load_prm(str(bad))
+
+
+def test_causal_lm_checkpoint_is_not_a_prm(tmp_path):
+    lm = build_tiny_generator(tmp_path / "lm")
+    with pytest.raises(PRMLoadError, match="Qwen2ForCausalLM.*trust_remote_code"):
+        load_prm(str(lm))
+    # Opting into remote code loads the bare decoder: its hidden states are not 2 labels.
+    with pytest.raises(PRMLoadError, match="expected the 2-label PRM head"):
+        load_prm(str(lm), trust_remote_code=True)
+
+
+def test_missing_step_tag_and_missing_checkpoint(tmp_path, tiny_prm_dir):
+    with pytest.raises(PRMLoadError, match="no '<step>' token"):
+        load_prm(str(tiny_prm_dir), step_tag="<step>")
+    with pytest.raises(PRMLoadError, match="cannot load PRM"):
+        load_prm(str(tmp_path / "nowhere"))
+
+
+def test_input_past_the_context_window_is_an_error(tmp_path):
+    short = build_tiny_prm(tmp_path / "short", max_position_embeddings=128)
+    scorer = load_prm(str(short))
+    with pytest.raises(PRMInputTooLongError, match="past the model's context of 128"):
+        scorer.score(QUESTION, [["x" * 200]])
+
+
+@pytest.mark.parametrize(
+    "method, answer_step, expected",
+    [
+        ("last", False, 0.9),
+        ("min", False, 0.2),
+        ("mean", False, (0.5 + 0.2 + 0.9) / 3),
+        ("prod", False, 0.5 * 0.2 * 0.9),
+        ("reasonflux", False, (0.5 + 0.2 + 0.9) / 3 + 2.0 * 0.9),
+        ("reasonflux", True, (0.5 + 0.2) / 2 + 2.0 * 0.9),
+    ],
+)
+def test_aggregations(method, answer_step, expected):
+    assert aggregate([0.5, 0.2, 0.9], method, alpha=2.0, answer_step=answer_step) == pytest.approx(expected)
+    assert aggregate([], method) is None
+
+
+def test_unknown_aggregation():
+    with pytest.raises(ValueError, match="unknown aggregation 'median'; choose one of last, min"):
+        aggregate([0.5], "median")

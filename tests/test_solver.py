@@ -1,0 +1,105 @@
+import asyncio
+import json
+
+import pytest
+
+import rfprm_tts
+from fakes import DigitScorer, ListGenerator
+from rfprm_tts import ConfigError, ReasoningSolver, Settings, SolveResult
+from rfprm_tts.strategies import StrategyParams, available_strategies
+from rfprm_tts.strategies.best_of_n import BestOfN
+
+# DigitScorer step scores and aggregates, worked out by hand:
+TEXTS = [
+    "a 5\n\nb 5\n\n\\boxed{6}",     # .5 .5 .6: min .5  last .6  prod .15   mean .533
+    "a 9\n\nb 1\n\nso \\boxed{8}",  # .9 .1 .8: min .1  last .8  prod .072  mean .6
+    "a 4\n\nb 9\n\n\\boxed{7}",     # .4 .9 .7: min .4  last .7  prod .252  mean .667
+]
+
+
+def solver(aggregation: str, fail=frozenset(), n=3) -> ReasoningSolver:
+    settings = Settings.load(n=n, prm=dict(aggregation=aggregation))
+    return ReasoningSolver(settings, generator=ListGenerator(TEXTS, fail=fail), scorer=DigitScorer())
+
+
+@pytest.mark.parametrize("aggregation, answer", [("min", "6"), ("last", "8"), ("prod", "7"), ("mean", "7"), ("reasonflux", "8")])
+def test_best_of_n_picks_the_highest_aggregate(aggregation, answer):
+    result = solver(aggregation).solve("q")
+    assert result.answer == answer
+    scores = [c.score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+    assert result.best is result.candidates[0]
+    assert result.strategy_params["aggregation"] == aggregation
+
+
+def test_usage_is_the_sum_of_what_the_backends_reported():
+    result = solver("min").solve("q")
+    u = result.usage
+    assert u.generated_tokens == sum(len(t) for t in TEXTS)
+    assert u.prompt_tokens == 1 and u.generator_calls == 1 and u.prm_calls == 1
+    steps = [s for t in TEXTS for s in t.split("\n\n")]
+    assert u.prm_tokens == sum(len(s) for s in steps)
+    assert u.wall_time_s > 0
+
+
+def test_failed_candidates_are_kept_and_ranked_last():
+    result = solver("min", fail={0}).solve("q")
+    assert result.answer == "7"  # candidate 0 (min .5) failed; 2 (min .4) beats 1 (.1)
+    assert result.candidates[-1].error == "injected failure" and result.candidates[-1].score is None
+
+
+def test_per_solve_overrides_and_their_limits():
+    s = solver("min", n=3)
+    assert s.solve("q", prm__aggregation="last").answer == "8"
+    assert len(s.solve("q", n=2).candidates) == 2
+    with pytest.raises(ConfigError, match="fixed once a solver exists"):
+        s.solve("q", generator__temperature=0.1)
+    with pytest.raises(ConfigError, match="unknown strategy 'nope'; available: .*best_of_n"):
+        s.solve("q", strategy="nope")
+    with pytest.raises(ConfigError, match="it takes: n"):
+        s.solve("q", beam_widht=4)
+    for bad in ("", "   ", None):
+        with pytest.raises(ConfigError, match="prompt is empty"):
+            s.solve(bad)
+
+
+def test_explicit_strategy_object():
+    s = ReasoningSolver(
+        Settings.load(prm=dict(aggregation="last")),
+        generator=ListGenerator(TEXTS), scorer=DigitScorer(), strategy=BestOfN(StrategyParams(n=2)),
+    )
+    result = s.solve("q")
+    assert len(result.candidates) == 2 and result.answer == "8"
+
+
+def test_sync_facade_works_inside_a_running_event_loop():
+    async def notebook_cell():
+        # What Jupyter does: call the sync API while a loop is running in this thread.
+        return solver("min").solve("q")
+
+    result = asyncio.run(notebook_cell())
+    assert result.answer == "6"
+
+
+def test_async_core():
+    async def main():
+        async with solver("min") as s:
+            return await asyncio.gather(s.asolve("q1"), s.asolve("q2"))
+
+    results = asyncio.run(main())
+    assert [r.question for r in results] == ["q1", "q2"]
+
+
+def test_module_level_solve_on_the_demo_world(monkeypatch, tmp_path):
+    monkeypatch.setenv("RFPRM_CACHE_DIR", str(tmp_path / "cache"))
+    result = rfprm_tts.solve("Compute 7 + 5 * 3 - 4.", n=3, generator__max_tokens=24, generator__seed=0)
+    assert len(result.candidates) == 3
+    assert result.usage.generated_tokens == sum(c.generated_tokens for c in result.candidates)
+    assert 0 < result.usage.generated_tokens <= 3 * 24
+    again = json.loads(result.model_dump_json())
+    assert again["usage"]["prm_calls"] == 1
+    assert asyncio.run(rfprm_tts.asolve("Compute 1 + 2.", n=2, generator__max_tokens=8)).usage.generator_calls == 1
+
+
+def test_registry_lists_builtins():
+    assert "best_of_n" in available_strategies()
