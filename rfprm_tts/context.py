@@ -10,6 +10,7 @@ from rfprm_tts.errors import GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import aggregate
 from rfprm_tts.prm.base import Scorer
+from rfprm_tts.text import extract_answer
 from rfprm_tts.trajectory import Candidate, Trajectory, Usage
 
 
@@ -48,6 +49,45 @@ class SearchContext:
             raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
         return result.completions
 
+    async def extend(
+        self, prefixes: Sequence[str], k: int, one_step: bool = True, max_tokens: int | None = None
+    ) -> list[Candidate]:
+        """k continuations of every prefix (requests run concurrently), as unscored
+        candidates whose text is prefix + continuation, `finish_reason` "partial" when more
+        is to come. With `one_step` a continuation stops at the step separator (put back);
+        with `max_tokens` it stops after that many tokens (partial when cut there)."""
+        stop = [self.separator] if one_step else None
+        batches = await asyncio.gather(
+            *(self.sample(k, prefix=p, stop=stop, max_tokens=max_tokens) for p in prefixes)
+        )
+        children = []
+        for prefix, completions in zip(prefixes, batches):
+            for c in completions:
+                if c.error is not None:
+                    children.append(self.candidate(c))
+                    continue
+                at_separator = one_step and self._stopped_at_separator(c)
+                partial = at_separator or (max_tokens is not None and c.finish_reason == "length")
+                text = prefix + c.text + (self.separator if at_separator else "")
+                children.append(
+                    Candidate(
+                        trajectory=self.trajectory(text),
+                        finish_reason="partial" if partial else c.finish_reason,
+                        generated_tokens=c.tokens,
+                    )
+                )
+        return children
+
+    def _stopped_at_separator(self, c: Completion) -> bool:
+        """Did a one-step continuation end at the step separator (more steps to come)?
+        vLLM and the transformers backend say which stop string matched; hosted APIs only say
+        "stop", so a continuation that is empty or holds a final answer counts as finished."""
+        if c.stop_reason is not None:
+            return c.stop_reason == self.separator
+        if c.finish_reason != "stop" or not c.text.strip():
+            return False
+        return extract_answer(c.text) is None
+
     def trajectory(self, text: str) -> Trajectory:
         return Trajectory.from_response(self.question, text, self.separator)
 
@@ -64,18 +104,22 @@ class SearchContext:
         answer_step = bool(trajectory.steps) and trajectory.steps[-1].part == "answer"
         return aggregate(step_scores, self.aggregation, self.alpha, answer_step=answer_step)
 
+    def candidate(self, completion: Completion) -> Candidate:
+        """An unscored candidate for a complete sample."""
+        return Candidate(
+            trajectory=self.trajectory(completion.text),
+            finish_reason=completion.finish_reason,
+            generated_tokens=completion.tokens,
+            error=completion.error,
+        )
+
     async def evaluate(self, completions: Sequence[Completion]) -> list[Candidate]:
         """Candidates for complete samples: cut into steps, PRM-scored, aggregated.
         Failed samples stay in the list, unscored, with their error."""
-        candidates = [
-            Candidate(
-                trajectory=self.trajectory(c.text),
-                finish_reason=c.finish_reason,
-                generated_tokens=c.tokens,
-                error=c.error,
-            )
-            for c in completions
-        ]
+        return await self.score_candidates([self.candidate(c) for c in completions])
+
+    async def score_candidates(self, candidates: list[Candidate]) -> list[Candidate]:
+        """PRM-score (in one call) every candidate that has steps; returns the same list."""
         scorable = [c for c in candidates if c.ok and c.trajectory.steps]
         if scorable:
             for candidate, scores in zip(scorable, await self.score([c.trajectory for c in scorable])):

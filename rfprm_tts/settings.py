@@ -43,6 +43,11 @@ class GeneratorSettings(BaseModel):
     api: Literal["chat", "completions"] = Field(
         "chat", description="Chat completions (server applies the chat template) or completions."
     )
+    tokenizer: str | None = Field(
+        None,
+        description="With api='completions': tokenizer (name or path) whose chat template "
+        "formats the prompt locally; without it the question is sent as raw text.",
+    )
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(512, ge=1, description="Most tokens one completion may generate.")
@@ -58,6 +63,9 @@ class GeneratorSettings(BaseModel):
     backoff_s: float = Field(0.5, ge=0, description="Base of the exponential retry backoff.")
     backoff_max_s: float = Field(20.0, ge=0, description="Cap of one backoff wait (and Retry-After).")
     max_concurrency: int = Field(16, ge=1, description="Most HTTP requests in flight at once.")
+    num_parameters: int | None = Field(
+        None, ge=1, description="Parameter count for FLOP estimates (HTTP backends; in-process ones count)."
+    )
     device: str = Field("auto", description="In-process backends: 'auto', 'cpu', 'cuda', ...")
     dtype: str = Field("auto", description="In-process backends: 'auto', 'float32', 'bfloat16'.")
 

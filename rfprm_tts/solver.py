@@ -105,6 +105,9 @@ class ReasoningSolver:
         started = time.perf_counter()
         outcome = await strategy.search(prompt, ctx)
         ctx.usage.wall_time_s = time.perf_counter() - started
+        ctx.usage.estimate_flops(
+            getattr(generator, "num_parameters", None), getattr(scorer, "num_parameters", None)
+        )
         return SolveResult(
             question=prompt,
             answer=outcome.answer,

@@ -56,7 +56,9 @@ class Trajectory(BaseModel):
 
 
 class Usage(BaseModel):
-    """Compute spent by a solve. Tokens are as the backends reported them."""
+    """Compute spent by a solve. Tokens are as the backends reported them (prompt tokens
+    include prefixes re-sent to continue a partial answer). FLOPs are estimates,
+    2 x parameters x tokens, present when the model's parameter count is known."""
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
@@ -64,10 +66,14 @@ class Usage(BaseModel):
     generator_calls: int = 0
     prm_calls: int = 0
     wall_time_s: float = 0.0
+    generator_flops: float | None = None
+    prm_flops: float | None = None
 
-    def add(self, other: Usage) -> None:
-        for name in type(self).model_fields:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+    def estimate_flops(self, generator_parameters: int | None, prm_parameters: int | None) -> None:
+        if generator_parameters:
+            self.generator_flops = 2.0 * generator_parameters * (self.prompt_tokens + self.generated_tokens)
+        if prm_parameters:
+            self.prm_flops = 2.0 * prm_parameters * self.prm_tokens
 
 
 class Candidate(BaseModel):

@@ -1,8 +1,15 @@
 """Search strategies, installed as `rfprm_tts.strategies`. Importing this package registers
 the built-in strategies."""
 
-from rfprm_tts.strategies import best_of_n  # noqa: F401  (registers best_of_n)
+from rfprm_tts.strategies import (  # noqa: F401  (importing registers the built-ins)
+    beam_search,
+    best_of_n,
+    dvts,
+    early_pruning,
+    voting,
+)
 from rfprm_tts.strategies.base import (
+    BaseStrategy,
     SearchOutcome,
     Strategy,
     StrategyParams,
@@ -12,6 +19,7 @@ from rfprm_tts.strategies.base import (
 )
 
 __all__ = [
+    "BaseStrategy",
     "SearchOutcome",
     "Strategy",
     "StrategyParams",

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rfprm_tts.context import SearchContext
+from rfprm_tts.context import SearchContext, rank
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.trajectory import Candidate
 
@@ -48,6 +48,25 @@ class Strategy(Protocol):
     params: StrategyParams
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome: ...
+
+
+class BaseStrategy:
+    """Convenience base: holds the validated parameters."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StrategyParams]] = StrategyParams
+
+    def __init__(self, params: StrategyParams):
+        self.params = params
+
+
+def best_outcome(candidates: list[Candidate], details: dict[str, Any] | None = None) -> SearchOutcome:
+    """The highest-scored candidate wins (failed ones never do); all are returned ranked."""
+    ranked = rank(candidates)
+    best = ranked[0] if ranked and ranked[0].ok else None
+    return SearchOutcome(
+        answer=best.answer if best else None, candidates=ranked, best=best, details=details or {}
+    )
 
 
 _REGISTRY: dict[str, type] = {}

@@ -7,20 +7,13 @@
 
 from __future__ import annotations
 
-from rfprm_tts.context import SearchContext, rank
-from rfprm_tts.strategies.base import SearchOutcome, StrategyParams, register
+from rfprm_tts.context import SearchContext
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, register
 
 
 @register
-class BestOfN:
+class BestOfN(BaseStrategy):
     name = "best_of_n"
-    Params = StrategyParams
-
-    def __init__(self, params: StrategyParams):
-        self.params = params
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
-        completions = await ctx.sample(self.params.n)
-        ranked = rank(await ctx.evaluate(completions))
-        best = ranked[0] if ranked and ranked[0].ok else None
-        return SearchOutcome(answer=best.answer if best else None, candidates=ranked, best=best)
+        return best_outcome(await ctx.evaluate(await ctx.sample(self.params.n)))

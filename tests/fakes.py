@@ -42,3 +42,45 @@ class DigitScorer:
 
     def score(self, question, trajectories):
         return self.score_batch(question, trajectories).step_scores
+
+
+class StepTreeGenerator:
+    """A deterministic tree of trajectories: `depth` steps, then the answer.
+
+    Continuation i of a prefix with j steps is the step str((i + 2 * j) % 9 + 1); after
+    `depth` steps the answer is \\boxed{sum of the step digits}. A step costs 1 token, the
+    answer 2. With the step separator as a stop string it returns one step at a time
+    (reporting the stop string, as vLLM does), otherwise the whole rest.
+    """
+
+    def __init__(self, depth: int = 3, separator: str = "\n\n"):
+        self.depth, self.separator, self.requests = depth, separator, []
+
+    def _rest(self, prefix: str, i: int, one_step: bool) -> tuple[str, str | None, int]:
+        steps = [s for s in prefix.split(self.separator) if s]
+        out, tokens = [], 0
+        while True:
+            j = len(steps)
+            if j == self.depth:
+                out.append(f"\\boxed{{{sum(int(s) for s in steps)}}}")
+                return self.separator.join(out), None, tokens + 2
+            steps.append(str((i + 2 * j) % 9 + 1))
+            out.append(steps[-1])
+            tokens += 1
+            if one_step:
+                return out[0], self.separator, tokens
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        self.requests.append(request)
+        one_step = bool(request.stop) and self.separator in request.stop
+        result = GenerationResult(prompt_tokens=1 + len(request.prefix), calls=1)
+        for i in range(request.n):
+            text, stop_reason, tokens = self._rest(request.prefix, i, one_step)
+            result.completions.append(
+                Completion(text=text, finish_reason="stop", tokens=tokens, stop_reason=stop_reason)
+            )
+            result.generated_tokens += tokens
+        return result
+
+    async def aclose(self) -> None:
+        pass

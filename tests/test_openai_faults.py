@@ -1,7 +1,6 @@
 """The OpenAI backend's retry and fallback policy, against a real local HTTP server."""
 
 import asyncio
-import time
 
 import pytest
 

@@ -1,8 +1,6 @@
 """The transformers step-tag scorer against a plain re-implementation of the upstream recipe."""
 
-import json
 import random
-import shutil
 
 import pytest
 import torch

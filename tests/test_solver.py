@@ -5,7 +5,7 @@ import pytest
 
 import rfprm_tts
 from fakes import DigitScorer, ListGenerator
-from rfprm_tts import ConfigError, ReasoningSolver, Settings, SolveResult
+from rfprm_tts import ConfigError, ReasoningSolver, Settings
 from rfprm_tts.strategies import StrategyParams, available_strategies
 from rfprm_tts.strategies.best_of_n import BestOfN
 
@@ -103,3 +103,13 @@ def test_module_level_solve_on_the_demo_world(monkeypatch, tmp_path):
 
 def test_registry_lists_builtins():
     assert "best_of_n" in available_strategies()
+
+
+def test_flop_estimates_use_known_parameter_counts():
+    gen, scorer = ListGenerator(TEXTS), DigitScorer()
+    gen.num_parameters, scorer.num_parameters = 1000, 10
+    result = ReasoningSolver(Settings.load(n=3), generator=gen, scorer=scorer).solve("q")
+    u = result.usage
+    assert u.generator_flops == 2 * 1000 * (u.prompt_tokens + u.generated_tokens)
+    assert u.prm_flops == 2 * 10 * u.prm_tokens
+    assert solver("min").solve("q").usage.generator_flops is None  # unknown size: no guess

@@ -47,3 +47,54 @@ def test_max_tokens_and_stop_are_honoured(vllm_server, tiny_prm_dir):
     assert result.usage.generated_tokens <= 4 * 5
     # Greedy decoding: all four samples are the same text.
     assert len({c.trajectory.text for c in result.candidates}) == 1
+
+
+@pytest.mark.parametrize(
+    "strategy, params",
+    [
+        ("majority_vote", {}),
+        ("weighted_best_of_n", {}),
+        ("beam_search", {"beam_width": 2, "max_steps": 3}),
+        ("dvts", {"beam_width": 2, "max_steps": 3}),
+        ("early_pruning", {"schedule": [0.5]}),
+        ("early_pruning", {"schedule": [0.5], "chunk": "tokens", "chunk_size": 8}),
+    ],
+)
+def test_every_strategy_end_to_end(vllm_server, tiny_prm_dir, strategy, params):
+    """Partial answers are continued through chat with vLLM's continue_final_message."""
+    settings = settings_for(vllm_server, tiny_prm_dir, n=4, strategy=strategy, generator=dict(max_tokens=24))
+    generated_before = vllm_server.metric("vllm:generation_tokens_total")
+    with ReasoningSolver(settings) as solver:
+        result = solver.solve("Compute 7 + 5 * 3 - 4.", **params)
+    generated = vllm_server.metric("vllm:generation_tokens_total") - generated_before
+    assert result.strategy == strategy and result.candidates
+    assert result.usage.generated_tokens == generated > 0
+    if strategy != "majority_vote":
+        assert result.usage.prm_calls >= 1 and result.best is not None
+
+
+def test_chat_continuation_equals_completions_with_a_local_template(vllm_server):
+    """Greedy: continuing a partial answer through chat (continue_final_message) and through
+    the completions API with the template applied locally give the same text."""
+    import asyncio
+
+    from rfprm_tts.generators import GenerationRequest
+    from rfprm_tts.generators.openai import OpenAIGenerator
+    from rfprm_tts.settings import GeneratorSettings
+
+    def run(**kw):
+        gen = OpenAIGenerator(GeneratorSettings(
+            backend="openai", base_url=vllm_server.base_url, model="tiny", temperature=0.0, max_tokens=12, **kw
+        ))
+
+        async def go():
+            try:
+                return await gen.generate(GenerationRequest("Compute 1 + 2.", prefix="1 + 2 = "))
+            finally:
+                await gen.aclose()
+
+        return asyncio.run(go()).completions[0].text
+
+    chat = run(api="chat")
+    completions = run(api="completions", tokenizer=str(vllm_server.model_dir))
+    assert chat and chat == completions

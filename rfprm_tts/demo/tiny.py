@@ -8,53 +8,66 @@ Qwen2.5-Math-PRM / ReasonFlux-PRM-7B). Tests and the plumbing demo build them; e
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
 
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<extra_0>", "<unk>"]
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<extra_0>"]
 PLAIN_ADDED_TOKENS = ["<think>", "</think>"]  # kept in decoded text, like Qwen3's
 
-DEFAULT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\\\boxed{}."
+DEFAULT_SYSTEM_PROMPT = "Please reason step by step."  # no backslashes: Jinja would unescape them
 
-# ChatML, as Qwen models use it; a default system message when none is given.
-CHATML_TEMPLATE = (
-    "{%- if messages[0]['role'] == 'system' %}"
-    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
-    "{%- set loop_messages = messages[1:] %}"
-    "{%- else %}"
-    "{{- '<|im_start|>system\\n" + DEFAULT_SYSTEM_PROMPT + "<|im_end|>\\n' }}"
-    "{%- set loop_messages = messages %}"
-    "{%- endif %}"
-    "{%- for message in loop_messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+
+def chatml_template(system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> str:
+    """ChatML, as Qwen models use it; `system_prompt` when no system message is given."""
+    return (
+        "{%- if messages[0]['role'] == 'system' %}"
+        "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+        "{%- set loop_messages = messages[1:] %}"
+        "{%- else %}"
+        "{{- '<|im_start|>system\\n" + system_prompt + "<|im_end|>\\n' }}"
+        "{%- set loop_messages = messages %}"
+        "{%- endif %}"
+        "{%- for message in loop_messages %}"
+        "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        "{%- endfor %}"
+        "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+    )
+
+
+# Qwen2's pre-tokenization; with the byte-level BPE below and no merges, one token per byte.
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
 )
 
 
-def build_tokenizer(alphabet: str = string.printable) -> PreTrainedTokenizerFast:
-    """One token per character, plus the special tokens of the real formats."""
+def build_tokenizer(system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> PreTrainedTokenizerFast:
+    """A Qwen2-style byte-level BPE tokenizer with no merges (one token per byte), the special
+    tokens of the real formats and a ChatML template. Its pipeline is the one transformers'
+    Qwen2Tokenizer rebuilds from vocab and merges, so every loader tokenizes alike."""
     vocab: dict[str, int] = {}
-    for token in [*SPECIAL_TOKENS, *PLAIN_ADDED_TOKENS, *alphabet]:
+    for token in [*SPECIAL_TOKENS, *PLAIN_ADDED_TOKENS, *sorted(pre_tokenizers.ByteLevel.alphabet())]:
         vocab.setdefault(token, len(vocab))
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
-    tok.decoder = decoders.Fuse()
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[], continuing_subword_prefix="", end_of_word_suffix=""))
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
     tok.add_special_tokens(SPECIAL_TOKENS)
     tok.add_tokens(PLAIN_ADDED_TOKENS)
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        unk_token="<unk>",
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
     )
-    tokenizer.chat_template = CHATML_TEMPLATE
+    tokenizer.chat_template = chatml_template(system_prompt)
     return tokenizer
 
 

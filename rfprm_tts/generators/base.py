@@ -30,6 +30,7 @@ class Completion:
     finish_reason: str | None = None
     tokens: int | None = None  # generated tokens, when the backend reports them per sample
     error: str | None = None
+    stop_reason: str | None = None  # the stop string that ended it, when the backend says
 
 
 @dataclass

@@ -79,6 +79,20 @@ class OpenAIGenerator:
         )
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._server_honours_n = True
+        self.num_parameters = settings.num_parameters
+        self._template = None
+        if settings.api == "completions" and settings.tokenizer:
+            from transformers import AutoTokenizer
+
+            self._template = AutoTokenizer.from_pretrained(settings.tokenizer)
+
+    def completion_prompt(self, question: str, prefix: str = "") -> str:
+        """The completions-API prompt: the chat template applied locally when a tokenizer is
+        set (so a prefix is continued inside the assistant turn), else the raw question."""
+        if self._template is None:
+            return question + prefix
+        messages = [{"role": "user", "content": question}]
+        return self._template.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefix
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -161,7 +175,7 @@ class OpenAIGenerator:
         try:
             if s.api == "completions":
                 return await self.client.completions.create(
-                    prompt=request.question + request.prefix, max_tokens=max_tokens,
+                    prompt=self.completion_prompt(request.question, request.prefix), max_tokens=max_tokens,
                     extra_body=body, **common,
                 )
             messages = [{"role": "user", "content": request.question}]
@@ -186,7 +200,14 @@ class OpenAIGenerator:
             text = _choice_text(choice)
             if not isinstance(text, str):
                 raise MalformedResponseError(f"a choice has no text (got {str(choice)[:200]!r})")
-            completions.append(Completion(text=text, finish_reason=getattr(choice, "finish_reason", None)))
+            stop_reason = getattr(choice, "stop_reason", None)  # vLLM: the matched stop string
+            completions.append(
+                Completion(
+                    text=text,
+                    finish_reason=getattr(choice, "finish_reason", None),
+                    stop_reason=stop_reason if isinstance(stop_reason, str) else None,
+                )
+            )
         usage = getattr(response, "usage", None)
         if usage is not None:
             result.prompt_tokens += usage.prompt_tokens or 0

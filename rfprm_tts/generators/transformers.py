@@ -11,13 +11,29 @@ import asyncio
 import threading
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
 from rfprm_tts.demo import resolve_model
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
 from rfprm_tts.settings import GeneratorSettings
 from rfprm_tts.torch_utils import pick_device, pick_dtype
+
+
+class StopOnText(StoppingCriteria):
+    """Stops a sequence once its decoded tail contains a stop string. (transformers' own
+    `stop_strings` matches on token strings and misfires on some tokenizers.)"""
+
+    def __init__(self, tokenizer, stops: list[str], prompt_length: int):
+        self.tokenizer = tokenizer
+        self.stops = stops
+        self.prompt_length = prompt_length  # only generated text can match, as on servers
+        self.window = max(len(s) for s in stops) + 2  # tokens: each decodes to >= 1 character
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        start = max(self.prompt_length, input_ids.shape[1] - self.window)
+        tails = self.tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+        return torch.tensor([any(s in tail for s in self.stops) for tail in tails], device=input_ids.device)
 
 
 class TransformersGenerator:
@@ -29,6 +45,7 @@ class TransformersGenerator:
         self.model = AutoModelForCausalLM.from_pretrained(
             path, dtype=pick_dtype(settings.dtype, self.device)
         ).to(self.device).eval()
+        self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self._lock = threading.Lock()  # one generate() at a time: torch already uses every core
         self._calls = 0
 
@@ -65,14 +82,16 @@ class TransformersGenerator:
                 top_p=s.top_p if sample else None,
                 top_k=None,
                 max_new_tokens=request.max_tokens or s.max_tokens,
-                num_return_sequences=request.n,
-                stop_strings=stop or None,
-                tokenizer=self.tokenizer,
+                num_return_sequences=request.n if sample else 1,
+                stopping_criteria=StoppingCriteriaList([StopOnText(self.tokenizer, stop, len(prompt))]) if stop else None,
                 eos_token_id=eos,
                 pad_token_id=eos,
             )
+        rows = output[:, len(prompt):].tolist()
+        if not sample:
+            rows = rows * request.n  # greedy: n identical answers, as a server gives them
         result = GenerationResult(prompt_tokens=len(prompt), calls=1)
-        for row in output[:, len(prompt):].tolist():
+        for row in rows:
             completion = self._completion(row, eos, stop)
             result.generated_tokens += completion.tokens or 0
             result.completions.append(completion)
@@ -83,9 +102,10 @@ class TransformersGenerator:
         EOS counts as a generated token; the padding after a stop string does not."""
         end = new_ids.index(eos) if eos in new_ids else len(new_ids)
         text = self.tokenizer.decode(new_ids[:end], skip_special_tokens=True)
-        hits = [text.find(s) for s in stop if s in text]
+        hits = sorted((text.find(s), s) for s in stop if s in text)
         if hits:
-            return Completion(text=text[: min(hits)], finish_reason="stop", tokens=end)
+            at, matched = hits[0]
+            return Completion(text=text[:at], finish_reason="stop", tokens=end, stop_reason=matched)
         if end < len(new_ids):
             return Completion(text=text, finish_reason="stop", tokens=end + 1)
         return Completion(text=text, finish_reason="length", tokens=end)

@@ -37,6 +37,7 @@ class StepTagScorer:
         self.batch_size = batch_size
         self.max_length = max_length
         self.device = next(model.parameters()).device
+        self.num_parameters = sum(p.numel() for p in model.parameters())
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
 

@@ -1,0 +1,201 @@
+"""The demo world's task: multi-step integer arithmetic with exact, step-level grading.
+
+    Compute 7 + 5 * 3 - 4.
+    5 * 3 = 15
+
+    7 + 15 = 22
+
+    22 - 4 = 18
+
+    The answer is \\boxed{18}.
+
+One operation per step: multiplications first (any of them), then additions and
+subtractions from the left. A step is correct when its operation is one the current state
+allows and its result is right; the state then advances. Grading a sampled solution gives,
+for every character, whether the text so far can still be extended to a correct solution:
+the labels the demo PRM is trained on.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from rfprm_tts.text import DEFAULT_STEP_SEPARATOR, extract_answer, split_steps
+
+STEP_RE = re.compile(r"^(-?\d+) ([-+*]) (-?\d+) = (-?\d+)$")
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """Which problems a task draws: operation count, operand range, share of '*'."""
+
+    min_ops: int = 2
+    max_ops: int = 4
+    max_operand: int = 30
+    mul_share: float = 0.3
+    max_multiplier: int = 9
+    non_negative: bool = True  # redraw problems whose solution passes through a negative value
+
+
+@dataclass(frozen=True)
+class Problem:
+    numbers: tuple[int, ...]
+    ops: tuple[str, ...]
+
+    @property
+    def question(self) -> str:
+        parts = [str(self.numbers[0])]
+        for op, number in zip(self.ops, self.numbers[1:]):
+            parts += [op, str(number)]
+        return f"Compute {' '.join(parts)}."
+
+    @property
+    def answer(self) -> int:
+        return self.intermediate_values()[-1]
+
+    def intermediate_values(self) -> list[int]:
+        """The result of every step of the canonical solution."""
+        values, state = [], (list(self.numbers), list(self.ops))
+        while state[1]:
+            i = canonical_index(state[1])
+            state = apply(state, i)
+            values.append(state[0][i])
+        return values
+
+    def solution(self, separator: str = DEFAULT_STEP_SEPARATOR) -> str:
+        steps, state = [], (list(self.numbers), list(self.ops))
+        while state[1]:
+            i = canonical_index(state[1])
+            a, op, b = state[0][i], state[1][i], state[0][i + 1]
+            state = apply(state, i)
+            steps.append(f"{a} {op} {b} = {state[0][i]}")
+        steps.append(final_step(state[0][0]))
+        return separator.join(steps)
+
+
+def final_step(value: int) -> str:
+    return f"The answer is \\boxed{{{value}}}."
+
+
+def canonical_index(ops: list[str]) -> int:
+    return ops.index("*") if "*" in ops else 0
+
+
+def allowed_indices(ops: list[str]) -> list[int]:
+    """Operations the state allows next: any '*', else only the leftmost + or -."""
+    muls = [i for i, op in enumerate(ops) if op == "*"]
+    return muls or ([0] if ops else [])
+
+
+def apply(state: tuple[list[int], list[str]], i: int) -> tuple[list[int], list[str]]:
+    numbers, ops = state
+    a, op, b = numbers[i], ops[i], numbers[i + 1]
+    value = a * b if op == "*" else a + b if op == "+" else a - b
+    return numbers[:i] + [value] + numbers[i + 2 :], ops[:i] + ops[i + 1 :]
+
+
+def sample_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) -> Problem:
+    d = difficulty
+    while True:
+        n_ops = rng.randint(d.min_ops, d.max_ops)
+        ops = tuple("*" if rng.random() < d.mul_share else rng.choice("+-") for _ in range(n_ops))
+        numbers = [rng.randint(1, d.max_operand)]
+        for op in ops:
+            numbers.append(rng.randint(2, d.max_multiplier) if op == "*" else rng.randint(1, d.max_operand))
+        problem = Problem(tuple(numbers), ops)
+        if not d.non_negative or min(problem.intermediate_values()) >= 0:
+            return problem
+
+
+def held_out_problems(count: int = 200, seed: int = 1234, difficulty: Difficulty = Difficulty()) -> list[Problem]:
+    """The fixed test set (distinct problems). Training never draws these."""
+    rng, seen, problems = random.Random(seed), set(), []
+    while len(problems) < count:
+        p = sample_problem(rng, difficulty)
+        if p.question not in seen:
+            seen.add(p.question)
+            problems.append(p)
+    return problems
+
+
+@dataclass
+class Grade:
+    """Step verdicts of a response (prefix semantics: after the first error every step is
+    wrong), the character offset of the first error in the joined steps (None if none), and
+    whether the final answer is right."""
+
+    step_correct: list[bool]
+    first_error_char: int | None
+    answer_correct: bool
+
+
+def correct_next_steps(state: tuple[list[int], list[str]]) -> dict[str, tuple[list[int], list[str]] | None]:
+    """Every correct next step text, with the state it leads to (None after the answer)."""
+    numbers, ops = state
+    if not ops:
+        return {final_step(numbers[0]): None}
+    options = {}
+    for i in allowed_indices(ops):
+        nxt = apply(state, i)
+        options[f"{numbers[i]} {ops[i]} {numbers[i + 1]} = {nxt[0][i]}"] = nxt
+    return options
+
+
+def grade(problem: Problem, steps: list[str]) -> Grade:
+    """Grade a response already cut into steps. Offsets count characters of the steps with
+    one separator character between steps (the PRM input joins steps with one step tag)."""
+    state: tuple[list[int], list[str]] | None = (list(problem.numbers), list(problem.ops))
+    verdicts: list[bool] = []
+    offset = 0
+    first_error: int | None = None
+    for step in steps:
+        if first_error is None:
+            options = correct_next_steps(state) if state is not None else {}
+            if step in options:
+                state = options[step]
+                verdicts.append(True)
+            else:
+                first_error = offset + deviation(step, list(options))
+                verdicts.append(False)
+        else:
+            verdicts.append(False)
+        offset += len(step) + 1
+    ok = first_error is None and state is None and verdicts == [True] * len(steps)
+    answer = extract_answer("\n\n".join(steps))
+    return Grade(verdicts, first_error, ok and answer == str(problem.answer))
+
+
+def deviation(step: str, options: list[str]) -> int:
+    """Where a wrong step leaves every correct option: the length of the longest common prefix
+    (equal to len(step) when the step stops short, so the error is the step's end)."""
+    best = 0
+    for option in options:
+        n = 0
+        while n < min(len(step), len(option)) and step[n] == option[n]:
+            n += 1
+        best = max(best, n)
+    return best
+
+
+def grade_text(problem: Problem, text: str, separator: str = DEFAULT_STEP_SEPARATOR) -> Grade:
+    return grade(problem, split_steps(text, separator))
+
+
+def parse_question(question: str) -> Problem | None:
+    """The Problem behind a question of this task's form, or None."""
+    m = re.fullmatch(r"Compute (.+)\.", question.strip())
+    if not m:
+        return None
+    tokens = m.group(1).split()
+    if len(tokens) < 3 or len(tokens) % 2 == 0:
+        return None
+    try:
+        numbers = tuple(int(t) for t in tokens[::2])
+    except ValueError:
+        return None
+    ops = tuple(tokens[1::2])
+    if any(op not in "+-*" for op in ops):
+        return None
+    return Problem(numbers, ops)

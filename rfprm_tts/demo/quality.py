@@ -1,0 +1,186 @@
+"""Measuring the demo world: batched sampling, grading, and the metrics a search depends on.
+
+The PRM is judged where a search uses it: within one problem (does it rank that problem's
+right answers above its wrong ones?) and on steps up to the first error. A pooled step AUROC
+is not reported: it rewards a PRM that only learned "later steps fail more".
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from rfprm_tts.demo.arithmetic import Problem, grade
+from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
+from rfprm_tts.text import split_steps
+
+
+@torch.inference_mode()
+def sample_texts(
+    model,
+    tokenizer,
+    questions: Sequence[str],
+    n: int,
+    temperature: float,
+    max_new_tokens: int = 160,
+    prompts_per_batch: int = 16,
+) -> list[list[str]]:
+    """n sampled answers per question (greedy when temperature is 0), many questions per
+    generate() call with left padding."""
+    tokenizer.padding_side = "left"
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    texts: list[list[str]] = []
+    for start in range(0, len(questions), prompts_per_batch):
+        chunk = questions[start : start + prompts_per_batch]
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
+            for q in chunk
+        ]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        sample = temperature > 0
+        out = model.generate(
+            **enc,
+            do_sample=sample,
+            temperature=temperature if sample else None,
+            top_p=None,
+            top_k=None,
+            num_return_sequences=n,
+            max_new_tokens=max_new_tokens,
+            eos_token_id=eos,
+            pad_token_id=pad,
+        )
+        rows = out[:, enc["input_ids"].shape[1] :].tolist()
+        for i in range(len(chunk)):
+            answers = []
+            for row in rows[i * n : (i + 1) * n]:
+                end = next((j for j, t in enumerate(row) if t in (eos, pad)), len(row))
+                answers.append(tokenizer.decode(row[:end], skip_special_tokens=True))
+            texts.append(answers)
+    return texts
+
+
+def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
+    """P(a random positive scores above a random negative), ties counting half."""
+    if not positives or not negatives:
+        return None
+    ranked = sorted([(s, 1) for s in positives] + [(s, 0) for s in negatives])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mean_rank = (i + j + 1) / 2  # ranks are 1-based
+        rank_sum += mean_rank * sum(label for _, label in ranked[i:j])
+        i = j
+    p, q = len(positives), len(negatives)
+    return (rank_sum - p * (p + 1) / 2) / (p * q)
+
+
+def vote(answers: Sequence[str | None], weights: Sequence[float] | None = None) -> str | None:
+    """The answer with the largest total weight (count when unweighted); None answers abstain.
+    Ties go to the answer seen first."""
+    totals: dict[str, float] = defaultdict(float)
+    for i, answer in enumerate(answers):
+        if answer is not None:
+            totals[answer] += 1.0 if weights is None else weights[i]
+    return max(totals, key=totals.get) if totals else None
+
+
+@dataclass
+class ProblemSamples:
+    problem: Problem
+    texts: list[str]
+    steps: list[list[str]] = field(default_factory=list)
+    correct: list[bool] = field(default_factory=list)
+    answers: list[str | None] = field(default_factory=list)
+    step_correct: list[list[bool]] = field(default_factory=list)
+    step_scores: list[list[float]] = field(default_factory=list)
+
+
+def grade_samples(problem: Problem, texts: list[str], scorer=None) -> ProblemSamples:
+    ps = ProblemSamples(problem, texts)
+    for text in texts:
+        steps = split_steps(text)
+        g = grade(problem, steps)
+        ps.steps.append(steps)
+        ps.correct.append(g.answer_correct)
+        ps.answers.append(_answer(steps))
+        ps.step_correct.append(g.step_correct)
+    if scorer is not None:
+        ps.step_scores = scorer.score(problem.question, ps.steps)
+    return ps
+
+
+def _answer(steps: list[str]) -> str | None:
+    from rfprm_tts.text import extract_answer
+
+    return extract_answer("\n\n".join(steps))
+
+
+def world_report(greedy: Sequence[ProblemSamples], sampled: Sequence[ProblemSamples], n: int) -> dict:
+    """Every quality figure of the demo world, from graded and PRM-scored samples."""
+    truth = [str(ps.problem.answer) for ps in sampled]
+    report: dict = {
+        "problems": len(sampled),
+        "n": n,
+        "greedy_accuracy": _mean(ps.correct[0] for ps in greedy),
+        "pass@1": _mean(c for ps in sampled for c in ps.correct),
+        f"oracle_pass@{n}": _mean(any(ps.correct) for ps in sampled),
+        f"majority@{n}": _mean(vote(ps.answers) == t for ps, t in zip(sampled, truth)),
+    }
+    positives, negatives = [], []
+    for ps in sampled:
+        for ok_steps, scores in zip(ps.step_correct, ps.step_scores):
+            for ok, score in zip(ok_steps, scores):
+                (positives if ok else negatives).append(score)
+                if not ok:
+                    break  # steps after the first error are not counted
+    report["first_error_step_auroc"] = _mean([auroc(positives, negatives)] if positives and negatives else [])
+    for method in AGGREGATIONS:
+        within, best, weighted = [], [], []
+        for ps, t in zip(sampled, truth):
+            scores = [aggregate(s, method) for s in ps.step_scores]
+            ranked = [float("-inf") if s is None else s for s in scores]
+            value = auroc(
+                [s for s, c in zip(ranked, ps.correct) if c], [s for s, c in zip(ranked, ps.correct) if not c]
+            )
+            if value is not None:
+                within.append(value)
+            top = max(range(len(ranked)), key=ranked.__getitem__)
+            best.append(ps.answers[top] == t)
+            weights = [max(s, 0.0) if s is not None else 0.0 for s in scores]
+            weighted.append(vote(ps.answers, weights) == t)
+        report[method] = {
+            "within_problem_auroc": _mean(within),
+            f"best_of_n@{n}": _mean(best),
+            f"weighted_best_of_n@{n}": _mean(weighted),
+        }
+    return report
+
+
+def _mean(values) -> float:
+    values = [float(v) for v in values]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def format_report(report: dict) -> str:
+    n = report["n"]
+    lines = [
+        f"held-out problems: {report['problems']}, samples per problem: {n}",
+        f"generator greedy accuracy      {report['greedy_accuracy']:.3f}",
+        f"generator pass@1               {report['pass@1']:.3f}",
+        f"oracle pass@{n:<3}                {report[f'oracle_pass@{n}']:.3f}",
+        f"majority@{n:<3}                   {report[f'majority@{n}']:.3f}",
+        f"PRM first-error step AUROC     {report['first_error_step_auroc']:.3f}",
+        f"{'aggregation':<12} {'within-problem AUROC':>21} {'best_of_n':>10} {'weighted_bon':>13}",
+    ]
+    for method in AGGREGATIONS:
+        r = report[method]
+        lines.append(
+            f"{method:<12} {r['within_problem_auroc']:>21.3f} {r[f'best_of_n@{n}']:>10.3f} "
+            f"{r[f'weighted_best_of_n@{n}']:>13.3f}"
+        )
+    return "\n".join(lines)

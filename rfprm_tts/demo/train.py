@@ -1,0 +1,275 @@
+"""Train the demo world from a seed: a tiny Qwen2 reasoning model and a tiny ReasonFlux-style PRM.
+
+    python -m rfprm_tts.demo.train --out rfprm_tts/demo/weights     # the full run (see README)
+    python -m rfprm_tts.demo.train --smoke --out /tmp/world          # a few steps, for CI
+
+1. Language model. One Qwen2ForCausalLM run on correct solutions to random problems (never a
+   held-out one). An early snapshot is the *generator* (it errs: room for search to help);
+   the final, stronger weights initialise the PRM (a verifier trained with more compute).
+2. PRM data. The generator samples answers to fresh problems at the world's temperature;
+   each is graded exactly, and every token of the PRM input gets a label: does the answer so
+   far still extend to a correct solution? The `<extra_0>` tag closing a step carries the
+   step's label (prefix semantics: wrong from the first error on).
+3. PRM. Qwen2ForProcessRewardModel = that body + a fresh 2-label head. First the head alone,
+   then everything; loss on every answer token, tags weighted up. The read-out is the
+   ReasonFlux one: P(class 1) at each `<extra_0>`.
+4. Report. Both models are saved, reloaded through the public loaders, and measured on the
+   held-out problems (rfprm_tts.demo.quality).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
+
+from rfprm_tts.demo.arithmetic import Difficulty, Problem, grade, held_out_problems, sample_problem
+from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, world_report
+from rfprm_tts.demo.tiny import build_tokenizer, tiny_config
+from rfprm_tts.prm import load_prm
+from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.text import split_steps
+
+SYSTEM_PROMPT = "Solve step by step."
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    difficulty: Difficulty = Difficulty()
+    temperature: float = 1.0  # the world's sampling temperature
+    # model
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 512
+    # language model
+    lm_steps: int = 5000
+    # The generator is the last snapshot (every `snapshot_every` steps) whose greedy accuracy
+    # on `val_problems` fresh problems is at most `generator_max_greedy`: it must err.
+    snapshot_every: int = 250
+    generator_max_greedy: float = 0.55
+    val_problems: int = 64
+    lm_batch: int = 32
+    lm_lr: float = 2e-3
+    warmup: int = 100
+    # PRM
+    prm_problems: int = 1500
+    prm_samples: int = 8
+    prm_head_steps: int = 300
+    prm_full_steps: int = 900
+    prm_batch: int = 32
+    prm_head_lr: float = 1e-3
+    prm_full_lr: float = 3e-4
+    tag_weight: float = 3.0
+    # report
+    eval_problems: int = 200
+    eval_n: int = 16
+
+
+SMOKE = dict(lm_steps=4, snapshot_every=2, val_problems=2, prm_problems=4, prm_samples=2, prm_head_steps=2,
+             prm_full_steps=2, eval_problems=4, eval_n=2, lm_batch=4, prm_batch=4)
+
+
+def training_problems(rng: random.Random, difficulty: Difficulty, held_out: set[str]):
+    while True:
+        p = sample_problem(rng, difficulty)
+        if p.question not in held_out:
+            yield p
+
+
+def prompt_ids(tokenizer, question: str) -> list[int]:
+    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows])
+
+
+def lm_batch(tokenizer, problems: list[Problem]) -> dict[str, torch.Tensor]:
+    """Prompt + solution + EOS; the loss covers the solution and EOS only."""
+    ids, labels = [], []
+    for p in problems:
+        prompt = prompt_ids(tokenizer, p.question)
+        answer = tokenizer(p.solution(), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        ids.append(prompt + answer)
+        labels.append([-100] * len(prompt) + answer)
+    input_ids = pad(ids, tokenizer.pad_token_id)
+    return dict(input_ids=input_ids, attention_mask=(pad(labels, -100) != -100) | (input_ids != tokenizer.pad_token_id), labels=pad(labels, -100))
+
+
+def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def greedy_accuracy(model, tokenizer, problems: list[Problem]) -> float:
+    texts = sample_texts(model.eval(), tokenizer, [p.question for p in problems], n=1, temperature=0.0)
+    model.train()
+    return sum(grade(p, split_steps(t[0])).answer_correct for p, t in zip(problems, texts)) / len(problems)
+
+
+def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Qwen2ForCausalLM]:
+    """Returns (generator snapshot, final language model)."""
+    config = tiny_config(
+        len(tokenizer), "Qwen2ForCausalLM", hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size, max_position_embeddings=1024,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = Qwen2ForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lm_lr, weight_decay=0.01, betas=(0.9, 0.98))
+    validation = [next(problems) for _ in range(cfg.val_problems)]
+    generator, generator_info = None, {}
+    progress = tqdm(range(cfg.lm_steps), desc="language model", unit="step")
+    for step in progress:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, cfg.lm_steps, cfg.lm_lr, cfg.warmup)
+        batch = lm_batch(tokenizer, [next(problems) for _ in range(cfg.lm_batch)])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        progress.set_postfix(loss=f"{loss.item():.3f}", **generator_info)
+        if (step + 1) % cfg.snapshot_every == 0:
+            accuracy = greedy_accuracy(model, tokenizer, validation)
+            if generator is None or accuracy <= cfg.generator_max_greedy:
+                generator, generator_info = copy.deepcopy(model), {"gen_step": step + 1, "gen_greedy": accuracy}
+            progress.write(f"step {step + 1}: loss {loss.item():.3f}, validation greedy {accuracy:.3f}")
+            progress.write(f"  sample: {sample_texts(model.eval(), tokenizer, [validation[0].question], 1, 0.0)[0][0]!r}")
+            model.train()
+    print(f"generator: snapshot {generator_info}")
+    return generator.eval(), model.eval()
+
+
+def prm_example(tokenizer, tag_id: int, problem: Problem, steps: list[str]) -> tuple[list[int], list[int]]:
+    """PRM input ids (the ReasonFlux format) and a label per token: 1 while the answer so far
+    extends to a correct solution, 0 from the first error on; -100 outside the answer."""
+    g = grade(problem, steps)
+    prompt = prompt_ids(tokenizer, problem.question)
+    content = tokenizer("<extra_0>".join(steps) + "<extra_0>", add_special_tokens=False)["input_ids"]
+    # One token per character and per tag, so token i of the answer is character offset i.
+    labels = [int(g.first_error_char is None or i < g.first_error_char) for i in range(len(content))]
+    suffix = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+    return prompt + content + suffix, [-100] * len(prompt) + labels + [-100] * len(suffix)
+
+
+def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> Qwen2ForProcessRewardModel:
+    config = copy.deepcopy(body.config)
+    config.architectures = ["Qwen2ForProcessRewardModel"]
+    config.num_labels = 2
+    prm = Qwen2ForProcessRewardModel(config)
+    prm.model.load_state_dict(body.model.state_dict())
+    tag_id = tokenizer.convert_tokens_to_ids("<extra_0>")
+    rng = random.Random(cfg.seed + 2)
+    phases = [("PRM head", cfg.prm_head_steps, cfg.prm_head_lr, prm.score.parameters()),
+              ("PRM full", cfg.prm_full_steps, cfg.prm_full_lr, prm.parameters())]
+    prm.train()
+    for name, steps, lr, params in phases:
+        params = list(params)
+        for p in prm.parameters():
+            p.requires_grad_(False)
+        for p in params:
+            p.requires_grad_(True)
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+        progress = tqdm(range(steps), desc=name, unit="step")
+        for step in progress:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step, steps, lr, min(cfg.warmup, steps // 10 + 1))
+            chosen = rng.sample(examples, min(cfg.prm_batch, len(examples)))
+            input_ids = pad([ids for ids, _ in chosen], tokenizer.pad_token_id)
+            labels = pad([lab for _, lab in chosen], -100)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = prm(input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_token_id).long()).logits
+            weights = torch.where(input_ids == tag_id, cfg.tag_weight, 1.0) * (labels != -100)
+            losses = F.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
+            loss = (losses * weights).sum() / weights.sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+    for p in prm.parameters():
+        p.requires_grad_(True)
+    return prm.eval()
+
+
+def save(model, tokenizer, path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
+def evaluate(cfg: TrainConfig, out: Path) -> dict:
+    """Reload both models from disk through the public loaders and measure them."""
+    tokenizer = AutoTokenizer.from_pretrained(out / "generator")
+    generator = AutoModelForCausalLM.from_pretrained(out / "generator", dtype=torch.float32).eval()
+    scorer = load_prm(str(out / "prm"), device="cpu", dtype="float32", batch_size=64)
+    problems = held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
+    questions = [p.question for p in problems]
+    torch.manual_seed(cfg.seed + 3)
+    greedy = sample_texts(generator, tokenizer, questions, n=1, temperature=0.0)
+    sampled = sample_texts(generator, tokenizer, questions, n=cfg.eval_n, temperature=cfg.temperature)
+    graded_greedy = [grade_samples(p, t) for p, t in zip(problems, greedy)]
+    graded = [grade_samples(p, t, scorer) for p, t in tqdm(list(zip(problems, sampled)), desc="PRM scoring")]
+    return world_report(graded_greedy, graded, cfg.eval_n)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="where generator/ and prm/ are written")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI)")
+    parser.add_argument("--eval-only", action="store_true", help="only measure the models in --out")
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(seed=args.seed)
+    if args.smoke:
+        cfg = replace(cfg, **SMOKE)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    started = time.time()
+    if not args.eval_only:
+        random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        tokenizer = build_tokenizer(SYSTEM_PROMPT)
+        held_out = {p.question for p in held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)}
+        problems = training_problems(random.Random(cfg.seed), cfg.difficulty, held_out)
+
+        generator, language_model = train_lm(cfg, tokenizer, problems)
+        save(generator, tokenizer, args.out / "generator")
+
+        prm_problems = [next(problems) for _ in range(cfg.prm_problems)]
+        texts = sample_texts(generator, tokenizer, [p.question for p in prm_problems], n=cfg.prm_samples,
+                             temperature=cfg.temperature)
+        tag_id = tokenizer.convert_tokens_to_ids("<extra_0>")
+        examples = [prm_example(tokenizer, tag_id, p, split_steps(t)) for p, ts in zip(prm_problems, texts) for t in ts]
+        examples = [e for e in examples if any(label != -100 for label in e[1])]
+        correct = sum(grade(p, split_steps(t)).answer_correct for p, ts in zip(prm_problems, texts) for t in ts)
+        print(f"PRM data: {len(examples)} samples, {correct / max(1, len(examples)):.1%} with a right answer")
+
+        prm = train_prm(cfg, tokenizer, language_model, examples)
+        save(prm, tokenizer, args.out / "prm")
+    report = evaluate(cfg, args.out)
+    report["train_config"] = asdict(cfg)
+    report["minutes"] = round((time.time() - started) / 60, 1)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print(format_report(report))
+    print(f"total time: {report['minutes']} min")
+
+
+if __name__ == "__main__":
+    main()

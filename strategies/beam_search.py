@@ -1,0 +1,63 @@
+"""Step-level beam search with a PRM (Snell et al. 2024; search-and-learn's convention).
+
+    beams = N first steps sampled from the question
+    repeat up to max_steps:
+        score every beam with the PRM (one call for all of them)
+        set aside finished beams; drop duplicates
+        keep the top N / M open beams
+        sample M next steps for each kept beam (N open again)
+    the last round generates to the end; the best finished beam wins
+
+Beam pools belong to one search (one question), never shared across questions.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from rfprm_tts.context import SearchContext, rank
+from rfprm_tts.strategies.base import (
+    BaseStrategy,
+    SearchOutcome,
+    StrategyParams,
+    best_outcome,
+    register,
+)
+from rfprm_tts.trajectory import Candidate
+
+
+class BeamSearchParams(StrategyParams):
+    beam_width: int = Field(4, ge=1, description="M: continuations sampled per kept beam.")
+    max_steps: int = Field(40, ge=1, description="Step rounds before the rest is generated to the end.")
+
+
+def unique(candidates: list[Candidate]) -> list[Candidate]:
+    """Drop beams whose text repeats an earlier one (they would double the same path)."""
+    seen: set[str] = set()
+    kept = []
+    for c in candidates:
+        if c.trajectory.text not in seen:
+            seen.add(c.trajectory.text)
+            kept.append(c)
+    return kept
+
+
+@register
+class BeamSearch(BaseStrategy):
+    name = "beam_search"
+    Params = BeamSearchParams
+
+    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
+        n, m, max_steps = self.params.n, self.params.beam_width, self.params.max_steps
+        keep = max(1, n // m)
+        finished: list[Candidate] = []
+        beams = await ctx.extend([""], n, one_step=max_steps > 1)
+        for depth in range(1, max_steps + 1):
+            beams = await ctx.score_candidates(unique(beams))
+            finished += [b for b in beams if b.finish_reason != "partial" or not b.ok]
+            open_beams = rank([b for b in beams if b.finish_reason == "partial" and b.ok])[:keep]
+            if not open_beams or len(finished) >= n:
+                break
+            last_round = depth + 1 == max_steps  # the final round generates to the end
+            beams = await ctx.extend([b.trajectory.text for b in open_beams], m, one_step=not last_round)
+        return best_outcome(finished or open_beams, {"rounds": depth})

@@ -1,0 +1,38 @@
+"""Diverse verifier tree search (DVTS; Beeching et al. 2024).
+
+    split the budget N into N / M independent subtrees
+    each subtree keeps one path: at every step sample M next steps, score them with the
+    PRM (one call for all subtrees), follow the best one
+    a subtree ends when its chosen step finishes the answer
+
+Subtrees never compete with each other, so one strong early step cannot collapse the
+search onto a single path (beam search's failure at large N).
+"""
+
+from __future__ import annotations
+
+from rfprm_tts.context import SearchContext, rank
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, register
+from rfprm_tts.strategies.beam_search import BeamSearchParams
+from rfprm_tts.trajectory import Candidate
+
+
+@register
+class DVTS(BaseStrategy):
+    name = "dvts"
+    Params = BeamSearchParams
+
+    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
+        m = self.params.beam_width
+        subtrees = max(1, self.params.n // m)
+        paths: list[str] = [""] * subtrees  # the current prefix of every open subtree
+        finished: list[Candidate] = []
+        for depth in range(1, self.params.max_steps + 1):
+            last_round = depth == self.params.max_steps
+            children = await ctx.score_candidates(await ctx.extend(paths, m, one_step=not last_round))
+            chosen = [rank(children[i * m : (i + 1) * m])[0] for i in range(len(paths))]
+            finished += [c for c in chosen if c.finish_reason != "partial" or not c.ok]
+            paths = [c.trajectory.text for c in chosen if c.finish_reason == "partial" and c.ok]
+            if not paths:
+                break
+        return best_outcome(finished, {"subtrees": subtrees, "rounds": depth})

@@ -1,0 +1,110 @@
+"""Search logic on deterministic backends (tests/fakes.py), so the expected beams can be
+worked out by hand. DigitScorer: a step scores its digit / 10; the answer step scores the
+first digit of the sum / 10."""
+
+import asyncio
+
+import pytest
+
+from fakes import DigitScorer, StepTreeGenerator
+from rfprm_tts import ConfigError, ReasoningSolver, Settings
+
+
+def solve(strategy: str, aggregation: str = "last", question: str = "q", **params):
+    gen, scorer = StepTreeGenerator(depth=3), DigitScorer()
+    settings = Settings.load(strategy=strategy, prm=dict(aggregation=aggregation))
+    solver = ReasoningSolver(settings, generator=gen, scorer=scorer)
+    return solver.solve(question, **params), gen, scorer
+
+
+def test_beam_search_follows_the_best_partial_paths():
+    # N=4, M=2, aggregation min.
+    # round 1 (from the question): steps 1 2 3 4 -> keep the best 2: "4", "3"
+    # round 2: each +{3, 4} -> 4|3 .3, 4|4 .4, 3|3 .3, 3|4 .3 -> keep 4|4 and 4|3 (first of the ties)
+    # round 3: each +{5, 6} -> 4|4|5 .4, 4|4|6 .4, 4|3|5 .3, 4|3|6 .3 -> keep 4|4|5, 4|4|6
+    # round 4: answers: 4+4+5=13 -> \boxed{13} (.1), 14 (.1) ... all finish; min = .1 for both:
+    # the first (13) wins the tie.
+    result, gen, scorer = solve("beam_search", "min", n=4, beam_width=2)
+    assert result.answer == "13"
+    assert result.best.trajectory.step_texts == ["4", "4", "5", "\\boxed{13}"]
+    assert [r.prefix for r in gen.requests[:1]] == [""] and gen.requests[0].n == 4
+    assert all(r.n == 2 for r in gen.requests[1:])
+    assert len(gen.requests) == 1 + 2 * 3  # one root request, then 2 kept beams x 3 rounds
+    assert scorer.calls == 4  # one PRM call per round for all beams
+    assert result.usage.prm_calls == 4 and result.usage.generator_calls == len(gen.requests)
+    # 4 + 4 + 4 one-token steps, then 4 two-token answers
+    assert result.usage.generated_tokens == 4 + 4 + 4 + 4 * 2
+
+
+def test_accounting_equals_what_the_backends_reported():
+    for strategy in ("beam_search", "dvts", "early_pruning", "best_of_n"):
+        result, gen, scorer = solve(strategy, n=4)
+        # StepTreeGenerator reports prompt tokens = 1 + len(prefix) per request.
+        assert result.usage.prompt_tokens == sum(1 + len(r.prefix) for r in gen.requests), strategy
+        assert result.usage.generator_calls == len(gen.requests), strategy
+        assert result.usage.prm_calls == scorer.calls, strategy
+
+
+def test_beam_search_final_round_generates_to_the_end():
+    result, gen, _ = solve("beam_search", n=4, beam_width=2, max_steps=2)
+    assert gen.requests[-1].stop is None  # the last round is not cut at the separator
+    assert all(c.finish_reason != "partial" for c in result.candidates)
+    assert result.answer is not None
+
+
+def test_dvts_expands_independent_subtrees_greedily():
+    # N=4, M=2 -> 2 subtrees, each sampling 2 steps per round and following the better one.
+    # Every subtree sees the same continuations here, so both follow 2|4|6 -> \boxed{12}.
+    result, gen, scorer = solve("dvts", "last", n=4, beam_width=2)
+    assert result.strategy_params["subtrees"] == 2
+    assert result.best.trajectory.step_texts == ["2", "4", "6", "\\boxed{12}"]
+    assert [r.n for r in gen.requests] == [2] * len(gen.requests)
+    assert len(gen.requests) == 2 * 4  # 2 subtrees x (3 steps + answer)
+    assert scorer.calls == 4
+    assert len(result.candidates) == 2
+
+
+def test_early_pruning_spends_fewer_tokens_than_best_of_n():
+    bon, _, _ = solve("best_of_n", n=8)
+    pruned, gen, _ = solve("early_pruning", n=8, schedule=[0.5, 0.25])
+    assert pruned.usage.generated_tokens < bon.usage.generated_tokens
+    # 8 first steps; keep 4, one more step each; keep 1, one more step; finish it.
+    assert [r.n for r in gen.requests] == [8, 1, 1, 1, 1, 1, 1]
+    assert pruned.usage.generated_tokens == 8 + 4 + 1 + 2
+    assert pruned.strategy_params["survivors"] == 1
+    # The survivor continues where it stopped: its prefix is the kept partial trajectory.
+    assert gen.requests[-1].prefix.count("\n\n") == 3 and gen.requests[-1].stop is None
+
+
+def test_early_pruning_by_tokens():
+    result, gen, _ = solve("early_pruning", n=4, schedule=[0.5], chunk="tokens", chunk_size=1)
+    assert all(r.max_tokens == 1 for r in gen.requests[:3])
+    assert result.answer is not None
+
+
+def test_beam_pools_are_per_problem():
+    gen, scorer = StepTreeGenerator(depth=2), DigitScorer()
+    solver = ReasoningSolver(Settings.load(strategy="beam_search"), generator=gen, scorer=scorer)
+
+    async def both():
+        return await asyncio.gather(solver.asolve("q1", n=4, beam_width=2), solver.asolve("q2", n=4, beam_width=2))
+
+    r1, r2 = asyncio.run(both())
+    assert {r.question for r in gen.requests} == {"q1", "q2"}
+    for result in (r1, r2):
+        assert all(c.trajectory.question == result.question for c in result.candidates)
+        assert len(result.candidates) <= 4
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        (dict(strategy="beam_search", beam_width=0), "beam_width"),
+        (dict(strategy="early_pruning", schedule=[0.0]), "schedule"),
+        (dict(strategy="dvts", beam_widht=2), "it takes: n, beam_width, max_steps"),
+    ],
+)
+def test_bad_strategy_parameters(params, message):
+    solver = ReasoningSolver(Settings.load(), generator=StepTreeGenerator(), scorer=DigitScorer())
+    with pytest.raises(ConfigError, match=message):
+        solver.solve("q", **params)
