@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--strategy", help="search strategy (default: best_of_n)")
     solve.add_argument("-n", "--n", type=int, help="sample budget N")
     solve.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter")
-    solve.add_argument("--backend", choices=["transformers", "openai"], help="generator backend")
+    solve.add_argument("--backend", choices=["transformers", "openai", "vllm"], help="generator backend")
     solve.add_argument("--model", help="generator model name or path ('demo' = bundled)")
     solve.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     solve.add_argument("--api", choices=["chat", "completions"], help="which OpenAI API to call")

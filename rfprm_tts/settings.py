@@ -25,13 +25,28 @@ from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
 Aggregation = Literal["last", "min", "mean", "prod", "reasonflux"]
 
 
+class VLLMSettings(BaseModel):
+    """Engine options of the in-process vLLM backend."""
+
+    gpu_memory_utilization: float = Field(
+        0.5, gt=0, le=1, description="Share of GPU memory for the engine; the PRM uses the rest."
+    )
+    max_model_len: int | None = Field(None, ge=1, description="Context length (default: the model's).")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs to shard the model over.")
+    enforce_eager: bool = Field(False, description="Skip CUDA graphs / torch.compile (faster start).")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Any other vllm.LLM argument, passed as is."
+    )
+
+
 class GeneratorSettings(BaseModel):
     """Where candidate trajectories come from, and how they are sampled."""
 
-    backend: Literal["transformers", "openai"] = Field(
+    backend: Literal["transformers", "openai", "vllm"] = Field(
         "transformers",
         description="'transformers': in-process model (CPU or GPU). "
-        "'openai': any OpenAI-compatible HTTP endpoint (hosted API, vLLM server).",
+        "'openai': any OpenAI-compatible HTTP endpoint (hosted API, vLLM server). "
+        "'vllm': in-process vLLM engine.",
     )
     model: str = Field(
         "demo", description="Model name or local path; 'demo' is the bundled demo world."
@@ -68,6 +83,7 @@ class GeneratorSettings(BaseModel):
     )
     device: str = Field("auto", description="In-process backends: 'auto', 'cpu', 'cuda', ...")
     dtype: str = Field("auto", description="In-process backends: 'auto', 'float32', 'bfloat16'.")
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
 
 
 class PRMSettings(BaseModel):

@@ -63,6 +63,7 @@ class ReasoningSolver:
     ):
         self.settings = settings if settings is not None else Settings.load()
         self._generator = generator
+        self._owns_generator = generator is None  # close only what this solver built
         self._scorer = scorer
         self._strategy = strategy
         self._loop_thread: _LoopThread | None = None
@@ -151,7 +152,7 @@ class ReasoningSolver:
         return build_strategy(settings.strategy, n=settings.n, **settings.strategy_params)
 
     async def aclose(self) -> None:
-        if self._generator is not None:
+        if self._generator is not None and self._owns_generator:
             await self._generator.aclose()
 
     def close(self) -> None:
@@ -159,7 +160,7 @@ class ReasoningSolver:
             self._loop_thread.run(self.aclose())
             self._loop_thread.close()
             self._loop_thread = None
-        elif self._generator is not None:
+        elif self._generator is not None and self._owns_generator:
             asyncio.run(self.aclose())
 
     def __enter__(self) -> ReasoningSolver:

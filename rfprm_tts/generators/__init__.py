@@ -11,6 +11,10 @@ def build_generator(settings: GeneratorSettings) -> Generator:
         from rfprm_tts.generators.openai import OpenAIGenerator
 
         return OpenAIGenerator(settings)
+    if settings.backend == "vllm":
+        from rfprm_tts.generators.vllm import VLLMGenerator
+
+        return VLLMGenerator(settings)
     from rfprm_tts.generators.transformers import TransformersGenerator
 
     return TransformersGenerator(settings)

