@@ -89,7 +89,20 @@ class GeneratorSettings(BaseModel):
 class PRMSettings(BaseModel):
     """The process reward model and how its step scores become one score."""
 
+    backend: Literal["transformers", "vllm", "http"] = Field(
+        "transformers",
+        description="'transformers': in-process. 'vllm': in-process vLLM pooling runner. "
+        "'http': a vLLM pooling server at base_url.",
+    )
     model: str = Field("demo", description="PRM name or local path; 'demo' is the bundled PRM.")
+    base_url: str | None = Field(None, description="http backend: the vLLM server's root URL.")
+    served_model_name: str | None = Field(None, description="http backend: the server's model name.")
+    api_key: SecretStr | None = Field(None, description="http backend: API key (a secret).")
+    timeout_s: float = Field(120.0, gt=0, description="http backend: per-request timeout.")
+    max_retries: int = Field(3, ge=0, description="http backend: retries (as for the generator).")
+    backoff_s: float = Field(0.5, ge=0, description="http backend: base of the retry backoff.")
+    backoff_max_s: float = Field(20.0, ge=0, description="http backend: cap of one backoff wait.")
+    vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
     dtype: str = Field("auto", description="'auto' (bfloat16 on cuda, float32 on cpu) or a name.")
     batch_size: int = Field(8, ge=1, description="Trajectories per forward pass.")

@@ -80,11 +80,8 @@ class ReasoningSolver:
     def scorer(self) -> Scorer:
         with self._build_lock:
             if self._scorer is None:
-                prm = self.settings.prm
-                self._scorer = load_prm(
-                    prm.model, device=prm.device, dtype=prm.dtype, batch_size=prm.batch_size,
-                    step_tag=prm.step_tag, trust_remote_code=prm.trust_remote_code,
-                )
+                options = self.settings.prm.model_dump(exclude={"model", "aggregation", "alpha"})
+                self._scorer = load_prm(self.settings.prm.model, **options)
             return self._scorer
 
     async def asolve(self, prompt: str, **overrides: Any) -> SolveResult:

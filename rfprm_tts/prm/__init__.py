@@ -21,15 +21,24 @@ log = logging.getLogger(__name__)
 STEP_TAG_ARCHITECTURES = {"Qwen2ForProcessRewardModel": Qwen2ForProcessRewardModel}
 
 
-def load_prm(path_or_name: str, **options) -> StepTagScorer:
+def load_prm(path_or_name: str, **options) -> Scorer:
     """Load a step-tag PRM (ReasonFlux-PRM-7B, Qwen2.5-Math-PRM-7B/72B, the demo PRM).
 
-    `options` are PRMSettings fields: device, dtype, batch_size, step_tag, trust_remote_code.
+    `options` are PRMSettings fields: backend ('transformers', 'vllm', 'http'), device,
+    dtype, batch_size, step_tag, trust_remote_code, base_url, vllm={...}.
     The project's own Qwen2ForProcessRewardModel loads checkpoints that name that
     architecture; remote code runs only with `trust_remote_code=True`.
     """
     settings = PRMSettings(model=path_or_name, **options)
     path = resolve_model(settings.model, "prm")
+    if settings.backend == "vllm":
+        from rfprm_tts.prm.vllm_pooling import VLLMPoolingScorer
+
+        return VLLMPoolingScorer(settings, path)
+    if settings.backend == "http":
+        from rfprm_tts.prm.vllm_pooling import HTTPPoolingScorer
+
+        return HTTPPoolingScorer(settings, path)
     trust = settings.trust_remote_code
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust)

@@ -19,6 +19,16 @@ from rfprm_tts.errors import PRMInputTooLongError
 from rfprm_tts.prm.base import ScoredBatch
 
 
+def step_tag_input(tokenizer, question: str, steps: Sequence[str], step_tag: str = "<extra_0>") -> str:
+    """The exact text a step-tag PRM reads for one trajectory (every scorer backend uses it)."""
+    clean = [step.replace(step_tag, "") for step in steps]  # a stray tag would add a step
+    messages = [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": step_tag.join(clean) + step_tag},
+    ]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+
 class StepTagScorer:
     def __init__(
         self,
@@ -41,17 +51,9 @@ class StepTagScorer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
 
-    def input_text(self, question: str, steps: Sequence[str]) -> str:
-        """The exact text the PRM reads for one trajectory."""
-        clean = [step.replace(self.step_tag, "") for step in steps]  # a stray tag would add a step
-        messages = [
-            {"role": "user", "content": question},
-            {"role": "assistant", "content": self.step_tag.join(clean) + self.step_tag},
-        ]
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
-
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
-        ids = self.tokenizer(self.input_text(question, steps), add_special_tokens=False)["input_ids"]
+        text = step_tag_input(self.tokenizer, question, steps, self.step_tag)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if self.max_length is not None and len(ids) > self.max_length:
             raise PRMInputTooLongError(
                 f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length} "

@@ -1,0 +1,145 @@
+"""Step-tag PRMs hosted on vLLM's pooling runner: in-process, or a remote server over HTTP.
+
+vLLM names the ReasonFlux/Qwen PRM architecture Qwen2ForProcessRewardModel. Its
+`token_classify` pooling with `step_tag_id` returns one [P(incorrect), P(correct)] row per
+step tag, the same numbers the transformers scorer reads. Over HTTP the tag is fixed when the
+server starts (`--pooler-config '{"step_tag_id": ID}'`, 151651 by default).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from rfprm_tts.errors import ConfigError, PRMInputTooLongError, RfprmError
+from rfprm_tts.prm.base import ScoredBatch
+from rfprm_tts.prm.step_tag import step_tag_input
+from rfprm_tts.settings import PRMSettings
+
+
+class _StepTagInputs:
+    """Tokenizing trajectories the way every step-tag scorer does."""
+
+    tokenizer: Any
+    step_tag: str
+    max_length: int | None
+
+    def encode(self, question: str, steps: Sequence[str]) -> list[int]:
+        ids = self.tokenizer(step_tag_input(self.tokenizer, question, steps, self.step_tag), add_special_tokens=False)["input_ids"]
+        if self.max_length is not None and len(ids) > self.max_length:
+            raise PRMInputTooLongError(
+                f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length}; "
+                "shorten the trajectory or use a PRM with a longer context"
+            )
+        return ids
+
+    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
+        return self.score_batch(question, trajectories).step_scores
+
+    def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
+        encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
+        todo = [i for i, ids in enumerate(encoded) if ids]
+        rows = self._step_rows([encoded[i] for i in todo]) if todo else []
+        scores: list[list[float]] = [[] for _ in trajectories]
+        for i, probabilities in zip(todo, rows):
+            scores[i] = [float(p[1]) for p in probabilities]
+            if len(scores[i]) != len(trajectories[i]):
+                raise RfprmError(
+                    f"the PRM returned {len(scores[i])} step scores for {len(trajectories[i])} steps: "
+                    f"is the server's step_tag_id the id of {self.step_tag!r}?"
+                )
+        return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
+
+    def _step_rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+        raise NotImplementedError
+
+
+class VLLMPoolingScorer(_StepTagInputs):
+    """In-process: `LLM(model, runner="pooling")` and `encode(..., pooling_task="token_classify")`."""
+
+    def __init__(self, settings: PRMSettings, path: str):
+        from vllm import LLM
+
+        v = settings.vllm
+        dtype = settings.dtype if settings.dtype != "auto" else None
+        engine_args: dict[str, Any] = dict(
+            model=path, runner="pooling", gpu_memory_utilization=v.gpu_memory_utilization,
+            tensor_parallel_size=v.tensor_parallel_size, enforce_eager=v.enforce_eager,
+        )
+        if dtype:
+            engine_args["dtype"] = dtype
+        if v.max_model_len is not None:
+            engine_args["max_model_len"] = v.max_model_len
+        self.llm = LLM(**{**engine_args, **v.engine_kwargs})
+        self.tokenizer = self.llm.get_tokenizer()
+        self.step_tag = settings.step_tag
+        self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
+        self.max_length = self.llm.llm_engine.model_config.max_model_len
+        self.num_parameters = None
+        self._lock = threading.Lock()
+
+    def _step_rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+        from vllm import PoolingParams
+        from vllm.inputs import TokensPrompt
+
+        with self._lock:
+            outputs = self.llm.encode(
+                [TokensPrompt(prompt_token_ids=ids) for ids in batch],
+                pooling_params=PoolingParams(step_tag_id=self.step_tag_id),
+                pooling_task="token_classify",
+                use_tqdm=False,
+            )
+        return [out.outputs.data.float().tolist() for out in outputs]
+
+    def close(self) -> None:
+        shutdown = getattr(getattr(self.llm, "llm_engine", None), "shutdown", None)
+        if callable(shutdown):
+            shutdown()
+
+
+class HTTPPoolingScorer(_StepTagInputs):
+    """A remote vLLM pooling server: `POST {base_url}/pooling`, with the generator's retry
+    policy (timeouts, connection errors, 429 with Retry-After and 5xx retried; other 4xx not)."""
+
+    def __init__(self, settings: PRMSettings, path: str):
+        import openai
+        from transformers import AutoTokenizer
+
+        if not settings.base_url:
+            raise ConfigError("the http PRM backend needs prm.base_url (the vLLM server's root URL)")
+        key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
+        self.client = openai.OpenAI(
+            base_url=settings.base_url.rstrip("/"), api_key=key, timeout=settings.timeout_s, max_retries=0
+        )
+        self.settings = settings
+        self.model = settings.served_model_name or path
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.step_tag = settings.step_tag
+        self.max_length = None  # the server checks its own limit
+        self.num_parameters = None
+
+    def _step_rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+        from tenacity.wait import wait_random_exponential
+
+        from rfprm_tts.generators.openai import describe_failure, is_retryable, retry_after_seconds
+
+        s = self.settings
+        backoff = wait_random_exponential(multiplier=s.backoff_s, max=s.backoff_max_s)
+
+        def wait(state):
+            asked = retry_after_seconds(state.outcome.exception() if state.outcome else None)
+            return min(asked, s.backoff_max_s) if asked is not None else backoff(state)
+
+        body = {"model": self.model, "input": batch, "task": "token_classify"}
+        attempts = 0
+        try:
+            for attempt in Retrying(retry=retry_if_exception(is_retryable), stop=stop_after_attempt(s.max_retries + 1), wait=wait, reraise=True):
+                with attempt:
+                    attempts += 1
+                    response = self.client.post("/pooling", body=body, cast_to=object)
+        except Exception as exc:
+            raise RfprmError(describe_failure(exc, self.settings.base_url, attempts)) from exc
+        data = sorted(response["data"], key=lambda item: item["index"])
+        return [item["data"] for item in data]

@@ -1,0 +1,75 @@
+"""Step-tag PRM on vLLM's pooling runner (in-process and over HTTP) against the transformers
+scorer, on the tiny PRM in float32."""
+
+import random
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import HAS_VLLM, free_port, vllm_env
+from rfprm_tts.prm import load_prm
+from test_prm import QUESTION, random_steps
+
+pytestmark = pytest.mark.vllm
+
+
+@pytest.fixture(scope="module")
+def trajectories():
+    rng = random.Random(3)
+    return [random_steps(rng, k) for k in (1, 4, 2, 6)] + [[]]
+
+
+def test_in_process_pooling_matches_transformers(tiny_prm_dir, trajectories):
+    if not HAS_VLLM:
+        pytest.skip("vllm is not installed")
+    import os
+
+    os.environ.update({k: v for k, v in vllm_env().items() if k.startswith(("VLLM_", "HF_"))})
+    reference = load_prm(str(tiny_prm_dir)).score_batch(QUESTION, trajectories)
+    scorer = load_prm(str(tiny_prm_dir), backend="vllm", dtype="float32", vllm=dict(max_model_len=1024))
+    try:
+        got = scorer.score_batch(QUESTION, trajectories)
+    finally:
+        scorer.close()
+    assert got.tokens == reference.tokens
+    for a, b in zip(got.step_scores, reference.step_scores):
+        assert a == pytest.approx(b, abs=1e-4)
+
+
+def test_http_pooling_server_matches_transformers(tiny_prm_dir, trajectories, tmp_path):
+    if not HAS_VLLM:
+        pytest.skip("vllm is not installed")
+    from transformers import AutoTokenizer
+
+    tag = AutoTokenizer.from_pretrained(tiny_prm_dir).convert_tokens_to_ids("<extra_0>")
+    port = free_port()
+    log = open(tmp_path / "pooling.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_prm_dir),
+         "--runner", "pooling", "--pooler-config", f'{{"step_tag_id": {tag}}}', "--dtype", "float32",
+         "--max-model-len", "1024", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=vllm_env(),
+    )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            assert proc.poll() is None, (tmp_path / "pooling.log").read_text()[-3000:]
+            try:
+                urllib.request.urlopen(f"{root}/health", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "pooling server not ready in 300 s"
+                time.sleep(1)
+        scorer = load_prm(str(tiny_prm_dir), backend="http", base_url=root)
+        got = scorer.score_batch(QUESTION, trajectories)
+        reference = load_prm(str(tiny_prm_dir)).score_batch(QUESTION, trajectories)
+        for a, b in zip(got.step_scores, reference.step_scores):
+            assert a == pytest.approx(b, abs=1e-4)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
