@@ -113,6 +113,11 @@ class PRMSettings(BaseModel):
     )
     alpha: float = Field(1.0, description="Weight of the final-answer score in 'reasonflux'.")
     step_tag: str = Field("<extra_0>", description="Token that ends each step in the PRM input.")
+    readout: Literal["auto", "step_tag", "token_min"] = Field(
+        "auto",
+        description="Where a step's score is read: at its step tag (ReasonFlux), or the min over "
+        "its tokens and tag (token-level PRMs); 'auto' takes the checkpoint's rfprm_readout.",
+    )
     trust_remote_code: bool = Field(
         False, description="Run the checkpoint's own modeling code (explicit opt-in)."
     )

@@ -1,5 +1,6 @@
 """The transformers step-tag scorer against a plain re-implementation of the upstream recipe."""
 
+import json
 import random
 
 import pytest
@@ -123,3 +124,35 @@ def test_aggregations(method, answer_step, expected):
 def test_unknown_aggregation():
     with pytest.raises(ValueError, match="unknown aggregation 'median'; choose one of last, min"):
         aggregate([0.5], "median")
+
+
+def plain_token_min(model_dir, question, steps):
+    """Token-level read-out by hand: softmax at every token, min over each step's tokens and
+    its closing tag, the answer starting after the templated question."""
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = Qwen2ForProcessRewardModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"}]
+    ids = tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        p = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)[:, 1]
+    tag = tokenizer.convert_tokens_to_ids("<extra_0>")
+    tags = [i for i, t in enumerate(ids) if t == tag]
+    bounds = [start] + [t + 1 for t in tags[:-1]]
+    return [p[b : t + 1].min().item() for b, t in zip(bounds, tags)]
+
+
+def test_token_min_readout_is_taken_from_the_checkpoint(tmp_path):
+    path = build_tiny_prm(tmp_path / "token_prm", seed=4)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "rfprm_readout": "token_min"}))
+    steps = random_steps(random.Random(5), 4)
+    scorer = load_prm(str(path), batch_size=2)
+    assert scorer.readout == "token_min"
+    batch = scorer.score(QUESTION, [steps, steps[:2], steps[:1]])
+    want = plain_token_min(path, QUESTION, steps)
+    assert batch[0] == pytest.approx(want, abs=1e-5)
+    assert batch[1] == pytest.approx(want[:2], abs=1e-5)  # still causal: prefixes keep their scores
+    forced = load_prm(str(path), readout="step_tag").score(QUESTION, [steps])[0]
+    assert forced == pytest.approx(upstream_reference(path, QUESTION, steps), abs=1e-5)

@@ -22,14 +22,17 @@ def trajectories():
     return [random_steps(rng, k) for k in (1, 4, 2, 6)] + [[]]
 
 
-def test_in_process_pooling_matches_transformers(tiny_prm_dir, trajectories):
+def test_in_process_token_level_pooling_matches_transformers(tiny_prm_dir, trajectories):
+    """Read per token (the demo PRM's format); the HTTP test below covers the step-tag read-out."""
     if not HAS_VLLM:
         pytest.skip("vllm is not installed")
     import os
 
     os.environ.update({k: v for k, v in vllm_env().items() if k.startswith(("VLLM_", "HF_"))})
-    reference = load_prm(str(tiny_prm_dir)).score_batch(QUESTION, trajectories)
-    scorer = load_prm(str(tiny_prm_dir), backend="vllm", dtype="float32", vllm=dict(max_model_len=1024))
+    reference = load_prm(str(tiny_prm_dir), readout="token_min").score_batch(QUESTION, trajectories)
+    scorer = load_prm(
+        str(tiny_prm_dir), backend="vllm", readout="token_min", dtype="float32", vllm=dict(max_model_len=1024)
+    )
     try:
         got = scorer.score_batch(QUESTION, trajectories)
     finally:

@@ -7,12 +7,15 @@
    held-out one). An early snapshot is the *generator* (it errs: room for search to help);
    the final, stronger weights initialise the PRM (a verifier trained with more compute).
 2. PRM data. The generator samples answers to fresh problems at the world's temperature;
-   each is graded exactly, and every token of the PRM input gets a label: does the answer so
-   far still extend to a correct solution? The `<extra_0>` tag closing a step carries the
-   step's label (prefix semantics: wrong from the first error on).
+   each is graded exactly, down to the first token that goes wrong.
 3. PRM. Qwen2ForProcessRewardModel = that body + a fresh 2-label head. First the head alone,
-   then everything; loss on every answer token, tags weighted up. The read-out is the
-   ReasonFlux one: P(class 1) at each `<extra_0>`.
+   then everything. Every answer token up to the first error is labelled (1 = as a correct
+   solution would continue, 0 = the first token that departs from every correct one; the
+   `<extra_0>` tag counts as a token, so a step that stops short is caught there); tokens
+   after the first error are not labelled. A step's score is the min of P(class 1) over its
+   tokens and its tag: the checkpoint says so (config `rfprm_readout: "token_min"`), and
+   `load_prm` honours it. (The ReasonFlux read-out at the tag alone was tried first and
+   stayed near chance within problems; see the README.)
 4. Report. Both models are saved, reloaded through the public loaders, and measured on the
    held-out problems (rfprm_tts.demo.quality).
 """
@@ -54,12 +57,12 @@ class TrainConfig:
     num_heads: int = 4
     intermediate_size: int = 512
     # language model
-    lm_steps: int = 5000
+    lm_steps: int = 4000
     # The generator is the last snapshot (every `snapshot_every` steps) whose greedy accuracy
     # on `val_problems` fresh problems is at most `generator_max_greedy`: it must err.
-    snapshot_every: int = 250
-    generator_max_greedy: float = 0.55
-    val_problems: int = 64
+    snapshot_every: int = 200
+    generator_max_greedy: float = 0.65
+    val_problems: int = 96
     lm_batch: int = 32
     lm_lr: float = 2e-3
     warmup: int = 100
@@ -67,11 +70,11 @@ class TrainConfig:
     prm_problems: int = 1500
     prm_samples: int = 8
     prm_head_steps: int = 300
-    prm_full_steps: int = 900
+    prm_full_steps: int = 1500
     prm_batch: int = 32
     prm_head_lr: float = 1e-3
-    prm_full_lr: float = 3e-4
-    tag_weight: float = 3.0
+    prm_full_lr: float = 2e-4
+    error_weight: float = 10.0  # first-error tokens are rare: weigh them up
     # report
     eval_problems: int = 200
     eval_n: int = 16
@@ -157,14 +160,15 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
     return generator.eval(), model.eval()
 
 
-def prm_example(tokenizer, tag_id: int, problem: Problem, steps: list[str]) -> tuple[list[int], list[int]]:
-    """PRM input ids (the ReasonFlux format) and a label per token: 1 while the answer so far
-    extends to a correct solution, 0 from the first error on; -100 outside the answer."""
+def prm_example(tokenizer, problem: Problem, steps: list[str]) -> tuple[list[int], list[int]]:
+    """PRM input ids (the ReasonFlux format) and a label per token: 1 up to the first error,
+    0 at it, -100 after it and outside the answer."""
     g = grade(problem, steps)
     prompt = prompt_ids(tokenizer, problem.question)
     content = tokenizer("<extra_0>".join(steps) + "<extra_0>", add_special_tokens=False)["input_ids"]
     # One token per character and per tag, so token i of the answer is character offset i.
-    labels = [int(g.first_error_char is None or i < g.first_error_char) for i in range(len(content))]
+    error = g.first_error_char if g.first_error_char is not None else len(content)
+    labels = [1 if i < error else 0 if i == error else -100 for i in range(len(content))]
     suffix = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
     return prompt + content + suffix, [-100] * len(prompt) + labels + [-100] * len(suffix)
 
@@ -173,9 +177,9 @@ def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> 
     config = copy.deepcopy(body.config)
     config.architectures = ["Qwen2ForProcessRewardModel"]
     config.num_labels = 2
+    config.rfprm_readout = "token_min"
     prm = Qwen2ForProcessRewardModel(config)
     prm.model.load_state_dict(body.model.state_dict())
-    tag_id = tokenizer.convert_tokens_to_ids("<extra_0>")
     rng = random.Random(cfg.seed + 2)
     phases = [("PRM head", cfg.prm_head_steps, cfg.prm_head_lr, prm.score.parameters()),
               ("PRM full", cfg.prm_full_steps, cfg.prm_full_lr, prm.parameters())]
@@ -196,7 +200,7 @@ def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> 
             labels = pad([lab for _, lab in chosen], -100)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 logits = prm(input_ids=input_ids, attention_mask=(input_ids != tokenizer.pad_token_id).long()).logits
-            weights = torch.where(input_ids == tag_id, cfg.tag_weight, 1.0) * (labels != -100)
+            weights = torch.where(labels == 0, cfg.error_weight, 1.0) * (labels != -100)
             losses = F.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
             loss = (losses * weights).sum() / weights.sum()
             optimizer.zero_grad(set_to_none=True)
@@ -255,8 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         prm_problems = [next(problems) for _ in range(cfg.prm_problems)]
         texts = sample_texts(generator, tokenizer, [p.question for p in prm_problems], n=cfg.prm_samples,
                              temperature=cfg.temperature)
-        tag_id = tokenizer.convert_tokens_to_ids("<extra_0>")
-        examples = [prm_example(tokenizer, tag_id, p, split_steps(t)) for p, ts in zip(prm_problems, texts) for t in ts]
+        examples = [prm_example(tokenizer, p, split_steps(t)) for p, ts in zip(prm_problems, texts) for t in ts]
         examples = [e for e in examples if any(label != -100 for label in e[1])]
         correct = sum(grade(p, split_steps(t)).answer_correct for p, ts in zip(prm_problems, texts) for t in ts)
         print(f"PRM data: {len(examples)} samples, {correct / max(1, len(examples)):.1%} with a right answer")

@@ -70,6 +70,7 @@ def load_prm(path_or_name: str, **options) -> Scorer:
             "to the PRM's step separator token"
         )
     check_two_label_head(model, step_tag_id, path)
+    readout = settings.readout if settings.readout != "auto" else getattr(config, "rfprm_readout", "step_tag")
     return StepTagScorer(
         model,
         tokenizer,
@@ -77,6 +78,7 @@ def load_prm(path_or_name: str, **options) -> Scorer:
         step_tag=settings.step_tag,
         batch_size=settings.batch_size,
         max_length=getattr(config, "max_position_embeddings", None),
+        readout=readout,
     )
 
 

@@ -6,6 +6,9 @@ no generation prompt; a step's reward is P(class 1) = softmax(logits)[1] at its 
 positions are indexed directly (the upstream helper's mask-and-drop-zeros breaks when a
 probability underflows to 0). The decoder is causal, so a step's score depends only on what
 precedes it.
+
+A token-level PRM (readout "token_min", e.g. the demo PRM) is read on the same input: a
+step's score is the min of P(class 1) over the step's tokens and its tag.
 """
 
 from __future__ import annotations
@@ -29,6 +32,24 @@ def step_tag_input(tokenizer, question: str, steps: Sequence[str], step_tag: str
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
 
+def answer_start(tokenizer, question: str) -> int:
+    """Tokens before the assistant's answer (the templated question and generation prompt)."""
+    messages = [{"role": "user", "content": question}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def token_min_scores(p_correct: Sequence[float], ids: Sequence[int], tag_id: int, start: int) -> list[float]:
+    """Token-level read-out: each step's score is the min of P(correct) over its tokens and
+    its closing tag; the first step starts at `start`, the first token of the answer."""
+    scores, begin = [], start
+    for position, token in enumerate(ids):
+        if token == tag_id and position >= start:
+            scores.append(min(p_correct[begin : position + 1]))
+            begin = position + 1
+    return scores
+
+
 class StepTagScorer:
     def __init__(
         self,
@@ -39,6 +60,7 @@ class StepTagScorer:
         step_tag: str = "<extra_0>",
         batch_size: int = 8,
         max_length: int | None = None,
+        readout: str = "step_tag",
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -46,6 +68,7 @@ class StepTagScorer:
         self.step_tag_id = step_tag_id
         self.batch_size = batch_size
         self.max_length = max_length
+        self.readout = readout
         self.device = next(model.parameters()).device
         self.num_parameters = sum(p.numel() for p in model.parameters())
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -70,10 +93,11 @@ class StepTagScorer:
         encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
         scores: list[list[float]] = [[] for _ in trajectories]
         order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
+        start_of_answer = answer_start(self.tokenizer, question) if self.readout == "token_min" else 0
         with self._lock:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                for i, row in zip(chunk, self._forward([encoded[i] for i in chunk])):
+                for i, row in zip(chunk, self._forward([encoded[i] for i in chunk], start_of_answer)):
                     scores[i] = row
         for i, steps in enumerate(trajectories):
             if len(scores[i]) != len(steps):
@@ -84,7 +108,7 @@ class StepTagScorer:
         return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
 
     @torch.inference_mode()
-    def _forward(self, batch: list[list[int]]) -> list[list[float]]:
+    def _forward(self, batch: list[list[int]], start_of_answer: int) -> list[list[float]]:
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -95,4 +119,9 @@ class StepTagScorer:
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
         probs = logits.float().softmax(dim=-1)[..., 1]
         is_tag = (input_ids == self.step_tag_id) & attention_mask.bool()
-        return [probs[row][is_tag[row]].tolist() for row in range(len(batch))]
+        if self.readout == "step_tag":
+            return [probs[row][is_tag[row]].tolist() for row in range(len(batch))]
+        return [
+            token_min_scores(probs[row, : len(ids)].tolist(), ids, self.step_tag_id, start_of_answer)
+            for row, ids in enumerate(batch)
+        ]

@@ -2,8 +2,10 @@
 
 vLLM names the ReasonFlux/Qwen PRM architecture Qwen2ForProcessRewardModel. Its
 `token_classify` pooling with `step_tag_id` returns one [P(incorrect), P(correct)] row per
-step tag, the same numbers the transformers scorer reads. Over HTTP the tag is fixed when the
-server starts (`--pooler-config '{"step_tag_id": ID}'`, 151651 by default).
+step tag, the same numbers the transformers scorer reads. A token-level PRM (readout
+"token_min") needs a row per token: the engine then pools with tok_pooling_type "ALL". Over
+HTTP that is fixed when the server starts: `--pooler-config '{"step_tag_id": ID}'` (151651 by
+default) for a step-tag PRM, `'{"tok_pooling_type": "ALL"}'` for a token-level one.
 """
 
 from __future__ import annotations
@@ -14,8 +16,16 @@ from typing import Any
 
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError, RfprmError
 from rfprm_tts.prm.base import ScoredBatch
-from rfprm_tts.prm.step_tag import step_tag_input
+from rfprm_tts.prm.step_tag import answer_start, step_tag_input, token_min_scores
 from rfprm_tts.settings import PRMSettings
+
+
+def checkpoint_readout(settings: PRMSettings, path: str) -> str:
+    if settings.readout != "auto":
+        return settings.readout
+    from transformers import AutoConfig
+
+    return getattr(AutoConfig.from_pretrained(path), "rfprm_readout", "step_tag")
 
 
 class _StepTagInputs:
@@ -23,6 +33,8 @@ class _StepTagInputs:
 
     tokenizer: Any
     step_tag: str
+    step_tag_id: int
+    readout: str
     max_length: int | None
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
@@ -40,10 +52,14 @@ class _StepTagInputs:
     def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
         encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
         todo = [i for i, ids in enumerate(encoded) if ids]
-        rows = self._step_rows([encoded[i] for i in todo]) if todo else []
+        rows = self._rows([encoded[i] for i in todo]) if todo else []
+        start = answer_start(self.tokenizer, question)
         scores: list[list[float]] = [[] for _ in trajectories]
         for i, probabilities in zip(todo, rows):
-            scores[i] = [float(p[1]) for p in probabilities]
+            p_correct = [float(p[1]) for p in probabilities]
+            if self.readout == "token_min":
+                p_correct = token_min_scores(p_correct, encoded[i], self.step_tag_id, start)
+            scores[i] = p_correct
             if len(scores[i]) != len(trajectories[i]):
                 raise RfprmError(
                     f"the PRM returned {len(scores[i])} step scores for {len(trajectories[i])} steps: "
@@ -51,7 +67,8 @@ class _StepTagInputs:
                 )
         return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
 
-    def _step_rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+        """[P(incorrect), P(correct)] rows: one per step tag, or one per token (token_min)."""
         raise NotImplementedError
 
 
@@ -60,8 +77,10 @@ class VLLMPoolingScorer(_StepTagInputs):
 
     def __init__(self, settings: PRMSettings, path: str):
         from vllm import LLM
+        from vllm.config import PoolerConfig
 
         v = settings.vllm
+        self.readout = checkpoint_readout(settings, path)
         dtype = settings.dtype if settings.dtype != "auto" else None
         engine_args: dict[str, Any] = dict(
             model=path, runner="pooling", gpu_memory_utilization=v.gpu_memory_utilization,
@@ -69,6 +88,8 @@ class VLLMPoolingScorer(_StepTagInputs):
         )
         if dtype:
             engine_args["dtype"] = dtype
+        if self.readout == "token_min":
+            engine_args["pooler_config"] = PoolerConfig(tok_pooling_type="ALL")
         if v.max_model_len is not None:
             engine_args["max_model_len"] = v.max_model_len
         self.llm = LLM(**{**engine_args, **v.engine_kwargs})
@@ -79,14 +100,16 @@ class VLLMPoolingScorer(_StepTagInputs):
         self.num_parameters = None
         self._lock = threading.Lock()
 
-    def _step_rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
         from vllm import PoolingParams
         from vllm.inputs import TokensPrompt
 
         with self._lock:
             outputs = self.llm.encode(
                 [TokensPrompt(prompt_token_ids=ids) for ids in batch],
-                pooling_params=PoolingParams(step_tag_id=self.step_tag_id),
+                pooling_params=PoolingParams(step_tag_id=self.step_tag_id)
+                if self.readout == "step_tag"
+                else PoolingParams(),
                 pooling_task="token_classify",
                 use_tqdm=False,
             )
@@ -116,10 +139,12 @@ class HTTPPoolingScorer(_StepTagInputs):
         self.model = settings.served_model_name or path
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.step_tag = settings.step_tag
+        self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
+        self.readout = checkpoint_readout(settings, path)
         self.max_length = None  # the server checks its own limit
         self.num_parameters = None
 
-    def _step_rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
         from tenacity import Retrying, retry_if_exception, stop_after_attempt
         from tenacity.wait import wait_random_exponential
 
