@@ -67,6 +67,7 @@ class GeneratorSettings(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(512, ge=1, description="Most tokens one completion may generate.")
     seed: int | None = Field(None, description="Sampling seed (reproducible where supported).")
+    logprobs: bool = Field(False, description="Return each sampled token's log-probability.")
     stop: list[str] = Field(default_factory=list, description="Extra stop sequences.")
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Extra JSON fields sent with every HTTP request."

@@ -13,11 +13,13 @@ from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, register
 from rfprm_tts.trajectory import Candidate
 
 
-def _winners_first(candidates: list[Candidate], members: list[int]) -> list[Candidate]:
+def _outcome(answer: str | None, candidates: list[Candidate], members: list[int], details: dict) -> SearchOutcome:
+    """The winning group's candidates first (best scored first), then the rest. When no
+    sample has an answer there is no winner, but the best-ranked sample is still returned."""
     chosen = set(members)
-    return rank([candidates[i] for i in members]) + rank(
-        [c for i, c in enumerate(candidates) if i not in chosen]
-    )
+    ranked = rank([candidates[i] for i in members]) + rank([c for i, c in enumerate(candidates) if i not in chosen])
+    best = ranked[0] if ranked and ranked[0].ok else None
+    return SearchOutcome(answer=answer, candidates=ranked, best=best, details=details)
 
 
 @register
@@ -28,9 +30,7 @@ class MajorityVote(BaseStrategy):
         completions = await ctx.sample(self.params.n)
         candidates = [ctx.candidate(c) for c in completions]
         answer, members = vote([c.answer if c.ok else None for c in candidates])
-        ranked = _winners_first(candidates, members)
-        return SearchOutcome(answer=answer, candidates=ranked, best=ranked[0] if members else None,
-                             details={"votes": len(members)})
+        return _outcome(answer, candidates, members, {"votes": len(members)})
 
 
 @register
@@ -41,6 +41,4 @@ class WeightedBestOfN(BaseStrategy):
         candidates = await ctx.evaluate(await ctx.sample(self.params.n))
         weights = [c.score if c.ok and c.score is not None else 0.0 for c in candidates]
         answer, members = vote([c.answer if c.ok else None for c in candidates], weights)
-        ranked = _winners_first(candidates, members)
-        return SearchOutcome(answer=answer, candidates=ranked, best=ranked[0] if members else None,
-                             details={"votes": len(members), "weight": sum(weights[i] for i in members)})
+        return _outcome(answer, candidates, members, {"votes": len(members), "weight": sum(weights[i] for i in members)})

@@ -28,7 +28,7 @@ HAS_VLLM = importlib.util.find_spec("vllm") is not None
 def _isolated_settings(monkeypatch, tmp_path):
     """Tests never read the developer's RFPRM_* environment, .env or rfprm.toml."""
     for key in list(os.environ):
-        if key.startswith("RFPRM_") and key != "RFPRM_CACHE_DIR":
+        if key.startswith("RFPRM_"):
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
 

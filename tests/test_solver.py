@@ -90,8 +90,7 @@ def test_async_core():
     assert [r.question for r in results] == ["q1", "q2"]
 
 
-def test_module_level_solve_on_the_demo_world(monkeypatch, tmp_path):
-    monkeypatch.setenv("RFPRM_CACHE_DIR", str(tmp_path / "cache"))
+def test_module_level_solve_on_the_demo_world():
     result = rfprm_tts.solve("Compute 7 + 5 * 3 - 4.", n=3, generator__max_tokens=24, generator__seed=0)
     assert len(result.candidates) == 3
     assert result.usage.generated_tokens == sum(c.generated_tokens for c in result.candidates)

@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -74,3 +76,17 @@ def test_seeded_sampling_is_reproducible(tiny_generator_dir):
     c = [c.text for c in generate(make(tiny_generator_dir, seed=8, max_tokens=16), n=3).completions]
     assert a == b and a != c
     assert len(set(a)) > 1  # n samples differ from each other
+
+
+def test_logprobs_of_the_sampled_tokens(tiny_generator_dir):
+    gen = make(tiny_generator_dir, temperature=0.0, max_tokens=6, logprobs=True)
+    completion = generate(gen, n=1).completions[0]
+    assert len(completion.logprobs) == completion.tokens
+    # Greedy: each token is the argmax, so its log-probability is the row's maximum.
+    prompt = gen.prompt_ids("Compute 7 + 5 * 3 - 4.")
+    ids = prompt + gen.tokenizer(completion.text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = gen.model(torch.tensor([ids])).logits[0].log_softmax(-1)
+    for i, lp in enumerate(completion.logprobs[: len(ids) - len(prompt)]):
+        assert lp == pytest.approx(logits[len(prompt) - 1 + i].max().item(), abs=1e-4)
+    assert make(tiny_generator_dir, max_tokens=4).settings.logprobs is False

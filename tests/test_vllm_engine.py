@@ -71,7 +71,7 @@ def test_continuation_and_concurrent_batching(engine):
 def test_same_text_as_the_vllm_server_at_temperature_0(engine, vllm_server):
     from rfprm_tts.generators.openai import OpenAIGenerator
 
-    settings = dict(model="tiny", temperature=0.0, max_tokens=12, seed=0)
+    settings = dict(model="tiny", temperature=0.0, max_tokens=12, seed=0, logprobs=True)
     http = OpenAIGenerator(GeneratorSettings(backend="openai", base_url=vllm_server.base_url, **settings))
 
     async def over_http():
@@ -80,13 +80,15 @@ def test_same_text_as_the_vllm_server_at_temperature_0(engine, vllm_server):
         finally:
             await http.aclose()
 
-    engine.settings = engine.settings.model_copy(update={"temperature": 0.0})
+    engine.settings = engine.settings.model_copy(update={"temperature": 0.0, "logprobs": True})
     try:
         local = generate(engine, n=1, max_tokens=12).completions[0]
     finally:
-        engine.settings = engine.settings.model_copy(update={"temperature": 1.0})
+        engine.settings = engine.settings.model_copy(update={"temperature": 1.0, "logprobs": False})
     remote = asyncio.run(over_http()).completions[0]
     assert local.text == remote.text and local.text
+    assert len(local.logprobs) == local.tokens == len(remote.logprobs)
+    assert local.logprobs == pytest.approx(remote.logprobs, abs=1e-3)
 
 
 def test_best_of_n_through_solve(engine, tiny_prm_dir):

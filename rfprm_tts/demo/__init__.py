@@ -1,50 +1,31 @@
-"""The bundled demo world: a generator and a PRM that run on a CPU with no download.
+"""The bundled demo world: a tiny reasoning model and a tiny ReasonFlux-style PRM, trained
+here by `python -m rfprm_tts.demo.train` and shipped inside the package (weights/), so the
+default solve runs on a CPU with no download. `demo` is its name wherever a model is named.
 
-Until the trained demo world is bundled, `demo` resolves to a *plumbing demo*: a tiny
-random-weight generator/PRM pair built at first use into the user cache. It exercises every
-code path of a real solve, but its answers are noise.
+The task is multi-step integer arithmetic (rfprm_tts.demo.arithmetic); weights/report.json
+holds the quality figures measured when the weights were made.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import Literal
 
-log = logging.getLogger(__name__)
+from rfprm_tts.errors import ConfigError
 
 Role = Literal["generator", "prm"]
 DEMO_NAME = "demo"
-PLUMBING_VERSION = "plumbing-v1"
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("RFPRM_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "rfprm_tts"
-    )
-    return Path(root)
+WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
 def resolve_model(name: str, role: Role) -> str:
     """A model name or path as loaders take it; 'demo' becomes the demo world's `role` model."""
     if name != DEMO_NAME:
         return name
-    return str(plumbing_demo_dir() / role)
-
-
-def plumbing_demo_dir() -> Path:
-    """Build the plumbing demo once (a second or two) and reuse it."""
-    from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
-
-    root = cache_dir() / PLUMBING_VERSION
-    done = root / "complete"
-    if not done.exists():
-        log.warning(
-            "building the plumbing demo in %s: random weights, so answers are noise "
-            "(the trained demo world is not bundled yet)", root,
+    path = WEIGHTS_DIR / role
+    if not (path / "config.json").is_file():
+        raise ConfigError(
+            f"the demo world is missing from this installation ({path}); reinstall rfprm-tts, "
+            f"or rebuild it with `python -m rfprm_tts.demo.train --out {WEIGHTS_DIR}`"
         )
-        build_tiny_generator(root / "generator", seed=0)
-        build_tiny_prm(root / "prm", seed=1)
-        done.touch()
-    return root
+    return str(path)

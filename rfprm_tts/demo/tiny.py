@@ -2,7 +2,7 @@
 
 A character-level tokenizer with the Qwen special tokens and a ChatML template, a Qwen2
 causal LM, and a Qwen2 process reward model (decoder + 2-label score head, the layout of
-Qwen2.5-Math-PRM / ReasonFlux-PRM-7B). Tests and the plumbing demo build them; every loader
+Qwen2.5-Math-PRM / ReasonFlux-PRM-7B). Tests build them (and the demo world's training starts from them); every loader
 (transformers, vLLM) then runs on them exactly as on a 7B checkpoint.
 """
 

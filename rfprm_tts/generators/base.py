@@ -31,6 +31,7 @@ class Completion:
     tokens: int | None = None  # generated tokens, when the backend reports them per sample
     error: str | None = None
     stop_reason: str | None = None  # the stop string that ended it, when the backend says
+    logprobs: list[float] | None = None  # per generated token, when asked (generator.logprobs)
 
 
 @dataclass

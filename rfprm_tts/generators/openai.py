@@ -171,6 +171,8 @@ class OpenAIGenerator:
         )
         if seed is not None:
             common["seed"] = seed
+        if s.logprobs:
+            common["logprobs"] = True if s.api == "chat" else 1
         max_tokens = request.max_tokens or s.max_tokens
         try:
             if s.api == "completions":
@@ -206,6 +208,7 @@ class OpenAIGenerator:
                     text=text,
                     finish_reason=getattr(choice, "finish_reason", None),
                     stop_reason=stop_reason if isinstance(stop_reason, str) else None,
+                    logprobs=_choice_logprobs(choice),
                 )
             )
         usage = getattr(response, "usage", None)
@@ -228,3 +231,14 @@ def _choice_text(choice: Any) -> str | None:
     if isinstance(reasoning, str) and reasoning:
         return f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
     return content
+
+
+def _choice_logprobs(choice: Any) -> list[float] | None:
+    """Sampled-token log-probabilities: chat's logprobs.content, completions' token_logprobs."""
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is None:
+        return None
+    content = getattr(logprobs, "content", None)
+    if content is not None:
+        return [item.logprob for item in content]
+    return getattr(logprobs, "token_logprobs", None)

@@ -86,13 +86,20 @@ class TransformersGenerator:
                 stopping_criteria=StoppingCriteriaList([StopOnText(self.tokenizer, stop, len(prompt))]) if stop else None,
                 eos_token_id=eos,
                 pad_token_id=eos,
+                return_dict_in_generate=True,
+                output_scores=s.logprobs,
             )
-        rows = output[:, len(prompt):].tolist()
+        rows = output.sequences[:, len(prompt):].tolist()
+        logprobs = [None] * len(rows)
+        if s.logprobs:  # log-probabilities of the sampled tokens under the sampling distribution
+            logprobs = self.model.compute_transition_scores(output.sequences, output.scores, normalize_logits=True).tolist()
         if not sample:
-            rows = rows * request.n  # greedy: n identical answers, as a server gives them
+            rows, logprobs = rows * request.n, logprobs * request.n  # greedy: n identical answers
         result = GenerationResult(prompt_tokens=len(prompt), calls=1)
-        for row in rows:
+        for row, row_logprobs in zip(rows, logprobs):
             completion = self._completion(row, eos, stop)
+            if row_logprobs is not None:
+                completion.logprobs = row_logprobs[: completion.tokens]
             result.generated_tokens += completion.tokens or 0
             result.completions.append(completion)
         return result

@@ -81,6 +81,7 @@ class VLLMGenerator:
             max_tokens=request.max_tokens or s.max_tokens,
             stop=[*s.stop, *(request.stop or [])] or None,
             seed=next(self._seeds) if self._seeds is not None else None,
+            logprobs=0 if s.logprobs else None,  # 0: just the sampled token's
         )
 
     def _serve(self) -> None:
@@ -144,6 +145,7 @@ def _result(output) -> GenerationResult:
                 finish_reason=c.finish_reason,
                 tokens=tokens,
                 stop_reason=c.stop_reason if isinstance(c.stop_reason, str) else None,
+                logprobs=[step[t].logprob for t, step in zip(c.token_ids, c.logprobs)] if c.logprobs else None,
             )
         )
     return result
