@@ -32,17 +32,10 @@ class Qwen2ForProcessRewardModel(Qwen2PreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values=None,
-        use_cache: bool | None = None,
         **kwargs,
     ) -> TokenClassifierOutput:
         outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
-            **kwargs,
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
         )
         logits = self.score(outputs.last_hidden_state)
         return TokenClassifierOutput(logits=logits, hidden_states=outputs.hidden_states)

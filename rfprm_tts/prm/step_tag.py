@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from rfprm_tts.errors import PRMInputTooLongError
+from rfprm_tts.errors import PRMInputTooLongError, RfprmError
 from rfprm_tts.prm.base import ScoredBatch
 
 
@@ -50,7 +51,56 @@ def token_min_scores(p_correct: Sequence[float], ids: Sequence[int], tag_id: int
     return scores
 
 
-class StepTagScorer:
+class StepTagInputs:
+    """What every step-tag scorer shares: building and tokenizing the PRM input, and turning
+    the model's [P(incorrect), P(correct)] rows into step scores for either read-out.
+    Subclasses provide `_rows`: one row per step tag ("step_tag") or per token ("token_min")."""
+
+    tokenizer: Any
+    step_tag: str
+    step_tag_id: int
+    readout: str
+    max_length: int | None
+
+    def encode(self, question: str, steps: Sequence[str]) -> list[int]:
+        text = step_tag_input(self.tokenizer, question, steps, self.step_tag)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if self.max_length is not None and len(ids) > self.max_length:
+            raise PRMInputTooLongError(
+                f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length} "
+                "(max_position_embeddings); scores there would be unreliable. Shorten the "
+                "trajectory (generator.max_tokens) or use a PRM with a longer context."
+            )
+        return ids
+
+    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
+        return self.score_batch(question, trajectories).step_scores
+
+    def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
+        encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
+        todo = [i for i, ids in enumerate(encoded) if ids]
+        rows = self._rows([encoded[i] for i in todo]) if todo else []
+        start = answer_start(self.tokenizer, question) if self.readout == "token_min" else 0
+        scores: list[list[float]] = [[] for _ in trajectories]
+        for i, probabilities in zip(todo, rows):
+            p_correct = [float(p[1]) for p in probabilities]
+            if self.readout == "token_min":
+                p_correct = token_min_scores(p_correct, encoded[i], self.step_tag_id, start)
+            if len(p_correct) != len(trajectories[i]):
+                raise RfprmError(
+                    f"the PRM gave {len(p_correct)} step scores for {len(trajectories[i])} steps: "
+                    f"{self.step_tag!r} must be one token (and, on a vLLM server, its step_tag_id)"
+                )
+            scores[i] = p_correct
+        return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
+
+    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+        raise NotImplementedError
+
+
+class StepTagScorer(StepTagInputs):
+    """The transformers implementation: batches of similar length (sorted, little padding)."""
+
     def __init__(
         self,
         model: torch.nn.Module,
@@ -74,41 +124,18 @@ class StepTagScorer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
 
-    def encode(self, question: str, steps: Sequence[str]) -> list[int]:
-        text = step_tag_input(self.tokenizer, question, steps, self.step_tag)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if self.max_length is not None and len(ids) > self.max_length:
-            raise PRMInputTooLongError(
-                f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length} "
-                "(max_position_embeddings); scores there would be unreliable. Shorten the "
-                "trajectory (generator.max_tokens) or use a PRM with a longer context."
-            )
-        return ids
-
-    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
-        return self.score_batch(question, trajectories).step_scores
-
-    def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
-        """Batched by similar length (sorted, so little padding), results in input order."""
-        encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
-        scores: list[list[float]] = [[] for _ in trajectories]
-        order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
-        start_of_answer = answer_start(self.tokenizer, question) if self.readout == "token_min" else 0
+    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+        rows: list[list[list[float]]] = [[] for _ in batch]
+        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
         with self._lock:
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start : start + self.batch_size]
-                for i, row in zip(chunk, self._forward([encoded[i] for i in chunk], start_of_answer)):
-                    scores[i] = row
-        for i, steps in enumerate(trajectories):
-            if len(scores[i]) != len(steps):
-                raise RuntimeError(
-                    f"found {len(scores[i])} step tags for {len(steps)} steps; the tokenizer "
-                    f"does not keep {self.step_tag!r} as one token"
-                )
-        return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
+                for i, row in zip(chunk, self._forward([batch[i] for i in chunk])):
+                    rows[i] = row
+        return rows
 
     @torch.inference_mode()
-    def _forward(self, batch: list[list[int]], start_of_answer: int) -> list[list[float]]:
+    def _forward(self, batch: list[list[int]]) -> list[list[list[float]]]:
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -117,11 +144,7 @@ class StepTagScorer:
             attention_mask[row, : len(ids)] = 1
         input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
-        probs = logits.float().softmax(dim=-1)[..., 1]
-        is_tag = (input_ids == self.step_tag_id) & attention_mask.bool()
-        if self.readout == "step_tag":
-            return [probs[row][is_tag[row]].tolist() for row in range(len(batch))]
-        return [
-            token_min_scores(probs[row, : len(ids)].tolist(), ids, self.step_tag_id, start_of_answer)
-            for row, ids in enumerate(batch)
-        ]
+        probs = logits.float().softmax(dim=-1)
+        keep = (input_ids == self.step_tag_id) if self.readout == "step_tag" else torch.ones_like(input_ids, dtype=torch.bool)
+        keep &= attention_mask.bool()
+        return [probs[row][keep[row]].tolist() for row in range(len(batch))]

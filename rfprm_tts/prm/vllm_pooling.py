@@ -11,12 +11,10 @@ default) for a step-tag PRM, `'{"tok_pooling_type": "ALL"}'` for a token-level o
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 from typing import Any
 
-from rfprm_tts.errors import ConfigError, PRMInputTooLongError, RfprmError
-from rfprm_tts.prm.base import ScoredBatch
-from rfprm_tts.prm.step_tag import answer_start, step_tag_input, token_min_scores
+from rfprm_tts.errors import ConfigError, RfprmError
+from rfprm_tts.prm.step_tag import StepTagInputs
 from rfprm_tts.settings import PRMSettings
 
 
@@ -28,51 +26,7 @@ def checkpoint_readout(settings: PRMSettings, path: str) -> str:
     return getattr(AutoConfig.from_pretrained(path), "rfprm_readout", "step_tag")
 
 
-class _StepTagInputs:
-    """Tokenizing trajectories the way every step-tag scorer does."""
-
-    tokenizer: Any
-    step_tag: str
-    step_tag_id: int
-    readout: str
-    max_length: int | None
-
-    def encode(self, question: str, steps: Sequence[str]) -> list[int]:
-        ids = self.tokenizer(step_tag_input(self.tokenizer, question, steps, self.step_tag), add_special_tokens=False)["input_ids"]
-        if self.max_length is not None and len(ids) > self.max_length:
-            raise PRMInputTooLongError(
-                f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length}; "
-                "shorten the trajectory or use a PRM with a longer context"
-            )
-        return ids
-
-    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
-        return self.score_batch(question, trajectories).step_scores
-
-    def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
-        encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
-        todo = [i for i, ids in enumerate(encoded) if ids]
-        rows = self._rows([encoded[i] for i in todo]) if todo else []
-        start = answer_start(self.tokenizer, question)
-        scores: list[list[float]] = [[] for _ in trajectories]
-        for i, probabilities in zip(todo, rows):
-            p_correct = [float(p[1]) for p in probabilities]
-            if self.readout == "token_min":
-                p_correct = token_min_scores(p_correct, encoded[i], self.step_tag_id, start)
-            scores[i] = p_correct
-            if len(scores[i]) != len(trajectories[i]):
-                raise RfprmError(
-                    f"the PRM returned {len(scores[i])} step scores for {len(trajectories[i])} steps: "
-                    f"is the server's step_tag_id the id of {self.step_tag!r}?"
-                )
-        return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
-
-    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
-        """[P(incorrect), P(correct)] rows: one per step tag, or one per token (token_min)."""
-        raise NotImplementedError
-
-
-class VLLMPoolingScorer(_StepTagInputs):
+class VLLMPoolingScorer(StepTagInputs):
     """In-process: `LLM(model, runner="pooling")` and `encode(..., pooling_task="token_classify")`."""
 
     def __init__(self, settings: PRMSettings, path: str):
@@ -121,7 +75,7 @@ class VLLMPoolingScorer(_StepTagInputs):
             shutdown()
 
 
-class HTTPPoolingScorer(_StepTagInputs):
+class HTTPPoolingScorer(StepTagInputs):
     """A remote vLLM pooling server: `POST {base_url}/pooling`, with the generator's retry
     policy (timeouts, connection errors, 429 with Retry-After and 5xx retried; other 4xx not)."""
 
