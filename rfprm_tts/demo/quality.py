@@ -7,15 +7,15 @@ is not reported: it rewards a PRM that only learned "later steps fail more".
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from rfprm_tts.demo.arithmetic import Problem, grade
+from rfprm_tts.grading import vote
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
-from rfprm_tts.text import split_steps
+from rfprm_tts.text import extract_answer, split_steps
 
 
 @torch.inference_mode()
@@ -79,16 +79,6 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | Non
     return (rank_sum - p * (p + 1) / 2) / (p * q)
 
 
-def vote(answers: Sequence[str | None], weights: Sequence[float] | None = None) -> str | None:
-    """The answer with the largest total weight (count when unweighted); None answers abstain.
-    Ties go to the answer seen first."""
-    totals: dict[str, float] = defaultdict(float)
-    for i, answer in enumerate(answers):
-        if answer is not None:
-            totals[answer] += 1.0 if weights is None else weights[i]
-    return max(totals, key=totals.get) if totals else None
-
-
 @dataclass
 class ProblemSamples:
     problem: Problem
@@ -107,17 +97,11 @@ def grade_samples(problem: Problem, texts: list[str], scorer=None) -> ProblemSam
         g = grade(problem, steps)
         ps.steps.append(steps)
         ps.correct.append(g.answer_correct)
-        ps.answers.append(_answer(steps))
+        ps.answers.append(extract_answer("\n\n".join(steps)))
         ps.step_correct.append(g.step_correct)
     if scorer is not None:
         ps.step_scores = scorer.score(problem.question, ps.steps)
     return ps
-
-
-def _answer(steps: list[str]) -> str | None:
-    from rfprm_tts.text import extract_answer
-
-    return extract_answer("\n\n".join(steps))
 
 
 def world_report(greedy: Sequence[ProblemSamples], sampled: Sequence[ProblemSamples], n: int) -> dict:
@@ -129,7 +113,7 @@ def world_report(greedy: Sequence[ProblemSamples], sampled: Sequence[ProblemSamp
         "greedy_accuracy": _mean(ps.correct[0] for ps in greedy),
         "pass@1": _mean(c for ps in sampled for c in ps.correct),
         f"oracle_pass@{n}": _mean(any(ps.correct) for ps in sampled),
-        f"majority@{n}": _mean(vote(ps.answers) == t for ps, t in zip(sampled, truth)),
+        f"majority@{n}": _mean(vote(ps.answers)[0] == t for ps, t in zip(sampled, truth)),
     }
     positives, negatives = [], []
     for ps in sampled:
@@ -152,7 +136,7 @@ def world_report(greedy: Sequence[ProblemSamples], sampled: Sequence[ProblemSamp
             top = max(range(len(ranked)), key=ranked.__getitem__)
             best.append(ps.answers[top] == t)
             weights = [max(s, 0.0) if s is not None else 0.0 for s in scores]
-            weighted.append(vote(ps.answers, weights) == t)
+            weighted.append(vote(ps.answers, weights)[0] == t)
         report[method] = {
             "within_problem_auroc": _mean(within),
             f"best_of_n@{n}": _mean(best),
