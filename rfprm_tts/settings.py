@@ -96,6 +96,11 @@ class PRMSettings(BaseModel):
         "'http': a vLLM pooling server at base_url.",
     )
     model: str = Field("demo", description="PRM name or local path; 'demo' is the bundled PRM.")
+    format: Literal["auto", "step_tag", "scalar_head"] = Field(
+        "auto",
+        description="'step_tag' (ReasonFlux-PRM-7B, Qwen PRMs) or 'scalar_head' (ReasonFlux-PRM-1.5B: "
+        "causal LM + reward_head.pt); 'auto' picks scalar_head when reward_head.pt exists.",
+    )
     base_url: str | None = Field(None, description="http backend: the vLLM server's root URL.")
     served_model_name: str | None = Field(None, description="http backend: the server's model name.")
     api_key: SecretStr | None = Field(None, description="http backend: API key (a secret).")

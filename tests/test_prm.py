@@ -156,3 +156,33 @@ def test_token_min_readout_is_taken_from_the_checkpoint(tmp_path):
     assert batch[1] == pytest.approx(want[:2], abs=1e-5)  # still causal: prefixes keep their scores
     forced = load_prm(str(path), readout="step_tag").score(QUESTION, [steps])[0]
     assert forced == pytest.approx(upstream_reference(path, QUESTION, steps), abs=1e-5)
+
+
+def test_reasonflux_1_5b_format(tmp_path):
+    """Causal LM + reward_head.pt: raw question + completion, sigmoid(head(last hidden state))."""
+    from transformers import AutoModelForCausalLM
+
+    path = build_tiny_generator(tmp_path / "rf15", seed=6)
+    torch.manual_seed(7)
+    head = torch.nn.Linear(64, 1)
+    torch.save(head.state_dict(), path / "reward_head.pt")
+
+    scorer = load_prm(str(path), batch_size=2)
+    trajectories = [random_steps(random.Random(k), k) for k in (1, 3, 2)]
+    got = scorer.score_batch(QUESTION, trajectories)
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+    for steps, scores in zip(trajectories, got.step_scores):
+        ids = tokenizer(QUESTION + "\n\n".join(steps), return_tensors="pt", add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            last = lm(input_ids=ids, output_hidden_states=True).hidden_states[-1][0, -1]
+            want = torch.sigmoid(head(last)).item()
+        assert scores == pytest.approx([want], abs=1e-5)
+
+    (path / "reward_head.pt").unlink()
+    torch.save({"weight": torch.zeros(3, 64)}, path / "reward_head.pt")
+    with pytest.raises(PRMLoadError, match="not a Linear\\(64, 1\\) reward head"):
+        load_prm(str(path))
+    with pytest.raises(PRMLoadError, match="Qwen2ForCausalLM"):
+        load_prm(str(path), format="step_tag")  # forced step-tag: a causal LM is no such PRM

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -12,6 +13,7 @@ from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
 from rfprm_tts.prm.base import ScoredBatch, Scorer
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.prm.scalar_head import REWARD_HEAD_FILE, ScalarHeadScorer, load_reward_head
 from rfprm_tts.prm.step_tag import StepTagScorer
 from rfprm_tts.settings import PRMSettings
 from rfprm_tts.torch_utils import pick_device, pick_dtype
@@ -22,7 +24,8 @@ STEP_TAG_ARCHITECTURES = {"Qwen2ForProcessRewardModel": Qwen2ForProcessRewardMod
 
 
 def load_prm(path_or_name: str, **options) -> Scorer:
-    """Load a step-tag PRM (ReasonFlux-PRM-7B, Qwen2.5-Math-PRM-7B/72B, the demo PRM).
+    """Load a PRM: step-tag (ReasonFlux-PRM-7B, Qwen2.5-Math-PRM-7B/72B, the demo PRM), or the
+    ReasonFlux-PRM-1.5B format (a causal LM + reward_head.pt), told apart by the checkpoint.
 
     `options` are PRMSettings fields: backend ('transformers', 'vllm', 'http'), device,
     dtype, batch_size, step_tag, trust_remote_code, base_url, vllm={...}.
@@ -48,6 +51,14 @@ def load_prm(path_or_name: str, **options) -> Scorer:
 
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
+    head_file = os.path.join(path, REWARD_HEAD_FILE)
+    if settings.format == "scalar_head" or (settings.format == "auto" and os.path.isfile(head_file)):
+        body = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust).to(device).eval()
+        head = load_reward_head(head_file, config.hidden_size).to(dtype)
+        return ScalarHeadScorer(
+            body, head, tokenizer, batch_size=settings.batch_size,
+            max_length=getattr(config, "max_position_embeddings", None),
+        )
     architectures = list(getattr(config, "architectures", None) or [])
     known = [STEP_TAG_ARCHITECTURES[a] for a in architectures if a in STEP_TAG_ARCHITECTURES]
     if known:
