@@ -14,7 +14,7 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
@@ -46,6 +46,21 @@ def retry_after_seconds(exc: BaseException | None) -> float | None:
             except ValueError:
                 return None  # an HTTP date: fall back to our own backoff
     return None
+
+
+def retrying(max_retries: int, backoff_s: float, backoff_max_s: float, *, asynchronous: bool = True):
+    """The retry policy every HTTP call shares: transient failures only, exponential backoff
+    with jitter, a 429/503's Retry-After honoured (both capped at backoff_max_s)."""
+    backoff = wait_random_exponential(multiplier=backoff_s, max=backoff_max_s)
+
+    def wait(state: RetryCallState) -> float:
+        asked = retry_after_seconds(state.outcome.exception() if state.outcome else None)
+        return min(asked, backoff_max_s) if asked is not None else backoff(state)
+
+    policy = AsyncRetrying if asynchronous else Retrying
+    return policy(
+        retry=retry_if_exception(is_retryable), stop=stop_after_attempt(max_retries + 1), wait=wait, reraise=True
+    )
 
 
 def describe_failure(exc: BaseException, base_url: str, attempts: int) -> str:
@@ -135,14 +150,9 @@ class OpenAIGenerator:
     ) -> list[Completion]:
         """One logical request (with retries). Adds its usage to `result`."""
         attempts = 0
-        retrying = AsyncRetrying(
-            retry=retry_if_exception(is_retryable),
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            wait=self._wait,
-            reraise=True,
-        )
+        s = self.settings
         try:
-            async for attempt in retrying:
+            async for attempt in retrying(s.max_retries, s.backoff_s, s.backoff_max_s):
                 with attempt:
                     attempts += 1
                     async with self._semaphore:
@@ -153,14 +163,6 @@ class OpenAIGenerator:
         finally:
             result.calls += 1
         return completions
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        asked = retry_after_seconds(exc)
-        if asked is not None:
-            return min(asked, self.settings.backoff_max_s)
-        backoff = wait_random_exponential(multiplier=self.settings.backoff_s, max=self.settings.backoff_max_s)
-        return backoff(state)
 
     async def _send(self, request: GenerationRequest, n: int, seed: int | None) -> Any:
         s = self.settings

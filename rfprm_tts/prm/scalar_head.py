@@ -18,6 +18,7 @@ from torch import nn
 from rfprm_tts.errors import PRMInputTooLongError, PRMLoadError
 from rfprm_tts.prm.base import ScoredBatch
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
+from rfprm_tts.torch_utils import by_length, right_pad
 
 REWARD_HEAD_FILE = "reward_head.pt"
 
@@ -71,23 +72,17 @@ class ScalarHeadScorer:
 
     def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
         encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
-        scores: list[list[float]] = [[] for _ in trajectories]
-        order = sorted((i for i, ids in enumerate(encoded) if ids), key=lambda i: len(encoded[i]))
+        todo = [i for i, ids in enumerate(encoded) if ids]
         with self._lock:
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                for i, reward in zip(chunk, self._forward([encoded[i] for i in chunk])):
-                    scores[i] = [reward]
+            rewards = by_length([encoded[i] for i in todo], self.batch_size, self._forward) if todo else []
+        scores: list[list[float]] = [[] for _ in trajectories]
+        for i, reward in zip(todo, rewards):
+            scores[i] = [reward]
         return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
 
     @torch.inference_mode()
     def _forward(self, batch: list[list[int]]) -> list[float]:
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-        hidden = self.body(input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device))[0]
+        input_ids, attention_mask = right_pad(batch, self.pad_id, self.device)
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask)[0]
         last = torch.stack([hidden[row, len(ids) - 1] for row, ids in enumerate(batch)])
         return torch.sigmoid(self.head(last.to(self.head.weight.dtype)).float()).squeeze(-1).tolist()

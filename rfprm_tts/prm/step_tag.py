@@ -21,6 +21,7 @@ import torch
 
 from rfprm_tts.errors import PRMInputTooLongError, RfprmError
 from rfprm_tts.prm.base import ScoredBatch
+from rfprm_tts.torch_utils import by_length, right_pad
 
 
 def step_tag_input(tokenizer, question: str, steps: Sequence[str], step_tag: str = "<extra_0>") -> str:
@@ -125,24 +126,12 @@ class StepTagScorer(StepTagInputs):
         self._lock = threading.Lock()
 
     def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
-        rows: list[list[list[float]]] = [[] for _ in batch]
-        order = sorted(range(len(batch)), key=lambda i: len(batch[i]))
         with self._lock:
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                for i, row in zip(chunk, self._forward([batch[i] for i in chunk])):
-                    rows[i] = row
-        return rows
+            return by_length(batch, self.batch_size, self._forward)
 
     @torch.inference_mode()
     def _forward(self, batch: list[list[int]]) -> list[list[list[float]]]:
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            attention_mask[row, : len(ids)] = 1
-        input_ids, attention_mask = input_ids.to(self.device), attention_mask.to(self.device)
+        input_ids, attention_mask = right_pad(batch, self.pad_id, self.device)
         logits = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
         probs = logits.float().softmax(dim=-1)
         keep = (input_ids == self.step_tag_id) if self.readout == "step_tag" else torch.ones_like(input_ids, dtype=torch.bool)

@@ -99,22 +99,13 @@ class HTTPPoolingScorer(StepTagInputs):
         self.num_parameters = None
 
     def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt
-        from tenacity.wait import wait_random_exponential
-
-        from rfprm_tts.generators.openai import describe_failure, is_retryable, retry_after_seconds
+        from rfprm_tts.generators.openai import describe_failure, retrying
 
         s = self.settings
-        backoff = wait_random_exponential(multiplier=s.backoff_s, max=s.backoff_max_s)
-
-        def wait(state):
-            asked = retry_after_seconds(state.outcome.exception() if state.outcome else None)
-            return min(asked, s.backoff_max_s) if asked is not None else backoff(state)
-
         body = {"model": self.model, "input": batch, "task": "token_classify"}
         attempts = 0
         try:
-            for attempt in Retrying(retry=retry_if_exception(is_retryable), stop=stop_after_attempt(s.max_retries + 1), wait=wait, reraise=True):
+            for attempt in retrying(s.max_retries, s.backoff_s, s.backoff_max_s, asynchronous=False):
                 with attempt:
                     attempts += 1
                     response = self.client.post("/pooling", body=body, cast_to=object)
