@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from rfprm_tts.errors import PRMInputTooLongError, PRMLoadError
-from rfprm_tts.prm.base import ScoredBatch
+from rfprm_tts.errors import PRMLoadError
+from rfprm_tts.prm.base import BatchScorer, ScoredBatch
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
 from rfprm_tts.torch_utils import by_length, right_pad
 
@@ -38,7 +38,7 @@ def load_reward_head(path: str, hidden_size: int) -> nn.Linear:
     return head
 
 
-class ScalarHeadScorer:
+class ScalarHeadScorer(BatchScorer):
     def __init__(
         self,
         body: nn.Module,
@@ -60,15 +60,8 @@ class ScalarHeadScorer:
         self._lock = threading.Lock()
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
-        ids = self.tokenizer(question + self.separator.join(steps), add_special_tokens=False)["input_ids"]
-        if self.max_length is not None and len(ids) > self.max_length:
-            raise PRMInputTooLongError(
-                f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length}"
-            )
-        return ids
-
-    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
-        return self.score_batch(question, trajectories).step_scores
+        text = question + self.separator.join(steps)
+        return self.fits(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
         encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]

@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from rfprm_tts.errors import PRMInputTooLongError, RfprmError
-from rfprm_tts.prm.base import ScoredBatch
+from rfprm_tts.errors import RfprmError
+from rfprm_tts.prm.base import BatchScorer, ScoredBatch
 from rfprm_tts.torch_utils import by_length, right_pad
 
 
@@ -52,7 +52,7 @@ def token_min_scores(p_correct: Sequence[float], ids: Sequence[int], tag_id: int
     return scores
 
 
-class StepTagInputs:
+class StepTagInputs(BatchScorer):
     """What every step-tag scorer shares: building and tokenizing the PRM input, and turning
     the model's [P(incorrect), P(correct)] rows into step scores for either read-out.
     Subclasses provide `_rows`: one row per step tag ("step_tag") or per token ("token_min")."""
@@ -65,17 +65,7 @@ class StepTagInputs:
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         text = step_tag_input(self.tokenizer, question, steps, self.step_tag)
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        if self.max_length is not None and len(ids) > self.max_length:
-            raise PRMInputTooLongError(
-                f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length} "
-                "(max_position_embeddings); scores there would be unreliable. Shorten the "
-                "trajectory (generator.max_tokens) or use a PRM with a longer context."
-            )
-        return ids
-
-    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
-        return self.score_batch(question, trajectories).step_scores
+        return self.fits(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
         encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
