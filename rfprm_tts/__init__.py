@@ -1,11 +1,31 @@
-"""rfprm-tts: test-time scaling of LLM reasoning with process reward models."""
+"""rfprm-tts: test-time scaling of LLM reasoning with process reward models.
 
-from rfprm_tts.errors import ConfigError, GenerationError, PRMLoadError, RfprmError
-from rfprm_tts.settings import Settings
-from rfprm_tts.solver import ReasoningSolver, asolve, solve
-from rfprm_tts.trajectory import Candidate, SolveResult, Step, Trajectory, Usage
+The public names are imported on first use, so `import rfprm_tts.prm` (or the CLI's
+`--help`) does not load the generator backends.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_PUBLIC = {
+    "ConfigError": "rfprm_tts.errors",
+    "GenerationError": "rfprm_tts.errors",
+    "PRMLoadError": "rfprm_tts.errors",
+    "RfprmError": "rfprm_tts.errors",
+    "Settings": "rfprm_tts.settings",
+    "ReasoningSolver": "rfprm_tts.solver",
+    "asolve": "rfprm_tts.solver",
+    "solve": "rfprm_tts.solver",
+    "Candidate": "rfprm_tts.trajectory",
+    "SolveResult": "rfprm_tts.trajectory",
+    "Step": "rfprm_tts.trajectory",
+    "Trajectory": "rfprm_tts.trajectory",
+    "Usage": "rfprm_tts.trajectory",
+}
 
 __all__ = [
     "Candidate",
@@ -22,3 +42,17 @@ __all__ = [
     "asolve",
     "solve",
 ]
+
+if TYPE_CHECKING:
+    from rfprm_tts.errors import ConfigError, GenerationError, PRMLoadError, RfprmError
+    from rfprm_tts.settings import Settings
+    from rfprm_tts.solver import ReasoningSolver, asolve, solve
+    from rfprm_tts.trajectory import Candidate, SolveResult, Step, Trajectory, Usage
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'rfprm_tts' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

@@ -1,4 +1,4 @@
-"""The `rfprm` command line: `rfprm solve "question"`."""
+"""The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...`, `rfprm bench report DIR`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _solve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "aggregation": "prm__aggregation",
         "device": "prm__device",
     }
-    overrides = {key: getattr(args, name) for name, key in mapping.items() if getattr(args, name) is not None}
+    overrides = {key: getattr(args, name) for name, key in mapping.items() if getattr(args, name, None) is not None}
     for item in args.param or []:
         name, sep, value = item.partition("=")
         if not sep:
@@ -55,7 +55,8 @@ def format_result(result: SolveResult) -> str:
         lines.append(f"Chosen trajectory (aggregate score {score}); PRM score per step:")
         for step, step_score in zip(best.trajectory.steps, best.step_scores):
             text = step.text.replace("\n", "\n         ")
-            lines.append(f"  [{step_score:.3f}] {text}")
+            shown = "  -  " if step_score is None else f"{step_score:.3f}"  # unscored (prm.overflow)
+            lines.append(f"  [{shown}] {text}")
     ok = sum(c.ok for c in result.candidates)
     lines.append(f"Candidates: {len(result.candidates)} ({len(result.candidates) - ok} failed)")
     u = result.usage
@@ -67,6 +68,22 @@ def format_result(result: SolveResult) -> str:
     return "\n".join(lines)
 
 
+def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `solve` and `bench` that choose the strategy, generator and PRM."""
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter")
+    parser.add_argument("--backend", choices=["transformers", "openai", "vllm"], help="generator backend")
+    parser.add_argument("--model", help="generator model name or path ('demo' = bundled)")
+    parser.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--api", choices=["chat", "completions"], help="which OpenAI API to call")
+    parser.add_argument("--temperature", type=float, help="sampling temperature")
+    parser.add_argument("--max-tokens", type=int, help="most tokens per completion")
+    parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
+    parser.add_argument("--aggregation", help="last, min, mean, prod or reasonflux")
+    parser.add_argument("--device", help="PRM device: auto, cpu, cuda")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rfprm", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -75,30 +92,80 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--json", action="store_true", help="print the full result as JSON")
     solve.add_argument("--strategy", help="search strategy (default: best_of_n)")
     solve.add_argument("-n", "--n", type=int, help="sample budget N")
-    solve.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter")
-    solve.add_argument("--backend", choices=["transformers", "openai", "vllm"], help="generator backend")
-    solve.add_argument("--model", help="generator model name or path ('demo' = bundled)")
-    solve.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
-    solve.add_argument("--api", choices=["chat", "completions"], help="which OpenAI API to call")
-    solve.add_argument("--temperature", type=float, help="sampling temperature")
-    solve.add_argument("--max-tokens", type=int, help="most tokens per completion")
-    solve.add_argument("--seed", type=int, help="sampling seed")
-    solve.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
-    solve.add_argument("--aggregation", help="last, min, mean, prod or reasonflux")
-    solve.add_argument("--device", help="PRM device: auto, cpu, cuda")
-    solve.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    add_backend_arguments(solve)
+
+    bench = commands.add_parser(
+        "bench", help="accuracy vs compute of strategies on a dataset (`rfprm bench report DIR` redraws a run)"
+    )
+    bench.add_argument("--dataset", required=True, help="math500, aime24, aime25, amc23, gsm8k, demo, a hub name or a .jsonl path")
+    bench.add_argument("--data-dir", help="folder with <name>.jsonl files for the named datasets (offline)")
+    bench.add_argument("--field", action="append", metavar="FIELD=NAME", help="map question/answer/id to a file's field names")
+    bench.add_argument("--start", type=int, default=0, help="first problem (after shuffling)")
+    bench.add_argument("--end", type=int, help="problem index to stop before")
+    bench.add_argument("--limit", type=int, help="at most this many problems")
+    bench.add_argument("--shuffle-seed", type=int, help="shuffle the problems with this seed first")
+    bench.add_argument("--strategies", nargs="+", default=["majority_vote", "best_of_n", "weighted_best_of_n"])
+    bench.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 4, 8, 16], help="sample budgets N")
+    bench.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
+    bench.add_argument("--concurrency", type=int, default=4, help="problems solved at once")
+    add_backend_arguments(bench)
     return parser
 
 
+def report_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="rfprm bench report", description="rebuild a run's summary and plots from its rows")
+    parser.add_argument("dir", help="the run directory")
+    args = parser.parse_args(argv)
+    from rfprm_tts.bench import write_report
+
+    try:
+        write_report(args.dir)
+    except RfprmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.dir}/summary.md")
+    return 0
+
+
+def bench_main(args: argparse.Namespace) -> int:
+    import asyncio
+    import shlex
+
+    from rfprm_tts.bench import load_problems, run_bench, write_report
+    from rfprm_tts.settings import Settings
+
+    fields = dict(item.partition("=")[::2] for item in args.field or [])
+    problems = load_problems(
+        args.dataset, data_dir=args.data_dir, fields=fields, start=args.start, end=args.end,
+        limit=args.limit, shuffle_seed=args.shuffle_seed,
+    )
+    settings = Settings.load().with_overrides(**_solve_overrides(args))
+    config = {
+        "dataset": args.dataset, "problems": [problems[0].id, problems[-1].id, len(problems)],
+        "command": "rfprm bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "",
+    }
+    print(f"{len(problems)} problems, strategies {args.strategies}, budgets {sorted(set(args.budgets))} -> {args.out}")
+    asyncio.run(run_bench(problems, args.strategies, args.budgets, settings, args.out,
+                          concurrency=args.concurrency, run_config=config))
+    write_report(args.out)
+    print(f"wrote {args.out}/summary.md")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["bench", "report"]:
+        return report_main(argv[2:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    from rfprm_tts.solver import solve
-
     try:
+        if args.command == "bench":
+            return bench_main(args)
+        from rfprm_tts.solver import solve
+
         result = solve(args.question, **_solve_overrides(args))
     except RfprmError as exc:
         print(f"error: {exc}", file=sys.stderr)

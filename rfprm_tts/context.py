@@ -4,14 +4,17 @@ done once here (usage, step splitting, aggregation) so strategies read like pseu
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 
 from rfprm_tts.errors import GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import aggregate
-from rfprm_tts.prm.base import Scorer
+from rfprm_tts.prm.base import ScoredBatch, Scorer
 from rfprm_tts.text import extract_answer
 from rfprm_tts.trajectory import Candidate, Trajectory, Usage
+
+log = logging.getLogger(__name__)
 
 
 class SearchContext:
@@ -34,6 +37,7 @@ class SearchContext:
         self.aggregation = aggregation
         self.alpha = alpha
         self.usage = Usage()
+        self._warned_overflow = False
 
     async def sample(
         self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
@@ -91,16 +95,33 @@ class SearchContext:
     def trajectory(self, text: str) -> Trajectory:
         return Trajectory.from_response(self.question, text, self.separator)
 
-    async def score(self, trajectories: Sequence[Trajectory]) -> list[list[float]]:
+    async def score(self, trajectories: Sequence[Trajectory]) -> ScoredBatch:
         """PRM step scores of each trajectory (one PRM call for the whole batch)."""
         batch = await asyncio.to_thread(
             self.scorer.score_batch, self.question, [t.step_texts for t in trajectories]
         )
         self.usage.prm_calls += 1
         self.usage.prm_tokens += batch.tokens
-        return batch.step_scores
+        notes = [note for note in batch.notes if note]
+        if notes and not self._warned_overflow:
+            self._warned_overflow = True
+            log.warning("%d trajectories are longer than the PRM's context, e.g. %s", len(notes), notes[0])
+        return batch
 
-    def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float]) -> float | None:
+    async def release(self, candidates: Sequence[Candidate]) -> None:
+        """The strategy dropped these candidates: a scorer that caches prefixes may free them."""
+        release = getattr(self.scorer, "release", None)
+        trajectories = [c.trajectory.step_texts for c in candidates if c.trajectory.steps]
+        if release is not None and trajectories:
+            await asyncio.to_thread(release, self.question, trajectories)
+
+    async def close(self) -> None:
+        """The solve is over: a scorer that caches prefixes frees this question's."""
+        forget = getattr(self.scorer, "forget", None)
+        if forget is not None:
+            await asyncio.to_thread(forget, self.question)
+
+    def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float | None]) -> float | None:
         answer_step = bool(trajectory.steps) and trajectory.steps[-1].part == "answer"
         return aggregate(step_scores, self.aggregation, self.alpha, answer_step=answer_step)
 
@@ -122,9 +143,11 @@ class SearchContext:
         """PRM-score (in one call) every candidate that has steps; returns the same list."""
         scorable = [c for c in candidates if c.ok and c.trajectory.steps]
         if scorable:
-            for candidate, scores in zip(scorable, await self.score([c.trajectory for c in scorable])):
+            batch = await self.score([c.trajectory for c in scorable])
+            for candidate, scores, note in zip(scorable, batch.step_scores, batch.notes or [None] * len(scorable)):
                 candidate.step_scores = scores
                 candidate.score = self.aggregate(candidate.trajectory, scores)
+                candidate.prm_note = note
         return candidates
 
 

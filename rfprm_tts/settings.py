@@ -111,7 +111,36 @@ class PRMSettings(BaseModel):
     vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
     dtype: str = Field("auto", description="'auto' (bfloat16 on cuda, float32 on cpu) or a name.")
-    batch_size: int = Field(8, ge=1, description="Trajectories per forward pass.")
+    batch_size: int = Field(64, ge=1, description="Most inputs in one padded forward pass.")
+    max_batch_tokens: int = Field(
+        16384, ge=1, description="Most tokens in one forward pass (padding included)."
+    )
+    batching: Literal["auto", "bucket", "pack"] = Field(
+        "auto",
+        description="transformers backend: 'bucket' sorts inputs by length into padded "
+        "batches; 'pack' puts them end to end in one row (no padding; fast with "
+        "flash-attention only); 'auto' packs when the model runs flash-attention.",
+    )
+    max_length: int | None = Field(
+        None, ge=1, description="PRM context in tokens; default: the checkpoint's "
+        "max_position_embeddings (vLLM: max_model_len; http: unchecked unless set).",
+    )
+    overflow: Literal["error", "truncate", "window"] = Field(
+        "error",
+        description="An input longer than the context: 'error'; 'truncate' (question + the "
+        "last steps that fit, earlier steps unscored); 'window' (overlapping windows of steps, "
+        "each after the question). Candidates say which steps were scored and how.",
+    )
+    window_overlap: int = Field(2, ge=0, description="Steps of context a window repeats from the one before.")
+    incremental: bool = Field(
+        True,
+        description="transformers step-tag PRMs: keep the KV cache of scored prefixes so a "
+        "search scores only the new steps (same scores as full re-scoring).",
+    )
+    cache_max_tokens: int = Field(
+        65536, ge=0, description="Most prefix tokens the incremental cache holds (LRU beyond); "
+        "a 7B Qwen2 PRM in bf16 keeps 56 KiB per token (65536 tokens: 3.5 GiB).",
+    )
     aggregation: Aggregation = Field(
         "reasonflux",
         description="Step scores -> one score: last, min, mean, prod, or reasonflux "

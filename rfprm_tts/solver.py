@@ -90,21 +90,20 @@ class ReasoningSolver:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ConfigError("the prompt is empty: pass the question to solve as a non-empty string")
         settings = self._settings_for(overrides)
-        strategy = self._strategy_for(settings, overrides)
-        generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer))
-        ctx = SearchContext(
-            prompt,
-            generator,
-            scorer,
-            separator=settings.step_separator,
-            aggregation=settings.prm.aggregation,
-            alpha=settings.prm.alpha,
-        )
+        return await self.run(prompt, self._strategy_for(settings, overrides), settings)
+
+    async def run(self, prompt: str, strategy: Strategy, settings: Settings | None = None) -> SolveResult:
+        """Run a ready strategy object on one question (`asolve` builds it from settings)."""
+        settings = settings or self.settings
+        ctx = await self.context(prompt, settings)
         started = time.perf_counter()
-        outcome = await strategy.search(prompt, ctx)
+        try:
+            outcome = await strategy.search(prompt, ctx)
+        finally:
+            await ctx.close()
         ctx.usage.wall_time_s = time.perf_counter() - started
         ctx.usage.estimate_flops(
-            getattr(generator, "num_parameters", None), getattr(scorer, "num_parameters", None)
+            getattr(ctx.generator, "num_parameters", None), getattr(ctx.scorer, "num_parameters", None)
         )
         return SolveResult(
             question=prompt,
@@ -119,6 +118,20 @@ class ReasoningSolver:
                 "alpha": settings.prm.alpha,
                 **outcome.details,
             },
+        )
+
+    async def context(self, prompt: str, settings: Settings | None = None) -> SearchContext:
+        """The generator and PRM as a search sees them for one question (backends are built
+        on first use, off the event loop). For callers that drive a search themselves."""
+        settings = settings or self.settings
+        generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer))
+        return SearchContext(
+            prompt,
+            generator,
+            scorer,
+            separator=settings.step_separator,
+            aggregation=settings.prm.aggregation,
+            alpha=settings.prm.alpha,
         )
 
     def solve(self, prompt: str, **overrides: Any) -> SolveResult:

@@ -1,15 +1,12 @@
-"""Device and dtype choices shared by the in-process models (generator and PRM)."""
+"""Device, dtype and batching choices shared by the in-process models (generator and PRM)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+from collections.abc import Sequence
 
 import torch
 
 from rfprm_tts.errors import ConfigError
-
-T = TypeVar("T")
 
 
 def pick_device(device: str) -> torch.device:
@@ -43,14 +40,42 @@ def right_pad(batch: Sequence[Sequence[int]], pad_id: int, device: torch.device)
     return input_ids.to(device), attention_mask.to(device)
 
 
-def by_length(
-    sequences: Sequence[Sequence[int]], batch_size: int, run: Callable[[list[Sequence[int]]], list[T]]
-) -> list[T]:
-    """`run` over batches of similar length (sorted, so little padding); results in input order."""
-    results: list = [None] * len(sequences)
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        for i, result in zip(chunk, run([sequences[i] for i in chunk])):
-            results[i] = result
-    return results
+def length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int, spread: float = 1.1) -> list[list[int]]:
+    """Indices of sequences grouped into padded batches: sorted by length, each batch at most
+    `max_rows` rows and `max_tokens` tokens padding included, and its longest sequence at
+    most `spread` times its shortest (so padding stays under ~10%). A sequence longer than
+    `max_tokens` gets a batch of its own."""
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        batch = batches[-1] if batches else []
+        if (
+            batch
+            and len(batch) < max_rows
+            and (len(batch) + 1) * lengths[i] <= max_tokens
+            and lengths[i] <= spread * lengths[batch[0]]
+        ):
+            batch.append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def padding(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> int:
+    """Pad tokens that right-padded `batches` (of indices into `lengths`) run."""
+    return sum(len(b) * max(lengths[i] for i in b) - sum(lengths[i] for i in b) for b in batches)
+
+
+def packed_rows(lengths: Sequence[int], max_tokens: int) -> list[list[int]]:
+    """Indices of sequences packed end to end into rows of at most `max_tokens` tokens
+    (first fit, longest first; a longer sequence gets a row of its own)."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        slot = next((r for r, free in enumerate(room) if free >= lengths[i]), None)
+        if slot is None:
+            rows.append([i])
+            room.append(max_tokens - lengths[i])
+        else:
+            rows[slot].append(i)
+            room[slot] -= lengths[i]
+    return rows

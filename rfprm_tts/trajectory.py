@@ -80,11 +80,14 @@ class Candidate(BaseModel):
     """One sampled trajectory with its PRM step scores and aggregate score.
 
     A candidate whose generation failed has `error` set and no score; it never wins.
+    A trajectory longer than the PRM's context has `prm_note` saying how it was scored
+    (prm.overflow); the steps left unscored have None scores.
     """
 
     trajectory: Trajectory
-    step_scores: list[float] = Field(default_factory=list)
+    step_scores: list[float | None] = Field(default_factory=list)
     score: float | None = None
+    prm_note: str | None = None
     finish_reason: str | None = None
     generated_tokens: int | None = None
     error: str | None = None

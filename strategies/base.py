@@ -60,6 +60,28 @@ class BaseStrategy:
         self.params = params
 
 
+class SampleThenChoose(BaseStrategy):
+    """A strategy that samples N complete answers, then picks one. Its pick among the first N
+    samples of a larger pool is what a run at budget N returns, so the benchmark harness
+    draws a whole curve from one pool of samples."""
+
+    uses_prm: ClassVar[bool] = True
+
+    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
+        completions = await ctx.sample(self.params.n)
+        candidates = await ctx.evaluate(completions) if self.uses_prm else [ctx.candidate(c) for c in completions]
+        return self.choose(candidates)
+
+    def choose(self, candidates: list[Candidate]) -> SearchOutcome:
+        raise NotImplementedError
+
+
+def dropped(candidates: list[Candidate], kept: list[Candidate]) -> list[Candidate]:
+    """The candidates not kept (by identity)."""
+    kept_ids = {id(c) for c in kept}
+    return [c for c in candidates if id(c) not in kept_ids]
+
+
 def best_outcome(candidates: list[Candidate], details: dict[str, Any] | None = None) -> SearchOutcome:
     """The highest-scored candidate wins (failed ones never do); all are returned ranked."""
     ranked = rank(candidates)
@@ -92,15 +114,20 @@ def available_strategies() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_strategy(name: str, **params: Any) -> Strategy:
-    """The strategy `name` with validated parameters."""
+def strategy_class(name: str) -> type:
+    """The registered class of strategy `name`."""
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
         raise ConfigError(
             f"unknown strategy {name!r}; available: {', '.join(available_strategies())}"
         )
-    cls = _REGISTRY[name]
+    return _REGISTRY[name]
+
+
+def build_strategy(name: str, **params: Any) -> Strategy:
+    """The strategy `name` with validated parameters."""
+    cls = strategy_class(name)
     try:
         return cls(cls.Params(**params))
     except ValidationError as exc:

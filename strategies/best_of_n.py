@@ -7,13 +7,13 @@
 
 from __future__ import annotations
 
-from rfprm_tts.context import SearchContext
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, register
+from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, best_outcome, register
+from rfprm_tts.trajectory import Candidate
 
 
 @register
-class BestOfN(BaseStrategy):
+class BestOfN(SampleThenChoose):
     name = "best_of_n"
 
-    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
-        return best_outcome(await ctx.evaluate(await ctx.sample(self.params.n)))
+    def choose(self, candidates: list[Candidate]) -> SearchOutcome:
+        return best_outcome(candidates)

@@ -4,7 +4,7 @@
     for each fraction in the schedule:
         generate one more chunk (a number of steps, or of tokens) of every open trajectory
         score the partial trajectories with the PRM
-        keep the top fraction of the open ones; drop the rest
+        keep the top fraction of the open ones; drop the rest (and free their PRM cache)
     finish the survivors (continuing where they stopped, never regenerating)
     return the best complete candidate
 
@@ -25,6 +25,7 @@ from rfprm_tts.strategies.base import (
     SearchOutcome,
     StrategyParams,
     best_outcome,
+    dropped,
     register,
 )
 from rfprm_tts.trajectory import Candidate
@@ -65,11 +66,14 @@ class EarlyPruning(BaseStrategy):
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         finished: list[Candidate] = []
         open_ = await self.grow(ctx, [""], self.params.n)
+        parents: list[Candidate] = []
         for fraction in self.params.schedule:
-            open_ = await ctx.score_candidates(open_)
-            finished += [c for c in open_ if c.finish_reason != "partial" or not c.ok]
-            partial = rank([c for c in open_ if c.finish_reason == "partial" and c.ok])
+            scored = await ctx.score_candidates(open_)
+            finished += [c for c in scored if c.finish_reason != "partial" or not c.ok]
+            partial = rank([c for c in scored if c.finish_reason == "partial" and c.ok])
             open_ = partial[: max(1, math.ceil(fraction * len(partial)))] if partial else []
+            await ctx.release(parents + dropped(scored, open_))
+            parents = open_
             if not open_:
                 break
             open_ = await self.grow(ctx, [c.trajectory.text for c in open_], 1)

@@ -7,9 +7,9 @@ aggregation setting as best_of_n). Equivalent answers are grouped (rfprm_tts.gra
 
 from __future__ import annotations
 
-from rfprm_tts.context import SearchContext, rank
+from rfprm_tts.context import rank
 from rfprm_tts.grading import vote
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, register
+from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, register
 from rfprm_tts.trajectory import Candidate
 
 
@@ -23,22 +23,20 @@ def _outcome(answer: str | None, candidates: list[Candidate], members: list[int]
 
 
 @register
-class MajorityVote(BaseStrategy):
+class MajorityVote(SampleThenChoose):
     name = "majority_vote"
+    uses_prm = False
 
-    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
-        completions = await ctx.sample(self.params.n)
-        candidates = [ctx.candidate(c) for c in completions]
+    def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         answer, members = vote([c.answer if c.ok else None for c in candidates])
         return _outcome(answer, candidates, members, {"votes": len(members)})
 
 
 @register
-class WeightedBestOfN(BaseStrategy):
+class WeightedBestOfN(SampleThenChoose):
     name = "weighted_best_of_n"
 
-    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
-        candidates = await ctx.evaluate(await ctx.sample(self.params.n))
+    def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         weights = [c.score if c.ok and c.score is not None else 0.0 for c in candidates]
         answer, members = vote([c.answer if c.ok else None for c in candidates], weights)
         return _outcome(answer, candidates, members, {"votes": len(members), "weight": sum(weights[i] for i in members)})

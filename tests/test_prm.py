@@ -59,7 +59,7 @@ def test_batched_equals_unbatched_and_order_is_kept(tiny_prm_dir):
 
 
 def test_prefix_scores_do_not_change_when_steps_are_appended(tiny_prm_dir):
-    scorer = load_prm(str(tiny_prm_dir))
+    scorer = load_prm(str(tiny_prm_dir), incremental=False)
     steps = random_steps(random.Random(2), 6)
     full = scorer.score(QUESTION, [steps])[0]
     for k in range(1, 6):
@@ -67,7 +67,7 @@ def test_prefix_scores_do_not_change_when_steps_are_appended(tiny_prm_dir):
 
 
 def test_token_count_and_empty_trajectories(tiny_prm_dir):
-    scorer = load_prm(str(tiny_prm_dir))
+    scorer = load_prm(str(tiny_prm_dir), incremental=False)
     batch = scorer.score_batch(QUESTION, [["1 + 1 = 2"], [], ["2 + 2 = 4", "4 * 2 = 8"]])
     assert batch.step_scores[1] == []
     expected = sum(len(scorer.encode(QUESTION, s)) for s in (["1 + 1 = 2"], ["2 + 2 = 4", "4 * 2 = 8"]))
@@ -101,7 +101,7 @@ def test_missing_step_tag_and_missing_checkpoint(tmp_path, tiny_prm_dir):
 def test_input_past_the_context_window_is_an_error(tmp_path):
     short = build_tiny_prm(tmp_path / "short", max_position_embeddings=128)
     scorer = load_prm(str(short))
-    with pytest.raises(PRMInputTooLongError, match="past the model's context of 128"):
+    with pytest.raises(PRMInputTooLongError, match="prm.overflow"):
         scorer.score(QUESTION, [["x" * 200]])
 
 

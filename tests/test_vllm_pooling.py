@@ -29,7 +29,7 @@ def test_in_process_token_level_pooling_matches_transformers(tiny_prm_dir, traje
     import os
 
     os.environ.update({k: v for k, v in vllm_env().items() if k.startswith(("VLLM_", "HF_"))})
-    reference = load_prm(str(tiny_prm_dir), readout="token_min").score_batch(QUESTION, trajectories)
+    reference = load_prm(str(tiny_prm_dir), readout="token_min", incremental=False).score_batch(QUESTION, trajectories)
     scorer = load_prm(
         str(tiny_prm_dir), backend="vllm", readout="token_min", dtype="float32", vllm=dict(max_model_len=1024)
     )
@@ -69,7 +69,7 @@ def test_http_pooling_server_matches_transformers(tiny_prm_dir, trajectories, tm
                 time.sleep(1)
         scorer = load_prm(str(tiny_prm_dir), backend="http", base_url=root)
         got = scorer.score_batch(QUESTION, trajectories)
-        reference = load_prm(str(tiny_prm_dir)).score_batch(QUESTION, trajectories)
+        reference = load_prm(str(tiny_prm_dir), incremental=False).score_batch(QUESTION, trajectories)
         for a, b in zip(got.step_scores, reference.step_scores):
             assert a == pytest.approx(b, abs=1e-4)
     finally:

@@ -12,6 +12,7 @@ from rfprm_tts.demo import resolve_model
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
 from rfprm_tts.prm.base import ScoredBatch, Scorer
+from rfprm_tts.prm.incremental import IncrementalStepTagScorer
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
 from rfprm_tts.prm.scalar_head import REWARD_HEAD_FILE, ScalarHeadScorer, load_reward_head
 from rfprm_tts.prm.step_tag import StepTagScorer
@@ -28,7 +29,7 @@ def load_prm(path_or_name: str, **options) -> Scorer:
     ReasonFlux-PRM-1.5B format (a causal LM + reward_head.pt), told apart by the checkpoint.
 
     `options` are PRMSettings fields: backend ('transformers', 'vllm', 'http'), device,
-    dtype, batch_size, step_tag, trust_remote_code, base_url, vllm={...}.
+    dtype, batching, overflow, incremental, step_tag, trust_remote_code, base_url, vllm={...}.
     The project's own Qwen2ForProcessRewardModel loads checkpoints that name that
     architecture; remote code runs only with `trust_remote_code=True`.
     """
@@ -52,12 +53,13 @@ def load_prm(path_or_name: str, **options) -> Scorer:
     device = pick_device(settings.device)
     dtype = pick_dtype(settings.dtype, device)
     head_file = os.path.join(path, REWARD_HEAD_FILE)
+    max_length = settings.max_length or getattr(config, "max_position_embeddings", None)
+    batching = dict(batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens)
     if settings.format == "scalar_head" or (settings.format == "auto" and os.path.isfile(head_file)):
         body = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust).to(device).eval()
         head = load_reward_head(head_file, config.hidden_size).to(dtype)
         return ScalarHeadScorer(
-            body, head, tokenizer, batch_size=settings.batch_size,
-            max_length=getattr(config, "max_position_embeddings", None),
+            body, head, tokenizer, max_length=max_length, overflow=settings.overflow, **batching
         )
     architectures = list(getattr(config, "architectures", None) or [])
     known = [STEP_TAG_ARCHITECTURES[a] for a in architectures if a in STEP_TAG_ARCHITECTURES]
@@ -82,14 +84,21 @@ def load_prm(path_or_name: str, **options) -> Scorer:
         )
     check_two_label_head(model, step_tag_id, path)
     readout = settings.readout if settings.readout != "auto" else getattr(config, "rfprm_readout", "step_tag")
-    return StepTagScorer(
+    scorer_class, extra = StepTagScorer, {}
+    if settings.incremental:
+        scorer_class, extra = IncrementalStepTagScorer, {"cache_max_tokens": settings.cache_max_tokens}
+    return scorer_class(
         model,
         tokenizer,
         step_tag_id=step_tag_id,
         step_tag=settings.step_tag,
-        batch_size=settings.batch_size,
-        max_length=getattr(config, "max_position_embeddings", None),
+        batching=settings.batching,
+        max_length=max_length,
         readout=readout,
+        overflow=settings.overflow,
+        window_overlap=settings.window_overlap,
+        **batching,
+        **extra,
     )
 
 
@@ -114,6 +123,7 @@ def check_two_label_head(model: torch.nn.Module, token_id: int, path: str) -> No
 
 __all__ = [
     "AGGREGATIONS",
+    "IncrementalStepTagScorer",
     "ScoredBatch",
     "Scorer",
     "StepTagScorer",

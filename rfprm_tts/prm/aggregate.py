@@ -15,18 +15,20 @@ AGGREGATIONS = ("last", "min", "mean", "prod", "reasonflux")
 
 
 def aggregate(
-    step_scores: Sequence[float], method: str, alpha: float = 1.0, answer_step: bool = False
+    step_scores: Sequence[float | None], method: str, alpha: float = 1.0, answer_step: bool = False
 ) -> float | None:
     """One score for a trajectory, None when it has no scored step.
 
     With `answer_step` the last score belongs to the final answer after `<think>`: the
-    reasonflux mean then covers only the thinking steps before it.
+    reasonflux mean then covers only the thinking steps before it. Steps the overflow
+    policy left unscored (None) are skipped.
     """
     if method not in AGGREGATIONS:
         raise ConfigError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
-    if not step_scores:
+    answer_step = answer_step and bool(step_scores) and step_scores[-1] is not None
+    scores = [s for s in step_scores if s is not None]
+    if not scores:
         return None
-    scores = list(step_scores)
     if method == "last":
         return scores[-1]
     if method == "min":

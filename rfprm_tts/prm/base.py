@@ -4,17 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from rfprm_tts.errors import PRMInputTooLongError
+from rfprm_tts.errors import PRMInputTooLongError, RfprmError
+from rfprm_tts.prm.overflow import Piece, plan
 
 
 @dataclass
 class ScoredBatch:
-    """Step scores (one list per trajectory, one score per step) and the tokens the PRM ran."""
+    """Step scores (one list per trajectory, one score per step; None for a step left
+    unscored by the overflow policy), the tokens the PRM ran (padding excluded, counted
+    apart), and per trajectory a note saying how an overlong one was scored (else None)."""
 
-    step_scores: list[list[float]] = field(default_factory=list)
+    step_scores: list[list[float | None]] = field(default_factory=list)
     tokens: int = 0
+    padded_tokens: int = 0
+    notes: list[str | None] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -23,28 +28,77 @@ class Scorer(Protocol):
         """Score every step of every trajectory (each a list of step strings) of one question."""
         ...
 
-    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
+    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float | None]]:
         """Just the step scores of `score_batch`."""
         ...
 
 
+@dataclass
+class Forwarded:
+    """What the model gave for a list of inputs: per input its scores (one per step, or one
+    per trajectory for a one-score PRM), the real tokens it ran, and the padding it ran."""
+
+    scores: list[list[float]]
+    tokens: int
+    padded_tokens: int = 0
+
+
 class BatchScorer:
-    """What the scorer implementations share: `score` from `score_batch`, and the context check."""
+    """What the scorer implementations share: the overflow policy (prm/overflow.py) and the
+    bookkeeping of `score_batch`. A subclass says how a trajectory becomes token ids
+    (`encode`) and how a list of inputs becomes scores (`forward_inputs`)."""
 
-    max_length: int | None
+    tokenizer: Any
+    max_length: int | None = None
+    overflow: str = "error"
+    window_overlap: int = 2
+    one_score: bool = False  # one score per trajectory (ReasonFlux-PRM-1.5B), not one per step
 
-    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float]]:
+    def encode(self, question: str, steps: Sequence[str]) -> list[int]:
+        raise NotImplementedError
+
+    def forward_inputs(self, question: str, inputs: list[list[int]]) -> Forwarded:
+        raise NotImplementedError
+
+    def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float | None]]:
         return self.score_batch(question, trajectories).step_scores
 
     def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
-        raise NotImplementedError
+        jobs: list[tuple[int, Piece]] = []
+        notes: list[str | None] = []
+        for i, steps in enumerate(trajectories):
+            pieces, note = self.pieces(question, list(steps)) if steps else ([], None)
+            jobs += [(i, piece) for piece in pieces]
+            notes.append(note)
+        inputs = [self.encode(question, trajectories[i][p.start : p.end]) for i, p in jobs]
+        done = self.forward_inputs(question, inputs) if inputs else Forwarded([], 0)
+        scores = [[None] * (1 if self.one_score else len(steps)) if steps else [] for steps in trajectories]
+        for (i, piece), got in zip(jobs, done.scores):
+            if self.one_score:
+                scores[i] = got
+                continue
+            if len(got) != piece.end - piece.start:
+                raise RfprmError(
+                    f"the PRM gave {len(got)} step scores for {piece.end - piece.start} steps: the "
+                    "step tag must be one token (and, on a vLLM server, its step_tag_id)"
+                )
+            scores[i][piece.keep : piece.end] = got[piece.keep - piece.start :]
+        return ScoredBatch(scores, done.tokens, done.padded_tokens, notes)
 
-    def fits(self, ids: list[int]) -> list[int]:
-        """`ids` if they fit the PRM's context; scores past it would be unreliable, so it raises."""
-        if self.max_length is not None and len(ids) > self.max_length:
-            raise PRMInputTooLongError(
-                f"PRM input is {len(ids)} tokens, past the model's context of {self.max_length} "
-                "(max_position_embeddings); scores there would be unreliable. Shorten the "
-                "trajectory (generator.max_tokens) or use a PRM with a longer context."
-            )
-        return ids
+    def pieces(self, question: str, steps: list[str]) -> tuple[list[Piece], str | None]:
+        """The inputs that score one trajectory under the overflow policy. Step token counts
+        are estimated one step at a time, then each piece is checked with its real encoding
+        (the budget shrinks by any overshoot)."""
+        full = len(self.encode(question, steps))
+        if self.max_length is None or full <= self.max_length:
+            return [Piece(0, len(steps), 0)], None
+        costs = [len(self.tokenizer(s, add_special_tokens=False)["input_ids"]) + 1 for s in steps]
+        budget = self.max_length - (full - sum(costs))
+        policy = "truncate" if self.one_score and self.overflow == "window" else self.overflow
+        for _ in range(8):
+            pieces, note = plan(costs, budget, policy, self.window_overlap)
+            longest = max((len(self.encode(question, steps[p.start : p.end])) for p in pieces), default=0)
+            if longest <= self.max_length:
+                return pieces, f"{note} ({full} tokens, context {self.max_length})"
+            budget -= longest - self.max_length
+        raise PRMInputTooLongError(f"could not fit the trajectory into the PRM context of {self.max_length}")

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from rfprm_tts.errors import PRMLoadError
-from rfprm_tts.prm.base import BatchScorer, ScoredBatch
+from rfprm_tts.prm.base import BatchScorer, Forwarded
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
-from rfprm_tts.torch_utils import by_length, right_pad
+from rfprm_tts.torch_utils import length_batches, padding, right_pad
 
 REWARD_HEAD_FILE = "reward_head.pt"
 
@@ -39,6 +39,8 @@ def load_reward_head(path: str, hidden_size: int) -> nn.Linear:
 
 
 class ScalarHeadScorer(BatchScorer):
+    one_score = True
+
     def __init__(
         self,
         body: nn.Module,
@@ -46,13 +48,17 @@ class ScalarHeadScorer(BatchScorer):
         tokenizer,
         *,
         separator: str = DEFAULT_STEP_SEPARATOR,
-        batch_size: int = 8,
+        batch_size: int = 64,
+        max_batch_tokens: int = 16384,
         max_length: int | None = None,
+        overflow: str = "error",
     ):
         self.body, self.head, self.tokenizer = body, head, tokenizer
         self.separator = separator
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
         self.max_length = max_length
+        self.overflow = overflow
         self.device = next(body.parameters()).device
         self.head.to(self.device)
         self.num_parameters = sum(p.numel() for p in body.parameters()) + sum(p.numel() for p in head.parameters())
@@ -60,22 +66,22 @@ class ScalarHeadScorer(BatchScorer):
         self._lock = threading.Lock()
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
-        text = question + self.separator.join(steps)
-        return self.fits(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.tokenizer(question + self.separator.join(steps), add_special_tokens=False)["input_ids"]
 
-    def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
-        encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
-        todo = [i for i, ids in enumerate(encoded) if ids]
+    def forward_inputs(self, question: str, inputs: list[list[int]]) -> Forwarded:
+        lengths = [len(ids) for ids in inputs]
+        batches = length_batches(lengths, self.batch_size, self.max_batch_tokens)
+        scores: list = [None] * len(inputs)
         with self._lock:
-            rewards = by_length([encoded[i] for i in todo], self.batch_size, self._forward) if todo else []
-        scores: list[list[float]] = [[] for _ in trajectories]
-        for i, reward in zip(todo, rewards):
-            scores[i] = [reward]
-        return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
+            for batch in batches:
+                for i, reward in zip(batch, self._forward([inputs[i] for i in batch])):
+                    scores[i] = [reward]
+        return Forwarded(scores, sum(lengths), padding(batches, lengths))
 
     @torch.inference_mode()
     def _forward(self, batch: list[list[int]]) -> list[float]:
-        input_ids, attention_mask = right_pad(batch, self.pad_id, self.device)
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask)[0]
+        input_ids, _ = right_pad(batch, self.pad_id, self.device)
+        # right padding: causal attention keeps it out of every real token, no mask needed
+        hidden = self.body(input_ids=input_ids, use_cache=False)[0]
         last = torch.stack([hidden[row, len(ids) - 1] for row, ids in enumerate(batch)])
         return torch.sigmoid(self.head(last.to(self.head.weight.dtype)).float()).squeeze(-1).tolist()

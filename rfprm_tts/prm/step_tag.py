@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
-from rfprm_tts.errors import RfprmError
-from rfprm_tts.prm.base import BatchScorer, ScoredBatch
-from rfprm_tts.torch_utils import by_length, right_pad
+from rfprm_tts.prm.base import BatchScorer, Forwarded
+from rfprm_tts.torch_utils import length_batches, packed_rows, padding, right_pad
 
 
 def step_tag_input(tokenizer, question: str, steps: Sequence[str], step_tag: str = "<extra_0>") -> str:
@@ -55,42 +53,40 @@ def token_min_scores(p_correct: Sequence[float], ids: Sequence[int], tag_id: int
 class StepTagInputs(BatchScorer):
     """What every step-tag scorer shares: building and tokenizing the PRM input, and turning
     the model's [P(incorrect), P(correct)] rows into step scores for either read-out.
-    Subclasses provide `_rows`: one row per step tag ("step_tag") or per token ("token_min")."""
+    Subclasses provide `_rows`: one row per step tag ("step_tag") or per token ("token_min"),
+    and the padding they ran."""
 
-    tokenizer: Any
     step_tag: str
     step_tag_id: int
     readout: str
-    max_length: int | None
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         text = step_tag_input(self.tokenizer, question, steps, self.step_tag)
-        return self.fits(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
-        encoded = [self.encode(question, steps) if steps else [] for steps in trajectories]
-        todo = [i for i, ids in enumerate(encoded) if ids]
-        rows = self._rows([encoded[i] for i in todo]) if todo else []
+    def forward_inputs(self, question: str, inputs: list[list[int]]) -> Forwarded:
+        rows, padded = self._rows(inputs)
         start = answer_start(self.tokenizer, question) if self.readout == "token_min" else 0
-        scores: list[list[float]] = [[] for _ in trajectories]
-        for i, probabilities in zip(todo, rows):
-            p_correct = [float(p[1]) for p in probabilities]
-            if self.readout == "token_min":
-                p_correct = token_min_scores(p_correct, encoded[i], self.step_tag_id, start)
-            if len(p_correct) != len(trajectories[i]):
-                raise RfprmError(
-                    f"the PRM gave {len(p_correct)} step scores for {len(trajectories[i])} steps: "
-                    f"{self.step_tag!r} must be one token (and, on a vLLM server, its step_tag_id)"
-                )
-            scores[i] = p_correct
-        return ScoredBatch(step_scores=scores, tokens=sum(len(ids) for ids in encoded))
+        scores = [self.read(probabilities, ids, start) for probabilities, ids in zip(rows, inputs)]
+        return Forwarded(scores, sum(len(ids) for ids in inputs), padded)
 
-    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+    def read(self, probabilities: Sequence[Sequence[float]], ids: Sequence[int], start: int) -> list[float]:
+        """Step scores from one input's rows (tag rows, or every token's row for token_min)."""
+        p_correct = [float(p[1]) for p in probabilities]
+        if self.readout == "token_min":
+            return token_min_scores(p_correct, ids, self.step_tag_id, start)
+        return p_correct
+
+    def _rows(self, batch: list[list[int]]) -> tuple[list[list[list[float]]], int]:
         raise NotImplementedError
 
 
 class StepTagScorer(StepTagInputs):
-    """The transformers implementation: batches of similar length (sorted, little padding)."""
+    """The transformers implementation. Inputs are batched by length with a token budget
+    (`batching="bucket"`: sorted, right-padded; the padding is reported), or packed end to
+    end into one row with position ids restarting per input (`batching="pack"`: no padding;
+    transformers masks attention per input, which is fast only with flash-attention's
+    variable-length kernels). "auto" packs when the model runs flash-attention."""
 
     def __init__(
         self,
@@ -99,31 +95,72 @@ class StepTagScorer(StepTagInputs):
         *,
         step_tag_id: int,
         step_tag: str = "<extra_0>",
-        batch_size: int = 8,
+        batch_size: int = 64,
+        max_batch_tokens: int = 16384,
+        batching: str = "auto",
         max_length: int | None = None,
         readout: str = "step_tag",
+        overflow: str = "error",
+        window_overlap: int = 2,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.step_tag = step_tag
         self.step_tag_id = step_tag_id
         self.batch_size = batch_size
+        self.max_batch_tokens = max_batch_tokens
+        if batching == "auto":
+            attention = getattr(model.config, "_attn_implementation", "") or ""
+            batching = "pack" if attention.startswith("flash") else "bucket"
+        self.batching = batching
         self.max_length = max_length
         self.readout = readout
+        self.overflow = overflow
+        self.window_overlap = window_overlap
         self.device = next(model.parameters()).device
         self.num_parameters = sum(p.numel() for p in model.parameters())
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self._lock = threading.Lock()
 
-    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+    def _rows(self, batch: list[list[int]]) -> tuple[list[list[list[float]]], int]:
+        lengths = [len(ids) for ids in batch]
+        if self.batching == "pack":
+            groups, forward = packed_rows(lengths, self.max_batch_tokens), self._forward_packed
+        else:
+            groups, forward = length_batches(lengths, self.batch_size, self.max_batch_tokens), self._forward_padded
+        rows: list = [None] * len(batch)
         with self._lock:
-            return by_length(batch, self.batch_size, self._forward)
+            for group in groups:
+                for i, row in zip(group, forward([batch[i] for i in group])):
+                    rows[i] = row
+        return rows, 0 if self.batching == "pack" else padding(groups, lengths)
+
+    def _keep(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Which positions' rows the read-out needs."""
+        if self.readout == "step_tag":
+            return input_ids == self.step_tag_id
+        return torch.ones_like(input_ids, dtype=torch.bool)
 
     @torch.inference_mode()
-    def _forward(self, batch: list[list[int]]) -> list[list[list[float]]]:
+    def _forward_padded(self, batch: list[list[int]]) -> list[list[list[float]]]:
         input_ids, attention_mask = right_pad(batch, self.pad_id, self.device)
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask)[0]
-        probs = logits.float().softmax(dim=-1)
-        keep = (input_ids == self.step_tag_id) if self.readout == "step_tag" else torch.ones_like(input_ids, dtype=torch.bool)
-        keep &= attention_mask.bool()
+        # No attention mask: padding sits right of every real token, so causal attention
+        # already keeps it out of what is read, and the unmasked causal kernels are faster.
+        probs = self.model(input_ids=input_ids, use_cache=False)[0].float().softmax(dim=-1)
+        keep = self._keep(input_ids) & attention_mask.bool()
         return [probs[row][keep[row]].tolist() for row in range(len(batch))]
+
+    @torch.inference_mode()
+    def _forward_packed(self, batch: list[list[int]]) -> list[list[list[float]]]:
+        input_ids = torch.tensor([[t for ids in batch for t in ids]], device=self.device)
+        positions = torch.tensor([[p for ids in batch for p in range(len(ids))]], device=self.device)
+        # no attention mask and no cache: transformers reads the restarting position ids as
+        # packed inputs and masks attention per input
+        probs = self.model(input_ids=input_ids, position_ids=positions, use_cache=False)[0][0].float().softmax(dim=-1)
+        keep = self._keep(input_ids)[0]
+        rows, offset = [], 0
+        for ids in batch:
+            span = slice(offset, offset + len(ids))
+            rows.append(probs[span][keep[span]].tolist())
+            offset += len(ids)
+        return rows

@@ -50,11 +50,12 @@ class VLLMPoolingScorer(StepTagInputs):
         self.tokenizer = self.llm.get_tokenizer()
         self.step_tag = settings.step_tag
         self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
-        self.max_length = self.llm.llm_engine.model_config.max_model_len
+        self.max_length = settings.max_length or self.llm.llm_engine.model_config.max_model_len
+        self.overflow, self.window_overlap = settings.overflow, settings.window_overlap
         self.num_parameters = None
         self._lock = threading.Lock()
 
-    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+    def _rows(self, batch: list[list[int]]) -> tuple[list[list[list[float]]], int]:
         from vllm import PoolingParams
         from vllm.inputs import TokensPrompt
 
@@ -67,7 +68,7 @@ class VLLMPoolingScorer(StepTagInputs):
                 pooling_task="token_classify",
                 use_tqdm=False,
             )
-        return [out.outputs.data.float().tolist() for out in outputs]
+        return [out.outputs.data.float().tolist() for out in outputs], 0  # vLLM packs, no padding
 
     def close(self) -> None:
         shutdown = getattr(getattr(self.llm, "llm_engine", None), "shutdown", None)
@@ -95,10 +96,11 @@ class HTTPPoolingScorer(StepTagInputs):
         self.step_tag = settings.step_tag
         self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
         self.readout = checkpoint_readout(settings, path)
-        self.max_length = None  # the server checks its own limit
+        self.max_length = settings.max_length  # else the server checks its own limit
+        self.overflow, self.window_overlap = settings.overflow, settings.window_overlap
         self.num_parameters = None
 
-    def _rows(self, batch: list[list[int]]) -> list[list[list[float]]]:
+    def _rows(self, batch: list[list[int]]) -> tuple[list[list[list[float]]], int]:
         from rfprm_tts.generators.openai import describe_failure, retrying
 
         s = self.settings
@@ -112,4 +114,4 @@ class HTTPPoolingScorer(StepTagInputs):
         except Exception as exc:
             raise RfprmError(describe_failure(exc, self.settings.base_url, attempts)) from exc
         data = sorted(response["data"], key=lambda item: item["index"])
-        return [item["data"] for item in data]
+        return [item["data"] for item in data], 0

@@ -1,0 +1,32 @@
+"""The compute-vs-accuracy benchmark harness (`rfprm bench`): datasets, graded and resumable
+runs, and reports rebuilt from the rows on disk."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from rfprm_tts.bench.datasets import NAMES, Problem, load_problems
+from rfprm_tts.bench.report import Point, markdown, plot, print_table, summarize
+from rfprm_tts.bench.runner import Row, run_bench
+from rfprm_tts.bench.store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+def write_report(out_dir: str | Path, show: bool = True) -> list[Point]:
+    """Summarize a run directory from its rows: summary.md, the PNG plots (when matplotlib is
+    installed) and, with `show`, a table in the terminal."""
+    store = RunStore(out_dir)
+    points = summarize(store.rows())
+    (store.dir / "summary.md").write_text(markdown(points, config=store.config()))
+    try:
+        plot(points, store.dir)
+    except ImportError:
+        log.warning("matplotlib is not installed: no plots (pip install 'rfprm-tts[bench]')")
+    if show:
+        print_table(points)
+    return points
+
+
+__all__ = ["NAMES", "Point", "Problem", "Row", "RunStore", "load_problems", "run_bench", "summarize", "write_report"]

@@ -1,0 +1,139 @@
+"""Benchmark problems: a question, its gold answer, and a stable id.
+
+A dataset is named (`math500`, `aime24`, `aime25`, `amc23`, `gsm8k`: read from `<name>.jsonl`
+in a data directory when one is given, else from the Hugging Face hub with `datasets`; `demo`:
+the demo world's held-out set) or is a local JSONL path, with a field mapping for files whose
+fields are named otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rfprm_tts.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a named dataset lives and how its fields map to a Problem's."""
+
+    hub: str
+    split: str
+    file: str
+    fields: dict[str, str] = field(default_factory=dict)
+    config: str | None = None
+
+
+SOURCES = {
+    "math500": Source("HuggingFaceH4/MATH-500", "test", "math500.jsonl", {"id": "unique_id", "question": "problem"}),
+    "aime24": Source("HuggingFaceH4/aime_2024", "train", "aime24.jsonl", {"question": "problem"}),
+    "aime25": Source("yentinglin/aime_2025", "train", "aime25.jsonl", {"question": "problem"}),
+    "amc23": Source("math-ai/amc23", "test", "amc23.jsonl", {"question": "question"}),
+    "gsm8k": Source("openai/gsm8k", "test", "gsm8k.jsonl", {"id": "idx"}, config="main"),
+}
+NAMES = (*SOURCES, "demo")
+
+
+def gold_answer(value: object) -> str:
+    """The gold answer as a string: GSM8K's '... #### 1,234' becomes '1234', a float that is
+    an integer (AMC's 27.0) becomes '27'."""
+    text = str(value).strip()
+    if "####" in text:
+        text = text.rsplit("####", 1)[1].strip().replace(",", "")
+    if re.fullmatch(r"-?\d+\.0+", text):
+        text = text.split(".")[0]
+    return text
+
+
+def load_problems(
+    name_or_path: str,
+    *,
+    data_dir: str | Path | None = None,
+    fields: dict[str, str] | None = None,
+    start: int = 0,
+    end: int | None = None,
+    limit: int | None = None,
+    shuffle_seed: int | None = None,
+) -> list[Problem]:
+    """The problems of a dataset, shuffled with a fixed seed if asked, then sliced
+    [start:end] and cut to `limit`."""
+    problems = _read(name_or_path, data_dir, fields or {})
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(problems)
+    problems = problems[start:end]
+    if not problems:
+        raise ConfigError(f"no problems selected from {name_or_path!r} (start={start}, end={end})")
+    return problems[:limit] if limit is not None else problems
+
+
+def _read(name_or_path: str, data_dir: str | Path | None, fields: dict[str, str]) -> list[Problem]:
+    if name_or_path == "demo":
+        from rfprm_tts.demo.arithmetic import held_out_problems
+
+        return [Problem(f"demo-{i}", p.question, str(p.answer)) for i, p in enumerate(held_out_problems())]
+    path = Path(name_or_path)
+    if path.suffix == ".jsonl" or path.is_file():
+        return _from_rows(_jsonl(path), fields, str(path))
+    source = SOURCES.get(name_or_path)
+    if source is None:
+        return _from_hub(name_or_path, None, "test", fields)
+    mapping = {**source.fields, **fields}
+    if data_dir is not None:
+        local = Path(data_dir) / source.file
+        if not local.is_file():
+            raise ConfigError(f"{local} does not exist: --data-dir must hold {source.file}")
+        return _from_rows(_jsonl(local), mapping, str(local))
+    return _from_hub(source.hub, source.config, source.split, mapping)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise ConfigError(f"dataset file {path} does not exist")
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{path}:{number} is not JSON ({exc.msg})") from None
+    return rows
+
+
+def _from_hub(name: str, config: str | None, split: str, fields: dict[str, str]) -> list[Problem]:
+    try:
+        import datasets
+
+        rows = list(datasets.load_dataset(name, config, split=split))
+    except Exception as exc:  # noqa: BLE001 - no `datasets`, no network, unknown name: one fix
+        raise ConfigError(
+            f"cannot load {name!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). Offline, "
+            f"point --data-dir at a folder holding {', '.join(s.file for s in SOURCES.values())}, "
+            "or pass a local .jsonl path (with --field question=... answer=... if its fields differ)."
+        ) from None
+    return _from_rows(rows, fields, name)
+
+
+def _from_rows(rows: list[dict], fields: dict[str, str], where: str) -> list[Problem]:
+    question = fields.get("question") or next((k for k in ("question", "problem") if rows and k in rows[0]), "question")
+    answer, ident = fields.get("answer", "answer"), fields.get("id", "id")
+    problems = []
+    for i, row in enumerate(rows):
+        missing = [f for f in (question, answer) if f not in row]
+        if missing:
+            raise ConfigError(
+                f"row {i} of {where} has no field {missing[0]!r} (fields: {', '.join(row)}); "
+                f"map it with --field {'question' if missing[0] == question else 'answer'}=NAME"
+            )
+        problems.append(Problem(str(row.get(ident, i)), str(row[question]), gold_answer(row[answer])))
+    return problems

@@ -1,0 +1,154 @@
+"""Summaries of a benchmark run, always rebuilt from its rows: a terminal table, Markdown, and
+PNG plots (accuracy vs generated tokens, and accuracy vs N)."""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Point:
+    """One strategy at one budget, averaged over problems (tokens and FLOPs per problem)."""
+
+    strategy: str
+    n: int
+    problems: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    pass_at_n: float
+    generated_tokens: float
+    prm_tokens: float
+    flops: float | None
+    wall_s: float
+    failures: int
+    reused: bool
+
+
+def bootstrap_ci(outcomes: Sequence[bool], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap interval of the mean, over problems."""
+    if not outcomes:
+        return 0.0, 0.0
+    rng, k = random.Random(seed), len(outcomes)
+    means = sorted(sum(rng.choices(outcomes, k=k)) / k for _ in range(resamples))
+    return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+
+
+def summarize(rows: Sequence[dict[str, Any]]) -> list[Point]:
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        groups[(row["strategy"], row["n"])].append(row)
+    points = []
+    for (strategy, n), group in sorted(groups.items()):
+        correct = [bool(r["correct"]) for r in group]
+        flops = [(r["generator_flops"] or 0) + (r["prm_flops"] or 0) for r in group]
+        low, high = bootstrap_ci(correct)
+        points.append(
+            Point(
+                strategy=strategy, n=n, problems=len(group), accuracy=sum(correct) / len(group),
+                ci_low=low, ci_high=high, pass_at_n=sum(bool(r["pass_at_n"]) for r in group) / len(group),
+                generated_tokens=_mean(r["generated_tokens"] for r in group),
+                prm_tokens=_mean(r["prm_tokens"] for r in group),
+                flops=_mean(flops) if any(flops) else None,
+                wall_s=_mean(r["wall_s"] for r in group),
+                failures=sum(r.get("error") is not None for r in group),
+                reused=any(r.get("reused") for r in group),
+            )
+        )
+    return points
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+COLUMNS = ("strategy", "N", "problems", "accuracy", "95% CI", "pass@N", "gen tok", "PRM tok", "FLOPs", "wall s", "failed")
+
+
+def cells(p: Point) -> list[str]:
+    return [
+        p.strategy + (" *" if p.reused else ""), str(p.n), str(p.problems), f"{p.accuracy:.3f}",
+        f"{p.ci_low:.3f}-{p.ci_high:.3f}", f"{p.pass_at_n:.3f}", f"{p.generated_tokens:,.0f}",
+        f"{p.prm_tokens:,.0f}", "n/a" if p.flops is None else f"{p.flops:.2e}", f"{p.wall_s:.2f}", str(p.failures),
+    ]
+
+
+REUSE_NOTE = (
+    "\\* from the first N samples of one pool per problem (sample reuse): the pick among them is "
+    "what a run at N returns; PRM tokens are what scoring those N cost; wall time is the pool's "
+    "generation time x N / N_max plus their PRM scoring."
+)
+
+
+def markdown(points: Sequence[Point], title: str = "Benchmark summary", config: dict[str, Any] | None = None) -> str:
+    lines = [f"# {title}", ""]
+    if config:
+        lines += [f"- {key}: `{config[key]}`" for key in ("dataset", "problems", "command") if key in config]
+        lines.append("")
+    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(cells(p)) + " |" for p in points]
+    lines.append("")
+    lines.append("Accuracy with a 95% bootstrap interval over problems; pass@N: some candidate is right "
+                 "(oracle); tokens, FLOPs (2 x parameters x tokens, generator + PRM) and wall time per problem.")
+    if any(p.reused for p in points):
+        lines += ["", REUSE_NOTE]
+    return "\n".join(lines) + "\n"
+
+
+def print_table(points: Sequence[Point]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # a log file: do not squeeze the table into 80 columns
+        console = Console(width=160)
+    table = Table(title="accuracy vs compute")
+    for column in COLUMNS:
+        table.add_column(column, justify="left" if column == "strategy" else "right")
+    for p in points:
+        table.add_row(*cells(p))
+    console.print(table)
+    if any(p.reused for p in points):
+        console.print(REUSE_NOTE.replace("\\*", "*"))
+
+
+def plot(points: Sequence[Point], out_dir: str | Path) -> list[Path]:
+    """accuracy_vs_tokens.png (log x) and accuracy_vs_n.png, one line per strategy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_strategy: dict[str, list[Point]] = defaultdict(list)
+    for p in points:
+        by_strategy[p.strategy].append(p)
+    paths = []
+    for name, x_of, label in (
+        ("accuracy_vs_tokens.png", lambda p: max(p.generated_tokens, 1.0), "generated tokens per problem (log)"),
+        ("accuracy_vs_n.png", lambda p: p.n, "budget N (log2)"),
+    ):
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for strategy, line in sorted(by_strategy.items()):
+            line = sorted(line, key=x_of)
+            ax.errorbar(
+                [x_of(p) for p in line], [p.accuracy for p in line],
+                yerr=[[p.accuracy - p.ci_low for p in line], [p.ci_high - p.accuracy for p in line]],
+                marker="o", capsize=3, label=strategy,
+            )
+        ax.set_xscale("log", base=2 if name == "accuracy_vs_n.png" else 10)
+        ax.set_xlabel(label)
+        ax.set_ylabel("accuracy (95% bootstrap CI)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = Path(out_dir) / name
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        paths.append(path)
+    return paths

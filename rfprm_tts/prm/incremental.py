@@ -1,0 +1,288 @@
+"""Incremental scoring: a step-tag PRM that runs only the tokens it has not seen before.
+
+A search scores the same prefixes again and again (beam search re-scores each beam's whole
+history at every step, so PRM work grows with the square of the trajectory length). The PRM
+is a causal decoder: a prefix's keys/values and step scores do not change when steps are
+appended. So scored prefixes live in a prefix tree whose edges are token segments that end
+at step boundaries, each holding its segment's keys/values and the scores of the steps that
+end in it. Scoring a trajectory walks the tree as far as its tokens match and runs only the
+rest, attending to the cached keys/values. Within one call, prefixes that several new inputs
+share are run once: nodes are made where inputs end or branch, and for the question's
+template, which every trajectory of a question shares.
+
+Memory is bounded by `max_tokens` (least recently used leaves go first, after each call);
+`release` drops the prefixes a strategy no longer needs and `forget` a finished question's.
+Scores equal full re-scoring up to float rounding (tested within 1e-4 in float32).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import count
+
+import torch
+from transformers import DynamicCache
+
+from rfprm_tts.prm.base import Forwarded
+from rfprm_tts.prm.step_tag import StepTagScorer, answer_start, token_min_scores
+from rfprm_tts.torch_utils import length_batches
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
+
+
+@dataclass(eq=False)
+class Node:
+    """A scored token segment that continues its parent's tokens."""
+
+    parent: Node | None
+    segment: tuple[int, ...]
+    end: int  # tokens from the start of the input to the end of this segment
+    question: str
+    id: int = field(default_factory=count().__next__)
+    kv: KV = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    children: set[Node] = field(default_factory=set)
+    released: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return (self.parent.id if self.parent else None, self.segment)
+
+    def chain(self) -> list[Node]:
+        """Nodes from the root down to this one."""
+        nodes, node = [], self
+        while node is not None:
+            nodes.append(node)
+            node = node.parent
+        return nodes[::-1]
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A step boundary first seen in this call; becomes a Node if kept."""
+
+    parent: Node | _Pending | None
+    segment: tuple[int, ...]
+    end: int
+    children: int = 0
+    leaf: bool = False  # some input ends here
+    head: bool = False  # the question's template: kept apart so every trajectory shares it
+
+    @property
+    def kept(self) -> bool:
+        """Worth a node of its own: an input's end, a branch point, or the question."""
+        return self.leaf or self.head or self.children >= 2
+
+
+class IncrementalStepTagScorer(StepTagScorer):
+    """StepTagScorer whose `forward_inputs` reuses the keys/values of prefixes it has scored."""
+
+    def __init__(self, *args, cache_max_tokens: int = 65536, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cache_max_tokens = cache_max_tokens
+        self._nodes: OrderedDict[tuple, Node] = OrderedDict()  # least recently used first
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(len(node.segment) for node in self._nodes.values())
+
+    def forward_inputs(self, question: str, inputs: list[list[int]]) -> Forwarded:
+        start = answer_start(self.tokenizer, question)
+        with self._lock:
+            leaves, pending = [], {}
+            for ids in inputs:
+                leaves.append(self._walk(ids, self._cuts(ids, start), pending))
+            made, padded = self._run([p for p in pending.values() if p.kept], question, start)
+            scores = []
+            for leaf in leaves:
+                node = made.get(id(leaf), leaf)
+                chain = node.chain()
+                for n in chain:
+                    self._nodes.move_to_end(n.key)
+                scores.append([s for n in chain for s in n.scores])
+            tokens = sum(len(n.segment) for n in made.values())
+            self._evict()
+        return Forwarded(scores, tokens, padded)
+
+    def release(self, question: str, trajectories: Sequence[Sequence[str]]) -> None:
+        """The strategy dropped these trajectories: free their prefixes that no kept
+        trajectory shares."""
+        start = answer_start(self.tokenizer, question)
+        with self._lock:
+            for steps in trajectories:
+                node = self._find(self.encode(question, steps), start) if steps else None
+                if node is not None:
+                    node.released = True
+                    while node is not None and node.released and not node.children:
+                        parent = node.parent
+                        self._remove(node)
+                        node = parent
+
+    def forget(self, question: str) -> None:
+        """Free everything cached for a question (its solve is over)."""
+        with self._lock:
+            for node in [n for n in self._nodes.values() if n.question == question and n.parent is None]:
+                self._remove_tree(node)
+
+    # -- the tree ---------------------------------------------------------------------------
+
+    def _cuts(self, ids: Sequence[int], start: int) -> list[int]:
+        """Where segments may end: the start of the answer and just after every step tag.
+        Tokens after the last tag (the template's end) are never needed for a score."""
+        return [start] + [p + 1 for p in range(start, len(ids)) if ids[p] == self.step_tag_id]
+
+    def _cached_prefix(self, ids: Sequence[int], cuts: list[int]) -> tuple[Node | None, int]:
+        """The deepest cached node the input's tokens match, and how many cuts it covers.
+        Any cut may end a cached segment (a segment can span several steps)."""
+        node, begin, covered = None, 0, 0
+        for i, cut in enumerate(cuts):
+            found = self._nodes.get((node.id if node else None, tuple(ids[begin:cut])))
+            if found is not None:
+                node, begin, covered = found, cut, i + 1
+        return node, covered
+
+    def _find(self, ids: Sequence[int], start: int) -> Node | None:
+        """The cached node that ends exactly at the input's last step, if any."""
+        cuts = self._cuts(ids, start)
+        node, covered = self._cached_prefix(ids, cuts)
+        return node if covered == len(cuts) else None
+
+    def _walk(self, ids: Sequence[int], cuts: list[int], pending: dict) -> Node | _Pending:
+        """Follow the cached tree as far as the input matches, then add the rest as pending
+        boundaries (shared with other inputs of this call). Returns the input's last node."""
+        node: Node | _Pending | None
+        node, covered = self._cached_prefix(ids, cuts)
+        begin = node.end if node else 0
+        for cut in cuts[covered:]:
+            key = (id(node), tuple(ids[begin:cut]))
+            if key not in pending:
+                pending[key] = _Pending(node, key[1], cut, head=cut == cuts[0])
+                if isinstance(node, _Pending):
+                    node.children += 1
+            node, begin = pending[key], cut
+        if isinstance(node, _Pending):
+            node.leaf = True
+        return node
+
+    def _run(self, kept: list[_Pending], question: str, start: int) -> tuple[dict[int, Node], int]:
+        """Run the model over the kept pending nodes, parents before children, batched."""
+        made: dict[int, Node] = {}
+        todo = list(kept)
+        padded = 0
+        while todo:
+            ready, later = [], []
+            for p in todo:
+                parent, segment = self._anchor(p)
+                if isinstance(parent, _Pending):
+                    (ready if id(parent) in made else later).append(p)
+                else:
+                    ready.append(p)
+            rows = []
+            for p in ready:
+                parent, segment = self._anchor(p)
+                parent = made[id(parent)] if isinstance(parent, _Pending) else parent
+                rows.append(Node(parent, segment, p.end, question))
+            lengths = [len(n.segment) for n in rows]
+            for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
+                padded += self._extend([rows[i] for i in batch], start)
+            for p, node in zip(ready, rows):
+                made[id(p)] = node
+                if node.parent is not None:
+                    node.parent.children.add(node)
+                self._nodes[node.key] = node
+            todo = later
+        return made, padded
+
+    @staticmethod
+    def _anchor(p: _Pending) -> tuple[Node | _Pending | None, tuple[int, ...]]:
+        """The nearest kept (or cached) ancestor of a kept pending node, and the tokens
+        from there to its end."""
+        segment, parent = p.segment, p.parent
+        while isinstance(parent, _Pending) and not parent.kept:
+            segment, parent = parent.segment + segment, parent.parent
+        return parent, segment
+
+    @torch.inference_mode()
+    def _extend(self, nodes: list[Node], start: int) -> int:
+        """One forward pass for new segments, each after its parent's cached keys/values
+        (left-padded to a common past length). Fills each node's kv and scores; returns the
+        padding it ran."""
+        past = [n.parent.end if n.parent else 0 for n in nodes]
+        width_past, width_new = max(past), max(len(n.segment) for n in nodes)
+        batch = len(nodes)
+        input_ids = torch.full((batch, width_new), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((batch, width_past + width_new), dtype=torch.long)
+        positions = torch.zeros((batch, width_new), dtype=torch.long)
+        for row, (node, p) in enumerate(zip(nodes, past)):
+            n = len(node.segment)
+            input_ids[row, :n] = torch.tensor(node.segment)
+            mask[row, width_past - p : width_past + n] = 1
+            positions[row] = torch.arange(p, p + width_new)
+        cache = DynamicCache(ddp_cache_data=self._past_kv(nodes, width_past)) if width_past else DynamicCache()
+        logits = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=positions.to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+        )[0]
+        p_correct = logits.float().softmax(dim=-1)[..., 1].cpu()
+        for row, node in enumerate(nodes):
+            n = len(node.segment)
+            node.kv = [
+                (layer.keys[row, :, width_past : width_past + n].clone(), layer.values[row, :, width_past : width_past + n].clone())
+                for layer in cache.layers
+            ]
+            node.scores = self._segment_scores(node, p_correct[row, :n].tolist(), start)
+        return batch * width_new - sum(len(n.segment) for n in nodes)
+
+    def _past_kv(self, nodes: list[Node], width: int) -> KV:
+        """Each node's parent chain keys/values, left-padded with zeros to `width` tokens."""
+        chains: dict[int, KV] = {}
+        for node in nodes:
+            if node.parent is not None and node.parent.id not in chains:
+                segments = [n.kv for n in node.parent.chain()]
+                chains[node.parent.id] = [
+                    (torch.cat([s[layer][0] for s in segments], dim=1), torch.cat([s[layer][1] for s in segments], dim=1))
+                    for layer in range(len(segments[0]))
+                ]
+        some = next(iter(chains.values()))
+        layers = []
+        for layer, (k0, v0) in enumerate(some):
+            keys = k0.new_zeros((len(nodes), k0.shape[0], width, k0.shape[2]))
+            values = v0.new_zeros((len(nodes), v0.shape[0], width, v0.shape[2]))
+            for row, node in enumerate(nodes):
+                if node.parent is not None:
+                    k, v = chains[node.parent.id][layer]
+                    keys[row, :, width - k.shape[1] :] = k
+                    values[row, :, width - v.shape[1] :] = v
+            layers.append((keys, values))
+        return layers
+
+    def _segment_scores(self, node: Node, p_correct: list[float], start: int) -> list[float]:
+        """Scores of the steps that end in this segment (its tokens before `start`, the
+        question's template, hold no step)."""
+        local_start = max(0, start - (node.end - len(node.segment)))
+        if self.readout == "token_min":
+            return token_min_scores(p_correct, node.segment, self.step_tag_id, local_start)
+        return [p for i, p in enumerate(p_correct) if i >= local_start and node.segment[i] == self.step_tag_id]
+
+    def _remove(self, node: Node) -> None:
+        self._nodes.pop(node.key, None)
+        if node.parent is not None:
+            node.parent.children.discard(node)
+
+    def _remove_tree(self, node: Node) -> None:
+        for child in list(node.children):
+            self._remove_tree(child)
+        self._remove(node)
+
+    def _evict(self) -> None:
+        """Drop least recently used leaves until the cache holds at most cache_max_tokens."""
+        total = self.cached_tokens
+        while total > self.cache_max_tokens:
+            leaf = next(n for n in self._nodes.values() if not n.children)
+            total -= len(leaf.segment)
+            self._remove(leaf)

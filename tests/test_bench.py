@@ -1,0 +1,156 @@
+"""The benchmark harness: grading, datasets, sample reuse, resume after a kill, reports."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from fakes import DigitScorer, ListGenerator
+from rfprm_tts import ReasoningSolver, Settings
+from rfprm_tts.bench import RunStore, load_problems, run_bench, summarize, write_report
+from rfprm_tts.bench.datasets import Problem, gold_answer
+from rfprm_tts.bench.report import bootstrap_ci
+from rfprm_tts.bench.runner import Grader
+from rfprm_tts.errors import ConfigError
+
+# Gold answers of real MATH problems, with equivalent and non-equivalent spellings of them.
+# The verdicts are mathematical facts, worked out by hand.
+GRADING_CASES = [
+    ("\\frac{1}{2}", "0.5", True),
+    ("\\frac{1}{2}", "\\dfrac12", True),
+    ("\\frac{3}{4}", "0.75", True),
+    ("(-\\infty, 3]", "(-\\infty,3]", True),
+    ("[2, 5)", "(2, 5]", False),
+    ("90^\\circ", "90", True),
+    ("\\text{Evelyn}", "Evelyn", True),
+    ("\\text{(C)}", "C", True),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\frac{\\pi}{2})", True),
+    ("10\\sqrt{2}", "\\sqrt{200}", True),
+    ("(x+1)^2", "x^2+2x+1", True),
+    ("\\{1,2\\}", "\\{2,1\\}", True),
+    ("\\pi", "3.14", False),
+    ("2", "3", False),
+]
+
+
+@pytest.mark.parametrize("gold, prediction, verdict", GRADING_CASES)
+def test_grading_real_math_answers(gold, prediction, verdict):
+    assert Grader()(Problem("p", "q", gold), prediction) is verdict
+
+
+def test_gold_answer_formats():
+    assert gold_answer("Janet sells 16 - 3 - 4 = 9 eggs.\n#### 1,234") == "1234"  # GSM8K
+    assert gold_answer(27.0) == "27"  # AMC 2023 stores floats
+    assert gold_answer("\\frac{14}{3}") == "\\frac{14}{3}"
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_local_jsonl_with_a_field_mapping_slicing_and_shuffle(tmp_path):
+    path = write_jsonl(tmp_path / "set.jsonl", [{"qid": i, "prompt": f"q{i}", "final": f"#### {i}"} for i in range(10)])
+    problems = load_problems(str(path), fields={"question": "prompt", "answer": "final", "id": "qid"}, start=2, end=6)
+    assert [(p.id, p.question, p.answer) for p in problems] == [(str(i), f"q{i}", str(i)) for i in range(2, 6)]
+    once = load_problems(str(path), fields={"question": "prompt", "answer": "final"}, shuffle_seed=7, limit=5)
+    again = load_problems(str(path), fields={"question": "prompt", "answer": "final"}, shuffle_seed=7, limit=5)
+    assert once == again and [p.question for p in once] != [f"q{i}" for i in range(5)]
+    with pytest.raises(ConfigError, match="no field 'question'.*--field question=NAME"):
+        load_problems(str(path))
+
+
+def test_named_datasets_offline(tmp_path):
+    write_jsonl(tmp_path / "gsm8k.jsonl", [{"question": "2 + 2?", "answer": "4 = 2 + 2\n#### 4", "idx": 0}])
+    [problem] = load_problems("gsm8k", data_dir=tmp_path)
+    assert (problem.id, problem.answer) == ("0", "4")
+    with pytest.raises(ConfigError, match="math500.jsonl"):
+        load_problems("math500", data_dir=tmp_path)
+    assert len(load_problems("demo", limit=3)) == 3
+    assert load_problems("demo")[0].question.startswith("Compute ")
+
+
+def test_bootstrap_interval():
+    low, high = bootstrap_ci([True] * 30 + [False] * 70)
+    assert low < 0.3 < high and 0.15 < low and high < 0.45
+    assert bootstrap_ci([True] * 10) == (1.0, 1.0)
+
+
+TEXTS = ["1 + 1 = 2\n\n\\boxed{2}", "9 + 9 = 18\n\n\\boxed{18}", "5 + 5 = 10\n\n\\boxed{10}", "2 + 7 = 9\n\n\\boxed{9}"]
+
+
+def test_sample_reuse_equals_runs_at_each_budget(tmp_path):
+    """best_of_n at N=2 from a pool of 4 picks what a run at n=2 picks, at the same cost."""
+    problems = [Problem("a", "Compute 9 + 9.", "18"), Problem("b", "Compute 1 + 1.", "2")]
+    settings = Settings()
+    solver = ReasoningSolver(settings, generator=ListGenerator(TEXTS), scorer=DigitScorer())
+    store = asyncio.run(run_bench(problems, ["best_of_n", "majority_vote"], [1, 2, 4], settings, tmp_path / "run",
+                                  solver=solver, progress=False))
+    rows = {(r["problem_id"], r["strategy"], r["n"]): r for r in store.rows()}
+    assert len(rows) == 2 * 2 * 3
+    for n in (1, 2, 4):
+        direct = ReasoningSolver(settings, generator=ListGenerator(TEXTS), scorer=DigitScorer()).solve("Compute 9 + 9.", n=n)
+        row = rows[("a", "best_of_n", n)]
+        assert row["answer"] == direct.answer
+        assert row["generated_tokens"] == direct.usage.generated_tokens
+        assert row["prm_tokens"] == direct.usage.prm_tokens
+        assert row["reused"] is (n < 4)
+    # DigitScorer ranks the "9 + 9" sample (first digit 9) first: right for a, wrong for b
+    assert rows[("a", "best_of_n", 2)]["correct"] and not rows[("b", "best_of_n", 2)]["correct"]
+    assert rows[("b", "best_of_n", 1)]["correct"] and rows[("b", "best_of_n", 1)]["pass_at_n"]
+    assert rows[("b", "best_of_n", 2)]["pass_at_n"]  # the right sample is among the first two
+
+
+def bench_command(out, *extra):
+    return [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", "6",
+            "--strategies", "majority_vote", "beam_search", "--budgets", "1", "2", "--concurrency", "1",
+            "--out", str(out), *extra]
+
+
+def test_resume_after_a_kill_loses_and_repeats_nothing(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen(bench_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    rows_file = out / "rows.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and (not rows_file.exists() or len(rows_file.read_text().splitlines()) < 3):
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = rows_file.read_text().splitlines()
+    assert 3 <= len(before) < 6 * 4, "the kill should land mid-run"
+    with open(rows_file, "a") as f:
+        f.write('{"problem_id": "demo-9", "strat')  # a torn line, as a kill mid-write leaves
+
+    subprocess.run(bench_command(out), check=True, capture_output=True, timeout=600)
+    after = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    keys = [(r["problem_id"], r["strategy"], r["n"]) for r in after]
+    assert len(keys) == len(set(keys)) == 6 * 2 * 2
+    assert [json.loads(line) for line in before] == after[: len(before)]  # finished rows kept as they were
+
+    live = (out / "summary.md").read_text()
+    (out / "summary.md").unlink()
+    subprocess.run([sys.executable, "-m", "rfprm_tts.cli", "bench", "report", str(out)], check=True, capture_output=True)
+    assert (out / "summary.md").read_text() == live
+    assert (out / "accuracy_vs_tokens.png").stat().st_size > 0 and (out / "accuracy_vs_n.png").stat().st_size > 0
+
+    points = {(p.strategy, p.n): p for p in summarize(after)}
+    for (strategy, n), point in points.items():
+        group = [r for r in after if (r["strategy"], r["n"]) == (strategy, n)]
+        assert point.accuracy == sum(r["correct"] for r in group) / 6
+        assert f"| {strategy}{' *' if point.reused else ''} | {n} | 6 | {point.accuracy:.3f} |" in live
+
+
+def test_a_resumed_run_must_keep_its_settings(tmp_path):
+    RunStore(tmp_path, {"dataset": "demo", "settings": {"n": 1}, "budgets": [1], "strategies": ["a"]})
+    RunStore(tmp_path, {"dataset": "demo", "settings": {"n": 1}, "budgets": [2], "strategies": ["b"]})  # may grow
+    assert json.loads((tmp_path / "run.json").read_text())["budgets"] == [1, 2]
+    with pytest.raises(ConfigError, match="dataset differ"):
+        RunStore(tmp_path, {"dataset": "math500", "settings": {"n": 1}, "budgets": [1], "strategies": ["a"]})
+    with pytest.raises(ConfigError, match="not a benchmark run directory"):
+        write_report(tmp_path / "missing")
