@@ -153,7 +153,7 @@ def beam_search_tokens(
 
     def run(how: StepTagScorer) -> Callable[[], int]:
         def rounds_of_search() -> int:
-            ran[how] = sum(how.forward_inputs(QUESTION, batch).tokens for batch in calls)
+            ran[how] = sum(sum(how.forward_inputs([QUESTION] * len(batch), batch).tokens) for batch in calls)
             return 0
 
         return rounds_of_search

@@ -1,4 +1,4 @@
-"""The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...`, `rfprm bench report DIR`."""
+"""The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...` (and `rfprm bench report DIR`), `rfprm serve`."""
 
 from __future__ import annotations
 
@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
     bench.add_argument("--concurrency", type=int, default=4, help="problems solved at once")
     add_backend_arguments(bench)
+
+    serve = commands.add_parser("serve", help="OpenAI-compatible proxy: PRM-chosen answers from any upstream")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    serve.add_argument("--strategy", help="default search strategy (a request's rfprm.strategy overrides)")
+    serve.add_argument("-n", "--n", type=int, help="default sample budget (a request's rfprm.n overrides)")
+    add_backend_arguments(serve)
     return parser
 
 
@@ -164,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return bench_main(args)
+        if args.command == "serve":
+            from rfprm_tts.serve import serve
+            from rfprm_tts.settings import Settings
+
+            overrides = _solve_overrides(args)
+            overrides.update({f"serve__{k}": getattr(args, k) for k in ("host", "port") if getattr(args, k) is not None})
+            serve(Settings.load().with_overrides(**overrides))
+            return 0
         from rfprm_tts.solver import solve
 
         result = solve(args.question, **_solve_overrides(args))

@@ -29,8 +29,12 @@ class SearchContext:
         separator: str,
         aggregation: str,
         alpha: float = 1.0,
+        max_tokens: int | None = None,
     ):
+        """`max_tokens` caps every generation request of this search (a proxy client's
+        max_tokens); the generator's own setting applies when it is None."""
         self.question = question
+        self.max_tokens = max_tokens
         self.generator = generator
         self.scorer = scorer
         self.separator = separator
@@ -43,7 +47,10 @@ class SearchContext:
         self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
     ) -> list[Completion]:
         """n completions of the answer (continuing `prefix`). Raises when all of them failed."""
-        request = GenerationRequest(self.question, n=n, prefix=prefix, stop=stop, max_tokens=max_tokens)
+        limits = [m for m in (max_tokens, self.max_tokens) if m is not None]
+        request = GenerationRequest(
+            self.question, n=n, prefix=prefix, stop=stop, max_tokens=min(limits) if limits else None
+        )
         result = await self.generator.generate(request)
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.generated_tokens += result.generated_tokens

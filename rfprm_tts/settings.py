@@ -158,6 +158,29 @@ class PRMSettings(BaseModel):
     )
 
 
+class ServeSettings(BaseModel):
+    """`rfprm serve`: the OpenAI-compatible proxy's address, keys and limits."""
+
+    host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
+    port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: any free port).")
+    model_name: str = Field("rfprm", description="Model name the proxy answers to and lists at /v1/models.")
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Bearer keys clients must send (secrets; JSON list in the environment). "
+        "Empty: no auth, for loopback use only.",
+    )
+    max_body_bytes: int = Field(1_000_000, ge=1, description="Largest request body accepted (413 past it).")
+    max_n: int = Field(64, ge=1, description="Largest sample budget (rfprm.n) a request may ask for.")
+    max_tokens: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
+    max_concurrent_per_key: int = Field(
+        8, ge=1, description="Requests one key may have in flight (429 with Retry-After past it)."
+    )
+    batch_window_ms: float = Field(
+        5.0, ge=0, description="How long PRM work waits for other requests' work to batch with."
+    )
+    max_batch: int = Field(256, ge=1, description="Most trajectories in one batched PRM call.")
+
+
 class Settings(BaseSettings):
     """Everything a solve needs. See the README's configuration table."""
 
@@ -171,6 +194,7 @@ class Settings(BaseSettings):
 
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     prm: PRMSettings = Field(default_factory=PRMSettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
     strategy: str = Field("best_of_n", description="Search strategy, by registered name.")
     n: int = Field(8, ge=1, description="Sample budget N of the strategy.")
     strategy_params: dict[str, Any] = Field(
@@ -213,7 +237,7 @@ class Settings(BaseSettings):
         for key, value in overrides.items():
             section, _, field = key.partition("__")
             if field:
-                if section not in ("generator", "prm"):
+                if section not in ("generator", "prm", "serve"):
                     raise ConfigError(f"unknown settings section {section!r} in {key!r}")
                 data[section][field] = value
             elif key in type(self).model_fields:

@@ -92,10 +92,13 @@ class ReasoningSolver:
         settings = self._settings_for(overrides)
         return await self.run(prompt, self._strategy_for(settings, overrides), settings)
 
-    async def run(self, prompt: str, strategy: Strategy, settings: Settings | None = None) -> SolveResult:
-        """Run a ready strategy object on one question (`asolve` builds it from settings)."""
+    async def run(
+        self, prompt: str, strategy: Strategy, settings: Settings | None = None, max_tokens: int | None = None
+    ) -> SolveResult:
+        """Run a ready strategy object on one question (`asolve` builds it from settings);
+        `max_tokens` caps each generation request of this solve."""
         settings = settings or self.settings
-        ctx = await self.context(prompt, settings)
+        ctx = await self.context(prompt, settings, max_tokens)
         started = time.perf_counter()
         try:
             outcome = await strategy.search(prompt, ctx)
@@ -120,7 +123,9 @@ class ReasoningSolver:
             },
         )
 
-    async def context(self, prompt: str, settings: Settings | None = None) -> SearchContext:
+    async def context(
+        self, prompt: str, settings: Settings | None = None, max_tokens: int | None = None
+    ) -> SearchContext:
         """The generator and PRM as a search sees them for one question (backends are built
         on first use, off the event loop). For callers that drive a search themselves."""
         settings = settings or self.settings
@@ -132,6 +137,7 @@ class ReasoningSolver:
             separator=settings.step_separator,
             aggregation=settings.prm.aggregation,
             alpha=settings.prm.alpha,
+            max_tokens=max_tokens,
         )
 
     def solve(self, prompt: str, **overrides: Any) -> SolveResult:

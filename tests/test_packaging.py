@@ -59,12 +59,13 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_every_setting_is_documented_in_the_readme():
-    from rfprm_tts.settings import GeneratorSettings, PRMSettings, Settings, VLLMSettings
+    from rfprm_tts.settings import GeneratorSettings, PRMSettings, ServeSettings, Settings, VLLMSettings
 
     readme = (ROOT / "README.md").read_text()
-    names = [n for n in Settings.model_fields if n not in ("generator", "prm")]
+    names = [n for n in Settings.model_fields if n not in ("generator", "prm", "serve")]
     names += [f"generator.{n}" for n in GeneratorSettings.model_fields]
     names += [f"generator.vllm.{n}" for n in VLLMSettings.model_fields]
     names += [f"prm.{n}" for n in PRMSettings.model_fields]
+    names += [f"serve.{n}" for n in ServeSettings.model_fields]
     missing = [n for n in names if f"| `{n}` |" not in readme]
     assert not missing, f"settings missing from README's configuration table: {missing}"

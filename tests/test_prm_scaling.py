@@ -210,3 +210,15 @@ def test_beam_search_frees_the_cache_as_it_goes(tiny_prm_dir):
     assert result.answer is not None
     assert len(freed) >= 2 and sum(freed) > 0  # dropped beams freed during the search
     assert scorer.cached_tokens == 0  # the rest forgotten when the solve ended
+
+
+@pytest.mark.parametrize("incremental", [False, True])
+def test_score_many_equals_one_question_at_a_time(tiny_prm_dir, incremental):
+    rng = random.Random(6)
+    requests = [(QUESTION, [random_steps(rng, 2), random_steps(rng, 3)]), ("Compute 1 + 2.", [random_steps(rng, 1)])]
+    together = load_prm(str(tiny_prm_dir), incremental=incremental).score_many(requests)
+    for (question, trajectories), got in zip(requests, together):
+        alone = load_prm(str(tiny_prm_dir), incremental=incremental).score_batch(question, trajectories)
+        for a, b in zip(got.step_scores, alone.step_scores):
+            assert a == pytest.approx(b, abs=1e-5)
+        assert got.tokens == alone.tokens  # nothing is shared across questions

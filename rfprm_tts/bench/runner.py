@@ -159,7 +159,7 @@ async def run_bench(
     pooled = [s for s in built.values() if isinstance(s, SampleThenChoose)]
     searched = [name for name, s in built.items() if not isinstance(s, SampleThenChoose)]
     config = {**(run_config or {}), "strategies": list(strategies), "budgets": budgets,
-              "settings": settings.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}})}
+              "settings": settings.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True})}
     store = RunStore(out_dir, config)
     done = store.done()
     jobs: list[tuple[Problem, str | None, int]] = []  # strategy None: the problem's sample pool

@@ -4,12 +4,14 @@
     python -m rfprm_tts.demo.train --smoke --out /tmp/world          # a few steps, for CI
 
 1. Language model. One Qwen2ForCausalLM run on correct solutions to random problems (never a
-   held-out one). An early snapshot is the *generator* (it errs: room for search to help);
-   the final, stronger weights initialise the PRM (a verifier trained with more compute).
+   held-out one). An early snapshot is the *generator* (it errs: room for search to help).
 2. PRM data. The generator samples answers to fresh problems at the world's temperature;
    each is graded exactly, down to the first token that goes wrong.
-3. PRM. Qwen2ForProcessRewardModel = that body + a fresh 2-label head. First the head alone,
-   then everything. Every answer token up to the first error is labelled (1 = as a correct
+3. PRM. Qwen2ForProcessRewardModel = a body + a fresh 2-label head. First the head alone,
+   then everything at a low learning rate. The body is the generator's (`prm_body`): its
+   hidden states carry its own uncertainty about the digits it writes, which is what a
+   verifier of its samples needs (v3 started from the final, stronger LM and stayed at chance
+   within problems). Every answer token up to the first error is labelled (1 = as a correct
    solution would continue, 0 = the first token that departs from every correct one; the
    `<extra_0>` tag counts as a token, so a step that stops short is caught there); tokens
    after the first error are not labelled. A step's score is the min of P(class 1) over its
@@ -73,7 +75,8 @@ class TrainConfig:
     prm_full_steps: int = 1500
     prm_batch: int = 32
     prm_head_lr: float = 1e-3
-    prm_full_lr: float = 2e-4
+    prm_full_lr: float = 1e-4
+    prm_body: str = "generator"  # or "language_model": the final LM weights
     error_weight: float = 10.0  # first-error tokens are rare: weigh them up
     # report
     eval_problems: int = 200
@@ -240,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI)")
     parser.add_argument("--eval-only", action="store_true", help="only measure the models in --out")
+    parser.add_argument("--generator", type=Path, help="reuse this trained generator: train only the PRM")
     args = parser.parse_args(argv)
     cfg = TrainConfig(seed=args.seed)
     if args.smoke:
@@ -253,7 +257,11 @@ def main(argv: list[str] | None = None) -> None:
         held_out = {p.question for p in held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)}
         problems = training_problems(random.Random(cfg.seed), cfg.difficulty, held_out)
 
-        generator, language_model = train_lm(cfg, tokenizer, problems)
+        if args.generator:
+            generator = language_model = AutoModelForCausalLM.from_pretrained(args.generator, dtype=torch.float32).eval()
+            tokenizer = AutoTokenizer.from_pretrained(args.generator)
+        else:
+            generator, language_model = train_lm(cfg, tokenizer, problems)
         save(generator, tokenizer, args.out / "generator")
 
         prm_problems = [next(problems) for _ in range(cfg.prm_problems)]
@@ -264,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
         correct = sum(grade(p, split_steps(t)).answer_correct for p, ts in zip(prm_problems, texts) for t in ts)
         print(f"PRM data: {len(examples)} samples, {correct / max(1, len(examples)):.1%} with a right answer")
 
-        prm = train_prm(cfg, tokenizer, language_model, examples)
+        prm = train_prm(cfg, tokenizer, generator if cfg.prm_body == "generator" else language_model, examples)
         save(prm, tokenizer, args.out / "prm")
     report = evaluate(cfg, args.out)
     report["train_config"] = asdict(cfg)

@@ -36,11 +36,15 @@ class Scorer(Protocol):
 @dataclass
 class Forwarded:
     """What the model gave for a list of inputs: per input its scores (one per step, or one
-    per trajectory for a one-score PRM), the real tokens it ran, and the padding it ran."""
+    per trajectory for a one-score PRM) and the tokens run for it (a prefix shared with
+    earlier inputs counts once, for the first), and the padding run in all."""
 
     scores: list[list[float]]
-    tokens: int
+    tokens: list[int]
     padded_tokens: int = 0
+
+
+Request = tuple[str, Sequence[Sequence[str]]]  # a question and its trajectories (lists of steps)
 
 
 class BatchScorer:
@@ -57,33 +61,46 @@ class BatchScorer:
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         raise NotImplementedError
 
-    def forward_inputs(self, question: str, inputs: list[list[int]]) -> Forwarded:
+    def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
+        """Scores of token inputs; `questions[i]` is the question of `inputs[i]`."""
         raise NotImplementedError
 
     def score(self, question: str, trajectories: Sequence[Sequence[str]]) -> list[list[float | None]]:
         return self.score_batch(question, trajectories).step_scores
 
     def score_batch(self, question: str, trajectories: Sequence[Sequence[str]]) -> ScoredBatch:
-        jobs: list[tuple[int, Piece]] = []
-        notes: list[str | None] = []
-        for i, steps in enumerate(trajectories):
-            pieces, note = self.pieces(question, list(steps)) if steps else ([], None)
-            jobs += [(i, piece) for piece in pieces]
-            notes.append(note)
-        inputs = [self.encode(question, trajectories[i][p.start : p.end]) for i, p in jobs]
-        done = self.forward_inputs(question, inputs) if inputs else Forwarded([], 0)
-        scores = [[None] * (1 if self.one_score else len(steps)) if steps else [] for steps in trajectories]
-        for (i, piece), got in zip(jobs, done.scores):
+        return self.score_many([(question, trajectories)])[0]
+
+    def score_many(self, requests: Sequence[Request]) -> list[ScoredBatch]:
+        """Several questions' trajectories in one pass over the model (a server batches the
+        requests that arrive together). Padding is reported on the first request."""
+        jobs: list[tuple[int, int, Piece]] = []  # request, trajectory, piece
+        results = []
+        for r, (question, trajectories) in enumerate(requests):
+            notes: list[str | None] = []
+            for i, steps in enumerate(trajectories):
+                pieces, note = self.pieces(question, list(steps)) if steps else ([], None)
+                jobs += [(r, i, piece) for piece in pieces]
+                notes.append(note)
+            empty = [[None] * (1 if self.one_score else len(steps)) if steps else [] for steps in trajectories]
+            results.append(ScoredBatch(empty, 0, 0, notes))
+        questions = [requests[r][0] for r, _, _ in jobs]
+        inputs = [self.encode(requests[r][0], requests[r][1][i][p.start : p.end]) for r, i, p in jobs]
+        done = self.forward_inputs(questions, inputs) if inputs else Forwarded([], [])
+        for (r, i, piece), got, tokens in zip(jobs, done.scores, done.tokens):
+            results[r].tokens += tokens
             if self.one_score:
-                scores[i] = got
+                results[r].step_scores[i] = got
                 continue
             if len(got) != piece.end - piece.start:
                 raise RfprmError(
                     f"the PRM gave {len(got)} step scores for {piece.end - piece.start} steps: the "
                     "step tag must be one token (and, on a vLLM server, its step_tag_id)"
                 )
-            scores[i][piece.keep : piece.end] = got[piece.keep - piece.start :]
-        return ScoredBatch(scores, done.tokens, done.padded_tokens, notes)
+            results[r].step_scores[i][piece.keep : piece.end] = got[piece.keep - piece.start :]
+        if results:
+            results[0].padded_tokens = done.padded_tokens
+        return results
 
     def pieces(self, question: str, steps: list[str]) -> tuple[list[Piece], str | None]:
         """The inputs that score one trajectory under the overflow policy. Step token counts

@@ -40,6 +40,7 @@ class Node:
     segment: tuple[int, ...]
     end: int  # tokens from the start of the input to the end of this segment
     question: str
+    start: int  # where the question's answer starts (tokens before it hold no step)
     id: int = field(default_factory=count().__next__)
     kv: KV = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
@@ -66,6 +67,8 @@ class _Pending:
     parent: Node | _Pending | None
     segment: tuple[int, ...]
     end: int
+    question: str
+    start: int
     children: int = 0
     leaf: bool = False  # some input ends here
     head: bool = False  # the question's template: kept apart so every trajectory shares it
@@ -88,21 +91,23 @@ class IncrementalStepTagScorer(StepTagScorer):
     def cached_tokens(self) -> int:
         return sum(len(node.segment) for node in self._nodes.values())
 
-    def forward_inputs(self, question: str, inputs: list[list[int]]) -> Forwarded:
-        start = answer_start(self.tokenizer, question)
+    def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
+        starts = {q: answer_start(self.tokenizer, q) for q in set(questions)}
         with self._lock:
             leaves, pending = [], {}
-            for ids in inputs:
-                leaves.append(self._walk(ids, self._cuts(ids, start), pending))
-            made, padded = self._run([p for p in pending.values() if p.kept], question, start)
-            scores = []
+            for question, ids in zip(questions, inputs):
+                leaves.append(self._walk(ids, question, starts[question], pending))
+            made, padded = self._run([p for p in pending.values() if p.kept])
+            scores, tokens, counted = [], [], set()
+            new_nodes = {id(n) for n in made.values()}
             for leaf in leaves:
-                node = made.get(id(leaf), leaf)
-                chain = node.chain()
+                chain = made.get(id(leaf), leaf).chain()
                 for n in chain:
                     self._nodes.move_to_end(n.key)
+                new = [n for n in chain if id(n) in new_nodes and id(n) not in counted]
+                counted.update(id(n) for n in new)
                 scores.append([s for n in chain for s in n.scores])
-            tokens = sum(len(n.segment) for n in made.values())
+                tokens.append(sum(len(n.segment) for n in new))
             self._evict()
         return Forwarded(scores, tokens, padded)
 
@@ -149,16 +154,17 @@ class IncrementalStepTagScorer(StepTagScorer):
         node, covered = self._cached_prefix(ids, cuts)
         return node if covered == len(cuts) else None
 
-    def _walk(self, ids: Sequence[int], cuts: list[int], pending: dict) -> Node | _Pending:
+    def _walk(self, ids: Sequence[int], question: str, start: int, pending: dict) -> Node | _Pending:
         """Follow the cached tree as far as the input matches, then add the rest as pending
         boundaries (shared with other inputs of this call). Returns the input's last node."""
+        cuts = self._cuts(ids, start)
         node: Node | _Pending | None
         node, covered = self._cached_prefix(ids, cuts)
         begin = node.end if node else 0
         for cut in cuts[covered:]:
             key = (id(node), tuple(ids[begin:cut]))
             if key not in pending:
-                pending[key] = _Pending(node, key[1], cut, head=cut == cuts[0])
+                pending[key] = _Pending(node, key[1], cut, question, start, head=cut == cuts[0])
                 if isinstance(node, _Pending):
                     node.children += 1
             node, begin = pending[key], cut
@@ -166,7 +172,7 @@ class IncrementalStepTagScorer(StepTagScorer):
             node.leaf = True
         return node
 
-    def _run(self, kept: list[_Pending], question: str, start: int) -> tuple[dict[int, Node], int]:
+    def _run(self, kept: list[_Pending]) -> tuple[dict[int, Node], int]:
         """Run the model over the kept pending nodes, parents before children, batched."""
         made: dict[int, Node] = {}
         todo = list(kept)
@@ -183,10 +189,10 @@ class IncrementalStepTagScorer(StepTagScorer):
             for p in ready:
                 parent, segment = self._anchor(p)
                 parent = made[id(parent)] if isinstance(parent, _Pending) else parent
-                rows.append(Node(parent, segment, p.end, question))
+                rows.append(Node(parent, segment, p.end, p.question, p.start))
             lengths = [len(n.segment) for n in rows]
             for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
-                padded += self._extend([rows[i] for i in batch], start)
+                padded += self._extend([rows[i] for i in batch])
             for p, node in zip(ready, rows):
                 made[id(p)] = node
                 if node.parent is not None:
@@ -205,7 +211,7 @@ class IncrementalStepTagScorer(StepTagScorer):
         return parent, segment
 
     @torch.inference_mode()
-    def _extend(self, nodes: list[Node], start: int) -> int:
+    def _extend(self, nodes: list[Node]) -> int:
         """One forward pass for new segments, each after its parent's cached keys/values
         (left-padded to a common past length). Fills each node's kv and scores; returns the
         padding it ran."""
@@ -235,7 +241,7 @@ class IncrementalStepTagScorer(StepTagScorer):
                 (layer.keys[row, :, width_past : width_past + n].clone(), layer.values[row, :, width_past : width_past + n].clone())
                 for layer in cache.layers
             ]
-            node.scores = self._segment_scores(node, p_correct[row, :n].tolist(), start)
+            node.scores = self._segment_scores(node, p_correct[row, :n].tolist())
         return batch * width_new - sum(len(n.segment) for n in nodes)
 
     def _past_kv(self, nodes: list[Node], width: int) -> KV:
@@ -261,10 +267,10 @@ class IncrementalStepTagScorer(StepTagScorer):
             layers.append((keys, values))
         return layers
 
-    def _segment_scores(self, node: Node, p_correct: list[float], start: int) -> list[float]:
-        """Scores of the steps that end in this segment (its tokens before `start`, the
-        question's template, hold no step)."""
-        local_start = max(0, start - (node.end - len(node.segment)))
+    def _segment_scores(self, node: Node, p_correct: list[float]) -> list[float]:
+        """Scores of the steps that end in this segment (its tokens before the answer's
+        start, the question's template, hold no step)."""
+        local_start = max(0, node.start - (node.end - len(node.segment)))
         if self.readout == "token_min":
             return token_min_scores(p_correct, node.segment, self.step_tag_id, local_start)
         return [p for i, p in enumerate(p_correct) if i >= local_start and node.segment[i] == self.step_tag_id]

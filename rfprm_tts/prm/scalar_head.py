@@ -68,7 +68,7 @@ class ScalarHeadScorer(BatchScorer):
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         return self.tokenizer(question + self.separator.join(steps), add_special_tokens=False)["input_ids"]
 
-    def forward_inputs(self, question: str, inputs: list[list[int]]) -> Forwarded:
+    def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
         lengths = [len(ids) for ids in inputs]
         batches = length_batches(lengths, self.batch_size, self.max_batch_tokens)
         scores: list = [None] * len(inputs)
@@ -76,7 +76,7 @@ class ScalarHeadScorer(BatchScorer):
             for batch in batches:
                 for i, reward in zip(batch, self._forward([inputs[i] for i in batch])):
                     scores[i] = [reward]
-        return Forwarded(scores, sum(lengths), padding(batches, lengths))
+        return Forwarded(scores, lengths, padding(batches, lengths))
 
     @torch.inference_mode()
     def _forward(self, batch: list[list[int]]) -> list[float]:

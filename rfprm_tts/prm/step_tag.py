@@ -64,11 +64,11 @@ class StepTagInputs(BatchScorer):
         text = step_tag_input(self.tokenizer, question, steps, self.step_tag)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def forward_inputs(self, question: str, inputs: list[list[int]]) -> Forwarded:
+    def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
         rows, padded = self._rows(inputs)
-        start = answer_start(self.tokenizer, question) if self.readout == "token_min" else 0
-        scores = [self.read(probabilities, ids, start) for probabilities, ids in zip(rows, inputs)]
-        return Forwarded(scores, sum(len(ids) for ids in inputs), padded)
+        starts = {q: answer_start(self.tokenizer, q) if self.readout == "token_min" else 0 for q in set(questions)}
+        scores = [self.read(rows_i, ids, starts[q]) for rows_i, ids, q in zip(rows, inputs, questions)]
+        return Forwarded(scores, [len(ids) for ids in inputs], padded)
 
     def read(self, probabilities: Sequence[Sequence[float]], ids: Sequence[int], start: int) -> list[float]:
         """Step scores from one input's rows (tag rows, or every token's row for token_min)."""

@@ -1,0 +1,152 @@
+"""Load on `rfprm serve`, on loopback: many concurrent clients (the official openai SDK) for a
+fixed number of requests, with faults injected into a share of the upstream calls. Prints
+one table: requests/s, latency percentiles, the PRM batch sizes the proxy achieved, errors
+and lost requests.
+
+    python benchmarks/serve_load.py --clients 64 --requests 512 --fault-rate 0.05
+
+The upstream is a local OpenAI-compatible stand-in that answers demo-world questions after a
+random delay and answers a `--fault-rate` share of calls with HTTP 500; the PRM is the real
+demo PRM, in the proxy's process. The proxy retries failed upstream calls (generator settings).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import threading
+import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import openai
+
+from rfprm_tts.demo.arithmetic import held_out_problems
+from rfprm_tts.serve import serving
+from rfprm_tts.settings import Settings
+
+
+def start_upstream(fault_rate: float, delay_s: tuple[float, float], seed: int) -> tuple[ThreadingHTTPServer, dict]:
+    """A chat-completions stand-in: n samples per call, each a correct or subtly wrong
+    solution of the demo question it is asked; a `fault_rate` share of calls fail with 500."""
+    rng, lock, counts = random.Random(seed), threading.Lock(), {"calls": 0, "faults": 0}
+    solutions = {p.question: p for p in held_out_problems()}
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            with lock:
+                counts["calls"] += 1
+                fault = rng.random() < fault_rate
+                counts["faults"] += fault
+                wait, draws = rng.uniform(*delay_s), [rng.random() for _ in range(body.get("n", 1))]
+            time.sleep(wait)
+            if fault:
+                self.reply(500, {"error": {"message": "injected fault"}})
+                return
+            answer = solutions[body["messages"][-1]["content"]].answer
+            texts = [f"The answer is \\boxed{{{answer + (0 if d < 0.6 else 1)}}}." for d in draws]
+            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                       for i, t in enumerate(texts)]
+            usage = {"prompt_tokens": 30, "completion_tokens": 12 * len(texts), "total_tokens": 30 + 12 * len(texts)}
+            self.reply(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "up",
+                             "choices": choices, "usage": usage})
+
+        def reply(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, counts
+
+
+async def clients(url: str, questions: list[str], concurrency: int, n: int) -> tuple[list[float], list[str], int]:
+    """Every question once, `concurrency` at a time; latencies, errors, answered count."""
+    client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="load", max_retries=0, timeout=600)
+    todo = list(enumerate(questions))
+    latencies, errors, answered = [], [], set()
+
+    async def worker() -> None:
+        while todo:
+            i, question = todo.pop()
+            start = time.perf_counter()
+            try:
+                response = await client.chat.completions.create(
+                    model="rfprm", messages=[{"role": "user", "content": question}], extra_body={"rfprm": {"n": n}}
+                )
+                if response.choices[0].message.content:
+                    answered.add(i)
+                latencies.append(time.perf_counter() - start)
+            except openai.APIError as exc:
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await client.close()
+    return latencies, errors, len(answered)
+
+
+def scrape(url: str) -> dict[str, float]:
+    text = urllib.request.urlopen(f"{url}/metrics").read().decode()
+    return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=512)
+    parser.add_argument("--n", type=int, default=4, help="sample budget per request (best_of_n)")
+    parser.add_argument("--fault-rate", type=float, default=0.05)
+    parser.add_argument("--batch-window-ms", type=float, default=5.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    upstream, counts = start_upstream(args.fault_rate, (0.02, 0.08), args.seed)
+    settings = Settings(
+        n=args.n,
+        generator={"backend": "openai", "base_url": f"http://127.0.0.1:{upstream.server_address[1]}/v1",
+                   "model": "up", "max_retries": 5, "backoff_s": 0.05, "backoff_max_s": 0.5, "max_concurrency": 256},
+        serve={"port": 0, "max_concurrent_per_key": args.clients, "batch_window_ms": args.batch_window_ms},
+    )
+    problems = held_out_problems()
+    questions = [problems[i % len(problems)].question for i in range(args.requests)]
+    with serving(settings) as url:
+        started = time.perf_counter()
+        latencies, errors, answered = asyncio.run(clients(url, questions, args.clients, args.n))
+        seconds = time.perf_counter() - started
+        metrics = scrape(url)
+    upstream.shutdown()
+
+    batches = metrics.get("rfprm_prm_batch_requests_count", 0)
+    quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
+    rows = [
+        ("requests (clients)", f"{args.requests} ({args.clients} concurrent, n={args.n})"),
+        ("requests/s", f"{args.requests / seconds:.1f}"),
+        ("latency p50 / p99", f"{quantiles[49]:.3f} s / {quantiles[98]:.3f} s"),
+        ("PRM calls", f"{batches:.0f}"),
+        ("requests per PRM call (mean)", f"{metrics.get('rfprm_prm_batch_requests_sum', 0) / max(batches, 1):.1f}"),
+        ("trajectories per PRM call (mean)", f"{metrics.get('rfprm_prm_batch_trajectories_sum', 0) / max(batches, 1):.1f}"),
+        ("upstream calls / injected faults", f"{counts['calls']} / {counts['faults']} ({counts['faults'] / max(counts['calls'], 1):.1%})"),
+        ("errors returned to clients", str(len(errors))),
+        ("lost requests (no answer, no error)", str(args.requests - answered - len(errors))),
+    ]
+    print("| measure | value |\n|---|---|")
+    for name, value in rows:
+        print(f"| {name} | {value} |")
+    for error in errors[:5]:
+        print("error:", error)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+"""`rfprm serve`: an OpenAI-compatible chat-completions endpoint that answers with the
+PRM-chosen answer of a search over the configured generator (any OpenAI-compatible upstream,
+in-process vLLM, or the demo world).
+
+A request is a standard chat-completions body. Its last user message is the question; the
+strategy and budget are server defaults, overridable in an `rfprm` object of the body (the
+openai SDK sends it with `extra_body`): `{"strategy": "beam_search", "n": 8, "params":
+{"beam_width": 4}, "return_candidates": true}`. Sampling settings (temperature, top_p, stop)
+are the server's generator settings; `max_tokens` caps each generation request. `n` must be
+1: the answer is one chosen completion. With `stream: true` the chosen answer is streamed as
+standard SSE chunks once it is chosen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rfprm_tts.errors import ConfigError, GenerationError, RfprmError
+from rfprm_tts.serve.metrics import Metrics
+from rfprm_tts.settings import Settings
+from rfprm_tts.solver import ReasoningSolver
+from rfprm_tts.strategies.base import build_strategy
+from rfprm_tts.trajectory import SolveResult
+
+log = logging.getLogger(__name__)
+
+
+class RfprmOptions(BaseModel):
+    """Per-request search options (the body's `rfprm` object)."""
+
+    model_config = ConfigDict(extra="forbid")
+    strategy: str | None = None
+    n: int | None = Field(None, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    return_candidates: bool = False
+
+
+class ChatRequest(BaseModel):
+    """The chat-completions fields the proxy reads; others (temperature, ...) are accepted
+    and left to the server's generator settings."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    n: int = Field(1, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    rfprm: RfprmOptions = Field(default_factory=RfprmOptions)
+
+
+class APIError(Exception):
+    """An error answered as an OpenAI-style error object."""
+
+    def __init__(self, status: int, message: str, kind: str, code: str | None = None, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code, self.headers = status, message, kind, code, headers or {}
+
+    def payload(self) -> dict[str, Any]:
+        return {"message": self.message, "type": self.kind, "param": None, "code": self.code}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.payload()}, status_code=self.status, headers=self.headers)
+
+
+def question_of(messages: list[dict[str, Any]]) -> str:
+    """The text of the last user message (a string, or a list of text parts)."""
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+            if isinstance(content, str) and content.strip():
+                return content
+    raise APIError(400, "the request has no user message with text content: send the question as a user message",
+                   "invalid_request_error", "missing_question")
+
+
+class KeyLimiter:
+    """Bearer-key auth (constant-time comparisons, keys never logged) and a cap on each
+    key's requests in flight."""
+
+    def __init__(self, keys: list[str], max_in_flight: int):
+        self.keys = [k.encode() for k in keys]
+        self.max_in_flight = max_in_flight
+        self.in_flight: dict[int, int] = {}
+
+    def identify(self, authorization: str | None) -> int:
+        """The index of the caller's key (-1 when the server has no keys)."""
+        if not self.keys:
+            return -1
+        scheme, _, token = (authorization or "").partition(" ")
+        given = token.strip().encode() if scheme.lower() == "bearer" else b""
+        matches = [hmac.compare_digest(given, key) for key in self.keys]  # every key, always
+        if not any(matches):
+            raise APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                           "authentication_error", "invalid_api_key")
+        return matches.index(True)
+
+    def acquire(self, key: int) -> None:
+        if self.in_flight.get(key, 0) >= self.max_in_flight:
+            raise APIError(429, f"more than {self.max_in_flight} requests in flight for this key; retry shortly",
+                           "rate_limit_error", "too_many_requests", headers={"Retry-After": "1"})
+        self.in_flight[key] = self.in_flight.get(key, 0) + 1
+
+    def release(self, key: int) -> None:
+        self.in_flight[key] -= 1
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing one larger than `limit` bytes before reading all of it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"request body of {declared} bytes is over the limit of {limit}", "invalid_request_error",
+                       "body_too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise APIError(413, f"request body is over the limit of {limit} bytes", "invalid_request_error",
+                           "body_too_large")
+    return bytes(body)
+
+
+def parse_request(body: bytes, settings: Settings) -> ChatRequest:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise APIError(400, f"the body is not valid JSON: {exc}", "invalid_request_error", "invalid_json") from None
+    try:
+        chat = ChatRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise APIError(400, f"invalid field {where}: {first['msg']}", "invalid_request_error", "invalid_field") from None
+    limits = settings.serve
+    if chat.n != 1:
+        raise APIError(400, "n must be 1: the proxy returns one chosen answer; set the search budget with rfprm.n",
+                       "invalid_request_error", "invalid_n")
+    budget = chat.rfprm.n or settings.n
+    if budget > limits.max_n:
+        raise APIError(400, f"rfprm.n={budget} is over this server's limit of {limits.max_n}",
+                       "invalid_request_error", "n_too_large")
+    max_tokens = chat.max_completion_tokens or chat.max_tokens
+    if max_tokens is not None and max_tokens > limits.max_tokens:
+        raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {limits.max_tokens}",
+                       "invalid_request_error", "max_tokens_too_large")
+    return chat
+
+
+def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_id: str) -> dict[str, Any]:
+    best = result.best
+    usage = result.usage
+    body: dict[str, Any] = {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": best.trajectory.text if best else ""},
+            "finish_reason": (best.finish_reason if best and best.finish_reason in ("stop", "length") else "stop"),
+        }],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.generated_tokens,
+            "total_tokens": usage.prompt_tokens + usage.generated_tokens,
+        },
+        "rfprm": {
+            "answer": result.answer,
+            "score": best.score if best else None,
+            "strategy": result.strategy,
+            "strategy_params": result.strategy_params,
+            "usage": usage.model_dump(),
+        },
+    }
+    if chat.rfprm.return_candidates:
+        body["rfprm"]["candidates"] = [
+            {
+                "text": c.trajectory.text, "answer": c.answer, "score": c.score, "step_scores": c.step_scores,
+                "finish_reason": c.finish_reason, "error": c.error, "prm_note": c.prm_note,
+            }
+            for c in result.candidates
+        ]
+    return body
+
+
+def stream_chunks(body: dict[str, Any], include_usage: bool, piece: int = 64) -> list[str]:
+    """The chosen answer as SSE chunks of the chat.completion.chunk form, then [DONE]."""
+    text = body["choices"][0]["message"]["content"]
+    base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": body["model"]}
+
+    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+        data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+        return f"data: {json.dumps(data)}\n\n"
+
+    events = [chunk({"role": "assistant", "content": ""})]
+    events += [chunk({"content": text[i : i + piece]}) for i in range(0, len(text), piece)]
+    events.append(chunk({}, body["choices"][0]["finish_reason"], rfprm=body["rfprm"]))
+    if include_usage:
+        events.append(f"data: {json.dumps({**base, 'choices': [], 'usage': body['usage']})}\n\n")
+    events.append("data: [DONE]\n\n")
+    return events
+
+
+def upstream_error(exc: GenerationError) -> APIError:
+    timed_out = "timed out" in str(exc)
+    return APIError(504 if timed_out else 502, f"upstream generation failed: {exc}", "upstream_error",
+                    "upstream_timeout" if timed_out else "upstream_failed")
+
+
+def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> FastAPI:
+    """The proxy app. Without a `solver`, one is built from `settings` with the PRM batched
+    across requests (serve.batch_window_ms, serve.max_batch)."""
+    metrics = Metrics()
+    limiter = KeyLimiter([k.get_secret_value() for k in settings.serve.api_keys], settings.serve.max_concurrent_per_key)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        nonlocal solver
+        if solver is None:
+            solver = await asyncio.to_thread(build_solver, settings, metrics)
+        yield
+        await solver.aclose()
+
+    app = FastAPI(title="rfprm-tts proxy", lifespan=lifespan)
+
+    @app.exception_handler(APIError)
+    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        limiter.identify(request.headers.get("authorization"))
+        return {"object": "list", "data": [{"id": settings.serve.model_name, "object": "model", "created": 0,
+                                            "owned_by": "rfprm-tts"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        started = time.perf_counter()
+        key = limiter.identify(request.headers.get("authorization"))
+        limiter.acquire(key)
+        metrics.start()
+        status, streaming = 500, False
+        try:
+            chat = parse_request(await read_body(request, settings.serve.max_body_bytes), settings)
+            if chat.stream:
+                streaming = True  # the stream releases the key and records itself when it ends
+                return StreamingResponse(stream(chat, key, started), media_type="text/event-stream")
+            body = await until_done_or_disconnect(asyncio.ensure_future(solve(chat)), request)
+            status = 200
+            return JSONResponse(body)
+        except APIError as exc:
+            status = exc.status
+            raise
+        finally:
+            if not streaming:
+                limiter.release(key)
+                metrics.finish(status, time.perf_counter() - started)
+
+    async def solve(chat: ChatRequest) -> dict[str, Any]:
+        question = question_of(chat.messages)
+        options = chat.rfprm
+        try:
+            strategy = build_strategy(options.strategy or settings.strategy, n=options.n or settings.n,
+                                      **{**settings.strategy_params, **options.params})
+            result = await solver.run(question, strategy, settings, max_tokens=chat.max_completion_tokens or chat.max_tokens)
+        except ConfigError as exc:
+            raise APIError(400, str(exc), "invalid_request_error", "invalid_rfprm_option") from None
+        except GenerationError as exc:
+            metrics.upstream_errors.inc()
+            raise upstream_error(exc) from None
+        except RfprmError as exc:
+            raise APIError(500, str(exc), "server_error") from None
+        metrics.record_usage(result)
+        return completion_body(result, chat, settings.serve.model_name, f"chatcmpl-{uuid.uuid4().hex}")
+
+    async def until_done_or_disconnect(work: asyncio.Future, request: Request) -> dict[str, Any]:
+        """The solve's result; a client that goes away cancels its upstream work."""
+        while not work.done():
+            await asyncio.wait({work}, timeout=0.1)
+            if not work.done() and await request.is_disconnected():
+                work.cancel()
+                metrics.cancelled.inc()
+                raise APIError(499, "client disconnected", "client_closed_request")
+        return work.result()
+
+    async def stream(chat: ChatRequest, key: int, started: float) -> AsyncIterator[str]:
+        """The search runs while the client waits on an open stream; a client that goes
+        away cancels it (Starlette cancels this generator)."""
+        status = 500
+        try:
+            try:
+                body = await solve(chat)
+            except APIError as exc:
+                status = exc.status
+                yield f"data: {json.dumps({'error': exc.payload()})}\n\n"
+                return
+            include_usage = bool((chat.stream_options or {}).get("include_usage"))
+            for event in stream_chunks(body, include_usage):
+                yield event
+            status = 200
+        except asyncio.CancelledError:
+            metrics.cancelled.inc()
+            status = 499
+            raise
+        finally:
+            limiter.release(key)
+            metrics.finish(status, time.perf_counter() - started)
+
+    return app
+
+
+def build_solver(settings: Settings, metrics: Metrics) -> ReasoningSolver:
+    """A solver whose PRM batches the scoring work of concurrent requests."""
+    from rfprm_tts.prm import load_prm
+    from rfprm_tts.serve.batching import BatchingScorer
+
+    options = settings.prm.model_dump(exclude={"model", "aggregation", "alpha"})
+    scorer = BatchingScorer(
+        load_prm(settings.prm.model, **options),
+        window_s=settings.serve.batch_window_ms / 1000,
+        max_batch=settings.serve.max_batch,
+        on_batch=metrics.observe_batch,
+    )
+    solver = ReasoningSolver(settings, scorer=scorer)
+    solver.generator  # noqa: B018 - build the generator now, not on the first request
+    return solver

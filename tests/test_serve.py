@@ -1,0 +1,228 @@
+"""`rfprm serve` over real HTTP, with the official openai SDK as the client. Upstreams: the demo
+world in-process, and a scripted local HTTP server for faults (500s, timeouts, slowness)."""
+
+import threading
+import time
+import urllib.request
+
+import httpx
+import openai
+import pytest
+
+from conftest import Reply, ScriptedServer, chat_body
+from rfprm_tts import Settings
+from rfprm_tts.serve import serving
+
+QUESTION = "Compute 7 + 5 * 3 - 4."
+KEYS = ["key-one", "key-two"]
+
+
+def running(settings: Settings):
+    """The proxy on a free loopback port, in a thread of this process."""
+    return serving(settings.with_overrides(serve__port=0))
+
+
+def metric(url: str, name: str) -> float:
+    text = urllib.request.urlopen(f"{url}/metrics").read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
+@pytest.fixture(scope="module")
+def demo_proxy():
+    settings = Settings(
+        n=4,
+        serve={"api_keys": KEYS, "max_n": 16, "max_tokens": 300, "max_body_bytes": 20_000,
+               "max_concurrent_per_key": 2, "batch_window_ms": 50},
+    )
+    with running(settings) as url:
+        yield url
+
+
+def client(url: str, key: str = KEYS[0], **kw) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, **kw)
+
+
+def test_chat_completion_with_overrides_and_candidates(demo_proxy):
+    response = client(demo_proxy).chat.completions.create(
+        model="rfprm", messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": QUESTION}],
+        extra_body={"rfprm": {"strategy": "best_of_n", "n": 3, "return_candidates": True}},
+    )
+    text = response.choices[0].message.content
+    rfprm = response.model_extra["rfprm"]
+    assert rfprm["strategy"] == "best_of_n" and rfprm["strategy_params"]["n"] == 3
+    candidates = rfprm["candidates"]
+    assert len(candidates) == 3 and candidates[0]["text"] == text  # ranked best first
+    assert candidates[0]["score"] == max(c["score"] for c in candidates if c["score"] is not None)
+    assert all(len(c["step_scores"]) >= 1 for c in candidates)
+    assert response.usage.completion_tokens == rfprm["usage"]["generated_tokens"] > 0
+    assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
+    assert rfprm["usage"]["prm_tokens"] > 0
+
+
+def test_streaming_sends_the_chosen_answer(demo_proxy):
+    stream = client(demo_proxy).chat.completions.create(
+        model="rfprm", messages=[{"role": "user", "content": QUESTION}], stream=True,
+        stream_options={"include_usage": True}, extra_body={"rfprm": {"n": 2, "return_candidates": True}},
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and finals[0].model_extra["rfprm"]["candidates"][0]["text"] == text
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_models_health_and_metrics(demo_proxy):
+    assert [m.id for m in client(demo_proxy).models.list().data] == ["rfprm"]
+    assert httpx.get(f"{demo_proxy}/health").json() == {"status": "ok"}
+    assert metric(demo_proxy, 'rfprm_requests_total{status="200"}') >= 1
+    assert metric(demo_proxy, "rfprm_prm_tokens_total") > 0
+
+
+def test_auth(demo_proxy):
+    with pytest.raises(openai.AuthenticationError) as err:
+        client(demo_proxy, key="wrong").chat.completions.create(model="rfprm", messages=[{"role": "user", "content": QUESTION}])
+    assert err.value.body["code"] == "invalid_api_key"
+    assert httpx.post(f"{demo_proxy}/v1/chat/completions", json={}).status_code == 401
+    assert client(demo_proxy, key=KEYS[1]).models.list().data  # either key works
+
+
+@pytest.mark.parametrize(
+    "body, code",
+    [
+        ({"messages": [{"role": "user", "content": QUESTION}], "n": 2}, "invalid_n"),
+        ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"n": 17}}, "n_too_large"),
+        ({"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 301}, "max_tokens_too_large"),
+        ({"messages": []}, "invalid_field"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "missing_question"),
+        ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"strategy": "nope"}}, "invalid_rfprm_option"),
+        ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"colour": 1}}, "invalid_field"),
+    ],
+)
+def test_invalid_requests_get_openai_style_400s(demo_proxy, body, code):
+    response = httpx.post(f"{demo_proxy}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEYS[0]}"})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == code and error["type"] == "invalid_request_error" and error["message"]
+
+
+def test_malformed_json_and_oversized_body(demo_proxy):
+    headers = {"Authorization": f"Bearer {KEYS[0]}", "content-type": "application/json"}
+    bad = httpx.post(f"{demo_proxy}/v1/chat/completions", content=b'{"messages": [', headers=headers)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+    big = {"messages": [{"role": "user", "content": "x" * 30_000}]}
+    response = httpx.post(f"{demo_proxy}/v1/chat/completions", json=big, headers=headers)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "body_too_large"
+
+
+@pytest.fixture
+def faulty_upstream():
+    server = ScriptedServer()
+    yield server
+    server.close()
+
+
+def upstream_settings(upstream: ScriptedServer, **serve) -> Settings:
+    return Settings(
+        n=2,
+        generator={"backend": "openai", "base_url": upstream.base_url, "model": "up", "timeout_s": 0.5,
+                   "max_retries": 2, "backoff_s": 0.01, "backoff_max_s": 0.05},
+        serve=serve,
+    )
+
+
+ANSWER = "5 * 3 = 15\n\n7 + 15 = 22\n\n22 - 4 = 18\n\nThe answer is \\boxed{18}."
+
+
+def test_upstream_500s_are_retried_then_mapped_to_502(faulty_upstream):
+    faulty_upstream.script = [Reply(500, {"error": {"message": "boom"}}), Reply(200, chat_body([ANSWER, ANSWER]))]
+    with running(upstream_settings(faulty_upstream)) as url:
+        response = client(url, key="any").chat.completions.create(model="rfprm", messages=[{"role": "user", "content": QUESTION}])
+        assert response.model_extra["rfprm"]["answer"] == "18" and len(faulty_upstream.requests) == 2
+
+        faulty_upstream.default = Reply(500, {"error": {"message": "upstream down"}})
+        with pytest.raises(openai.InternalServerError) as err:
+            client(url, key="any").chat.completions.create(model="rfprm", messages=[{"role": "user", "content": QUESTION}])
+        assert err.value.status_code == 502 and "HTTP 500" in err.value.body["message"]
+        assert metric(url, "rfprm_upstream_errors_total") >= 1
+
+
+def test_upstream_timeouts_are_mapped_to_504(faulty_upstream):
+    faulty_upstream.default = Reply(200, chat_body([ANSWER, ANSWER]), delay_s=2.0)
+    with running(upstream_settings(faulty_upstream)) as url:
+        response = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]},
+                              timeout=30)
+        assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout"
+        assert len(faulty_upstream.requests) == 3  # the first try and two retries
+
+
+def test_per_key_concurrency_limit_and_client_disconnect(faulty_upstream):
+    faulty_upstream.default = Reply(200, chat_body([ANSWER, ANSWER]), delay_s=3.0)
+    settings = upstream_settings(faulty_upstream, api_keys=KEYS, max_concurrent_per_key=1)
+    settings = settings.with_overrides(generator__timeout_s=10)
+    with running(settings) as url:
+        body = {"messages": [{"role": "user", "content": QUESTION}]}
+        headers = {"Authorization": f"Bearer {KEYS[0]}"}
+        gave_up = []
+
+        def impatient_client():
+            try:
+                httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=0.8)
+            except httpx.ReadTimeout:
+                gave_up.append(True)
+
+        first = threading.Thread(target=impatient_client)
+        first.start()
+        time.sleep(0.3)
+        second = httpx.post(f"{url}/v1/chat/completions", json=body, headers=headers, timeout=10)
+        assert second.status_code == 429 and second.headers["retry-after"] == "1"
+        other_key = httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {KEYS[1]}"})
+        assert other_key.status_code == 200
+        first.join()
+        assert gave_up  # after 0.8 s, long before the upstream answers
+        deadline = time.time() + 5
+        while metric(url, "rfprm_cancelled_requests_total") < 1 and time.time() < deadline:
+            time.sleep(0.1)
+        assert metric(url, "rfprm_cancelled_requests_total") == 1
+        assert metric(url, "rfprm_requests_in_flight") == 0  # its key's slot is free again
+
+
+def test_concurrent_requests_share_prm_batches(faulty_upstream):
+    """Requests whose samples come back together have their PRM work batched."""
+    faulty_upstream.default = Reply(200, chat_body([ANSWER, ANSWER]))
+    with running(upstream_settings(faulty_upstream, batch_window_ms=200)) as url:
+        threads = [
+            threading.Thread(target=lambda: client(url, key="any").chat.completions.create(
+                model="rfprm", messages=[{"role": "user", "content": QUESTION}]))
+            for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        batches = metric(url, "rfprm_prm_batch_requests_count")
+        assert metric(url, "rfprm_prm_batch_requests_sum") == 4  # every request's PRM work, once
+        assert 1 <= batches < 4  # in fewer, shared calls
+        assert metric(url, 'rfprm_requests_total{status="200"}') == 4
+
+
+def test_batching_scorer_equals_direct_scoring(tiny_prm_dir):
+    from rfprm_tts.prm import load_prm
+    from rfprm_tts.serve.batching import BatchingScorer
+
+    sizes = []
+    batching = BatchingScorer(load_prm(str(tiny_prm_dir)), window_s=0.2, on_batch=lambda r, t: sizes.append((r, t)))
+    requests = [(QUESTION, [["1 + 1 = 2"], ["2 * 3 = 6", "6 + 1 = 7"]]), ("Compute 2 + 2.", [["2 + 2 = 4"]])]
+    results = {}
+    threads = [threading.Thread(target=lambda q=q, t=t: results.__setitem__(q, batching.score_batch(q, t))) for q, t in requests]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sizes == [(2, 3)]  # both calls in one batch of three trajectories
+    direct = load_prm(str(tiny_prm_dir), incremental=False)
+    for question, trajectories in requests:
+        want = direct.score(question, trajectories)
+        for got, expected in zip(results[question].step_scores, want):
+            assert got == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(Exception, match="step tag|PRM"):
+        BatchingScorer(load_prm(str(tiny_prm_dir), max_length=20)).score_batch(QUESTION, [["1 + 1 = 2"]])
