@@ -191,9 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: bfloat16 on cuda, else float32")
+    parser.add_argument("--agreement-only", action="store_true", help="only compare incremental/packed with full scores")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = getattr(torch, args.dtype) if args.dtype else torch.bfloat16 if device.type == "cuda" else torch.float32
     workload = WORKLOADS[device.type]
     torch.manual_seed(args.seed)
     tokenizer = build_tokenizer()
@@ -209,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# matmul peak measured: {peak / 1e12:,.1f} TFLOP/s; max_batch_tokens={args.max_batch_tokens}\n")
 
     rng = random.Random(args.seed)
+    if args.agreement_only:
+        print(agreement(scorer, IncrementalStepTagScorer(model, tokenizer, **options), rng))
+        return
     head = list(range(3, 3 + answer_start(tokenizer, QUESTION)))
     rows = []
     for case in ("best_of_n", "beam_partials"):

@@ -134,7 +134,7 @@ def report_main(argv: list[str]) -> int:
     return 0
 
 
-def bench_main(args: argparse.Namespace) -> int:
+def bench_main(args: argparse.Namespace, argv: list[str]) -> int:
     import asyncio
     import shlex
 
@@ -149,7 +149,7 @@ def bench_main(args: argparse.Namespace) -> int:
     settings = Settings.load().with_overrides(**_solve_overrides(args))
     config = {
         "dataset": args.dataset, "problems": [problems[0].id, problems[-1].id, len(problems)],
-        "command": "rfprm bench " + shlex.join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "",
+        "command": "rfprm " + shlex.join(argv),
     }
     print(f"{len(problems)} problems, strategies {args.strategies}, budgets {sorted(set(args.budgets))} -> {args.out}")
     asyncio.run(run_bench(problems, args.strategies, args.budgets, settings, args.out,
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     hf_logging.disable_progress_bar()
     try:
         if args.command == "bench":
-            return bench_main(args)
+            return bench_main(args, argv)
         if args.command == "serve":
             from rfprm_tts.serve import serve
             from rfprm_tts.settings import Settings

@@ -75,3 +75,18 @@ def test_training_script_smoke(tmp_path):
     assert (tmp_path / "world" / "generator" / "model.safetensors").exists()
     assert load_prm(str(tmp_path / "world" / "prm")).score("Compute 1 + 2.", [["1 + 2 = 3"]])[0]
     assert (tmp_path / "world" / "report.json").exists()
+
+
+def test_digit_labels_judge_each_step_locally():
+    from rfprm_tts.demo.arithmetic import digit_labels, parse_question
+
+    problem = parse_question("Compute 7 + 5 * 3 - 4.")
+    wrong = ["5 * 3 = 16", "7 + 16 = 23", "23 - 4 = 19", "The answer is \\boxed{19}."]
+    labels = digit_labels(problem, wrong)
+    assert len(labels) == sum(len(s) + 1 for s in wrong)
+    # only the 6 of "16" is wrong (5 * 3 = 15); the later steps compute right from what is written
+    assert [i for i, label in enumerate(labels) if label == 0] == [wrong[0].index("16") + 1]
+    # 7 + 5 first breaks precedence: its operand digits are wrong; nothing after a bad step counts
+    labels = digit_labels(problem, ["7 + 5 = 12", "12 * 3 = 36"])
+    assert labels[0] == 0 and labels[4] == 0 and labels[8:10] == [1, 1] and set(labels[11:]) == {None}
+    assert digit_labels(problem, ["5 * 3 = 15", "so"])[-1] == 0  # a malformed step fails at its tag

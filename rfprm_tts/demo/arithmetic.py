@@ -179,6 +179,50 @@ def deviation(step: str, options: list[str]) -> int:
     return best
 
 
+STEP_FORM = re.compile(r"(-?\d+) ([+*-]) (-?\d+) = (-?\d+)")
+
+
+def digit_labels(problem: Problem, steps: list[str]) -> list[int | None]:
+    """A label per character of the joined steps (one separator between steps, labelled too):
+    each digit of a step's operands is right (1) when the operation is one the state written
+    so far allows, each digit of its result when it matches the true result of the operation
+    as written; other characters are 1 in a well-formed step. A malformed step is 0 at its
+    separator, and nothing after it is labelled (None). Errors are judged locally: a step
+    computed correctly from an earlier wrong number is right, so a trajectory's first error
+    is where its labels first drop to 0."""
+    numbers, ops = list(problem.numbers), list(problem.ops)
+    labels: list[int | None] = []
+    for step in steps:
+        m = STEP_FORM.fullmatch(step)
+        if m and ops:
+            a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
+            at = next((i for i in allowed_indices(ops) if (numbers[i], ops[i], numbers[i + 1]) == (a, op, b)), None)
+            true = str(a * b if op == "*" else a + b if op == "+" else a - b)
+            step_labels = [1] * len(step)
+            for g in (1, 2, 3):
+                for k in range(m.start(g), m.end(g)):
+                    step_labels[k] = 1 if at is not None else 0
+            written = m[4]
+            for k in range(len(written)):
+                right = len(written) == len(true) and written[k] == true[k]
+                step_labels[m.start(4) + k] = 1 if right else 0
+            labels += step_labels + [1]
+            if at is None:
+                return labels + [None] * (sum(len(x) + 1 for x in steps) - len(labels))
+            numbers, ops = numbers[:at] + [c] + numbers[at + 2 :], ops[:at] + ops[at + 1 :]
+            continue
+        final = re.fullmatch(r"The answer is \\boxed\{(-?\d+)\}\.", step)
+        if final and not ops:
+            step_labels = [1] * len(step)
+            for k in range(final.start(1), final.end(1)):
+                step_labels[k] = 1 if final[1] == str(numbers[0]) else 0
+            labels += step_labels + [1]
+            continue
+        labels += [None] * len(step) + [0]  # malformed, or not the step the state calls for
+        break
+    return labels + [None] * (sum(len(x) + 1 for x in steps) - len(labels))
+
+
 def grade_text(problem: Problem, text: str, separator: str = DEFAULT_STEP_SEPARATOR) -> Grade:
     return grade(problem, split_steps(text, separator))
 

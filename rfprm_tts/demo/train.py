@@ -7,11 +7,8 @@
    held-out one). An early snapshot is the *generator* (it errs: room for search to help).
 2. PRM data. The generator samples answers to fresh problems at the world's temperature;
    each is graded exactly, down to the first token that goes wrong.
-3. PRM. Qwen2ForProcessRewardModel = a body + a fresh 2-label head. First the head alone,
-   then everything at a low learning rate. The body is the generator's (`prm_body`): its
-   hidden states carry its own uncertainty about the digits it writes, which is what a
-   verifier of its samples needs (v3 started from the final, stronger LM and stayed at chance
-   within problems). Every answer token up to the first error is labelled (1 = as a correct
+3. PRM. Qwen2ForProcessRewardModel = the final LM's body (or the generator's: `prm_body`)
+   + a fresh 2-label head. First the head alone, then everything. Every answer token up to the first error is labelled (1 = as a correct
    solution would continue, 0 = the first token that departs from every correct one; the
    `<extra_0>` tag counts as a token, so a step that stops short is caught there); tokens
    after the first error are not labelled. A step's score is the min of P(class 1) over its
@@ -38,7 +35,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
 
-from rfprm_tts.demo.arithmetic import Difficulty, Problem, grade, held_out_problems, sample_problem
+from rfprm_tts.demo.arithmetic import Difficulty, Problem, digit_labels, grade, held_out_problems, sample_problem
 from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, world_report
 from rfprm_tts.demo.tiny import build_tokenizer, tiny_config
 from rfprm_tts.prm import load_prm
@@ -75,8 +72,9 @@ class TrainConfig:
     prm_full_steps: int = 1500
     prm_batch: int = 32
     prm_head_lr: float = 1e-3
-    prm_full_lr: float = 1e-4
-    prm_body: str = "generator"  # or "language_model": the final LM weights
+    prm_full_lr: float = 2e-4
+    prm_body: str = "language_model"  # or "generator": the sampled model's own weights
+    prm_labels: str = "first_error"  # or "digits": every digit right/wrong (arithmetic.digit_labels)
     error_weight: float = 10.0  # first-error tokens are rare: weigh them up
     # report
     eval_problems: int = 200
@@ -163,15 +161,19 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
     return generator.eval(), model.eval()
 
 
-def prm_example(tokenizer, problem: Problem, steps: list[str]) -> tuple[list[int], list[int]]:
-    """PRM input ids (the ReasonFlux format) and a label per token: 1 up to the first error,
-    0 at it, -100 after it and outside the answer."""
-    g = grade(problem, steps)
+def prm_example(tokenizer, problem: Problem, steps: list[str], kind: str = "digits") -> tuple[list[int], list[int]]:
+    """PRM input ids (the ReasonFlux format) and a label per token (-100: none). "digits":
+    every digit right or wrong (arithmetic.digit_labels); "first_error": 1 up to the first
+    error, 0 at it, nothing after it."""
     prompt = prompt_ids(tokenizer, problem.question)
     content = tokenizer("<extra_0>".join(steps) + "<extra_0>", add_special_tokens=False)["input_ids"]
     # One token per character and per tag, so token i of the answer is character offset i.
-    error = g.first_error_char if g.first_error_char is not None else len(content)
-    labels = [1 if i < error else 0 if i == error else -100 for i in range(len(content))]
+    if kind == "digits":
+        labels = [-100 if label is None else label for label in digit_labels(problem, steps)]
+    else:
+        g = grade(problem, steps)
+        error = g.first_error_char if g.first_error_char is not None else len(content)
+        labels = [1 if i < error else 0 if i == error else -100 for i in range(len(content))]
     suffix = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
     return prompt + content + suffix, [-100] * len(prompt) + labels + [-100] * len(suffix)
 
@@ -244,10 +246,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI)")
     parser.add_argument("--eval-only", action="store_true", help="only measure the models in --out")
     parser.add_argument("--generator", type=Path, help="reuse this trained generator: train only the PRM")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a TrainConfig field, e.g. --set prm_labels=digits")
     args = parser.parse_args(argv)
     cfg = TrainConfig(seed=args.seed)
     if args.smoke:
         cfg = replace(cfg, **SMOKE)
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in TrainConfig.__dataclass_fields__ or name == "difficulty":
+            parser.error(f"--set {item}: no such TrainConfig field")
+        cfg = replace(cfg, **{name: type(getattr(cfg, name))(value)})
     torch.set_num_threads(max(1, torch.get_num_threads()))
     started = time.time()
     if not args.eval_only:
@@ -267,7 +276,7 @@ def main(argv: list[str] | None = None) -> None:
         prm_problems = [next(problems) for _ in range(cfg.prm_problems)]
         texts = sample_texts(generator, tokenizer, [p.question for p in prm_problems], n=cfg.prm_samples,
                              temperature=cfg.temperature)
-        examples = [prm_example(tokenizer, p, split_steps(t)) for p, ts in zip(prm_problems, texts) for t in ts]
+        examples = [prm_example(tokenizer, p, split_steps(t), cfg.prm_labels) for p, ts in zip(prm_problems, texts) for t in ts]
         examples = [e for e in examples if any(label != -100 for label in e[1])]
         correct = sum(grade(p, split_steps(t)).answer_correct for p, ts in zip(prm_problems, texts) for t in ts)
         print(f"PRM data: {len(examples)} samples, {correct / max(1, len(examples)):.1%} with a right answer")
