@@ -17,19 +17,22 @@ Scores equal full re-scoring up to float rounding (tested within 1e-4 in float32
 
 from __future__ import annotations
 
+import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import count
 
 import torch
-from transformers import DynamicCache
+from transformers import DynamicCache, Qwen2Model
 
 from rfprm_tts.prm.base import Forwarded
 from rfprm_tts.prm.step_tag import StepTagScorer, answer_start, token_min_scores
 from rfprm_tts.torch_utils import length_batches
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
+# transformers 5.24 renamed the decoder's `past_key_values` argument to `cache`
+CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
 
 
 @dataclass(eq=False)
@@ -231,8 +234,8 @@ class IncrementalStepTagScorer(StepTagScorer):
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=positions.to(self.device),
-            past_key_values=cache,
             use_cache=True,
+            **{CACHE_ARGUMENT: cache},
         )[0]
         p_correct = logits.float().softmax(dim=-1)[..., 1].cpu()
         for row, node in enumerate(nodes):
