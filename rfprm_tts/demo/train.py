@@ -75,6 +75,8 @@ class TrainConfig:
     prm_full_lr: float = 2e-4
     prm_body: str = "language_model"  # or "generator": the sampled model's own weights
     prm_labels: str = "first_error"  # or "digits": every digit right/wrong (arithmetic.digit_labels)
+    # "newline": start the step tag's embedding from "\n"'s (the LM never reads the tag)
+    prm_tag_embedding: str = "own"
     error_weight: float = 10.0  # first-error tokens are rare: weigh them up
     # report
     eval_problems: int = 200
@@ -185,6 +187,11 @@ def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> 
     config.rfprm_readout = "token_min"
     prm = Qwen2ForProcessRewardModel(config)
     prm.model.load_state_dict(body.model.state_dict())
+    if cfg.prm_tag_embedding == "newline":
+        embedding = prm.model.embed_tokens.weight
+        newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
+        with torch.no_grad():
+            embedding[tokenizer.convert_tokens_to_ids("<extra_0>")] = embedding[newline]
     rng = random.Random(cfg.seed + 2)
     phases = [("PRM head", cfg.prm_head_steps, cfg.prm_head_lr, prm.score.parameters()),
               ("PRM full", cfg.prm_full_steps, cfg.prm_full_lr, prm.parameters())]
