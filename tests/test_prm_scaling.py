@@ -76,7 +76,7 @@ def test_truncate_scores_the_trailing_steps_as_their_own_input(short_prm):
 def test_window_scores_every_step_with_overlapping_context(short_prm):
     steps = random_steps(random.Random(1), 8)
     scorer = load_prm(short_prm, overflow="window", window_overlap=1, incremental=False)
-    pieces, _ = scorer.pieces(QUESTION, steps)
+    pieces = [piece for piece, _ in scorer.pieces(QUESTION, steps)[0]]
     assert len(pieces) > 1 and all(p.keep - p.start <= 1 for p in pieces)
     scores = scorer.score(QUESTION, [steps])[0]
     assert None not in scores

@@ -75,17 +75,19 @@ class BatchScorer:
         """Several questions' trajectories in one pass over the model (a server batches the
         requests that arrive together). Padding is reported on the first request."""
         jobs: list[tuple[int, int, Piece]] = []  # request, trajectory, piece
+        inputs: list[list[int]] = []
         results = []
         for r, (question, trajectories) in enumerate(requests):
             notes: list[str | None] = []
             for i, steps in enumerate(trajectories):
                 pieces, note = self.pieces(question, list(steps)) if steps else ([], None)
-                jobs += [(r, i, piece) for piece in pieces]
+                for piece, ids in pieces:
+                    jobs.append((r, i, piece))
+                    inputs.append(ids)
                 notes.append(note)
             empty = [[None] * (1 if self.one_score else len(steps)) if steps else [] for steps in trajectories]
             results.append(ScoredBatch(empty, 0, 0, notes))
         questions = [requests[r][0] for r, _, _ in jobs]
-        inputs = [self.encode(requests[r][0], requests[r][1][i][p.start : p.end]) for r, i, p in jobs]
         done = self.forward_inputs(questions, inputs) if inputs else Forwarded([], [])
         for (r, i, piece), got, tokens in zip(jobs, done.scores, done.tokens):
             results[r].tokens += tokens
@@ -102,20 +104,22 @@ class BatchScorer:
             results[0].padded_tokens = done.padded_tokens
         return results
 
-    def pieces(self, question: str, steps: list[str]) -> tuple[list[Piece], str | None]:
-        """The inputs that score one trajectory under the overflow policy. Step token counts
-        are estimated one step at a time, then each piece is checked with its real encoding
-        (the budget shrinks by any overshoot)."""
-        full = len(self.encode(question, steps))
+    def pieces(self, question: str, steps: list[str]) -> tuple[list[tuple[Piece, list[int]]], str | None]:
+        """The inputs that score one trajectory under the overflow policy, each with its token
+        ids. Step token counts are estimated one step at a time, then each piece is checked
+        with its real encoding (the budget shrinks by any overshoot)."""
+        ids = self.encode(question, steps)
+        full = len(ids)
         if self.max_length is None or full <= self.max_length:
-            return [Piece(0, len(steps), 0)], None
+            return [(Piece(0, len(steps), 0), ids)], None
         costs = [len(self.tokenizer(s, add_special_tokens=False)["input_ids"]) + 1 for s in steps]
         budget = self.max_length - (full - sum(costs))
         policy = "truncate" if self.one_score and self.overflow == "window" else self.overflow
         for _ in range(8):
             pieces, note = plan(costs, budget, policy, self.window_overlap)
-            longest = max((len(self.encode(question, steps[p.start : p.end])) for p in pieces), default=0)
+            encoded = [(p, self.encode(question, steps[p.start : p.end])) for p in pieces]
+            longest = max((len(e) for _, e in encoded), default=0)
             if longest <= self.max_length:
-                return pieces, f"{note} ({full} tokens, context {self.max_length})"
+                return encoded, f"{note} ({full} tokens, context {self.max_length})"
             budget -= longest - self.max_length
         raise PRMInputTooLongError(f"could not fit the trajectory into the PRM context of {self.max_length}")
