@@ -15,7 +15,7 @@ from rfprm_tts.prm.base import ScoredBatch, Scorer
 from rfprm_tts.prm.incremental import IncrementalStepTagScorer
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
 from rfprm_tts.prm.scalar_head import REWARD_HEAD_FILE, ScalarHeadScorer, load_reward_head
-from rfprm_tts.prm.step_tag import StepTagScorer
+from rfprm_tts.prm.step_tag import StepTagScorer, checkpoint_readout
 from rfprm_tts.settings import PRMSettings
 from rfprm_tts.torch_utils import pick_device, pick_dtype
 
@@ -83,7 +83,7 @@ def load_prm(path_or_name: str, **options) -> Scorer:
             "to the PRM's step separator token"
         )
     check_two_label_head(model, step_tag_id, path)
-    readout = settings.readout if settings.readout != "auto" else getattr(config, "rfprm_readout", "step_tag")
+    readout = checkpoint_readout(settings.readout, config)
     scorer_class, extra = StepTagScorer, {}
     if settings.incremental:
         scorer_class, extra = IncrementalStepTagScorer, {"cache_max_tokens": settings.cache_max_tokens}

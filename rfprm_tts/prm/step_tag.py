@@ -39,6 +39,12 @@ def answer_start(tokenizer, question: str) -> int:
     return len(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
+def checkpoint_readout(readout: str, config) -> str:
+    """The read-out to use: the setting, or with "auto" the checkpoint's `rfprm_readout`
+    (a token-level PRM such as the demo's says "token_min"), else ReasonFlux's "step_tag"."""
+    return readout if readout != "auto" else getattr(config, "rfprm_readout", "step_tag")
+
+
 def token_min_scores(p_correct: Sequence[float], ids: Sequence[int], tag_id: int, start: int) -> list[float]:
     """Token-level read-out: each step's score is the min of P(correct) over its tokens and
     its closing tag; the first step starts at `start`, the first token of the answer."""

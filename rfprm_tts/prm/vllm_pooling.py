@@ -14,16 +14,14 @@ import threading
 from typing import Any
 
 from rfprm_tts.errors import ConfigError, RfprmError
-from rfprm_tts.prm.step_tag import StepTagInputs
+from rfprm_tts.prm.step_tag import StepTagInputs, checkpoint_readout
 from rfprm_tts.settings import PRMSettings
 
 
-def checkpoint_readout(settings: PRMSettings, path: str) -> str:
-    if settings.readout != "auto":
-        return settings.readout
+def configured_readout(settings: PRMSettings, path: str) -> str:
     from transformers import AutoConfig
 
-    return getattr(AutoConfig.from_pretrained(path), "rfprm_readout", "step_tag")
+    return checkpoint_readout(settings.readout, AutoConfig.from_pretrained(path))
 
 
 class VLLMPoolingScorer(StepTagInputs):
@@ -34,7 +32,7 @@ class VLLMPoolingScorer(StepTagInputs):
         from vllm.config import PoolerConfig
 
         v = settings.vllm
-        self.readout = checkpoint_readout(settings, path)
+        self.readout = configured_readout(settings, path)
         dtype = settings.dtype if settings.dtype != "auto" else None
         engine_args: dict[str, Any] = dict(
             model=path, runner="pooling", gpu_memory_utilization=v.gpu_memory_utilization,
@@ -95,7 +93,7 @@ class HTTPPoolingScorer(StepTagInputs):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.step_tag = settings.step_tag
         self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
-        self.readout = checkpoint_readout(settings, path)
+        self.readout = configured_readout(settings, path)
         self.max_length = settings.max_length  # else the server checks its own limit
         self.overflow, self.window_overlap = settings.overflow, settings.window_overlap
         self.num_parameters = None
