@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 
 from rfprm_tts.errors import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def pick_device(device: str) -> torch.device:
@@ -58,6 +62,16 @@ def length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int, sprea
         else:
             batches.append([i])
     return batches
+
+
+def run_grouped(items: Sequence[T], groups: Sequence[Sequence[int]], run: Callable[[list[T]], list[R]]) -> list[R]:
+    """`run` over each group of items (groups hold indices into `items`, e.g. from
+    length_batches); the results come back in the items' order."""
+    results: list = [None] * len(items)
+    for group in groups:
+        for i, result in zip(group, run([items[i] for i in group])):
+            results[i] = result
+    return results
 
 
 def padding(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> int:

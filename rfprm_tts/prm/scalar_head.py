@@ -18,7 +18,7 @@ from torch import nn
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.base import BatchScorer, Forwarded
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
-from rfprm_tts.torch_utils import length_batches, padding, right_pad
+from rfprm_tts.torch_utils import length_batches, padding, right_pad, run_grouped
 
 REWARD_HEAD_FILE = "reward_head.pt"
 
@@ -71,12 +71,9 @@ class ScalarHeadScorer(BatchScorer):
     def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
         lengths = [len(ids) for ids in inputs]
         batches = length_batches(lengths, self.batch_size, self.max_batch_tokens)
-        scores: list = [None] * len(inputs)
         with self._lock:
-            for batch in batches:
-                for i, reward in zip(batch, self._forward([inputs[i] for i in batch])):
-                    scores[i] = [reward]
-        return Forwarded(scores, lengths, padding(batches, lengths))
+            rewards = run_grouped(inputs, batches, self._forward)
+        return Forwarded([[reward] for reward in rewards], lengths, padding(batches, lengths))
 
     @torch.inference_mode()
     def _forward(self, batch: list[list[int]]) -> list[float]:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from rfprm_tts.prm.base import BatchScorer, Forwarded
-from rfprm_tts.torch_utils import length_batches, packed_rows, padding, right_pad
+from rfprm_tts.torch_utils import length_batches, packed_rows, padding, right_pad, run_grouped
 
 
 def step_tag_input(tokenizer, question: str, steps: Sequence[str], step_tag: str = "<extra_0>") -> str:
@@ -134,11 +134,8 @@ class StepTagScorer(StepTagInputs):
             groups, forward = packed_rows(lengths, self.max_batch_tokens), self._forward_packed
         else:
             groups, forward = length_batches(lengths, self.batch_size, self.max_batch_tokens), self._forward_padded
-        rows: list = [None] * len(batch)
         with self._lock:
-            for group in groups:
-                for i, row in zip(group, forward([batch[i] for i in group])):
-                    rows[i] = row
+            rows = run_grouped(batch, groups, forward)
         return rows, 0 if self.batching == "pack" else padding(groups, lengths)
 
     def _keep(self, input_ids: torch.Tensor) -> torch.Tensor:
