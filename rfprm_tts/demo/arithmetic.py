@@ -89,10 +89,15 @@ def allowed_indices(ops: list[str]) -> list[int]:
     return muls or ([0] if ops else [])
 
 
-def apply(state: tuple[list[int], list[str]], i: int) -> tuple[list[int], list[str]]:
+def evaluate(a: int, op: str, b: int) -> int:
+    return a * b if op == "*" else a + b if op == "+" else a - b
+
+
+def apply(state: tuple[list[int], list[str]], i: int, value: int | None = None) -> tuple[list[int], list[str]]:
+    """The state after operation i, whose result is `value` as written (default: the true one)."""
     numbers, ops = state
-    a, op, b = numbers[i], ops[i], numbers[i + 1]
-    value = a * b if op == "*" else a + b if op == "+" else a - b
+    if value is None:
+        value = evaluate(numbers[i], ops[i], numbers[i + 1])
     return numbers[:i] + [value] + numbers[i + 2 :], ops[:i] + ops[i + 1 :]
 
 
@@ -180,6 +185,7 @@ def deviation(step: str, options: list[str]) -> int:
 
 
 STEP_FORM = re.compile(r"(-?\d+) ([+*-]) (-?\d+) = (-?\d+)")
+ANSWER_FORM = re.compile(r"The answer is \\boxed\{(-?\d+)\}\.")  # final_step's form
 
 
 def digit_labels(problem: Problem, steps: list[str]) -> list[int | None]:
@@ -197,7 +203,7 @@ def digit_labels(problem: Problem, steps: list[str]) -> list[int | None]:
         if m and ops:
             a, op, b, c = int(m[1]), m[2], int(m[3]), int(m[4])
             at = next((i for i in allowed_indices(ops) if (numbers[i], ops[i], numbers[i + 1]) == (a, op, b)), None)
-            true = str(a * b if op == "*" else a + b if op == "+" else a - b)
+            true = str(evaluate(a, op, b))
             step_labels = [1] * len(step)
             for g in (1, 2, 3):
                 for k in range(m.start(g), m.end(g)):
@@ -208,10 +214,10 @@ def digit_labels(problem: Problem, steps: list[str]) -> list[int | None]:
                 step_labels[m.start(4) + k] = 1 if right else 0
             labels += step_labels + [1]
             if at is None:
-                return labels + [None] * (sum(len(x) + 1 for x in steps) - len(labels))
-            numbers, ops = numbers[:at] + [c] + numbers[at + 2 :], ops[:at] + ops[at + 1 :]
+                break
+            numbers, ops = apply((numbers, ops), at, c)
             continue
-        final = re.fullmatch(r"The answer is \\boxed\{(-?\d+)\}\.", step)
+        final = ANSWER_FORM.fullmatch(step)
         if final and not ops:
             step_labels = [1] * len(step)
             for k in range(final.start(1), final.end(1)):
