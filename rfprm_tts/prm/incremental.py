@@ -181,17 +181,15 @@ class IncrementalStepTagScorer(StepTagScorer):
         todo = list(kept)
         padded = 0
         while todo:
-            ready, later = [], []
+            ready, rows, later = [], [], []
             for p in todo:
                 parent, segment = self._anchor(p)
                 if isinstance(parent, _Pending):
-                    (ready if id(parent) in made else later).append(p)
-                else:
-                    ready.append(p)
-            rows = []
-            for p in ready:
-                parent, segment = self._anchor(p)
-                parent = made[id(parent)] if isinstance(parent, _Pending) else parent
+                    if id(parent) not in made:
+                        later.append(p)  # its parent runs in this round
+                        continue
+                    parent = made[id(parent)]
+                ready.append(p)
                 rows.append(Node(parent, segment, p.end, p.question, p.start))
             lengths = [len(n.segment) for n in rows]
             for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
