@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from rfprm_tts.context import SearchContext
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators import Generator, build_generator
-from rfprm_tts.prm import Scorer, load_prm
+from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
 from rfprm_tts.trajectory import SolveResult
@@ -80,8 +80,7 @@ class ReasoningSolver:
     def scorer(self) -> Scorer:
         with self._build_lock:
             if self._scorer is None:
-                options = self.settings.prm.model_dump(exclude={"model", "aggregation", "alpha"})
-                self._scorer = load_prm(self.settings.prm.model, **options)
+                self._scorer = build_scorer(self.settings.prm)
             return self._scorer
 
     async def asolve(self, prompt: str, **overrides: Any) -> SolveResult:

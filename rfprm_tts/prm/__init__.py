@@ -102,6 +102,12 @@ def load_prm(path_or_name: str, **options) -> Scorer:
     )
 
 
+def build_scorer(settings: PRMSettings) -> Scorer:
+    """The PRM that `settings` describe (aggregation and alpha are read by the search, not
+    the scorer)."""
+    return load_prm(settings.model, **settings.model_dump(exclude={"model", "aggregation", "alpha"}))
+
+
 @torch.inference_mode()
 def check_two_label_head(model: torch.nn.Module, token_id: int, path: str) -> None:
     """Fail clearly when the loaded head is not the 2-label PRM head (ReasonFlux-PRM issue #20:
@@ -128,5 +134,6 @@ __all__ = [
     "Scorer",
     "StepTagScorer",
     "aggregate",
+    "build_scorer",
     "load_prm",
 ]

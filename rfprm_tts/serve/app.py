@@ -61,6 +61,11 @@ class ChatRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     rfprm: RfprmOptions = Field(default_factory=RfprmOptions)
 
+    @property
+    def token_limit(self) -> int | None:
+        """The cap on each upstream request (max_completion_tokens, or the older max_tokens)."""
+        return self.max_completion_tokens or self.max_tokens
+
 
 class APIError(Exception):
     """An error answered as an OpenAI-style error object."""
@@ -154,7 +159,7 @@ def parse_request(body: bytes, settings: Settings) -> ChatRequest:
     if budget > limits.max_n:
         raise APIError(400, f"rfprm.n={budget} is over this server's limit of {limits.max_n}",
                        "invalid_request_error", "n_too_large")
-    max_tokens = chat.max_completion_tokens or chat.max_tokens
+    max_tokens = chat.token_limit
     if max_tokens is not None and max_tokens > limits.max_tokens:
         raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {limits.max_tokens}",
                        "invalid_request_error", "max_tokens_too_large")
@@ -285,7 +290,7 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
         try:
             strategy = build_strategy(options.strategy or settings.strategy, n=options.n or settings.n,
                                       **{**settings.strategy_params, **options.params})
-            result = await solver.run(question, strategy, settings, max_tokens=chat.max_completion_tokens or chat.max_tokens)
+            result = await solver.run(question, strategy, settings, max_tokens=chat.token_limit)
         except ConfigError as exc:
             raise APIError(400, str(exc), "invalid_request_error", "invalid_rfprm_option") from None
         except GenerationError as exc:
@@ -334,12 +339,11 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
 
 def build_solver(settings: Settings, metrics: Metrics) -> ReasoningSolver:
     """A solver whose PRM batches the scoring work of concurrent requests."""
-    from rfprm_tts.prm import load_prm
+    from rfprm_tts.prm import build_scorer
     from rfprm_tts.serve.batching import BatchingScorer
 
-    options = settings.prm.model_dump(exclude={"model", "aggregation", "alpha"})
     scorer = BatchingScorer(
-        load_prm(settings.prm.model, **options),
+        build_scorer(settings.prm),
         window_s=settings.serve.batch_window_ms / 1000,
         max_batch=settings.serve.max_batch,
         on_batch=metrics.observe_batch,
