@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
+from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -125,9 +126,12 @@ def strategy_class(name: str) -> type:
     return _REGISTRY[name]
 
 
-def build_strategy(name: str, **params: Any) -> Strategy:
-    """The strategy `name` with validated parameters."""
+def build_strategy(name: str, defaults: Mapping[str, Any] | None = None, **params: Any) -> Strategy:
+    """The strategy `name` with validated parameters. `defaults` (configured once for many
+    strategies, like a server's or a benchmark's `strategy_params`) apply only where the
+    strategy takes them; `params` must all be its own."""
     cls = strategy_class(name)
+    params = {**{k: v for k, v in (defaults or {}).items() if k in cls.Params.model_fields}, **params}
     try:
         return cls(cls.Params(**params))
     except ValidationError as exc:

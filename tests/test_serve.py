@@ -31,6 +31,7 @@ def metric(url: str, name: str) -> float:
 def demo_proxy():
     settings = Settings(
         n=4,
+        strategy_params={"beam_width": 2},  # server-wide; only strategies that take it get it
         serve={"api_keys": KEYS, "max_n": 16, "max_tokens": 300, "max_body_bytes": 20_000,
                "max_concurrent_per_key": 2, "batch_window_ms": 50},
     )
@@ -57,6 +58,18 @@ def test_chat_completion_with_overrides_and_candidates(demo_proxy):
     assert response.usage.completion_tokens == rfprm["usage"]["generated_tokens"] > 0
     assert response.usage.total_tokens == response.usage.prompt_tokens + response.usage.completion_tokens
     assert rfprm["usage"]["prm_tokens"] > 0
+
+
+def test_server_strategy_params_reach_only_strategies_that_take_them(demo_proxy):
+    beam = client(demo_proxy).chat.completions.create(
+        model="rfprm", messages=[{"role": "user", "content": QUESTION}],
+        extra_body={"rfprm": {"strategy": "beam_search", "n": 4, "params": {"max_steps": 6}}},
+    ).model_extra["rfprm"]
+    assert beam["strategy_params"]["beam_width"] == 2 and beam["strategy_params"]["max_steps"] == 6
+    plain = client(demo_proxy).chat.completions.create(
+        model="rfprm", messages=[{"role": "user", "content": QUESTION}], extra_body={"rfprm": {"n": 2}},
+    ).model_extra["rfprm"]
+    assert plain["strategy"] == "best_of_n" and "beam_width" not in plain["strategy_params"]
 
 
 def test_streaming_sends_the_chosen_answer(demo_proxy):
@@ -96,6 +109,8 @@ def test_auth(demo_proxy):
         ({"messages": [{"role": "assistant", "content": "hi"}]}, "missing_question"),
         ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"strategy": "nope"}}, "invalid_rfprm_option"),
         ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"colour": 1}}, "invalid_field"),
+        ({"messages": [{"role": "user", "content": QUESTION}],
+          "rfprm": {"strategy": "best_of_n", "params": {"beam_width": 3}}}, "invalid_rfprm_option"),
     ],
 )
 def test_invalid_requests_get_openai_style_400s(demo_proxy, body, code):

@@ -24,7 +24,7 @@ from rfprm_tts.bench.store import RunStore
 from rfprm_tts.grading import equivalent
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
-from rfprm_tts.strategies.base import SampleThenChoose, Strategy, build_strategy, strategy_class
+from rfprm_tts.strategies.base import SampleThenChoose, Strategy, build_strategy
 from rfprm_tts.trajectory import Candidate, Usage
 
 
@@ -134,12 +134,6 @@ def failed_row(problem: Problem, strategy: str, n: int, error: Exception) -> Row
     )
 
 
-def strategy_for(name: str, n: int, params: dict[str, Any]) -> Strategy:
-    """A strategy at budget n with the settings' strategy parameters that it takes."""
-    fields = strategy_class(name).Params.model_fields
-    return build_strategy(name, n=n, **{k: v for k, v in params.items() if k in fields})
-
-
 async def run_bench(
     problems: Sequence[Problem],
     strategies: Sequence[str],
@@ -155,7 +149,7 @@ async def run_bench(
     """Run what `out_dir` does not hold yet; returns the store with every row. A given
     `solver` (e.g. with ready backends) is used instead of one built from `settings`."""
     budgets = sorted(set(budgets))
-    built = {name: strategy_for(name, max(budgets), settings.strategy_params) for name in strategies}
+    built = {name: build_strategy(name, settings.strategy_params, n=max(budgets)) for name in strategies}
     pooled = [s for s in built.values() if isinstance(s, SampleThenChoose)]
     searched = [name for name, s in built.items() if not isinstance(s, SampleThenChoose)]
     config = {**(run_config or {}), "strategies": list(strategies), "budgets": budgets,
@@ -179,7 +173,7 @@ async def run_bench(
                     rows = await pooled_rows(solver, problem, pooled, budgets, grade)
                     rows = [r for r in rows if (r.problem_id, r.strategy, r.n) not in done]
                 else:
-                    rows = [await search_row(solver, problem, strategy_for(strategy, n, settings.strategy_params), grade)]
+                    rows = [await search_row(solver, problem, build_strategy(strategy, settings.strategy_params, n=n), grade)]
             except Exception as exc:  # noqa: BLE001 - a failed problem is a row, not a crashed run
                 names = [s.name for s in pooled] if strategy is None else [strategy]
                 ns = budgets if strategy is None else [n]

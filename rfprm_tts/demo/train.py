@@ -140,6 +140,7 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lm_lr, weight_decay=0.01, betas=(0.9, 0.98))
     validation = [next(problems) for _ in range(cfg.val_problems)]
     generator, generator_info = None, {}
+    needs_final = cfg.prm_body == "language_model"
     progress = tqdm(range(cfg.lm_steps), desc="language model", unit="step")
     for step in progress:
         for group in optimizer.param_groups:
@@ -159,6 +160,9 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
             progress.write(f"step {step + 1}: loss {loss.item():.3f}, validation greedy {accuracy:.3f}")
             progress.write(f"  sample: {sample_texts(model.eval(), tokenizer, [validation[0].question], 1, 0.0)[0][0]!r}")
             model.train()
+            if accuracy > cfg.generator_max_greedy and not needs_final:
+                progress.write("the generator is chosen and the PRM does not start from the final model: stopping")
+                break
     print(f"generator: snapshot {generator_info}")
     return generator.eval(), model.eval()
 

@@ -288,8 +288,8 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
         question = question_of(chat.messages)
         options = chat.rfprm
         try:
-            strategy = build_strategy(options.strategy or settings.strategy, n=options.n or settings.n,
-                                      **{**settings.strategy_params, **options.params})
+            strategy = build_strategy(options.strategy or settings.strategy, settings.strategy_params,
+                                      n=options.n or settings.n, **options.params)
             result = await solver.run(question, strategy, settings, max_tokens=chat.token_limit)
         except ConfigError as exc:
             raise APIError(400, str(exc), "invalid_request_error", "invalid_rfprm_option") from None
