@@ -3,7 +3,9 @@
 Cheap checks first (normalised strings, plain numbers); math-verify for the rest (fractions,
 expressions, intervals, LaTeX forms). math-verify's own timeout uses SIGALRM, which works
 only on the main thread, so comparisons run in a worker process with a time limit; a
-comparison that runs past it counts as "not equal" and the worker is replaced.
+comparison that runs past it counts as "not equal" and the worker is replaced. A new worker
+makes one comparison (imports, parser set-up) before the clock starts, so a slow start on a
+busy machine is not mistaken for a stuck comparison.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from fractions import Fraction
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
 _pool: concurrent.futures.ProcessPoolExecutor | None = None
 _pool_lock = threading.Lock()
+WORKER_START_TIMEOUT_S = 120.0
 
 
 def normalize(answer: str) -> str:
@@ -63,6 +66,7 @@ def _math_verify(a: str, b: str, timeout_s: float) -> bool:
             _pool = concurrent.futures.ProcessPoolExecutor(
                 max_workers=1, mp_context=multiprocessing.get_context("spawn")
             )
+            _pool.submit(_verify_in_worker, "x+1", "1+x").result(timeout=WORKER_START_TIMEOUT_S)
         pool = _pool
     future = pool.submit(_verify_in_worker, a, b)
     try:

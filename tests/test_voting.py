@@ -2,6 +2,7 @@ import pytest
 
 from fakes import DigitScorer, ListGenerator
 from rfprm_tts import ReasoningSolver, Settings
+from rfprm_tts import grading
 from rfprm_tts.grading import equivalent, normalize, vote
 
 
@@ -63,3 +64,11 @@ def test_weighted_vote_sums_the_chosen_aggregation():
     assert result.answer == "6" and result.strategy_params["weight"] == pytest.approx(1.8)
     # best_of_n with min takes the single highest sample: 9
     assert solve("best_of_n", "min")[0].answer == "9"
+
+
+def test_a_new_grading_worker_starts_before_the_time_limit_counts():
+    """A comparison's time limit is for the comparison: the spawned worker's start (seconds on
+    a busy machine) must not turn a quick "equal" into a timeout."""
+    grading._replace_pool(grading._pool) if grading._pool else None
+    assert grading._pool is None
+    assert equivalent("1+2", "3", timeout_s=0.05)
