@@ -1,8 +1,8 @@
 """The bundled demo world: loads through the public loaders, errs like a model, and its PRM
 separates correct steps from first errors. Figures here are floors on a small fixed sample,
 below what the full report (rfprm_tts/demo/weights/report.json) measured on 200 problems.
-The issue's within-problem bars are not met by this PRM (see the README); the floors below
-guard what it does reach against regressions."""
+The issue's within-problem bars are not yet met by this PRM (see the README); the floors
+below guard what it does reach against regressions."""
 
 import pytest
 import torch
@@ -11,8 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.demo import resolve_model
 from rfprm_tts.demo.arithmetic import held_out_problems
-from rfprm_tts.demo.quality import grade_samples, sample_texts, world_report
+from rfprm_tts.demo.quality import grade_samples, sample_texts, slip_check, world_report
 from rfprm_tts.demo.train import main as train_main
+from rfprm_tts.demo.train import prm_example
 from rfprm_tts.prm import load_prm
 
 
@@ -47,10 +48,10 @@ def test_generator_errs_but_can_solve(measured):
 
 
 def test_prm_floors(measured):
-    # measured on this sample: first-error step AUROC 0.891; within-problem AUROC 0.669
-    # (reasonflux aggregation); weighted_best_of_n@8 0.729 vs majority@8 0.708
-    assert measured["first_error_step_auroc"] >= 0.8
-    assert measured["reasonflux"]["within_problem_auroc"] >= 0.55
+    # measured on this sample: first-error step AUROC 0.928; within-problem AUROC 0.675
+    # (reasonflux aggregation); weighted_best_of_n@8 0.708 vs majority@8 0.708
+    assert measured["first_error_step_auroc"] >= 0.85
+    assert measured["reasonflux"]["within_problem_auroc"] >= 0.6
     assert measured["reasonflux"]["weighted_best_of_n@8"] >= measured["majority@8"] - 0.05
 
 
@@ -90,3 +91,34 @@ def test_digit_labels_judge_each_step_locally():
     labels = digit_labels(problem, ["7 + 5 = 12", "12 * 3 = 36"])
     assert labels[0] == 0 and labels[4] == 0 and labels[8:10] == [1, 1] and set(labels[11:]) == {None}
     assert digit_labels(problem, ["5 * 3 = 15", "so"])[-1] == 0  # a malformed step fails at its tag
+
+
+def test_prm_catches_a_one_digit_slip_against_its_right_twin(prm):
+    # measured on these 64 pairs: 0.8125 (0.795 on all 200 held-out problems)
+    assert slip_check(prm, held_out_problems()[:64], seed=0) >= 0.6
+
+
+def test_prm_labels_line_up_with_tokens_whatever_the_generator_wrote():
+    from rfprm_tts.demo.arithmetic import parse_question
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model("demo", "generator"))
+    problem = parse_question("Compute 7 + 5 * 3 - 4.")
+
+    def wrong_text(steps, kind):
+        ids, labels = prm_example(tokenizer, problem, steps, kind)
+        assert len(ids) == len(labels)
+        return tokenizer.decode([i for i, label in zip(ids, labels) if label == 0])
+
+    assert wrong_text(["5 * 3 = 16", "7 + 16 = 23"], "digits") == "6"
+    assert wrong_text(["5 * 3 = 16", "7 + 16 = 23"], "first_error") == "6"
+    # a stray byte decodes to U+FFFD (3 tokens); "<think>" written out reads back as 1 token
+    odd = ["5 * 3 = 15", "7 + 15 = 2\ufffd2<think>", "x"]
+    assert wrong_text(odd, "first_error") == "\ufffd"  # all three of its tokens
+    assert wrong_text(odd, "digits") == "<extra_0>"  # a malformed step fails at its tag
+
+
+def test_bundled_weights_fit_the_size_budget():
+    from rfprm_tts.demo import WEIGHTS_DIR
+
+    files = list(WEIGHTS_DIR.rglob("*.safetensors"))
+    assert len(files) == 2 and sum(f.stat().st_size for f in files) <= 10_000_000

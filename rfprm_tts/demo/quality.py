@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import random
+
 import torch
 
-from rfprm_tts.demo.arithmetic import Problem, grade
+from rfprm_tts.demo.arithmetic import Problem, digit_slip, grade
 from rfprm_tts.grading import vote
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
 from rfprm_tts.text import extract_answer, split_steps
@@ -145,6 +147,19 @@ def world_report(greedy: Sequence[ProblemSamples], sampled: Sequence[ProblemSamp
     return report
 
 
+def slip_check(scorer, problems: Sequence[Problem], seed: int = 0) -> float:
+    """How often the PRM scores a correct step with one result digit changed below the same
+    step written right (same problem, same steps before it): does it check the arithmetic?"""
+    rng, lower = random.Random(seed), []
+    for problem in problems:
+        steps = problem.solution().split("\n\n")
+        slipped = digit_slip(steps, rng)
+        k = len(slipped) - 1
+        right, wrong = (scores[k] for scores in scorer.score(problem.question, [steps[: k + 1], slipped]))
+        lower.append(wrong < right)
+    return _mean(lower)
+
+
 def _mean(values) -> float:
     values = [float(v) for v in values]
     return sum(values) / len(values) if values else float("nan")
@@ -159,6 +174,7 @@ def format_report(report: dict) -> str:
         f"oracle pass@{n:<3}                {report[f'oracle_pass@{n}']:.3f}",
         f"majority@{n:<3}                   {report[f'majority@{n}']:.3f}",
         f"PRM first-error step AUROC     {report['first_error_step_auroc']:.3f}",
+        f"PRM: one-digit slip below twin {report['slip_below_twin']:.3f}",
         f"{'aggregation':<12} {'within-problem AUROC':>21} {'best_of_n':>10} {'weighted_bon':>13}",
     ]
     for method in AGGREGATIONS:

@@ -6,15 +6,18 @@
 1. Language model. One Qwen2ForCausalLM run on correct solutions to random problems (never a
    held-out one). An early snapshot is the *generator* (it errs: room for search to help).
 2. PRM data. The generator samples answers to fresh problems at the world's temperature;
-   each is graded exactly, down to the first token that goes wrong.
-3. PRM. Qwen2ForProcessRewardModel = the final LM's body (or the generator's: `prm_body`)
-   + a fresh 2-label head. First the head alone, then everything. Every answer token up to the first error is labelled (1 = as a correct
-   solution would continue, 0 = the first token that departs from every correct one; the
-   `<extra_0>` tag counts as a token, so a step that stops short is caught there); tokens
-   after the first error are not labelled. A step's score is the min of P(class 1) over its
-   tokens and its tag: the checkpoint says so (config `rfprm_readout: "token_min"`), and
-   `load_prm` honours it. (The ReasonFlux read-out at the tag alone was tried first and
-   stayed near chance within problems; see the README.)
+   each is graded exactly (rfprm_tts.demo.arithmetic.digit_labels: every digit of a step is
+   right or wrong, judged from what is written before it). Every answer also gets a twin
+   cut after a step whose result has one digit changed (`prm_slips`): the generator's
+   commonest mistake, beside its right twin, many times over.
+3. PRM. Qwen2ForProcessRewardModel = the final LM's body (or the generator's: `prm_body`),
+   one more decoder layer started as the identity (`prm_extra_layers`), and a fresh 2-label
+   head. The step tag's embedding starts from "\n"'s (the LM never read the tag). First the
+   head and the new layer on the frozen body, then everything at a lower rate. A step's
+   score is the min of P(class 1) over its tokens and its tag: the checkpoint says so
+   (config `rfprm_readout: "token_min"`), and `load_prm` honours it. (The ReasonFlux
+   read-out at the tag alone was tried first and stayed near chance within problems; every
+   recipe tried is in the README.)
 4. Report. Both models are saved, reloaded through the public loaders, and measured on the
    held-out problems (rfprm_tts.demo.quality).
 """
@@ -35,8 +38,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
 
-from rfprm_tts.demo.arithmetic import Difficulty, Problem, digit_labels, grade, held_out_problems, sample_problem
-from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, world_report
+from rfprm_tts.demo.arithmetic import (
+    Difficulty, Problem, digit_labels, digit_slip, grade, held_out_problems, sample_problem,
+)
+from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, slip_check, world_report
 from rfprm_tts.demo.tiny import build_tokenizer, tiny_config
 from rfprm_tts.prm import load_prm
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
@@ -68,15 +73,21 @@ class TrainConfig:
     # PRM
     prm_problems: int = 1500
     prm_samples: int = 8
-    prm_head_steps: int = 300
-    prm_full_steps: int = 1500
+    prm_head_steps: int = 500
+    prm_full_steps: int = 2500
     prm_batch: int = 32
     prm_head_lr: float = 1e-3
     prm_full_lr: float = 2e-4
     prm_body: str = "language_model"  # or "generator": the sampled model's own weights
-    prm_labels: str = "first_error"  # or "digits": every digit right/wrong (arithmetic.digit_labels)
+    prm_labels: str = "digits"  # every digit right/wrong (arithmetic.digit_labels), or "first_error"
     # "newline": start the step tag's embedding from "\n"'s (the LM never reads the tag)
-    prm_tag_embedding: str = "own"
+    prm_tag_embedding: str = "newline"  # or "own": as the LM left it
+    # Fresh decoder layers on top of the body, started as the identity and trained with the
+    # head: room to compare a token with what the body expected there.
+    prm_extra_layers: int = 1
+    # Share of sampled answers that also get a twin with one result digit changed (digit_slip):
+    # many more wrong digits, each beside its right twin.
+    prm_slips: float = 1.0
     error_weight: float = 10.0  # first-error tokens are rare: weigh them up
     # report
     eval_problems: int = 200
@@ -171,17 +182,26 @@ def prm_example(tokenizer, problem: Problem, steps: list[str], kind: str = "digi
     """PRM input ids (the ReasonFlux format) and a label per token (-100: none). "digits":
     every digit right or wrong (arithmetic.digit_labels); "first_error": 1 up to the first
     error, 0 at it, nothing after it."""
-    prompt = prompt_ids(tokenizer, problem.question)
-    content = tokenizer("<extra_0>".join(steps) + "<extra_0>", add_special_tokens=False)["input_ids"]
-    # One token per character and per tag, so token i of the answer is character offset i.
+    tag = "<extra_0>"
     if kind == "digits":
         labels = [-100 if label is None else label for label in digit_labels(problem, steps)]
     else:
         g = grade(problem, steps)
-        error = g.first_error_char if g.first_error_char is not None else len(content)
-        labels = [1 if i < error else 0 if i == error else -100 for i in range(len(content))]
+        n = sum(len(step) + 1 for step in steps)
+        error = g.first_error_char if g.first_error_char is not None else n
+        labels = [1 if i < error else 0 if i == error else -100 for i in range(n)]
+    # Labels count one character per step tag; spread each tag's label over its characters, then
+    # give every token the label of its first character (a token is usually one character, but a
+    # stray byte decodes to a 3-byte character and "<think>" written out reads back as one token).
+    by_char, at = [], 0
+    for step in steps:
+        by_char += labels[at : at + len(step)] + [labels[at + len(step)]] * len(tag)
+        at += len(step) + 1
+    content = tokenizer(tag.join(steps) + tag, add_special_tokens=False, return_offsets_mapping=True)
+    token_labels = [by_char[start] for start, _ in content["offset_mapping"]]
+    prompt = prompt_ids(tokenizer, problem.question)
     suffix = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
-    return prompt + content + suffix, [-100] * len(prompt) + labels + [-100] * len(suffix)
+    return prompt + content["input_ids"] + suffix, [-100] * len(prompt) + token_labels + [-100] * len(suffix)
 
 
 def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> Qwen2ForProcessRewardModel:
@@ -189,15 +209,22 @@ def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> 
     config.architectures = ["Qwen2ForProcessRewardModel"]
     config.num_labels = 2
     config.rfprm_readout = "token_min"
+    config.num_hidden_layers += cfg.prm_extra_layers
+    config.layer_types = ["full_attention"] * config.num_hidden_layers
     prm = Qwen2ForProcessRewardModel(config)
-    prm.model.load_state_dict(body.model.state_dict())
+    prm.model.load_state_dict(body.model.state_dict(), strict=cfg.prm_extra_layers == 0)
+    extra_layers = prm.model.layers[body.config.num_hidden_layers :]
+    with torch.no_grad():
+        for layer in extra_layers:  # the identity until trained: residual outputs start at zero
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
     if cfg.prm_tag_embedding == "newline":
         embedding = prm.model.embed_tokens.weight
         newline = tokenizer("\n", add_special_tokens=False)["input_ids"][0]
         with torch.no_grad():
             embedding[tokenizer.convert_tokens_to_ids("<extra_0>")] = embedding[newline]
     rng = random.Random(cfg.seed + 2)
-    phases = [("PRM head", cfg.prm_head_steps, cfg.prm_head_lr, prm.score.parameters()),
+    phases = [("PRM head", cfg.prm_head_steps, cfg.prm_head_lr, [*prm.score.parameters(), *extra_layers.parameters()]),
               ("PRM full", cfg.prm_full_steps, cfg.prm_full_lr, prm.parameters())]
     prm.train()
     for name, steps, lr, params in phases:
@@ -247,7 +274,9 @@ def evaluate(cfg: TrainConfig, out: Path) -> dict:
     sampled = sample_texts(generator, tokenizer, questions, n=cfg.eval_n, temperature=cfg.temperature)
     graded_greedy = [grade_samples(p, t) for p, t in zip(problems, greedy)]
     graded = [grade_samples(p, t, scorer) for p, t in tqdm(list(zip(problems, sampled)), desc="PRM scoring")]
-    return world_report(graded_greedy, graded, cfg.eval_n)
+    report = world_report(graded_greedy, graded, cfg.eval_n)
+    report["slip_below_twin"] = slip_check(scorer, problems, seed=cfg.seed)
+    return report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -257,6 +286,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI)")
     parser.add_argument("--eval-only", action="store_true", help="only measure the models in --out")
     parser.add_argument("--generator", type=Path, help="reuse this trained generator: train only the PRM")
+    parser.add_argument("--language-model", type=Path,
+                        help="with --generator: the final language model to start the PRM from (default: the generator)")
+    parser.add_argument("--save-language-model", action="store_true",
+                        help="also write the final language model to OUT/language_model (not bundled)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TrainConfig field, e.g. --set prm_labels=digits")
     args = parser.parse_args(argv)
@@ -278,19 +311,28 @@ def main(argv: list[str] | None = None) -> None:
         problems = training_problems(random.Random(cfg.seed), cfg.difficulty, held_out)
 
         if args.generator:
-            generator = language_model = AutoModelForCausalLM.from_pretrained(args.generator, dtype=torch.float32).eval()
-            tokenizer = AutoTokenizer.from_pretrained(args.generator)
+            generator = AutoModelForCausalLM.from_pretrained(args.generator, dtype=torch.float32).eval()
+            language_model = AutoModelForCausalLM.from_pretrained(args.language_model or args.generator, dtype=torch.float32).eval()
         else:
             generator, language_model = train_lm(cfg, tokenizer, problems)
         save(generator, tokenizer, args.out / "generator")
+        if args.save_language_model:
+            save(language_model, tokenizer, args.out / "language_model")
 
-        prm_problems = [next(problems) for _ in range(cfg.prm_problems)]
+        # The PRM's data has its own seeds, so a PRM-only run (--generator) draws what a full run does.
+        prm_stream = training_problems(random.Random(cfg.seed + 1), cfg.difficulty, held_out)
+        prm_problems = [next(prm_stream) for _ in range(cfg.prm_problems)]
+        torch.manual_seed(cfg.seed + 1)
         texts = sample_texts(generator, tokenizer, [p.question for p in prm_problems], n=cfg.prm_samples,
                              temperature=cfg.temperature)
-        examples = [prm_example(tokenizer, p, split_steps(t), cfg.prm_labels) for p, ts in zip(prm_problems, texts) for t in ts]
+        answers = [(p, split_steps(t)) for p, ts in zip(prm_problems, texts) for t in ts]
+        rng = random.Random(cfg.seed + 4)
+        slips = [(p, slip) for p, steps in answers if rng.random() < cfg.prm_slips and (slip := digit_slip(steps, rng))]
+        examples = [prm_example(tokenizer, p, steps, cfg.prm_labels) for p, steps in answers + slips]
         examples = [e for e in examples if any(label != -100 for label in e[1])]
-        correct = sum(grade(p, split_steps(t)).answer_correct for p, ts in zip(prm_problems, texts) for t in ts)
-        print(f"PRM data: {len(examples)} samples, {correct / max(1, len(examples)):.1%} with a right answer")
+        correct = sum(grade(p, steps).answer_correct for p, steps in answers)
+        print(f"PRM data: {len(answers)} sampled answers, {correct / max(1, len(answers)):.1%} with a right answer, "
+              f"{len(slips)} digit-slip twins")
 
         prm = train_prm(cfg, tokenizer, generator if cfg.prm_body == "generator" else language_model, examples)
         save(prm, tokenizer, args.out / "prm")
