@@ -74,7 +74,7 @@ class TrainConfig:
     prm_problems: int = 1500
     prm_samples: int = 8
     prm_head_steps: int = 500
-    prm_full_steps: int = 2500
+    prm_full_steps: int = 4000
     prm_batch: int = 32
     prm_head_lr: float = 1e-3
     prm_full_lr: float = 2e-4
