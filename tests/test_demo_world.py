@@ -1,7 +1,7 @@
 """The bundled demo world: loads through the public loaders, errs like a model, and its PRM
 separates correct steps from first errors. Figures here are floors on a small fixed sample,
 below what the full report (rfprm_tts/demo/weights/report.json) measured on 200 problems.
-The issue's within-problem bars are not yet met by this PRM (see the README); the floors
+The issue's weighted-voting bar is not yet met by this PRM (see the README); the floors
 below guard what it does reach against regressions."""
 
 import pytest
