@@ -60,14 +60,9 @@ def equivalent(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
 
 
 def _math_verify(a: str, b: str, timeout_s: float) -> bool:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
-            )
-            _pool.submit(_verify_in_worker, "x+1", "1+x").result(timeout=WORKER_START_TIMEOUT_S)
-        pool = _pool
+    pool = _warm_pool()
+    if pool is None:
+        return False
     future = pool.submit(_verify_in_worker, a, b)
     try:
         return future.result(timeout=timeout_s)
@@ -76,13 +71,33 @@ def _math_verify(a: str, b: str, timeout_s: float) -> bool:
         return False
 
 
+def _warm_pool() -> concurrent.futures.ProcessPoolExecutor | None:
+    """The worker, started on first use with one warm-up comparison; None (so "not equal")
+    when it cannot start in WORKER_START_TIMEOUT_S."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            try:
+                pool.submit(_verify_in_worker, "x+1", "1+x").result(timeout=WORKER_START_TIMEOUT_S)
+            except (concurrent.futures.TimeoutError, concurrent.futures.process.BrokenProcessPool):
+                _stop(pool)
+                return None
+            _pool = pool
+        return _pool
+
+
 def _replace_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     global _pool
     with _pool_lock:
         if _pool is pool:
             _pool = None
+    _stop(pool)
+
+
+def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
     for process in list(getattr(pool, "_processes", {}).values()):
-        process.terminate()  # the stuck comparison cannot be cancelled any other way
+        process.terminate()  # a stuck comparison cannot be cancelled any other way
     pool.shutdown(wait=False, cancel_futures=True)
 
 
