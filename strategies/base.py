@@ -11,9 +11,9 @@ keys rejected) and `async search(question, ctx) -> SearchOutcome`. Register one 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError

@@ -232,11 +232,11 @@ def digit_labels(problem: Problem, steps: list[str]) -> list[int | None]:
 def digit_slip(steps: list[str], rng: random.Random) -> list[str] | None:
     """The answer cut after a random arithmetic step whose result has one digit changed: the
     generator's commonest mistake, made on demand (None when no step computes anything)."""
-    computed = [i for i, step in enumerate(steps) if STEP_FORM.fullmatch(step)]
+    computed = [(k, m) for k, step in enumerate(steps) if (m := STEP_FORM.fullmatch(step))]
     if not computed:
         return None
-    k = rng.choice(computed)
-    start, end = STEP_FORM.fullmatch(steps[k]).span(4)
+    k, m = rng.choice(computed)
+    start, end = m.span(4)
     start += steps[k][start] == "-"
     at = rng.randrange(start, end)
     digits = [d for d in "0123456789" if d != steps[k][at] and not (d == "0" and at == start and end - start > 1)]

@@ -7,10 +7,9 @@ is not reported: it rewards a PRM that only learned "later steps fail more".
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-import random
 
 import torch
 
@@ -152,7 +151,7 @@ def slip_check(scorer, problems: Sequence[Problem], seed: int = 0) -> float:
     step written right (same problem, same steps before it): does it check the arithmetic?"""
     rng, lower = random.Random(seed), []
     for problem in problems:
-        steps = problem.solution().split("\n\n")
+        steps = split_steps(problem.solution())
         slipped = digit_slip(steps, rng)
         k = len(slipped) - 1
         right, wrong = (scores[k] for scores in scorer.score(problem.question, [steps[: k + 1], slipped]))

@@ -312,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.generator:
             generator = AutoModelForCausalLM.from_pretrained(args.generator, dtype=torch.float32).eval()
-            language_model = AutoModelForCausalLM.from_pretrained(args.language_model or args.generator, dtype=torch.float32).eval()
+            language_model = generator
+            if args.language_model:
+                language_model = AutoModelForCausalLM.from_pretrained(args.language_model, dtype=torch.float32).eval()
         else:
             generator, language_model = train_lm(cfg, tokenizer, problems)
         save(generator, tokenizer, args.out / "generator")
