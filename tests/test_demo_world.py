@@ -122,3 +122,9 @@ def test_bundled_weights_fit_the_size_budget():
 
     files = list(WEIGHTS_DIR.rglob("*.safetensors"))
     assert len(files) == 2 and sum(f.stat().st_size for f in files) <= 10_000_000
+
+
+def test_training_script_refuses_a_language_model_it_would_ignore(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--out", str(tmp_path), "--language-model", str(tmp_path)])
+    assert "--language-model needs --generator" in capsys.readouterr().err

@@ -293,6 +293,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a TrainConfig field, e.g. --set prm_labels=digits")
     args = parser.parse_args(argv)
+    if args.language_model and not args.generator:
+        parser.error("--language-model needs --generator (a full run trains its own language model)")
     cfg = TrainConfig(seed=args.seed)
     if args.smoke:
         cfg = replace(cfg, **SMOKE)
