@@ -141,10 +141,11 @@ class PRMSettings(BaseModel):
         65536, ge=0, description="Most prefix tokens the incremental cache holds (LRU beyond); "
         "a 7B Qwen2 PRM in bf16 keeps 56 KiB per token (65536 tokens: 3.5 GiB).",
     )
-    aggregation: Aggregation = Field(
-        "reasonflux",
+    aggregation: Aggregation | Literal["auto"] = Field(
+        "auto",
         description="Step scores -> one score: last, min, mean, prod, or reasonflux "
-        "(mean + alpha x final-answer step).",
+        "(mean + alpha x final-answer step); 'auto' takes the checkpoint's rfprm_aggregation "
+        "(the demo PRM says 'prod'), else reasonflux.",
     )
     alpha: float = Field(1.0, description="Weight of the final-answer score in 'reasonflux'.")
     step_tag: str = Field("<extra_0>", description="Token that ends each step in the PRM input.")

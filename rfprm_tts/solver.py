@@ -17,6 +17,7 @@ from rfprm_tts.context import SearchContext
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators import Generator, build_generator
 from rfprm_tts.prm import Scorer, build_scorer
+from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
 from rfprm_tts.trajectory import SolveResult
@@ -116,7 +117,7 @@ class ReasoningSolver:
             strategy=strategy.name,
             strategy_params={
                 **strategy.params.model_dump(),
-                "aggregation": settings.prm.aggregation,
+                "aggregation": ctx.aggregation,
                 "alpha": settings.prm.alpha,
                 **outcome.details,
             },
@@ -134,7 +135,7 @@ class ReasoningSolver:
             generator,
             scorer,
             separator=settings.step_separator,
-            aggregation=settings.prm.aggregation,
+            aggregation=resolve_aggregation(settings.prm.aggregation, scorer),
             alpha=settings.prm.alpha,
             max_tokens=max_tokens,
         )

@@ -91,6 +91,10 @@ def test_causal_lm_checkpoint_is_not_a_prm(tmp_path):
         load_prm(str(lm), trust_remote_code=True)
 
 
+def test_a_checkpoint_without_its_own_aggregation_leaves_the_choice_to_the_settings(tiny_prm_dir):
+    assert load_prm(str(tiny_prm_dir)).aggregation is None
+
+
 def test_missing_step_tag_and_missing_checkpoint(tmp_path, tiny_prm_dir):
     with pytest.raises(PRMLoadError, match="no '<step>' token"):
         load_prm(str(tiny_prm_dir), step_tag="<step>")
@@ -146,10 +150,13 @@ def plain_token_min(model_dir, question, steps):
 def test_token_min_readout_is_taken_from_the_checkpoint(tmp_path):
     path = build_tiny_prm(tmp_path / "token_prm", seed=4)
     config = json.loads((path / "config.json").read_text())
-    (path / "config.json").write_text(json.dumps({**config, "rfprm_readout": "token_min"}))
+    (path / "config.json").write_text(json.dumps({**config, "rfprm_readout": "token_min", "rfprm_aggregation": "min"}))
     steps = random_steps(random.Random(5), 4)
     scorer = load_prm(str(path), batch_size=2)
-    assert scorer.readout == "token_min"
+    assert (scorer.readout, scorer.aggregation) == ("token_min", "min")
+    # the remote backend reads the same choices from the checkpoint (no server needed to build it)
+    remote = load_prm(str(path), backend="http", base_url="http://127.0.0.1:9")
+    assert (remote.readout, remote.aggregation) == ("token_min", "min")
     batch = scorer.score(QUESTION, [steps, steps[:2], steps[:1]])
     want = plain_token_min(path, QUESTION, steps)
     assert batch[0] == pytest.approx(want, abs=1e-5)

@@ -32,6 +32,18 @@ def test_best_of_n_picks_the_highest_aggregate(aggregation, answer):
     assert result.strategy_params["aggregation"] == aggregation
 
 
+def test_auto_aggregation_is_the_checkpoints_choice_else_reasonflux():
+    def solve(scorer, **prm):
+        return ReasoningSolver(Settings.load(n=3, prm=prm), generator=ListGenerator(TEXTS), scorer=scorer).solve("q")
+
+    prod_checkpoint = DigitScorer()
+    prod_checkpoint.aggregation = "prod"
+    result = solve(prod_checkpoint)
+    assert (result.answer, result.strategy_params["aggregation"]) == ("7", "prod")
+    assert solve(DigitScorer()).strategy_params["aggregation"] == "reasonflux"
+    assert solve(prod_checkpoint, aggregation="min").answer == "6"  # an explicit setting wins
+
+
 def test_usage_is_the_sum_of_what_the_backends_reported():
     result = solver("min").solve("q")
     u = result.usage

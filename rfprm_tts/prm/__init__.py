@@ -15,7 +15,7 @@ from rfprm_tts.prm.base import ScoredBatch, Scorer
 from rfprm_tts.prm.incremental import IncrementalStepTagScorer
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
 from rfprm_tts.prm.scalar_head import REWARD_HEAD_FILE, ScalarHeadScorer, load_reward_head
-from rfprm_tts.prm.step_tag import StepTagScorer, checkpoint_readout
+from rfprm_tts.prm.step_tag import StepTagScorer, checkpoint_aggregation, checkpoint_readout
 from rfprm_tts.settings import PRMSettings
 from rfprm_tts.torch_utils import pick_device, pick_dtype
 
@@ -95,6 +95,7 @@ def load_prm(path_or_name: str, **options) -> Scorer:
         batching=settings.batching,
         max_length=max_length,
         readout=readout,
+        aggregation=checkpoint_aggregation(config),
         overflow=settings.overflow,
         window_overlap=settings.window_overlap,
         **batching,

@@ -14,6 +14,14 @@ from rfprm_tts.errors import ConfigError
 AGGREGATIONS = ("last", "min", "mean", "prod", "reasonflux")
 
 
+def resolve_aggregation(setting: str, scorer: object) -> str:
+    """The prm.aggregation setting, or with "auto" the scorer's checkpoint's own choice
+    (`rfprm_aggregation` in its config), else reasonflux."""
+    if setting != "auto":
+        return setting
+    return getattr(scorer, "aggregation", None) or "reasonflux"
+
+
 def aggregate(
     step_scores: Sequence[float | None], method: str, alpha: float = 1.0, answer_step: bool = False
 ) -> float | None:

@@ -57,6 +57,7 @@ class BatchScorer:
     overflow: str = "error"
     window_overlap: int = 2
     one_score: bool = False  # one score per trajectory (ReasonFlux-PRM-1.5B), not one per step
+    aggregation: str | None = None  # the checkpoint's own choice (config rfprm_aggregation)
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         raise NotImplementedError

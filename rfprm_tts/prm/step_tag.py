@@ -45,6 +45,12 @@ def checkpoint_readout(readout: str, config) -> str:
     return readout if readout != "auto" else getattr(config, "rfprm_readout", "step_tag")
 
 
+def checkpoint_aggregation(config) -> str | None:
+    """The aggregation the checkpoint was measured best with (`rfprm_aggregation`), if it
+    names one: what prm.aggregation "auto" uses."""
+    return getattr(config, "rfprm_aggregation", None)
+
+
 def token_min_scores(p_correct: Sequence[float], ids: Sequence[int], tag_id: int, start: int) -> list[float]:
     """Token-level read-out: each step's score is the min of P(correct) over its tokens and
     its closing tag; the first step starts at `start`, the first token of the answer."""
@@ -106,6 +112,7 @@ class StepTagScorer(StepTagInputs):
         batching: str = "auto",
         max_length: int | None = None,
         readout: str = "step_tag",
+        aggregation: str | None = None,
         overflow: str = "error",
         window_overlap: int = 2,
     ):
@@ -121,6 +128,7 @@ class StepTagScorer(StepTagInputs):
         self.batching = batching
         self.max_length = max_length
         self.readout = readout
+        self.aggregation = aggregation
         self.overflow = overflow
         self.window_overlap = window_overlap
         self.device = next(model.parameters()).device

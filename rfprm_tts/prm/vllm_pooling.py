@@ -14,14 +14,17 @@ import threading
 from typing import Any
 
 from rfprm_tts.errors import ConfigError, RfprmError
-from rfprm_tts.prm.step_tag import StepTagInputs, checkpoint_readout
+from rfprm_tts.prm.step_tag import StepTagInputs, checkpoint_aggregation, checkpoint_readout
 from rfprm_tts.settings import PRMSettings
 
 
-def configured_readout(settings: PRMSettings, path: str) -> str:
+def read_checkpoint_choices(scorer: StepTagInputs, settings: PRMSettings, path: str) -> None:
+    """Set the scorer's read-out and aggregation from the settings and the checkpoint's config."""
     from transformers import AutoConfig
 
-    return checkpoint_readout(settings.readout, AutoConfig.from_pretrained(path))
+    config = AutoConfig.from_pretrained(path)
+    scorer.readout = checkpoint_readout(settings.readout, config)
+    scorer.aggregation = checkpoint_aggregation(config)
 
 
 class VLLMPoolingScorer(StepTagInputs):
@@ -32,7 +35,7 @@ class VLLMPoolingScorer(StepTagInputs):
         from vllm.config import PoolerConfig
 
         v = settings.vllm
-        self.readout = configured_readout(settings, path)
+        read_checkpoint_choices(self, settings, path)
         dtype = settings.dtype if settings.dtype != "auto" else None
         engine_args: dict[str, Any] = dict(
             model=path, runner="pooling", gpu_memory_utilization=v.gpu_memory_utilization,
@@ -93,7 +96,7 @@ class HTTPPoolingScorer(StepTagInputs):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.step_tag = settings.step_tag
         self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
-        self.readout = configured_readout(settings, path)
+        read_checkpoint_choices(self, settings, path)
         self.max_length = settings.max_length  # else the server checks its own limit
         self.overflow, self.window_overlap = settings.overflow, settings.window_overlap
         self.num_parameters = None

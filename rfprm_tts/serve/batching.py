@@ -42,6 +42,7 @@ class BatchingScorer:
         self.max_batch = max_batch
         self.on_batch = on_batch
         self.num_parameters = getattr(scorer, "num_parameters", None)
+        self.aggregation = getattr(scorer, "aggregation", None)
         self._queue: list[_Call] = []
         self._arrived = threading.Condition()
         self._worker = threading.Thread(target=self._serve, name="rfprm-prm-batcher", daemon=True)
