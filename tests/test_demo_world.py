@@ -1,8 +1,6 @@
 """The bundled demo world: loads through the public loaders, errs like a model, and its PRM
 separates correct steps from first errors. Figures here are floors on a small fixed sample,
-below what the full report (rfprm_tts/demo/weights/report.json) measured on 200 problems.
-The issue's weighted-voting bar is not yet met by this PRM (see the README); the floors
-below guard what it does reach against regressions."""
+below what the full report (rfprm_tts/demo/weights/report.json) measured on 200 problems."""
 
 import pytest
 import torch
@@ -41,18 +39,18 @@ def measured(prm):
 
 
 def test_generator_errs_but_can_solve(measured):
-    # measured on this sample: greedy 0.708, pass@1 0.620, oracle pass@8 0.854
+    # measured on this sample: greedy 0.688, pass@1 0.523, oracle pass@8 0.750
     assert 0.5 <= measured["greedy_accuracy"] <= 0.85
-    assert measured["oracle_pass@8"] >= 0.75
+    assert measured["oracle_pass@8"] >= 0.7
     assert measured["pass@1"] < measured["oracle_pass@8"] - 0.1
 
 
 def test_prm_floors(measured):
-    # measured on this sample: first-error step AUROC 0.928; within-problem AUROC 0.675
-    # (reasonflux aggregation); weighted_best_of_n@8 0.708 vs majority@8 0.708
+    # measured on this sample: first-error step AUROC 0.940; within-problem AUROC 0.790
+    # (reasonflux aggregation); weighted_best_of_n@8 0.667 (prod) vs majority@8 0.625
     assert measured["first_error_step_auroc"] >= 0.85
-    assert measured["reasonflux"]["within_problem_auroc"] >= 0.6
-    assert measured["reasonflux"]["weighted_best_of_n@8"] >= measured["majority@8"] - 0.05
+    assert measured["reasonflux"]["within_problem_auroc"] >= 0.7
+    assert measured["prod"]["weighted_best_of_n@8"] >= measured["majority@8"]
 
 
 def test_prm_reads_token_level_and_keeps_the_step_tag_format(prm):
@@ -67,6 +65,7 @@ def test_default_solve_runs_the_demo_world():
     with ReasoningSolver(Settings.load(n=4, generator=dict(seed=0))) as solver:
         result = solver.solve("Compute 7 + 5 * 3 - 4.")
     assert result.best is not None and result.best.step_scores
+    assert result.strategy_params["aggregation"] == "prod"  # the demo PRM's own choice
     assert all("=" in s.text or "answer" in s.text for s in result.best.trajectory.steps)
     assert result.usage.generated_tokens > 0 and result.usage.prm_tokens > 0
 
@@ -94,8 +93,8 @@ def test_digit_labels_judge_each_step_locally():
 
 
 def test_prm_catches_a_one_digit_slip_against_its_right_twin(prm):
-    # measured on these 64 pairs: 0.8125 (0.795 on all 200 held-out problems)
-    assert slip_check(prm, held_out_problems()[:64], seed=0) >= 0.6
+    # measured on these 64 pairs: 0.844 (0.840 on all 200 held-out problems)
+    assert slip_check(prm, held_out_problems()[:64], seed=0) >= 0.75
 
 
 def test_prm_labels_line_up_with_tokens_whatever_the_generator_wrote():
