@@ -79,7 +79,10 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="most tokens per completion")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
-    parser.add_argument("--aggregation", help="last, min, mean, prod, reasonflux, or auto (default: the PRM checkpoint's own choice, else reasonflux)")
+    parser.add_argument(
+        "--aggregation",
+        help="last, min, mean, prod, reasonflux, or auto (default: the PRM checkpoint's own choice, else reasonflux)",
+    )
     parser.add_argument("--device", help="PRM device: auto, cpu, cuda")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
 

@@ -42,6 +42,11 @@ def test_auto_aggregation_is_the_checkpoints_choice_else_reasonflux():
     assert (result.answer, result.strategy_params["aggregation"]) == ("7", "prod")
     assert solve(DigitScorer()).strategy_params["aggregation"] == "reasonflux"
     assert solve(prod_checkpoint, aggregation="min").answer == "6"  # an explicit setting wins
+    odd_checkpoint = DigitScorer()
+    odd_checkpoint.aggregation = "median"
+    with pytest.raises(ConfigError, match="rfprm_aggregation 'median', not one of last, min.*set prm.aggregation"):
+        solve(odd_checkpoint)
+    assert solve(odd_checkpoint, aggregation="min").answer == "6"
 
 
 def test_usage_is_the_sum_of_what_the_backends_reported():

@@ -19,7 +19,13 @@ def resolve_aggregation(setting: str, scorer: object) -> str:
     (`rfprm_aggregation` in its config), else reasonflux."""
     if setting != "auto":
         return setting
-    return getattr(scorer, "aggregation", None) or "reasonflux"
+    choice = getattr(scorer, "aggregation", None) or "reasonflux"
+    if choice not in AGGREGATIONS:
+        raise ConfigError(
+            f"the PRM checkpoint's config names rfprm_aggregation {choice!r}, not one of "
+            f"{', '.join(AGGREGATIONS)}; set prm.aggregation to the one to use"
+        )
+    return choice
 
 
 def aggregate(
