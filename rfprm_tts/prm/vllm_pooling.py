@@ -14,7 +14,11 @@ import threading
 from typing import Any
 
 from rfprm_tts.errors import ConfigError, RfprmError
-from rfprm_tts.prm.step_tag import StepTagInputs, checkpoint_aggregation, checkpoint_readout
+from rfprm_tts.prm.step_tag import (
+    StepTagInputs,
+    checkpoint_aggregation,
+    checkpoint_readout,
+)
 from rfprm_tts.settings import PRMSettings
 
 
