@@ -22,13 +22,12 @@ from rfprm_tts.prm.step_tag import (
 from rfprm_tts.settings import PRMSettings
 
 
-def read_checkpoint_choices(scorer: StepTagInputs, settings: PRMSettings, path: str) -> None:
-    """Set the scorer's read-out and aggregation from the settings and the checkpoint's config."""
+def checkpoint_choices(settings: PRMSettings, path: str) -> tuple[str, str | None]:
+    """The read-out and the aggregation to use, from the settings and the checkpoint's config."""
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(path)
-    scorer.readout = checkpoint_readout(settings.readout, config)
-    scorer.aggregation = checkpoint_aggregation(config)
+    return checkpoint_readout(settings.readout, config), checkpoint_aggregation(config)
 
 
 class VLLMPoolingScorer(StepTagInputs):
@@ -39,7 +38,7 @@ class VLLMPoolingScorer(StepTagInputs):
         from vllm.config import PoolerConfig
 
         v = settings.vllm
-        read_checkpoint_choices(self, settings, path)
+        self.readout, self.aggregation = checkpoint_choices(settings, path)
         dtype = settings.dtype if settings.dtype != "auto" else None
         engine_args: dict[str, Any] = dict(
             model=path, runner="pooling", gpu_memory_utilization=v.gpu_memory_utilization,
@@ -100,7 +99,7 @@ class HTTPPoolingScorer(StepTagInputs):
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.step_tag = settings.step_tag
         self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
-        read_checkpoint_choices(self, settings, path)
+        self.readout, self.aggregation = checkpoint_choices(settings, path)
         self.max_length = settings.max_length  # else the server checks its own limit
         self.overflow, self.window_overlap = settings.overflow, settings.window_overlap
         self.num_parameters = None
