@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 from transformers import Qwen2Config
 
+from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.demo.tiny import build_tokenizer
 from rfprm_tts.prm.incremental import IncrementalStepTagScorer
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
@@ -135,8 +136,7 @@ def beam_search_tokens(
     """N beams, M children each, K rounds of one step; keep N children at random. Each round's
     children are scored in one call, fully (scorer) or incrementally."""
     rng = random.Random(0)
-    template = scorer.tokenizer.apply_chat_template([{"role": "user", "content": QUESTION}], tokenize=False, add_generation_prompt=True)
-    head = scorer.tokenizer(template, add_special_tokens=False)["input_ids"]
+    head = prompt_ids(scorer.tokenizer, to_messages(QUESTION))
     vocab = len(scorer.tokenizer)
 
     def step() -> list[int]:

@@ -1,11 +1,16 @@
-"""The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...` (and `rfprm bench report DIR`), `rfprm serve`."""
+"""The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...` (and `rfprm bench report DIR`), `rfprm serve`.
+
+stdout carries only each command's result (`rfprm solve --json | jq` works); logs, progress
+and whatever a library or an engine process prints go to stderr, quiet unless `-v`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
-from typing import Any
+from typing import IO, Any
 
 from rfprm_tts.errors import RfprmError
 from rfprm_tts.trajectory import SolveResult
@@ -23,6 +28,7 @@ def _solve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "temperature": "generator__temperature",
         "max_tokens": "generator__max_tokens",
         "seed": "generator__seed",
+        "system_prompt": "generator__system_prompt",
         "prm": "prm__model",
         "aggregation": "prm__aggregation",
         "device": "prm__device",
@@ -78,6 +84,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, help="sampling temperature")
     parser.add_argument("--max-tokens", type=int, help="most tokens per completion")
     parser.add_argument("--seed", type=int, help="sampling seed")
+    parser.add_argument("--system-prompt", help="system message before the question")
     parser.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
     parser.add_argument(
         "--aggregation",
@@ -118,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--strategy", help="default search strategy (a request's rfprm.strategy overrides)")
     serve.add_argument("-n", "--n", type=int, help="default sample budget (a request's rfprm.n overrides)")
+    serve.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
+                       help="a key clients must send as 'Authorization: Bearer KEY' (repeatable; also "
+                       "RFPRM_SERVE__API_KEYS='[\"KEY\"]'); never printed")
+    serve.add_argument("--allow-no-auth", action="store_true", default=None,
+                       help="serve beyond loopback without API keys (only on a network you trust)")
     add_backend_arguments(serve)
     return parser
 
@@ -137,7 +149,20 @@ def report_main(argv: list[str]) -> int:
     return 0
 
 
-def bench_main(args: argparse.Namespace, argv: list[str]) -> int:
+def results_only_stdout(verbose: bool) -> IO[str]:
+    """Keep stdout for results: from here on, file descriptor 1 (what libraries, C code and
+    child processes such as vLLM's engine write to) is stderr. Returns a file on the real
+    stdout for the result. vLLM's logger is sent to stderr too, and quieted unless verbose."""
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+    if not verbose:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    sys.stdout.flush()
+    result = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    return result
+
+
+def bench_main(args: argparse.Namespace, argv: list[str], out: IO[str]) -> int:
     import asyncio
     import shlex
 
@@ -154,11 +179,12 @@ def bench_main(args: argparse.Namespace, argv: list[str]) -> int:
         "dataset": args.dataset, "problems": [problems[0].id, problems[-1].id, len(problems)],
         "command": "rfprm " + shlex.join(argv),
     }
-    print(f"{len(problems)} problems, strategies {args.strategies}, budgets {sorted(set(args.budgets))} -> {args.out}")
+    print(f"{len(problems)} problems, strategies {args.strategies}, budgets {sorted(set(args.budgets))} -> {args.out}",
+          file=sys.stderr)
     asyncio.run(run_bench(problems, args.strategies, args.budgets, settings, args.out,
                           concurrency=args.concurrency, run_config=config))
-    write_report(args.out)
-    print(f"wrote {args.out}/summary.md")
+    write_report(args.out, out=out)
+    print(f"wrote {args.out}/summary.md", file=out)
     return 0
 
 
@@ -167,19 +193,21 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:2] == ["bench", "report"]:
         return report_main(argv[2:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    out = results_only_stdout(args.verbose)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
     try:
         if args.command == "bench":
-            return bench_main(args, argv)
+            return bench_main(args, argv, out)
         if args.command == "serve":
             from rfprm_tts.serve import serve
             from rfprm_tts.settings import Settings
 
             overrides = _solve_overrides(args)
-            overrides.update({f"serve__{k}": getattr(args, k) for k in ("host", "port") if getattr(args, k) is not None})
+            given = {"host": args.host, "port": args.port, "api_keys": args.api_keys, "allow_no_auth": args.allow_no_auth}
+            overrides.update({f"serve__{k}": v for k, v in given.items() if v is not None})
             serve(Settings.load().with_overrides(**overrides))
             return 0
         from rfprm_tts.solver import solve
@@ -188,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     except RfprmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(result.model_dump_json(indent=2) if args.json else format_result(result))
+    print(result.model_dump_json(indent=2) if args.json else format_result(result), file=out)
+    out.flush()
     return 0
 
 

@@ -1,5 +1,6 @@
 """SearchContext: the generator and the PRM as a strategy sees them, with the bookkeeping
-done once here (usage, step splitting, aggregation) so strategies read like pseudo-code."""
+done once here (usage, step splitting, aggregation, seeds, the answer's token budget) so
+strategies read like pseudo-code."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import asyncio
 import logging
 from collections.abc import Sequence
 
+from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import aggregate
 from rfprm_tts.prm.base import ScoredBatch, Scorer
+from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
 from rfprm_tts.trajectory import Candidate, Trajectory, Usage
 
@@ -18,39 +21,59 @@ log = logging.getLogger(__name__)
 
 
 class SearchContext:
-    """One question's view of the backends. Every call is counted in `self.usage`."""
+    """One question's view of the backends. Every call is counted in `self.usage`.
+
+    `messages` is the conversation the generator sees (system prompt and history included);
+    the PRM scores its last user message as the question. `sampling` is how this solve
+    samples: `max_tokens` bounds each whole answer (a step-level search gives each step
+    request what the answer has left) and every sample of the solve gets a seed of its own
+    (seed, seed + 1, ...) when `seed` is set.
+    """
 
     def __init__(
         self,
-        question: str,
+        messages: list[Message],
         generator: Generator,
         scorer: Scorer,
         *,
         separator: str,
         aggregation: str,
         alpha: float = 1.0,
-        max_tokens: int | None = None,
+        sampling: Sampling | None = None,
     ):
-        """`max_tokens` caps every generation request of this search (a proxy client's
-        max_tokens); the generator's own setting applies when it is None."""
-        self.question = question
-        self.max_tokens = max_tokens
+        self.messages = messages
+        self.question = question_of(messages)
         self.generator = generator
         self.scorer = scorer
         self.separator = separator
         self.aggregation = aggregation
         self.alpha = alpha
+        self.sampling = sampling or Sampling()
         self.usage = Usage()
+        self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
+        self._next_seed = self.sampling.seed
+        self._answer_tokens: dict[str, int] = {"": 0}  # tokens generated for each partial answer
         self._warned_overflow = False
+
+    def _seeds(self, n: int) -> int | None:
+        """The first of n fresh seeds (None without a seed)."""
+        if self._next_seed is None:
+            return None
+        first, self._next_seed = self._next_seed, self._next_seed + n
+        return first
+
+    def tokens_left(self, prefix: str) -> int:
+        """What the answer's token budget has left after the partial answer `prefix`."""
+        return self.sampling.max_tokens - self._answer_tokens.get(prefix, 0)
 
     async def sample(
         self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
     ) -> list[Completion]:
-        """n completions of the answer (continuing `prefix`). Raises when all of them failed."""
-        limits = [m for m in (max_tokens, self.max_tokens) if m is not None]
-        request = GenerationRequest(
-            self.question, n=n, prefix=prefix, stop=stop, max_tokens=min(limits) if limits else None
-        )
+        """n completions of the answer (continuing `prefix`), within what the answer's token
+        budget has left (and `max_tokens`). Raises when all of them failed."""
+        left = self.tokens_left(prefix)
+        sampling = self.sampling.model_copy(update={"seed": self._seeds(n), "max_tokens": min(left, max_tokens or left)})
+        request = GenerationRequest(self.messages, n=n, prefix=prefix, stop=stop, sampling=sampling)
         result = await self.generator.generate(request)
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.generated_tokens += result.generated_tokens
@@ -66,25 +89,35 @@ class SearchContext:
         """k continuations of every prefix (requests run concurrently), as unscored
         candidates whose text is prefix + continuation, `finish_reason` "partial" when more
         is to come. With `one_step` a continuation stops at the step separator (put back);
-        with `max_tokens` it stops after that many tokens (partial when cut there)."""
+        with `max_tokens` it stops after that many tokens (partial when cut there). A prefix
+        that has used the answer's whole token budget is not continued: it comes back once,
+        finished with reason "length". `generated_tokens` counts the whole answer."""
         stop = [self.separator] if one_step else None
-        batches = await asyncio.gather(
-            *(self.sample(k, prefix=p, stop=stop, max_tokens=max_tokens) for p in prefixes)
-        )
+        growing = [p for p in prefixes if self.tokens_left(p) > 0]
+        batches = dict(zip(growing, await asyncio.gather(
+            *(self.sample(k, prefix=p, stop=stop, max_tokens=max_tokens) for p in growing)
+        )))
         children = []
-        for prefix, completions in zip(prefixes, batches):
-            for c in completions:
+        for prefix in prefixes:
+            used = self._answer_tokens.get(prefix, 0)
+            if prefix not in batches:
+                children.append(Candidate(trajectory=self.trajectory(prefix), finish_reason="length", generated_tokens=used))
+                continue
+            for c in batches[prefix]:
                 if c.error is not None:
                     children.append(self.candidate(c))
                     continue
                 at_separator = one_step and self._stopped_at_separator(c)
-                partial = at_separator or (max_tokens is not None and c.finish_reason == "length")
+                # cut by the chunk limit (more to come), not by the answer's budget (finished)
+                cut = c.finish_reason == "length" and max_tokens is not None and max_tokens < self.tokens_left(prefix)
                 text = prefix + c.text + (self.separator if at_separator else "")
+                tokens = used + (c.tokens or 0)
+                self._answer_tokens[text] = tokens
                 children.append(
                     Candidate(
                         trajectory=self.trajectory(text),
-                        finish_reason="partial" if partial else c.finish_reason,
-                        generated_tokens=c.tokens,
+                        finish_reason="partial" if at_separator or cut else c.finish_reason,
+                        generated_tokens=tokens,
                     )
                 )
         return children
@@ -129,8 +162,7 @@ class SearchContext:
             await asyncio.to_thread(forget, self.question)
 
     def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float | None]) -> float | None:
-        answer_step = bool(trajectory.steps) and trajectory.steps[-1].part == "answer"
-        return aggregate(step_scores, self.aggregation, self.alpha, answer_step=answer_step)
+        return aggregate(step_scores, self.aggregation, self.alpha, answer_step=trajectory.ends_with_answer_step)
 
     def candidate(self, completion: Completion) -> Candidate:
         """An unscored candidate for a complete sample."""
@@ -147,14 +179,20 @@ class SearchContext:
         return await self.score_candidates([self.candidate(c) for c in completions])
 
     async def score_candidates(self, candidates: list[Candidate]) -> list[Candidate]:
-        """PRM-score (in one call) every candidate that has steps; returns the same list."""
+        """PRM-score (in one call) every candidate that has steps; returns the same list.
+        A candidate the PRM cannot score (longer than its context, prm.overflow "error")
+        fails alone, with the reason in `error` and `prm_note`; the rest go on."""
         scorable = [c for c in candidates if c.ok and c.trajectory.steps]
         if scorable:
             batch = await self.score([c.trajectory for c in scorable])
-            for candidate, scores, note in zip(scorable, batch.step_scores, batch.notes or [None] * len(scorable)):
+            unknown = [None] * len(scorable)
+            for candidate, scores, note, error in zip(scorable, batch.step_scores, batch.notes or unknown, batch.errors or unknown):
                 candidate.step_scores = scores
                 candidate.score = self.aggregate(candidate.trajectory, scores)
-                candidate.prm_note = note
+                candidate.prm_note = note or error
+                if error is not None:
+                    candidate.error = f"the PRM could not score it: {error}"
+                    self.prm_failures.append(error)
         return candidates
 
 

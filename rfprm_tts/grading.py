@@ -1,25 +1,32 @@
 """Answer equivalence: do two final answers say the same thing?
 
 Cheap checks first (normalised strings, plain numbers); math-verify for the rest (fractions,
-expressions, intervals, LaTeX forms). math-verify's own timeout uses SIGALRM, which works
-only on the main thread, so comparisons run in a worker process with a time limit; a
-comparison that runs past it counts as "not equal" and the worker is replaced. A new worker
-makes one comparison (imports, parser set-up) before the clock starts, so a slow start on a
-busy machine is not mistaken for a stuck comparison.
+expressions, intervals, LaTeX forms). math-verify runs in a worker program of its own
+(`python -m rfprm_tts.verify_worker`, over a pipe): its timeouts use SIGALRM, which works only
+on a main thread, and a worker started as its own program never re-imports the caller's main
+module (multiprocessing's spawn does, which breaks a plain script without a `__main__` guard).
+So verdicts are the same in a script, under Jupyter, the CLI, pytest and from worker threads.
+
+A comparison that runs past its time limit, or that the worker cannot make, is not "equal":
+`compare` says None (unchecked), and `equivalent` and `vote` log it and count it
+(`unchecked_comparisons()`), never silently. A new worker makes one comparison (imports,
+parser set-up) before the clock starts, so a slow start is not mistaken for a stuck comparison.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import concurrent.futures.process
-import multiprocessing
+import json
+import logging
+import queue
 import re
+import subprocess
+import sys
 import threading
 from fractions import Fraction
+from typing import NamedTuple
 
+log = logging.getLogger(__name__)
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
-_pool: concurrent.futures.ProcessPoolExecutor | None = None
-_pool_lock = threading.Lock()
 WORKER_START_TIMEOUT_S = 120.0
 
 
@@ -47,8 +54,9 @@ def as_number(answer: str) -> Fraction | None:
         return None
 
 
-def equivalent(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
-    """True when the answers are the same: equal spellings or numbers, else math-verify."""
+def compare(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool | None:
+    """True when the answers are the same (equal spellings or numbers, else math-verify),
+    False when not, None when math-verify could not decide in `timeout_s` (or not run)."""
     if a is None or b is None:
         return False
     if normalize(a) == normalize(b):
@@ -56,78 +64,127 @@ def equivalent(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
     x, y = as_number(a), as_number(b)
     if x is not None and y is not None:
         return x == y
-    return _math_verify(a, b, timeout_s)
+    return _worker.compare(a, b, timeout_s)
 
 
-def _math_verify(a: str, b: str, timeout_s: float) -> bool:
-    pool = _warm_pool()
-    if pool is None:
-        return False
-    future = pool.submit(_verify_in_worker, a, b)
-    try:
-        return future.result(timeout=timeout_s)
-    except (concurrent.futures.TimeoutError, concurrent.futures.process.BrokenProcessPool):
-        _replace_pool(pool)
-        return False
+def equivalent(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
+    """`compare` as a yes/no: an unchecked comparison counts as "not equal" (logged, counted)."""
+    return compare(a, b, timeout_s) is True
 
 
-def _warm_pool() -> concurrent.futures.ProcessPoolExecutor | None:
-    """The worker, started on first use with one warm-up comparison; None (so "not equal")
-    when it cannot start in WORKER_START_TIMEOUT_S."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            try:
-                pool.submit(_verify_in_worker, "x+1", "1+x").result(timeout=WORKER_START_TIMEOUT_S)
-            except (concurrent.futures.TimeoutError, concurrent.futures.process.BrokenProcessPool):
-                _stop(pool)
+_unchecked = 0
+
+
+def unchecked_comparisons() -> int:
+    """How many comparisons in this process math-verify could not decide (each counted as
+    "not equal" and logged)."""
+    return _unchecked
+
+
+class _Worker:
+    """math-verify in a child program, one comparison at a time (a lock serialises callers
+    from any thread); a stuck or dead worker is killed and the next comparison starts anew."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen | None = None
+        self._replies: queue.Queue = queue.Queue()
+
+    def compare(self, a: str, b: str, timeout_s: float) -> bool | None:
+        global _unchecked
+        with self._lock:
+            reply, why = self._ask_warm({"a": a, "b": b}, timeout_s)
+            if reply is None or "equal" not in reply:
+                _unchecked += 1
+                why = why or (reply or {}).get("error", "no verdict")
+                log.warning("math-verify could not compare %r with %r (%s): counted as not equal", a, b, why)
                 return None
-            _pool = pool
-        return _pool
+            return bool(reply["equal"])
+
+    def _ask_warm(self, request: dict, timeout_s: float) -> tuple[dict | None, str | None]:
+        if self._process is None or self._process.poll() is not None:
+            reply, why = self._start()
+            if reply is None:
+                return None, why
+        return self._ask(request, timeout_s)
+
+    def _start(self) -> tuple[dict | None, str | None]:
+        """A new worker, warmed up by one comparison that is not timed by the caller's limit."""
+        self._replies = queue.Queue()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "rfprm_tts.verify_worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+        )
+        threading.Thread(target=_read_lines, args=(self._process.stdout, self._replies), daemon=True).start()
+        reply, why = self._ask({"a": "x+1", "b": "1+x"}, WORKER_START_TIMEOUT_S)
+        if reply is None or not reply.get("equal"):
+            return None, why or f"the math-verify worker did not start: {(reply or {}).get('error')}"
+        return reply, None
+
+    def _ask(self, request: dict, timeout_s: float) -> tuple[dict | None, str | None]:
+        process = self._process
+        try:
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+            reply = self._replies.get(timeout=timeout_s)
+        except queue.Empty:
+            self._stop()
+            return None, f"no verdict in {timeout_s} s"
+        except OSError as exc:  # the worker died
+            self._stop()
+            return None, f"the math-verify worker failed: {exc}"
+        if reply is None:
+            self._stop()
+            return None, "the math-verify worker exited"
+        return reply, None
+
+    def _stop(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
 
 
-def _replace_pool(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    global _pool
-    with _pool_lock:
-        if _pool is pool:
-            _pool = None
-    _stop(pool)
+def _read_lines(stream, replies: queue.Queue) -> None:
+    """The worker's replies, one JSON object a line; None when it exits."""
+    for line in stream:
+        try:
+            replies.put(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # something else wrote to the worker's stdout
+    replies.put(None)
 
 
-def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
-    for process in list(getattr(pool, "_processes", {}).values()):
-        process.terminate()  # a stuck comparison cannot be cancelled any other way
-    pool.shutdown(wait=False, cancel_futures=True)
+_worker = _Worker()
 
 
-def _verify_in_worker(a: str, b: str) -> bool:
-    from math_verify import parse, verify
+class Vote(NamedTuple):
+    """A vote's outcome: the winning answer (its first spelling), the indices of its
+    members, and how many comparisons could not be checked (counted as "different")."""
 
-    def read(text: str):
-        return parse(text if "$" in text or "\\boxed" in text else f"${text}$")
+    answer: str | None
+    members: list[int]
+    unchecked: int = 0
 
-    return bool(verify(read(a), read(b))) or bool(verify(read(b), read(a)))
 
-
-def vote(
-    answers: list[str | None], weights: list[float] | None = None, timeout_s: float = 5.0
-) -> tuple[str | None, list[int]]:
+def vote(answers: list[str | None], weights: list[float] | None = None, timeout_s: float = 5.0) -> Vote:
     """Group equivalent answers and pick the group with the largest total weight (the count
-    when unweighted). Returns the winning answer (its first spelling) and the indices of its
-    members; None answers abstain. Ties go to the group seen first."""
+    when unweighted); None answers abstain. Ties go to the group seen first."""
     groups: list[list[int]] = []
+    unchecked = 0
     for i, answer in enumerate(answers):
         if answer is None:
             continue
         for group in groups:
-            if equivalent(answers[group[0]], answer, timeout_s):
+            verdict = compare(answers[group[0]], answer, timeout_s)
+            unchecked += verdict is None
+            if verdict:
                 group.append(i)
                 break
         else:
             groups.append([i])
     if not groups:
-        return None, []
+        return Vote(None, [], unchecked)
     weight = (lambda i: 1.0) if weights is None else (lambda i: weights[i])
     best = max(groups, key=lambda g: sum(weight(i) for i in g))
-    return answers[best[0]], best
+    return Vote(answers[best[0]], best, unchecked)

@@ -8,10 +8,11 @@ The defaults run the bundled demo world on the CPU: no server, no key, no GPU.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -39,6 +40,24 @@ class VLLMSettings(BaseModel):
     )
 
 
+class Sampling(BaseModel):
+    """How one generation request samples. Part of the generator settings; a solve or a proxy
+    request may change them without reloading any model."""
+
+    model_config = ConfigDict(frozen=True)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    logprobs: bool = False
+
+
+# What a solve (or a proxy request) may change without reloading a model: everything else in
+# the generator and prm sections, and the step separator, is fixed once a solver exists.
+PER_SOLVE_FIELDS = {"generator": {*Sampling.model_fields, "system_prompt"}, "prm": {"aggregation", "alpha"}}
+
+
 class GeneratorSettings(BaseModel):
     """Where candidate trajectories come from, and how they are sampled."""
 
@@ -61,11 +80,20 @@ class GeneratorSettings(BaseModel):
     tokenizer: str | None = Field(
         None,
         description="With api='completions': tokenizer (name or path) whose chat template "
-        "formats the prompt locally; without it the question is sent as raw text.",
+        "formats the prompt locally; without it the messages' contents are sent as raw text.",
+    )
+    system_prompt: str | None = Field(
+        None,
+        description="System message put before the question (unless the prompt has its own), "
+        "e.g. Qwen2.5-Math's 'Please reason step by step, and put your final answer within "
+        "\\boxed{}.'",
     )
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    max_tokens: int = Field(512, ge=1, description="Most tokens one completion may generate.")
+    max_tokens: int = Field(
+        512, ge=1, description="Most tokens one answer may take; step-level searches give each "
+        "step request what the answer has left.",
+    )
     seed: int | None = Field(None, description="Sampling seed (reproducible where supported).")
     logprobs: bool = Field(False, description="Return each sampled token's log-probability.")
     stop: list[str] = Field(default_factory=list, description="Extra stop sequences.")
@@ -85,6 +113,10 @@ class GeneratorSettings(BaseModel):
     device: str = Field("auto", description="In-process backends: 'auto', 'cpu', 'cuda', ...")
     dtype: str = Field("auto", description="In-process backends: 'auto', 'float32', 'bfloat16'.")
     vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
+
+    def sampling(self) -> Sampling:
+        """The sampling fields, as a generation request carries them."""
+        return Sampling(**self.model_dump(include=set(Sampling.model_fields)))
 
 
 class PRMSettings(BaseModel):
@@ -149,6 +181,12 @@ class PRMSettings(BaseModel):
     )
     alpha: float = Field(1.0, description="Weight of the final-answer score in 'reasonflux'.")
     step_tag: str = Field("<extra_0>", description="Token that ends each step in the PRM input.")
+    system_prompt: str | None = Field(
+        None,
+        description="System message of the PRM input. None (the ReasonFlux-PRM recipe): the chat "
+        "template's default. Qwen2.5-Math-PRM's model card passes 'Please reason step by step, "
+        "and put your final answer within \\boxed{}.'",
+    )
     readout: Literal["auto", "step_tag", "token_min"] = Field(
         "auto",
         description="Where a step's score is read: at its step tag (ReasonFlux), or the min over "
@@ -167,8 +205,13 @@ class ServeSettings(BaseModel):
     model_name: str = Field("rfprm", description="Model name the proxy answers to and lists at /v1/models.")
     api_keys: list[SecretStr] = Field(
         default_factory=list,
-        description="Bearer keys clients must send (secrets; JSON list in the environment). "
-        "Empty: no auth, for loopback use only.",
+        description="Bearer keys clients must send (secrets; JSON list in the environment; CLI "
+        "--api-key). Empty: no auth, allowed on loopback only unless allow_no_auth.",
+    )
+    allow_no_auth: bool = Field(
+        False,
+        description="Listen beyond loopback without API keys (anyone who reaches the port spends "
+        "the upstream's tokens): only on a network you trust.",
     )
     max_body_bytes: int = Field(1_000_000, ge=1, description="Largest request body accepted (413 past it).")
     max_n: int = Field(64, ge=1, description="Largest sample budget (rfprm.n) a request may ask for.")
@@ -229,6 +272,18 @@ class Settings(BaseSettings):
             return cls(**values)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+
+    def models_key(self) -> str:
+        """What decides which models a solver loads: the generator and PRM settings less the
+        per-solve fields, and the step separator. Secrets count by value (a new key is a new
+        client)."""
+        data = self.model_dump(mode="json", include={"generator", "prm", "step_separator"})
+        for section, fields in PER_SOLVE_FIELDS.items():
+            for name in fields:
+                data[section].pop(name)
+            key = getattr(self, section).api_key
+            data[section]["api_key"] = key.get_secret_value() if key else None
+        return json.dumps(data, sort_keys=True)
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with overrides applied. Keys are fields (`n=16`), nested fields with `__`

@@ -3,18 +3,24 @@
 The core is async (`asolve`); `solve` is a sync facade that runs the core on the solver's own
 event-loop thread, so it also works where a loop is already running (Jupyter, async apps).
 Use one style per solver: its HTTP client belongs to the loop that first used it.
+
+The module-level `solve` and `asolve` share one solver per set of models: changing only
+search settings (n, strategy, its parameters, sampling, aggregation) reuses the loaded
+models. Their work runs on that solver's own loop thread, so both styles can share it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from rfprm_tts.chat import Prompt, to_messages
 from rfprm_tts.context import SearchContext
-from rfprm_tts.errors import ConfigError
+from rfprm_tts.errors import ConfigError, PRMInputTooLongError
 from rfprm_tts.generators import Generator, build_generator
 from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.prm.aggregate import resolve_aggregation
@@ -33,8 +39,11 @@ class _LoopThread:
         self.thread = threading.Thread(target=self.loop.run_forever, name="rfprm-loop", daemon=True)
         self.thread.start()
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = self.submit(coro)
         try:
             return future.result()
         except KeyboardInterrupt:
@@ -66,6 +75,7 @@ class ReasoningSolver:
         self._generator = generator
         self._owns_generator = generator is None  # close only what this solver built
         self._scorer = scorer
+        self._owns_scorer = scorer is None
         self._strategy = strategy
         self._loop_thread: _LoopThread | None = None
         self._build_lock = threading.Lock()
@@ -84,32 +94,35 @@ class ReasoningSolver:
                 self._scorer = build_scorer(self.settings.prm)
             return self._scorer
 
-    async def asolve(self, prompt: str, **overrides: Any) -> SolveResult:
-        """Solve one question. `overrides` change this solve only: `n`, `strategy`, strategy
-        parameters (`beam_width=4`), or `prm__aggregation` / `prm__alpha`."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ConfigError("the prompt is empty: pass the question to solve as a non-empty string")
+    async def asolve(self, prompt: Prompt, **overrides: Any) -> SolveResult:
+        """Solve one question: a string, or a list of chat messages whose last user message is
+        the question (see rfprm_tts.chat). `overrides` change this solve only: `n`,
+        `strategy`, strategy parameters (`beam_width=4`), sampling (`generator__temperature`,
+        `generator__max_tokens`, `generator__system_prompt`, ...), or `prm__aggregation` /
+        `prm__alpha`."""
         settings = self._settings_for(overrides)
         return await self.run(prompt, self._strategy_for(settings, overrides), settings)
 
-    async def run(
-        self, prompt: str, strategy: Strategy, settings: Settings | None = None, max_tokens: int | None = None
-    ) -> SolveResult:
-        """Run a ready strategy object on one question (`asolve` builds it from settings);
-        `max_tokens` caps each generation request of this solve."""
+    async def run(self, prompt: Prompt, strategy: Strategy, settings: Settings | None = None) -> SolveResult:
+        """Run a ready strategy object on one prompt (`asolve` builds it from settings);
+        `settings` may differ from the solver's in per-solve fields only."""
         settings = settings or self.settings
-        ctx = await self.context(prompt, settings, max_tokens)
+        messages = to_messages(prompt, settings.generator.system_prompt)
+        ctx = await self.context(messages, settings)
         started = time.perf_counter()
         try:
-            outcome = await strategy.search(prompt, ctx)
+            outcome = await strategy.search(ctx.question, ctx)
         finally:
             await ctx.close()
+        if outcome.best is None and ctx.prm_failures and not any(c.ok for c in outcome.candidates):
+            raise PRMInputTooLongError(f"no candidate could be scored by the PRM; first: {ctx.prm_failures[0]}")
         ctx.usage.wall_time_s = time.perf_counter() - started
         ctx.usage.estimate_flops(
             getattr(ctx.generator, "num_parameters", None), getattr(ctx.scorer, "num_parameters", None)
         )
         return SolveResult(
-            question=prompt,
+            question=ctx.question,
+            messages=messages,
             answer=outcome.answer,
             best=outcome.best,
             candidates=outcome.candidates,
@@ -123,42 +136,41 @@ class ReasoningSolver:
             },
         )
 
-    async def context(
-        self, prompt: str, settings: Settings | None = None, max_tokens: int | None = None
-    ) -> SearchContext:
-        """The generator and PRM as a search sees them for one question (backends are built
+    async def context(self, prompt: Prompt, settings: Settings | None = None) -> SearchContext:
+        """The generator and PRM as a search sees them for one prompt (backends are built
         on first use, off the event loop). For callers that drive a search themselves."""
         settings = settings or self.settings
         generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer))
         return SearchContext(
-            prompt,
+            to_messages(prompt, settings.generator.system_prompt),
             generator,
             scorer,
             separator=settings.step_separator,
             aggregation=resolve_aggregation(settings.prm.aggregation, scorer),
             alpha=settings.prm.alpha,
-            max_tokens=max_tokens,
+            sampling=settings.generator.sampling(),
         )
 
-    def solve(self, prompt: str, **overrides: Any) -> SolveResult:
+    def solve(self, prompt: Prompt, **overrides: Any) -> SolveResult:
         """Sync facade of `asolve`."""
-        if self._loop_thread is None:
-            self._loop_thread = _LoopThread()
-        return self._loop_thread.run(self.asolve(prompt, **overrides))
+        return self._own_loop().run(self.asolve(prompt, **overrides))
+
+    def _own_loop(self) -> _LoopThread:
+        with self._build_lock:
+            if self._loop_thread is None:
+                self._loop_thread = _LoopThread()
+            return self._loop_thread
 
     def _settings_for(self, overrides: dict[str, Any]) -> Settings:
         if not overrides:
             return self.settings
         settings = self.settings.with_overrides(**overrides)
-        changed_backend = settings.generator != self.settings.generator or any(
-            getattr(settings.prm, f) != getattr(self.settings.prm, f)
-            for f in type(settings.prm).model_fields
-            if f not in ("aggregation", "alpha")
-        )
-        if changed_backend or settings.step_separator != self.settings.step_separator:
+        if settings.models_key() != self.settings.models_key():
             raise ConfigError(
-                "generator, PRM and step-separator settings are fixed once a solver exists; "
-                "build a new ReasoningSolver (or use the module-level solve()) to change them"
+                "this solver's models are loaded: a solve may change only search settings (n, "
+                "strategy and its parameters, generator sampling and system_prompt, "
+                "prm.aggregation and prm.alpha). Build a new ReasoningSolver (or use the "
+                "module-level solve()) for other generator, PRM or step-separator settings"
             )
         return settings
 
@@ -168,15 +180,19 @@ class ReasoningSolver:
         return build_strategy(settings.strategy, n=settings.n, **settings.strategy_params)
 
     async def aclose(self) -> None:
+        """Close what this solver built: the generator's client or engine, and a PRM engine."""
         if self._generator is not None and self._owns_generator:
             await self._generator.aclose()
+        close_scorer = getattr(self._scorer, "close", None) if self._owns_scorer else None
+        if close_scorer is not None:
+            await asyncio.to_thread(close_scorer)
 
     def close(self) -> None:
         if self._loop_thread is not None:
             self._loop_thread.run(self.aclose())
             self._loop_thread.close()
             self._loop_thread = None
-        elif self._generator is not None and self._owns_generator:
+        else:
             asyncio.run(self.aclose())
 
     def __enter__(self) -> ReasoningSolver:
@@ -192,31 +208,34 @@ class ReasoningSolver:
         await self.aclose()
 
 
-_default: tuple[str, ReasoningSolver] | None = None
-_default_lock = threading.Lock()
+_shared: ReasoningSolver | None = None
+_shared_lock = threading.Lock()
 
 
-def _settings_key(settings: Settings) -> str:
-    key = settings.generator.api_key
-    return settings.model_dump_json() + (key.get_secret_value() if key else "")
-
-
-def solve(prompt: str, **overrides: Any) -> SolveResult:
-    """Drop-in: solve with settings from the environment/config plus `overrides` (any field,
-    `section__field`, or strategy parameters). Reuses one solver while settings stay the same."""
-    global _default
+def _shared_solve(prompt: Prompt, overrides: dict[str, Any]) -> tuple[_LoopThread, Coroutine[Any, Any, SolveResult]]:
+    """The module-level solver's loop, and the solve to run there. The solver is built again
+    only when the models change."""
+    global _shared
     settings = Settings.load().with_overrides(**overrides)
-    key = _settings_key(settings)
-    with _default_lock:
-        if _default is None or _default[0] != key:
-            if _default is not None:
-                _default[1].close()
-            _default = (key, ReasoningSolver(settings))
-        solver = _default[1]
-    return solver.solve(prompt)
+    with _shared_lock:
+        if _shared is None or _shared.settings.models_key() != settings.models_key():
+            if _shared is not None:
+                _shared.close()
+            _shared = ReasoningSolver(settings)
+        solver = _shared
+    return solver._own_loop(), solver.run(prompt, solver._strategy_for(settings, overrides), settings)
 
 
-async def asolve(prompt: str, **overrides: Any) -> SolveResult:
-    """Async drop-in: like `solve`, with a solver that lives for this call."""
-    async with ReasoningSolver(Settings.load().with_overrides(**overrides)) as solver:
-        return await solver.asolve(prompt)
+def solve(prompt: Prompt, **overrides: Any) -> SolveResult:
+    """Drop-in: solve with settings from the environment/config plus `overrides` (any field,
+    `section__field`, or strategy parameters). Models are loaded once and kept while only
+    search settings change."""
+    loop, work = _shared_solve(prompt, overrides)
+    return loop.run(work)
+
+
+async def asolve(prompt: Prompt, **overrides: Any) -> SolveResult:
+    """Async drop-in: like `solve` (the same shared models); the search runs on the shared
+    solver's loop thread while this coroutine awaits it."""
+    loop, work = await asyncio.to_thread(_shared_solve, prompt, overrides)
+    return await asyncio.wrap_future(loop.submit(work))

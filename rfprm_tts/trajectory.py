@@ -48,6 +48,11 @@ class Trajectory(BaseModel):
     def step_texts(self) -> list[str]:
         return [step.text for step in self.steps]
 
+    @property
+    def ends_with_answer_step(self) -> bool:
+        """The last step is the final answer after `<think>` (reasonflux weighs it apart)."""
+        return bool(self.steps) and self.steps[-1].part == "answer"
+
     @computed_field  # type: ignore[prop-decorator]
     @property
     def answer(self) -> str | None:
@@ -103,9 +108,11 @@ class Candidate(BaseModel):
 
 class SolveResult(BaseModel):
     """What `solve()` returns: the answer, the chosen candidate, every candidate ranked best
-    first (failed ones last), the compute spent, and the strategy that chose."""
+    first (failed ones last), the compute spent, and the strategy that chose. `question` is
+    what the PRM scored (the last user message); `messages` what the generator saw."""
 
     question: str
+    messages: list[dict[str, str]] = Field(default_factory=list)
     answer: str | None
     best: Candidate | None
     candidates: list[Candidate]

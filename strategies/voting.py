@@ -8,18 +8,20 @@ aggregation setting as best_of_n). Equivalent answers are grouped (rfprm_tts.gra
 from __future__ import annotations
 
 from rfprm_tts.context import rank
-from rfprm_tts.grading import vote
+from rfprm_tts.grading import Vote, vote
 from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, register
 from rfprm_tts.trajectory import Candidate
 
 
-def _outcome(answer: str | None, candidates: list[Candidate], members: list[int], details: dict) -> SearchOutcome:
+def _outcome(result: Vote, candidates: list[Candidate], **details) -> SearchOutcome:
     """The winning group's candidates first (best scored first), then the rest. When no
-    sample has an answer there is no winner, but the best-ranked sample is still returned."""
-    chosen = set(members)
-    ranked = rank([candidates[i] for i in members]) + rank([c for i, c in enumerate(candidates) if i not in chosen])
+    sample has an answer there is no winner, but the best-ranked sample is still returned.
+    Comparisons math-verify could not decide are reported (counted as different answers)."""
+    chosen = set(result.members)
+    ranked = rank([candidates[i] for i in result.members]) + rank([c for i, c in enumerate(candidates) if i not in chosen])
     best = ranked[0] if ranked and ranked[0].ok else None
-    return SearchOutcome(answer=answer, candidates=ranked, best=best, details=details)
+    details = {"votes": len(result.members), **details, "unchecked_comparisons": result.unchecked}
+    return SearchOutcome(answer=result.answer, candidates=ranked, best=best, details=details)
 
 
 @register
@@ -28,8 +30,7 @@ class MajorityVote(SampleThenChoose):
     uses_prm = False
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
-        answer, members = vote([c.answer if c.ok else None for c in candidates])
-        return _outcome(answer, candidates, members, {"votes": len(members)})
+        return _outcome(vote([c.answer if c.ok else None for c in candidates]), candidates)
 
 
 @register
@@ -38,5 +39,5 @@ class WeightedBestOfN(SampleThenChoose):
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         weights = [c.score if c.ok and c.score is not None else 0.0 for c in candidates]
-        answer, members = vote([c.answer if c.ok else None for c in candidates], weights)
-        return _outcome(answer, candidates, members, {"votes": len(members), "weight": sum(weights[i] for i in members)})
+        result = vote([c.answer if c.ok else None for c in candidates], weights)
+        return _outcome(result, candidates, weight=sum(weights[i] for i in result.members))

@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rfprm_tts import ReasoningSolver, Settings
-from rfprm_tts.demo import resolve_model
+from rfprm_tts.model_names import resolve_model
 from rfprm_tts.demo.arithmetic import held_out_problems
 from rfprm_tts.demo.quality import grade_samples, sample_texts, slip_check, world_report
 from rfprm_tts.demo.train import main as train_main

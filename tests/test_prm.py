@@ -102,11 +102,13 @@ def test_missing_step_tag_and_missing_checkpoint(tmp_path, tiny_prm_dir):
         load_prm(str(tmp_path / "nowhere"))
 
 
-def test_input_past_the_context_window_is_an_error(tmp_path):
+def test_input_past_the_context_window_is_an_error_of_that_input_alone(tmp_path):
     short = build_tiny_prm(tmp_path / "short", max_position_embeddings=128)
     scorer = load_prm(str(short))
-    with pytest.raises(PRMInputTooLongError, match="prm.overflow"):
-        scorer.score(QUESTION, [["x" * 200]])
+    batch = scorer.score_batch(QUESTION, [["x" * 200], ["1 + 1 = 2", "The answer is 2."]])
+    assert batch.step_scores[0] == [None] and "prm.overflow" in batch.errors[0]
+    assert batch.errors[1] is None and all(0 < p < 1 for p in batch.step_scores[1])
+    assert batch.step_scores[1] == pytest.approx(scorer.score(QUESTION, [["1 + 1 = 2", "The answer is 2."]])[0], abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -193,3 +195,20 @@ def test_reasonflux_1_5b_format(tmp_path):
         load_prm(str(path))
     with pytest.raises(PRMLoadError, match="Qwen2ForCausalLM"):
         load_prm(str(path), format="step_tag")  # forced step-tag: a causal LM is no such PRM
+
+
+def test_a_solve_goes_on_when_one_candidate_outgrows_the_prm(tmp_path):
+    """prm.overflow="error": the overlong candidate fails alone (its reason kept); the solve
+    raises only when no candidate can be scored."""
+    from fakes import ListGenerator
+    from rfprm_tts import ReasoningSolver, Settings
+
+    scorer = load_prm(str(build_tiny_prm(tmp_path / "short", max_position_embeddings=128)))
+    long_answer = "\n\n".join(["1 + 1 = 2"] * 40) + "\n\n\\boxed{2}"
+    settings = Settings.load(n=2, prm={"aggregation": "min"})
+    result = ReasoningSolver(settings, generator=ListGenerator([long_answer, "\\boxed{3}"]), scorer=scorer).solve(QUESTION)
+    assert result.answer == "3" and result.best.ok
+    failed = [c for c in result.candidates if not c.ok]
+    assert len(failed) == 1 and "PRM could not score it" in failed[0].error and "prm.overflow" in failed[0].prm_note
+    with pytest.raises(PRMInputTooLongError, match="no candidate could be scored"):
+        ReasoningSolver(settings, generator=ListGenerator([long_answer]), scorer=scorer).solve(QUESTION)

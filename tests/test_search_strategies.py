@@ -78,7 +78,7 @@ def test_early_pruning_spends_fewer_tokens_than_best_of_n():
 
 def test_early_pruning_by_tokens():
     result, gen, _ = solve("early_pruning", n=4, schedule=[0.5], chunk="tokens", chunk_size=1)
-    assert all(r.max_tokens == 1 for r in gen.requests[:3])
+    assert all(r.sampling.max_tokens == 1 for r in gen.requests[:3])
     assert result.answer is not None
 
 

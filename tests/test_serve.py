@@ -106,7 +106,9 @@ def test_auth(demo_proxy):
         ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"n": 17}}, "n_too_large"),
         ({"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 301}, "max_tokens_too_large"),
         ({"messages": []}, "invalid_field"),
-        ({"messages": [{"role": "assistant", "content": "hi"}]}, "missing_question"),
+        ({"messages": [{"role": "assistant", "content": "hi"}]}, "invalid_messages"),
+        ({"messages": [{"role": "tool", "content": "hi"}, {"role": "user", "content": QUESTION}]}, "invalid_messages"),
+        ({"messages": [{"role": "user", "content": QUESTION}], "temperature": -1}, "invalid_field"),
         ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"strategy": "nope"}}, "invalid_rfprm_option"),
         ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"colour": 1}}, "invalid_field"),
         ({"messages": [{"role": "user", "content": QUESTION}],
@@ -239,5 +241,6 @@ def test_batching_scorer_equals_direct_scoring(tiny_prm_dir):
         want = direct.score(question, trajectories)
         for got, expected in zip(results[question].step_scores, want):
             assert got == pytest.approx(expected, abs=1e-5)
-    with pytest.raises(Exception, match="step tag|PRM"):
-        BatchingScorer(load_prm(str(tiny_prm_dir), max_length=20)).score_batch(QUESTION, [["1 + 1 = 2"]])
+    # an input too long for the PRM is reported on that trajectory, not raised
+    too_long = BatchingScorer(load_prm(str(tiny_prm_dir), max_length=20)).score_batch(QUESTION, [["1 + 1 = 2"]])
+    assert "PRM" in too_long.errors[0] and too_long.step_scores == [[None]]

@@ -69,8 +69,11 @@ def test_per_solve_overrides_and_their_limits():
     s = solver("min", n=3)
     assert s.solve("q", prm__aggregation="last").answer == "8"
     assert len(s.solve("q", n=2).candidates) == 2
-    with pytest.raises(ConfigError, match="fixed once a solver exists"):
-        s.solve("q", generator__temperature=0.1)
+    assert s.solve("q", generator__temperature=0.1, generator__system_prompt="Be brief.").answer == "6"
+    with pytest.raises(ConfigError, match="models are loaded: a solve may change only search settings"):
+        s.solve("q", generator__model="another-model")
+    with pytest.raises(ConfigError, match="models are loaded"):
+        s.solve("q", prm__batch_size=2)
     with pytest.raises(ConfigError, match="unknown strategy 'nope'; available: .*best_of_n"):
         s.solve("q", strategy="nope")
     with pytest.raises(ConfigError, match="it takes: n"):

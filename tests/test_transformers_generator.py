@@ -7,6 +7,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.generators import GenerationRequest
 from rfprm_tts.generators.transformers import TransformersGenerator
 from rfprm_tts.settings import GeneratorSettings
@@ -37,7 +38,7 @@ def reference_greedy(model_dir, prompt_ids, max_new_tokens):
 def test_greedy_matches_plain_decoding_and_counts_tokens(tiny_generator_dir):
     gen = make(tiny_generator_dir, temperature=0.0, max_tokens=12)
     result = generate(gen, n=2)
-    prompt = gen.prompt_ids("Compute 7 + 5 * 3 - 4.")
+    prompt = prompt_ids(gen.tokenizer, to_messages("Compute 7 + 5 * 3 - 4."))
     expected = reference_greedy(tiny_generator_dir, prompt, 12)
     tokenizer = gen.tokenizer
     eos_hit = expected[-1] == tokenizer.eos_token_id
@@ -67,7 +68,7 @@ def test_prefix_is_continued_not_restarted(tiny_generator_dir):
     rest = generate(gen, n=1, prefix=head, max_tokens=7).completions[0].text
     # Greedy and causal: continuing the first 3 characters gives the rest of the same text.
     assert head + rest == full[: len(head) + len(rest)]
-    assert gen.prompt_ids("q", prefix=head)[-3:] == gen.tokenizer(head, add_special_tokens=False)["input_ids"]
+    assert prompt_ids(gen.tokenizer, to_messages("q"), prefix=head)[-3:] == gen.tokenizer(head, add_special_tokens=False)["input_ids"]
 
 
 def test_seeded_sampling_is_reproducible(tiny_generator_dir):
@@ -83,7 +84,7 @@ def test_logprobs_of_the_sampled_tokens(tiny_generator_dir):
     completion = generate(gen, n=1).completions[0]
     assert len(completion.logprobs) == completion.tokens
     # Greedy: each token is the argmax, so its log-probability is the row's maximum.
-    prompt = gen.prompt_ids("Compute 7 + 5 * 3 - 4.")
+    prompt = prompt_ids(gen.tokenizer, to_messages("Compute 7 + 5 * 3 - 4."))
     ids = prompt + gen.tokenizer(completion.text, add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logits = gen.model(torch.tensor([ids])).logits[0].log_softmax(-1)

@@ -7,7 +7,8 @@ import pytest
 from conftest import HAS_VLLM, vllm_env
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.generators import GenerationRequest
-from rfprm_tts.settings import GeneratorSettings
+from rfprm_tts.chat import prompt_ids, to_messages
+from rfprm_tts.settings import GeneratorSettings, Sampling
 
 pytestmark = pytest.mark.vllm
 
@@ -40,7 +41,7 @@ def generate(gen, **kw):
 def test_n_samples_usage_and_stop(engine):
     result = generate(engine, n=4)
     assert len(result.completions) == 4 and result.calls == 1
-    assert result.prompt_tokens == len(engine.prompt_ids(QUESTION))
+    assert result.prompt_tokens == len(prompt_ids(engine.tokenizer, to_messages(QUESTION)))
     assert result.generated_tokens == sum(c.tokens for c in result.completions) > 0
     assert all(c.tokens <= 16 for c in result.completions)
     text = result.completions[0].text
@@ -50,22 +51,21 @@ def test_n_samples_usage_and_stop(engine):
         assert stop not in cut.completions[0].text
 
 
+GREEDY = Sampling(temperature=0.0, max_tokens=16)
+
+
 def test_continuation_and_concurrent_batching(engine):
-    engine.settings = engine.settings.model_copy(update={"temperature": 0.0})
-    try:
-        full = generate(engine, n=1, max_tokens=10).completions[0].text
+    full = generate(engine, n=1, max_tokens=10, sampling=GREEDY).completions[0].text
 
-        async def both():
-            return await asyncio.gather(
-                engine.generate(GenerationRequest(QUESTION, prefix=full[:4], max_tokens=6)),
-                engine.generate(GenerationRequest("Compute 1 + 1.", max_tokens=6)),
-            )
+    async def both():
+        return await asyncio.gather(
+            engine.generate(GenerationRequest(QUESTION, prefix=full[:4], max_tokens=6, sampling=GREEDY)),
+            engine.generate(GenerationRequest("Compute 1 + 1.", max_tokens=6, sampling=GREEDY)),
+        )
 
-        continued, other = asyncio.run(both())
-        assert full[:4] + continued.completions[0].text == full[: 4 + len(continued.completions[0].text)]
-        assert other.completions[0].text
-    finally:
-        engine.settings = engine.settings.model_copy(update={"temperature": 1.0})
+    continued, other = asyncio.run(both())
+    assert full[:4] + continued.completions[0].text == full[: 4 + len(continued.completions[0].text)]
+    assert other.completions[0].text
 
 
 def test_same_text_as_the_vllm_server_at_temperature_0(engine, vllm_server):
@@ -80,11 +80,7 @@ def test_same_text_as_the_vllm_server_at_temperature_0(engine, vllm_server):
         finally:
             await http.aclose()
 
-    engine.settings = engine.settings.model_copy(update={"temperature": 0.0, "logprobs": True})
-    try:
-        local = generate(engine, n=1, max_tokens=12).completions[0]
-    finally:
-        engine.settings = engine.settings.model_copy(update={"temperature": 1.0, "logprobs": False})
+    local = generate(engine, n=1, sampling=Sampling(temperature=0.0, max_tokens=12, seed=0, logprobs=True)).completions[0]
     remote = asyncio.run(over_http()).completions[0]
     assert local.text == remote.text and local.text
     assert len(local.logprobs) == local.tokens == len(remote.logprobs)

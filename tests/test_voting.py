@@ -30,10 +30,10 @@ def test_normalize():
 
 
 def test_vote_groups_equivalent_spellings():
-    assert vote(["0.5", "\\frac{1}{2}", "3", "3", None]) in [("0.5", [0, 1]), ("3", [2, 3])]
-    assert vote(["3", "0.5", "\\frac{1}{2}"]) == ("0.5", [1, 2])
-    assert vote(["3", "4", "4"], weights=[5.0, 1.0, 1.0]) == ("3", [0])
-    assert vote([None, None]) == (None, [])
+    assert vote(["0.5", "\\frac{1}{2}", "3", "3", None])[:2] in [("0.5", [0, 1]), ("3", [2, 3])]
+    assert vote(["3", "0.5", "\\frac{1}{2}"])[:2] == ("0.5", [1, 2])
+    assert vote(["3", "4", "4"], weights=[5.0, 1.0, 1.0])[:2] == ("3", [0])
+    assert vote([None, None])[:2] == (None, [])
 
 
 # Three samples answer 6 (low PRM scores), one answers 9 (high score).
@@ -69,7 +69,6 @@ def test_weighted_vote_sums_the_chosen_aggregation():
 def test_a_new_grading_worker_starts_before_the_time_limit_counts():
     """A comparison's time limit is for the comparison: the spawned worker's start (seconds on
     a busy machine) must not turn a quick "equal" into a timeout."""
-    if grading._pool is not None:
-        grading._replace_pool(grading._pool)
-    assert grading._pool is None
+    grading._worker._stop()
+    assert grading._worker._process is None
     assert equivalent("1+2", "3", timeout_s=0.05)

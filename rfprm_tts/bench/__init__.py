@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import IO
 
 from rfprm_tts.bench.datasets import NAMES, Problem, load_problems
 from rfprm_tts.bench.report import Point, markdown, plot, print_table, summarize
@@ -14,9 +15,9 @@ from rfprm_tts.bench.store import RunStore
 log = logging.getLogger(__name__)
 
 
-def write_report(out_dir: str | Path, show: bool = True) -> list[Point]:
+def write_report(out_dir: str | Path, show: bool = True, out: IO[str] | None = None) -> list[Point]:
     """Summarize a run directory from its rows: summary.md, the PNG plots (when matplotlib is
-    installed) and, with `show`, a table in the terminal."""
+    installed) and, with `show`, a table on `out` (default: stdout)."""
     store = RunStore(out_dir)
     points = summarize(store.rows())
     (store.dir / "summary.md").write_text(markdown(points, config=store.config()))
@@ -25,7 +26,7 @@ def write_report(out_dir: str | Path, show: bool = True) -> list[Point]:
     except ImportError:
         log.warning("matplotlib is not installed: no plots (pip install 'rfprm-tts[bench]')")
     if show:
-        print_table(points)
+        print_table(points, out)
     return points
 
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 @dataclass(frozen=True)
@@ -101,13 +101,13 @@ def markdown(points: Sequence[Point], title: str = "Benchmark summary", config: 
     return "\n".join(lines) + "\n"
 
 
-def print_table(points: Sequence[Point]) -> None:
+def print_table(points: Sequence[Point], file: IO[str] | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(file=file)
     if not console.is_terminal:  # a log file: do not squeeze the table into 80 columns
-        console = Console(width=160)
+        console = Console(file=file, width=160)
     table = Table(title="accuracy vs compute")
     for column in COLUMNS:
         table.add_column(column, justify="left" if column == "strategy" else "right")

@@ -21,7 +21,8 @@ from tqdm import tqdm
 
 from rfprm_tts.bench.datasets import Problem
 from rfprm_tts.bench.store import RunStore
-from rfprm_tts.grading import equivalent
+from rfprm_tts.grading import compare
+from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import SampleThenChoose, Strategy, build_strategy
@@ -49,23 +50,28 @@ class Row:
     wall_s: float
     reused: bool  # the first n samples of a larger pool
     error: str | None = None
+    unchecked: bool = False  # math-verify could not decide the verdict in time (counted wrong)
 
 
 class Grader:
     """Verdicts of answers against a problem's gold answer, each distinct answer checked once
-    (math-verify with a time limit per comparison)."""
+    (math-verify with a time limit per comparison). A verdict math-verify could not reach is
+    None: graded wrong, and the row says so."""
 
     def __init__(self, timeout_s: float = 5.0):
         self.timeout_s = timeout_s
-        self._verdicts: dict[tuple[str, str], bool] = {}
+        self._verdicts: dict[tuple[str, str], bool | None] = {}
 
-    def __call__(self, problem: Problem, answer: str | None) -> bool:
+    def verdict(self, problem: Problem, answer: str | None) -> bool | None:
         if answer is None:
             return False
         key = (problem.id, answer)
         if key not in self._verdicts:
-            self._verdicts[key] = equivalent(answer, problem.answer, self.timeout_s)
+            self._verdicts[key] = compare(answer, problem.answer, self.timeout_s)
         return self._verdicts[key]
+
+    def __call__(self, problem: Problem, answer: str | None) -> bool:
+        return self.verdict(problem, answer) is True
 
 
 def row_for(
@@ -75,7 +81,7 @@ def row_for(
     return Row(
         problem_id=problem.id, strategy=strategy, n=n, gold=problem.answer, answer=answer,
         prediction=best.trajectory.text if best is not None else None,
-        correct=grade(problem, answer),
+        correct=grade(problem, answer), unchecked=grade.verdict(problem, answer) is None,
         pass_at_n=any(grade(problem, c.answer) for c in candidates if c.ok),
         candidates=len(candidates), prompt_tokens=usage.prompt_tokens,
         generated_tokens=usage.generated_tokens, prm_tokens=usage.prm_tokens,
@@ -152,8 +158,14 @@ async def run_bench(
     built = {name: build_strategy(name, settings.strategy_params, n=max(budgets)) for name in strategies}
     pooled = [s for s in built.values() if isinstance(s, SampleThenChoose)]
     searched = [name for name, s in built.items() if not isinstance(s, SampleThenChoose)]
+    own = solver is None
+    solver = solver or ReasoningSolver(settings)
+    scorer = await asyncio.to_thread(lambda: solver.scorer)
     config = {**(run_config or {}), "strategies": list(strategies), "budgets": budgets,
-              "settings": settings.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True})}
+              "settings": settings.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True}),
+              # what "auto" settings became for this checkpoint
+              "resolved": {"aggregation": resolve_aggregation(settings.prm.aggregation, scorer),
+                           "readout": getattr(scorer, "readout", None)}}
     store = RunStore(out_dir, config)
     done = store.done()
     jobs: list[tuple[Problem, str | None, int]] = []  # strategy None: the problem's sample pool
@@ -181,8 +193,6 @@ async def run_bench(
             await asyncio.to_thread(store.append, [asdict(r) for r in rows])
             bar.update()
 
-    own = solver is None
-    solver = solver or ReasoningSolver(settings)
     try:
         await asyncio.gather(*(run(*job) for job in jobs))
     finally:

@@ -9,19 +9,16 @@ holds the quality figures measured when the weights were made.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.model_names import Role
 
-Role = Literal["generator", "prm"]
-DEMO_NAME = "demo"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 
-def resolve_model(name: str, role: Role) -> str:
-    """A model name or path as loaders take it; 'demo' becomes the demo world's `role` model."""
-    if name != DEMO_NAME:
-        return name
+def model_path(role: Role) -> str:
+    """The demo world's `role` model: what the model name `demo` resolves to
+    (rfprm_tts.model_names)."""
     path = WEIGHTS_DIR / role
     if not (path / "config.json").is_file():
         raise ConfigError(

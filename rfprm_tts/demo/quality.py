@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from rfprm_tts.chat import render, to_messages
 from rfprm_tts.demo.arithmetic import Problem, digit_slip, grade
 from rfprm_tts.grading import vote
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
@@ -36,10 +37,7 @@ def sample_texts(
     texts: list[list[str]] = []
     for start in range(0, len(questions), prompts_per_batch):
         chunk = questions[start : start + prompts_per_batch]
-        prompts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=False)
-            for q in chunk
-        ]
+        prompts = [render(tokenizer, to_messages(q)) for q in chunk]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         sample = temperature > 0
         out = model.generate(

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
 
+from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.demo.arithmetic import (
     Difficulty, Problem, digit_labels, digit_slip, grade, held_out_problems, sample_problem,
 )
@@ -106,11 +107,6 @@ def training_problems(rng: random.Random, difficulty: Difficulty, held_out: set[
             yield p
 
 
-def prompt_ids(tokenizer, question: str) -> list[int]:
-    text = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
-
-
 def pad(rows: list[list[int]], value: int) -> torch.Tensor:
     width = max(len(r) for r in rows)
     return torch.tensor([r + [value] * (width - len(r)) for r in rows])
@@ -120,7 +116,7 @@ def lm_batch(tokenizer, problems: list[Problem]) -> dict[str, torch.Tensor]:
     """Prompt + solution + EOS; the loss covers the solution and EOS only."""
     ids, labels = [], []
     for p in problems:
-        prompt = prompt_ids(tokenizer, p.question)
+        prompt = prompt_ids(tokenizer, to_messages(p.question))
         answer = tokenizer(p.solution(), add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         ids.append(prompt + answer)
         labels.append([-100] * len(prompt) + answer)
@@ -200,7 +196,7 @@ def prm_example(tokenizer, problem: Problem, steps: list[str], kind: str = "digi
         at += len(step) + 1
     content = tokenizer(tag.join(steps) + tag, add_special_tokens=False, return_offsets_mapping=True)
     token_labels = [by_char[start] for start, _ in content["offset_mapping"]]
-    prompt = prompt_ids(tokenizer, problem.question)
+    prompt = prompt_ids(tokenizer, to_messages(problem.question))
     suffix = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
     return prompt + content["input_ids"] + suffix, [-100] * len(prompt) + token_labels + [-100] * len(suffix)
 

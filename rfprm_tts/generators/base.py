@@ -5,21 +5,42 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from rfprm_tts.chat import Message, Prompt, question_of, to_messages
+from rfprm_tts.settings import Sampling
+
 
 @dataclass
 class GenerationRequest:
-    """Sample `n` continuations of the answer to `question`.
+    """Sample `n` continuations of the assistant's answer to a conversation.
 
-    `prefix` is a partial assistant answer to continue (no second generation prompt);
-    `stop` and `max_tokens` override the backend's defaults for this request (a step-level
-    search stops at the step separator). Sampling temperature etc. are backend settings.
+    `messages` is the conversation (a question string is taken as one user message);
+    `prefix` is a partial assistant answer to continue (no second generation prompt).
+    `sampling` is how to sample (None: the backend's settings); `stop` adds stop strings and
+    `max_tokens` lowers the token limit for this request (a step-level search stops at the
+    step separator and gives a step what the answer has left). With `sampling.seed` set, the
+    request's samples use seeds seed, seed + 1, ..., seed + n - 1.
     """
 
-    question: str
+    messages: list[Message] | Prompt
     n: int = 1
     prefix: str = ""
     stop: list[str] | None = None
     max_tokens: int | None = None
+    sampling: Sampling | None = None
+
+    def __post_init__(self) -> None:
+        self.messages = to_messages(self.messages)
+
+    @property
+    def question(self) -> str:
+        return question_of(self.messages)
+
+    def resolved(self, default: Sampling) -> Sampling:
+        """The sampling this request runs with: its own (else `default`), its stop strings
+        added and its token limit applied."""
+        sampling = self.sampling or default
+        max_tokens = min(sampling.max_tokens, self.max_tokens or sampling.max_tokens)
+        return sampling.model_copy(update={"stop": (*sampling.stop, *(self.stop or [])), "max_tokens": max_tokens})
 
 
 @dataclass

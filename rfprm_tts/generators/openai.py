@@ -1,9 +1,7 @@
 """Generator backend for any OpenAI-compatible endpoint, on the official `openai` SDK.
 
-Retries are ours (tenacity), not the SDK's, so the policy is explicit and testable:
-timeouts, connection errors, malformed bodies, 429 and 5xx are retried with exponential
-backoff and jitter (a 429's Retry-After is honoured); other 4xx fail at once.
-Servers that ignore or reject `n` (llama.cpp, some proxies) get parallel single requests.
+Retries follow the shared policy of rfprm_tts.http_retry. Servers that ignore or reject `n`
+(llama.cpp, some proxies) get parallel single requests, each with a seed of its own.
 """
 
 from __future__ import annotations
@@ -14,67 +12,14 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI
-from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
-from tenacity.wait import wait_random_exponential
 
+from rfprm_tts.chat import Message, render, render_plain
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.settings import GeneratorSettings
+from rfprm_tts.http_retry import describe_failure, retrying
+from rfprm_tts.settings import GeneratorSettings, Sampling
 
 log = logging.getLogger(__name__)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Transient failures: worth the same request again after a wait."""
-    if isinstance(exc, (openai.APIConnectionError, MalformedResponseError)):
-        return True  # APITimeoutError is an APIConnectionError
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
-    return False
-
-
-def retry_after_seconds(exc: BaseException | None) -> float | None:
-    """The wait a 429/503 asks for in its Retry-After (or retry-after-ms) header, if any."""
-    if not isinstance(exc, openai.APIStatusError):
-        return None
-    headers = exc.response.headers
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            try:
-                return max(0.0, float(value) / scale)
-            except ValueError:
-                return None  # an HTTP date: fall back to our own backoff
-    return None
-
-
-def retrying(max_retries: int, backoff_s: float, backoff_max_s: float, *, asynchronous: bool = True):
-    """The retry policy every HTTP call shares: transient failures only, exponential backoff
-    with jitter, a 429/503's Retry-After honoured (both capped at backoff_max_s)."""
-    backoff = wait_random_exponential(multiplier=backoff_s, max=backoff_max_s)
-
-    def wait(state: RetryCallState) -> float:
-        asked = retry_after_seconds(state.outcome.exception() if state.outcome else None)
-        return min(asked, backoff_max_s) if asked is not None else backoff(state)
-
-    policy = AsyncRetrying if asynchronous else Retrying
-    return policy(
-        retry=retry_if_exception(is_retryable), stop=stop_after_attempt(max_retries + 1), wait=wait, reraise=True
-    )
-
-
-def describe_failure(exc: BaseException, base_url: str, attempts: int) -> str:
-    tries = f"after {attempts} attempt{'s' * (attempts != 1)}"
-    if isinstance(exc, openai.APITimeoutError):
-        return f"request to {base_url} timed out {tries}; raise generator.timeout_s or check the server"
-    if isinstance(exc, openai.APIConnectionError):
-        return (
-            f"cannot reach {base_url} ({tries}): {exc.__cause__ or exc}; check "
-            "RFPRM_GENERATOR__BASE_URL and that the server is running"
-        )
-    if isinstance(exc, openai.APIStatusError):
-        return f"{base_url} answered HTTP {exc.status_code} ({tries}): {exc.message}"
-    return f"{base_url}: {exc} ({tries})"
 
 
 class OpenAIGenerator:
@@ -95,19 +40,19 @@ class OpenAIGenerator:
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._server_honours_n = True
         self.num_parameters = settings.num_parameters
+        self.sampling = settings.sampling()
         self._template = None
         if settings.api == "completions" and settings.tokenizer:
             from transformers import AutoTokenizer
 
             self._template = AutoTokenizer.from_pretrained(settings.tokenizer)
 
-    def completion_prompt(self, question: str, prefix: str = "") -> str:
+    def completion_prompt(self, messages: list[Message], prefix: str = "") -> str:
         """The completions-API prompt: the chat template applied locally when a tokenizer is
-        set (so a prefix is continued inside the assistant turn), else the raw question."""
+        set (so a prefix is continued inside the assistant turn), else the raw contents."""
         if self._template is None:
-            return question + prefix
-        messages = [{"role": "user", "content": question}]
-        return self._template.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + prefix
+            return render_plain(messages, prefix)
+        return render(self._template, messages, prefix)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -116,9 +61,10 @@ class OpenAIGenerator:
         if request.n < 1:
             raise ConfigError(f"n must be >= 1, got {request.n}")
         result = GenerationResult()
+        sampling = request.resolved(self.sampling)
         if request.n > 1 and self._server_honours_n:
             try:
-                result.completions = await self._request(request, request.n, self.settings.seed, result)
+                result.completions = await self._request(request, sampling, request.n, sampling.seed, result)
             except GenerationError as exc:
                 if not isinstance(exc.__cause__, openai.BadRequestError):
                     return self._all_failed(request.n, exc, result)
@@ -126,11 +72,13 @@ class OpenAIGenerator:
                 self._server_honours_n = False
             if 0 < len(result.completions) < request.n:
                 log.info("%s ignored n (%d of %d); topping up", self.base_url, len(result.completions), request.n)
-        missing = request.n - len(result.completions)
-        if missing:
-            seeds = [None if self.settings.seed is None else self.settings.seed + i for i in range(missing)]
+        got = len(result.completions)
+        if got < request.n:
+            # the samples already drawn used seeds seed .. seed + got - 1 (or one seed for all of
+            # them, on a server that honours n): each single request gets a seed of its own
+            seeds = [None if sampling.seed is None else sampling.seed + i for i in range(got, request.n)]
             outcomes = await asyncio.gather(
-                *(self._request(request, 1, seed, result) for seed in seeds), return_exceptions=True
+                *(self._request(request, sampling, 1, seed, result) for seed in seeds), return_exceptions=True
             )
             for outcome in outcomes:
                 if isinstance(outcome, GenerationError):
@@ -146,7 +94,7 @@ class OpenAIGenerator:
         return result
 
     async def _request(
-        self, request: GenerationRequest, n: int, seed: int | None, result: GenerationResult
+        self, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None, result: GenerationResult
     ) -> list[Completion]:
         """One logical request (with retries). Adds its usage to `result`."""
         attempts = 0
@@ -156,7 +104,7 @@ class OpenAIGenerator:
                 with attempt:
                     attempts += 1
                     async with self._semaphore:
-                        response = await self._send(request, n, seed)
+                        response = await self._send(request, sampling, n, seed)
                     completions = self._parse(response, result)
         except (openai.OpenAIError, MalformedResponseError) as exc:
             raise GenerationError(describe_failure(exc, self.base_url, attempts)) from exc
@@ -164,31 +112,29 @@ class OpenAIGenerator:
             result.calls += 1
         return completions
 
-    async def _send(self, request: GenerationRequest, n: int, seed: int | None) -> Any:
+    async def _send(self, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None) -> Any:
         s = self.settings
-        stop = [*s.stop, *(request.stop or [])] or None
         body: dict[str, Any] = dict(s.extra_body)
         common: dict[str, Any] = dict(
-            model=s.model, n=n, temperature=s.temperature, top_p=s.top_p, stop=stop
+            model=s.model, n=n, temperature=sampling.temperature, top_p=sampling.top_p, stop=list(sampling.stop) or None
         )
         if seed is not None:
             common["seed"] = seed
-        if s.logprobs:
+        if sampling.logprobs:
             common["logprobs"] = True if s.api == "chat" else 1
-        max_tokens = request.max_tokens or s.max_tokens
         try:
             if s.api == "completions":
                 return await self.client.completions.create(
-                    prompt=self.completion_prompt(request.question, request.prefix), max_tokens=max_tokens,
+                    prompt=self.completion_prompt(request.messages, request.prefix), max_tokens=sampling.max_tokens,
                     extra_body=body, **common,
                 )
-            messages = [{"role": "user", "content": request.question}]
+            messages = list(request.messages)
             if request.prefix:
                 # vLLM continues the last assistant message instead of opening a new one.
                 messages.append({"role": "assistant", "content": request.prefix})
                 body.update(continue_final_message=True, add_generation_prompt=False)
             return await self.client.chat.completions.create(
-                messages=messages, max_completion_tokens=max_tokens, extra_body=body, **common
+                messages=messages, max_completion_tokens=sampling.max_tokens, extra_body=body, **common
             )
         except ValueError as exc:  # the SDK's json.loads on a body that is not JSON
             raise MalformedResponseError(f"response body is not valid JSON ({exc})") from exc

@@ -13,7 +13,8 @@ import threading
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
-from rfprm_tts.demo import resolve_model
+from rfprm_tts.model_names import resolve_model
+from rfprm_tts.chat import prompt_ids
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
 from rfprm_tts.settings import GeneratorSettings
@@ -46,8 +47,8 @@ class TransformersGenerator:
             path, dtype=pick_dtype(settings.dtype, self.device)
         ).to(self.device).eval()
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
+        self.sampling = settings.sampling()
         self._lock = threading.Lock()  # one generate() at a time: torch already uses every core
-        self._calls = 0
 
     async def aclose(self) -> None:
         pass
@@ -57,23 +58,16 @@ class TransformersGenerator:
             raise ConfigError(f"n must be >= 1, got {request.n}")
         return await asyncio.to_thread(self._generate, request)
 
-    def prompt_ids(self, question: str, prefix: str = "") -> list[int]:
-        """The chat-templated question, then the partial answer to continue (if any)."""
-        messages = [{"role": "user", "content": question}]
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
-
     @torch.inference_mode()
     def _generate(self, request: GenerationRequest) -> GenerationResult:
-        s = self.settings
-        prompt = self.prompt_ids(request.question, request.prefix)
-        stop = [*s.stop, *(request.stop or [])]
+        s = request.resolved(self.sampling)
+        prompt = prompt_ids(self.tokenizer, request.messages, request.prefix)
+        stop = list(s.stop)
         eos = self.tokenizer.eos_token_id
         sample = s.temperature > 0
         with self._lock:
             if s.seed is not None:
-                torch.manual_seed(s.seed + self._calls)
-            self._calls += 1
+                torch.manual_seed(s.seed)
             output = self.model.generate(
                 torch.tensor([prompt], device=self.device),
                 attention_mask=torch.ones(1, len(prompt), dtype=torch.long, device=self.device),
@@ -81,7 +75,7 @@ class TransformersGenerator:
                 temperature=s.temperature if sample else None,
                 top_p=s.top_p if sample else None,
                 top_k=None,
-                max_new_tokens=request.max_tokens or s.max_tokens,
+                max_new_tokens=s.max_tokens,
                 num_return_sequences=request.n if sample else 1,
                 stopping_criteria=StoppingCriteriaList([StopOnText(self.tokenizer, stop, len(prompt))]) if stop else None,
                 eos_token_id=eos,

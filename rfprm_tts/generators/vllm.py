@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import itertools
 import queue
 import threading
 from typing import Any
 
-from rfprm_tts.demo import resolve_model
+from rfprm_tts.model_names import resolve_model
+from rfprm_tts.chat import prompt_ids
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
 from rfprm_tts.settings import GeneratorSettings
@@ -51,16 +51,10 @@ class VLLMGenerator:
         self.llm = LLM(**{**engine_args, **v.engine_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
         self.num_parameters = settings.num_parameters  # vLLM does not report it uniformly
-        self._seeds = itertools.count(settings.seed) if settings.seed is not None else None
+        self.sampling = settings.sampling()
         self._queue: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._serve, name="rfprm-vllm", daemon=True)
         self._worker.start()
-
-    def prompt_ids(self, question: str, prefix: str = "") -> list[int]:
-        """The chat-templated question, then the partial answer to continue (if any)."""
-        messages = [{"role": "user", "content": question}]
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text + prefix, add_special_tokens=False)["input_ids"]
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.n < 1:
@@ -73,14 +67,14 @@ class VLLMGenerator:
     def _sampling_params(self, request: GenerationRequest):
         from vllm import SamplingParams
 
-        s = self.settings
+        s = request.resolved(self.sampling)
         return SamplingParams(
             n=request.n,
             temperature=s.temperature,
             top_p=s.top_p,
-            max_tokens=request.max_tokens or s.max_tokens,
-            stop=[*s.stop, *(request.stop or [])] or None,
-            seed=next(self._seeds) if self._seeds is not None else None,
+            max_tokens=s.max_tokens,
+            stop=list(s.stop) or None,
+            seed=s.seed,
             logprobs=0 if s.logprobs else None,  # 0: just the sampled token's
         )
 
@@ -95,7 +89,7 @@ class VLLMGenerator:
             if any(item is None for item in batch):
                 return
             try:
-                prompts = [TokensPrompt(prompt_token_ids=self.prompt_ids(r.question, r.prefix)) for r, _, _ in batch]
+                prompts = [TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, r.messages, r.prefix)) for r, _, _ in batch]
                 outputs = self.llm.generate(prompts, [self._sampling_params(r) for r, _, _ in batch], use_tqdm=False)
             except Exception as exc:  # hand the failure to every waiting caller
                 for _, loop, future in batch:

@@ -8,7 +8,7 @@ import os
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from rfprm_tts.demo import resolve_model
+from rfprm_tts.model_names import resolve_model
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
 from rfprm_tts.prm.base import ScoredBatch, Scorer
@@ -29,7 +29,8 @@ def load_prm(path_or_name: str, **options) -> Scorer:
     ReasonFlux-PRM-1.5B format (a causal LM + reward_head.pt), told apart by the checkpoint.
 
     `options` are PRMSettings fields: backend ('transformers', 'vllm', 'http'), device,
-    dtype, batching, overflow, incremental, step_tag, trust_remote_code, base_url, vllm={...}.
+    dtype, batching, overflow, incremental, step_tag, system_prompt, trust_remote_code,
+    base_url, vllm={...}.
     The project's own Qwen2ForProcessRewardModel loads checkpoints that name that
     architecture; remote code runs only with `trust_remote_code=True`.
     """
@@ -98,6 +99,7 @@ def load_prm(path_or_name: str, **options) -> Scorer:
         aggregation=checkpoint_aggregation(config),
         overflow=settings.overflow,
         window_overlap=settings.window_overlap,
+        system_prompt=settings.system_prompt,
         **batching,
         **extra,
     )

@@ -14,12 +14,14 @@ from rfprm_tts.prm.overflow import Piece, plan
 class ScoredBatch:
     """Step scores (one list per trajectory, one score per step; None for a step left
     unscored by the overflow policy), the tokens the PRM ran (padding excluded, counted
-    apart), and per trajectory a note saying how an overlong one was scored (else None)."""
+    apart), and per trajectory a note saying how an overlong one was scored (else None) and
+    the error that kept it from being scored at all (else None; its scores are all None)."""
 
     step_scores: list[list[float | None]] = field(default_factory=list)
     tokens: int = 0
     padded_tokens: int = 0
     notes: list[str | None] = field(default_factory=list)
+    errors: list[str | None] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -80,14 +82,21 @@ class BatchScorer:
         results = []
         for r, (question, trajectories) in enumerate(requests):
             notes: list[str | None] = []
+            errors: list[str | None] = []
             for i, steps in enumerate(trajectories):
-                pieces, note = self.pieces(question, list(steps)) if steps else ([], None)
+                try:
+                    pieces, note = self.pieces(question, list(steps)) if steps else ([], None)
+                except PRMInputTooLongError as exc:  # this trajectory alone goes unscored
+                    pieces, note = [], None
+                    errors.append(str(exc))
+                else:
+                    errors.append(None)
                 for piece, ids in pieces:
                     jobs.append((r, i, piece))
                     inputs.append(ids)
                 notes.append(note)
             empty = [[None] * (1 if self.one_score else len(steps)) if steps else [] for steps in trajectories]
-            results.append(ScoredBatch(empty, 0, 0, notes))
+            results.append(ScoredBatch(empty, 0, 0, notes, errors))
         questions = [requests[r][0] for r, _, _ in jobs]
         done = self.forward_inputs(questions, inputs) if inputs else Forwarded([], [])
         for (r, i, piece), got, tokens in zip(jobs, done.scores, done.tokens):

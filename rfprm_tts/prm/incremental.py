@@ -27,7 +27,7 @@ import torch
 from transformers import DynamicCache, Qwen2Model
 
 from rfprm_tts.prm.base import Forwarded
-from rfprm_tts.prm.step_tag import StepTagScorer, answer_start, token_min_scores
+from rfprm_tts.prm.step_tag import StepTagScorer, token_min_scores
 from rfprm_tts.torch_utils import length_batches
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
@@ -95,7 +95,7 @@ class IncrementalStepTagScorer(StepTagScorer):
         return sum(len(node.segment) for node in self._nodes.values())
 
     def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
-        starts = {q: answer_start(self.tokenizer, q) for q in set(questions)}
+        starts = {q: self.answer_start(q) for q in set(questions)}
         with self._lock:
             leaves, pending = [], {}
             for question, ids in zip(questions, inputs):
@@ -117,7 +117,7 @@ class IncrementalStepTagScorer(StepTagScorer):
     def release(self, question: str, trajectories: Sequence[Sequence[str]]) -> None:
         """The strategy dropped these trajectories: free their prefixes that no kept
         trajectory shares."""
-        start = answer_start(self.tokenizer, question)
+        start = self.answer_start(question)
         with self._lock:
             for steps in trajectories:
                 node = self._find(self.encode(question, steps), start) if steps else None

@@ -18,25 +18,23 @@ from collections.abc import Sequence
 
 import torch
 
+from rfprm_tts.chat import prm_messages, prompt_ids, render
 from rfprm_tts.prm.base import BatchScorer, Forwarded
 from rfprm_tts.torch_utils import length_batches, packed_rows, padding, right_pad, run_grouped
 
 
-def step_tag_input(tokenizer, question: str, steps: Sequence[str], step_tag: str = "<extra_0>") -> str:
+def step_tag_input(
+    tokenizer, question: str, steps: Sequence[str], step_tag: str = "<extra_0>", system_prompt: str | None = None
+) -> str:
     """The exact text a step-tag PRM reads for one trajectory (every scorer backend uses it)."""
     clean = [step.replace(step_tag, "") for step in steps]  # a stray tag would add a step
-    messages = [
-        {"role": "user", "content": question},
-        {"role": "assistant", "content": step_tag.join(clean) + step_tag},
-    ]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+    answer = step_tag.join(clean) + step_tag
+    return render(tokenizer, prm_messages(question, system_prompt, answer), open_turn=False)
 
 
-def answer_start(tokenizer, question: str) -> int:
+def answer_start(tokenizer, question: str, system_prompt: str | None = None) -> int:
     """Tokens before the assistant's answer (the templated question and generation prompt)."""
-    messages = [{"role": "user", "content": question}]
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return len(prompt_ids(tokenizer, prm_messages(question, system_prompt)))
 
 
 def checkpoint_readout(readout: str, config) -> str:
@@ -71,14 +69,18 @@ class StepTagInputs(BatchScorer):
     step_tag: str
     step_tag_id: int
     readout: str
+    system_prompt: str | None = None  # of the PRM input (prm.system_prompt)
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
-        text = step_tag_input(self.tokenizer, question, steps, self.step_tag)
+        text = step_tag_input(self.tokenizer, question, steps, self.step_tag, self.system_prompt)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def answer_start(self, question: str) -> int:
+        return answer_start(self.tokenizer, question, self.system_prompt)
 
     def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
         rows, padded = self._rows(inputs)
-        starts = {q: answer_start(self.tokenizer, q) if self.readout == "token_min" else 0 for q in set(questions)}
+        starts = {q: self.answer_start(q) if self.readout == "token_min" else 0 for q in set(questions)}
         scores = [self.read(rows_i, ids, starts[q]) for rows_i, ids, q in zip(rows, inputs, questions)]
         return Forwarded(scores, [len(ids) for ids in inputs], padded)
 
@@ -115,8 +117,10 @@ class StepTagScorer(StepTagInputs):
         aggregation: str | None = None,
         overflow: str = "error",
         window_overlap: int = 2,
+        system_prompt: str | None = None,
     ):
         self.model = model
+        self.system_prompt = system_prompt
         self.tokenizer = tokenizer
         self.step_tag = step_tag
         self.step_tag_id = step_tag_id

@@ -52,7 +52,7 @@ class VLLMPoolingScorer(StepTagInputs):
             engine_args["max_model_len"] = v.max_model_len
         self.llm = LLM(**{**engine_args, **v.engine_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
-        self.step_tag = settings.step_tag
+        self.step_tag, self.system_prompt = settings.step_tag, settings.system_prompt
         self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
         self.max_length = settings.max_length or self.llm.llm_engine.model_config.max_model_len
         self.overflow, self.window_overlap = settings.overflow, settings.window_overlap
@@ -97,7 +97,7 @@ class HTTPPoolingScorer(StepTagInputs):
         self.settings = settings
         self.model = settings.served_model_name or path
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.step_tag = settings.step_tag
+        self.step_tag, self.system_prompt = settings.step_tag, settings.system_prompt
         self.step_tag_id = self.tokenizer.convert_tokens_to_ids(settings.step_tag)
         self.readout, self.aggregation = checkpoint_choices(settings, path)
         self.max_length = settings.max_length  # else the server checks its own limit
@@ -105,7 +105,7 @@ class HTTPPoolingScorer(StepTagInputs):
         self.num_parameters = None
 
     def _rows(self, batch: list[list[int]]) -> tuple[list[list[list[float]]], int]:
-        from rfprm_tts.generators.openai import describe_failure, retrying
+        from rfprm_tts.http_retry import describe_failure, retrying
 
         s = self.settings
         body = {"model": self.model, "input": batch, "task": "token_classify"}
@@ -116,6 +116,6 @@ class HTTPPoolingScorer(StepTagInputs):
                     attempts += 1
                     response = self.client.post("/pooling", body=body, cast_to=object)
         except Exception as exc:
-            raise RfprmError(describe_failure(exc, self.settings.base_url, attempts)) from exc
+            raise RfprmError(describe_failure(exc, self.settings.base_url, attempts, "prm")) from exc
         data = sorted(response["data"], key=lambda item: item["index"])
         return [item["data"] for item in data], 0

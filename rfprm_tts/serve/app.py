@@ -2,19 +2,22 @@
 PRM-chosen answer of a search over the configured generator (any OpenAI-compatible upstream,
 in-process vLLM, or the demo world).
 
-A request is a standard chat-completions body. Its last user message is the question; the
-strategy and budget are server defaults, overridable in an `rfprm` object of the body (the
-openai SDK sends it with `extra_body`): `{"strategy": "beam_search", "n": 8, "params":
-{"beam_width": 4}, "return_candidates": true}`. Sampling settings (temperature, top_p, stop)
-are the server's generator settings; `max_tokens` caps each generation request. `n` must be
-1: the answer is one chosen completion. With `stream: true` the chosen answer is streamed as
-standard SSE chunks once it is chosen.
+A request is a standard chat-completions body. Its messages (system message and history
+included) go to the generator as they are; the PRM scores the last user message as the
+question. The strategy and budget are server defaults, overridable in an `rfprm` object of
+the body (the openai SDK sends it with `extra_body`): `{"strategy": "beam_search", "n": 8,
+"params": {"beam_width": 4}, "return_candidates": true}`. The request's sampling fields
+(temperature, top_p, stop, seed, max_tokens / max_completion_tokens) override the server's
+generator settings for that request, within the server's limits; `max_tokens` bounds each
+answer. `n` must be 1: the answer is one chosen completion. With `stream: true` the chosen
+answer is streamed as standard SSE chunks once it is chosen.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import time
@@ -27,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rfprm_tts.chat import to_messages
 from rfprm_tts.errors import ConfigError, GenerationError, RfprmError
 from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.settings import Settings
@@ -48,8 +52,7 @@ class RfprmOptions(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The chat-completions fields the proxy reads; others (temperature, ...) are accepted
-    and left to the server's generator settings."""
+    """The chat-completions fields the proxy reads; other fields are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
     model: str | None = None
@@ -57,14 +60,26 @@ class ChatRequest(BaseModel):
     n: int = Field(1, ge=1)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     rfprm: RfprmOptions = Field(default_factory=RfprmOptions)
 
     @property
     def token_limit(self) -> int | None:
-        """The cap on each upstream request (max_completion_tokens, or the older max_tokens)."""
+        """The cap on each answer (max_completion_tokens, or the older max_tokens)."""
         return self.max_completion_tokens or self.max_tokens
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        """The request's sampling fields, as per-solve overrides of the generator settings."""
+        given = {
+            "temperature": self.temperature, "top_p": self.top_p, "seed": self.seed, "max_tokens": self.token_limit,
+            "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
+        }
+        return {f"generator__{name}": value for name, value in given.items() if value is not None}
 
 
 class APIError(Exception):
@@ -79,19 +94,6 @@ class APIError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse({"error": self.payload()}, status_code=self.status, headers=self.headers)
-
-
-def question_of(messages: list[dict[str, Any]]) -> str:
-    """The text of the last user message (a string, or a list of text parts)."""
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-            if isinstance(content, str) and content.strip():
-                return content
-    raise APIError(400, "the request has no user message with text content: send the question as a user message",
-                   "invalid_request_error", "missing_question")
 
 
 class KeyLimiter:
@@ -227,9 +229,32 @@ def upstream_error(exc: GenerationError) -> APIError:
                     "upstream_timeout" if timed_out else "upstream_failed")
 
 
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse an open proxy: beyond loopback without keys, anyone who reaches the port spends
+    the upstream's tokens."""
+    serve = settings.serve
+    if not serve.api_keys and not serve.allow_no_auth and not is_loopback(serve.host):
+        raise ConfigError(
+            f"refusing to listen on {serve.host} without API keys: anyone who reaches this port "
+            "would spend your upstream's tokens. Give clients a key (--api-key KEY, or "
+            "RFPRM_SERVE__API_KEYS='[\"KEY\"]'), listen on 127.0.0.1, or pass --allow-no-auth "
+            "(RFPRM_SERVE__ALLOW_NO_AUTH=true) on a network you trust"
+        )
+
+
 def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> FastAPI:
     """The proxy app. Without a `solver`, one is built from `settings` with the PRM batched
     across requests (serve.batch_window_ms, serve.max_batch)."""
+    check_exposure(settings)
     metrics = Metrics()
     limiter = KeyLimiter([k.get_secret_value() for k in settings.serve.api_keys], settings.serve.max_concurrent_per_key)
 
@@ -285,12 +310,16 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
                 metrics.finish(status, time.perf_counter() - started)
 
     async def solve(chat: ChatRequest) -> dict[str, Any]:
-        question = question_of(chat.messages)
         options = chat.rfprm
+        try:
+            messages = to_messages(chat.messages)
+        except ConfigError as exc:
+            raise APIError(400, f"invalid messages: {exc}", "invalid_request_error", "invalid_messages") from None
         try:
             strategy = build_strategy(options.strategy or settings.strategy, settings.strategy_params,
                                       n=options.n or settings.n, **options.params)
-            result = await solver.run(question, strategy, settings, max_tokens=chat.token_limit)
+            request_settings = settings.with_overrides(**chat.sampling_overrides())
+            result = await solver.run(messages, strategy, request_settings)
         except ConfigError as exc:
             raise APIError(400, str(exc), "invalid_request_error", "invalid_rfprm_option") from None
         except GenerationError as exc:

@@ -93,14 +93,24 @@ class BatchingScorer:
     def _serve(self) -> None:
         while True:
             batch = self._take()
-            try:
-                results = self.scorer.score_many([(c.question, c.trajectories) for c in batch])
-                for call, result in zip(batch, results):
-                    call.result = result
-            except BaseException as exc:  # noqa: BLE001 - handed to every waiting caller
-                for call in batch:
-                    call.error = exc
+            self._score(batch)
             if self.on_batch is not None:
                 self.on_batch(len(batch), self._size(batch))
             for call in batch:
                 call.done.set()
+
+    def _score(self, batch: list[_Call]) -> None:
+        """Score the calls together; when that fails, each on its own, so an error reaches
+        only the call that caused it (a trajectory too long for the PRM is not an error here:
+        the scorer reports it on that trajectory)."""
+        try:
+            results = self.scorer.score_many([(c.question, c.trajectories) for c in batch])
+        except BaseException as exc:  # noqa: BLE001 - handed to the call that caused it
+            if len(batch) == 1:
+                batch[0].error = exc
+                return
+            for call in batch:
+                self._score([call])
+            return
+        for call, result in zip(batch, results):
+            call.result = result

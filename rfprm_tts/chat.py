@@ -1,0 +1,96 @@
+"""Prompts the way chat APIs take them, and the one place a conversation becomes model input.
+
+A prompt is a question string or a list of chat messages: an optional system message,
+earlier turns, and the last user message (the question). The generator sees all of it. The
+PRM reads the last user message as the question, inside its own template with its own
+optional system message (`prm.system_prompt`): a PRM's recipe has no place for history.
+
+Every generator backend and every PRM input is rendered by `render` here, so a system
+prompt or a partial answer is placed the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+from rfprm_tts.errors import ConfigError
+
+Message = dict[str, str]
+Prompt = Union[str, Sequence[Mapping[str, Any]]]
+ROLES = ("system", "user", "assistant")
+
+
+def _text(content: Any, where: str) -> str:
+    """A message's text: a string, or OpenAI's list of content parts (text parts joined)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, Mapping) for p in content):
+        if any(p.get("type") != "text" for p in content):
+            raise ConfigError(f"{where} has a non-text content part: only text parts are supported")
+        return "".join(str(p.get("text", "")) for p in content)
+    raise ConfigError(f"{where} has no text content: give 'content' as a string (or a list of text parts)")
+
+
+def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Message]:
+    """The conversation as plain {"role", "content"} messages, checked: a string becomes
+    one user message; the last message must be the user's question; `system_prompt` goes
+    first unless the conversation has its own system message ("developer" counts as one)."""
+    if prompt is None or (isinstance(prompt, Sequence) and not prompt):
+        raise ConfigError("the prompt is empty: pass the question as a non-empty string or a list of chat messages")
+    if isinstance(prompt, str):
+        messages = [{"role": "user", "content": prompt}]
+    elif isinstance(prompt, Sequence) and all(isinstance(m, Mapping) for m in prompt):
+        messages = []
+        for i, message in enumerate(prompt):
+            role = "system" if message.get("role") == "developer" else message.get("role")
+            if role not in ROLES:
+                raise ConfigError(
+                    f"message {i} has role {message.get('role')!r}; use one of {', '.join(ROLES)}"
+                )
+            messages.append({"role": role, "content": _text(message.get("content"), f"message {i}")})
+    else:
+        raise ConfigError(
+            "the prompt must be a question string or a list of chat messages "
+            '(e.g. [{"role": "user", "content": "..."}]), got ' + type(prompt).__name__
+        )
+    if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
+        raise ConfigError(
+            "the prompt is empty: the last message must be the user's question, as a non-empty string"
+        )
+    if system_prompt and all(m["role"] != "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def question_of(messages: Sequence[Message]) -> str:
+    """The question a PRM scores: the last user message."""
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def render(tokenizer, messages: Sequence[Message], prefix: str = "", *, open_turn: bool = True) -> str:
+    """The chat template over `messages`, opening the assistant's turn (unless `open_turn`
+    is False: a PRM input ends with the answer's own turn), then the partial answer `prefix`
+    to continue (no second generation prompt)."""
+    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=open_turn, tokenize=False) + prefix
+
+
+def prompt_ids(tokenizer, messages: Sequence[Message], prefix: str = "") -> list[int]:
+    """`render`, as the token ids an in-process model is fed."""
+    return tokenizer(render(tokenizer, messages, prefix), add_special_tokens=False)["input_ids"]
+
+
+def render_plain(messages: Sequence[Message], prefix: str = "") -> str:
+    """For a completions API with no tokenizer to template with: the contents, one per
+    paragraph, then the partial answer. A lone question is sent exactly as given."""
+    return "\n\n".join(m["content"] for m in messages) + prefix
+
+
+def prm_messages(question: str, system_prompt: str | None = None, answer: str | None = None) -> list[Message]:
+    """A PRM's conversation: its optional system message, the question, and the answer
+    (the steps joined by the step tag) when given."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages.append({"role": "user", "content": question})
+    if answer is not None:
+        messages.append({"role": "assistant", "content": answer})
+    return messages
