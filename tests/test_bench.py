@@ -154,3 +154,15 @@ def test_a_resumed_run_must_keep_its_settings(tmp_path):
         RunStore(tmp_path, {"dataset": "math500", "settings": {"n": 1}, "budgets": [1], "strategies": ["a"]})
     with pytest.raises(ConfigError, match="not a benchmark run directory"):
         write_report(tmp_path / "missing")
+
+
+def test_run_json_records_what_auto_resolved_to(tmp_path):
+    """The demo PRM's config names its aggregation and read-out; "auto" settings must be
+    recorded as what they became, not as "auto"."""
+    problems = load_problems("demo", limit=1)
+    settings = Settings()
+    assert settings.prm.aggregation == "auto" and settings.prm.readout == "auto"
+    store = asyncio.run(run_bench(problems, ["majority_vote"], [1], settings, tmp_path / "run", progress=False))
+    config = store.config()
+    assert config["resolved"] == {"aggregation": "prod", "readout": "token_min"}
+    assert config["settings"]["prm"]["aggregation"] == "auto"

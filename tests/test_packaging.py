@@ -69,3 +69,20 @@ def test_every_setting_is_documented_in_the_readme():
     names += [f"serve.{n}" for n in ServeSettings.model_fields]
     missing = [n for n in names if f"| `{n}` |" not in readme]
     assert not missing, f"settings missing from README's configuration table: {missing}"
+
+
+def test_real_backends_depend_on_neither_the_demo_nor_each_other():
+    """Model names resolve through rfprm_tts.model_names and HTTP retries live in
+    rfprm_tts.http_retry: importing the real parts loads neither the demo package nor, for
+    the HTTP PRM, the generator backend."""
+    code = (
+        "import sys\n"
+        "import rfprm_tts.prm, rfprm_tts.prm.vllm_pooling, rfprm_tts.generators.transformers, rfprm_tts.generators.vllm\n"
+        "from rfprm_tts.model_names import resolve_model\n"
+        "assert 'rfprm_tts.demo' not in sys.modules, 'a real part imported the demo'\n"
+        "assert 'rfprm_tts.generators.openai' not in sys.modules, 'the HTTP PRM imported the generator backend'\n"
+        "assert resolve_model('some/model', 'prm') == 'some/model'\n"
+        "assert resolve_model('demo', 'prm').endswith('prm')  # the demo registers its name\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr

@@ -108,3 +108,41 @@ def test_bad_strategy_parameters(params, message):
     solver = ReasoningSolver(Settings.load(), generator=StepTreeGenerator(), scorer=DigitScorer())
     with pytest.raises(ConfigError, match=message):
         solver.solve("q", **params)
+
+
+class RunawaySteps:
+    """Never finishes an answer: each step is 10 tokens ("stepN" plus padding), cut at the
+    request's token limit with finish_reason "length", as servers do."""
+
+    def __init__(self):
+        self.requests = []
+
+    async def generate(self, request):
+        from rfprm_tts.generators import Completion, GenerationResult
+
+        self.requests.append(request)
+        limit = request.sampling.max_tokens
+        tokens = min(10, limit)
+        result = GenerationResult(prompt_tokens=1, calls=1)
+        for i in range(request.n):
+            step = f"step{i + 1}" + "." * (tokens - 5)
+            finish, stop = ("stop", "\n\n") if tokens == 10 else ("length", None)
+            result.completions.append(Completion(text=step, finish_reason=finish, tokens=tokens, stop_reason=stop))
+            result.generated_tokens += tokens
+        return result
+
+    async def aclose(self):
+        pass
+
+
+@pytest.mark.parametrize("strategy", ["beam_search", "dvts", "early_pruning"])
+def test_step_searches_hold_the_whole_answer_token_budget(strategy):
+    """generator.max_tokens bounds each answer, not each step request: every step request
+    gets what the answer has left, and no answer outgrows it."""
+    gen = RunawaySteps()
+    settings = Settings.load(strategy=strategy, generator={"max_tokens": 35}, prm={"aggregation": "min"})
+    params = {"schedule": [1.0] * 8} if strategy == "early_pruning" else {"beam_width": 2, "max_steps": 40}
+    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("q", n=4, **params)
+    assert sorted({r.sampling.max_tokens for r in gen.requests}, reverse=True) == [35, 25, 15, 5]
+    assert all(c.generated_tokens <= 35 for c in result.candidates)
+    assert result.best.generated_tokens == 35 and result.best.finish_reason == "length"

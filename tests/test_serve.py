@@ -244,3 +244,106 @@ def test_batching_scorer_equals_direct_scoring(tiny_prm_dir):
     # an input too long for the PRM is reported on that trajectory, not raised
     too_long = BatchingScorer(load_prm(str(tiny_prm_dir), max_length=20)).score_batch(QUESTION, [["1 + 1 = 2"]])
     assert "PRM" in too_long.errors[0] and too_long.step_scores == [[None]]
+
+
+def test_messages_and_sampling_fields_reach_the_upstream(faulty_upstream):
+    """The system message and the history go upstream as sent; the request's sampling fields
+    override the server's settings; the PRM scores the last user message."""
+    faulty_upstream.default = Reply(200, chat_body([ANSWER, ANSWER]))
+    messages = [
+        {"role": "system", "content": "Solve step by step."},
+        {"role": "user", "content": "Compute 1 + 1."},
+        {"role": "assistant", "content": "1 + 1 = 2\n\nThe answer is \\boxed{2}."},
+        {"role": "user", "content": QUESTION},
+    ]
+    with running(upstream_settings(faulty_upstream)) as url:
+        response = client(url, key="any").chat.completions.create(
+            model="rfprm", messages=messages, temperature=0.3, top_p=0.9, seed=5, stop=["###"], max_tokens=200,
+            extra_body={"rfprm": {"return_candidates": True}},
+        )
+    sent = faulty_upstream.requests[0]
+    assert sent["messages"] == messages
+    assert (sent["temperature"], sent["top_p"], sent["seed"], sent["stop"], sent["max_completion_tokens"]) == (
+        0.3, 0.9, 5, ["###"], 200)
+    assert response.model_extra["rfprm"]["answer"] == "18"
+    assert all(len(c["step_scores"]) == 4 for c in response.model_extra["rfprm"]["candidates"])
+
+
+def test_server_defaults_apply_when_the_request_gives_none(faulty_upstream):
+    faulty_upstream.default = Reply(200, chat_body([ANSWER, ANSWER]))
+    settings = upstream_settings(faulty_upstream).with_overrides(
+        generator__temperature=0.6, generator__system_prompt="Solve step by step.")
+    with running(settings) as url:
+        client(url, key="any").chat.completions.create(model="rfprm", messages=[{"role": "user", "content": QUESTION}])
+    sent = faulty_upstream.requests[0]
+    assert sent["temperature"] == 0.6 and sent["messages"][0] == {"role": "system", "content": "Solve step by step."}
+
+
+def test_one_failing_request_does_not_fail_its_batch_neighbours(tiny_prm_dir):
+    """Errors belong to the request that caused them: a batch that fails is split."""
+    from rfprm_tts.prm import load_prm
+    from rfprm_tts.serve.batching import BatchingScorer
+
+    class FailsOnOneQuestion:
+        def __init__(self, scorer):
+            self.scorer = scorer
+
+        def score_many(self, requests):
+            if any(question == "bad" for question, _ in requests):
+                raise RuntimeError("this question breaks the PRM")
+            return self.scorer.score_many(requests)
+
+    sizes = []
+    batching = BatchingScorer(FailsOnOneQuestion(load_prm(str(tiny_prm_dir))), window_s=0.2,
+                              on_batch=lambda r, t: sizes.append(r))
+    results = {}
+
+    def call(question, trajectories):
+        try:
+            results[question] = batching.score_batch(question, trajectories)
+        except RuntimeError as exc:
+            results[question] = exc
+
+    threads = [threading.Thread(target=call, args=a) for a in [("bad", [["1 + 1 = 2"]]), (QUESTION, [["5 * 3 = 15"]])]]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sizes == [2]  # they shared one batch
+    assert isinstance(results["bad"], RuntimeError)
+    assert results[QUESTION].step_scores[0][0] is not None
+
+
+def test_no_open_proxy_beyond_loopback(tmp_path):
+    """`rfprm serve --host 0.0.0.0` without a key refuses to start; with --api-key it serves,
+    asks for the key, and never prints it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import free_port
+
+    rfprm = str(Path(sys.executable).parent / "rfprm")
+    refused = subprocess.run([rfprm, "serve", "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True,
+                             timeout=120, cwd=tmp_path)
+    assert refused.returncode == 2 and "--api-key" in refused.stderr and "--allow-no-auth" in refused.stderr
+    port = free_port()
+    secret = "s3cret-key-value"
+    proc = subprocess.Popen([rfprm, "serve", "--host", "0.0.0.0", "--port", str(port), "--api-key", secret],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the proxy did not start"
+                time.sleep(0.5)
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
+        ok = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {secret}"})
+        assert ok.status_code == 200
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    assert secret not in out and secret not in err

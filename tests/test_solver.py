@@ -132,3 +132,77 @@ def test_flop_estimates_use_known_parameter_counts():
     assert u.generator_flops == 2 * 1000 * (u.prompt_tokens + u.generated_tokens)
     assert u.prm_flops == 2 * 10 * u.prm_tokens
     assert solver("min").solve("q").usage.generator_flops is None  # unknown size: no guess
+
+
+class QuestionRecorder(DigitScorer):
+    """DigitScorer that remembers the questions it was asked to score."""
+
+    def __init__(self):
+        super().__init__()
+        self.questions = []
+
+    def score_batch(self, question, trajectories):
+        self.questions.append(question)
+        return super().score_batch(question, trajectories)
+
+
+HISTORY = [
+    {"role": "user", "content": "first question"},
+    {"role": "assistant", "content": "first answer"},
+    {"role": "user", "content": "q"},
+]
+
+
+def test_chat_messages_reach_the_generator_and_the_last_user_message_is_the_question():
+    gen, scorer = ListGenerator(TEXTS), QuestionRecorder()
+    settings = Settings.load(n=3, generator={"system_prompt": "Solve step by step."})
+    result = ReasoningSolver(settings, generator=gen, scorer=scorer).solve(HISTORY)
+    assert gen.requests[0].messages == [{"role": "system", "content": "Solve step by step."}, *HISTORY]
+    assert scorer.questions == ["q"] and result.question == "q" and result.messages == gen.requests[0].messages
+    # the conversation's own system message wins over generator.system_prompt
+    own = [{"role": "system", "content": "Mine."}, *HISTORY]
+    ReasoningSolver(settings, generator=gen, scorer=scorer).solve(own)
+    assert gen.requests[-1].messages == own
+    # a per-solve system prompt, and OpenAI's "developer" role read as the system message
+    ReasoningSolver(Settings.load(n=3), generator=gen, scorer=scorer).solve("q", generator__system_prompt="Brief.")
+    assert gen.requests[-1].messages[0] == {"role": "system", "content": "Brief."}
+    ReasoningSolver(Settings.load(n=3), generator=gen, scorer=scorer).solve([{"role": "developer", "content": "D"}, HISTORY[-1]])
+    assert gen.requests[-1].messages[0] == {"role": "system", "content": "D"}
+
+
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "last message must be the user's question"),
+        ([{"role": "tool", "content": "x"}, {"role": "user", "content": "q"}], "role 'tool'"),
+        ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], "non-text content part"),
+        ([{"role": "user"}], "no text content"),
+        ([], "prompt is empty"),
+        (42, "question string or a list of chat messages"),
+    ],
+)
+def test_bad_prompts_are_clear_errors(prompt, message):
+    with pytest.raises(ConfigError, match=message):
+        solver("min").solve(prompt)
+
+
+def test_module_level_solve_and_asolve_load_models_once_while_only_search_settings_change(monkeypatch):
+    """Changing n, the strategy, its parameters, sampling or the aggregation reuses the loaded
+    models (for asolve too); another PRM setting loads new ones."""
+    import rfprm_tts.solver as solver_module
+
+    loads = []
+    build_generator, build_scorer = solver_module.build_generator, solver_module.build_scorer
+    monkeypatch.setattr(solver_module, "build_generator", lambda s: loads.append("generator") or build_generator(s))
+    monkeypatch.setattr(solver_module, "build_scorer", lambda s: loads.append("prm") or build_scorer(s))
+    monkeypatch.setattr(solver_module, "_shared", None)
+    q = "Compute 2 + 3."
+    rfprm_tts.solve(q, n=2, generator__max_tokens=24)
+    rfprm_tts.solve(q, n=3, strategy="weighted_best_of_n", generator__max_tokens=24, generator__temperature=0.5)
+    rfprm_tts.solve(q, n=4, strategy="beam_search", beam_width=2, max_steps=3, prm__aggregation="min")
+    asyncio.run(rfprm_tts.asolve(q, n=2, generator__max_tokens=24))
+    asyncio.run(rfprm_tts.asolve(q, n=2, generator__system_prompt="Solve step by step."))
+    assert loads == ["generator", "prm"]
+    rfprm_tts.solve(q, n=2, prm__batch_size=8)  # a PRM setting: new models
+    assert loads == ["generator", "prm"] * 2
+    solver_module._shared.close()

@@ -72,3 +72,41 @@ def test_a_new_grading_worker_starts_before_the_time_limit_counts():
     grading._worker._stop()
     assert grading._worker._process is None
     assert equivalent("1+2", "3", timeout_s=0.05)
+
+
+PLAIN_SCRIPT = """
+import threading
+from rfprm_tts.grading import equivalent, unchecked_comparisons, vote
+print("sqrt", equivalent("\\\\sqrt{200}", "10\\\\sqrt{2}"))
+print("sum", equivalent("x+1", "1+x"))
+print("differ", equivalent("x+1", "x+2"))
+out = []
+worker = threading.Thread(target=lambda: out.append(equivalent("\\\\frac{\\\\pi}{2}", "\\\\pi/2")))
+worker.start(); worker.join()
+print("thread", out[0])
+print("vote", vote(["2x", "x*2", "3"]).answer, unchecked_comparisons())
+"""
+
+
+def test_verdicts_are_the_same_in_a_plain_script(tmp_path):
+    """A script without a `__main__` guard, run as a user runs it: math-verify must not
+    re-import it (multiprocessing's spawn did, and every such comparison came out False)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "check_answers.py"
+    script.write_text(PLAIN_SCRIPT)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    lines = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert lines == {"sqrt": "True", "sum": "True", "differ": "False", "thread": "True", "vote": "2x 0"}
+    assert done.stdout.count("\n") == 5  # the script ran once: nothing re-imported it
+
+
+def test_a_comparison_that_cannot_be_checked_is_reported(caplog):
+    before = grading.unchecked_comparisons()
+    assert grading.compare("\\frac{x^2-1}{x-1}", "x+1", timeout_s=1e-6) is None  # no verdict that fast
+    assert grading.unchecked_comparisons() == before + 1
+    assert "could not compare" in caplog.text and "counted as not equal" in caplog.text
+    assert vote(["x^2", "x*x"], timeout_s=1e-6).unchecked == 1
+    assert grading.compare("\\frac{x^2-1}{x-1}", "x+1") is not None  # a new worker answers again
