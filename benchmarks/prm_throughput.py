@@ -9,9 +9,10 @@ matter. Three cases:
 
 - best_of_n: whole trajectories (64 of 1-4k tokens on a GPU). Paths: the upstream recipe
   (one sequence at a time), a padded batch in arrival order, and ours (sorted length
-  buckets with a token budget, or packing). Tokens/s, padding fraction, and for a GPU the
-  share of the bf16 matmul roofline (2 x parameters x tokens / peak, the peak measured here
-  by a large matmul).
+  buckets with a token budget, or packing). Every path is warmed up once, then timed
+  `--repeats` times: the median tokens/s and the run-to-run spread (min-max). "% roofline"
+  is 2 x non-embedding parameters x tokens/s over the FLOP/s of a large matmul measured
+  here (not the card's spec sheet), so attention FLOPs are not counted in it.
 - beam_partials: many short partial trajectories (256 of 64-512 tokens), where batching decides.
 - beam_search: N beams, M children each, K rounds of one step: the tokens the PRM runs with
   full re-scoring vs incremental scoring, against the floor of each token once (the
@@ -21,7 +22,9 @@ matter. Three cases:
 from __future__ import annotations
 
 import argparse
+import copy
 import random
+import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -90,7 +93,9 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     return 10 * 2 * n**3 / seconds
 
 
-def throughput_rows(case: str, inputs: list[list[int]], scorer: StepTagScorer, params: int, peak: float, device) -> list[list[str]]:
+def throughput_rows(
+    case: str, inputs: list[list[int]], scorer: StepTagScorer, params: int, peak: float, device, repeats: int
+) -> list[list[str]]:
     real = sum(len(ids) for ids in inputs)
 
     def upstream() -> int:
@@ -114,19 +119,23 @@ def throughput_rows(case: str, inputs: list[list[int]], scorer: StepTagScorer, p
 
         return run
 
-    scorer.batching = "bucket"
-    scorer._rows(inputs)  # warm-up: kernels chosen, memory pooled
     rows = []
     paths = [("upstream (1 at a time)", upstream), ("padded batch of 8", padded_batch), ("ours: bucket", ours("bucket")), ("ours: pack", ours("pack"))]
     for name, run in paths:
         try:
-            seconds, pad = timed(run, device)
+            run()  # warm-up, for every path alike: kernels chosen, memory pooled
+            times = []
+            for _ in range(repeats):
+                seconds, pad = timed(run, device)
+                times.append(seconds)
         except torch.OutOfMemoryError:
-            rows.append([case, name, "OOM", "", "", ""])
+            rows.append([case, name, "OOM", "", "", "", ""])
             torch.cuda.empty_cache()
             continue
+        seconds = statistics.median(times)
         tps = real / seconds
-        rows.append([case, name, f"{tps:,.0f}", f"{pad / (real + pad):.1%}", f"{2 * params * tps / peak:.1%}", f"{seconds:.2f}"])
+        spread = f"{real / max(times):,.0f}-{real / min(times):,.0f}"
+        rows.append([case, name, f"{tps:,.0f}", spread, f"{pad / (real + pad):.1%}", f"{2 * params * tps / peak:.1%}", f"{seconds:.2f}"])
     return rows
 
 
@@ -166,23 +175,31 @@ def beam_search_tokens(
     floor = len(head) + generated
     name = f"(N={beams}, M={width}, K={rounds}, {step_len + 1}-token steps)"
     return [
-        ["beam_search", f"full re-scoring {name}", f"{full:,} tokens", f"{full / floor:.2f}x floor", "", f"{full_seconds:.2f}"],
-        ["beam_search", "incremental (KV-cached prefixes)", f"{incremental:,} tokens", f"{incremental / floor:.2f}x floor", "", f"{seconds:.2f}"],
+        ["beam_search", f"full re-scoring {name}", f"{full:,} tokens", "", f"{full / floor:.2f}x floor", "", f"{full_seconds:.2f}"],
+        ["beam_search", "incremental (KV-cached prefixes)", f"{incremental:,} tokens", "", f"{incremental / floor:.2f}x floor", "", f"{seconds:.2f}"],
     ]
 
 
-def agreement(scorer: StepTagScorer, incremental: IncrementalStepTagScorer, rng: random.Random) -> str:
+def agreement(scorer: StepTagScorer, options: dict, rng: random.Random) -> str:
     """Max |score difference| of incremental (prefix first, then the whole) and of packed
-    scoring against bucketed full scoring, on 16 random trajectories."""
+    scoring against bucketed full scoring, on 16 random trajectories, in the run's dtype; and
+    each path against a float32 copy of the model, which tells rounding (every path as far
+    from float32 as full scoring is) from a bug (one path much further)."""
     steps = [[f"{rng.randint(1, 99)} + {rng.randint(1, 99)} = {rng.randint(1, 199)}" for _ in range(rng.randint(2, 12))] for _ in range(16)]
+    incremental = IncrementalStepTagScorer(scorer.model, scorer.tokenizer, **options)
     scorer.batching = "bucket"
-    want = scorer.score(QUESTION, steps)
+    full = scorer.score(QUESTION, steps)
     incremental.score(QUESTION, [s[: len(s) // 2] for s in steps])
     got = incremental.score(QUESTION, steps)
     scorer.batching = "pack"
     packed = scorer.score(QUESTION, steps)
     diff = lambda a, b: max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u, v))  # noqa: E731
-    return f"max |score difference| vs full bucketed scoring: incremental {diff(got, want):.1e}, packed {diff(packed, want):.1e}"
+    line = f"max |score difference| vs full bucketed scoring: incremental {diff(got, full):.1e}, packed {diff(packed, full):.1e}"
+    if next(scorer.model.parameters()).dtype == torch.float32:
+        return line
+    exact = StepTagScorer(copy.deepcopy(scorer.model).float(), scorer.tokenizer, **options).score(QUESTION, steps)
+    return line + (f"\nagainst float32 weights: full {diff(full, exact):.1e}, incremental {diff(got, exact):.1e}, "
+                   f"packed {diff(packed, exact):.1e}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: bfloat16 on cuda, else float32")
     parser.add_argument("--agreement-only", action="store_true", help="only compare incremental/packed with full scores")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each path (after one warm-up)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -208,24 +226,25 @@ def main(argv: list[str] | None = None) -> None:
     peak = matmul_peak(device, dtype)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"# PRM throughput: {args.shape} shape ({params / 1e6:,.1f}M non-embedding parameters, {dtype}), {name}")
-    print(f"# matmul peak measured: {peak / 1e12:,.1f} TFLOP/s; max_batch_tokens={args.max_batch_tokens}\n")
+    print(f"# matmul peak measured here: {peak / 1e12:,.1f} TFLOP/s; max_batch_tokens={args.max_batch_tokens}; "
+          f"median of {args.repeats} timed runs after one warm-up per path\n")
 
     rng = random.Random(args.seed)
     if args.agreement_only:
-        print(agreement(scorer, IncrementalStepTagScorer(model, tokenizer, **options), rng))
+        print(agreement(scorer, options, rng))
         return
     head = list(range(3, 3 + answer_start(tokenizer, QUESTION)))
     rows = []
     for case in ("best_of_n", "beam_partials"):
         count, low, high = workload[case]
         inputs = [synthetic(rng, head, tag, len(tokenizer), rng.randint(low, high)) for _ in range(count)]
-        rows += throughput_rows(f"{case} ({count} x {low}-{high} tok)", inputs, scorer, params, peak, device)
+        rows += throughput_rows(f"{case} ({count} x {low}-{high} tok)", inputs, scorer, params, peak, device, args.repeats)
         print(f"  {case} done", file=sys.stderr)
     incremental = IncrementalStepTagScorer(model, tokenizer, cache_max_tokens=10**9, **options)
     rows += beam_search_tokens(scorer, incremental, *workload["beam_search"], device=device)
-    print(agreement(scorer, IncrementalStepTagScorer(model, tokenizer, **options), rng) + "\n")
+    print(agreement(scorer, options, rng) + "\n")
 
-    header = ["case", "path", "tokens/s", "padding", "% roofline", "seconds"]
+    header = ["case", "path", "tokens/s (median)", "spread (min-max)", "padding", "% roofline", "seconds"]
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

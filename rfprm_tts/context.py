@@ -118,6 +118,7 @@ class SearchContext:
                         trajectory=self.trajectory(text),
                         finish_reason="partial" if at_separator or cut else c.finish_reason,
                         generated_tokens=tokens,
+                        tokens_estimated=c.tokens_estimated,
                     )
                 )
         return children
@@ -170,6 +171,7 @@ class SearchContext:
             trajectory=self.trajectory(completion.text),
             finish_reason=completion.finish_reason,
             generated_tokens=completion.tokens,
+            tokens_estimated=completion.tokens_estimated,
             error=completion.error,
         )
 

@@ -95,6 +95,7 @@ class Candidate(BaseModel):
     prm_note: str | None = None
     finish_reason: str | None = None
     generated_tokens: int | None = None
+    tokens_estimated: bool = False  # generated_tokens is a share of a response's total
     error: str | None = None
 
     @property

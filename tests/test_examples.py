@@ -3,6 +3,7 @@ process (no `__main__` guard, no pytest), on the bundled demo world or a real lo
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -130,3 +131,13 @@ def test_custom_strategy_package_is_used_by_name(tmp_path):
          "--budgets", "2", "--out", str(tmp_path / "run")], tmp_path, **env)
     rows = [json.loads(line) for line in (tmp_path / "run" / "rows.jsonl").read_text().splitlines()]
     assert [r["strategy"] for r in rows] == ["vote_then_verify"] * 2 and not any(r["error"] for r in rows)
+
+
+def test_readme_python_section_is_the_quickstart_example():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Python\n", 1)[1].split("\n## ", 1)[0]
+    first_block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    source = (EXAMPLES / "quickstart.py").read_text()
+    docstring_end = ast.parse(source).body[0].end_lineno
+    code = "\n".join(source.splitlines()[docstring_end:]).strip() + "\n"
+    assert first_block == code

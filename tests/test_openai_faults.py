@@ -139,3 +139,19 @@ def test_solve_fails_with_the_reason_when_every_sample_fails(scripted_server, ti
     )
     with ReasoningSolver(settings) as solver, pytest.raises(GenerationError, match="all 2 samples failed.*HTTP 401.*invalid api key"):
         solver.solve("Compute 1 + 1.")
+
+
+def test_a_responses_token_total_is_shared_among_its_choices(scripted_server):
+    """A server reports one completion_tokens for all n choices: each choice's share is in
+    proportion to its length, the shares add up to the total, and they are marked estimated."""
+    scripted_server.default = Reply(200, chat_body(["a" * 9, "b" * 29, ""], completion_tokens=43))
+    result = run(generator(scripted_server.base_url), n=3)
+    tokens = [c.tokens for c in result.completions]
+    assert sum(tokens) == 43 == result.generated_tokens
+    # weights: length + 1 (the EOS) = 10 : 30 : 1 of 41; 43 x w / 41 = 10.49, 31.46, 1.05;
+    # floors 10 + 31 + 1 = 42, and the one token left goes to the largest remainder (10.49)
+    assert tokens == [11, 31, 1]
+    assert all(c.tokens_estimated for c in result.completions)
+    scripted_server.default = Reply(200, chat_body(["only"], completion_tokens=7))
+    single = run(generator(scripted_server.base_url), n=1).completions[0]
+    assert (single.tokens, single.tokens_estimated) == (7, False)

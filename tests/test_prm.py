@@ -2,14 +2,15 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoTokenizer
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, Qwen2Model
 
 from rfprm_tts.errors import PRMInputTooLongError, PRMLoadError
 from rfprm_tts.prm import aggregate, load_prm
-from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
 from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
 
 QUESTION = "Compute 7 + 5 * 3 - 4."
@@ -19,19 +20,31 @@ def random_steps(rng: random.Random, k: int) -> list[str]:
     return [f"{rng.randint(1, 99)} * {rng.randint(1, 9)} = {rng.randint(1, 999)}" for _ in range(k)]
 
 
-def upstream_reference(model_dir, question, steps):
+def reference_logits(model_dir, input_ids: torch.Tensor) -> torch.Tensor:
+    """The PRM's logits computed without the project's model class: transformers' plain
+    Qwen2Model body, and the score head (Linear, ReLU, Linear) applied by hand from the
+    checkpoint's weights, read by their names."""
+    body = Qwen2Model.from_pretrained(model_dir, dtype=torch.float32).eval()
+    weights = load_file(str(Path(model_dir) / "model.safetensors"))
+    with torch.no_grad():
+        hidden = body(input_ids=input_ids).last_hidden_state
+        inner = torch.relu(hidden @ weights["score.0.weight"].T + weights["score.0.bias"])
+        return inner @ weights["score.2.weight"].T + weights["score.2.bias"]
+
+
+def upstream_reference(model_dir, question, steps, system_prompt=None):
     """The recipe as the ReasonFlux/Qwen PRM READMEs describe it: one sequence at a time, step
-    rewards found by masking probabilities and keeping the non-zero entries."""
+    rewards found by masking probabilities and keeping the non-zero entries (Qwen2.5-Math-PRM's
+    card adds a system message)."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = Qwen2ForProcessRewardModel.from_pretrained(model_dir, dtype=torch.float32).eval()
-    messages = [
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    messages += [
         {"role": "user", "content": question},
         {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"},
     ]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
     input_ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
-        logits = model(input_ids=input_ids).logits
+    logits = reference_logits(model_dir, input_ids)
     mask = (input_ids == tokenizer.convert_tokens_to_ids("<extra_0>")).unsqueeze(-1)
     probs = torch.softmax(logits, dim=-1) * mask
     kept = probs[0][probs[0] != 0].view(-1, 2)
@@ -127,6 +140,16 @@ def test_aggregations(method, answer_step, expected):
     assert aggregate([], method) is None
 
 
+def test_prm_system_prompt_follows_the_qwen_model_card(tiny_prm_dir):
+    """prm.system_prompt puts the card's system message in the PRM input: the scores are the
+    reference recipe's with that message, and differ from the default recipe's."""
+    card = "Please reason step by step, and put your final answer within \\boxed{}."
+    steps = random_steps(random.Random(3), 3)
+    got = load_prm(str(tiny_prm_dir), system_prompt=card).score(QUESTION, [steps])[0]
+    assert got == pytest.approx(upstream_reference(tiny_prm_dir, QUESTION, steps, system_prompt=card), abs=1e-5)
+    assert got != pytest.approx(upstream_reference(tiny_prm_dir, QUESTION, steps), abs=1e-3)
+
+
 def test_unknown_aggregation():
     with pytest.raises(ValueError, match="unknown aggregation 'median'; choose one of last, min"):
         aggregate([0.5], "median")
@@ -136,13 +159,11 @@ def plain_token_min(model_dir, question, steps):
     """Token-level read-out by hand: softmax at every token, min over each step's tokens and
     its closing tag, the answer starting after the templated question."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = Qwen2ForProcessRewardModel.from_pretrained(model_dir, dtype=torch.float32).eval()
     prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
     start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
     messages = [{"role": "user", "content": question}, {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"}]
     ids = tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
-    with torch.no_grad():
-        p = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)[:, 1]
+    p = torch.softmax(reference_logits(model_dir, torch.tensor([ids]))[0], -1)[:, 1]
     tag = tokenizer.convert_tokens_to_ids("<extra_0>")
     tags = [i for i, t in enumerate(ids) if t == tag]
     bounds = [start] + [t + 1 for t in tags[:-1]]

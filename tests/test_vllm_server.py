@@ -98,3 +98,32 @@ def test_chat_continuation_equals_completions_with_a_local_template(vllm_server)
     chat = run(api="chat")
     completions = run(api="completions", tokenizer=str(vllm_server.model_dir))
     assert chat and chat == completions
+
+
+@pytest.mark.parametrize("logprobs", [False, True])
+def test_bench_token_accounting_against_the_servers_own_count(vllm_server, tiny_prm_dir, tmp_path, logprobs):
+    """`rfprm bench --backend openai` on the real server: every row has its generated tokens;
+    the pools (one request of n=4 per problem) add up to the server's Prometheus counter; a
+    reused budget's share is exact with logprobs (one entry per token), else estimated and
+    marked so."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
+    env.update(RFPRM_GENERATOR__MAX_TOKENS="48", RFPRM_GENERATOR__LOGPROBS=str(logprobs).lower())
+    before = vllm_server.metric("vllm:generation_tokens_total")
+    done = subprocess.run(
+        [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", "4",
+         "--strategies", "majority_vote", "best_of_n", "--budgets", "1", "4", "--backend", "openai",
+         "--base-url", vllm_server.base_url, "--model", "tiny", "--prm", str(tiny_prm_dir), "--out", str(tmp_path / "run")],
+        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    served = vllm_server.metric("vllm:generation_tokens_total") - before
+    rows = [json.loads(line) for line in (tmp_path / "run" / "rows.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * 2 * 2 and all(r["generated_tokens"] > 0 for r in rows)
+    for strategy in ("majority_vote", "best_of_n"):
+        assert sum(r["generated_tokens"] for r in rows if r["strategy"] == strategy and r["n"] == 4) == served
+    for r in rows:
+        assert r["tokens_estimated"] == (r["n"] == 1 and not logprobs)

@@ -51,6 +51,7 @@ class Row:
     reused: bool  # the first n samples of a larger pool
     error: str | None = None
     unchecked: bool = False  # math-verify could not decide the verdict in time (counted wrong)
+    tokens_estimated: bool = False  # reused: the server reported tokens per response, split by length
 
 
 class Grader:
@@ -87,6 +88,7 @@ def row_for(
         generated_tokens=usage.generated_tokens, prm_tokens=usage.prm_tokens,
         generator_flops=usage.generator_flops, prm_flops=usage.prm_flops,
         wall_s=usage.wall_time_s, reused=reused,
+        tokens_estimated=reused and any(c.tokens_estimated for c in candidates),
     )
 
 

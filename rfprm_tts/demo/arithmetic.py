@@ -22,7 +22,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from rfprm_tts.text import DEFAULT_STEP_SEPARATOR, extract_answer, split_steps
+from rfprm_tts.text import DEFAULT_STEP_SEPARATOR, extract_answer
 
 STEP_RE = re.compile(r"^(-?\d+) ([-+*]) (-?\d+) = (-?\d+)$")
 
@@ -117,6 +117,34 @@ def sample_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) ->
 def held_out_problems(count: int = 200, seed: int = 1234, difficulty: Difficulty = Difficulty()) -> list[Problem]:
     """The fixed test set (distinct problems). Training never draws these."""
     rng, seen, problems = random.Random(seed), set(), []
+    while len(problems) < count:
+        p = sample_problem(rng, difficulty)
+        if p.question not in seen:
+            seen.add(p.question)
+            problems.append(p)
+    return problems
+
+
+def fresh_problems(
+    count: int = 200, seed: int = 20261128, difficulty: Difficulty = Difficulty(), train_seed: int = 0,
+    training_draws: tuple[int, int] = (96 + 4000 * 32, 1500),
+) -> list[Problem]:
+    """A second test set, made after every recipe and setting of the shipped world was chosen
+    on held_out_problems: never used for any choice, and to be kept so (measure on it, never
+    tune on it). Disjoint from the held-out set and from every problem the training streams
+    drew (the language-model stream, seed `train_seed`, and the PRM stream, `train_seed` + 1,
+    replayed for as many draws as the default training makes). Short problems are the likeliest
+    to have been drawn in training, so this set leans to longer ones (see the report)."""
+    held_out = {p.question for p in held_out_problems(difficulty=difficulty)}
+    seen = set(held_out)
+    for stream_seed, draws in zip((train_seed, train_seed + 1), training_draws):
+        rng, drawn = random.Random(stream_seed), 0
+        while drawn < draws:
+            p = sample_problem(rng, difficulty)
+            if p.question not in held_out:  # as the training streams do (demo/train.py)
+                seen.add(p.question)
+                drawn += 1
+    rng, problems = random.Random(seed), []
     while len(problems) < count:
         p = sample_problem(rng, difficulty)
         if p.question not in seen:
@@ -241,10 +269,6 @@ def digit_slip(steps: list[str], rng: random.Random) -> list[str] | None:
     at = rng.randrange(start, end)
     digits = [d for d in "0123456789" if d != steps[k][at] and not (d == "0" and at == start and end - start > 1)]
     return steps[:k] + [steps[k][:at] + rng.choice(digits) + steps[k][at + 1 :]]
-
-
-def grade_text(problem: Problem, text: str, separator: str = DEFAULT_STEP_SEPARATOR) -> Grade:
-    return grade(problem, split_steps(text, separator))
 
 
 def parse_question(question: str) -> Problem | None:

@@ -41,7 +41,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
 
 from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.demo.arithmetic import (
-    Difficulty, Problem, digit_labels, digit_slip, grade, held_out_problems, sample_problem,
+    Difficulty, Problem, digit_labels, digit_slip, fresh_problems, grade, held_out_problems, sample_problem,
 )
 from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, slip_check, world_report
 from rfprm_tts.demo.tiny import build_tokenizer, tiny_config
@@ -260,12 +260,16 @@ def save(model, tokenizer, path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
-def evaluate(cfg: TrainConfig, out: Path) -> dict:
-    """Reload both models from disk through the public loaders and measure them."""
+def evaluate(cfg: TrainConfig, out: Path, eval_set: str = "held_out") -> dict:
+    """Reload both models from disk through the public loaders and measure them on the
+    held-out set (what the recipes were chosen on) or the fresh set (never used for a choice)."""
     tokenizer = AutoTokenizer.from_pretrained(out / "generator")
     generator = AutoModelForCausalLM.from_pretrained(out / "generator", dtype=torch.float32).eval()
     scorer = load_prm(str(out / "prm"), device="cpu", dtype="float32", batch_size=64)
-    problems = held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
+    if eval_set == "fresh":
+        problems = fresh_problems(cfg.eval_problems, difficulty=cfg.difficulty, train_seed=cfg.seed)
+    else:
+        problems = held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
     questions = [p.question for p in problems]
     torch.manual_seed(cfg.seed + 3)
     greedy = sample_texts(generator, tokenizer, questions, n=1, temperature=0.0)
@@ -274,6 +278,7 @@ def evaluate(cfg: TrainConfig, out: Path) -> dict:
     graded = [grade_samples(p, t, scorer) for p, t in tqdm(list(zip(problems, sampled)), desc="PRM scoring")]
     report = world_report(graded_greedy, graded, cfg.eval_n)
     report["slip_below_twin"] = slip_check(scorer, problems, seed=cfg.seed)
+    report["eval_set"] = eval_set
     return report
 
 
@@ -283,6 +288,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI)")
     parser.add_argument("--eval-only", action="store_true", help="only measure the models in --out")
+    parser.add_argument("--eval-set", choices=["held_out", "fresh"], default="held_out",
+                        help="measure on the held-out set (recipes were chosen on it) or the fresh set "
+                        "(arithmetic.fresh_problems: never used for any choice; keep it so)")
+    parser.add_argument("--report", type=Path, help="where the report goes (default: OUT/report.json)")
     parser.add_argument("--generator", type=Path, help="reuse this trained generator: train only the PRM")
     parser.add_argument("--language-model", type=Path,
                         help="with --generator: the final language model to start the PRM from (default: the generator)")
@@ -338,10 +347,10 @@ def main(argv: list[str] | None = None) -> None:
 
         prm = train_prm(cfg, tokenizer, generator if cfg.prm_body == "generator" else language_model, examples)
         save(prm, tokenizer, args.out / "prm")
-    report = evaluate(cfg, args.out)
+    report = evaluate(cfg, args.out, args.eval_set)
     report["train_config"] = asdict(cfg)
     report["minutes"] = round((time.time() - started) / 60, 1)
-    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    (args.report or args.out / "report.json").write_text(json.dumps(report, indent=2))
     print(format_report(report))
     print(f"total time: {report['minutes']} min")
 

@@ -50,6 +50,7 @@ class Completion:
     text: str
     finish_reason: str | None = None
     tokens: int | None = None  # generated tokens, when the backend reports them per sample
+    tokens_estimated: bool = False  # `tokens` is a share of a response's total (see openai.share_tokens)
     error: str | None = None
     stop_reason: str | None = None  # the stop string that ended it, when the backend says
     logprobs: list[float] | None = None  # per generated token, when asked (generator.logprobs)

@@ -41,18 +41,18 @@ class OpenAIGenerator:
         self._server_honours_n = True
         self.num_parameters = settings.num_parameters
         self.sampling = settings.sampling()
-        self._template = None
-        if settings.api == "completions" and settings.tokenizer:
+        self.tokenizer = None  # formats completions prompts; weighs a response's token split
+        if settings.tokenizer:
             from transformers import AutoTokenizer
 
-            self._template = AutoTokenizer.from_pretrained(settings.tokenizer)
+            self.tokenizer = AutoTokenizer.from_pretrained(settings.tokenizer)
 
     def completion_prompt(self, messages: list[Message], prefix: str = "") -> str:
         """The completions-API prompt: the chat template applied locally when a tokenizer is
         set (so a prefix is continued inside the assistant turn), else the raw contents."""
-        if self._template is None:
+        if self.tokenizer is None:
             return render_plain(messages, prefix)
-        return render(self._template, messages, prefix)
+        return render(self.tokenizer, messages, prefix)
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -163,9 +163,34 @@ class OpenAIGenerator:
         if usage is not None:
             result.prompt_tokens += usage.prompt_tokens or 0
             result.generated_tokens += usage.completion_tokens or 0
-            if len(completions) == 1:
-                completions[0].tokens = usage.completion_tokens
+            if usage.completion_tokens is not None:
+                share_tokens(completions, usage.completion_tokens, self.tokenizer)
         return completions
+
+
+def share_tokens(completions: list[Completion], total: int, tokenizer=None) -> None:
+    """Each choice's generated tokens. A response reports one total for all its choices:
+    exact for one choice, or from each choice's logprobs (one entry per token) when they add
+    up to it; else the total is split in proportion to each choice's length (tokens when a
+    tokenizer is set, else characters), the parts adding up to the total, and marked
+    estimated."""
+    if len(completions) == 1:
+        completions[0].tokens = total
+        return
+    counted = [len(c.logprobs) if c.logprobs is not None else None for c in completions]
+    if None not in counted and sum(counted) == total:
+        for c, tokens in zip(completions, counted):
+            c.tokens = tokens
+        return
+    lengths = [len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) if tokenizer else len(c.text) for c in completions]
+    weights = [length + 1 for length in lengths]  # + 1: a choice that ended at once still spent its EOS
+    exact = [total * w / sum(weights) for w in weights]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: shares[i] - exact[i])
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    for c, tokens in zip(completions, shares):
+        c.tokens, c.tokens_estimated = tokens, True
 
 
 def _choice_text(choice: Any) -> str | None:
