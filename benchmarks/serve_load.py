@@ -4,10 +4,15 @@ one table: requests/s, latency percentiles, the PRM batch sizes the proxy achiev
 and lost requests.
 
     python benchmarks/serve_load.py --clients 64 --requests 512 --fault-rate 0.05
+    python benchmarks/serve_load.py --answers long      # answers of ~300 tokens in 4-5 steps
 
 The upstream is a local OpenAI-compatible stand-in that answers demo-world questions after a
 random delay and answers a `--fault-rate` share of calls with HTTP 500; the PRM is the real
-demo PRM, in the proxy's process. The proxy retries failed upstream calls (generator settings).
+demo PRM, in the proxy's process. `--answers short` sends one-line answers (the PRM's work is
+then negligible); `--answers long` sends worked solutions of a few hundred tokens in several
+steps (each step a sentence and its arithmetic, with a one-digit slip in 40% of answers), so
+the PRM scores what a real answer costs. The proxy retries failed upstream calls (5 retries,
+backoff 0.05-0.5 s); the clients never retry (max_retries=0), so every error is counted.
 """
 
 from __future__ import annotations
@@ -24,12 +29,29 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 
-from rfprm_tts.demo.arithmetic import held_out_problems
+from rfprm_tts.demo.arithmetic import digit_slip, held_out_problems
 from rfprm_tts.serve import serving
 from rfprm_tts.settings import Settings
 
 
-def start_upstream(fault_rate: float, delay_s: tuple[float, float], seed: int) -> tuple[ThreadingHTTPServer, dict]:
+LEAD_INS = ["First, following the order of operations, we work out", "Next, we take the result so far and compute",
+            "Then we carry on with the next operation,", "Now the remaining operation gives"]
+
+
+def worked_solution(problem, rng: random.Random, slip: bool) -> str:
+    """A long answer: every step of the problem's solution after a sentence (about 300
+    tokens in all for the character-level demo tokenizer), a one-digit slip when `slip`."""
+    steps = problem.solution().split("\n\n")
+    if slip:
+        steps = digit_slip(steps, rng) or steps
+    body = [f"{LEAD_INS[min(i, 3)]} the expression step by step and write it out in full: {step}"
+            for i, step in enumerate(steps[:-1])]
+    return "\n\n".join(body + [steps[-1]])
+
+
+def start_upstream(
+    fault_rate: float, delay_s: tuple[float, float], seed: int, long_answers: bool
+) -> tuple[ThreadingHTTPServer, dict]:
     """A chat-completions stand-in: n samples per call, each a correct or subtly wrong
     solution of the demo question it is asked; a `fault_rate` share of calls fail with 500."""
     rng, lock, counts = random.Random(seed), threading.Lock(), {"calls": 0, "faults": 0}
@@ -47,11 +69,16 @@ def start_upstream(fault_rate: float, delay_s: tuple[float, float], seed: int) -
             if fault:
                 self.reply(500, {"error": {"message": "injected fault"}})
                 return
-            answer = solutions[body["messages"][-1]["content"]].answer
-            texts = [f"The answer is \\boxed{{{answer + (0 if d < 0.6 else 1)}}}." for d in draws]
+            problem = solutions[body["messages"][-1]["content"]]
+            if long_answers:
+                with lock:
+                    texts = [worked_solution(problem, rng, slip=d >= 0.6) for d in draws]
+            else:
+                texts = [f"The answer is \\boxed{{{problem.answer + (0 if d < 0.6 else 1)}}}." for d in draws]
+            completion = sum(len(t) for t in texts)  # one token a character, as the demo tokenizer
             choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
                        for i, t in enumerate(texts)]
-            usage = {"prompt_tokens": 30, "completion_tokens": 12 * len(texts), "total_tokens": 30 + 12 * len(texts)}
+            usage = {"prompt_tokens": 30, "completion_tokens": completion, "total_tokens": 30 + completion}
             self.reply(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "up",
                              "choices": choices, "usage": usage})
 
@@ -72,11 +99,12 @@ def start_upstream(fault_rate: float, delay_s: tuple[float, float], seed: int) -
     return server, counts
 
 
-async def clients(url: str, questions: list[str], concurrency: int, n: int) -> tuple[list[float], list[str], int]:
-    """Every question once, `concurrency` at a time; latencies, errors, answered count."""
+async def clients(url: str, questions: list[str], concurrency: int, n: int) -> tuple[list[float], list[str], int, list]:
+    """Every question once, `concurrency` at a time; latencies, errors, answered count, and
+    the usage of each answer."""
     client = openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="load", max_retries=0, timeout=600)
     todo = list(enumerate(questions))
-    latencies, errors, answered = [], [], set()
+    latencies, errors, answered, usages = [], [], set(), []
 
     async def worker() -> None:
         while todo:
@@ -89,12 +117,13 @@ async def clients(url: str, questions: list[str], concurrency: int, n: int) -> t
                 if response.choices[0].message.content:
                     answered.add(i)
                 latencies.append(time.perf_counter() - start)
+                usages.append(response.model_extra["rfprm"]["usage"])
             except openai.APIError as exc:
                 errors.append(f"{type(exc).__name__}: {exc}")
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     await client.close()
-    return latencies, errors, len(answered)
+    return latencies, errors, len(answered), usages
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -110,9 +139,11 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--batch-window-ms", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--answers", choices=["short", "long"], default="short",
+                        help="one-line answers, or worked solutions of a few hundred tokens in several steps")
     args = parser.parse_args()
 
-    upstream, counts = start_upstream(args.fault_rate, (0.02, 0.08), args.seed)
+    upstream, counts = start_upstream(args.fault_rate, (0.02, 0.08), args.seed, args.answers == "long")
     settings = Settings(
         n=args.n,
         generator={"backend": "openai", "base_url": f"http://127.0.0.1:{upstream.server_address[1]}/v1",
@@ -123,17 +154,20 @@ def main() -> None:
     questions = [problems[i % len(problems)].question for i in range(args.requests)]
     with serving(settings) as url:
         started = time.perf_counter()
-        latencies, errors, answered = asyncio.run(clients(url, questions, args.clients, args.n))
+        latencies, errors, answered, usages = asyncio.run(clients(url, questions, args.clients, args.n))
         seconds = time.perf_counter() - started
         metrics = scrape(url)
     upstream.shutdown()
 
     batches = metrics.get("rfprm_prm_batch_requests_count", 0)
     quantiles = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
+    per_request = lambda key: statistics.mean(u[key] for u in usages) if usages else float("nan")  # noqa: E731
     rows = [
+        ("answers", f"{args.answers}: {per_request('generated_tokens') / args.n:.0f} tokens per sample"),
         ("requests (clients)", f"{args.requests} ({args.clients} concurrent, n={args.n})"),
         ("requests/s", f"{args.requests / seconds:.1f}"),
         ("latency p50 / p99", f"{quantiles[49]:.3f} s / {quantiles[98]:.3f} s"),
+        ("PRM tokens per request (mean)", f"{per_request('prm_tokens'):.0f}"),
         ("PRM calls", f"{batches:.0f}"),
         ("requests per PRM call (mean)", f"{metrics.get('rfprm_prm_batch_requests_sum', 0) / max(batches, 1):.1f}"),
         ("trajectories per PRM call (mean)", f"{metrics.get('rfprm_prm_batch_trajectories_sum', 0) / max(batches, 1):.1f}"),

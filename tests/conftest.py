@@ -22,6 +22,10 @@ import pytest
 from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
+# What two float32 paths to the same PRM scores may differ by: rounding (about 1e-6 measured
+# on the tiny PRMs, whose scores spread over (0, 1)); a broken path (a mask, a cache) moves
+# scores by far more.
+FLOAT32 = 5e-6
 
 
 @pytest.fixture(autouse=True)
@@ -41,6 +45,13 @@ def tiny_generator_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_prm_dir(tmp_path_factory) -> Path:
     return build_tiny_prm(tmp_path_factory.mktemp("tiny") / "prm", seed=1)
+
+
+@pytest.fixture(scope="session")
+def token_level_prm_dir(tmp_path_factory) -> Path:
+    """For the token_min read-out: a min over a step's tokens saturates near 0 with the
+    default head gain; a smaller one keeps those scores near 0.1-0.2, where a broken path shows."""
+    return build_tiny_prm(tmp_path_factory.mktemp("token_level") / "prm", seed=1, head_gain=(5.0, 10.0))
 
 
 def free_port() -> int:

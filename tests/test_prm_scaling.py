@@ -5,6 +5,8 @@ import random
 
 import pytest
 
+from conftest import FLOAT32
+
 from fakes import ListGenerator, StepTreeGenerator
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.demo.tiny import build_tiny_prm
@@ -69,7 +71,7 @@ def test_truncate_scores_the_trailing_steps_as_their_own_input(short_prm):
     assert first > 0 and all(s is not None for s in scores[first:])
     assert f"steps 1-{first} of 8 unscored" in note
     direct = load_prm(short_prm, incremental=False).score(QUESTION, [steps[first:]])[0]
-    assert scores[first:] == pytest.approx(direct, abs=1e-5)
+    assert scores[first:] == pytest.approx(direct, abs=FLOAT32)
     assert len(scorer.encode(QUESTION, steps[first - 1 :])) > 96  # one more step would not fit
 
 
@@ -83,7 +85,7 @@ def test_window_scores_every_step_with_overlapping_context(short_prm):
     plain = load_prm(short_prm, incremental=False)
     for p in pieces:
         direct = plain.score(QUESTION, [steps[p.start : p.end]])[0]
-        assert scores[p.keep : p.end] == pytest.approx(direct[p.keep - p.start :], abs=1e-5)
+        assert scores[p.keep : p.end] == pytest.approx(direct[p.keep - p.start :], abs=FLOAT32)
 
 
 def test_solve_reports_overflow_per_candidate_and_warns_once(short_prm, caplog):
@@ -118,7 +120,7 @@ def test_packed_equals_padded_and_padding_is_reported(tiny_prm_dir):
     pack = load_prm(str(tiny_prm_dir), batching="pack", max_batch_tokens=300, incremental=False)
     a, b = bucket.score_batch(QUESTION, trajectories), pack.score_batch(QUESTION, trajectories)
     for x, y in zip(a.step_scores, b.step_scores):
-        assert x == pytest.approx(y, abs=1e-5)
+        assert x == pytest.approx(y, abs=FLOAT32)
     assert b.padded_tokens == 0 and a.tokens == b.tokens == sum(len(bucket.encode(QUESTION, t)) for t in trajectories)
     # one character is one token in the tiny tokenizer: 4 more characters, 4 pad tokens
     pair = bucket.score_batch(QUESTION, [["12 + 3 = 15"], ["1234 + 3 = 1237"]])
@@ -133,19 +135,21 @@ def grow(rng: random.Random, beams: list[list[str]], width: int) -> list[list[st
 
 
 @pytest.mark.parametrize("readout", ["step_tag", "token_min"])
-@pytest.mark.parametrize("beams, width, rounds", [(1, 3, 4), (4, 2, 3), (2, 4, 5)])
-def test_incremental_equals_full_rescoring(tiny_prm_dir, readout, beams, width, rounds):
+@pytest.mark.parametrize("beams, width, rounds", [(2, 3, 4), (4, 2, 3), (2, 4, 5)])
+def test_incremental_equals_full_rescoring(tiny_prm_dir, token_level_prm_dir, readout, beams, width, rounds):
     """A simulated tree search: every round extends kept beams by one or two steps. Shared
-    prefixes, new branches and fully cached inputs all occur."""
+    prefixes, new branches, fully cached inputs and parents of different lengths in one
+    forward pass (left padding) all occur."""
     rng = random.Random(beams * 100 + width * 10 + rounds)
-    incremental = load_prm(str(tiny_prm_dir), readout=readout, batch_size=3)
-    full = load_prm(str(tiny_prm_dir), readout=readout, incremental=False)
+    prm = str(tiny_prm_dir if readout == "step_tag" else token_level_prm_dir)
+    incremental = load_prm(prm, readout=readout, batch_size=3)
+    full = load_prm(prm, readout=readout, incremental=False)
     frontier = [random_steps(rng, rng.randint(1, 3)) for _ in range(beams)]
     for _ in range(rounds):
         batch = frontier + frontier[:1]  # a repeat: fully cached by the time it is read
         got, want = incremental.score_batch(QUESTION, batch), full.score_batch(QUESTION, batch)
         for g, w in zip(got.step_scores, want.step_scores):
-            assert g == pytest.approx(w, abs=1e-4)
+            assert g == pytest.approx(w, abs=FLOAT32)
         assert got.tokens < want.tokens
         frontier = grow(rng, rng.sample(frontier, min(len(frontier), beams)), width)
 
@@ -220,5 +224,5 @@ def test_score_many_equals_one_question_at_a_time(tiny_prm_dir, incremental):
     for (question, trajectories), got in zip(requests, together):
         alone = load_prm(str(tiny_prm_dir), incremental=incremental).score_batch(question, trajectories)
         for a, b in zip(got.step_scores, alone.step_scores):
-            assert a == pytest.approx(b, abs=1e-5)
+            assert a == pytest.approx(b, abs=FLOAT32)
         assert got.tokens == alone.tokens  # nothing is shared across questions

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import Reply, ScriptedServer, chat_body
+from conftest import FLOAT32, Reply, ScriptedServer, chat_body
 from rfprm_tts import Settings
 from rfprm_tts.serve import serving
 
@@ -240,7 +240,7 @@ def test_batching_scorer_equals_direct_scoring(tiny_prm_dir):
     for question, trajectories in requests:
         want = direct.score(question, trajectories)
         for got, expected in zip(results[question].step_scores, want):
-            assert got == pytest.approx(expected, abs=1e-5)
+            assert got == pytest.approx(expected, abs=FLOAT32)
     # an input too long for the PRM is reported on that trajectory, not raised
     too_long = BatchingScorer(load_prm(str(tiny_prm_dir), max_length=20)).score_batch(QUESTION, [["1 + 1 = 2"]])
     assert "PRM" in too_long.errors[0] and too_long.step_scores == [[None]]

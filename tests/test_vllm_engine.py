@@ -13,6 +13,7 @@ from rfprm_tts.settings import GeneratorSettings, Sampling
 pytestmark = pytest.mark.vllm
 
 QUESTION = "Compute 7 + 5 * 3 - 4."
+GREEDY = Sampling(temperature=0.0, max_tokens=16)
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +45,12 @@ def test_n_samples_usage_and_stop(engine):
     assert result.prompt_tokens == len(prompt_ids(engine.tokenizer, to_messages(QUESTION)))
     assert result.generated_tokens == sum(c.tokens for c in result.completions) > 0
     assert all(c.tokens <= 16 for c in result.completions)
-    text = result.completions[0].text
-    if len(text) >= 3:
-        stop = text[1:3]
-        cut = generate(engine, n=1, stop=[stop], max_tokens=16)
-        assert stop not in cut.completions[0].text
-
-
-GREEDY = Sampling(temperature=0.0, max_tokens=16)
+    # greedy, so the text to cut is known: a stop string from its middle ends it there
+    text = generate(engine, n=1, sampling=GREEDY).completions[0].text
+    assert len(text) >= 3, "the tiny model's greedy answer is long enough to cut (deterministic)"
+    stop = text[1:3]
+    cut = generate(engine, n=1, stop=[stop], sampling=GREEDY).completions[0]
+    assert cut.text == text[: text.find(stop)] and cut.finish_reason == "stop"
 
 
 def test_continuation_and_concurrent_batching(engine):

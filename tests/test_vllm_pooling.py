@@ -9,7 +9,7 @@ import urllib.request
 
 import pytest
 
-from conftest import HAS_VLLM, free_port, vllm_env
+from conftest import FLOAT32, HAS_VLLM, free_port, vllm_env
 from rfprm_tts.prm import load_prm
 from test_prm import QUESTION, random_steps
 
@@ -22,16 +22,16 @@ def trajectories():
     return [random_steps(rng, k) for k in (1, 4, 2, 6)] + [[]]
 
 
-def test_in_process_token_level_pooling_matches_transformers(tiny_prm_dir, trajectories):
+def test_in_process_token_level_pooling_matches_transformers(token_level_prm_dir, trajectories):
     """Read per token (the demo PRM's format); the HTTP test below covers the step-tag read-out."""
     if not HAS_VLLM:
         pytest.skip("vllm is not installed")
     import os
 
     os.environ.update({k: v for k, v in vllm_env().items() if k.startswith(("VLLM_", "HF_"))})
-    reference = load_prm(str(tiny_prm_dir), readout="token_min", incremental=False).score_batch(QUESTION, trajectories)
+    reference = load_prm(str(token_level_prm_dir), readout="token_min", incremental=False).score_batch(QUESTION, trajectories)
     scorer = load_prm(
-        str(tiny_prm_dir), backend="vllm", readout="token_min", dtype="float32", vllm=dict(max_model_len=1024)
+        str(token_level_prm_dir), backend="vllm", readout="token_min", dtype="float32", vllm=dict(max_model_len=1024)
     )
     try:
         got = scorer.score_batch(QUESTION, trajectories)
@@ -39,7 +39,7 @@ def test_in_process_token_level_pooling_matches_transformers(tiny_prm_dir, traje
         scorer.close()
     assert got.tokens == reference.tokens
     for a, b in zip(got.step_scores, reference.step_scores):
-        assert a == pytest.approx(b, abs=1e-4)
+        assert a == pytest.approx(b, abs=FLOAT32)
 
 
 def test_http_pooling_server_matches_transformers(tiny_prm_dir, trajectories, tmp_path):
@@ -71,7 +71,7 @@ def test_http_pooling_server_matches_transformers(tiny_prm_dir, trajectories, tm
         got = scorer.score_batch(QUESTION, trajectories)
         reference = load_prm(str(tiny_prm_dir), incremental=False).score_batch(QUESTION, trajectories)
         for a, b in zip(got.step_scores, reference.step_scores):
-            assert a == pytest.approx(b, abs=1e-4)
+            assert a == pytest.approx(b, abs=FLOAT32)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -165,7 +165,7 @@ def _mean(values) -> float:
 def format_report(report: dict) -> str:
     n = report["n"]
     lines = [
-        f"held-out problems: {report['problems']}, samples per problem: {n}",
+        f"{report.get('eval_set', 'held_out').replace('_', '-')} problems: {report['problems']}, samples per problem: {n}",
         f"generator greedy accuracy      {report['greedy_accuracy']:.3f}",
         f"generator pass@1               {report['pass@1']:.3f}",
         f"oracle pass@{n:<3}                {report[f'oracle_pass@{n}']:.3f}",

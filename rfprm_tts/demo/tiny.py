@@ -110,8 +110,14 @@ def build_tiny_generator(directory: str | Path, seed: int = 0, **config) -> Path
     return _save(model, tokenizer, directory)
 
 
-def build_tiny_prm(directory: str | Path, seed: int = 0, num_labels: int = 2, **config) -> Path:
-    """Save a random-weight Qwen2ForProcessRewardModel and its tokenizer to `directory`."""
+def build_tiny_prm(
+    directory: str | Path, seed: int = 0, num_labels: int = 2, head_gain: tuple[float, float] = (20.0, 40.0), **config
+) -> Path:
+    """Save a random-weight Qwen2ForProcessRewardModel and its tokenizer to `directory`.
+
+    `head_gain` scales the score head's two layers: at the usual init its logits are so small
+    that every score is 0.5 +- 0.002, and comparisons of scoring paths could not tell a
+    broken path from rounding. Scaled, scores spread over (0, 1) like a trained PRM's."""
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     cfg = tiny_config(
@@ -119,6 +125,9 @@ def build_tiny_prm(directory: str | Path, seed: int = 0, num_labels: int = 2, **
         eos_token_id=tokenizer.eos_token_id, **config,
     )
     model = Qwen2ForProcessRewardModel(cfg)
+    with torch.no_grad():
+        model.score[0].weight.mul_(head_gain[0])
+        model.score[2].weight.mul_(head_gain[1])
     return _save(model, tokenizer, directory)
 
 
