@@ -34,9 +34,12 @@ from transformers import Qwen2Config
 
 from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.demo.tiny import build_tokenizer
-from rfprm_tts.prm.incremental import IncrementalStepTagScorer
+from rfprm_tts.prm.batched import TransformersRunner
+from rfprm_tts.prm.incremental import IncrementalRunner
+from rfprm_tts.prm.protocol import positions
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
-from rfprm_tts.prm.step_tag import StepTagScorer, answer_start
+from rfprm_tts.prm.scorer import PRMScorer
+from rfprm_tts.prm.step_tag import StepTagFormat, answer_start
 
 SHAPES = {  # Qwen2 dimensions
     "demo": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4),
@@ -94,28 +97,32 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
 
 
 def throughput_rows(
-    case: str, inputs: list[list[int]], scorer: StepTagScorer, params: int, peak: float, device, repeats: int
+    case: str, inputs: list[list[int]], fmt: StepTagFormat, runner: TransformersRunner, params: int, peak: float,
+    device, repeats: int,
 ) -> list[list[str]]:
     real = sum(len(ids) for ids in inputs)
 
+    start = fmt.answer_start(QUESTION)
+    jobs = [(ids, positions(fmt, ids, start)) for ids in inputs]
+
     def upstream() -> int:
-        for ids in inputs:
-            scorer._forward_padded([ids])
+        for job in jobs:
+            runner._forward_padded([job])
         return 0
 
     def padded_batch() -> int:
-        width = 8
+        """Arrival order, 8 at a time, each chunk padded to its longest input."""
         pad = 0
-        for i in range(0, len(inputs), width):
-            chunk = inputs[i : i + width]
-            scorer._forward_padded(chunk)
-            pad += len(chunk) * max(map(len, chunk)) - sum(map(len, chunk))
+        for i in range(0, len(jobs), 8):
+            chunk = jobs[i : i + 8]
+            runner._forward_padded(chunk)
+            pad += len(chunk) * max(len(ids) for ids, _ in chunk) - sum(len(ids) for ids, _ in chunk)
         return pad
 
     def ours(batching: str) -> Callable[[], int]:
         def run() -> int:
-            scorer.batching = batching
-            return scorer._rows(inputs)[1]
+            runner.batching = batching
+            return runner.run(fmt, [QUESTION] * len(inputs), inputs).padded_tokens
 
         return run
 
@@ -140,16 +147,17 @@ def throughput_rows(
 
 
 def beam_search_tokens(
-    scorer: StepTagScorer, incremental: IncrementalStepTagScorer, beams: int, width: int, rounds: int, step_len: int, device
+    fmt: StepTagFormat, full_runner: TransformersRunner, incremental: IncrementalRunner, beams: int, width: int,
+    rounds: int, step_len: int, device,
 ) -> list[list[str]]:
     """N beams, M children each, K rounds of one step; keep N children at random. Each round's
-    children are scored in one call, fully (scorer) or incrementally."""
+    children are scored in one call, fully or incrementally."""
     rng = random.Random(0)
-    head = prompt_ids(scorer.tokenizer, to_messages(QUESTION))
-    vocab = len(scorer.tokenizer)
+    head = prompt_ids(fmt.tokenizer, to_messages(QUESTION))
+    vocab = len(fmt.tokenizer)
 
     def step() -> list[int]:
-        return [rng.randrange(3, vocab) for _ in range(step_len)] + [scorer.step_tag_id]
+        return [rng.randrange(3, vocab) for _ in range(step_len)] + [fmt.tag_id]
 
     frontier, generated, calls = [list(head)], 0, []
     for _ in range(rounds):
@@ -160,17 +168,17 @@ def beam_search_tokens(
     full = sum(len(ids) for batch in calls for ids in batch)
     ran = {}
 
-    def run(how: StepTagScorer) -> Callable[[], int]:
+    def run(how: TransformersRunner) -> Callable[[], int]:
         def rounds_of_search() -> int:
-            ran[how] = sum(sum(how.forward_inputs([QUESTION] * len(batch), batch).tokens) for batch in calls)
+            ran[how] = sum(sum(how.run(fmt, [QUESTION] * len(batch), batch).tokens) for batch in calls)
             return 0
 
         return rounds_of_search
 
-    scorer.batching = "bucket"
-    full_seconds, _ = timed(run(scorer), device)
+    full_runner.batching = "bucket"
+    full_seconds, _ = timed(run(full_runner), device)
     seconds, _ = timed(run(incremental), device)
-    assert ran[scorer] == full
+    assert ran[full_runner] == full
     incremental = ran[incremental]
     floor = len(head) + generated
     name = f"(N={beams}, M={width}, K={rounds}, {step_len + 1}-token steps)"
@@ -180,24 +188,23 @@ def beam_search_tokens(
     ]
 
 
-def agreement(scorer: StepTagScorer, options: dict, rng: random.Random) -> str:
+def agreement(fmt: StepTagFormat, model: torch.nn.Module, options: dict, rng: random.Random) -> str:
     """Max |score difference| of incremental (prefix first, then the whole) and of packed
     scoring against bucketed full scoring, on 16 random trajectories, in the run's dtype; and
     each path against a float32 copy of the model, which tells rounding (every path as far
     from float32 as full scoring is) from a bug (one path much further)."""
     steps = [[f"{rng.randint(1, 99)} + {rng.randint(1, 99)} = {rng.randint(1, 199)}" for _ in range(rng.randint(2, 12))] for _ in range(16)]
-    incremental = IncrementalStepTagScorer(scorer.model, scorer.tokenizer, **options)
-    scorer.batching = "bucket"
-    full = scorer.score(QUESTION, steps)
+    scorer = lambda runner: PRMScorer(fmt, runner)  # noqa: E731
+    full = scorer(TransformersRunner(model, **options, batching="bucket")).score(QUESTION, steps)
+    incremental = scorer(IncrementalRunner(model, **options, batching="bucket"))
     incremental.score(QUESTION, [s[: len(s) // 2] for s in steps])
     got = incremental.score(QUESTION, steps)
-    scorer.batching = "pack"
-    packed = scorer.score(QUESTION, steps)
+    packed = scorer(TransformersRunner(model, **options, batching="pack")).score(QUESTION, steps)
     diff = lambda a, b: max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u, v))  # noqa: E731
     line = f"max |score difference| vs full bucketed scoring: incremental {diff(got, full):.1e}, packed {diff(packed, full):.1e}"
-    if next(scorer.model.parameters()).dtype == torch.float32:
+    if next(model.parameters()).dtype == torch.float32:
         return line
-    exact = StepTagScorer(copy.deepcopy(scorer.model).float(), scorer.tokenizer, **options).score(QUESTION, steps)
+    exact = scorer(TransformersRunner(copy.deepcopy(model).float(), **options)).score(QUESTION, steps)
     return line + (f"\nagainst float32 weights: full {diff(full, exact):.1e}, incremental {diff(got, exact):.1e}, "
                    f"packed {diff(packed, exact):.1e}")
 
@@ -221,8 +228,9 @@ def main(argv: list[str] | None = None) -> None:
     model = build_model(args.shape, device, dtype, vocab_size=max(len(tokenizer), 152064 if args.shape == "7b" else 0))
     # FLOPs per token: 2 x the parameters that do matmuls (the embedding table is a lookup)
     params = sum(p.numel() for p in model.parameters()) - model.model.embed_tokens.weight.numel()
-    options = dict(step_tag_id=tag, batch_size=64, max_batch_tokens=args.max_batch_tokens)
-    scorer = StepTagScorer(model, tokenizer, **options)
+    options = dict(batch_size=64, max_batch_tokens=args.max_batch_tokens)
+    fmt = StepTagFormat(tokenizer)
+    runner = TransformersRunner(model, **options)
     peak = matmul_peak(device, dtype)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"# PRM throughput: {args.shape} shape ({params / 1e6:,.1f}M non-embedding parameters, {dtype}), {name}")
@@ -231,18 +239,18 @@ def main(argv: list[str] | None = None) -> None:
 
     rng = random.Random(args.seed)
     if args.agreement_only:
-        print(agreement(scorer, options, rng))
+        print(agreement(fmt, model, options, rng))
         return
     head = list(range(3, 3 + answer_start(tokenizer, QUESTION)))
     rows = []
     for case in ("best_of_n", "beam_partials"):
         count, low, high = workload[case]
         inputs = [synthetic(rng, head, tag, len(tokenizer), rng.randint(low, high)) for _ in range(count)]
-        rows += throughput_rows(f"{case} ({count} x {low}-{high} tok)", inputs, scorer, params, peak, device, args.repeats)
+        rows += throughput_rows(f"{case} ({count} x {low}-{high} tok)", inputs, fmt, runner, params, peak, device, args.repeats)
         print(f"  {case} done", file=sys.stderr)
-    incremental = IncrementalStepTagScorer(model, tokenizer, cache_max_tokens=10**9, **options)
-    rows += beam_search_tokens(scorer, incremental, *workload["beam_search"], device=device)
-    print(agreement(scorer, options, rng) + "\n")
+    incremental = IncrementalRunner(model, cache_max_tokens=10**9, **options)
+    rows += beam_search_tokens(fmt, runner, incremental, *workload["beam_search"], device=device)
+    print(agreement(fmt, model, options, rng) + "\n")
 
     header = ["case", "path", "tokens/s (median)", "spread (min-max)", "padding", "% roofline", "seconds"]
     print("| " + " | ".join(header) + " |")

@@ -33,7 +33,6 @@ from rfprm_tts.demo.arithmetic import digit_slip, held_out_problems
 from rfprm_tts.serve import serving
 from rfprm_tts.settings import Settings
 
-
 LEAD_INS = ["First, following the order of operations, we work out", "Next, we take the result so far and compute",
             "Then we carry on with the next operation,", "Now the remaining operation gives"]
 

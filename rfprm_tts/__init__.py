@@ -7,6 +7,7 @@ The public names are imported on first use, so `import rfprm_tts.prm` (or the CL
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -50,9 +51,17 @@ if TYPE_CHECKING:
     from rfprm_tts.trajectory import Candidate, SolveResult, Step, Trajectory, Usage
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'rfprm_tts' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
+def lazy_exports(package: str, public: dict[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
+    """A package's `__getattr__` that imports each public name from its module on first use."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in public:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(public[name]), name)
+        namespace[name] = value
+        return value
+
+    return __getattr__
+
+
+__getattr__ = lazy_exports(__name__, _PUBLIC, globals())

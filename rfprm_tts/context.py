@@ -12,7 +12,7 @@ from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import aggregate
-from rfprm_tts.prm.base import ScoredBatch, Scorer
+from rfprm_tts.prm.protocol import ScoredBatch, Scorer
 from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
 from rfprm_tts.trajectory import Candidate, Trajectory, Usage
@@ -52,7 +52,8 @@ class SearchContext:
         self.usage = Usage()
         self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
         self._next_seed = self.sampling.seed
-        self._answer_tokens: dict[str, int] = {"": 0}  # tokens generated for each partial answer
+        self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
+        self._live: list[Candidate] = []  # scored and not yet released from the PRM's cache
         self._warned_overflow = False
 
     def _seeds(self, n: int) -> int | None:
@@ -62,9 +63,13 @@ class SearchContext:
         first, self._next_seed = self._next_seed, self._next_seed + n
         return first
 
+    def _tokens_so_far(self, prefix: str) -> int:
+        partial = self._partials.get(prefix)
+        return partial.generated_tokens or 0 if partial is not None else 0
+
     def tokens_left(self, prefix: str) -> int:
         """What the answer's token budget has left after the partial answer `prefix`."""
-        return self.sampling.max_tokens - self._answer_tokens.get(prefix, 0)
+        return self.sampling.max_tokens - self._tokens_so_far(prefix)
 
     async def sample(
         self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
@@ -90,8 +95,9 @@ class SearchContext:
         candidates whose text is prefix + continuation, `finish_reason` "partial" when more
         is to come. With `one_step` a continuation stops at the step separator (put back);
         with `max_tokens` it stops after that many tokens (partial when cut there). A prefix
-        that has used the answer's whole token budget is not continued: it comes back once,
-        finished with reason "length". `generated_tokens` counts the whole answer."""
+        that has used the answer's whole token budget is not continued: its k children are
+        the prefix itself, finished with reason "length". Every prefix gets k children, in
+        order; a child's `generated_tokens` and `logprobs` cover the whole answer so far."""
         stop = [self.separator] if one_step else None
         growing = [p for p in prefixes if self.tokens_left(p) > 0]
         batches = dict(zip(growing, await asyncio.gather(
@@ -99,9 +105,9 @@ class SearchContext:
         )))
         children = []
         for prefix in prefixes:
-            used = self._answer_tokens.get(prefix, 0)
+            parent = self._partials.get(prefix, Candidate(trajectory=self.trajectory(""), generated_tokens=0))
             if prefix not in batches:
-                children.append(Candidate(trajectory=self.trajectory(prefix), finish_reason="length", generated_tokens=used))
+                children += [parent.model_copy(update={"finish_reason": "length"}, deep=True) for _ in range(k)]
                 continue
             for c in batches[prefix]:
                 if c.error is not None:
@@ -110,17 +116,15 @@ class SearchContext:
                 at_separator = one_step and self._stopped_at_separator(c)
                 # cut by the chunk limit (more to come), not by the answer's budget (finished)
                 cut = c.finish_reason == "length" and max_tokens is not None and max_tokens < self.tokens_left(prefix)
-                text = prefix + c.text + (self.separator if at_separator else "")
-                tokens = used + (c.tokens or 0)
-                self._answer_tokens[text] = tokens
-                children.append(
-                    Candidate(
-                        trajectory=self.trajectory(text),
-                        finish_reason="partial" if at_separator or cut else c.finish_reason,
-                        generated_tokens=tokens,
-                        tokens_estimated=c.tokens_estimated,
-                    )
+                child = Candidate(
+                    trajectory=self.trajectory(prefix + c.text + (self.separator if at_separator else "")),
+                    finish_reason="partial" if at_separator or cut else c.finish_reason,
+                    generated_tokens=(parent.generated_tokens or 0) + (c.tokens or 0),
+                    tokens_estimated=parent.tokens_estimated or c.tokens_estimated,
+                    logprobs=None if c.logprobs is None else [*(parent.logprobs or []), *c.logprobs],
                 )
+                self._partials[child.trajectory.text] = child
+                children.append(child)
         return children
 
     def _stopped_at_separator(self, c: Completion) -> bool:
@@ -149,18 +153,23 @@ class SearchContext:
             log.warning("%d trajectories are longer than the PRM's context, e.g. %s", len(notes), notes[0])
         return batch
 
-    async def release(self, candidates: Sequence[Candidate]) -> None:
-        """The strategy dropped these candidates: a scorer that caches prefixes may free them."""
-        release = getattr(self.scorer, "release", None)
-        trajectories = [c.trajectory.step_texts for c in candidates if c.trajectory.steps]
-        if release is not None and trajectories:
-            await asyncio.to_thread(release, self.question, trajectories)
+    async def keep(self, kept: Sequence[Candidate]) -> None:
+        """The search goes on with `kept` only: everything scored since the last keep (the
+        previous round's kept ones, which `kept` continue, included) that is not kept is
+        released from a PRM that caches prefixes."""
+        kept_ids = {id(c) for c in kept}
+        dropped = [c for c in self._live if id(c) not in kept_ids]
+        self._live = list(kept)
+        cache = self.scorer.prefix_cache
+        trajectories = [c.trajectory.step_texts for c in dropped if c.trajectory.steps]
+        if cache is not None and trajectories:
+            await asyncio.to_thread(cache.release, self.question, trajectories)
 
     async def close(self) -> None:
-        """The solve is over: a scorer that caches prefixes frees this question's."""
-        forget = getattr(self.scorer, "forget", None)
-        if forget is not None:
-            await asyncio.to_thread(forget, self.question)
+        """The solve is over: a PRM that caches prefixes frees this question's."""
+        cache = self.scorer.prefix_cache
+        if cache is not None:
+            await asyncio.to_thread(cache.forget, self.question)
 
     def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float | None]) -> float | None:
         return aggregate(step_scores, self.aggregation, self.alpha, answer_step=trajectory.ends_with_answer_step)
@@ -172,6 +181,7 @@ class SearchContext:
             finish_reason=completion.finish_reason,
             generated_tokens=completion.tokens,
             tokens_estimated=completion.tokens_estimated,
+            logprobs=completion.logprobs,
             error=completion.error,
         )
 
@@ -185,6 +195,7 @@ class SearchContext:
         A candidate the PRM cannot score (longer than its context, prm.overflow "error")
         fails alone, with the reason in `error` and `prm_note`; the rest go on."""
         scorable = [c for c in candidates if c.ok and c.trajectory.steps]
+        self._live += scorable
         if scorable:
             batch = await self.score([c.trajectory for c in scorable])
             unknown = [None] * len(scorable)

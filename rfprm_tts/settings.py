@@ -58,7 +58,21 @@ class Sampling(BaseModel):
 PER_SOLVE_FIELDS = {"generator": {*Sampling.model_fields, "system_prompt"}, "prm": {"aggregation", "alpha"}}
 
 
-class GeneratorSettings(BaseModel):
+class HTTPSettings(BaseModel):
+    """How to reach an HTTP endpoint: the generator's OpenAI-compatible server, or the PRM's
+    pooling server (prm.backend "http"). Retries follow rfprm_tts.http_retry."""
+
+    base_url: str | None = Field(
+        None, description="The endpoint: generator e.g. http://127.0.0.1:8000/v1; PRM the pooling server's root URL."
+    )
+    api_key: SecretStr | None = Field(None, description="API key (a secret: never printed).")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request HTTP timeout in seconds.")
+    max_retries: int = Field(3, ge=0, description="Retries after a timeout, connection error, malformed body, 429 or 5xx.")
+    backoff_s: float = Field(0.5, ge=0, description="Base of the exponential retry backoff (with jitter).")
+    backoff_max_s: float = Field(20.0, ge=0, description="Cap of one backoff wait, and of an honoured Retry-After.")
+
+
+class GeneratorSettings(HTTPSettings):
     """Where candidate trajectories come from, and how they are sampled."""
 
     backend: Literal["transformers", "openai", "vllm"] = Field(
@@ -70,10 +84,6 @@ class GeneratorSettings(BaseModel):
     model: str = Field(
         "demo", description="Model name or local path; 'demo' is the bundled demo world."
     )
-    base_url: str | None = Field(
-        None, description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1."
-    )
-    api_key: SecretStr | None = Field(None, description="API key (a secret: never printed).")
     api: Literal["chat", "completions"] = Field(
         "chat", description="Chat completions (server applies the chat template) or completions."
     )
@@ -100,12 +110,6 @@ class GeneratorSettings(BaseModel):
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Extra JSON fields sent with every HTTP request."
     )
-    timeout_s: float = Field(120.0, gt=0, description="Per-request HTTP timeout in seconds.")
-    max_retries: int = Field(
-        3, ge=0, description="Retries after a timeout, connection error, 429 or 5xx."
-    )
-    backoff_s: float = Field(0.5, ge=0, description="Base of the exponential retry backoff.")
-    backoff_max_s: float = Field(20.0, ge=0, description="Cap of one backoff wait (and Retry-After).")
     max_concurrency: int = Field(16, ge=1, description="Most HTTP requests in flight at once.")
     num_parameters: int | None = Field(
         None, ge=1, description="Parameter count for FLOP estimates (HTTP backends; in-process ones count)."
@@ -119,7 +123,7 @@ class GeneratorSettings(BaseModel):
         return Sampling(**self.model_dump(include=set(Sampling.model_fields)))
 
 
-class PRMSettings(BaseModel):
+class PRMSettings(HTTPSettings):
     """The process reward model and how its step scores become one score."""
 
     backend: Literal["transformers", "vllm", "http"] = Field(
@@ -128,18 +132,13 @@ class PRMSettings(BaseModel):
         "'http': a vLLM pooling server at base_url.",
     )
     model: str = Field("demo", description="PRM name or local path; 'demo' is the bundled PRM.")
-    format: Literal["auto", "step_tag", "scalar_head"] = Field(
+    format: str = Field(
         "auto",
-        description="'step_tag' (ReasonFlux-PRM-7B, Qwen PRMs) or 'scalar_head' (ReasonFlux-PRM-1.5B: "
-        "causal LM + reward_head.pt); 'auto' picks scalar_head when reward_head.pt exists.",
+        description="Input format, by registered name: 'step_tag' (ReasonFlux-PRM-7B, Qwen PRMs) or "
+        "'scalar_head' (ReasonFlux-PRM-1.5B: causal LM + reward_head.pt); 'auto' picks the format that "
+        "claims the checkpoint (scalar_head when reward_head.pt exists), else step_tag.",
     )
-    base_url: str | None = Field(None, description="http backend: the vLLM server's root URL.")
     served_model_name: str | None = Field(None, description="http backend: the server's model name.")
-    api_key: SecretStr | None = Field(None, description="http backend: API key (a secret).")
-    timeout_s: float = Field(120.0, gt=0, description="http backend: per-request timeout.")
-    max_retries: int = Field(3, ge=0, description="http backend: retries (as for the generator).")
-    backoff_s: float = Field(0.5, ge=0, description="http backend: base of the retry backoff.")
-    backoff_max_s: float = Field(20.0, ge=0, description="http backend: cap of one backoff wait.")
     vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
     dtype: str = Field("auto", description="'auto' (bfloat16 on cuda, float32 on cpu) or a name.")

@@ -117,9 +117,7 @@ class ReasoningSolver:
         if outcome.best is None and ctx.prm_failures and not any(c.ok for c in outcome.candidates):
             raise PRMInputTooLongError(f"no candidate could be scored by the PRM; first: {ctx.prm_failures[0]}")
         ctx.usage.wall_time_s = time.perf_counter() - started
-        ctx.usage.estimate_flops(
-            getattr(ctx.generator, "num_parameters", None), getattr(ctx.scorer, "num_parameters", None)
-        )
+        ctx.usage.estimate_flops(getattr(ctx.generator, "num_parameters", None), ctx.scorer.num_parameters)
         return SolveResult(
             question=ctx.question,
             messages=messages,
@@ -128,12 +126,8 @@ class ReasoningSolver:
             candidates=outcome.candidates,
             usage=ctx.usage,
             strategy=strategy.name,
-            strategy_params={
-                **strategy.params.model_dump(),
-                "aggregation": ctx.aggregation,
-                "alpha": settings.prm.alpha,
-                **outcome.details,
-            },
+            strategy_params={**strategy.params.model_dump(), "aggregation": ctx.aggregation, "alpha": settings.prm.alpha},
+            details=outcome.details,
         )
 
     async def context(self, prompt: Prompt, settings: Settings | None = None) -> SearchContext:
@@ -183,9 +177,8 @@ class ReasoningSolver:
         """Close what this solver built: the generator's client or engine, and a PRM engine."""
         if self._generator is not None and self._owns_generator:
             await self._generator.aclose()
-        close_scorer = getattr(self._scorer, "close", None) if self._owns_scorer else None
-        if close_scorer is not None:
-            await asyncio.to_thread(close_scorer)
+        if self._scorer is not None and self._owns_scorer:
+            await asyncio.to_thread(self._scorer.close)
 
     def close(self) -> None:
         if self._loop_thread is not None:

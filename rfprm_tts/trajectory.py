@@ -84,9 +84,10 @@ class Usage(BaseModel):
 class Candidate(BaseModel):
     """One sampled trajectory with its PRM step scores and aggregate score.
 
-    A candidate whose generation failed has `error` set and no score; it never wins.
-    A trajectory longer than the PRM's context has `prm_note` saying how it was scored
-    (prm.overflow); the steps left unscored have None scores.
+    `state` says what a search may do with it: "open" (a partial answer to continue),
+    "finished" (a complete answer), or "failed" (generation failed, or the PRM could not score
+    it: `error` says why; it never wins). A trajectory longer than the PRM's context has
+    `prm_note` saying how it was scored (prm.overflow); the steps left unscored have None scores.
     """
 
     trajectory: Trajectory
@@ -96,6 +97,7 @@ class Candidate(BaseModel):
     finish_reason: str | None = None
     generated_tokens: int | None = None
     tokens_estimated: bool = False  # generated_tokens is a share of a response's total
+    logprobs: list[float] | None = None  # of the generated tokens, when generator.logprobs is on
     error: str | None = None
 
     @property
@@ -106,11 +108,19 @@ class Candidate(BaseModel):
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def state(self) -> Literal["open", "finished", "failed"]:
+        if self.error is not None:
+            return "failed"
+        return "open" if self.finish_reason == "partial" else "finished"
+
 
 class SolveResult(BaseModel):
     """What `solve()` returns: the answer, the chosen candidate, every candidate ranked best
-    first (failed ones last), the compute spent, and the strategy that chose. `question` is
-    what the PRM scored (the last user message); `messages` what the generator saw."""
+    first (failed ones last), the compute spent, and the strategy that chose: its parameters
+    (with the aggregation used) and the details of how it decided (votes, rounds, ...).
+    `question` is what the PRM scored (the last user message); `messages` what the generator
+    saw."""
 
     question: str
     messages: list[dict[str, str]] = Field(default_factory=list)
@@ -120,3 +130,4 @@ class SolveResult(BaseModel):
     usage: Usage
     strategy: str
     strategy_params: dict[str, Any] = Field(default_factory=dict)
+    details: dict[str, Any] = Field(default_factory=dict)

@@ -77,12 +77,6 @@ class SampleThenChoose(BaseStrategy):
         raise NotImplementedError
 
 
-def dropped(candidates: list[Candidate], kept: list[Candidate]) -> list[Candidate]:
-    """The candidates not kept (by identity)."""
-    kept_ids = {id(c) for c in kept}
-    return [c for c in candidates if id(c) not in kept_ids]
-
-
 def best_outcome(candidates: list[Candidate], details: dict[str, Any] | None = None) -> SearchOutcome:
     """The highest-scored candidate wins (failed ones never do); all are returned ranked."""
     ranked = rank(candidates)

@@ -4,7 +4,7 @@
     repeat up to max_steps:
         score every beam with the PRM (one call for all of them)
         set aside finished beams; drop duplicates
-        keep the top N / M open beams; release the rest (and the parents) from the PRM cache
+        keep the top N / M open beams (the context frees the rest from the PRM's cache)
         sample M next steps for each kept beam (N open again)
     the last round generates to the end; the best finished beam wins
 
@@ -14,16 +14,9 @@ Beam pools belong to one search (one question), never shared across questions.
 from __future__ import annotations
 
 from pydantic import Field
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 
 from rfprm_tts.context import SearchContext, rank
-from rfprm_tts.strategies.base import (
-    BaseStrategy,
-    SearchOutcome,
-    StrategyParams,
-    best_outcome,
-    dropped,
-    register,
-)
 from rfprm_tts.trajectory import Candidate
 
 
@@ -53,13 +46,11 @@ class BeamSearch(BaseStrategy):
         keep = max(1, n // m)
         finished: list[Candidate] = []
         beams = await ctx.extend([""], n, one_step=max_steps > 1)
-        parents: list[Candidate] = []
         for depth in range(1, max_steps + 1):
             beams = await ctx.score_candidates(unique(beams))
-            finished += [b for b in beams if b.finish_reason != "partial" or not b.ok]
-            open_beams = rank([b for b in beams if b.finish_reason == "partial" and b.ok])[:keep]
-            await ctx.release(parents + dropped(beams, open_beams))
-            parents = open_beams
+            finished += [b for b in beams if b.state != "open"]
+            open_beams = rank([b for b in beams if b.state == "open"])[:keep]
+            await ctx.keep(open_beams)
             if not open_beams or len(finished) >= n:
                 break
             last_round = depth + 1 == max_steps  # the final round generates to the end

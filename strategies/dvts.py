@@ -11,9 +11,10 @@ search onto a single path (beam search's failure at large N).
 
 from __future__ import annotations
 
-from rfprm_tts.context import SearchContext, rank
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, dropped, register
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, register
 from rfprm_tts.strategies.beam_search import BeamSearchParams
+
+from rfprm_tts.context import SearchContext, rank
 from rfprm_tts.trajectory import Candidate
 
 
@@ -27,15 +28,13 @@ class DVTS(BaseStrategy):
         subtrees = max(1, self.params.n // m)
         paths: list[str] = [""] * subtrees  # the current prefix of every open subtree
         finished: list[Candidate] = []
-        parents: list[Candidate] = []
         for depth in range(1, self.params.max_steps + 1):
             last_round = depth == self.params.max_steps
             children = await ctx.score_candidates(await ctx.extend(paths, m, one_step=not last_round))
             chosen = [rank(children[i * m : (i + 1) * m])[0] for i in range(len(paths))]
-            await ctx.release(parents + dropped(children, chosen))
-            parents = chosen
-            finished += [c for c in chosen if c.finish_reason != "partial" or not c.ok]
-            paths = [c.trajectory.text for c in chosen if c.finish_reason == "partial" and c.ok]
+            await ctx.keep(chosen)
+            finished += [c for c in chosen if c.state != "open"]
+            paths = [c.trajectory.text for c in chosen if c.state == "open"]
             if not paths:
                 break
         return best_outcome(finished, {"subtrees": subtrees, "rounds": depth})

@@ -4,7 +4,7 @@
     for each fraction in the schedule:
         generate one more chunk (a number of steps, or of tokens) of every open trajectory
         score the partial trajectories with the PRM
-        keep the top fraction of the open ones; drop the rest (and free their PRM cache)
+        keep the top fraction of the open ones (the context frees the rest from the PRM's cache)
     finish the survivors (continuing where they stopped, never regenerating)
     return the best complete candidate
 
@@ -18,16 +18,9 @@ import math
 from typing import Literal
 
 from pydantic import Field, field_validator
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 
 from rfprm_tts.context import SearchContext, rank
-from rfprm_tts.strategies.base import (
-    BaseStrategy,
-    SearchOutcome,
-    StrategyParams,
-    best_outcome,
-    dropped,
-    register,
-)
 from rfprm_tts.trajectory import Candidate
 
 
@@ -58,28 +51,26 @@ class EarlyPruning(BaseStrategy):
             return await ctx.extend(prefixes, k, one_step=False, max_tokens=self.params.chunk_size)
         candidates = await ctx.extend(prefixes, k)
         for _ in range(self.params.chunk_size - 1):
-            open_ = [c for c in candidates if c.finish_reason == "partial" and c.ok]
+            open_ = [c for c in candidates if c.state == "open"]
             grown = iter(await ctx.extend([c.trajectory.text for c in open_], 1)) if open_ else iter(())
-            candidates = [next(grown) if c.finish_reason == "partial" and c.ok else c for c in candidates]
+            candidates = [next(grown) if c.state == "open" else c for c in candidates]
         return candidates
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         finished: list[Candidate] = []
         open_ = await self.grow(ctx, [""], self.params.n)
-        parents: list[Candidate] = []
         for fraction in self.params.schedule:
             scored = await ctx.score_candidates(open_)
-            finished += [c for c in scored if c.finish_reason != "partial" or not c.ok]
-            partial = rank([c for c in scored if c.finish_reason == "partial" and c.ok])
+            finished += [c for c in scored if c.state != "open"]
+            partial = rank([c for c in scored if c.state == "open"])
             open_ = partial[: max(1, math.ceil(fraction * len(partial)))] if partial else []
-            await ctx.release(parents + dropped(scored, open_))
-            parents = open_
+            await ctx.keep(open_)
             if not open_:
                 break
             open_ = await self.grow(ctx, [c.trajectory.text for c in open_], 1)
         if open_:
-            done = [c for c in open_ if c.finish_reason != "partial" or not c.ok]
-            rest = [c for c in open_ if c.finish_reason == "partial" and c.ok]
+            done = [c for c in open_ if c.state != "open"]
+            rest = [c for c in open_ if c.state == "open"]
             if rest:
                 done += await ctx.extend([c.trajectory.text for c in rest], 1, one_step=False)
             finished += await ctx.score_candidates(done)

@@ -7,9 +7,10 @@ aggregation setting as best_of_n). Equivalent answers are grouped (rfprm_tts.gra
 
 from __future__ import annotations
 
+from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, register
+
 from rfprm_tts.context import rank
 from rfprm_tts.grading import Vote, vote
-from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, register
 from rfprm_tts.trajectory import Candidate
 
 

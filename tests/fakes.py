@@ -4,7 +4,7 @@ by hand. They follow the same protocols as the real backends."""
 from __future__ import annotations
 
 from rfprm_tts.generators import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.prm import ScoredBatch
+from rfprm_tts.prm import ScoredBatch, ScorerDefaults
 
 
 class ListGenerator:
@@ -29,7 +29,7 @@ class ListGenerator:
         pass
 
 
-class DigitScorer:
+class DigitScorer(ScorerDefaults):
     """A step scores (its first digit) / 10, or 0.05 without one; tokens = characters."""
 
     def __init__(self):
@@ -39,9 +39,6 @@ class DigitScorer:
         self.calls += 1
         scores = [[next((int(ch) / 10 for ch in step if ch.isdigit()), 0.05) for step in steps] for steps in trajectories]
         return ScoredBatch(scores, tokens=sum(len(s) for steps in trajectories for s in steps))
-
-    def score(self, question, trajectories):
-        return self.score_batch(question, trajectories).step_scores
 
 
 class StepTreeGenerator:

@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-
 from fakes import DigitScorer, ListGenerator
+
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.bench import RunStore, load_problems, run_bench, summarize, write_report
 from rfprm_tts.bench.datasets import Problem, gold_answer
@@ -164,5 +164,6 @@ def test_run_json_records_what_auto_resolved_to(tmp_path):
     assert settings.prm.aggregation == "auto" and settings.prm.readout == "auto"
     store = asyncio.run(run_bench(problems, ["majority_vote"], [1], settings, tmp_path / "run", progress=False))
     config = store.config()
-    assert config["resolved"] == {"aggregation": "prod", "readout": "token_min"}
+    assert config["resolved"]["aggregation"] == "prod" and config["resolved"]["readout"] == "token_min"
+    assert config["resolved"]["format"] == "step_tag"
     assert config["settings"]["prm"]["aggregation"] == "auto"

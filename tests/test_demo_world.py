@@ -66,7 +66,7 @@ def test_prm_meets_the_readme_bars(report):
 
 
 def test_prm_reads_token_level_and_keeps_the_step_tag_format(prm):
-    assert prm.readout == "token_min"
+    assert prm.format.readout == "token_min"
     problem = held_out_problems()[0]
     steps = problem.solution().split("\n\n")
     scores = prm.score(problem.question, [steps])[0]

@@ -126,7 +126,7 @@ def test_custom_strategy_package_is_used_by_name(tmp_path):
     result = json.loads(solved.stdout)
     assert result["strategy"] == "vote_then_verify" and result["strategy_params"]["agreement"] == 1.0
     # agreement 1.0: unless all 4 samples agree, the PRM settles it
-    assert (result["usage"]["prm_calls"] == 1) == result["strategy_params"]["verified"]
+    assert (result["usage"]["prm_calls"] == 1) == result["details"]["verified"]
     run([str(BIN / "rfprm"), "bench", "--dataset", "demo", "--limit", "2", "--strategies", "vote_then_verify",
          "--budgets", "2", "--out", str(tmp_path / "run")], tmp_path, **env)
     rows = [json.loads(line) for line in (tmp_path / "run" / "rows.jsonl").read_text().splitlines()]

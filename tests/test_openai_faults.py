@@ -3,8 +3,8 @@
 import asyncio
 
 import pytest
-
 from conftest import Reply, chat_body
+
 from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators import GenerationRequest
 from rfprm_tts.generators.openai import OpenAIGenerator

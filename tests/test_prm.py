@@ -5,15 +5,14 @@ import random
 from pathlib import Path
 
 import pytest
-
-from conftest import FLOAT32
 import torch
+from conftest import FLOAT32
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, Qwen2Model
 
-from rfprm_tts.errors import PRMInputTooLongError, PRMLoadError
-from rfprm_tts.prm import aggregate, load_prm
 from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
+from rfprm_tts.errors import ConfigError, PRMInputTooLongError, PRMLoadError
+from rfprm_tts.prm import aggregate, load_prm
 
 QUESTION = "Compute 7 + 5 * 3 - 4."
 
@@ -178,10 +177,10 @@ def test_token_min_readout_is_taken_from_the_checkpoint(tmp_path):
     (path / "config.json").write_text(json.dumps({**config, "rfprm_readout": "token_min", "rfprm_aggregation": "min"}))
     steps = random_steps(random.Random(5), 4)
     scorer = load_prm(str(path), batch_size=2)
-    assert (scorer.readout, scorer.aggregation) == ("token_min", "min")
+    assert (scorer.format.readout, scorer.aggregation) == ("token_min", "min")
     # the remote backend reads the same choices from the checkpoint (no server needed to build it)
     remote = load_prm(str(path), backend="http", base_url="http://127.0.0.1:9")
-    assert (remote.readout, remote.aggregation) == ("token_min", "min")
+    assert (remote.format.readout, remote.aggregation) == ("token_min", "min")
     batch = scorer.score(QUESTION, [steps, steps[:2], steps[:1]])
     want = plain_token_min(path, QUESTION, steps)
     assert batch[0] == pytest.approx(want, abs=FLOAT32)
@@ -224,6 +223,7 @@ def test_a_solve_goes_on_when_one_candidate_outgrows_the_prm(tmp_path):
     """prm.overflow="error": the overlong candidate fails alone (its reason kept); the solve
     raises only when no candidate can be scored."""
     from fakes import ListGenerator
+
     from rfprm_tts import ReasoningSolver, Settings
 
     scorer = load_prm(str(build_tiny_prm(tmp_path / "short", max_position_embeddings=128)))
@@ -235,3 +235,97 @@ def test_a_solve_goes_on_when_one_candidate_outgrows_the_prm(tmp_path):
     assert len(failed) == 1 and "PRM could not score it" in failed[0].error and "prm.overflow" in failed[0].prm_note
     with pytest.raises(PRMInputTooLongError, match="no candidate could be scored"):
         ReasoningSolver(settings, generator=ListGenerator([long_answer]), scorer=scorer).solve(QUESTION)
+
+
+# -- a verifier format added in one file ------------------------------------------------------
+
+
+class NewlineFormat:
+    """A toy format, defined here only: the raw question, then each step followed by "\\n";
+    a step's score is P(class 1) at its newline. Nothing outside this test knows it."""
+
+    rows = "tags"
+    one_score = False
+    prefix_reuse = True
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        (self.tag_id,) = tokenizer("\n", add_special_tokens=False)["input_ids"]
+
+    def encode(self, question, steps):
+        text = question + " " + "".join(step.replace("\n", " ") + "\n" for step in steps)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def answer_start(self, question):
+        return len(self.tokenizer(question + " ", add_special_tokens=False)["input_ids"])
+
+    def read(self, rows, ids, start):
+        return [p[1] for p in rows]
+
+    def cuts(self, ids, start):
+        return [start] + [p + 1 for p in range(start, len(ids)) if ids[p] == self.tag_id]
+
+
+def test_a_new_format_is_one_registration(tiny_prm_dir):
+    from rfprm_tts.prm import FormatSpec, register_format
+    from rfprm_tts.prm.registry import FORMATS
+    from rfprm_tts.prm.step_tag import _load_model
+
+    register_format(FormatSpec("toy_newline", lambda settings, path, config, tokenizer: NewlineFormat(tokenizer), _load_model))
+    try:
+        trajectories = [random_steps(random.Random(k), k) for k in (1, 3, 2)]
+        full = load_prm(str(tiny_prm_dir), format="toy_newline", incremental=False).score(QUESTION, trajectories)
+        incremental = load_prm(str(tiny_prm_dir), format="toy_newline")
+        incremental.score(QUESTION, [t[:1] for t in trajectories])  # prefixes first, then the whole
+        assert incremental.score(QUESTION, trajectories) == [pytest.approx(f, abs=FLOAT32) for f in full]
+        tokenizer = AutoTokenizer.from_pretrained(tiny_prm_dir)
+        for steps, got in zip(trajectories, full):
+            ids = NewlineFormat(tokenizer).encode(QUESTION, steps)
+            probs = torch.softmax(reference_logits(tiny_prm_dir, torch.tensor([ids]))[0], -1)[:, 1]
+            start = NewlineFormat(tokenizer).answer_start(QUESTION)
+            newline = NewlineFormat(tokenizer).tag_id
+            want = [probs[p].item() for p in range(start, len(ids)) if ids[p] == newline]
+            assert got == pytest.approx(want, abs=FLOAT32) and len(got) == len(steps)
+    finally:
+        FORMATS.pop("toy_newline")
+    with pytest.raises(ConfigError, match="unknown prm.format 'toy_newline'; registered formats: scalar_head, step_tag"):
+        load_prm(str(tiny_prm_dir), format="toy_newline")
+
+
+def test_every_scorer_follows_the_protocol(tiny_prm_dir):
+    from fakes import DigitScorer
+
+    from rfprm_tts.prm import Scorer
+    from rfprm_tts.serve.batching import BatchingScorer
+
+    prm = load_prm(str(tiny_prm_dir))
+    batching = BatchingScorer(prm)
+    for scorer in (prm, batching, DigitScorer()):
+        assert isinstance(scorer, Scorer)
+    # the wrapper passes every capability on
+    assert (batching.aggregation, batching.num_parameters, batching.prefix_cache) == (
+        prm.aggregation, prm.num_parameters, prm.prefix_cache) and prm.prefix_cache is prm
+    assert batching.describe() == {"format": "step_tag", "readout": "step_tag", "runner": "IncrementalRunner"}
+    assert load_prm(str(tiny_prm_dir), incremental=False).prefix_cache is None
+    batching.close()
+
+
+def test_the_pure_parts_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None  # any import of torch now fails\n"
+        "from rfprm_tts.prm import aggregate, AGGREGATIONS, ScoredBatch, Scorer, ScorerDefaults, PRMScorer\n"
+        "from rfprm_tts.prm.step_tag import StepTagFormat, token_min_scores\n"
+        "assert aggregate([0.5, 0.2], 'min') == 0.2\n"
+        "try:\n"
+        "    from rfprm_tts.prm import load_prm; load_prm('demo')\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "else:\n"
+        "    raise SystemExit('loading a model should have needed torch')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

@@ -4,10 +4,9 @@ import logging
 import random
 
 import pytest
-
 from conftest import FLOAT32
-
 from fakes import ListGenerator, StepTreeGenerator
+
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.demo.tiny import build_tiny_prm
 from rfprm_tts.errors import PRMInputTooLongError
@@ -176,25 +175,25 @@ def test_cache_is_released_and_bounded(tiny_prm_dir):
     children = [root + random_steps(rng, 1) for _ in range(3)]
     scorer.score(QUESTION, [root])
     scorer.score(QUESTION, children)
-    with_children = scorer.cached_tokens
+    with_children = scorer.runner.cached_tokens
     scorer.release(QUESTION, children[1:])  # the strategy dropped two of three beams
-    kept = scorer.cached_tokens
+    kept = scorer.runner.cached_tokens
     dropped = sum(len(scorer.tokenizer(c[-1], add_special_tokens=False)["input_ids"]) + 1 for c in children[1:])
     assert kept == with_children - dropped
     scorer.release(QUESTION, [root])  # the parent: still needed by the kept child
-    assert scorer.cached_tokens == kept
+    assert scorer.runner.cached_tokens == kept
     scorer.release(QUESTION, children[:1])  # now the whole chain goes, but the question's
-    assert scorer.cached_tokens == answer_start(scorer.tokenizer, QUESTION)  # template stays
+    assert scorer.runner.cached_tokens == answer_start(scorer.tokenizer, QUESTION)  # template stays
 
     scorer.score(QUESTION, children)
     scorer.forget(QUESTION)
-    assert scorer.cached_tokens == 0
+    assert scorer.runner.cached_tokens == 0
 
     bounded = load_prm(str(tiny_prm_dir), cache_max_tokens=100)
     for k in range(6):
         bounded.score(QUESTION, [random_steps(random.Random(k), 3)])
-        assert bounded.cached_tokens <= 100
-    assert bounded.cached_tokens > 0
+        assert bounded.runner.cached_tokens <= 100
+    assert bounded.runner.cached_tokens > 0
 
 
 def test_beam_search_frees_the_cache_as_it_goes(tiny_prm_dir):
@@ -203,9 +202,9 @@ def test_beam_search_frees_the_cache_as_it_goes(tiny_prm_dir):
     release = scorer.release
 
     def observed_release(question, trajectories):
-        before = scorer.cached_tokens
+        before = scorer.runner.cached_tokens
         release(question, trajectories)
-        freed.append(before - scorer.cached_tokens)
+        freed.append(before - scorer.runner.cached_tokens)
 
     scorer.release = observed_release
     settings = Settings(n=4, strategy="beam_search", strategy_params={"beam_width": 2})
@@ -213,7 +212,7 @@ def test_beam_search_frees_the_cache_as_it_goes(tiny_prm_dir):
         result = solver.solve(QUESTION)
     assert result.answer is not None
     assert len(freed) >= 2 and sum(freed) > 0  # dropped beams freed during the search
-    assert scorer.cached_tokens == 0  # the rest forgotten when the solve ended
+    assert scorer.runner.cached_tokens == 0  # the rest forgotten when the solve ended
 
 
 @pytest.mark.parametrize("incremental", [False, True])

@@ -5,8 +5,8 @@ first digit of the sum / 10."""
 import asyncio
 
 import pytest
-
 from fakes import DigitScorer, StepTreeGenerator
+
 from rfprm_tts import ConfigError, ReasoningSolver, Settings
 
 
@@ -56,7 +56,7 @@ def test_dvts_expands_independent_subtrees_greedily():
     # N=4, M=2 -> 2 subtrees, each sampling 2 steps per round and following the better one.
     # Every subtree sees the same continuations here, so both follow 2|4|6 -> \boxed{12}.
     result, gen, scorer = solve("dvts", "last", n=4, beam_width=2)
-    assert result.strategy_params["subtrees"] == 2
+    assert result.details["subtrees"] == 2
     assert result.best.trajectory.step_texts == ["2", "4", "6", "\\boxed{12}"]
     assert [r.n for r in gen.requests] == [2] * len(gen.requests)
     assert len(gen.requests) == 2 * 4  # 2 subtrees x (3 steps + answer)
@@ -71,7 +71,7 @@ def test_early_pruning_spends_fewer_tokens_than_best_of_n():
     # 8 first steps; keep 4, one more step each; keep 1, one more step; finish it.
     assert [r.n for r in gen.requests] == [8, 1, 1, 1, 1, 1, 1]
     assert pruned.usage.generated_tokens == 8 + 4 + 1 + 2
-    assert pruned.strategy_params["survivors"] == 1
+    assert pruned.details["survivors"] == 1
     # The survivor continues where it stopped: its prefix is the kept partial trajectory.
     assert gen.requests[-1].prefix.count("\n\n") == 3 and gen.requests[-1].stop is None
 

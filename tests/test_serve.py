@@ -8,8 +8,8 @@ import urllib.request
 import httpx
 import openai
 import pytest
-
 from conftest import FLOAT32, Reply, ScriptedServer, chat_body
+
 from rfprm_tts import Settings
 from rfprm_tts.serve import serving
 
@@ -281,10 +281,10 @@ def test_server_defaults_apply_when_the_request_gives_none(faulty_upstream):
 
 def test_one_failing_request_does_not_fail_its_batch_neighbours(tiny_prm_dir):
     """Errors belong to the request that caused them: a batch that fails is split."""
-    from rfprm_tts.prm import load_prm
+    from rfprm_tts.prm import ScorerDefaults, load_prm
     from rfprm_tts.serve.batching import BatchingScorer
 
-    class FailsOnOneQuestion:
+    class FailsOnOneQuestion(ScorerDefaults):
         def __init__(self, scorer):
             self.scorer = scorer
 

@@ -2,12 +2,12 @@ import asyncio
 import json
 
 import pytest
-
-import rfprm_tts
 from fakes import DigitScorer, ListGenerator
-from rfprm_tts import ConfigError, ReasoningSolver, Settings
 from rfprm_tts.strategies import StrategyParams, available_strategies
 from rfprm_tts.strategies.best_of_n import BestOfN
+
+import rfprm_tts
+from rfprm_tts import ConfigError, ReasoningSolver, Settings
 
 # DigitScorer step scores and aggregates, worked out by hand:
 TEXTS = [
@@ -205,4 +205,50 @@ def test_module_level_solve_and_asolve_load_models_once_while_only_search_settin
     assert loads == ["generator", "prm"]
     rfprm_tts.solve(q, n=2, prm__batch_size=8)  # a PRM setting: new models
     assert loads == ["generator", "prm"] * 2
+    solver_module._shared.close()
+
+
+def test_the_solver_closes_what_it_built_and_only_that(monkeypatch):
+    import rfprm_tts.solver as solver_module
+
+    closed = []
+
+    class Closing(DigitScorer):
+        def close(self):
+            closed.append(self)
+
+    monkeypatch.setattr(solver_module, "build_scorer", lambda settings: Closing())
+    with ReasoningSolver(Settings.load(n=2), generator=ListGenerator(TEXTS)) as s:
+        s.solve("q")
+    assert len(closed) == 1  # built here: closed here
+    given = Closing()
+    with ReasoningSolver(Settings.load(n=2), generator=ListGenerator(TEXTS), scorer=given) as s:
+        s.solve("q")
+    assert given not in closed  # handed in: the caller's to close
+
+
+def test_candidates_keep_the_generators_logprobs():
+    """Every sampled token's log-probability, on complete samples and, joined step by step,
+    on the answers a step-level search builds."""
+    for strategy, params in (("best_of_n", {}), ("beam_search", {"beam_width": 2, "max_steps": 3})):
+        result = rfprm_tts.solve("Compute 2 + 3 * 4.", n=4, strategy=strategy, generator__logprobs=True, **params)
+        for c in result.candidates:
+            assert c.logprobs is not None and len(c.logprobs) == c.generated_tokens > 0
+            assert all(lp <= 0 for lp in c.logprobs)
+
+
+def test_module_level_solve_keys_its_models_on_secret_values(monkeypatch):
+    """Changing only a key means a new client: the shared solver is rebuilt, never reused
+    with the old key (the keys' JSON dump is masked, so it cannot be the cache key)."""
+    import rfprm_tts.solver as solver_module
+
+    monkeypatch.setattr(solver_module, "_shared", None)
+    monkeypatch.setattr(solver_module, "build_scorer", lambda settings: DigitScorer())
+    monkeypatch.setattr(solver_module, "build_generator", lambda settings: ListGenerator(TEXTS))
+    rfprm_tts.solve("q", n=2, prm__api_key="first-key")
+    first = solver_module._shared
+    rfprm_tts.solve("q", n=3, prm__api_key="first-key")
+    assert solver_module._shared is first
+    rfprm_tts.solve("q", n=2, prm__api_key="second-key")
+    assert solver_module._shared is not first and solver_module._shared.settings.prm.api_key.get_secret_value() == "second-key"
     solver_module._shared.close()

@@ -3,7 +3,6 @@
 import asyncio
 
 import pytest
-
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 

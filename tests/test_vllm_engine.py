@@ -3,11 +3,11 @@
 import asyncio
 
 import pytest
-
 from conftest import HAS_VLLM, vllm_env
+
 from rfprm_tts import ReasoningSolver, Settings
-from rfprm_tts.generators import GenerationRequest
 from rfprm_tts.chat import prompt_ids, to_messages
+from rfprm_tts.generators import GenerationRequest
 from rfprm_tts.settings import GeneratorSettings, Sampling
 
 pytestmark = pytest.mark.vllm

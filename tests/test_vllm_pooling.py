@@ -8,10 +8,10 @@ import time
 import urllib.request
 
 import pytest
-
 from conftest import FLOAT32, HAS_VLLM, free_port, vllm_env
-from rfprm_tts.prm import load_prm
 from test_prm import QUESTION, random_steps
+
+from rfprm_tts.prm import load_prm
 
 pytestmark = pytest.mark.vllm
 

@@ -1,8 +1,7 @@
 import pytest
-
 from fakes import DigitScorer, ListGenerator
-from rfprm_tts import ReasoningSolver, Settings
-from rfprm_tts import grading
+
+from rfprm_tts import ReasoningSolver, Settings, grading
 from rfprm_tts.grading import equivalent, normalize, vote
 
 
@@ -49,7 +48,7 @@ def solve(strategy: str, aggregation: str = "min"):
 
 def test_majority_vote_needs_no_prm():
     result, scorer = solve("majority_vote")
-    assert result.answer == "6" and result.strategy_params["votes"] == 3
+    assert result.answer == "6" and result.details["votes"] == 3
     assert scorer.calls == 0 and result.usage.prm_calls == 0 and result.usage.prm_tokens == 0
     assert {c.answer for c in result.candidates[:3]} == {"6", "6.0"}
 
@@ -58,10 +57,10 @@ def test_weighted_vote_sums_the_chosen_aggregation():
     # min: 6-group = .1 + .1 + .2 = .4 < 9-group .9 -> 9
     result, _ = solve("weighted_best_of_n", "min")
     assert result.answer == "9"
-    assert result.strategy_params["weight"] == pytest.approx(0.9)
+    assert result.details["weight"] == pytest.approx(0.9)
     # last: the boxed step's first digit: 6-group = .6 * 3 = 1.8 > .9 -> 6
     result, _ = solve("weighted_best_of_n", "last")
-    assert result.answer == "6" and result.strategy_params["weight"] == pytest.approx(1.8)
+    assert result.answer == "6" and result.details["weight"] == pytest.approx(1.8)
     # best_of_n with min takes the single highest sample: 9
     assert solve("best_of_n", "min")[0].answer == "9"
 

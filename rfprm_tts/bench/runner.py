@@ -120,7 +120,7 @@ async def pooled_rows(
                     generator_calls=ctx.usage.generator_calls,
                     wall_time_s=generation_s * n / max(budgets) + (prm_s[n] if strategy.uses_prm else 0.0),
                 )
-                usage.estimate_flops(getattr(ctx.generator, "num_parameters", None), getattr(ctx.scorer, "num_parameters", None))
+                usage.estimate_flops(getattr(ctx.generator, "num_parameters", None), ctx.scorer.num_parameters)
                 args = (problem, strategy.name, n, outcome.answer, outcome.best, first, usage, grade)
                 rows.append(await asyncio.to_thread(row_for, *args, reused=n < max(budgets)))
         return rows
@@ -166,8 +166,7 @@ async def run_bench(
     config = {**(run_config or {}), "strategies": list(strategies), "budgets": budgets,
               "settings": settings.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True}),
               # what "auto" settings became for this checkpoint
-              "resolved": {"aggregation": resolve_aggregation(settings.prm.aggregation, scorer),
-                           "readout": getattr(scorer, "readout", None)}}
+              "resolved": {"aggregation": resolve_aggregation(settings.prm.aggregation, scorer), **scorer.describe()}}
     store = RunStore(out_dir, config)
     done = store.done()
     jobs: list[tuple[Problem, str | None, int]] = []  # strategy None: the problem's sample pool

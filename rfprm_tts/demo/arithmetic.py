@@ -114,15 +114,20 @@ def sample_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) ->
             return problem
 
 
-def held_out_problems(count: int = 200, seed: int = 1234, difficulty: Difficulty = Difficulty()) -> list[Problem]:
-    """The fixed test set (distinct problems). Training never draws these."""
-    rng, seen, problems = random.Random(seed), set(), []
+def distinct_problems(rng: random.Random, count: int, difficulty: Difficulty, exclude: set[str]) -> list[Problem]:
+    """`count` distinct problems whose questions are not in `exclude` (which gains them)."""
+    problems = []
     while len(problems) < count:
         p = sample_problem(rng, difficulty)
-        if p.question not in seen:
-            seen.add(p.question)
+        if p.question not in exclude:
+            exclude.add(p.question)
             problems.append(p)
     return problems
+
+
+def held_out_problems(count: int = 200, seed: int = 1234, difficulty: Difficulty = Difficulty()) -> list[Problem]:
+    """The fixed test set (distinct problems). Training never draws these."""
+    return distinct_problems(random.Random(seed), count, difficulty, set())
 
 
 def fresh_problems(
@@ -144,13 +149,7 @@ def fresh_problems(
             if p.question not in held_out:  # as the training streams do (demo/train.py)
                 seen.add(p.question)
                 drawn += 1
-    rng, problems = random.Random(seed), []
-    while len(problems) < count:
-        p = sample_problem(rng, difficulty)
-        if p.question not in seen:
-            seen.add(p.question)
-            problems.append(p)
-    return problems
+    return distinct_problems(random.Random(seed), count, difficulty, seen)
 
 
 @dataclass

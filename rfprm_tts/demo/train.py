@@ -41,7 +41,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
 
 from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.demo.arithmetic import (
-    Difficulty, Problem, digit_labels, digit_slip, fresh_problems, grade, held_out_problems, sample_problem,
+    Difficulty,
+    Problem,
+    digit_labels,
+    digit_slip,
+    fresh_problems,
+    grade,
+    held_out_problems,
+    sample_problem,
 )
 from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, slip_check, world_report
 from rfprm_tts.demo.tiny import build_tokenizer, tiny_config

@@ -13,10 +13,10 @@ import threading
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
-from rfprm_tts.model_names import resolve_model
 from rfprm_tts.chat import prompt_ids
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.model_names import resolve_model
 from rfprm_tts.settings import GeneratorSettings
 from rfprm_tts.torch_utils import pick_device, pick_dtype
 

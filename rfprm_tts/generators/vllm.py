@@ -3,9 +3,9 @@
 
 Why the sync `LLM` and not the async engine: `LLM` is not tied to an event loop, so one engine
 serves every loop and thread for the solver's lifetime. Concurrent `generate()` calls are
-batched anyway: they queue up, and one worker thread hands everything queued to a single
-`LLM.generate` call, where vLLM schedules it as one batch (with prefix caching, the shared
-prompt of a problem's candidates is computed once).
+batched anyway: a BatchWorker hands everything queued to a single `LLM.generate` call, where
+vLLM schedules it as one batch (with prefix caching, the shared prompt of a problem's
+candidates is computed once).
 
 vLLM spawns worker processes: a script that builds this backend needs the usual
 `if __name__ == "__main__":` guard.
@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import queue
-import threading
 from typing import Any
 
-from rfprm_tts.model_names import resolve_model
+from rfprm_tts.batch_worker import BatchWorker
 from rfprm_tts.chat import prompt_ids
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.model_names import resolve_model
 from rfprm_tts.settings import GeneratorSettings
 
 
@@ -52,17 +51,12 @@ class VLLMGenerator:
         self.tokenizer = self.llm.get_tokenizer()
         self.num_parameters = settings.num_parameters  # vLLM does not report it uniformly
         self.sampling = settings.sampling()
-        self._queue: queue.Queue = queue.Queue()
-        self._worker = threading.Thread(target=self._serve, name="rfprm-vllm", daemon=True)
-        self._worker.start()
+        self._worker = BatchWorker(self._generate_batch, name="rfprm-vllm")
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.n < 1:
             raise ConfigError(f"n must be >= 1, got {request.n}")
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._queue.put((request, loop, future))
-        return await future
+        return await asyncio.wrap_future(self._worker.submit(request))
 
     def _sampling_params(self, request: GenerationRequest):
         from vllm import SamplingParams
@@ -78,33 +72,19 @@ class VLLMGenerator:
             logprobs=0 if s.logprobs else None,  # 0: just the sampled token's
         )
 
-    def _serve(self) -> None:
-        """Worker thread: run everything queued as one LLM.generate batch, then resolve."""
+    def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
+        """Everything queued, as one LLM.generate batch."""
         from vllm.inputs import TokensPrompt
 
-        while True:
-            batch = [self._queue.get()]
-            while not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            if any(item is None for item in batch):
-                return
-            try:
-                prompts = [TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, r.messages, r.prefix)) for r, _, _ in batch]
-                outputs = self.llm.generate(prompts, [self._sampling_params(r) for r, _, _ in batch], use_tqdm=False)
-            except Exception as exc:  # hand the failure to every waiting caller
-                for _, loop, future in batch:
-                    loop.call_soon_threadsafe(_resolve, future, None, exc)
-                continue
-            for (_, loop, future), output in zip(batch, outputs):
-                loop.call_soon_threadsafe(_resolve, future, _result(output), None)
+        prompts = [TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, r.messages, r.prefix)) for r in requests]
+        outputs = self.llm.generate(prompts, [self._sampling_params(r) for r in requests], use_tqdm=False)
+        return [_result(output) for output in outputs]
 
     async def aclose(self) -> None:
         """Stop the worker and free the engine (and its GPU memory). Idempotent."""
         if not hasattr(self, "llm"):
             return
-        if self._worker.is_alive():
-            self._queue.put(None)
-            await asyncio.to_thread(self._worker.join)
+        await asyncio.to_thread(self._worker.close)
         shutdown = getattr(getattr(self.llm, "llm_engine", None), "shutdown", None)
         if callable(shutdown):
             shutdown()
@@ -117,15 +97,6 @@ class VLLMGenerator:
                 torch.cuda.empty_cache()
         except ImportError:
             pass
-
-
-def _resolve(future: asyncio.Future, result: GenerationResult | None, error: BaseException | None) -> None:
-    if future.cancelled():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)
 
 
 def _result(output) -> GenerationResult:

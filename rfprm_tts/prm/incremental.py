@@ -1,18 +1,18 @@
-"""Incremental scoring: a step-tag PRM that runs only the tokens it has not seen before.
+"""The incremental runner: a transformers PRM that runs only the tokens it has not seen before.
 
 A search scores the same prefixes again and again (beam search re-scores each beam's whole
 history at every step, so PRM work grows with the square of the trajectory length). The PRM
-is a causal decoder: a prefix's keys/values and step scores do not change when steps are
-appended. So scored prefixes live in a prefix tree whose edges are token segments that end
-at step boundaries, each holding its segment's keys/values and the scores of the steps that
-end in it. Scoring a trajectory walks the tree as far as its tokens match and runs only the
+is a causal decoder: a prefix's keys/values and outputs do not change when steps are
+appended (a format with `prefix_reuse`). So scored prefixes live in a prefix tree whose edges
+are token segments that end at the format's cuts (step boundaries), each holding its
+segment's keys/values and the outputs its format reads there. Scoring a trajectory walks the tree as far as its tokens match and runs only the
 rest, attending to the cached keys/values. Within one call, prefixes that several new inputs
 share are run once: nodes are made where inputs end or branch, and for the question's
 template, which every trajectory of a question shares.
 
 Memory is bounded by `max_tokens` (least recently used leaves go first, after each call);
 `release` drops the prefixes a strategy no longer needs and `forget` a finished question's.
-Scores equal full re-scoring up to float rounding (tested within 1e-4 in float32).
+Scores equal full re-scoring up to float rounding (tested at float32 precision).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from itertools import count
 import torch
 from transformers import DynamicCache, Qwen2Model
 
-from rfprm_tts.prm.base import Forwarded
-from rfprm_tts.prm.step_tag import StepTagScorer, token_min_scores
+from rfprm_tts.prm.batched import TransformersRunner, probabilities
+from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows
 from rfprm_tts.torch_utils import length_batches
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
@@ -46,7 +46,7 @@ class Node:
     start: int  # where the question's answer starts (tokens before it hold no step)
     id: int = field(default_factory=count().__next__)
     kv: KV = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
+    rows: Rows = field(default_factory=list)  # outputs at the positions the format reads
     children: set[Node] = field(default_factory=set)
     released: bool = False
 
@@ -82,11 +82,12 @@ class _Pending:
         return self.leaf or self.head or self.children >= 2
 
 
-class IncrementalStepTagScorer(StepTagScorer):
-    """StepTagScorer whose `forward_inputs` reuses the keys/values of prefixes it has scored."""
+class IncrementalRunner(TransformersRunner):
+    """The transformers runner, reusing the keys/values of prefixes it has run. A PrefixCache:
+    the scorer passes on `release` and `forget`."""
 
-    def __init__(self, *args, cache_max_tokens: int = 65536, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, model: torch.nn.Module, *, cache_max_tokens: int = 65536, **options):
+        super().__init__(model, **options)
         self.cache_max_tokens = cache_max_tokens
         self._nodes: OrderedDict[tuple, Node] = OrderedDict()  # least recently used first
 
@@ -94,13 +95,13 @@ class IncrementalStepTagScorer(StepTagScorer):
     def cached_tokens(self) -> int:
         return sum(len(node.segment) for node in self._nodes.values())
 
-    def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
-        starts = {q: self.answer_start(q) for q in set(questions)}
+    def run(self, fmt: InputFormat, questions: list[str], inputs: list[list[int]]) -> Forwarded:
+        starts = {q: fmt.answer_start(q) for q in set(questions)}
         with self._lock:
             leaves, pending = [], {}
             for question, ids in zip(questions, inputs):
-                leaves.append(self._walk(ids, question, starts[question], pending))
-            made, padded = self._run([p for p in pending.values() if p.kept])
+                leaves.append(self._walk(fmt, ids, question, starts[question], pending))
+            made, padded = self._run(fmt, [p for p in pending.values() if p.kept])
             scores, tokens, counted = [], [], set()
             new_nodes = {id(n) for n in made.values()}
             for leaf in leaves:
@@ -109,18 +110,17 @@ class IncrementalStepTagScorer(StepTagScorer):
                     self._nodes.move_to_end(n.key)
                 new = [n for n in chain if id(n) in new_nodes and id(n) not in counted]
                 counted.update(id(n) for n in new)
-                scores.append([s for n in chain for s in n.scores])
+                scores.append([row for n in chain for row in n.rows])
                 tokens.append(sum(len(n.segment) for n in new))
             self._evict()
         return Forwarded(scores, tokens, padded)
 
-    def release(self, question: str, trajectories: Sequence[Sequence[str]]) -> None:
-        """The strategy dropped these trajectories: free their prefixes that no kept
-        trajectory shares."""
-        start = self.answer_start(question)
+    def release(self, fmt: InputFormat, question: str, inputs: Sequence[Sequence[int]]) -> None:
+        """The strategy dropped these inputs: free their prefixes that no kept input shares."""
+        start = fmt.answer_start(question)
         with self._lock:
-            for steps in trajectories:
-                node = self._find(self.encode(question, steps), start) if steps else None
+            for ids in inputs:
+                node = self._find(fmt, ids, start)
                 if node is not None:
                     node.released = True
                     while node is not None and node.released and not node.children:
@@ -136,11 +136,6 @@ class IncrementalStepTagScorer(StepTagScorer):
 
     # -- the tree ---------------------------------------------------------------------------
 
-    def _cuts(self, ids: Sequence[int], start: int) -> list[int]:
-        """Where segments may end: the start of the answer and just after every step tag.
-        Tokens after the last tag (the template's end) are never needed for a score."""
-        return [start] + [p + 1 for p in range(start, len(ids)) if ids[p] == self.step_tag_id]
-
     def _cached_prefix(self, ids: Sequence[int], cuts: list[int]) -> tuple[Node | None, int]:
         """The deepest cached node the input's tokens match, and how many cuts it covers.
         Any cut may end a cached segment (a segment can span several steps)."""
@@ -151,16 +146,16 @@ class IncrementalStepTagScorer(StepTagScorer):
                 node, begin, covered = found, cut, i + 1
         return node, covered
 
-    def _find(self, ids: Sequence[int], start: int) -> Node | None:
+    def _find(self, fmt: InputFormat, ids: Sequence[int], start: int) -> Node | None:
         """The cached node that ends exactly at the input's last step, if any."""
-        cuts = self._cuts(ids, start)
+        cuts = fmt.cuts(ids, start)
         node, covered = self._cached_prefix(ids, cuts)
         return node if covered == len(cuts) else None
 
-    def _walk(self, ids: Sequence[int], question: str, start: int, pending: dict) -> Node | _Pending:
+    def _walk(self, fmt: InputFormat, ids: Sequence[int], question: str, start: int, pending: dict) -> Node | _Pending:
         """Follow the cached tree as far as the input matches, then add the rest as pending
         boundaries (shared with other inputs of this call). Returns the input's last node."""
-        cuts = self._cuts(ids, start)
+        cuts = fmt.cuts(ids, start)
         node: Node | _Pending | None
         node, covered = self._cached_prefix(ids, cuts)
         begin = node.end if node else 0
@@ -175,7 +170,7 @@ class IncrementalStepTagScorer(StepTagScorer):
             node.leaf = True
         return node
 
-    def _run(self, kept: list[_Pending]) -> tuple[dict[int, Node], int]:
+    def _run(self, fmt: InputFormat, kept: list[_Pending]) -> tuple[dict[int, Node], int]:
         """Run the model over the kept pending nodes, parents before children, batched."""
         made: dict[int, Node] = {}
         todo = list(kept)
@@ -193,7 +188,7 @@ class IncrementalStepTagScorer(StepTagScorer):
                 rows.append(Node(parent, segment, p.end, p.question, p.start))
             lengths = [len(n.segment) for n in rows]
             for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
-                padded += self._extend([rows[i] for i in batch])
+                padded += self._extend(fmt, [rows[i] for i in batch])
             for p, node in zip(ready, rows):
                 made[id(p)] = node
                 if node.parent is not None:
@@ -212,9 +207,9 @@ class IncrementalStepTagScorer(StepTagScorer):
         return parent, segment
 
     @torch.inference_mode()
-    def _extend(self, nodes: list[Node]) -> int:
+    def _extend(self, fmt: InputFormat, nodes: list[Node]) -> int:
         """One forward pass for new segments, each after its parent's cached keys/values
-        (left-padded to a common past length). Fills each node's kv and scores; returns the
+        (left-padded to a common past length). Fills each node's kv and rows; returns the
         padding it ran."""
         past = [n.parent.end if n.parent else 0 for n in nodes]
         width_past, width_new = max(past), max(len(n.segment) for n in nodes)
@@ -235,14 +230,14 @@ class IncrementalStepTagScorer(StepTagScorer):
             use_cache=True,
             **{CACHE_ARGUMENT: cache},
         )[0]
-        p_correct = logits.float().softmax(dim=-1)[..., 1].cpu()
+        probs = probabilities(logits).cpu()
         for row, node in enumerate(nodes):
             n = len(node.segment)
             node.kv = [
                 (layer.keys[row, :, width_past : width_past + n].clone(), layer.values[row, :, width_past : width_past + n].clone())
                 for layer in cache.layers
             ]
-            node.scores = self._segment_scores(node, p_correct[row, :n].tolist())
+            node.rows = probs[row, self._read_positions(fmt, node)].tolist()
         return batch * width_new - sum(len(n.segment) for n in nodes)
 
     def _past_kv(self, nodes: list[Node], width: int) -> KV:
@@ -268,13 +263,14 @@ class IncrementalStepTagScorer(StepTagScorer):
             layers.append((keys, values))
         return layers
 
-    def _segment_scores(self, node: Node, p_correct: list[float]) -> list[float]:
-        """Scores of the steps that end in this segment (its tokens before the answer's
-        start, the question's template, hold no step)."""
-        local_start = max(0, node.start - (node.end - len(node.segment)))
-        if self.readout == "token_min":
-            return token_min_scores(p_correct, node.segment, self.step_tag_id, local_start)
-        return [p for i, p in enumerate(p_correct) if i >= local_start and node.segment[i] == self.step_tag_id]
+    @staticmethod
+    def _read_positions(fmt: InputFormat, node: Node) -> list[int]:
+        """The positions in a node's segment whose outputs the format reads: every token, or
+        the step tags after the question's start."""
+        if fmt.rows == "all":
+            return list(range(len(node.segment)))
+        offset = node.end - len(node.segment)
+        return [i for i, t in enumerate(node.segment) if t == fmt.tag_id and offset + i >= node.start]
 
     def _remove(self, node: Node) -> None:
         self._nodes.pop(node.key, None)

@@ -39,3 +39,24 @@ class Qwen2ForProcessRewardModel(Qwen2PreTrainedModel):
         )
         logits = self.score(outputs.last_hidden_state)
         return TokenClassifierOutput(logits=logits, hidden_states=outputs.hidden_states)
+
+
+@torch.inference_mode()
+def check_two_label_head(model: nn.Module, path: str) -> None:
+    """Fail clearly when the loaded head is not the 2-label PRM head (ReasonFlux-PRM issue #20:
+    some loading paths return the language-model head, with one logit per vocabulary entry)."""
+    device = next(model.parameters()).device
+    output = model(input_ids=torch.tensor([[0]], device=device))
+    logits = output[0] if isinstance(output, (tuple, list)) else getattr(output, "logits", None)
+    if logits is None:
+        logits = output[0]
+    width = logits.shape[-1]
+    if width != 2:
+        from rfprm_tts.errors import PRMLoadError
+
+        raise PRMLoadError(
+            f"{path!r} loaded with a head of {width} outputs per token, expected the 2-label PRM "
+            "head (P(incorrect), P(correct)). This is the wrong class for the checkpoint (e.g. "
+            "the language-model head, ReasonFlux-PRM issue #20): load a checkpoint whose config "
+            "names Qwen2ForProcessRewardModel with num_labels=2."
+        )

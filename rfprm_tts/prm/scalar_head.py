@@ -9,16 +9,16 @@ steps joined by the step separator (`"\\n\\n"` unless given).
 
 from __future__ import annotations
 
-import threading
+import os
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from rfprm_tts.errors import PRMLoadError
-from rfprm_tts.prm.base import BatchScorer, Forwarded
+from rfprm_tts.prm.protocol import Rows
+from rfprm_tts.prm.registry import FormatSpec, register_format
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
-from rfprm_tts.torch_utils import length_batches, padding, right_pad, run_grouped
 
 REWARD_HEAD_FILE = "reward_head.pt"
 
@@ -38,47 +38,57 @@ def load_reward_head(path: str, hidden_size: int) -> nn.Linear:
     return head
 
 
-class ScalarHeadScorer(BatchScorer):
-    one_score = True
+class ScalarHeadModel(nn.Module):
+    """The body and the reward head as one module with per-token logits [batch, tokens, 1]
+    (the runners read the last token's)."""
 
-    def __init__(
-        self,
-        body: nn.Module,
-        head: nn.Linear,
-        tokenizer,
-        *,
-        separator: str = DEFAULT_STEP_SEPARATOR,
-        batch_size: int = 64,
-        max_batch_tokens: int = 16384,
-        max_length: int | None = None,
-        overflow: str = "error",
-    ):
-        self.body, self.head, self.tokenizer = body, head, tokenizer
+    def __init__(self, body: nn.Module, head: nn.Linear):
+        super().__init__()
+        self.body, self.head = body, head.to(next(body.parameters()).device)
+        self.config = body.config
+
+    def forward(self, input_ids: torch.Tensor, **kwargs) -> tuple[torch.Tensor]:
+        hidden = self.body(input_ids=input_ids, **kwargs)[0]
+        return (self.head(hidden.to(self.head.weight.dtype)),)
+
+
+class ScalarHeadFormat:
+    """Raw question + completion in, one score out (the last token's)."""
+
+    rows = "last"
+    tag_id = None
+    one_score = True
+    prefix_reuse = False
+
+    def __init__(self, tokenizer, separator: str = DEFAULT_STEP_SEPARATOR):
+        self.tokenizer = tokenizer
         self.separator = separator
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
-        self.max_length = max_length
-        self.overflow = overflow
-        self.device = next(body.parameters()).device
-        self.head.to(self.device)
-        self.num_parameters = sum(p.numel() for p in body.parameters()) + sum(p.numel() for p in head.parameters())
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._lock = threading.Lock()
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         return self.tokenizer(question + self.separator.join(steps), add_special_tokens=False)["input_ids"]
 
-    def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
-        lengths = [len(ids) for ids in inputs]
-        batches = length_batches(lengths, self.batch_size, self.max_batch_tokens)
-        with self._lock:
-            rewards = run_grouped(inputs, batches, self._forward)
-        return Forwarded([[reward] for reward in rewards], lengths, padding(batches, lengths))
+    def answer_start(self, question: str) -> int:
+        return 0
 
-    @torch.inference_mode()
-    def _forward(self, batch: list[list[int]]) -> list[float]:
-        input_ids, _ = right_pad(batch, self.pad_id, self.device)
-        # right padding: causal attention keeps it out of every real token, no mask needed
-        hidden = self.body(input_ids=input_ids, use_cache=False)[0]
-        last = torch.stack([hidden[row, len(ids) - 1] for row, ids in enumerate(batch)])
-        return torch.sigmoid(self.head(last.to(self.head.weight.dtype)).float()).squeeze(-1).tolist()
+    def read(self, rows: Rows, ids: Sequence[int], start: int) -> list[float]:
+        return [float(rows[-1][0])]
+
+    def cuts(self, ids: Sequence[int], start: int) -> list[int]:
+        raise NotImplementedError("the scalar-head format reads one score per trajectory: no prefix reuse")
+
+
+def _build(settings, path: str, config, tokenizer) -> ScalarHeadFormat:
+    return ScalarHeadFormat(tokenizer)
+
+
+def _load_model(settings, path: str, config, device, dtype) -> ScalarHeadModel:
+    from transformers import AutoModel
+
+    body = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=settings.trust_remote_code).to(device).eval()
+    head = load_reward_head(os.path.join(path, REWARD_HEAD_FILE), config.hidden_size).to(dtype)
+    return ScalarHeadModel(body, head).eval()
+
+
+register_format(FormatSpec(
+    "scalar_head", _build, _load_model, detect=lambda path, config: os.path.isfile(os.path.join(path, REWARD_HEAD_FILE))
+))

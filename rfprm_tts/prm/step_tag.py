@@ -1,11 +1,12 @@
-"""Scoring with a step-tag PRM on transformers: ReasonFlux-PRM-7B, Qwen2.5-Math-PRM-7B/72B.
+"""The step-tag input format: ReasonFlux-PRM-7B, Qwen2.5-Math-PRM-7B/72B (and the demo PRM).
 
 The recipe of those checkpoints: the question as the user turn, the steps joined and ended by
-the step tag (`<extra_0>`) as the assistant turn, the chat template's default system prompt,
-no generation prompt; a step's reward is P(class 1) = softmax(logits)[1] at its tag. Tag
-positions are indexed directly (the upstream helper's mask-and-drop-zeros breaks when a
-probability underflows to 0). The decoder is causal, so a step's score depends only on what
-precedes it.
+the step tag (`<extra_0>`) as the assistant turn, the chat template's default system prompt
+(or `prm.system_prompt`, as Qwen2.5-Math-PRM's card passes one), no generation prompt; a
+step's reward is P(class 1) = softmax(logits)[1] at its tag. Tag positions are indexed
+directly (the upstream helper's mask-and-drop-zeros breaks when a probability underflows to
+0). The decoder is causal, so a step's score depends only on what precedes it: prefixes can
+be reused.
 
 A token-level PRM (readout "token_min", e.g. the demo PRM) is read on the same input: a
 step's score is the min of P(class 1) over the step's tokens and its tag.
@@ -13,14 +14,12 @@ step's score is the min of P(class 1) over the step's tokens and its tag.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
-import torch
-
 from rfprm_tts.chat import prm_messages, prompt_ids, render
-from rfprm_tts.prm.base import BatchScorer, Forwarded
-from rfprm_tts.torch_utils import length_batches, packed_rows, padding, right_pad, run_grouped
+from rfprm_tts.errors import PRMLoadError
+from rfprm_tts.prm.protocol import Rows
+from rfprm_tts.prm.registry import FormatSpec, register_format
 
 
 def step_tag_input(
@@ -43,12 +42,6 @@ def checkpoint_readout(readout: str, config) -> str:
     return readout if readout != "auto" else getattr(config, "rfprm_readout", "step_tag")
 
 
-def checkpoint_aggregation(config) -> str | None:
-    """The aggregation the checkpoint was measured best with (`rfprm_aggregation`), if it
-    names one: what prm.aggregation "auto" uses."""
-    return getattr(config, "rfprm_aggregation", None)
-
-
 def token_min_scores(p_correct: Sequence[float], ids: Sequence[int], tag_id: int, start: int) -> list[float]:
     """Token-level read-out: each step's score is the min of P(correct) over its tokens and
     its closing tag; the first step starts at `start`, the first token of the answer."""
@@ -60,16 +53,20 @@ def token_min_scores(p_correct: Sequence[float], ids: Sequence[int], tag_id: int
     return scores
 
 
-class StepTagInputs(BatchScorer):
-    """What every step-tag scorer shares: building and tokenizing the PRM input, and turning
-    the model's [P(incorrect), P(correct)] rows into step scores for either read-out.
-    Subclasses provide `_rows`: one row per step tag ("step_tag") or per token ("token_min"),
-    and the padding they ran."""
+class StepTagFormat:
+    """The step-tag input and its two read-outs: at each step's tag ("step_tag"), or the min
+    over each step's tokens and tag ("token_min")."""
 
-    step_tag: str
-    step_tag_id: int
-    readout: str
-    system_prompt: str | None = None  # of the PRM input (prm.system_prompt)
+    one_score = False
+    prefix_reuse = True
+
+    def __init__(self, tokenizer, *, step_tag: str = "<extra_0>", readout: str = "step_tag", system_prompt: str | None = None):
+        self.tokenizer = tokenizer
+        self.step_tag = step_tag
+        self.tag_id = tokenizer.convert_tokens_to_ids(step_tag)
+        self.readout = readout
+        self.system_prompt = system_prompt
+        self.rows = "tags" if readout == "step_tag" else "all"
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         text = step_tag_input(self.tokenizer, question, steps, self.step_tag, self.system_prompt)
@@ -78,104 +75,50 @@ class StepTagInputs(BatchScorer):
     def answer_start(self, question: str) -> int:
         return answer_start(self.tokenizer, question, self.system_prompt)
 
-    def forward_inputs(self, questions: list[str], inputs: list[list[int]]) -> Forwarded:
-        rows, padded = self._rows(inputs)
-        starts = {q: self.answer_start(q) if self.readout == "token_min" else 0 for q in set(questions)}
-        scores = [self.read(rows_i, ids, starts[q]) for rows_i, ids, q in zip(rows, inputs, questions)]
-        return Forwarded(scores, [len(ids) for ids in inputs], padded)
-
-    def read(self, probabilities: Sequence[Sequence[float]], ids: Sequence[int], start: int) -> list[float]:
-        """Step scores from one input's rows (tag rows, or every token's row for token_min)."""
-        p_correct = [float(p[1]) for p in probabilities]
+    def read(self, rows: Rows, ids: Sequence[int], start: int) -> list[float]:
+        p_correct = [float(p[1]) for p in rows]
         if self.readout == "token_min":
-            return token_min_scores(p_correct, ids, self.step_tag_id, start)
+            return token_min_scores(p_correct, ids, self.tag_id, start)
         return p_correct
 
-    def _rows(self, batch: list[list[int]]) -> tuple[list[list[list[float]]], int]:
-        raise NotImplementedError
+    def cuts(self, ids: Sequence[int], start: int) -> list[int]:
+        """Where a cached prefix may end: the start of the answer and just after every step
+        tag (tokens after the last tag, the template's end, are never needed for a score)."""
+        return [start] + [p + 1 for p in range(start, len(ids)) if ids[p] == self.tag_id]
 
 
-class StepTagScorer(StepTagInputs):
-    """The transformers implementation. Inputs are batched by length with a token budget
-    (`batching="bucket"`: sorted, right-padded; the padding is reported), or packed end to
-    end into one row with position ids restarting per input (`batching="pack"`: no padding;
-    transformers masks attention per input, which is fast only with flash-attention's
-    variable-length kernels). "auto" packs when the model runs flash-attention."""
+def _build(settings, path: str, config, tokenizer) -> StepTagFormat:
+    tag_id = tokenizer.convert_tokens_to_ids(settings.step_tag)
+    if tag_id is None or tag_id == tokenizer.unk_token_id:
+        raise PRMLoadError(
+            f"the tokenizer of {path!r} has no {settings.step_tag!r} token; set prm.step_tag "
+            "to the PRM's step separator token"
+        )
+    readout = checkpoint_readout(settings.readout, config)
+    return StepTagFormat(tokenizer, step_tag=settings.step_tag, readout=readout, system_prompt=settings.system_prompt)
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        tokenizer,
-        *,
-        step_tag_id: int,
-        step_tag: str = "<extra_0>",
-        batch_size: int = 64,
-        max_batch_tokens: int = 16384,
-        batching: str = "auto",
-        max_length: int | None = None,
-        readout: str = "step_tag",
-        aggregation: str | None = None,
-        overflow: str = "error",
-        window_overlap: int = 2,
-        system_prompt: str | None = None,
-    ):
-        self.model = model
-        self.system_prompt = system_prompt
-        self.tokenizer = tokenizer
-        self.step_tag = step_tag
-        self.step_tag_id = step_tag_id
-        self.batch_size = batch_size
-        self.max_batch_tokens = max_batch_tokens
-        if batching == "auto":
-            attention = getattr(model.config, "_attn_implementation", "") or ""
-            batching = "pack" if attention.startswith("flash") else "bucket"
-        self.batching = batching
-        self.max_length = max_length
-        self.readout = readout
-        self.aggregation = aggregation
-        self.overflow = overflow
-        self.window_overlap = window_overlap
-        self.device = next(model.parameters()).device
-        self.num_parameters = sum(p.numel() for p in model.parameters())
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self._lock = threading.Lock()
 
-    def _rows(self, batch: list[list[int]]) -> tuple[list[list[list[float]]], int]:
-        lengths = [len(ids) for ids in batch]
-        if self.batching == "pack":
-            groups, forward = packed_rows(lengths, self.max_batch_tokens), self._forward_packed
-        else:
-            groups, forward = length_batches(lengths, self.batch_size, self.max_batch_tokens), self._forward_padded
-        with self._lock:
-            rows = run_grouped(batch, groups, forward)
-        return rows, 0 if self.batching == "pack" else padding(groups, lengths)
+def _load_model(settings, path: str, config, device, dtype):
+    """The project's own Qwen2ForProcessRewardModel for checkpoints that name it; the
+    checkpoint's own code only with trust_remote_code. The head must have 2 labels."""
+    from transformers import AutoModel
 
-    def _keep(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """Which positions' rows the read-out needs."""
-        if self.readout == "step_tag":
-            return input_ids == self.step_tag_id
-        return torch.ones_like(input_ids, dtype=torch.bool)
+    from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel, check_two_label_head
 
-    @torch.inference_mode()
-    def _forward_padded(self, batch: list[list[int]]) -> list[list[list[float]]]:
-        input_ids, attention_mask = right_pad(batch, self.pad_id, self.device)
-        # No attention mask: padding sits right of every real token, so causal attention
-        # already keeps it out of what is read, and the unmasked causal kernels are faster.
-        probs = self.model(input_ids=input_ids, use_cache=False)[0].float().softmax(dim=-1)
-        keep = self._keep(input_ids) & attention_mask.bool()
-        return [probs[row][keep[row]].tolist() for row in range(len(batch))]
+    architectures = list(getattr(config, "architectures", None) or [])
+    if "Qwen2ForProcessRewardModel" in architectures:
+        model = Qwen2ForProcessRewardModel.from_pretrained(path, dtype=dtype)
+    elif settings.trust_remote_code:
+        model = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=True)
+    else:
+        raise PRMLoadError(
+            f"{path!r} declares architectures {architectures}, not a process reward model this "
+            "loader knows (Qwen2ForProcessRewardModel). If the checkpoint ships its own modeling "
+            "code, opt in with trust_remote_code=True (RFPRM_PRM__TRUST_REMOTE_CODE=true)."
+        )
+    model = model.to(device).eval()
+    check_two_label_head(model, path)
+    return model
 
-    @torch.inference_mode()
-    def _forward_packed(self, batch: list[list[int]]) -> list[list[list[float]]]:
-        input_ids = torch.tensor([[t for ids in batch for t in ids]], device=self.device)
-        positions = torch.tensor([[p for ids in batch for p in range(len(ids))]], device=self.device)
-        # no attention mask and no cache: transformers reads the restarting position ids as
-        # packed inputs and masks attention per input
-        probs = self.model(input_ids=input_ids, position_ids=positions, use_cache=False)[0][0].float().softmax(dim=-1)
-        keep = self._keep(input_ids)[0]
-        rows, offset = [], 0
-        for ids in batch:
-            span = slice(offset, offset + len(ids))
-            rows.append(probs[span][keep[span]].tolist())
-            offset += len(ids)
-        return rows
+
+register_format(FormatSpec("step_tag", _build, _load_model))

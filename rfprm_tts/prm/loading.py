@@ -1,0 +1,95 @@
+"""`load_prm`: a checkpoint (path or short name) and the prm settings -> a PRMScorer.
+
+The format comes from `prm.format` (or the first registered format that claims the checkpoint,
+else step_tag); the runner from `prm.backend`: transformers (incremental when the format allows
+prefix reuse and `prm.incremental`, else batched), vLLM pooling in-process, or a pooling server.
+"""
+
+from __future__ import annotations
+
+from rfprm_tts.errors import ConfigError, PRMLoadError
+from rfprm_tts.model_names import resolve_model
+from rfprm_tts.prm.protocol import InputFormat, Runner
+from rfprm_tts.prm.registry import FORMATS, FormatSpec
+from rfprm_tts.prm.scorer import PRMScorer
+from rfprm_tts.settings import PRMSettings
+
+BUILT_IN_FORMATS = ("rfprm_tts.prm.step_tag", "rfprm_tts.prm.scalar_head")
+
+
+def load_prm(path_or_name: str, **options) -> PRMScorer:
+    """Load a PRM: step-tag (ReasonFlux-PRM-7B, Qwen2.5-Math-PRM-7B/72B, the demo PRM), the
+    ReasonFlux-PRM-1.5B scalar-head format, or any registered format.
+
+    `options` are PRMSettings fields: backend ('transformers', 'vllm', 'http'), format, device,
+    dtype, batching, overflow, incremental, step_tag, system_prompt, trust_remote_code,
+    base_url, vllm={...}. The project's own Qwen2ForProcessRewardModel loads checkpoints that
+    name that architecture; remote code runs only with `trust_remote_code=True`.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
+    settings = PRMSettings(model=path_or_name, **options)
+    path = resolve_model(settings.model, "prm")
+    trust = settings.trust_remote_code
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+    except (OSError, ValueError) as exc:
+        raise PRMLoadError(f"cannot load PRM config/tokenizer from {path!r}: {exc}") from exc
+    spec = choose_format(settings, path, config)
+    fmt = spec.build(settings, path, config, tokenizer)
+    runner, context = build_runner(settings, path, spec, fmt, config)
+    return PRMScorer(
+        fmt, runner, max_length=settings.max_length or context, overflow=settings.overflow,
+        window_overlap=settings.window_overlap, aggregation=getattr(config, "rfprm_aggregation", None),  # what "auto" uses
+        format_name=spec.name,
+    )
+
+
+def choose_format(settings: PRMSettings, path: str, config) -> FormatSpec:
+    import importlib
+
+    for module in BUILT_IN_FORMATS:
+        importlib.import_module(module)  # each registers its format
+    if settings.format == "auto":
+        return next((spec for spec in FORMATS.values() if spec.detect(path, config)), FORMATS["step_tag"])
+    if settings.format not in FORMATS:
+        raise ConfigError(
+            f"unknown prm.format {settings.format!r}; registered formats: {', '.join(sorted(FORMATS))}, or 'auto'"
+        )
+    return FORMATS[settings.format]
+
+
+def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputFormat, config) -> tuple[Runner, int | None]:
+    """The runner for prm.backend, and the context length it knows (None: unchecked)."""
+    if settings.backend == "vllm":
+        from rfprm_tts.prm.vllm_pooling import VLLMPoolingRunner
+
+        runner = VLLMPoolingRunner(settings, path, fmt.rows)
+        return runner, runner.max_model_len
+    if settings.backend == "http":
+        from rfprm_tts.prm.vllm_pooling import HTTPPoolingRunner
+
+        return HTTPPoolingRunner(settings, path), None  # the server checks its own limit
+    if spec.load_model is None:
+        raise ConfigError(f"the {spec.name} format has no in-process model; use prm.backend 'vllm' or 'http'")
+    from rfprm_tts.prm.batched import TransformersRunner
+    from rfprm_tts.prm.incremental import IncrementalRunner
+    from rfprm_tts.torch_utils import pick_device, pick_dtype
+
+    device = pick_device(settings.device)
+    model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device))
+    pad_id = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None else 0
+    options = dict(batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens,
+                   batching=settings.batching, pad_id=pad_id)
+    if settings.incremental and fmt.prefix_reuse:
+        runner = IncrementalRunner(model, cache_max_tokens=settings.cache_max_tokens, **options)
+    else:
+        runner = TransformersRunner(model, **options)
+    return runner, getattr(config, "max_position_embeddings", None)
+
+
+def build_scorer(settings: PRMSettings) -> PRMScorer:
+    """The PRM that `settings` describe (aggregation and alpha are read by the search, not
+    the scorer)."""
+    return load_prm(settings.model, **settings.model_dump(exclude={"model", "aggregation", "alpha"}))

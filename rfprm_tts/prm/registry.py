@@ -1,0 +1,35 @@
+"""Input formats by name (`prm.format`), each registered by the file that defines it.
+
+A format file builds its InputFormat from a checkpoint and, for the in-process runners, loads
+the model as a module with per-token logits. Adding a verifier format is one such file: define
+the format, then `register_format(FormatSpec(...))`; `prm.format = NAME` (or auto-detection)
+picks it, and every runner, strategy, `rfprm bench` and `rfprm serve` work with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rfprm_tts.prm.protocol import InputFormat
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    """`build(settings, path, config, tokenizer)` makes the format; `load_model(settings, path,
+    config, device, dtype)` the model the transformers runners run (None: no in-process
+    model); `detect(path, config)` claims a checkpoint when prm.format is "auto"."""
+
+    name: str
+    build: Callable[[Any, str, Any, Any], InputFormat]
+    load_model: Callable[..., Any] | None = None
+    detect: Callable[[str, Any], bool] = lambda path, config: False
+
+
+FORMATS: dict[str, FormatSpec] = {}
+
+
+def register_format(spec: FormatSpec) -> FormatSpec:
+    FORMATS[spec.name] = spec
+    return spec
