@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arguments(solve)
 
     bench = commands.add_parser(
-        "bench", help="accuracy vs compute of strategies on a dataset (`rfprm bench report DIR` redraws a run)"
+        "bench", help="accuracy vs compute of strategies on a dataset (`rfprm bench report DIR` redraws a run; "
+        "`rfprm bench merge OUT DIR...` joins shards)"
     )
     bench.add_argument("--dataset", required=True, help="math500, aime24, aime25, amc23, gsm8k, demo, a hub name or a .jsonl path")
     bench.add_argument("--data-dir", help="folder with <name>.jsonl files for the named datasets (offline)")
@@ -114,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--end", type=int, help="problem index to stop before")
     bench.add_argument("--limit", type=int, help="at most this many problems")
     bench.add_argument("--shuffle-seed", type=int, help="shuffle the problems with this seed first")
+    bench.add_argument("--num-shards", type=int, default=1, help="split the problems into K shards (job arrays)")
+    bench.add_argument("--shard-index", type=int, default=0,
+                       help="run shard I of --num-shards: problems I, I+K, ...; merge with `rfprm bench merge OUT DIR...`")
     bench.add_argument("--strategies", nargs="+", default=["majority_vote", "best_of_n", "weighted_best_of_n"])
     bench.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 4, 8, 16], help="sample budgets N")
     bench.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
@@ -132,6 +136,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve beyond loopback without API keys (only on a network you trust)")
     add_backend_arguments(serve)
     return parser
+
+
+def merge_main(argv: list[str], out: IO[str]) -> int:
+    parser = argparse.ArgumentParser(prog="rfprm bench merge", description="join the run directories of a sharded run")
+    parser.add_argument("out", help="the merged run directory to write")
+    parser.add_argument("shards", nargs="+", help="every shard's run directory")
+    args = parser.parse_args(argv)
+    from rfprm_tts.bench import merge_runs, write_report
+
+    try:
+        merge_runs(args.out, args.shards)
+        write_report(args.out, out=out)
+    except RfprmError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}/summary.md", file=out)
+    return 0
 
 
 def report_main(argv: list[str]) -> int:
@@ -172,13 +193,15 @@ def bench_main(args: argparse.Namespace, argv: list[str], out: IO[str]) -> int:
     fields = dict(item.partition("=")[::2] for item in args.field or [])
     problems = load_problems(
         args.dataset, data_dir=args.data_dir, fields=fields, start=args.start, end=args.end,
-        limit=args.limit, shuffle_seed=args.shuffle_seed,
+        limit=args.limit, shuffle_seed=args.shuffle_seed, num_shards=args.num_shards, shard_index=args.shard_index,
     )
     settings = Settings.load().with_overrides(**_solve_overrides(args))
     config = {
         "dataset": args.dataset, "problems": [problems[0].id, problems[-1].id, len(problems)],
-        "command": "rfprm " + shlex.join(argv),
+        "problem_ids": [p.id for p in problems], "command": "rfprm " + shlex.join(argv),
     }
+    if args.num_shards > 1:
+        config["shard"] = {"index": args.shard_index, "count": args.num_shards}
     print(f"{len(problems)} problems, strategies {args.strategies}, budgets {sorted(set(args.budgets))} -> {args.out}",
           file=sys.stderr)
     asyncio.run(run_bench(problems, args.strategies, args.budgets, settings, args.out,
@@ -192,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:2] == ["bench", "report"]:
         return report_main(argv[2:])
+    if argv[:2] == ["bench", "merge"]:
+        return merge_main(argv[2:], sys.stdout)
     args = build_parser().parse_args(argv)
     out = results_only_stdout(args.verbose)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)

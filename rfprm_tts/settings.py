@@ -288,6 +288,8 @@ class Settings(BaseSettings):
         """A copy with overrides applied. Keys are fields (`n=16`), nested fields with `__`
         (`generator__temperature=0.7`), or strategy parameters (`beam_width=4`), which the
         strategy validates."""
+        if not overrides:
+            return self
         data = self.model_dump()
         for key, value in overrides.items():
             section, _, field = key.partition("__")

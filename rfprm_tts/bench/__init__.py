@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO
 
 from rfprm_tts.bench.datasets import NAMES, Problem, load_problems
+from rfprm_tts.bench.merge import merge_runs
 from rfprm_tts.bench.report import Point, markdown, plot, print_table, summarize
 from rfprm_tts.bench.runner import Row, run_bench
 from rfprm_tts.bench.store import RunStore
@@ -30,4 +31,6 @@ def write_report(out_dir: str | Path, show: bool = True, out: IO[str] | None = N
     return points
 
 
-__all__ = ["NAMES", "Point", "Problem", "Row", "RunStore", "load_problems", "run_bench", "summarize", "write_report"]
+__all__ = [
+    "NAMES", "Point", "Problem", "Row", "RunStore", "load_problems", "merge_runs", "run_bench", "summarize", "write_report",
+]

@@ -65,16 +65,24 @@ def load_problems(
     end: int | None = None,
     limit: int | None = None,
     shuffle_seed: int | None = None,
+    num_shards: int = 1,
+    shard_index: int = 0,
 ) -> list[Problem]:
     """The problems of a dataset, shuffled with a fixed seed if asked, then sliced
-    [start:end] and cut to `limit`."""
+    [start:end], cut to `limit`, and of those shard `shard_index` of `num_shards`: problems
+    i, i + K, i + 2K, ... (a stride, so hard and easy problems spread evenly over shards)."""
+    if num_shards < 1 or not 0 <= shard_index < num_shards:
+        raise ConfigError(f"shard index {shard_index} of {num_shards} shards: the index must be 0..{num_shards - 1}")
     problems = _read(name_or_path, data_dir, fields or {})
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(problems)
-    problems = problems[start:end]
+    problems = problems[start:end][:limit]
     if not problems:
         raise ConfigError(f"no problems selected from {name_or_path!r} (start={start}, end={end})")
-    return problems[:limit] if limit is not None else problems
+    shard = problems[shard_index::num_shards]
+    if not shard:
+        raise ConfigError(f"shard {shard_index} of {num_shards} is empty: only {len(problems)} problems; use fewer shards")
+    return shard
 
 
 def _read(name_or_path: str, data_dir: str | Path | None, fields: dict[str, str]) -> list[Problem]:

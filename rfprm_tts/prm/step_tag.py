@@ -14,6 +14,7 @@ step's score is the min of P(class 1) over the step's tokens and its tag.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 from rfprm_tts.chat import prm_messages, prompt_ids, render
@@ -67,12 +68,14 @@ class StepTagFormat:
         self.readout = readout
         self.system_prompt = system_prompt
         self.rows = "tags" if readout == "step_tag" else "all"
+        # the scorer and the runner both ask, for every call: template each question once
+        self.answer_start = functools.lru_cache(maxsize=4096)(self._answer_start)
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         text = step_tag_input(self.tokenizer, question, steps, self.step_tag, self.system_prompt)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def answer_start(self, question: str) -> int:
+    def _answer_start(self, question: str) -> int:
         return answer_start(self.tokenizer, question, self.system_prompt)
 
     def read(self, rows: Rows, ids: Sequence[int], start: int) -> list[float]:

@@ -261,10 +261,13 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         nonlocal solver
-        if solver is None:
+        built = solver is None
+        if built:
             solver = await asyncio.to_thread(build_solver, settings, metrics)
         yield
         await solver.aclose()
+        if built:  # the batching PRM was handed to the solver, so it is ours to close
+            await asyncio.to_thread(solver.scorer.close)
 
     app = FastAPI(title="rfprm-tts proxy", lifespan=lifespan)
 
