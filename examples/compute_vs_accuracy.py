@@ -9,6 +9,7 @@ Rerunning resumes: finished rows are kept and skipped.
 """
 
 import asyncio
+from pathlib import Path
 
 from rfprm_tts import Settings
 from rfprm_tts.bench import load_problems, run_bench, write_report
@@ -20,4 +21,5 @@ asyncio.run(
 points = write_report("runs/example_curve")  # summary.md, accuracy_vs_tokens.png, accuracy_vs_n.png
 best = max(points, key=lambda p: p.accuracy)
 print(f"best: {best.strategy} at N={best.n}: accuracy {best.accuracy:.2f} with {best.generated_tokens:.0f} generated tokens per problem")
-print("plots in runs/example_curve/")
+plots = sorted(Path("runs/example_curve").glob("*.png"))
+print("plots:", ", ".join(map(str, plots)) if plots else "none (pip install 'rfprm-tts[bench]' for matplotlib)")

@@ -81,7 +81,7 @@ def test_compute_vs_accuracy_writes_the_curve(tmp_path):
     rows = [json.loads(line) for line in (run_dir / "rows.jsonl").read_text().splitlines()]
     assert len(rows) == 8 * 2 * 3  # problems x strategies x budgets
     assert (run_dir / "accuracy_vs_tokens.png").stat().st_size > 0 and (run_dir / "summary.md").is_file()
-    assert re.search(r"^best: \w+ at N=\d", out, re.M)
+    assert re.search(r"^best: \w+ at N=\d", out, re.M) and "accuracy_vs_n.png" in out
 
 
 def test_proxy_client_uses_the_official_sdk(tmp_path):
