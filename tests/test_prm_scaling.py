@@ -225,3 +225,53 @@ def test_score_many_equals_one_question_at_a_time(tiny_prm_dir, incremental):
         for a, b in zip(got.step_scores, alone.step_scores):
             assert a == pytest.approx(b, abs=FLOAT32)
         assert got.tokens == alone.tokens  # nothing is shared across questions
+
+
+# -- several PRM servers ---------------------------------------------------------------------
+
+
+def test_prm_replicas_stick_per_question_and_skip_a_dead_one(tiny_prm_dir):
+    """Two scripted pooling servers and one address that refuses connections: every request is
+    answered, a question's inputs always reach the same server, and the scores equal a
+    single-server run."""
+    from conftest import Reply, ScriptedServer, free_port
+
+    def pooling(body):  # a row per step tag, a function of the tokens before it
+        rows = [[[1 - (sum(ids[: p + 1]) % 97) / 97, (sum(ids[: p + 1]) % 97) / 97] for p, t in enumerate(ids) if t == tag]
+                for ids in body["input"]]
+        return Reply(200, {"data": [{"index": i, "data": r} for i, r in enumerate(rows)]})
+
+    from transformers import AutoTokenizer
+
+    tag = AutoTokenizer.from_pretrained(tiny_prm_dir).convert_tokens_to_ids("<extra_0>")
+    servers = [ScriptedServer(), ScriptedServer(), ScriptedServer()]  # the third serves the single-server run
+    for server in servers:
+        server.default = pooling
+    roots = [server.base_url.removesuffix("/v1") for server in servers]
+    dead = f"http://127.0.0.1:{free_port()}"
+    try:
+        options = dict(backend="http", max_retries=0, backoff_s=0.0)
+        single = load_prm(str(tiny_prm_dir), base_url=roots[2], **options)
+        several = load_prm(str(tiny_prm_dir), base_url=roots[0], replicas=[dead, roots[1]], **options)
+        questions = [f"Compute {k} + {k + 1}." for k in range(8)]
+        rng = random.Random(0)
+        work = {q: [random_steps(rng, rng.randint(1, 3)) for _ in range(2)] for q in questions}
+        for round_ in range(2):  # a question's second call goes where its first went
+            got = several.score_many([(q, [t[: round_ + 1] for t in work[q]]) for q in questions])
+            want = single.score_many([(q, [t[: round_ + 1] for t in work[q]]) for q in questions])
+            assert [b.step_scores for b in got] == [b.step_scores for b in want]
+        seen_by = {}
+        for index, server in enumerate(servers[:2]):
+            for body in server.requests:
+                for ids in body["input"]:
+                    question = next(q for q in questions if ids[: several.format.answer_start(q)] ==
+                                    several.encode(q, ["x"])[: several.format.answer_start(q)])
+                    seen_by.setdefault(question, set()).add(index)
+        assert set(seen_by) == set(questions) and all(len(s) == 1 for s in seen_by.values())
+        # the questions hashed to the dead address went to the next server, and stayed there
+        runner = several.runner
+        to_dead = [q for q in questions if runner.replica_of(q) == 1]
+        assert to_dead and all(seen_by[q] == {1} for q in to_dead)
+    finally:
+        for server in servers:
+            server.close()

@@ -11,6 +11,8 @@ starts: `--pooler-config '{"step_tag_id": ID}'` (151651 by default) for a step-t
 from __future__ import annotations
 
 import threading
+import time
+import zlib
 from typing import Any
 
 from rfprm_tts.errors import ConfigError, RfprmError
@@ -62,8 +64,10 @@ class VLLMPoolingRunner:
 
 
 class HTTPPoolingRunner:
-    """A remote vLLM pooling server: `POST {base_url}/pooling`, with the shared retry policy
-    (rfprm_tts.http_retry)."""
+    """Remote vLLM pooling servers: `POST {url}/pooling`, with the shared retry policy
+    (rfprm_tts.http_retry). With replicas, each question's inputs go to one server chosen by a
+    hash of the question (its prefix cache serves the question's later calls); a server that
+    still fails after the retries is skipped for `replica_cooldown_s` and the next one answers."""
 
     def __init__(self, settings: PRMSettings, path: str):
         import openai
@@ -71,28 +75,59 @@ class HTTPPoolingRunner:
         if not settings.base_url:
             raise ConfigError("the http PRM backend needs prm.base_url (the vLLM server's root URL)")
         key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
-        self.client = openai.OpenAI(
-            base_url=settings.base_url.rstrip("/"), api_key=key, timeout=settings.timeout_s, max_retries=0
-        )
+        self.urls = [url.rstrip("/") for url in [settings.base_url, *settings.replicas]]
+        self.clients = [
+            openai.OpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0) for url in self.urls
+        ]
         self.settings = settings
         self.model = settings.served_model_name or path
         self.num_parameters = None
+        self._down_until = [0.0] * len(self.urls)
+
+    def replica_of(self, question: str) -> int:
+        """The server a question sticks to while it answers (a stable hash, the same in every process)."""
+        return zlib.crc32(question.encode()) % len(self.urls)
 
     def run(self, fmt: InputFormat, questions: list[str], inputs: list[list[int]]) -> Forwarded:
+        groups: dict[int, list[int]] = {}
+        for i, question in enumerate(questions):
+            groups.setdefault(self.replica_of(question), []).append(i)
+        rows: list = [None] * len(inputs)
+        for first, members in groups.items():
+            for i, got in zip(members, self._post_from(first, [inputs[i] for i in members])):
+                rows[i] = got
+        return Forwarded(rows, [len(ids) for ids in inputs], 0)
+
+    def _post_from(self, first: int, batch: list[list[int]]) -> list:
+        """The rows of `batch` from the first server that answers, starting at `first`; servers
+        marked down are tried only when none is up."""
+        order = [(first + k) % len(self.urls) for k in range(len(self.urls))]
+        now = time.monotonic()
+        order = [r for r in order if self._down_until[r] <= now] + [r for r in order if self._down_until[r] > now]
+        errors = []
+        for replica in order:
+            try:
+                return self._post(replica, batch)
+            except RfprmError as exc:
+                self._down_until[replica] = time.monotonic() + self.settings.replica_cooldown_s
+                errors.append(str(exc))
+        raise RfprmError("every PRM server failed: " + "; ".join(errors))
+
+    def _post(self, replica: int, batch: list[list[int]]) -> list:
         from rfprm_tts.http_retry import describe_failure, retrying
 
         s = self.settings
-        body = {"model": self.model, "input": inputs, "task": "token_classify"}
+        body = {"model": self.model, "input": batch, "task": "token_classify"}
         attempts = 0
         try:
             for attempt in retrying(s.max_retries, s.backoff_s, s.backoff_max_s, asynchronous=False):
                 with attempt:
                     attempts += 1
-                    response = self.client.post("/pooling", body=body, cast_to=object)
+                    response = self.clients[replica].post("/pooling", body=body, cast_to=object)
         except Exception as exc:
-            raise RfprmError(describe_failure(exc, s.base_url, attempts, "prm")) from exc
-        data = sorted(response["data"], key=lambda item: item["index"])
-        return Forwarded([item["data"] for item in data], [len(ids) for ids in inputs], 0)
+            raise RfprmError(describe_failure(exc, self.urls[replica], attempts, "prm")) from exc
+        return [item["data"] for item in sorted(response["data"], key=lambda item: item["index"])]
 
     def close(self) -> None:
-        self.client.close()
+        for client in self.clients:
+            client.close()
