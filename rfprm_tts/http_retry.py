@@ -1,4 +1,5 @@
-"""The retry policy every HTTP call shares (the OpenAI-compatible generator, the HTTP PRM).
+"""The retry policy every HTTP call shares (the OpenAI-compatible generator, the HTTP PRM), and
+the choice among several servers of one model.
 
 Transient failures only: timeouts, connection errors, malformed bodies, 429 and 5xx are
 retried with exponential backoff and jitter, and a 429/503's Retry-After is honoured (both
@@ -7,6 +8,9 @@ explicit and testable.
 """
 
 from __future__ import annotations
+
+import time
+import zlib
 
 import openai
 from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, stop_after_attempt
@@ -67,3 +71,27 @@ def describe_failure(exc: BaseException, base_url: str, attempts: int, section: 
     if isinstance(exc, openai.APIStatusError):
         return f"{base_url} answered HTTP {exc.status_code} ({tries}): {exc.message}"
     return f"{base_url}: {exc} ({tries})"
+
+
+class Replicas:
+    """Several servers of the same model. A key (the question) sticks to one server while it
+    answers (a stable hash: the same in every process, so the server's prefix cache serves the
+    question's later calls); a server that failed is tried last for `cooldown_s`."""
+
+    def __init__(self, urls: list[str], cooldown_s: float):
+        self.urls = urls
+        self.cooldown_s = cooldown_s
+        self._down_until = [0.0] * len(urls)
+
+    def home(self, key: str) -> int:
+        return zlib.crc32(key.encode()) % len(self.urls)
+
+    def order(self, key: str) -> list[int]:
+        """The servers to try for `key`: its own first, then the next ones; those down last."""
+        first = self.home(key)
+        ring = [(first + k) % len(self.urls) for k in range(len(self.urls))]
+        now = time.monotonic()
+        return [r for r in ring if self._down_until[r] <= now] + [r for r in ring if self._down_until[r] > now]
+
+    def failed(self, server: int) -> None:
+        self._down_until[server] = time.monotonic() + self.cooldown_s

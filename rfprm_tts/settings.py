@@ -70,6 +70,13 @@ class HTTPSettings(BaseModel):
     max_retries: int = Field(3, ge=0, description="Retries after a timeout, connection error, malformed body, 429 or 5xx.")
     backoff_s: float = Field(0.5, ge=0, description="Base of the exponential retry backoff (with jitter).")
     backoff_max_s: float = Field(20.0, ge=0, description="Cap of one backoff wait, and of an honoured Retry-After.")
+    replicas: list[str] = Field(
+        default_factory=list,
+        description="More servers of the same model beside base_url. A question's requests stick to one "
+        "server (a hash of the question, so its prefix cache pays off); a server that fails after the "
+        "retries is skipped for the next one and tried again after replica_cooldown_s.",
+    )
+    replica_cooldown_s: float = Field(30.0, ge=0, description="How long a failed server is skipped.")
 
 
 class GeneratorSettings(HTTPSettings):
@@ -139,13 +146,7 @@ class PRMSettings(HTTPSettings):
         "claims the checkpoint (scalar_head when reward_head.pt exists), else step_tag.",
     )
     served_model_name: str | None = Field(None, description="http backend: the server's model name.")
-    replicas: list[str] = Field(
-        default_factory=list,
-        description="http backend: more pooling servers of the same PRM beside base_url. A question's "
-        "requests stick to one server (a hash of the question, so its prefix cache pays off); a server "
-        "that fails is skipped for the next one and tried again after replica_cooldown_s.",
-    )
-    replica_cooldown_s: float = Field(30.0, ge=0, description="http backend: how long a failed server is skipped.")
+
     vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
     dtype: str = Field("auto", description="'auto' (bfloat16 on cuda, float32 on cpu) or a name.")

@@ -155,3 +155,33 @@ def test_a_responses_token_total_is_shared_among_its_choices(scripted_server):
     scripted_server.default = Reply(200, chat_body(["only"], completion_tokens=7))
     single = run(generator(scripted_server.base_url), n=1).completions[0]
     assert (single.tokens, single.tokens_estimated) == (7, False)
+
+
+def test_generator_replicas_stick_per_question_and_skip_a_dead_one(scripted_server):
+    """generator.replicas: each question's requests reach one server; the questions whose
+    server refuses connections go to the next one, and every request is answered."""
+    from conftest import ScriptedServer, free_port
+
+    other = ScriptedServer()
+    try:
+        for server in (scripted_server, other):
+            server.default = lambda body: Reply(200, chat_body([f"answer to {body['messages'][-1]['content']}"]))
+        dead = f"http://127.0.0.1:{free_port()}/v1"
+        gen = generator(scripted_server.base_url, replicas=[dead, other.base_url], max_retries=0)
+        questions = [f"question {k}" for k in range(10)]
+
+        async def go():
+            try:
+                for _ in range(2):
+                    results = await asyncio.gather(*(gen.generate(GenerationRequest(q)) for q in questions))
+                    assert [r.completions[0].text for r in results] == [f"answer to {q}" for q in questions]
+            finally:
+                await gen.aclose()
+
+        asyncio.run(go())
+        asked = [{r["messages"][-1]["content"] for r in server.requests} for server in (scripted_server, other)]
+        assert asked[0] | asked[1] == set(questions) and not asked[0] & asked[1]  # one server a question
+        homeless = {q for q in questions if gen.replicas.home(q) == 1}
+        assert homeless and homeless <= asked[1]  # the dead server's questions went to the next one
+    finally:
+        other.close()

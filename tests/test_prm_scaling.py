@@ -269,8 +269,7 @@ def test_prm_replicas_stick_per_question_and_skip_a_dead_one(tiny_prm_dir):
                     seen_by.setdefault(question, set()).add(index)
         assert set(seen_by) == set(questions) and all(len(s) == 1 for s in seen_by.values())
         # the questions hashed to the dead address went to the next server, and stayed there
-        runner = several.runner
-        to_dead = [q for q in questions if runner.replica_of(q) == 1]
+        to_dead = [q for q in questions if several.runner.replicas.home(q) == 1]
         assert to_dead and all(seen_by[q] == {1} for q in to_dead)
     finally:
         for server in servers:

@@ -16,7 +16,7 @@ from openai import AsyncOpenAI
 from rfprm_tts.chat import Message, render, render_plain
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.http_retry import describe_failure, retrying
+from rfprm_tts.http_retry import Replicas, describe_failure, retrying
 from rfprm_tts.settings import GeneratorSettings, Sampling
 
 log = logging.getLogger(__name__)
@@ -34,9 +34,10 @@ class OpenAIGenerator:
         self.settings = settings
         self.base_url = settings.base_url
         key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
-        self.client = AsyncOpenAI(
-            base_url=settings.base_url, api_key=key, timeout=settings.timeout_s, max_retries=0
-        )
+        self.replicas = Replicas([settings.base_url, *settings.replicas], settings.replica_cooldown_s)
+        self.clients = [
+            AsyncOpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0) for url in self.replicas.urls
+        ]
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._server_honours_n = True
         self.num_parameters = settings.num_parameters
@@ -55,7 +56,8 @@ class OpenAIGenerator:
         return render(self.tokenizer, messages, prefix)
 
     async def aclose(self) -> None:
-        await self.client.close()
+        for client in self.clients:
+            await client.close()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.n < 1:
@@ -96,7 +98,23 @@ class OpenAIGenerator:
     async def _request(
         self, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None, result: GenerationResult
     ) -> list[Completion]:
-        """One logical request (with retries). Adds its usage to `result`."""
+        """One logical request (with retries), on the question's server, else the next one
+        that answers (generator.replicas). Adds its usage to `result`."""
+        *others, last = self.replicas.order(request.question)
+        for server in others:
+            try:
+                return await self._request_on(server, request, sampling, n, seed, result)
+            except GenerationError as exc:
+                if isinstance(exc.__cause__, openai.BadRequestError):
+                    raise  # a request no server would take
+                self.replicas.failed(server)
+                log.warning("%s; trying the next server", exc)
+        return await self._request_on(last, request, sampling, n, seed, result)
+
+    async def _request_on(
+        self, server: int, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None,
+        result: GenerationResult,
+    ) -> list[Completion]:
         attempts = 0
         s = self.settings
         try:
@@ -104,15 +122,15 @@ class OpenAIGenerator:
                 with attempt:
                     attempts += 1
                     async with self._semaphore:
-                        response = await self._send(request, sampling, n, seed)
+                        response = await self._send(self.clients[server], request, sampling, n, seed)
                     completions = self._parse(response, result)
         except (openai.OpenAIError, MalformedResponseError) as exc:
-            raise GenerationError(describe_failure(exc, self.base_url, attempts)) from exc
+            raise GenerationError(describe_failure(exc, self.replicas.urls[server], attempts)) from exc
         finally:
             result.calls += 1
         return completions
 
-    async def _send(self, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None) -> Any:
+    async def _send(self, client: AsyncOpenAI, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None) -> Any:
         s = self.settings
         body: dict[str, Any] = dict(s.extra_body)
         common: dict[str, Any] = dict(
@@ -124,7 +142,7 @@ class OpenAIGenerator:
             common["logprobs"] = True if s.api == "chat" else 1
         try:
             if s.api == "completions":
-                return await self.client.completions.create(
+                return await client.completions.create(
                     prompt=self.completion_prompt(request.messages, request.prefix), max_tokens=sampling.max_tokens,
                     extra_body=body, **common,
                 )
@@ -133,7 +151,7 @@ class OpenAIGenerator:
                 # vLLM continues the last assistant message instead of opening a new one.
                 messages.append({"role": "assistant", "content": request.prefix})
                 body.update(continue_final_message=True, add_generation_prompt=False)
-            return await self.client.chat.completions.create(
+            return await client.chat.completions.create(
                 messages=messages, max_completion_tokens=sampling.max_tokens, extra_body=body, **common
             )
         except ValueError as exc:  # the SDK's json.loads on a body that is not JSON

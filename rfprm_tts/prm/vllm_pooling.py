@@ -11,8 +11,6 @@ starts: `--pooler-config '{"step_tag_id": ID}'` (151651 by default) for a step-t
 from __future__ import annotations
 
 import threading
-import time
-import zlib
 from typing import Any
 
 from rfprm_tts.errors import ConfigError, RfprmError
@@ -74,42 +72,34 @@ class HTTPPoolingRunner:
 
         if not settings.base_url:
             raise ConfigError("the http PRM backend needs prm.base_url (the vLLM server's root URL)")
+        from rfprm_tts.http_retry import Replicas
+
         key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
-        self.urls = [url.rstrip("/") for url in [settings.base_url, *settings.replicas]]
-        self.clients = [
-            openai.OpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0) for url in self.urls
-        ]
+        urls = [url.rstrip("/") for url in [settings.base_url, *settings.replicas]]
+        self.replicas = Replicas(urls, settings.replica_cooldown_s)
+        self.clients = [openai.OpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0) for url in urls]
         self.settings = settings
         self.model = settings.served_model_name or path
         self.num_parameters = None
-        self._down_until = [0.0] * len(self.urls)
-
-    def replica_of(self, question: str) -> int:
-        """The server a question sticks to while it answers (a stable hash, the same in every process)."""
-        return zlib.crc32(question.encode()) % len(self.urls)
 
     def run(self, fmt: InputFormat, questions: list[str], inputs: list[list[int]]) -> Forwarded:
-        groups: dict[int, list[int]] = {}
+        groups: dict[str, list[int]] = {}  # a question's inputs go to its server together
         for i, question in enumerate(questions):
-            groups.setdefault(self.replica_of(question), []).append(i)
+            groups.setdefault(question, []).append(i)
         rows: list = [None] * len(inputs)
-        for first, members in groups.items():
-            for i, got in zip(members, self._post_from(first, [inputs[i] for i in members])):
+        for question, members in groups.items():
+            for i, got in zip(members, self._post_from(question, [inputs[i] for i in members])):
                 rows[i] = got
         return Forwarded(rows, [len(ids) for ids in inputs], 0)
 
-    def _post_from(self, first: int, batch: list[list[int]]) -> list:
-        """The rows of `batch` from the first server that answers, starting at `first`; servers
-        marked down are tried only when none is up."""
-        order = [(first + k) % len(self.urls) for k in range(len(self.urls))]
-        now = time.monotonic()
-        order = [r for r in order if self._down_until[r] <= now] + [r for r in order if self._down_until[r] > now]
+    def _post_from(self, question: str, batch: list[list[int]]) -> list:
+        """The rows of `batch` from the first server that answers, the question's own first."""
         errors = []
-        for replica in order:
+        for server in self.replicas.order(question):
             try:
-                return self._post(replica, batch)
+                return self._post(server, batch)
             except RfprmError as exc:
-                self._down_until[replica] = time.monotonic() + self.settings.replica_cooldown_s
+                self.replicas.failed(server)
                 errors.append(str(exc))
         raise RfprmError("every PRM server failed: " + "; ".join(errors))
 
@@ -125,7 +115,7 @@ class HTTPPoolingRunner:
                     attempts += 1
                     response = self.clients[replica].post("/pooling", body=body, cast_to=object)
         except Exception as exc:
-            raise RfprmError(describe_failure(exc, self.urls[replica], attempts, "prm")) from exc
+            raise RfprmError(describe_failure(exc, self.replicas.urls[replica], attempts, "prm")) from exc
         return [item["data"] for item in sorted(response["data"], key=lambda item: item["index"])]
 
     def close(self) -> None:
