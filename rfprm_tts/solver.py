@@ -107,8 +107,7 @@ class ReasoningSolver:
         """Run a ready strategy object on one prompt (`asolve` builds it from settings);
         `settings` may differ from the solver's in per-solve fields only."""
         settings = settings or self.settings
-        messages = to_messages(prompt, settings.generator.system_prompt)
-        ctx = await self.context(messages, settings)
+        ctx = await self.context(prompt, settings)
         started = time.perf_counter()
         try:
             outcome = await strategy.search(ctx.question, ctx)
@@ -120,7 +119,7 @@ class ReasoningSolver:
         ctx.usage.estimate_flops(getattr(ctx.generator, "num_parameters", None), ctx.scorer.num_parameters)
         return SolveResult(
             question=ctx.question,
-            messages=messages,
+            messages=ctx.messages,
             answer=outcome.answer,
             best=outcome.best,
             candidates=outcome.candidates,
@@ -134,9 +133,10 @@ class ReasoningSolver:
         """The generator and PRM as a search sees them for one prompt (backends are built
         on first use, off the event loop). For callers that drive a search themselves."""
         settings = settings or self.settings
+        messages = to_messages(prompt, settings.generator.system_prompt)  # a bad prompt fails before any load
         generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer))
         return SearchContext(
-            to_messages(prompt, settings.generator.system_prompt),
+            messages,
             generator,
             scorer,
             separator=settings.step_separator,
