@@ -27,7 +27,7 @@ import torch
 from transformers import DynamicCache, Qwen2Model
 
 from rfprm_tts.prm.batched import TransformersRunner, probabilities
-from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows
+from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows, positions
 from rfprm_tts.torch_utils import length_batches
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
@@ -216,17 +216,17 @@ class IncrementalRunner(TransformersRunner):
         batch = len(nodes)
         input_ids = torch.full((batch, width_new), self.pad_id, dtype=torch.long)
         mask = torch.zeros((batch, width_past + width_new), dtype=torch.long)
-        positions = torch.zeros((batch, width_new), dtype=torch.long)
+        position_ids = torch.zeros((batch, width_new), dtype=torch.long)
         for row, (node, p) in enumerate(zip(nodes, past)):
             n = len(node.segment)
             input_ids[row, :n] = torch.tensor(node.segment)
             mask[row, width_past - p : width_past + n] = 1
-            positions[row] = torch.arange(p, p + width_new)
+            position_ids[row] = torch.arange(p, p + width_new)
         cache = DynamicCache(ddp_cache_data=self._past_kv(nodes, width_past)) if width_past else DynamicCache()
         logits = self.model(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
-            position_ids=positions.to(self.device),
+            position_ids=position_ids.to(self.device),
             use_cache=True,
             **{CACHE_ARGUMENT: cache},
         )[0]
@@ -237,7 +237,9 @@ class IncrementalRunner(TransformersRunner):
                 (layer.keys[row, :, width_past : width_past + n].clone(), layer.values[row, :, width_past : width_past + n].clone())
                 for layer in cache.layers
             ]
-            node.rows = probs[row, self._read_positions(fmt, node)].tolist()
+            # the positions the format reads, in the segment's own coordinates
+            offset = node.end - n
+            node.rows = probs[row, positions(fmt, node.segment, max(0, node.start - offset))].tolist()
         return batch * width_new - sum(len(n.segment) for n in nodes)
 
     def _past_kv(self, nodes: list[Node], width: int) -> KV:
@@ -262,15 +264,6 @@ class IncrementalRunner(TransformersRunner):
                     values[row, :, width - v.shape[1] :] = v
             layers.append((keys, values))
         return layers
-
-    @staticmethod
-    def _read_positions(fmt: InputFormat, node: Node) -> list[int]:
-        """The positions in a node's segment whose outputs the format reads: every token, or
-        the step tags after the question's start."""
-        if fmt.rows == "all":
-            return list(range(len(node.segment)))
-        offset = node.end - len(node.segment)
-        return [i for i, t in enumerate(node.segment) if t == fmt.tag_id and offset + i >= node.start]
 
     def _remove(self, node: Node) -> None:
         self._nodes.pop(node.key, None)
