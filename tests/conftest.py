@@ -54,6 +54,12 @@ def token_level_prm_dir(tmp_path_factory) -> Path:
     return build_tiny_prm(tmp_path_factory.mktemp("token_level") / "prm", seed=1, head_gain=(5.0, 10.0))
 
 
+def run_fresh_python(code: str, timeout: float = 300) -> None:
+    """Run `code` in a new interpreter (nothing imported yet); it must exit 0."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,6 +8,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from conftest import run_fresh_python
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -84,5 +86,4 @@ def test_real_backends_depend_on_neither_the_demo_nor_each_other():
         "assert resolve_model('some/model', 'prm') == 'some/model'\n"
         "assert resolve_model('demo', 'prm').endswith('prm')  # the demo registers its name\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
+    run_fresh_python(code)

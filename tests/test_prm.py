@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FLOAT32
+from conftest import FLOAT32, run_fresh_python
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, Qwen2Model
 
@@ -311,9 +311,6 @@ def test_every_scorer_follows_the_protocol(tiny_prm_dir):
 
 
 def test_the_pure_parts_import_without_torch():
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "sys.modules['torch'] = None  # any import of torch now fails\n"
@@ -327,5 +324,4 @@ def test_the_pure_parts_import_without_torch():
         "else:\n"
         "    raise SystemExit('loading a model should have needed torch')\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
+    run_fresh_python(code, timeout=120)
