@@ -121,7 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--strategies", nargs="+", default=["majority_vote", "best_of_n", "weighted_best_of_n"])
     bench.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 4, 8, 16], help="sample budgets N")
     bench.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
-    bench.add_argument("--concurrency", type=int, default=4, help="problems solved at once")
+    bench.add_argument("--concurrency", type=int, default=4, help="problems solved at once (per replica with Ray)")
+    bench.add_argument("--executor", choices=["local", "ray"], default="local",
+                       help="local: one solver in this process; ray: replicas on a Ray cluster (pip install 'rfprm-tts[ray]')")
+    bench.add_argument("--ray-address", help="Ray cluster to join: auto or HOST:PORT (default: RAY_ADDRESS, else a new local Ray)")
+    bench.add_argument("--replicas", type=int, help="Ray actors, each with its own generator and PRM (default 1)")
+    bench.add_argument("--cpus-per-replica", type=float, help="CPUs Ray reserves per replica (default 1)")
+    bench.add_argument("--gpus-per-replica", type=float, help="GPUs Ray reserves per replica (default: 1 if the cluster has GPUs, else 0)")
     add_backend_arguments(bench)
 
     serve = commands.add_parser("serve", help="OpenAI-compatible proxy: PRM-chosen answers from any upstream")
@@ -183,6 +189,23 @@ def results_only_stdout(verbose: bool) -> IO[str]:
     return result
 
 
+def bench_executor(args: argparse.Namespace) -> Any:
+    """None (run_bench's local default) or the Ray executor the options ask for."""
+    ray_options = {"--ray-address": args.ray_address, "--replicas": args.replicas,
+                   "--cpus-per-replica": args.cpus_per_replica, "--gpus-per-replica": args.gpus_per_replica}
+    if args.executor == "local":
+        given = [name for name, value in ray_options.items() if value is not None]
+        if given:
+            raise RfprmError(f"{', '.join(given)} only apply to --executor ray; add it, or drop them")
+        return None
+    from rfprm_tts.bench.ray_executor import RayExecutor
+
+    return RayExecutor(
+        args.replicas or 1, address=args.ray_address, concurrency=args.concurrency,
+        cpus_per_replica=1.0 if args.cpus_per_replica is None else args.cpus_per_replica, gpus_per_replica=args.gpus_per_replica,
+    )
+
+
 def bench_main(args: argparse.Namespace, argv: list[str], out: IO[str]) -> int:
     import asyncio
     import shlex
@@ -205,7 +228,7 @@ def bench_main(args: argparse.Namespace, argv: list[str], out: IO[str]) -> int:
     print(f"{len(problems)} problems, strategies {args.strategies}, budgets {sorted(set(args.budgets))} -> {args.out}",
           file=sys.stderr)
     asyncio.run(run_bench(problems, args.strategies, args.budgets, settings, args.out,
-                          concurrency=args.concurrency, run_config=config))
+                          concurrency=args.concurrency, run_config=config, executor=bench_executor(args)))
     write_report(args.out, out=out)
     print(f"wrote {args.out}/summary.md", file=out)
     return 0

@@ -10,7 +10,8 @@ from typing import IO
 from rfprm_tts.bench.datasets import NAMES, Problem, load_problems
 from rfprm_tts.bench.merge import merge_runs
 from rfprm_tts.bench.report import Point, markdown, plot, print_table, summarize
-from rfprm_tts.bench.runner import Row, run_bench
+from rfprm_tts.bench.ray_executor import RayExecutor
+from rfprm_tts.bench.runner import Executor, LocalExecutor, Row, run_bench
 from rfprm_tts.bench.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -32,5 +33,6 @@ def write_report(out_dir: str | Path, show: bool = True, out: IO[str] | None = N
 
 
 __all__ = [
-    "NAMES", "Point", "Problem", "Row", "RunStore", "load_problems", "merge_runs", "run_bench", "summarize", "write_report",
+    "NAMES", "Executor", "LocalExecutor", "Point", "Problem", "RayExecutor", "Row", "RunStore", "load_problems",
+    "merge_runs", "run_bench", "summarize", "write_report",
 ]

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tqdm import tqdm
 
 from rfprm_tts.bench.datasets import Problem
-from rfprm_tts.bench.store import RunStore
+from rfprm_tts.bench.store import Key, RunStore, row_key
 from rfprm_tts.grading import compare
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.settings import Settings
@@ -134,12 +134,141 @@ async def search_row(solver: ReasoningSolver, problem: Problem, strategy: Strate
     return await asyncio.to_thread(row_for, *args, grade, reused=False)
 
 
-def failed_row(problem: Problem, strategy: str, n: int, error: Exception) -> Row:
-    return Row(
-        problem_id=problem.id, strategy=strategy, n=n, gold=problem.answer, answer=None, prediction=None,
-        correct=False, pass_at_n=False, candidates=0, prompt_tokens=0, generated_tokens=0, prm_tokens=0,
-        generator_flops=None, prm_flops=None, wall_s=0.0, reused=False, error=f"{type(error).__name__}: {error}",
-    )
+@dataclass(frozen=True)
+class WorkSpec:
+    """What every worker needs to turn jobs into rows (sent as is to Ray actors)."""
+
+    settings: Settings
+    strategies: tuple[str, ...]
+    budgets: tuple[int, ...]  # sorted, distinct
+
+    def built(self) -> dict[str, Strategy]:
+        return {name: build_strategy(name, self.settings.strategy_params, n=max(self.budgets)) for name in self.strategies}
+
+    def pooled(self) -> list[str]:
+        """The sample-then-choose strategies: all served by one sample pool per problem."""
+        return [name for name, s in self.built().items() if isinstance(s, SampleThenChoose)]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work: a search strategy at budget n, or (strategy None) a problem's sample
+    pool, which yields the rows of every sample-then-choose strategy at every budget."""
+
+    problem: Problem
+    strategy: str | None
+    n: int
+
+    def __str__(self) -> str:
+        return f"problem {self.problem.id} ({self.strategy or 'sample pool'}, N={self.n})"
+
+    def owes(self, spec: WorkSpec) -> list[tuple[str, int]]:
+        if self.strategy is None:
+            return [(name, n) for name in spec.pooled() for n in spec.budgets]
+        return [(self.strategy, self.n)]
+
+
+def plan_jobs(problems: Sequence[Problem], spec: WorkSpec, done: set[Key]) -> list[Job]:
+    """The jobs whose rows `done` does not hold yet."""
+    pooled = spec.pooled()
+    searched = [name for name in spec.strategies if name not in pooled]
+    jobs = []
+    for problem in problems:
+        if any((problem.id, name, n) not in done for name in pooled for n in spec.budgets):
+            jobs.append(Job(problem, None, max(spec.budgets)))
+        jobs += [Job(problem, name, n) for name in searched for n in spec.budgets if (problem.id, name, n) not in done]
+    return jobs
+
+
+def failed_rows(job: Job, spec: WorkSpec, error: BaseException | str) -> list[Row]:
+    """The rows a job owed, each marked with why it has no answer (the run goes on)."""
+    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    return [
+        Row(problem_id=job.problem.id, strategy=strategy, n=n, gold=job.problem.answer, answer=None, prediction=None,
+            correct=False, pass_at_n=False, candidates=0, prompt_tokens=0, generated_tokens=0, prm_tokens=0,
+            generator_flops=None, prm_flops=None, wall_s=0.0, reused=False, error=message)
+        for strategy, n in job.owes(spec)
+    ]
+
+
+class BenchWorker:
+    """Turns jobs into graded rows with one solver; a problem that fails becomes error rows.
+    It lives in the bench process (LocalExecutor) or in each Ray actor (RayExecutor)."""
+
+    def __init__(self, spec: WorkSpec, solver: ReasoningSolver | None = None):
+        self.spec = spec
+        self._own_solver = solver is None
+        self.solver = solver or ReasoningSolver(spec.settings)
+        built = spec.built()
+        self._pooled = [s for s in built.values() if isinstance(s, SampleThenChoose)]
+        self._grade = Grader()
+
+    async def resolved(self) -> dict[str, Any]:
+        """What "auto" settings became for this checkpoint (loads the PRM)."""
+        scorer = await asyncio.to_thread(lambda: self.solver.scorer)
+        return {"aggregation": resolve_aggregation(self.spec.settings.prm.aggregation, scorer), **scorer.describe()}
+
+    async def rows(self, job: Job) -> list[dict[str, Any]]:
+        try:
+            if job.strategy is None:
+                rows = await pooled_rows(self.solver, job.problem, self._pooled, list(self.spec.budgets), self._grade)
+            else:
+                strategy = build_strategy(job.strategy, self.spec.settings.strategy_params, n=job.n)
+                rows = [await search_row(self.solver, job.problem, strategy, self._grade)]
+        except Exception as exc:  # noqa: BLE001 - a failed problem is a row, not a crashed run
+            rows = failed_rows(job, self.spec, exc)
+        return [asdict(row) for row in rows]
+
+    async def aclose(self) -> None:
+        if self._own_solver:
+            await self.solver.aclose()
+
+
+class Executor(Protocol):
+    """Where jobs run: in this process (LocalExecutor) or on Ray actors (RayExecutor)."""
+
+    async def start(self, spec: WorkSpec) -> dict[str, Any]:
+        """Build the workers; returns what "auto" settings resolved to (run.json's `resolved`)."""
+        ...
+
+    def run(self, jobs: Sequence[Job]) -> AsyncIterator[tuple[Job, list[dict[str, Any]]]]:
+        """Each job's rows, as jobs finish, each job exactly once."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class LocalExecutor:
+    """Jobs on one solver in this process, `concurrency` problems at once."""
+
+    def __init__(self, concurrency: int = 4, solver: ReasoningSolver | None = None):
+        self.concurrency = concurrency
+        self._solver = solver
+        self._worker: BenchWorker | None = None
+
+    async def start(self, spec: WorkSpec) -> dict[str, Any]:
+        self._worker = BenchWorker(spec, self._solver)
+        return await self._worker.resolved()
+
+    async def run(self, jobs: Sequence[Job]) -> AsyncIterator[tuple[Job, list[dict[str, Any]]]]:
+        assert self._worker is not None, "start() first"
+        worker, limit = self._worker, asyncio.Semaphore(self.concurrency)
+
+        async def one(job: Job) -> tuple[Job, list[dict[str, Any]]]:
+            async with limit:
+                return job, await worker.rows(job)
+
+        tasks = [asyncio.ensure_future(one(job)) for job in jobs]
+        try:
+            for finished in asyncio.as_completed(tasks):
+                yield await finished
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            await self._worker.aclose()
 
 
 async def run_bench(
@@ -153,51 +282,31 @@ async def run_bench(
     run_config: dict[str, Any] | None = None,
     progress: bool = True,
     solver: ReasoningSolver | None = None,
+    executor: Executor | None = None,
 ) -> RunStore:
-    """Run what `out_dir` does not hold yet; returns the store with every row. A given
-    `solver` (e.g. with ready backends) is used instead of one built from `settings`."""
-    budgets = sorted(set(budgets))
-    built = {name: build_strategy(name, settings.strategy_params, n=max(budgets)) for name in strategies}
-    pooled = [s for s in built.values() if isinstance(s, SampleThenChoose)]
-    searched = [name for name, s in built.items() if not isinstance(s, SampleThenChoose)]
-    own = solver is None
-    solver = solver or ReasoningSolver(settings)
-    scorer = await asyncio.to_thread(lambda: solver.scorer)
-    config = {**(run_config or {}), "strategies": list(strategies), "budgets": budgets,
-              "settings": settings.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True}),
-              # what "auto" settings became for this checkpoint
-              "resolved": {"aggregation": resolve_aggregation(settings.prm.aggregation, scorer), **scorer.describe()}}
-    store = RunStore(out_dir, config)
-    done = store.done()
-    jobs: list[tuple[Problem, str | None, int]] = []  # strategy None: the problem's sample pool
-    for problem in problems:
-        if any((problem.id, s.name, n) not in done for s in pooled for n in budgets):
-            jobs.append((problem, None, max(budgets)))
-        jobs += [(problem, name, n) for name in searched for n in budgets if (problem.id, name, n) not in done]
-
-    grade = Grader()
-    limit = asyncio.Semaphore(concurrency)
-    bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress, dynamic_ncols=True)
-
-    async def run(problem: Problem, strategy: str | None, n: int) -> None:
-        async with limit:
-            try:
-                if strategy is None:
-                    rows = await pooled_rows(solver, problem, pooled, budgets, grade)
-                    rows = [r for r in rows if (r.problem_id, r.strategy, r.n) not in done]
-                else:
-                    rows = [await search_row(solver, problem, build_strategy(strategy, settings.strategy_params, n=n), grade)]
-            except Exception as exc:  # noqa: BLE001 - a failed problem is a row, not a crashed run
-                names = [s.name for s in pooled] if strategy is None else [strategy]
-                ns = budgets if strategy is None else [n]
-                rows = [failed_row(problem, name, k, exc) for name in names for k in ns if (problem.id, name, k) not in done]
-            await asyncio.to_thread(store.append, [asdict(r) for r in rows])
-            bar.update()
-
+    """Run what `out_dir` does not hold yet; returns the store with every row. This process is
+    the only writer of the rows, whichever executor runs the jobs (default: LocalExecutor with
+    `concurrency` and `solver`, a given solver with ready backends, else one from `settings`)."""
+    spec = WorkSpec(settings, tuple(strategies), tuple(sorted(set(budgets))))
+    spec.built()  # an unknown strategy or parameter fails here, before any model loads
+    executor = executor or LocalExecutor(concurrency, solver)
+    bar = None
     try:
-        await asyncio.gather(*(run(*job) for job in jobs))
+        resolved = await executor.start(spec)
+        config = {**(run_config or {}), "strategies": list(strategies), "budgets": list(spec.budgets),
+                  "settings": settings.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True}),
+                  "resolved": resolved}
+        store = RunStore(out_dir, config)
+        done = store.done()
+        jobs = plan_jobs(problems, spec, done)
+        bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress, dynamic_ncols=True)
+        async for _, rows in executor.run(jobs):
+            fresh = [row for row in rows if row_key(row) not in done]  # a pool re-run for one missing budget
+            done.update(row_key(row) for row in fresh)
+            await asyncio.to_thread(store.append, fresh)
+            bar.update()
     finally:
-        bar.close()
-        if own:
-            await solver.aclose()
+        if bar is not None:
+            bar.close()
+        await executor.aclose()
     return store
