@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 import torch
-
 from prm_throughput import SHAPES
 
 from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm

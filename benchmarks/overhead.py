@@ -115,7 +115,8 @@ async def main_async(args: argparse.Namespace, base_url: str) -> list[str]:
             port = free_port()
             command = [sys.executable, "-m", "rfprm_tts.cli", "serve", "--port", str(port), "--backend", "openai",
                        "--base-url", base_url, "--model", args.model]
-            env = {"RFPRM_GENERATOR__MAX_CONCURRENCY": str(max(args.concurrency)), "RFPRM_GENERATOR__TIMEOUT_S": "600"}
+            env = {"RFPRM_GENERATOR__MAX_CONCURRENCY": str(max(args.concurrency)), "RFPRM_GENERATOR__TIMEOUT_S": "600",
+                   "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(max(args.concurrency))}
             with process(command, f"http://127.0.0.1:{port}/health", Path(args.logs) / "proxy.log", env):
                 proxy = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="EMPTY", timeout=600, max_retries=0)
                 lines += await compare("proxy, majority_vote vs raw SDK", via_proxy(proxy, "majority_vote", args.n),

@@ -116,7 +116,8 @@ def main() -> None:
         stack.enter_context(process(
             [sys.executable, "-m", "rfprm_tts.cli", "serve", "--port", str(rfprm_port), "--backend", "openai",
              "--base-url", upstream, "--model", "demo"],
-            f"http://127.0.0.1:{rfprm_port}/health", logs / "rfprm.log", {"RFPRM_GENERATOR__MAX_CONCURRENCY": "64"},
+            f"http://127.0.0.1:{rfprm_port}/health", logs / "rfprm.log",
+            {"RFPRM_GENERATOR__MAX_CONCURRENCY": "64", "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(args.clients)},
         ))
         optillm, ours = f"http://127.0.0.1:{optillm_port}/v1", f"http://127.0.0.1:{rfprm_port}/v1"
         setups = [

@@ -9,7 +9,7 @@ import logging
 from collections.abc import Sequence
 
 from rfprm_tts.chat import Message, question_of
-from rfprm_tts.errors import GenerationError
+from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import aggregate
 from rfprm_tts.prm.protocol import ScoredBatch, Scorer
@@ -34,10 +34,10 @@ class SearchContext:
         self,
         messages: list[Message],
         generator: Generator,
-        scorer: Scorer,
+        scorer: Scorer | None,
         *,
         separator: str,
-        aggregation: str,
+        aggregation: str | None,
         alpha: float = 1.0,
         sampling: Sampling | None = None,
     ):
@@ -142,9 +142,9 @@ class SearchContext:
 
     async def score(self, trajectories: Sequence[Trajectory]) -> ScoredBatch:
         """PRM step scores of each trajectory (one PRM call for the whole batch)."""
-        batch = await asyncio.to_thread(
-            self.scorer.score_batch, self.question, [t.step_texts for t in trajectories]
-        )
+        if self.scorer is None:
+            raise ConfigError("this solve has no PRM: its strategy says uses_prm = False, yet it asked for scores")
+        batch = await asyncio.to_thread(self.scorer.score_batch, self.question, [t.step_texts for t in trajectories])
         self.usage.prm_calls += 1
         self.usage.prm_tokens += batch.tokens
         notes = [note for note in batch.notes if note]
@@ -160,14 +160,14 @@ class SearchContext:
         kept_ids = {id(c) for c in kept}
         dropped = [c for c in self._live if id(c) not in kept_ids]
         self._live = list(kept)
-        cache = self.scorer.prefix_cache
+        cache = self.scorer and self.scorer.prefix_cache
         trajectories = [c.trajectory.step_texts for c in dropped if c.trajectory.steps]
         if cache is not None and trajectories:
             await asyncio.to_thread(cache.release, self.question, trajectories)
 
     async def close(self) -> None:
         """The solve is over: a PRM that caches prefixes frees this question's."""
-        cache = self.scorer.prefix_cache
+        cache = self.scorer and self.scorer.prefix_cache
         if cache is not None:
             await asyncio.to_thread(cache.forget, self.question)
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Literal
+
+from rfprm_tts.errors import ConfigError
 
 Role = Literal["generator", "prm"]
 ENTRY_POINT_GROUP = "rfprm_tts.models"
@@ -31,6 +34,11 @@ def resolve_model(name: str, role: Role) -> str:
     """The path (or hub name) a loader takes for `name` in `role`."""
     target = registered().get(name)
     if target is None:
+        if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+            raise ConfigError(
+                f"the {role} model {name!r} is a local path that does not exist; fix the path, or give a "
+                f"hub name (org/model) or a short name ({', '.join(sorted(registered()))})"
+            )
         return name
     module, _, function = target.partition(":")
     return getattr(importlib.import_module(module), function)(role)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -266,6 +267,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _COPYING.get():  # with_overrides: the values are complete; env and files were read once
+            return (init_settings,)
         toml_file = os.environ.get("RFPRM_CONFIG", "rfprm.toml")
         if "RFPRM_CONFIG" in os.environ and not os.path.isfile(toml_file):
             raise ConfigError(f"RFPRM_CONFIG points at {toml_file!r}, which is not a file")
@@ -309,10 +312,18 @@ class Settings(BaseSettings):
                 data[key] = value
             else:
                 data["strategy_params"][key] = value
+        token = _COPYING.set(True)
         try:
             return type(self).model_validate(data)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+        finally:
+            _COPYING.reset(token)
+
+
+# Set while with_overrides validates a copy: its sources are then the given values alone (not
+# the environment, .env and rfprm.toml again: that would cost ~2 ms a solve and read files).
+_COPYING: ContextVar[bool] = ContextVar("rfprm_settings_copying", default=False)
 
 
 def _describe(exc: ValidationError) -> str:

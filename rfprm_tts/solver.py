@@ -107,7 +107,7 @@ class ReasoningSolver:
         """Run a ready strategy object on one prompt (`asolve` builds it from settings);
         `settings` may differ from the solver's in per-solve fields only."""
         settings = settings or self.settings
-        ctx = await self.context(prompt, settings)
+        ctx = await self.context(prompt, settings, with_prm=getattr(strategy, "uses_prm", True))
         started = time.perf_counter()
         try:
             outcome = await strategy.search(ctx.question, ctx)
@@ -116,7 +116,7 @@ class ReasoningSolver:
         if outcome.best is None and ctx.prm_failures and not any(c.ok for c in outcome.candidates):
             raise PRMInputTooLongError(f"no candidate could be scored by the PRM; first: {ctx.prm_failures[0]}")
         ctx.usage.wall_time_s = time.perf_counter() - started
-        ctx.usage.estimate_flops(getattr(ctx.generator, "num_parameters", None), ctx.scorer.num_parameters)
+        ctx.usage.estimate_flops(getattr(ctx.generator, "num_parameters", None), ctx.scorer and ctx.scorer.num_parameters)
         return SolveResult(
             question=ctx.question,
             messages=ctx.messages,
@@ -129,18 +129,19 @@ class ReasoningSolver:
             details=outcome.details,
         )
 
-    async def context(self, prompt: Prompt, settings: Settings | None = None) -> SearchContext:
+    async def context(self, prompt: Prompt, settings: Settings | None = None, with_prm: bool = True) -> SearchContext:
         """The generator and PRM as a search sees them for one prompt (backends are built
-        on first use, off the event loop). For callers that drive a search themselves."""
+        on first use, off the event loop). For callers that drive a search themselves.
+        Without `with_prm` the PRM is not loaded for it (a search that never scores)."""
         settings = settings or self.settings
         messages = to_messages(prompt, settings.generator.system_prompt)  # a bad prompt fails before any load
-        generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer))
+        generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer if with_prm else None))
         return SearchContext(
             messages,
             generator,
             scorer,
             separator=settings.step_separator,
-            aggregation=resolve_aggregation(settings.prm.aggregation, scorer),
+            aggregation=resolve_aggregation(settings.prm.aggregation, scorer) if scorer else None,
             alpha=settings.prm.alpha,
             sampling=settings.generator.sampling(),
         )

@@ -44,6 +44,9 @@ class SearchOutcome:
 
 
 class Strategy(Protocol):
+    """`uses_prm` (optional, default True): False for a strategy that never scores, so a
+    solve does not load the PRM for it and `ctx.scorer` is None."""
+
     name: ClassVar[str]
     Params: ClassVar[type[StrategyParams]]
     params: StrategyParams
@@ -56,6 +59,7 @@ class BaseStrategy:
 
     name: ClassVar[str]
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    uses_prm: ClassVar[bool] = True
 
     def __init__(self, params: StrategyParams):
         self.params = params
@@ -65,8 +69,6 @@ class SampleThenChoose(BaseStrategy):
     """A strategy that samples N complete answers, then picks one. Its pick among the first N
     samples of a larger pool is what a run at budget N returns, so the benchmark harness
     draws a whole curve from one pool of samples."""
-
-    uses_prm: ClassVar[bool] = True
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         completions = await ctx.sample(self.params.n)

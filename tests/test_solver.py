@@ -252,3 +252,14 @@ def test_module_level_solve_keys_its_models_on_secret_values(monkeypatch):
     rfprm_tts.solve("q", n=2, prm__api_key="second-key")
     assert solver_module._shared is not first and solver_module._shared.settings.prm.api_key.get_secret_value() == "second-key"
     solver_module._shared.close()
+
+
+def test_a_strategy_that_never_scores_does_not_load_the_prm(tmp_path):
+    """majority_vote in front of a hosted API must not load a PRM (a 7B one takes a GPU and
+    a minute): here the PRM path does not exist, so loading it would fail."""
+    settings = Settings.load(prm={"model": str(tmp_path / "no-such-prm")})
+    with ReasoningSolver(settings, generator=ListGenerator(["x = 7\n\nSo the answer is \\boxed{7}.", "\\boxed{8}"])) as solver:
+        result = solver.solve("q", strategy="majority_vote", n=3)
+        assert result.answer == "7" and result.usage.prm_tokens == 0 and result.strategy_params["aggregation"] is None
+        with pytest.raises(ConfigError, match="prm model .*no-such-prm.* is a local path that does not exist"):
+            solver.solve("q", strategy="best_of_n", n=3)  # a strategy that scores loads it, and says why it cannot
