@@ -77,6 +77,7 @@ async def cache_peaks(budgets: list[int], problems: int) -> list[str]:
     """Beam search on `problems` demo problems at each N, a fresh solver each: the most tokens
     (and bytes) the incremental PRM cache held at once."""
     lines = ["| N | peak cached tokens | peak cache MiB (float32 KV) | PRM tokens per problem |", "|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
     for n in budgets:
         async with ReasoningSolver(Settings(generator={"seed": 0})) as solver:
             runner = solver.scorer.runner

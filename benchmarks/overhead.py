@@ -6,9 +6,10 @@ doing the same work itself.
     python benchmarks/overhead.py --base-url http://127.0.0.1:8000/v1 --model demo
 
 For each concurrency C (questions in flight): rounds alternate raw and wrapped (each round's
-order flipped), C distinct demo questions each, majority_vote with n samples in one request
-per question, as a user's own script would send. Reported: wall time per generated token and
-the ratio wrapped / raw (median over rounds), plus the first wrapped round of the process on its
+order flipped), max(C, --per-round) distinct demo questions each, C at a time, majority_vote with n samples in one request
+per question, as a user's own script would send. Reported: wall time per generated token
+over all rounds of each side, the ratio wrapped / raw, CPU per question (the vLLM server
+shares this machine's cores, so a client's CPU slows generation here), plus the process's first wrapped request on its
 own line (what a one-shot script pays). The proxy part (`--proxy`) starts `rfprm serve` as
 its own process: majority_vote through the proxy vs the raw SDK to vLLM, and best_of_n through
 the proxy vs in-process `asolve` with the same PRM (the proxy's HTTP and JSON only).
@@ -18,87 +19,107 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
 import openai
-from servers import free_port, process, vllm_server
+from servers import cpu_seconds, free_port, process, vllm_server
 
 from rfprm_tts.demo.arithmetic import held_out_problems
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 
-Run = Callable[[list[str]], Awaitable[int]]  # questions -> generated tokens
+Run = Callable[[str], Awaitable[int]]  # one question -> generated tokens
 
 
 def raw_sdk(client: openai.AsyncOpenAI, settings: Settings, n: int) -> Run:
     """What a user writes without us: one chat request with n samples per question."""
     g, sampling = settings.generator, settings.generator.sampling()
 
-    async def run(questions: list[str]) -> int:
-        async def one(question: str) -> int:
-            messages = ([{"role": "system", "content": g.system_prompt}] if g.system_prompt else []) + [
-                {"role": "user", "content": question}]
-            response = await client.chat.completions.create(
-                model=g.model, messages=messages, n=n, temperature=sampling.temperature, top_p=sampling.top_p,
-                max_completion_tokens=sampling.max_tokens,
-            )
-            return response.usage.completion_tokens
+    async def one(question: str) -> int:
+        messages = ([{"role": "system", "content": g.system_prompt}] if g.system_prompt else []) + [
+            {"role": "user", "content": question}]
+        response = await client.chat.completions.create(
+            model=g.model, messages=messages, n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+            max_completion_tokens=sampling.max_tokens,
+        )
+        return response.usage.completion_tokens
 
-        return sum(await asyncio.gather(*(one(q) for q in questions)))
-
-    return run
+    return one
 
 
 def wrapped(solver: ReasoningSolver, strategy: str, n: int) -> Run:
-    async def run(questions: list[str]) -> int:
-        results = await asyncio.gather(*(solver.asolve(q, strategy=strategy, n=n) for q in questions))
-        return sum(r.usage.generated_tokens for r in results)
+    async def one(question: str) -> int:
+        return (await solver.asolve(question, strategy=strategy, n=n)).usage.generated_tokens
 
-    return run
+    return one
 
 
 def via_proxy(client: openai.AsyncOpenAI, strategy: str, n: int) -> Run:
-    async def run(questions: list[str]) -> int:
+    async def one(question: str) -> int:
+        response = await client.chat.completions.create(
+            model="demo", messages=[{"role": "user", "content": question}],
+            extra_body={"rfprm": {"strategy": strategy, "n": n}},
+        )
+        return response.model_extra["rfprm"]["usage"]["generated_tokens"]
+
+    return one
+
+
+@dataclass
+class Side:
+    """One way of asking: its request, and the server process whose CPU counts with ours."""
+
+    run: Run
+    server_pid: int | None = None
+    seconds: float = 0.0
+    tokens: int = 0
+    cpu_s: float = 0.0
+    questions: int = 0
+
+    def cpu(self) -> float:
+        return cpu_seconds() + (cpu_seconds(self.server_pid) if self.server_pid else 0.0)
+
+    async def round(self, questions: list[str], in_flight: int) -> float:
+        """One round: every question, `in_flight` at a time; adds to the totals and returns
+        its seconds per generated token."""
+        limit = asyncio.Semaphore(in_flight)
+
         async def one(question: str) -> int:
-            response = await client.chat.completions.create(
-                model="demo", messages=[{"role": "user", "content": question}],
-                extra_body={"rfprm": {"strategy": strategy, "n": n}},
-            )
-            return response.model_extra["rfprm"]["usage"]["generated_tokens"]
+            async with limit:
+                return await self.run(question)
 
-        return sum(await asyncio.gather(*(one(q) for q in questions)))
-
-    return run
-
-
-async def timed(run: Run, questions: list[str]) -> float:
-    """Seconds per generated token of one round."""
-    started = time.perf_counter()
-    tokens = await run(questions)
-    return (time.perf_counter() - started) / tokens
+        cpu, started = self.cpu(), time.perf_counter()
+        tokens = sum(await asyncio.gather(*(one(q) for q in questions)))
+        seconds = time.perf_counter() - started
+        self.seconds, self.tokens, self.questions = self.seconds + seconds, self.tokens + tokens, self.questions + len(questions)
+        self.cpu_s += self.cpu() - cpu
+        return seconds / tokens
 
 
-async def compare(name: str, ours: Run, theirs: Run, concurrencies: list[int], rounds: int) -> list[str]:
-    """Table rows: per concurrency, the median per-token time of each side and the ratio.
-    Every round asks questions not asked before (no side gets the other's prefix cache)."""
-    fresh = iter(p.question for p in held_out_problems(concurrencies[0] + 2 * rounds * sum(concurrencies)))
+async def compare(name: str, ours: Side, theirs: Side, concurrencies: list[int], rounds: int, per_round: int) -> list[str]:
+    """Table rows: per concurrency, each side's time per generated token over all its rounds,
+    the ratio, and each side's CPU per question (this process, plus its server's for the
+    proxy). A round is max(C, per_round) questions, C in flight; rounds alternate sides (each
+    round's order flipped); every round asks questions not asked before."""
+    sizes = [max(c, per_round) for c in concurrencies]
+    fresh = iter(p.question for p in held_out_problems(1 + 2 * rounds * sum(sizes)))
     take = lambda count: [next(fresh) for _ in range(count)]  # noqa: E731
-    first = await timed(ours, take(concurrencies[0]))  # the process's first round of ours, cold
-    lines = [f"| {name} | {concurrencies[0]} (first round, cold) | {first * 1e3:.3f} | | |"]
+    first = await ours.round(take(1), 1)  # the process's first solve of ours, cold
+    lines = [f"| {name} | 1 (the process's first request, cold) | {first * 1e3:.3f} | | | | |"]
     print(lines[-1], flush=True)
-    for c in concurrencies:
-        mine, raw = [], []
+    for c, size in zip(concurrencies, sizes):
+        mine, raw = Side(ours.run, ours.server_pid), Side(theirs.run, theirs.server_pid)
         for r in range(rounds):
-            order = [(ours, mine), (theirs, raw)] if r % 2 else [(theirs, raw), (ours, mine)]
-            for run, sink in order:
-                sink.append(await timed(run, take(c)))
-        m, t = statistics.median(mine), statistics.median(raw)
-        lines.append(f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} |")
+            for side in (mine, raw) if r % 2 else (raw, mine):
+                await side.round(take(size), c)
+        m, t = mine.seconds / mine.tokens, raw.seconds / raw.tokens
+        lines.append(f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | "
+                     f"{mine.cpu_s / mine.questions * 1e3:.1f} | {raw.cpu_s / raw.questions * 1e3:.1f} |")
         print(lines[-1], flush=True)
     return lines
 
@@ -109,20 +130,20 @@ async def main_async(args: argparse.Namespace, base_url: str) -> list[str]:
     client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", timeout=600, max_retries=0)
     lines = []
     async with ReasoningSolver(settings) as solver:
-        lines += await compare("solve(), majority_vote", wrapped(solver, "majority_vote", args.n),
-                               raw_sdk(client, settings, args.n), args.concurrency, args.rounds)
+        lines += await compare("solve(), majority_vote", Side(wrapped(solver, "majority_vote", args.n)),
+                               Side(raw_sdk(client, settings, args.n)), args.concurrency, args.rounds, args.per_round)
         if args.proxy:
             port = free_port()
             command = [sys.executable, "-m", "rfprm_tts.cli", "serve", "--port", str(port), "--backend", "openai",
                        "--base-url", base_url, "--model", args.model]
             env = {"RFPRM_GENERATOR__MAX_CONCURRENCY": str(max(args.concurrency)), "RFPRM_GENERATOR__TIMEOUT_S": "600",
                    "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(max(args.concurrency))}
-            with process(command, f"http://127.0.0.1:{port}/health", Path(args.logs) / "proxy.log", env):
+            with process(command, f"http://127.0.0.1:{port}/health", Path(args.logs) / "proxy.log", env) as server:
                 proxy = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="EMPTY", timeout=600, max_retries=0)
-                lines += await compare("proxy, majority_vote vs raw SDK", via_proxy(proxy, "majority_vote", args.n),
-                                       raw_sdk(client, settings, args.n), args.concurrency, args.rounds)
-                lines += await compare("proxy, best_of_n vs in-process asolve", via_proxy(proxy, "best_of_n", args.n),
-                                       wrapped(solver, "best_of_n", args.n), args.concurrency, args.rounds)
+                lines += await compare("proxy, majority_vote vs raw SDK", Side(via_proxy(proxy, "majority_vote", args.n), server.pid),
+                                       Side(raw_sdk(client, settings, args.n)), args.concurrency, args.rounds, args.per_round)
+                lines += await compare("proxy, best_of_n vs in-process asolve", Side(via_proxy(proxy, "best_of_n", args.n), server.pid),
+                                       Side(wrapped(solver, "best_of_n", args.n)), args.concurrency, args.rounds, args.per_round)
                 await proxy.close()
     await client.close()
     return lines
@@ -135,6 +156,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 256], help="questions in flight")
     parser.add_argument("--n", type=int, default=8, help="samples per question")
     parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per concurrency (even: each side first half the time)")
+    parser.add_argument("--per-round", type=int, default=64, help="questions per round (at least C)")
     parser.add_argument("--proxy", action="store_true", help="also measure `rfprm serve`")
     parser.add_argument("--logs", default=".", help="folder for the servers' logs")
     args = parser.parse_args()
@@ -145,10 +167,11 @@ def main() -> None:
             port = free_port()
             stack.enter_context(vllm_server(port, Path(args.logs) / "vllm.log"))
             base_url = f"http://127.0.0.1:{port}/v1"
-        header = ["| what | questions in flight | ours ms/token | baseline ms/token | ratio |", "|---|---|---|---|---|"]
+        header = ["| what | questions in flight | ours ms/token | baseline ms/token | ratio | ours CPU ms/question "
+                  "| baseline CPU ms/question |", "|---|---|---|---|---|---|---|"]
         print("\n".join(header), flush=True)
         lines = asyncio.run(main_async(args, base_url))
-    print(f"\nn={args.n} samples per question, median of {args.rounds} alternating rounds; {sys.platform}, "
+    print(f"\nn={args.n} samples per question, {args.rounds} alternating rounds per row; {sys.platform}, "
           f"openai {openai.__version__}")
     print("\n".join(header + lines))
 

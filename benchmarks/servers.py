@@ -23,7 +23,7 @@ def free_port() -> int:
 
 @contextmanager
 def process(command: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None):
-    """A server process, up once `ready_url` answers; stopped on exit."""
+    """A server process (yielded), up once `ready_url` answers; stopped on exit."""
     with open(log, "w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
@@ -38,7 +38,7 @@ def process(command: list[str], ready_url: str, log: Path, env: dict[str, str] |
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{command[:4]} not ready in 600 s") from None
                 time.sleep(1)
-        yield
+        yield proc
     finally:
         proc.terminate()
         try:
@@ -53,3 +53,11 @@ def vllm_server(port: int, log: Path):
                "--max-model-len", "1024", "--seed", "0", "--max-num-seqs", "1024"]
     env = {"VLLM_CPU_KVCACHE_SPACE": "4", "VLLM_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
     return process(command, f"http://127.0.0.1:{port}/health", log, env)
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of this process, or of process `pid` (Linux /proc)."""
+    if pid is None:
+        return time.process_time()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -169,20 +169,26 @@ class Vote(NamedTuple):
 
 def vote(answers: list[str | None], weights: list[float] | None = None, timeout_s: float = 5.0) -> Vote:
     """Group equivalent answers and pick the group with the largest total weight (the count
-    when unweighted); None answers abstain. Ties go to the group seen first."""
+    when unweighted); None answers abstain. Ties go to the group seen first. An answer spelled
+    like one seen before joins its group without a comparison."""
     groups: list[list[int]] = []
+    group_of: dict[str, list[int]] = {}  # normalized spelling -> its group
     unchecked = 0
     for i, answer in enumerate(answers):
         if answer is None:
             continue
-        for group in groups:
-            verdict = compare(answers[group[0]], answer, timeout_s)
-            unchecked += verdict is None
-            if verdict:
-                group.append(i)
-                break
-        else:
-            groups.append([i])
+        key = normalize(answer)
+        if key not in group_of:
+            for group in groups:
+                verdict = compare(answers[group[0]], answer, timeout_s)
+                unchecked += verdict is None
+                if verdict:
+                    group_of[key] = group
+                    break
+            else:
+                group_of[key] = []
+                groups.append(group_of[key])
+        group_of[key].append(i)
     if not groups:
         return Vote(None, [], unchecked)
     weight = (lambda i: 1.0) if weights is None else (lambda i: weights[i])

@@ -231,6 +231,9 @@ class ServeSettings(BaseModel):
         5.0, ge=0, description="How long PRM work waits for other requests' work to batch with."
     )
     max_batch: int = Field(256, ge=1, description="Most trajectories in one batched PRM call.")
+    access_log: bool = Field(
+        False, description="A log line per request (costs CPU under load; /metrics counts requests without it)."
+    )
 
 
 class Settings(BaseSettings):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 import threading
 import time
 from collections.abc import Coroutine
@@ -79,6 +80,7 @@ class ReasoningSolver:
         self._strategy = strategy
         self._loop_thread: _LoopThread | None = None
         self._build_lock = threading.Lock()
+        self._overridden: dict[str, Settings] = {}  # per-solve overrides (as JSON) -> their settings
 
     @property
     def generator(self) -> Generator:
@@ -157,8 +159,13 @@ class ReasoningSolver:
             return self._loop_thread
 
     def _settings_for(self, overrides: dict[str, Any]) -> Settings:
+        """The settings of a solve with `overrides`; the same overrides (an app's every call)
+        are validated once."""
         if not overrides:
             return self.settings
+        key = json.dumps(overrides, sort_keys=True, default=repr)
+        if key in self._overridden:
+            return self._overridden[key]
         settings = self.settings.with_overrides(**overrides)
         if settings.models_key() != self.settings.models_key():
             raise ConfigError(
@@ -167,6 +174,9 @@ class ReasoningSolver:
                 "prm.aggregation and prm.alpha). Build a new ReasoningSolver (or use the "
                 "module-level solve()) for other generator, PRM or step-separator settings"
             )
+        if len(self._overridden) >= 64:  # bounded: an app sends a few shapes of overrides
+            self._overridden.clear()
+        self._overridden[key] = settings
         return settings
 
     def _strategy_for(self, settings: Settings, overrides: dict[str, Any]) -> Strategy:

@@ -11,11 +11,26 @@ from rfprm_tts.serve.app import create_app
 from rfprm_tts.settings import Settings
 
 
+# Longer than clients keep idle pooled connections between bursts: a server that closes a
+# keep-alive connection as a client reuses it makes that request fail (uvicorn's 5 s default
+# did so at 256 requests in flight, benchmarks/overhead.py).
+KEEP_ALIVE_S = 75
+
+
+def _config(settings: Settings, log_level: str):  # -> uvicorn.Config
+    import uvicorn
+
+    return uvicorn.Config(
+        create_app(settings), host=settings.serve.host, port=settings.serve.port, log_level=log_level,
+        access_log=settings.serve.access_log, timeout_keep_alive=KEEP_ALIVE_S,
+    )
+
+
 def serve(settings: Settings) -> None:
     """Run the proxy until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(settings), host=settings.serve.host, port=settings.serve.port, log_level="info")
+    uvicorn.Server(_config(settings, "info")).run()
 
 
 @contextmanager
@@ -24,10 +39,7 @@ def serving(settings: Settings, start_timeout_s: float = 300.0) -> Iterator[str]
     yields its base URL (port 0 in settings: a free port) and stops it on exit."""
     import uvicorn
 
-    config = uvicorn.Config(
-        create_app(settings), host=settings.serve.host, port=settings.serve.port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(_config(settings, "warning"))
     thread = threading.Thread(target=server.run, name="rfprm-serve", daemon=True)
     thread.start()
     deadline = time.monotonic() + start_timeout_s
