@@ -75,7 +75,7 @@ async def run_setup(setup: Setup, problems, clients: int, max_tokens: int) -> li
 
     async def one(problem) -> Outcome:
         async with limit:
-            return await ask(client, setup, problem.question, problem.answer, max_tokens)
+            return await ask(client, setup, problem.question, str(problem.answer), max_tokens)
 
     started = time.perf_counter()
     outcomes = await asyncio.gather(*(one(p) for p in problems))
