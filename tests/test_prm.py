@@ -112,8 +112,11 @@ def test_a_checkpoint_without_its_own_aggregation_leaves_the_choice_to_the_setti
 def test_missing_step_tag_and_missing_checkpoint(tmp_path, tiny_prm_dir):
     with pytest.raises(PRMLoadError, match="no '<step>' token"):
         load_prm(str(tiny_prm_dir), step_tag="<step>")
-    with pytest.raises(PRMLoadError, match="cannot load PRM"):
+    with pytest.raises(ConfigError, match="prm model .*nowhere.* is a local path that does not exist"):
         load_prm(str(tmp_path / "nowhere"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PRMLoadError, match="cannot load PRM"):
+        load_prm(str(tmp_path / "empty"))  # a folder, but no checkpoint in it
 
 
 def test_input_past_the_context_window_is_an_error_of_that_input_alone(tmp_path):

@@ -100,6 +100,40 @@ def test_option_errors_are_clear(cluster, tmp_path):
     )
 
 
+def test_a_replica_dead_for_good_is_left_out(cluster, tmp_path, caplog):
+    """A replica Ray will not restart (killed with no_restart): its problems go to the other
+    one, the run finishes, and the dead one is not polled in a loop."""
+    import asyncio
+
+    import ray
+
+    from rfprm_tts.bench import RayExecutor, load_problems, run_bench
+    from rfprm_tts.settings import Settings
+
+    executor = RayExecutor(2, address=cluster.address, concurrency=2)
+    out = tmp_path / "run"
+
+    async def run_and_kill() -> None:
+        bench = asyncio.ensure_future(run_bench(load_problems("demo", limit=10), ["majority_vote", "beam_search"], [1, 2],
+                                                Settings(generator={"seed": 0}), out, executor=executor, progress=False))
+        while not ((out / "rows.jsonl").exists() and len((out / "rows.jsonl").read_text().splitlines()) >= 4):
+            assert not bench.done(), "the run ended before the kill"
+            await asyncio.sleep(0.1)
+        ray.kill(executor._actors[1], no_restart=True)
+        started = time.process_time()
+        await bench
+        assert time.process_time() - started < 60, "the driver spun on the dead replica"
+
+    with caplog.at_level("WARNING", logger="rfprm_tts.bench.ray_executor"):
+        try:
+            asyncio.run(run_and_kill())
+        finally:
+            ray.shutdown()
+    assert "Ray replica 1 is dead and left out" in caplog.text
+    rows = RunStore(out).rows()
+    assert len(keys(rows)) == len(set(keys(rows))) == 10 * 2 * 2 and not [r for r in rows if r["error"]]
+
+
 def test_a_worker_node_killed_mid_run_loses_no_problem(cluster, tmp_path):
     """Kill the second node (its raylet and the replica on it) while it holds problems: they
     are solved by the other replica; every row is written exactly once and none failed."""

@@ -90,7 +90,7 @@ class RayExecutor:
             self._watch(replica)
         log.info("%d Ray replica(s) of %g CPU, %g GPU; waiting for the first to load its models",
                  self.replicas, self.cpus_per_replica, gpus)
-        while True:  # the others join as they come up
+        while self._loading:  # the others join as they come up
             done, _ = await asyncio.wait(list(self._loading), return_when=asyncio.FIRST_COMPLETED)
             for future in done:
                 replica = self._loading.pop(future)
@@ -99,11 +99,12 @@ class RayExecutor:
                 except ray.exceptions.RayTaskError as exc:  # the solver could not be built
                     cause = exc.cause
                     raise cause if isinstance(cause, RfprmError) else RfprmError(f"a Ray replica failed to start: {exc}") from exc
-                except ray.exceptions.RayActorError:
-                    self._watch(replica)
+                except ray.exceptions.RayActorError as exc:
+                    self._lost(replica, exc)
                     continue
                 self._up.add(replica)
                 return resolved
+        raise RfprmError("no Ray replica could start (see the errors above)")
 
     def _fit(self, cluster: dict[str, float]) -> float:
         """GPUs per replica; a clear error when not even one replica fits in the cluster."""
@@ -115,7 +116,8 @@ class RayExecutor:
                 f"{cpus:g} CPUs and {gpus:g} GPUs in all; lower --cpus-per-replica/--gpus-per-replica "
                 "or add nodes (`ray start --address=HEAD:PORT` on each)"
             )
-        fit = int(min(cpus / self.cpus_per_replica, gpus / per_gpu if per_gpu else float("inf")))
+        room = [total / need for total, need in ((cpus, self.cpus_per_replica), (gpus, per_gpu)) if need > 0]
+        fit = int(min(room, default=self.replicas))
         if fit < self.replicas:
             log.warning("only %d of %d replicas fit in the Ray cluster at once; the rest wait for room", fit, self.replicas)
         return per_gpu
@@ -169,13 +171,21 @@ class RayExecutor:
     def _revived(self, replica: int, future: asyncio.Future) -> None:
         try:
             future.result()
-        except self._ray.exceptions.RayActorError:  # died again while loading: Ray keeps restarting it
-            self._watch(replica)
+        except self._ray.exceptions.RayActorError as exc:
+            self._lost(replica, exc)
         except self._ray.exceptions.RayError as exc:
             log.warning("Ray replica %d failed to restart and is left out: %s", replica, exc)
         else:
             self._up.add(replica)
             log.info("Ray replica %d is up", replica)
+
+    def _lost(self, replica: int, exc: Exception) -> None:
+        """A replica's (re)start call failed: dead for good (ActorDiedError: Ray will not
+        restart it), else unavailable for now (watched again)."""
+        if isinstance(exc, self._ray.exceptions.ActorDiedError):
+            log.warning("Ray replica %d is dead and left out: %s", replica, exc)
+        else:
+            self._watch(replica)
 
     async def aclose(self) -> None:
         for future in self._loading:
