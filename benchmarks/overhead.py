@@ -10,7 +10,10 @@ order flipped), max(C, --per-round) distinct demo questions each, C at a time, m
 per question, as a user's own script would send. Reported: wall time per generated token
 over all rounds of each side, the ratio wrapped / raw, CPU per question (the vLLM server
 shares this machine's cores, so a client's CPU slows generation here), plus the process's first wrapped request on its
-own line (what a one-shot script pays). The proxy part (`--proxy`) starts `rfprm serve` as
+own line (what a one-shot script pays). Rounds a few seconds apart see a different server (its
+batch, its cache, the other processes on the machine), so the "together" ratio also runs both
+sides at once on disjoint questions, each with C in flight, and compares their mean request
+latency per generated token: the same server load for both. The proxy part (`--proxy`) starts `rfprm serve` as
 its own process: majority_vote through the proxy vs the raw SDK to vLLM, and best_of_n through
 the proxy vs in-process `asolve` with the same PRM (the proxy's HTTP and JSON only).
 """
@@ -27,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import openai
-from servers import cpu_seconds, free_port, process, vllm_server
+from servers import cpu_seconds, vllm_server
 
+from rfprm_tts.bench.servers import free_port, server_process
 from rfprm_tts.demo.arithmetic import held_out_problems
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
@@ -84,41 +88,55 @@ class Side:
     def cpu(self) -> float:
         return cpu_seconds() + (cpu_seconds(self.server_pid) if self.server_pid else 0.0)
 
+    async def timed(self, question: str, limit: asyncio.Semaphore) -> tuple[float, int]:
+        """One request under `limit`: its latency (from when it was sent) and its tokens."""
+        async with limit:
+            started = time.perf_counter()
+            tokens = await self.run(question)
+            return time.perf_counter() - started, tokens
+
     async def round(self, questions: list[str], in_flight: int) -> float:
         """One round: every question, `in_flight` at a time; adds to the totals and returns
         its seconds per generated token."""
         limit = asyncio.Semaphore(in_flight)
-
-        async def one(question: str) -> int:
-            async with limit:
-                return await self.run(question)
-
         cpu, started = self.cpu(), time.perf_counter()
-        tokens = sum(await asyncio.gather(*(one(q) for q in questions)))
+        tokens = sum(t for _, t in await asyncio.gather(*(self.timed(q, limit) for q in questions)))
         seconds = time.perf_counter() - started
         self.seconds, self.tokens, self.questions = self.seconds + seconds, self.tokens + tokens, self.questions + len(questions)
         self.cpu_s += self.cpu() - cpu
         return seconds / tokens
 
 
+async def together(ours: Side, theirs: Side, questions: list[str], in_flight: int) -> float:
+    """Both sides at once, alternate questions each, `in_flight` requests each: the ratio of
+    their summed request latencies per generated token (ours / theirs)."""
+    limits = asyncio.Semaphore(in_flight), asyncio.Semaphore(in_flight)
+    sides = [(ours, limits[0]), (theirs, limits[1])]
+    done = await asyncio.gather(*(sides[i % 2][0].timed(q, sides[i % 2][1]) for i, q in enumerate(questions)))
+    per_token = [sum(s for s, _ in done[k::2]) / sum(t for _, t in done[k::2]) for k in (0, 1)]
+    return per_token[0] / per_token[1]
+
+
 async def compare(name: str, ours: Side, theirs: Side, concurrencies: list[int], rounds: int, per_round: int) -> list[str]:
     """Table rows: per concurrency, each side's time per generated token over all its rounds,
     the ratio, and each side's CPU per question (this process, plus its server's for the
     proxy). A round is max(C, per_round) questions, C in flight; rounds alternate sides (each
-    round's order flipped); every round asks questions not asked before."""
+    round's order flipped), then one round of both together (`together`); every round asks
+    questions not asked before."""
     sizes = [max(c, per_round) for c in concurrencies]
-    fresh = iter(p.question for p in held_out_problems(1 + 2 * rounds * sum(sizes)))
+    fresh = iter(p.question for p in held_out_problems(1 + 2 * (rounds + 1) * sum(sizes)))
     take = lambda count: [next(fresh) for _ in range(count)]  # noqa: E731
     first = await ours.round(take(1), 1)  # the process's first solve of ours, cold
-    lines = [f"| {name} | 1 (the process's first request, cold) | {first * 1e3:.3f} | | | | |"]
+    lines = [f"| {name} | 1 (the process's first request, cold) | {first * 1e3:.3f} | | | | | |"]
     print(lines[-1], flush=True)
     for c, size in zip(concurrencies, sizes):
         mine, raw = Side(ours.run, ours.server_pid), Side(theirs.run, theirs.server_pid)
         for r in range(rounds):
             for side in (mine, raw) if r % 2 else (raw, mine):
                 await side.round(take(size), c)
+        both = await together(mine, raw, take(2 * size), c)
         m, t = mine.seconds / mine.tokens, raw.seconds / raw.tokens
-        lines.append(f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | "
+        lines.append(f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | {both:.3f} | "
                      f"{mine.cpu_s / mine.questions * 1e3:.1f} | {raw.cpu_s / raw.questions * 1e3:.1f} |")
         print(lines[-1], flush=True)
     return lines
@@ -138,7 +156,7 @@ async def main_async(args: argparse.Namespace, base_url: str) -> list[str]:
                        "--base-url", base_url, "--model", args.model]
             env = {"RFPRM_GENERATOR__MAX_CONCURRENCY": str(max(args.concurrency)), "RFPRM_GENERATOR__TIMEOUT_S": "600",
                    "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(max(args.concurrency))}
-            with process(command, f"http://127.0.0.1:{port}/health", Path(args.logs) / "proxy.log", env) as server:
+            with server_process(command, f"http://127.0.0.1:{port}/health", Path(args.logs) / "proxy.log", env) as server:
                 proxy = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="EMPTY", timeout=600, max_retries=0)
                 lines += await compare("proxy, majority_vote vs raw SDK", Side(via_proxy(proxy, "majority_vote", args.n), server.pid),
                                        Side(raw_sdk(client, settings, args.n)), args.concurrency, args.rounds, args.per_round)
@@ -167,8 +185,8 @@ def main() -> None:
             port = free_port()
             stack.enter_context(vllm_server(port, Path(args.logs) / "vllm.log"))
             base_url = f"http://127.0.0.1:{port}/v1"
-        header = ["| what | questions in flight | ours ms/token | baseline ms/token | ratio | ours CPU ms/question "
-                  "| baseline CPU ms/question |", "|---|---|---|---|---|---|---|"]
+        header = ["| what | questions in flight | ours ms/token | baseline ms/token | ratio | ratio, together "
+                  "| ours CPU ms/question | baseline CPU ms/question |", "|---|---|---|---|---|---|---|---|"]
         print("\n".join(header), flush=True)
         lines = asyncio.run(main_async(args, base_url))
     print(f"\nn={args.n} samples per question, {args.rounds} alternating rounds per row; {sys.platform}, "

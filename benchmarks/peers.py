@@ -27,8 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import openai
-from servers import free_port, process, vllm_server
+from servers import vllm_server
 
+from rfprm_tts.bench.servers import free_port, server_process
 from rfprm_tts.demo.arithmetic import held_out_problems
 from rfprm_tts.grading import compare
 from rfprm_tts.text import extract_answer
@@ -109,11 +110,11 @@ def main() -> None:
         vllm_port, optillm_port, rfprm_port = free_port(), free_port(), free_port()
         stack.enter_context(vllm_server(vllm_port, logs / "vllm.log"))
         upstream = f"http://127.0.0.1:{vllm_port}/v1"
-        stack.enter_context(process(
+        stack.enter_context(server_process(
             [args.optillm, "--base-url", upstream, "--port", str(optillm_port), "--best-of-n", str(args.n), "--log", "warning"],
             f"http://127.0.0.1:{optillm_port}/health", logs / "optillm.log", {"OPENAI_API_KEY": "EMPTY"},
         ))
-        stack.enter_context(process(
+        stack.enter_context(server_process(
             [sys.executable, "-m", "rfprm_tts.cli", "serve", "--port", str(rfprm_port), "--backend", "openai",
              "--base-url", upstream, "--model", "demo"],
             f"http://127.0.0.1:{rfprm_port}/health", logs / "rfprm.log",

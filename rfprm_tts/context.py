@@ -195,6 +195,11 @@ class SearchContext:
         A candidate the PRM cannot score (longer than its context, prm.overflow "error")
         fails alone, with the reason in `error` and `prm_note`; the rest go on."""
         scorable = [c for c in candidates if c.ok and c.trajectory.steps]
+        if not getattr(self.scorer, "partial_ok", True) and any(c.finish_reason == "partial" for c in scorable):
+            raise ConfigError(
+                "the verifier scores complete answers only (an outcome reward model) and this strategy scores "
+                "partial ones: use best_of_n or weighted_best_of_n, or a process reward model"
+            )
         self._live += scorable
         if scorable:
             batch = await self.score([c.trajectory for c in scorable])

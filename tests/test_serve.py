@@ -321,7 +321,7 @@ def test_no_open_proxy_beyond_loopback(tmp_path):
     import sys
     from pathlib import Path
 
-    from conftest import free_port
+    from conftest import free_port, server_process
 
     rfprm = str(Path(sys.executable).parent / "rfprm")
     refused = subprocess.run([rfprm, "serve", "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True,
@@ -329,21 +329,10 @@ def test_no_open_proxy_beyond_loopback(tmp_path):
     assert refused.returncode == 2 and "--api-key" in refused.stderr and "--allow-no-auth" in refused.stderr
     port = free_port()
     secret = "s3cret-key-value"
-    proc = subprocess.Popen([rfprm, "serve", "--host", "0.0.0.0", "--port", str(port), "--api-key", secret],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
-                break
-            except httpx.HTTPError:
-                assert proc.poll() is None and time.monotonic() < deadline, "the proxy did not start"
-                time.sleep(0.5)
+    command = [rfprm, "serve", "--host", "0.0.0.0", "--port", str(port), "--api-key", secret]
+    log = tmp_path / "serve.log"
+    with server_process(command, f"http://127.0.0.1:{port}/health", log, timeout_s=120, cwd=tmp_path):
         assert httpx.get(f"http://127.0.0.1:{port}/v1/models").status_code == 401
         ok = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {secret}"})
         assert ok.status_code == 200
-    finally:
-        proc.terminate()
-        out, err = proc.communicate(timeout=60)
-    assert secret not in out and secret not in err
+    assert "Uvicorn running" in log.read_text() and secret not in log.read_text()

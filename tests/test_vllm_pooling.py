@@ -2,13 +2,10 @@
 scorer, on the tiny PRM in float32."""
 
 import random
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
-from conftest import FLOAT32, HAS_VLLM, free_port, vllm_env
+from conftest import FLOAT32, HAS_VLLM, free_port, server_process, vllm_env
 from test_prm import QUESTION, random_steps
 
 from rfprm_tts.prm import load_prm
@@ -49,30 +46,13 @@ def test_http_pooling_server_matches_transformers(tiny_prm_dir, trajectories, tm
 
     tag = AutoTokenizer.from_pretrained(tiny_prm_dir).convert_tokens_to_ids("<extra_0>")
     port = free_port()
-    log = open(tmp_path / "pooling.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_prm_dir),
-         "--runner", "pooling", "--pooler-config", f'{{"step_tag_id": {tag}}}', "--dtype", "float32",
-         "--max-model-len", "1024", "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT, env=vllm_env(),
-    )
     root = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            assert proc.poll() is None, (tmp_path / "pooling.log").read_text()[-3000:]
-            try:
-                urllib.request.urlopen(f"{root}/health", timeout=2)
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "pooling server not ready in 300 s"
-                time.sleep(1)
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(tiny_prm_dir),
+               "--runner", "pooling", "--pooler-config", f'{{"step_tag_id": {tag}}}', "--dtype", "float32",
+               "--max-model-len", "1024", "--host", "127.0.0.1", "--port", str(port)]
+    with server_process(command, f"{root}/health", tmp_path / "pooling.log", vllm_env(), timeout_s=300):
         scorer = load_prm(str(tiny_prm_dir), backend="http", base_url=root)
         got = scorer.score_batch(QUESTION, trajectories)
         reference = load_prm(str(tiny_prm_dir), incremental=False).score_batch(QUESTION, trajectories)
         for a, b in zip(got.step_scores, reference.step_scores):
             assert a == pytest.approx(b, abs=FLOAT32)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        log.close()

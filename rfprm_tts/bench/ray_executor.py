@@ -16,7 +16,6 @@ import asyncio
 import logging
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import asdict
 from typing import Any
 
 from rfprm_tts.bench.runner import BenchWorker, Job, WorkSpec, failed_rows
@@ -159,12 +158,12 @@ class RayExecutor:
                     self._watch(replica)
                     deaths[job] += 1
                     if deaths[job] >= self.max_attempts:
-                        yield job, [asdict(r) for r in failed_rows(job, spec, f"its Ray replica died {deaths[job]} times: {exc}")]
+                        yield job, failed_rows(job, spec, f"its Ray replica died {deaths[job]} times: {exc}")
                     else:
                         log.warning("Ray replica %d died (%s); %s goes to another replica", replica, type(exc).__name__, job)
                         queue.appendleft(job)
                 except ray.exceptions.RayError as exc:  # e.g. a job that cannot be sent
-                    yield job, [asdict(r) for r in failed_rows(job, spec, exc)]
+                    yield job, failed_rows(job, spec, exc)
                 else:
                     yield job, rows
 

@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -145,9 +146,10 @@ class WorkSpec:
     def built(self) -> dict[str, Strategy]:
         return {name: build_strategy(name, self.settings.strategy_params, n=max(self.budgets)) for name in self.strategies}
 
-    def pooled(self) -> list[str]:
+    @cached_property
+    def pooled(self) -> tuple[str, ...]:
         """The sample-then-choose strategies: all served by one sample pool per problem."""
-        return [name for name, s in self.built().items() if isinstance(s, SampleThenChoose)]
+        return tuple(name for name, s in self.built().items() if isinstance(s, SampleThenChoose))
 
 
 @dataclass(frozen=True)
@@ -164,13 +166,13 @@ class Job:
 
     def owes(self, spec: WorkSpec) -> list[tuple[str, int]]:
         if self.strategy is None:
-            return [(name, n) for name in spec.pooled() for n in spec.budgets]
+            return [(name, n) for name in spec.pooled for n in spec.budgets]
         return [(self.strategy, self.n)]
 
 
 def plan_jobs(problems: Sequence[Problem], spec: WorkSpec, done: set[Key]) -> list[Job]:
     """The jobs whose rows `done` does not hold yet."""
-    pooled = spec.pooled()
+    pooled = spec.pooled
     searched = [name for name in spec.strategies if name not in pooled]
     jobs = []
     for problem in problems:
@@ -180,13 +182,15 @@ def plan_jobs(problems: Sequence[Problem], spec: WorkSpec, done: set[Key]) -> li
     return jobs
 
 
-def failed_rows(job: Job, spec: WorkSpec, error: BaseException | str) -> list[Row]:
+def failed_rows(job: Job, spec: WorkSpec, error: BaseException | str) -> list[dict[str, Any]]:
     """The rows a job owed, each marked with why it has no answer (the run goes on)."""
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
     return [
-        Row(problem_id=job.problem.id, strategy=strategy, n=n, gold=job.problem.answer, answer=None, prediction=None,
+        asdict(Row(
+            problem_id=job.problem.id, strategy=strategy, n=n, gold=job.problem.answer, answer=None, prediction=None,
             correct=False, pass_at_n=False, candidates=0, prompt_tokens=0, generated_tokens=0, prm_tokens=0,
-            generator_flops=None, prm_flops=None, wall_s=0.0, reused=False, error=message)
+            generator_flops=None, prm_flops=None, wall_s=0.0, reused=False, error=message,
+        ))
         for strategy, n in job.owes(spec)
     ]
 
@@ -216,7 +220,7 @@ class BenchWorker:
                 strategy = build_strategy(job.strategy, self.spec.settings.strategy_params, n=job.n)
                 rows = [await search_row(self.solver, job.problem, strategy, self._grade)]
         except Exception as exc:  # noqa: BLE001 - a failed problem is a row, not a crashed run
-            rows = failed_rows(job, self.spec, exc)
+            return failed_rows(job, self.spec, exc)
         return [asdict(row) for row in rows]
 
     async def aclose(self) -> None:

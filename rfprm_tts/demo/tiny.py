@@ -8,10 +8,11 @@ Qwen2.5-Math-PRM / ReasonFlux-PRM-7B). Tests build them (and the demo world's tr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
@@ -46,12 +47,20 @@ QWEN2_PRETOKENIZE_REGEX = (
 )
 
 
-def build_tokenizer(system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> PreTrainedTokenizerFast:
+def build_tokenizer(
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT, *, special: Sequence[str] = (), plain: Sequence[str] = (),
+    bos_token: str | None = None, chat_template: str | None = None,
+) -> PreTrainedTokenizerFast:
     """A Qwen2-style byte-level BPE tokenizer with no merges (one token per byte), the special
     tokens of the real formats and a ChatML template. Its pipeline is the one transformers'
-    Qwen2Tokenizer rebuilds from vocab and merges, so every loader tokenizes alike."""
+    Qwen2Tokenizer rebuilds from vocab and merges, so every loader tokenizes alike.
+
+    Other formats' tokenizers: `special` and `plain` tokens added (a PRM's step tag such as
+    Math-Shepherd's "ки"), `bos_token` put before every encoded text (as Llama and Mistral
+    tokenizers do), another `chat_template`."""
+    special_tokens, plain_tokens = [*SPECIAL_TOKENS, *special], [*PLAIN_ADDED_TOKENS, *plain]
     vocab: dict[str, int] = {}
-    for token in [*SPECIAL_TOKENS, *PLAIN_ADDED_TOKENS, *sorted(pre_tokenizers.ByteLevel.alphabet())]:
+    for token in [*special_tokens, *plain_tokens, *sorted(pre_tokenizers.ByteLevel.alphabet())]:
         vocab.setdefault(token, len(vocab))
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], continuing_subword_prefix="", end_of_word_suffix=""))
     tok.normalizer = normalizers.NFC()
@@ -62,12 +71,16 @@ def build_tokenizer(system_prompt: str = DEFAULT_SYSTEM_PROMPT) -> PreTrainedTok
         ]
     )
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(SPECIAL_TOKENS)
-    tok.add_tokens(PLAIN_ADDED_TOKENS)
+    tok.add_special_tokens(special_tokens)
+    tok.add_tokens(plain_tokens)
+    if bos_token is not None:
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{bos_token} $A", pair=f"{bos_token} $A $B", special_tokens=[(bos_token, vocab[bos_token])]
+        )
     tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=bos_token
     )
-    tokenizer.chat_template = chatml_template(system_prompt)
+    tokenizer.chat_template = chat_template or chatml_template(system_prompt)
     return tokenizer
 
 

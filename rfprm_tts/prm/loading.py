@@ -14,7 +14,10 @@ from rfprm_tts.prm.registry import FORMATS, FormatSpec
 from rfprm_tts.prm.scorer import PRMScorer
 from rfprm_tts.settings import PRMSettings
 
-BUILT_IN_FORMATS = ("rfprm_tts.prm.step_tag", "rfprm_tts.prm.scalar_head")
+BUILT_IN_FORMATS = (
+    "rfprm_tts.prm.step_tag", "rfprm_tts.prm.scalar_head", "rfprm_tts.prm.math_shepherd", "rfprm_tts.prm.rlhflow",
+    "rfprm_tts.prm.skywork", "rfprm_tts.prm.outcome",
+)
 
 
 def load_prm(path_or_name: str, **options) -> PRMScorer:
@@ -62,6 +65,11 @@ def choose_format(settings: PRMSettings, path: str, config) -> FormatSpec:
 
 def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputFormat, config) -> tuple[Runner, int | None]:
     """The runner for prm.backend, and the context length it knows (None: unchecked)."""
+    if settings.backend != "transformers" and not spec.pooling:
+        raise ConfigError(
+            f"prm.format {spec.name!r} reads outputs that vLLM's pooling runner does not return; "
+            f"set prm.backend to 'transformers' (it is {settings.backend!r})"
+        )
     if settings.backend == "vllm":
         from rfprm_tts.prm.vllm_pooling import VLLMPoolingRunner
 
@@ -78,7 +86,7 @@ def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputF
     from rfprm_tts.torch_utils import pick_device, pick_dtype
 
     device = pick_device(settings.device)
-    model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device))
+    model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device), fmt)
     pad_id = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None else 0
     options = dict(batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens,
                    batching=settings.batching, pad_id=pad_id)

@@ -54,6 +54,7 @@ class Scorer(Protocol):
     aggregation: str | None  # the aggregation the checkpoint names (config rfprm_aggregation), if any
     num_parameters: int | None  # for FLOP estimates; None when unknown (a remote server)
     prefix_cache: PrefixCache | None
+    partial_ok: bool  # False: scores complete answers only (an outcome reward model)
 
     def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:
         """Score every step of every trajectory (each a list of step strings) of one question."""
@@ -83,6 +84,7 @@ class ScorerDefaults:
     aggregation: str | None = None
     num_parameters: int | None = None
     prefix_cache: PrefixCache | None = None
+    partial_ok: bool = True
 
     def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:
         return self.score_many([(question, trajectories)])[0]
@@ -103,15 +105,18 @@ class ScorerDefaults:
 class InputFormat(Protocol):
     """How a verifier reads a trajectory (ReasonFlux step tags, a token-level PRM, a scalar
     head, ...). `rows` says which positions' outputs a runner must return: every step tag,
-    every token, or the last token; `read` turns them into step scores (one per step, or one
-    per trajectory when `one_score`). With `prefix_reuse`, a prefix's outputs never change when
-    steps are appended and `cuts` gives the token boundaries where a cached prefix may end."""
+    every token, the last token, or the positions the format's own `marks(ids, start)` names;
+    `read` turns them into step scores (one per step, or one per trajectory when
+    `one_score`). With `prefix_reuse`, a prefix's outputs never change when steps are appended
+    and `cuts` gives the token boundaries where a cached prefix may end. Without
+    `partial_ok` (an outcome reward model) only complete answers can be scored."""
 
     tokenizer: Any
-    rows: Literal["tags", "all", "last"]
+    rows: Literal["tags", "all", "last", "marks"]
     tag_id: int | None
     one_score: bool
     prefix_reuse: bool
+    partial_ok: bool
 
     def encode(self, question: str, steps: Steps) -> list[int]: ...
 
@@ -126,7 +131,9 @@ class InputFormat(Protocol):
 
 def positions(fmt: InputFormat, ids: Sequence[int], start: int) -> list[int]:
     """The positions of `ids` whose outputs `fmt` reads (tags after the question, every
-    token, or the last one)."""
+    token, the last one, or the format's own marks)."""
+    if fmt.rows == "marks":
+        return fmt.marks(ids, start)
     if fmt.rows == "all":
         return list(range(len(ids)))
     if fmt.rows == "last":

@@ -18,13 +18,16 @@ from rfprm_tts.prm.protocol import InputFormat
 @dataclass(frozen=True)
 class FormatSpec:
     """`build(settings, path, config, tokenizer)` makes the format; `load_model(settings, path,
-    config, device, dtype)` the model the transformers runners run (None: no in-process
-    model); `detect(path, config)` claims a checkpoint when prm.format is "auto"."""
+    config, device, dtype, fmt)` the model the transformers runners run (None: no in-process
+    model); `detect(path, config)` claims a checkpoint when prm.format is "auto"; `pooling`:
+    vLLM's pooling runner returns what the format reads (a 2-label score head at step tags,
+    as Qwen2ForProcessRewardModel has), so prm.backend 'vllm' and 'http' can run it."""
 
     name: str
     build: Callable[[Any, str, Any, Any], InputFormat]
     load_model: Callable[..., Any] | None = None
     detect: Callable[[str, Any], bool] = lambda path, config: False
+    pooling: bool = True
 
 
 FORMATS: dict[str, FormatSpec] = {}

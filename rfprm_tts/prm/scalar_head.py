@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from rfprm_tts.errors import PRMLoadError
+from rfprm_tts.prm.heads import ScalarHeadModel
 from rfprm_tts.prm.protocol import Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
@@ -38,20 +39,6 @@ def load_reward_head(path: str, hidden_size: int) -> nn.Linear:
     return head
 
 
-class ScalarHeadModel(nn.Module):
-    """The body and the reward head as one module with per-token logits [batch, tokens, 1]
-    (the runners read the last token's)."""
-
-    def __init__(self, body: nn.Module, head: nn.Linear):
-        super().__init__()
-        self.body, self.head = body, head.to(next(body.parameters()).device)
-        self.config = body.config
-
-    def forward(self, input_ids: torch.Tensor, **kwargs) -> tuple[torch.Tensor]:
-        hidden = self.body(input_ids=input_ids, **kwargs)[0]
-        return (self.head(hidden.to(self.head.weight.dtype)),)
-
-
 class ScalarHeadFormat:
     """Raw question + completion in, one score out (the last token's)."""
 
@@ -59,6 +46,7 @@ class ScalarHeadFormat:
     tag_id = None
     one_score = True
     prefix_reuse = False
+    partial_ok = True
 
     def __init__(self, tokenizer, separator: str = DEFAULT_STEP_SEPARATOR):
         self.tokenizer = tokenizer
@@ -81,7 +69,7 @@ def _build(settings, path: str, config, tokenizer) -> ScalarHeadFormat:
     return ScalarHeadFormat(tokenizer)
 
 
-def _load_model(settings, path: str, config, device, dtype) -> ScalarHeadModel:
+def _load_model(settings, path: str, config, device, dtype, fmt) -> ScalarHeadModel:
     from transformers import AutoModel
 
     body = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=settings.trust_remote_code).to(device).eval()

@@ -37,6 +37,7 @@ class PRMScorer(ScorerDefaults):
         self.aggregation = aggregation
         self.format_name = format_name
         self.num_parameters = runner.num_parameters
+        self.partial_ok = getattr(fmt, "partial_ok", True)
 
     @property
     def tokenizer(self):

@@ -60,6 +60,7 @@ class StepTagFormat:
 
     one_score = False
     prefix_reuse = True
+    partial_ok = True
 
     def __init__(self, tokenizer, *, step_tag: str = "<extra_0>", readout: str = "step_tag", system_prompt: str | None = None):
         self.tokenizer = tokenizer
@@ -91,17 +92,18 @@ class StepTagFormat:
 
 
 def _build(settings, path: str, config, tokenizer) -> StepTagFormat:
-    tag_id = tokenizer.convert_tokens_to_ids(settings.step_tag)
+    step_tag = settings.step_tag or "<extra_0>"
+    tag_id = tokenizer.convert_tokens_to_ids(step_tag)
     if tag_id is None or tag_id == tokenizer.unk_token_id:
         raise PRMLoadError(
-            f"the tokenizer of {path!r} has no {settings.step_tag!r} token; set prm.step_tag "
-            "to the PRM's step separator token"
+            f"the tokenizer of {path!r} has no {step_tag!r} token; set prm.step_tag to the PRM's step "
+            "separator token, or prm.format to the checkpoint's format (math_shepherd, rlhflow, ...)"
         )
     readout = checkpoint_readout(settings.readout, config)
-    return StepTagFormat(tokenizer, step_tag=settings.step_tag, readout=readout, system_prompt=settings.system_prompt)
+    return StepTagFormat(tokenizer, step_tag=step_tag, readout=readout, system_prompt=settings.system_prompt)
 
 
-def _load_model(settings, path: str, config, device, dtype):
+def _load_model(settings, path: str, config, device, dtype, fmt):
     """The project's own Qwen2ForProcessRewardModel for checkpoints that name it; the
     checkpoint's own code only with trust_remote_code. The head must have 2 labels."""
     from transformers import AutoModel
@@ -115,9 +117,10 @@ def _load_model(settings, path: str, config, device, dtype):
         model = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=True)
     else:
         raise PRMLoadError(
-            f"{path!r} declares architectures {architectures}, not a process reward model this "
-            "loader knows (Qwen2ForProcessRewardModel). If the checkpoint ships its own modeling "
-            "code, opt in with trust_remote_code=True (RFPRM_PRM__TRUST_REMOTE_CODE=true)."
+            f"{path!r} declares architectures {architectures}, not a step-tag process reward model "
+            "(Qwen2ForProcessRewardModel). A causal LM that answers '+'/'-' is prm.format "
+            "'math_shepherd' or 'rlhflow'; a checkpoint with its own modeling code needs "
+            "trust_remote_code=True (RFPRM_PRM__TRUST_REMOTE_CODE=true)."
         )
     model = model.to(device).eval()
     check_two_label_head(model, path)
