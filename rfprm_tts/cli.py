@@ -1,4 +1,5 @@
-"""The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...` (and `rfprm bench report DIR`), `rfprm serve`.
+"""The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...` (and `rfprm bench report DIR`),
+`rfprm serve`, `rfprm eval-prm FILE`.
 
 stdout carries only each command's result (`rfprm solve --json | jq` works); logs, progress
 and whatever a library or an engine process prints go to stderr, quiet unless `-v`.
@@ -7,6 +8,7 @@ and whatever a library or an engine process prints go to stderr, quiet unless `-
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -141,7 +143,47 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-no-auth", action="store_true", default=None,
                        help="serve beyond loopback without API keys (only on a network you trust)")
     add_backend_arguments(serve)
+
+    evaluate = commands.add_parser(
+        "eval-prm", help="ProcessBench's figures (first-error accuracy, F1) and within-problem AUROC of a verifier"
+    )
+    evaluate.add_argument("file", help="JSONL with problem, steps, label (first wrong step, -1 if none), optional "
+                          "subset per row; 'demo' = the bundled demo-world file")
+    evaluate.add_argument("--field", action="append", metavar="FIELD=NAME", help="map problem/steps/label/subset to other names")
+    evaluate.add_argument("--threshold", type=float, help="a step below it is wrong (default 0.5, a 2-label PRM's argmax)")
+    evaluate.add_argument("--tune-on", metavar="SUBSET", help="use the threshold with the best F1 on this subset "
+                          "(ProcessBench tunes on gsm8k) for every subset")
+    evaluate.add_argument("--out", help="write each row with its step scores and predicted first error (JSONL)")
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
+    evaluate.add_argument("--format", help="prm.format: auto, step_tag, math_shepherd, rlhflow, skywork, ...")
+    evaluate.add_argument("--aggregation", help="for the AUROC: last, min, mean, prod, reasonflux, or auto")
+    evaluate.add_argument("--device", help="PRM device: auto, cpu, cuda")
+    evaluate.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser
+
+
+def eval_prm_main(args: argparse.Namespace, out: IO[str]) -> int:
+    from rfprm_tts.eval_prm import evaluate, read_rows, report_json
+    from rfprm_tts.prm import build_scorer
+    from rfprm_tts.settings import Settings
+
+    if args.threshold is not None and args.tune_on is not None:
+        raise RfprmError("--threshold and --tune-on both choose the threshold: give one")
+    rows = read_rows(args.file, dict(item.partition("=")[::2] for item in args.field or []))
+    given = {"prm__model": args.prm, "prm__format": args.format, "prm__aggregation": args.aggregation, "prm__device": args.device}
+    settings = Settings.load().with_overrides(**{k: v for k, v in given.items() if v is not None})
+    scorer = build_scorer(settings.prm)
+    try:
+        report, predictions = evaluate(scorer, rows, aggregation=settings.prm.aggregation, alpha=settings.prm.alpha,
+                                       threshold=args.threshold, tune_on=args.tune_on)
+    finally:
+        scorer.close()
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(p) + "\n" for p in predictions)
+    print(report_json(report) if args.json else report.table(), file=out)
+    return 0
 
 
 def merge_main(argv: list[str], out: IO[str]) -> int:
@@ -249,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return bench_main(args, argv, out)
+        if args.command == "eval-prm":
+            return eval_prm_main(args, out)
         if args.command == "serve":
             from rfprm_tts.serve import serve
             from rfprm_tts.settings import Settings

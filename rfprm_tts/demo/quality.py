@@ -17,6 +17,7 @@ from rfprm_tts.chat import render, to_messages
 from rfprm_tts.demo.arithmetic import Problem, digit_slip, grade
 from rfprm_tts.grading import vote
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
+from rfprm_tts.prm.evaluation import auroc
 from rfprm_tts.text import extract_answer, split_steps
 
 
@@ -59,23 +60,6 @@ def sample_texts(
                 answers.append(tokenizer.decode(row[:end], skip_special_tokens=True))
             texts.append(answers)
     return texts
-
-
-def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | None:
-    """P(a random positive scores above a random negative), ties counting half."""
-    if not positives or not negatives:
-        return None
-    ranked = sorted([(s, 1) for s in positives] + [(s, 0) for s in negatives])
-    rank_sum, i = 0.0, 0
-    while i < len(ranked):
-        j = i
-        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
-            j += 1
-        mean_rank = (i + j + 1) / 2  # ranks are 1-based
-        rank_sum += mean_rank * sum(label for _, label in ranked[i:j])
-        i = j
-    p, q = len(positives), len(negatives)
-    return (rank_sum - p * (p + 1) / 2) / (p * q)
 
 
 @dataclass
