@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
         "bench", help="accuracy vs compute of strategies on a dataset (`rfprm bench report DIR` redraws a run; "
         "`rfprm bench merge OUT DIR...` joins shards)"
     )
-    bench.add_argument("--dataset", required=True, help="math500, aime24, aime25, amc23, gsm8k, demo, a hub name or a .jsonl path")
+    bench.add_argument("--dataset", required=True,
+                       help="math500, aime24, aime25, amc23, gsm8k, gpqa_diamond, demo, a hub name or a .jsonl path")
+    bench.add_argument("--choice-seed", type=int, default=0, help="multiple choice (gpqa_diamond): the seed that orders the choices")
     bench.add_argument("--data-dir", help="folder with <name>.jsonl files for the named datasets (offline)")
     bench.add_argument("--field", action="append", metavar="FIELD=NAME", help="map question/answer/id to a file's field names")
     bench.add_argument("--start", type=int, default=0, help="first problem (after shuffling)")
@@ -259,6 +261,7 @@ def bench_main(args: argparse.Namespace, argv: list[str], out: IO[str]) -> int:
     problems = load_problems(
         args.dataset, data_dir=args.data_dir, fields=fields, start=args.start, end=args.end,
         limit=args.limit, shuffle_seed=args.shuffle_seed, num_shards=args.num_shards, shard_index=args.shard_index,
+        choice_seed=args.choice_seed,
     )
     settings = Settings.load().with_overrides(**_solve_overrides(args))
     config = {
@@ -267,6 +270,8 @@ def bench_main(args: argparse.Namespace, argv: list[str], out: IO[str]) -> int:
     }
     if args.num_shards > 1:
         config["shard"] = {"index": args.shard_index, "count": args.num_shards}
+    if problems[0].choices:
+        config["choice_seed"] = args.choice_seed
     print(f"{len(problems)} problems, strategies {args.strategies}, budgets {sorted(set(args.budgets))} -> {args.out}",
           file=sys.stderr)
     asyncio.run(run_bench(problems, args.strategies, args.budgets, settings, args.out,

@@ -42,6 +42,16 @@ def normalize(answer: str) -> str:
     return s
 
 
+def choice_letter(answer: str | None, letters: str = "ABCD") -> str | None:
+    """The letter a multiple-choice answer names: "B", "(B)", "B)", "B. 3.5", "\\text{B}";
+    None when it names none."""
+    if answer is None:
+        return None
+    s = _TEXT_WRAPPERS.sub(r"\1", answer).strip().strip("$").strip()
+    m = re.match(rf"^\(?([{letters}])\)?(?=$|[).:\s])", s)
+    return m.group(1) if m else None
+
+
 def as_number(answer: str) -> Fraction | None:
     """The exact value of a plain number ("18", "-0.5", "1,234", "3/4"), else None."""
     s = normalize(answer)

@@ -211,3 +211,35 @@ def test_shards_merged_equal_an_unsharded_run(tmp_path):
     assert mismatch.returncode == 2 and "budgets" in mismatch.stderr and "every shard must be the same run" in mismatch.stderr
     bad = bench(tmp_path / "bad", "--num-shards", "3", "--shard-index", "3")
     assert bad.returncode == 2 and "the index must be 0..2" in bad.stderr
+
+
+def test_gpqa_diamond_offline_choices_shuffled_by_seed_and_graded_by_letter(tmp_path):
+    rows = [{"Record ID": f"rec{i}", "Question": f"Which value is right for case {i}?", "Correct Answer": f"right {i}",
+             "Incorrect Answer 1": f"wrong a{i}", "Incorrect Answer 2": f"wrong b{i}", "Incorrect Answer 3": f"wrong c{i}"}
+            for i in range(8)]
+    (tmp_path / "gpqa_diamond.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    problems = load_problems("gpqa_diamond", data_dir=tmp_path)
+    assert [p.id for p in problems] == [f"rec{i}" for i in range(8)]
+    for i, p in enumerate(problems):
+        lines = p.question.splitlines()
+        lettered = [line for line in lines if line[:3] in ("A) ", "B) ", "C) ", "D) ")]
+        assert [line[0] for line in lettered] == list("ABCD")
+        assert sorted(line[3:] for line in lettered) == sorted([f"right {i}", f"wrong a{i}", f"wrong b{i}", f"wrong c{i}"])
+        assert f"{p.answer}) right {i}" in lettered  # the gold letter names the correct choice
+        assert p.choices[ord(p.answer) - ord("A")] == f"right {i}"
+    assert load_problems("gpqa_diamond", data_dir=tmp_path) == problems  # the same seed, the same order
+    other = load_problems("gpqa_diamond", data_dir=tmp_path, choice_seed=1)
+    assert [p.choices for p in other] != [p.choices for p in problems]
+    assert len({p.answer for p in problems}) > 1  # the right answer is not always in one place
+
+    grade, p = Grader(), problems[0]
+    wrong = next(letter for letter in "ABCD" if letter != p.answer)
+    for spelled in (p.answer, f"({p.answer})", f"{p.answer}) right 0", f"\\text{{{p.answer}}}"):
+        assert grade(p, spelled)
+    assert not grade(p, wrong) and not grade(p, "right 0") and not grade(p, None)
+
+
+def test_gpqa_rows_missing_fields_are_named(tmp_path):
+    (tmp_path / "gpqa_diamond.jsonl").write_text(json.dumps({"Question": "q", "Correct Answer": "a"}) + "\n")
+    with pytest.raises(ConfigError, match="no field 'Incorrect Answer 1'"):
+        load_problems("gpqa_diamond", data_dir=tmp_path)

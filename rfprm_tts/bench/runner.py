@@ -20,9 +20,9 @@ from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from rfprm_tts.bench.datasets import Problem
+from rfprm_tts.bench.datasets import LETTERS, Problem
 from rfprm_tts.bench.store import Key, RunStore, row_key
-from rfprm_tts.grading import compare
+from rfprm_tts.grading import choice_letter, compare
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
@@ -68,6 +68,8 @@ class Grader:
         if answer is None:
             return False
         key = (problem.id, answer)
+        if problem.choices:  # multiple choice: the letters must match
+            return choice_letter(answer, LETTERS[: len(problem.choices)]) == problem.answer
         if key not in self._verdicts:
             self._verdicts[key] = compare(answer, problem.answer, self.timeout_s)
         return self._verdicts[key]
