@@ -206,17 +206,28 @@ def merge_main(argv: list[str], out: IO[str]) -> int:
 
 
 def report_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="rfprm bench report", description="rebuild a run's summary and plots from its rows")
-    parser.add_argument("dir", help="the run directory")
+    parser = argparse.ArgumentParser(
+        prog="rfprm bench report",
+        description="rebuild a run's summary and plots from its rows; several runs: one plot, a line per run and strategy",
+    )
+    parser.add_argument("dirs", nargs="+", metavar="DIR", help="run directories")
+    parser.add_argument("--out", help="with several runs: the folder for the joint summary and plots")
     args = parser.parse_args(argv)
-    from rfprm_tts.bench import write_report
+    from rfprm_tts.bench import write_comparison, write_report
 
     try:
-        write_report(args.dir)
+        if len(args.dirs) == 1 and args.out is None:
+            write_report(args.dirs[0])
+            target = args.dirs[0]
+        elif args.out is None:
+            raise RfprmError("several runs make one report: say where with --out DIR")
+        else:
+            write_comparison(args.dirs, args.out)
+            target = args.out
     except RfprmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.dir}/summary.md")
+    print(f"wrote {target}/summary.md")
     return 0
 
 

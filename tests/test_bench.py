@@ -243,3 +243,34 @@ def test_gpqa_rows_missing_fields_are_named(tmp_path):
     (tmp_path / "gpqa_diamond.jsonl").write_text(json.dumps({"Question": "q", "Correct Answer": "a"}) + "\n")
     with pytest.raises(ConfigError, match="no field 'Incorrect Answer 1'"):
         load_problems("gpqa_diamond", data_dir=tmp_path)
+
+
+def test_report_overlays_runs(tmp_path):
+    """Two runs (the same problems, two verifiers that rank samples oppositely) on one report:
+    a line per run and strategy, each point the run's own; several runs need --out."""
+    problems = [Problem("a", "Compute 9 + 9.", "18"), Problem("b", "Compute 1 + 1.", "2")]
+
+    class LowDigitScorer(DigitScorer):  # prefers the other sample: a second verifier
+        def score_batch(self, question, trajectories):
+            batch = super().score_batch(question, trajectories)
+            batch.step_scores = [[1 - s for s in row] for row in batch.step_scores]
+            return batch
+
+    for name, scorer in (("digit", DigitScorer()), ("low_digit", LowDigitScorer())):
+        solver = ReasoningSolver(Settings(), generator=ListGenerator(TEXTS), scorer=scorer)
+        asyncio.run(run_bench(problems, ["best_of_n"], [1, 2], Settings(), tmp_path / name, solver=solver, progress=False))
+    rfprm = [sys.executable, "-m", "rfprm_tts.cli", "bench", "report"]
+    done = subprocess.run([*rfprm, str(tmp_path / "digit"), str(tmp_path / "low_digit"), "--out", str(tmp_path / "both")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = (tmp_path / "both" / "summary.md").read_text()
+    for name in ("digit", "low_digit"):
+        own = {(p.strategy, p.n): p for p in summarize(RunStore(tmp_path / name).rows())}
+        for n in (1, 2):
+            line = next(line for line in summary.splitlines() if line.startswith(f"| {name}: best_of_n") and f" | {n} | " in line)
+            assert f"| {own[('best_of_n', n)].accuracy:.3f} |" in line
+    assert summary.count("| digit: best_of_n") == 2 and summary.count("| low_digit: best_of_n") == 2
+    assert (tmp_path / "both" / "accuracy_vs_tokens.png").stat().st_size > 0
+    refused = subprocess.run([*rfprm, str(tmp_path / "digit"), str(tmp_path / "low_digit")], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode == 2 and "--out" in refused.stderr
