@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
-from rfprm_tts.prm.aggregate import aggregate
+from rfprm_tts.prm.aggregate import FALLING, aggregate
 from rfprm_tts.prm.protocol import ScoredBatch, Scorer
 from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
@@ -99,17 +99,19 @@ class SearchContext:
         the prefix itself, finished with reason "length". Every prefix gets k children, in
         order; a child's `generated_tokens` and `logprobs` cover the whole answer so far."""
         stop = [self.separator] if one_step else None
-        growing = [p for p in prefixes if self.tokens_left(p) > 0]
+        growing = [i for i, p in enumerate(prefixes) if self.tokens_left(p) > 0]
+        # by position, not by text: equal prefixes (DVTS's subtrees all start from the
+        # question) each get their own k samples
         batches = dict(zip(growing, await asyncio.gather(
-            *(self.sample(k, prefix=p, stop=stop, max_tokens=max_tokens) for p in growing)
+            *(self.sample(k, prefix=prefixes[i], stop=stop, max_tokens=max_tokens) for i in growing)
         )))
         children = []
-        for prefix in prefixes:
+        for i, prefix in enumerate(prefixes):
             parent = self._partials.get(prefix, Candidate(trajectory=self.trajectory(""), generated_tokens=0))
-            if prefix not in batches:
+            if i not in batches:
                 children += [parent.model_copy(update={"finish_reason": "length"}, deep=True) for _ in range(k)]
                 continue
-            for c in batches[prefix]:
+            for c in batches[i]:
                 if c.error is not None:
                     children.append(self.candidate(c))
                     continue
@@ -173,6 +175,17 @@ class SearchContext:
 
     def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float | None]) -> float | None:
         return aggregate(step_scores, self.aggregation, self.alpha, answer_step=trajectory.ends_with_answer_step)
+
+    def may_still_win(self, partial: Candidate, finished: Sequence[Candidate]) -> bool:
+        """Can `partial`, grown on, still outrank every finished candidate? Not when the
+        aggregation only falls as steps are added (min, prod) and it already scores no
+        higher than the best finished one: a search drops it and its answer stays the same
+        (the bound that keeps beam search from spending max_steps x N steps on beams that
+        ramble and never finish)."""
+        if self.aggregation not in FALLING:
+            return True
+        best = max((c.score for c in finished if c.ok and c.score is not None), default=None)
+        return best is None or (partial.score is not None and partial.score > best)
 
     def candidate(self, completion: Completion) -> Candidate:
         """An unscored candidate for a complete sample."""

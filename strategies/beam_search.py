@@ -4,7 +4,8 @@
     repeat up to max_steps:
         score every beam with the PRM (one call for all of them)
         set aside finished beams; drop duplicates
-        keep the top N / M open beams (the context frees the rest from the PRM's cache)
+        keep the top N / M open beams (the context frees the rest from the PRM's cache),
+            less those that can no longer beat the best finished beam (min, prod)
         sample M next steps for each kept beam (N open again)
     the last round generates to the end; the best finished beam wins
 
@@ -49,7 +50,7 @@ class BeamSearch(BaseStrategy):
         for depth in range(1, max_steps + 1):
             beams = await ctx.score_candidates(unique(beams))
             finished += [b for b in beams if b.state != "open"]
-            open_beams = rank([b for b in beams if b.state == "open"])[:keep]
+            open_beams = [b for b in rank([b for b in beams if b.state == "open"])[:keep] if ctx.may_still_win(b, finished)]
             await ctx.keep(open_beams)
             if not open_beams or len(finished) >= n:
                 break

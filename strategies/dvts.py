@@ -3,7 +3,8 @@
     split the budget N into N / M independent subtrees
     each subtree keeps one path: at every step sample M next steps, score them with the
     PRM (one call for all subtrees), follow the best one
-    a subtree ends when its chosen step finishes the answer
+    a subtree ends when its chosen step finishes the answer, or can no longer beat the
+    best finished path (min, prod)
 
 Subtrees never compete with each other, so one strong early step cannot collapse the
 search onto a single path (beam search's failure at large N).
@@ -34,7 +35,7 @@ class DVTS(BaseStrategy):
             chosen = [rank(children[i * m : (i + 1) * m])[0] for i in range(len(paths))]
             await ctx.keep(chosen)
             finished += [c for c in chosen if c.state != "open"]
-            paths = [c.trajectory.text for c in chosen if c.state == "open"]
+            paths = [c.trajectory.text for c in chosen if c.state == "open" and ctx.may_still_win(c, finished)]
             if not paths:
                 break
         return best_outcome(finished, {"subtrees": subtrees, "rounds": depth})

@@ -146,3 +146,60 @@ def test_step_searches_hold_the_whole_answer_token_budget(strategy):
     assert sorted({r.sampling.max_tokens for r in gen.requests}, reverse=True) == [35, 25, 15, 5]
     assert all(c.generated_tokens <= 35 for c in result.candidates)
     assert result.best.generated_tokens == 35 and result.best.finish_reason == "length"
+
+
+class ScriptedTree:
+    """Children by prefix (the steps so far): the k-th request for a prefix gets the k-th of
+    its lists (the last one again after that), in order; a step holding \\boxed{} ends."""
+
+    def __init__(self, children: dict[tuple[str, ...], list[list[str]]]):
+        self.children, self.requests, self.asked = children, [], {}
+
+    async def generate(self, request):
+        from rfprm_tts.generators import Completion, GenerationResult
+
+        self.requests.append(request)
+        steps = tuple(s for s in request.prefix.split("\n\n") if s)
+        k = self.asked[steps] = self.asked.get(steps, -1) + 1
+        texts = self.children[steps][min(k, len(self.children[steps]) - 1)]
+        result = GenerationResult(prompt_tokens=1, calls=1)
+        for i in range(request.n):
+            text = texts[i % len(texts)]
+            result.completions.append(Completion(text=text, finish_reason="stop", tokens=1,
+                                                 stop_reason=None if "boxed" in text else "\n\n"))
+            result.generated_tokens += 1
+        return result
+
+    async def aclose(self):
+        pass
+
+
+def run_tree(strategy: str, aggregation: str, tree: dict) -> tuple[object, set[str]]:
+    gen = ScriptedTree(tree)
+    settings = Settings.load(strategy=strategy, prm=dict(aggregation=aggregation))
+    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("q", n=4, beam_width=2)
+    return result, {r.prefix for r in gen.requests}
+
+
+def test_beam_search_drops_beams_that_can_no_longer_win():
+    """N=4, M=2. Round 1: "\\boxed{8}" finishes at .8; the kept open beams are "9" (.9) and
+    "5" (.5). Under min (or prod) a path only falls as it grows, so "5" can never beat .8:
+    it is not grown, and the answer is the same. Under mean it could, so it is grown."""
+    tree = {(): [["\\boxed{8}", "5", "9", "3"]], ("9",): [["\\boxed{7}", "8"]], ("5",): [["\\boxed{6}", "6"]],
+            ("9", "8"): [["\\boxed{4}", "\\boxed{1}"]], ("5", "6"): [["\\boxed{2}", "\\boxed{3}"]]}
+    result, prefixes = run_tree("beam_search", "min", tree)
+    assert result.answer == "8"  # 9|boxed{7}: min .7; 9|8|boxed{4}: .4
+    assert "9\n\n" in prefixes and "5\n\n" not in prefixes
+    _, prefixes = run_tree("beam_search", "mean", tree)
+    assert "5\n\n" in prefixes
+
+
+def test_dvts_stops_a_subtree_that_can_no_longer_win():
+    """2 subtrees, each with its own samples (both start from the question: a regression where
+    equal prefixes shared one batch made every subtree the same path). Subtree 1 follows "\\boxed{8}" (.8, finished); subtree 2 follows "4" (.4):
+    under min it can never beat .8, so it is not grown; under last it could."""
+    tree = {(): [["\\boxed{8}", "5"], ["3", "4"]], ("4",): [["\\boxed{9}", "2"]]}
+    result, prefixes = run_tree("dvts", "min", tree)
+    assert result.answer == "8" and prefixes == {""}
+    result, prefixes = run_tree("dvts", "last", tree)
+    assert "4\n\n" in prefixes and result.answer == "9"  # grown, and under last .9 wins

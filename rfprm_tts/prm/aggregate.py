@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from rfprm_tts.errors import ConfigError
 
 AGGREGATIONS = ("last", "min", "mean", "prod", "reasonflux")
+# With step scores in [0, 1] these can only fall as steps are added: a partial answer that
+# already scores no higher than a finished one can never overtake it.
+FALLING = ("min", "prod")
 
 
 def resolve_aggregation(setting: str, scorer: object) -> str:
