@@ -142,11 +142,16 @@ class SearchContext:
     def trajectory(self, text: str) -> Trajectory:
         return Trajectory.from_response(self.question, text, self.separator)
 
-    async def score(self, trajectories: Sequence[Trajectory]) -> ScoredBatch:
-        """PRM step scores of each trajectory (one PRM call for the whole batch)."""
+    async def score(self, trajectories: Sequence[Trajectory], logprobs: Sequence[list[float] | None] = ()) -> ScoredBatch:
+        """PRM step scores of each trajectory (one PRM call for the whole batch); a verifier
+        that reads the generator's token log-probabilities (prm.format 'confidence') gets
+        `logprobs`, one list per trajectory."""
         if self.scorer is None:
             raise ConfigError("this solve has no PRM: its strategy says uses_prm = False, yet it asked for scores")
-        batch = await asyncio.to_thread(self.scorer.score_batch, self.question, [t.step_texts for t in trajectories])
+        if getattr(self.scorer, "reads_logprobs", False):
+            batch = self.scorer.score_logprobs(list(logprobs) or [None] * len(trajectories))
+        else:
+            batch = await asyncio.to_thread(self.scorer.score_batch, self.question, [t.step_texts for t in trajectories])
         self.usage.prm_calls += 1
         self.usage.prm_tokens += batch.tokens
         notes = [note for note in batch.notes if note]
@@ -174,6 +179,9 @@ class SearchContext:
             await asyncio.to_thread(cache.forget, self.question)
 
     def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float | None]) -> float | None:
+        """The candidate's score: its step scores aggregated, or a one-score verifier's score as is."""
+        if getattr(self.scorer, "one_score", False):
+            return step_scores[0] if step_scores else None
         return aggregate(step_scores, self.aggregation, self.alpha, answer_step=trajectory.ends_with_answer_step)
 
     def may_still_win(self, partial: Candidate, finished: Sequence[Candidate]) -> bool:
@@ -215,7 +223,7 @@ class SearchContext:
             )
         self._live += scorable
         if scorable:
-            batch = await self.score([c.trajectory for c in scorable])
+            batch = await self.score([c.trajectory for c in scorable], [c.logprobs for c in scorable])
             unknown = [None] * len(scorable)
             for candidate, scores, note, error in zip(scorable, batch.step_scores, batch.notes or unknown, batch.errors or unknown):
                 candidate.step_scores = scores

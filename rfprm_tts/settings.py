@@ -146,7 +146,7 @@ class PRMSettings(HTTPSettings):
         "'scalar_head' (ReasonFlux-PRM-1.5B: causal LM + reward_head.pt), 'math_shepherd' (causal LM, "
         "'+'/'-' at each 'ки'), 'rlhflow' (causal LM, each step a user turn answered '+'), 'skywork' "
         "(Skywork-o1-Open-PRM: value head), 'outcome' (a sequence-classification reward model: one "
-        "score per complete answer). 'auto' picks the format that claims the checkpoint (reward_head.pt: "
+        "score per complete answer), 'confidence' (no model: the generator's own log-probabilities). 'auto' picks the format that claims the checkpoint (reward_head.pt: "
         "scalar_head; Qwen2ForPrmModel: skywork; a 1-label *ForSequenceClassification: outcome), else step_tag.",
     )
     served_model_name: str | None = Field(None, description="http backend: the server's model name.")
@@ -196,6 +196,13 @@ class PRMSettings(HTTPSettings):
         description="Token that ends each step in the PRM input. None: the format's own ('<extra_0>' "
         "for step_tag, 'ки' for math_shepherd, a newline for skywork).",
     )
+    confidence: Literal["mean", "min", "lowest_group", "tail"] = Field(
+        "lowest_group",
+        description="format 'confidence' (no reward model: the generator's token log-probabilities): "
+        "exp of the mean log-probability over all tokens, of the least likely token, of the lowest "
+        "mean over any window, or of the mean over the last window.",
+    )
+    confidence_window: int = Field(2048, ge=1, description="format 'confidence': tokens per window (lowest_group, tail).")
     good_token: str = Field("+", description="math_shepherd, rlhflow: the token whose probability is the step score.")
     bad_token: str = Field("-", description="math_shepherd, rlhflow: the token it is weighed against.")
     system_prompt: str | None = Field(

@@ -145,7 +145,9 @@ class ReasoningSolver:
             separator=settings.step_separator,
             aggregation=resolve_aggregation(settings.prm.aggregation, scorer) if scorer else None,
             alpha=settings.prm.alpha,
-            sampling=settings.generator.sampling(),
+            # a verifier that reads log-probabilities needs the generator to return them
+            sampling=settings.generator.sampling().model_copy(
+                update={"logprobs": True} if getattr(scorer, "reads_logprobs", False) else {}),
         )
 
     def solve(self, prompt: Prompt, **overrides: Any) -> SolveResult:

@@ -99,5 +99,9 @@ def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputF
 
 def build_scorer(settings: PRMSettings) -> PRMScorer:
     """The PRM that `settings` describe (aggregation and alpha are read by the search, not
-    the scorer)."""
+    the scorer); format 'confidence' loads no model."""
+    if settings.format == "confidence":
+        from rfprm_tts.prm.confidence import ConfidenceScorer
+
+        return ConfidenceScorer(settings.confidence, settings.confidence_window)
     return load_prm(settings.model, **settings.model_dump(exclude={"model", "aggregation", "alpha"}))

@@ -55,6 +55,7 @@ class Scorer(Protocol):
     num_parameters: int | None  # for FLOP estimates; None when unknown (a remote server)
     prefix_cache: PrefixCache | None
     partial_ok: bool  # False: scores complete answers only (an outcome reward model)
+    one_score: bool  # one score per answer (a reward head, an outcome model, confidence): no aggregation
 
     def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:
         """Score every step of every trajectory (each a list of step strings) of one question."""
@@ -85,6 +86,7 @@ class ScorerDefaults:
     num_parameters: int | None = None
     prefix_cache: PrefixCache | None = None
     partial_ok: bool = True
+    one_score: bool = False
 
     def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:
         return self.score_many([(question, trajectories)])[0]

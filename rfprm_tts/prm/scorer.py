@@ -38,6 +38,7 @@ class PRMScorer(ScorerDefaults):
         self.format_name = format_name
         self.num_parameters = runner.num_parameters
         self.partial_ok = getattr(fmt, "partial_ok", True)
+        self.one_score = fmt.one_score
 
     @property
     def tokenizer(self):

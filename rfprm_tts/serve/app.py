@@ -374,12 +374,14 @@ def build_solver(settings: Settings, metrics: Metrics) -> ReasoningSolver:
     from rfprm_tts.prm import build_scorer
     from rfprm_tts.serve.batching import BatchingScorer
 
-    scorer = BatchingScorer(
-        build_scorer(settings.prm),
-        window_s=settings.serve.batch_window_ms / 1000,
-        max_batch=settings.serve.max_batch,
-        on_batch=metrics.observe_batch,
-    )
+    scorer = build_scorer(settings.prm)
+    if not getattr(scorer, "reads_logprobs", False):  # a confidence verifier runs no model: nothing to batch
+        scorer = BatchingScorer(
+            scorer,
+            window_s=settings.serve.batch_window_ms / 1000,
+            max_batch=settings.serve.max_batch,
+            on_batch=metrics.observe_batch,
+        )
     solver = ReasoningSolver(settings, scorer=scorer)
     solver.generator  # noqa: B018 - build the generator now, not on the first request
     return solver

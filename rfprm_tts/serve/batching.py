@@ -17,7 +17,8 @@ from rfprm_tts.prm.protocol import Request, ScoredBatch, Scorer, ScorerDefaults,
 
 class BatchingScorer(ScorerDefaults):
     """The Scorer protocol over another scorer, batching concurrent calls; every capability
-    of the wrapped scorer (its aggregation, parameter count, prefix cache) passes through."""
+    of the wrapped scorer (its aggregation, parameter count, prefix cache, what it can score)
+    passes through."""
 
     def __init__(
         self,
@@ -32,6 +33,8 @@ class BatchingScorer(ScorerDefaults):
         self.aggregation = scorer.aggregation
         self.num_parameters = scorer.num_parameters
         self.prefix_cache = scorer.prefix_cache
+        self.partial_ok = getattr(scorer, "partial_ok", True)
+        self.one_score = getattr(scorer, "one_score", False)
         self._worker: BatchWorker[Request, ScoredBatch] = BatchWorker(
             scorer.score_many, window_s=window_s, max_size=max_batch, size=lambda request: len(request[1]),
             on_batch=on_batch, name="rfprm-prm-batcher",
