@@ -12,6 +12,7 @@ from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import FALLING, aggregate
+from rfprm_tts.prm.confidence import confidence
 from rfprm_tts.prm.protocol import ScoredBatch, Scorer
 from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
@@ -22,6 +23,9 @@ log = logging.getLogger(__name__)
 
 class SearchContext:
     """One question's view of the backends. Every call is counted in `self.usage`.
+
+    `confidence` (read-out, window, weight): with a weight above 0, each candidate's score is
+    multiplied by its generator confidence to that power (prm.confidence_weight).
 
     `messages` is the conversation the generator sees (system prompt and history included);
     the PRM scores its last user message as the question. `sampling` is how this solve
@@ -40,6 +44,7 @@ class SearchContext:
         aggregation: str | None,
         alpha: float = 1.0,
         sampling: Sampling | None = None,
+        confidence: tuple[str, int, float] = ("lowest_group", 2048, 0.0),
     ):
         self.messages = messages
         self.question = question_of(messages)
@@ -48,6 +53,7 @@ class SearchContext:
         self.separator = separator
         self.aggregation = aggregation
         self.alpha = alpha
+        self.confidence = confidence
         self.sampling = sampling or Sampling()
         self.usage = Usage()
         self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
@@ -190,7 +196,7 @@ class SearchContext:
         higher than the best finished one: a search drops it and its answer stays the same
         (the bound that keeps beam search from spending max_steps x N steps on beams that
         ramble and never finish)."""
-        if self.aggregation not in FALLING:
+        if self.aggregation not in FALLING or self.confidence[2] > 0:  # a confidence factor may rise
             return True
         best = max((c.score for c in finished if c.ok and c.score is not None), default=None)
         return best is None or (partial.score is not None and partial.score > best)
@@ -228,6 +234,9 @@ class SearchContext:
             for candidate, scores, note, error in zip(scorable, batch.step_scores, batch.notes or unknown, batch.errors or unknown):
                 candidate.step_scores = scores
                 candidate.score = self.aggregate(candidate.trajectory, scores)
+                readout, window, weight = self.confidence
+                if weight and candidate.score is not None and candidate.logprobs:
+                    candidate.score *= confidence(candidate.logprobs, readout, window) ** weight
                 candidate.prm_note = note or error
                 if error is not None:
                     candidate.error = f"the PRM could not score it: {error}"

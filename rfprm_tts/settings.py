@@ -56,7 +56,10 @@ class Sampling(BaseModel):
 
 # What a solve (or a proxy request) may change without reloading a model: everything else in
 # the generator and prm sections, and the step separator, is fixed once a solver exists.
-PER_SOLVE_FIELDS = {"generator": {*Sampling.model_fields, "system_prompt"}, "prm": {"aggregation", "alpha"}}
+PER_SOLVE_FIELDS = {
+    "generator": {*Sampling.model_fields, "system_prompt"},
+    "prm": {"aggregation", "alpha", "confidence", "confidence_window", "confidence_weight"},
+}
 
 
 class HTTPSettings(BaseModel):
@@ -203,6 +206,11 @@ class PRMSettings(HTTPSettings):
         "mean over any window, or of the mean over the last window.",
     )
     confidence_window: int = Field(2048, ge=1, description="format 'confidence': tokens per window (lowest_group, tail).")
+    confidence_weight: float = Field(
+        0.0, ge=0.0,
+        description="With a reward model: multiply each candidate's score by its generator confidence (the "
+        "prm.confidence read-out) to this power; 0 = off, 1 = PRM score x confidence. Turns generator.logprobs on.",
+    )
     good_token: str = Field("+", description="math_shepherd, rlhflow: the token whose probability is the step score.")
     bad_token: str = Field("-", description="math_shepherd, rlhflow: the token it is weighed against.")
     system_prompt: str | None = Field(

@@ -138,6 +138,7 @@ class ReasoningSolver:
         settings = settings or self.settings
         messages = to_messages(prompt, settings.generator.system_prompt)  # a bad prompt fails before any load
         generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer if with_prm else None))
+        reads_logprobs = scorer is not None and (getattr(scorer, "reads_logprobs", False) or settings.prm.confidence_weight > 0)
         return SearchContext(
             messages,
             generator,
@@ -145,9 +146,9 @@ class ReasoningSolver:
             separator=settings.step_separator,
             aggregation=resolve_aggregation(settings.prm.aggregation, scorer) if scorer else None,
             alpha=settings.prm.alpha,
+            confidence=(settings.prm.confidence, settings.prm.confidence_window, settings.prm.confidence_weight),
             # a verifier that reads log-probabilities needs the generator to return them
-            sampling=settings.generator.sampling().model_copy(
-                update={"logprobs": True} if getattr(scorer, "reads_logprobs", False) else {}),
+            sampling=settings.generator.sampling().model_copy(update={"logprobs": True} if reads_logprobs else {}),
         )
 
     def solve(self, prompt: Prompt, **overrides: Any) -> SolveResult:

@@ -83,3 +83,18 @@ def test_confidence_from_the_real_vllm_server(vllm_server):
         assert len(c.logprobs) == c.generated_tokens > 0
         assert c.score == pytest.approx(math.exp(sum(c.logprobs) / len(c.logprobs)))
     assert result.best.score == max(c.score for c in scored)
+
+
+def test_prm_score_times_confidence():
+    """prm.confidence_weight 1: the PRM's score times the answer's confidence. The digit
+    scorer prefers "9 ..." (0.9 vs 0.5), confidence prefers the other (e^-0.1 vs e^-3):
+    0.9 e^-3 = 0.045 < 0.5 e^-0.1 = 0.452."""
+    from fakes import DigitScorer
+
+    answers = [("9 is it\n\n\\boxed{9}", [-3.0, -3.0]), ("5 is it\n\n\\boxed{5}", [-0.1, -0.1])]
+    for weight, want in ((0.0, "9"), (1.0, "5")):
+        gen = LogprobGenerator(answers)
+        settings = Settings.load(prm=dict(aggregation="min", confidence="mean", confidence_weight=weight))
+        result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("q", n=2)
+        assert result.answer == want and all(r.sampling.logprobs == (weight > 0) for r in gen.requests)
+    assert result.best.score == pytest.approx(0.5 * math.exp(-0.1))
