@@ -12,7 +12,7 @@ over all rounds of each side, the ratio wrapped / raw, CPU per question (the vLL
 shares this machine's cores, so a client's CPU slows generation here), plus the process's first wrapped request on its
 own line (what a one-shot script pays). Rounds a few seconds apart see a different server (its
 batch, its cache, the other processes on the machine), so the "together" ratio also runs both
-sides at once on disjoint questions, each with C in flight, and compares their mean request
+sides at once on disjoint questions, C/2 in flight each, and compares their mean request
 latency per generated token: the same server load for both. The proxy part (`--proxy`) starts `rfprm serve` as
 its own process: majority_vote through the proxy vs the raw SDK to vLLM, and best_of_n through
 the proxy vs in-process `asolve` with the same PRM (the proxy's HTTP and JSON only).
@@ -108,9 +108,11 @@ class Side:
 
 
 async def together(ours: Side, theirs: Side, questions: list[str], in_flight: int) -> float:
-    """Both sides at once, alternate questions each, `in_flight` requests each: the ratio of
-    their summed request latencies per generated token (ours / theirs)."""
-    limits = asyncio.Semaphore(in_flight), asyncio.Semaphore(in_flight)
+    """Both sides at once, alternate questions each, `in_flight` requests in flight in all
+    (half each, at least one): the ratio of their summed request latencies per generated
+    token (ours / theirs)."""
+    each = max(1, in_flight // 2)
+    limits = asyncio.Semaphore(each), asyncio.Semaphore(each)
     sides = [(ours, limits[0]), (theirs, limits[1])]
     done = await asyncio.gather(*(sides[i % 2][0].timed(q, sides[i % 2][1]) for i, q in enumerate(questions)))
     per_token = [sum(s for s, _ in done[k::2]) / sum(t for _, t in done[k::2]) for k in (0, 1)]

@@ -149,7 +149,9 @@ class PRMSettings(HTTPSettings):
         "'scalar_head' (ReasonFlux-PRM-1.5B: causal LM + reward_head.pt), 'math_shepherd' (causal LM, "
         "'+'/'-' at each 'ки'), 'rlhflow' (causal LM, each step a user turn answered '+'), 'skywork' "
         "(Skywork-o1-Open-PRM: value head), 'outcome' (a sequence-classification reward model: one "
-        "score per complete answer), 'confidence' (no model: the generator's own log-probabilities). 'auto' picks the format that claims the checkpoint (reward_head.pt: "
+        "score per complete answer), 'confidence' (no model: the generator's own log-probabilities), "
+        "'generative' (a judge model at base_url writes a critique with a verdict per step). 'auto' "
+        "picks the format that claims the checkpoint (reward_head.pt: "
         "scalar_head; Qwen2ForPrmModel: skywork; a 1-label *ForSequenceClassification: outcome), else step_tag.",
     )
     served_model_name: str | None = Field(None, description="http backend: the server's model name.")
@@ -211,6 +213,8 @@ class PRMSettings(HTTPSettings):
         description="With a reward model: multiply each candidate's score by its generator confidence (the "
         "prm.confidence read-out) to this power; 0 = off, 1 = PRM score x confidence. Turns generator.logprobs on.",
     )
+    judge_max_tokens: int = Field(2048, ge=1, description="format 'generative': most tokens of the judge's critique.")
+    judge_concurrency: int = Field(16, ge=1, description="format 'generative': answers judged at once (one request each).")
     good_token: str = Field("+", description="math_shepherd, rlhflow: the token whose probability is the step score.")
     bad_token: str = Field("-", description="math_shepherd, rlhflow: the token it is weighed against.")
     system_prompt: str | None = Field(

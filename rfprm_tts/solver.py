@@ -137,7 +137,11 @@ class ReasoningSolver:
         Without `with_prm` the PRM is not loaded for it (a search that never scores)."""
         settings = settings or self.settings
         messages = to_messages(prompt, settings.generator.system_prompt)  # a bad prompt fails before any load
-        generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer if with_prm else None))
+        if self._generator is not None and (self._scorer is not None or not with_prm):
+            # built already: no hop to a worker thread, which a loaded event loop pays for in latency
+            generator, scorer = self._generator, self._scorer if with_prm else None
+        else:
+            generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer if with_prm else None))
         reads_logprobs = scorer is not None and (getattr(scorer, "reads_logprobs", False) or settings.prm.confidence_weight > 0)
         return SearchContext(
             messages,

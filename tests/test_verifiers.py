@@ -51,33 +51,30 @@ def spread_(weight: torch.Tensor, gain: float) -> None:
         weight.mul_(gain)
 
 
-@pytest.fixture(scope="module")
-def math_shepherd_dir(tmp_path_factory):
-    """math-shepherd-mistral-7b-prm's layout: MistralForCausalLM, a tokenizer that puts BOS
-    first and knows "ки"."""
-    path = tmp_path_factory.mktemp("math_shepherd")
-    tokenizer = build_tokenizer(special=["<s>"], plain=["ки"], bos_token="<s>")
-    torch.manual_seed(1)
-    model = MistralForCausalLM(MistralConfig(vocab_size=len(tokenizer), tie_word_embeddings=False,
-                                             architectures=["MistralForCausalLM"], **SHAPE))
+def save_causal_lm(path, model_class, config_class, tokenizer, seed: int):
+    """A random causal LM of the real class, its head spread like a trained verifier's."""
+    torch.manual_seed(seed)
+    model = model_class(config_class(vocab_size=len(tokenizer), tie_word_embeddings=False,
+                                     architectures=[model_class.__name__], **SHAPE))
     spread_(model.lm_head.weight, 10.0)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def math_shepherd_dir(tmp_path_factory):
+    """math-shepherd-mistral-7b-prm's layout: MistralForCausalLM, a tokenizer that puts BOS
+    first and knows "ки"."""
+    tokenizer = build_tokenizer(special=["<s>"], plain=["ки"], bos_token="<s>")
+    return save_causal_lm(tmp_path_factory.mktemp("math_shepherd"), MistralForCausalLM, MistralConfig, tokenizer, 1)
 
 
 @pytest.fixture(scope="module")
 def rlhflow_dir(tmp_path_factory):
     """RLHFlow's Llama-3.1 PRM layout: LlamaForCausalLM, Llama 3's turn tokens and template."""
-    path = tmp_path_factory.mktemp("rlhflow")
     tokenizer = build_tokenizer(special=LLAMA3_SPECIAL, bos_token="<|begin_of_text|>", chat_template=LLAMA3_TEMPLATE)
-    torch.manual_seed(2)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), tie_word_embeddings=False,
-                                         architectures=["LlamaForCausalLM"], **SHAPE))
-    spread_(model.lm_head.weight, 10.0)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_causal_lm(tmp_path_factory.mktemp("rlhflow"), LlamaForCausalLM, LlamaConfig, tokenizer, 2)
 
 
 @pytest.fixture(scope="module")

@@ -99,9 +99,13 @@ def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputF
 
 def build_scorer(settings: PRMSettings) -> PRMScorer:
     """The PRM that `settings` describe (aggregation and alpha are read by the search, not
-    the scorer); format 'confidence' loads no model."""
+    the scorer); formats 'confidence' and 'generative' load no model here."""
     if settings.format == "confidence":
         from rfprm_tts.prm.confidence import ConfidenceScorer
 
         return ConfidenceScorer(settings.confidence, settings.confidence_window)
+    if settings.format == "generative":
+        from rfprm_tts.prm.generative import GenerativeVerifier
+
+        return GenerativeVerifier(settings)
     return load_prm(settings.model, **settings.model_dump(exclude={"model", "aggregation", "alpha"}))
