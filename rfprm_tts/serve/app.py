@@ -334,13 +334,24 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
         return completion_body(result, chat, settings.serve.model_name, f"chatcmpl-{uuid.uuid4().hex}")
 
     async def until_done_or_disconnect(work: asyncio.Future, request: Request) -> dict[str, Any]:
-        """The solve's result; a client that goes away cancels its upstream work."""
-        while not work.done():
-            await asyncio.wait({work}, timeout=0.1)
-            if not work.done() and await request.is_disconnected():
-                work.cancel()
-                metrics.cancelled.inc()
-                raise APIError(499, "client disconnected", "client_closed_request")
+        """The solve's result; a client that goes away cancels its upstream work. The server
+        says so with an http.disconnect message, so this waits for one instead of polling
+        (polling each request 10 times a second cost a third of the proxy's CPU at 256 in
+        flight: py-spy)."""
+
+        async def disconnected() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+
+        watcher = asyncio.ensure_future(disconnected())
+        try:
+            await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+        if not work.done():
+            work.cancel()
+            metrics.cancelled.inc()
+            raise APIError(499, "client disconnected", "client_closed_request")
         return work.result()
 
     async def stream(chat: ChatRequest, key: int, started: float) -> AsyncIterator[str]:
