@@ -193,9 +193,10 @@ class SearchContext:
     def may_still_win(self, partial: Candidate, finished: Sequence[Candidate]) -> bool:
         """Can `partial`, grown on, still outrank every finished candidate? Not when the
         aggregation only falls as steps are added (min, prod) and it already scores no
-        higher than the best finished one: a search drops it and its answer stays the same
-        (the bound that keeps beam search from spending max_steps x N steps on beams that
-        ramble and never finish)."""
+        higher than the best finished one: it could never be the answer, so a search stops
+        growing it (DVTS's answer is then the same; beam search may run more rounds with the
+        beams it kept, and its answer scores at least as high). This is the bound that keeps
+        beam search from spending max_steps x N steps on beams that ramble and never finish."""
         if self.aggregation not in FALLING or self.confidence[2] > 0:  # a confidence factor may rise
             return True
         best = max((c.score for c in finished if c.ok and c.score is not None), default=None)

@@ -184,7 +184,7 @@ def run_tree(strategy: str, aggregation: str, tree: dict) -> tuple[object, set[s
 def test_beam_search_drops_beams_that_can_no_longer_win():
     """N=4, M=2. Round 1: "\\boxed{8}" finishes at .8; the kept open beams are "9" (.9) and
     "5" (.5). Under min (or prod) a path only falls as it grows, so "5" can never beat .8:
-    it is not grown, and the answer is the same. Under mean it could, so it is grown."""
+    it is not grown. Under mean it could, so it is grown."""
     tree = {(): [["\\boxed{8}", "5", "9", "3"]], ("9",): [["\\boxed{7}", "8"]], ("5",): [["\\boxed{6}", "6"]],
             ("9", "8"): [["\\boxed{4}", "\\boxed{1}"]], ("5", "6"): [["\\boxed{2}", "\\boxed{3}"]]}
     result, prefixes = run_tree("beam_search", "min", tree)
