@@ -2,6 +2,7 @@
 the built-in strategies."""
 
 from rfprm_tts.strategies import (  # noqa: F401  (importing registers the built-ins)
+    adaptive_vote,
     beam_search,
     best_of_n,
     dvts,

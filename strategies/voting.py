@@ -14,7 +14,7 @@ from rfprm_tts.grading import Vote, vote
 from rfprm_tts.trajectory import Candidate
 
 
-def _outcome(result: Vote, candidates: list[Candidate], **details) -> SearchOutcome:
+def vote_outcome(result: Vote, candidates: list[Candidate], **details) -> SearchOutcome:
     """The winning group's candidates first (best scored first), then the rest. When no
     sample has an answer there is no winner, but the best-ranked sample is still returned.
     Comparisons math-verify could not decide are reported (counted as different answers)."""
@@ -31,7 +31,7 @@ class MajorityVote(SampleThenChoose):
     uses_prm = False
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
-        return _outcome(vote([c.answer if c.ok else None for c in candidates]), candidates)
+        return vote_outcome(vote([c.answer if c.ok else None for c in candidates]), candidates)
 
 
 @register
@@ -41,4 +41,4 @@ class WeightedBestOfN(SampleThenChoose):
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         weights = [c.score if c.ok and c.score is not None else 0.0 for c in candidates]
         result = vote([c.answer if c.ok else None for c in candidates], weights)
-        return _outcome(result, candidates, weight=sum(weights[i] for i in result.members))
+        return vote_outcome(result, candidates, weight=sum(weights[i] for i in result.members))

@@ -203,3 +203,47 @@ def test_dvts_stops_a_subtree_that_can_no_longer_win():
     assert result.answer == "8" and prefixes == {""}
     result, prefixes = run_tree("dvts", "last", tree)
     assert "4\n\n" in prefixes and result.answer == "9"  # grown, and under last .9 wins
+
+
+SEVEN, EIGHT = "3 + 4 = 7\n\n\\boxed{7}", "3 + 4 = 8\n\n\\boxed{8}"
+
+
+@pytest.mark.parametrize("texts, requests, answer", [
+    # all agree: 2 of 2 gives P(p > 1/2) = 7/8 < 0.95; 4 of 4 gives 31/32: stop after 2 rounds
+    ([SEVEN], [2, 2], "7"),
+    # 7, 8 alternating: never clear, so every round up to N = 16 (totals 2, 4, 8, 16)
+    ([SEVEN, EIGHT], [2, 2, 4, 8], "7"),
+    # 7, 7, 7, 8 repeating: 3 of 4 is 26/32; 6 of 8 is 0.910; 12 of 16 at N: stop there
+    ([SEVEN, SEVEN, SEVEN, EIGHT], [2, 2, 4, 8], "7"),
+])
+def test_adaptive_vote_stops_when_the_vote_is_clear(texts, requests, answer):
+    from fakes import ListGenerator
+
+    class RoundGenerator(ListGenerator):  # each request continues the list where the last one ended
+        async def generate(self, request):
+            result = await super().generate(request)
+            self.texts = self.texts[request.n % len(self.texts):] + self.texts[: request.n % len(self.texts)]
+            return result
+
+    gen = RoundGenerator(list(texts))
+    with ReasoningSolver(Settings(), generator=gen, scorer=DigitScorer()) as solver:
+        result = solver.solve("Compute 3 + 4.", strategy="adaptive_vote", n=16)
+    assert [r.n for r in gen.requests] == requests  # nothing sent beyond the round that decided
+    assert result.answer == answer and result.details["samples"] == sum(requests)
+    assert result.details["stopped_early"] == (sum(requests) < 16)
+    assert result.usage.prm_calls == 0 and result.usage.generator_calls == len(requests)
+
+
+def test_adaptive_vote_share_rule_and_prm_weights():
+    from fakes import ListGenerator
+
+    # share 0.7: 2 of 2 agree at once -> one round
+    gen = ListGenerator([SEVEN])
+    result = ReasoningSolver(Settings(), generator=gen, scorer=DigitScorer()).solve(
+        "q", strategy="adaptive_vote", n=8, stop="share", share=0.7)
+    assert [r.n for r in gen.requests] == [2] and result.answer == "7"
+    # weighted: the PRM (DigitScorer: "8" scores higher) outweighs a 1-1 count; the PRM runs
+    scorer = DigitScorer()
+    result = ReasoningSolver(Settings(), generator=ListGenerator([SEVEN, EIGHT]), scorer=scorer).solve(
+        "q", strategy="adaptive_vote", n=2, weighted=True)
+    assert result.answer == "8" and scorer.calls == 1

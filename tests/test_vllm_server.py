@@ -58,6 +58,7 @@ def test_max_tokens_and_stop_are_honoured(vllm_server, tiny_prm_dir):
         ("dvts", {"beam_width": 2, "max_steps": 3}),
         ("early_pruning", {"schedule": [0.5]}),
         ("early_pruning", {"schedule": [0.5], "chunk": "tokens", "chunk_size": 8}),
+        ("adaptive_vote", {"weighted": True}),
     ],
 )
 def test_every_strategy_end_to_end(vllm_server, tiny_prm_dir, strategy, params):

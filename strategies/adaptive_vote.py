@@ -1,0 +1,70 @@
+"""Adaptive self-consistency: vote in rounds and stop once the vote is clear.
+
+    total = first
+    repeat:
+        sample (total - samples so far) more answers      (none sent beyond what is needed)
+        vote over all of them (PRM-weighted with `weighted`)
+        stop if the leading answer is clear, or N samples are in
+        total = min(N, 2 x total)
+    return the vote's winner
+
+"Clear" is a Beta posterior test (after its_hub's Beta self-consistency): with a uniform
+prior, the leader's share p of answers has posterior Beta(1 + a, 1 + b) after a votes for it
+and b for the rest, and the vote stops once P(p > 1/2) >= `confidence`, or, with
+`stop="share"`, once the leader holds at least `share` of the answers given.
+"""
+
+from __future__ import annotations
+
+from math import comb
+from typing import Literal
+
+from pydantic import Field
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, register
+from rfprm_tts.strategies.voting import vote_outcome
+
+from rfprm_tts.context import SearchContext
+from rfprm_tts.grading import vote
+
+
+class AdaptiveVoteParams(StrategyParams):
+    first: int = Field(2, ge=1, description="Samples in the first round; each round doubles the total.")
+    stop: Literal["beta", "share"] = Field("beta", description="The stopping rule: Beta posterior test, or a share.")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="beta: stop once P(the leader's share > 1/2) reaches this.")
+    share: float = Field(0.7, gt=0.5, le=1.0, description="share: stop once the leader holds this share of the answers.")
+    weighted: bool = Field(False, description="Weight votes by PRM score (loads the PRM); else plain counts.")
+
+
+def leader_is_clear(leader: int, others: int, confidence: float) -> bool:
+    """P(p > 1/2) under Beta(1 + leader, 1 + others) >= confidence. For integer parameters
+    P(p <= 1/2) is P(Binomial(leader + others + 1, 1/2) >= leader + 1)."""
+    n = leader + others + 1
+    return sum(comb(n, k) for k in range(leader + 1)) / 2**n >= confidence
+
+
+@register
+class AdaptiveVote(BaseStrategy):
+    name = "adaptive_vote"
+    Params = AdaptiveVoteParams
+
+    def __init__(self, params: AdaptiveVoteParams):
+        super().__init__(params)
+        self.uses_prm = params.weighted  # unweighted, a solve never loads the PRM
+
+    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
+        p = self.params
+        candidates, total, rounds = [], min(p.first, p.n), 0
+        while True:
+            rounds += 1
+            completions = await ctx.sample(total - len(candidates))
+            candidates += await ctx.evaluate(completions) if p.weighted else [ctx.candidate(c) for c in completions]
+            answers = [c.answer if c.ok else None for c in candidates]
+            weights = [(c.score or 0.0) if c.ok else 0.0 for c in candidates] if p.weighted else None
+            result = vote(answers, weights)
+            given = sum(a is not None for a in answers)
+            leader = len(result.members)
+            clear = given > 0 and (leader_is_clear(leader, given - leader, p.confidence) if p.stop == "beta"
+                                   else leader / given >= p.share)
+            if clear or total >= p.n:
+                return vote_outcome(result, candidates, rounds=rounds, samples=len(candidates), stopped_early=total < p.n)
+            total = min(p.n, 2 * total)
