@@ -232,10 +232,10 @@ class SearchContext:
         if scorable:
             batch = await self.score([c.trajectory for c in scorable], [c.logprobs for c in scorable])
             unknown = [None] * len(scorable)
+            readout, window, weight = self.confidence
             for candidate, scores, note, error in zip(scorable, batch.step_scores, batch.notes or unknown, batch.errors or unknown):
                 candidate.step_scores = scores
                 candidate.score = self.aggregate(candidate.trajectory, scores)
-                readout, window, weight = self.confidence
                 if weight and candidate.score is not None and candidate.logprobs:
                     candidate.score *= confidence(candidate.logprobs, readout, window) ** weight
                 candidate.prm_note = note or error

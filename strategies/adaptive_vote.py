@@ -21,10 +21,9 @@ from typing import Literal
 
 from pydantic import Field
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, register
-from rfprm_tts.strategies.voting import vote_outcome
+from rfprm_tts.strategies.voting import tally, vote_outcome
 
 from rfprm_tts.context import SearchContext
-from rfprm_tts.grading import vote
 
 
 class AdaptiveVoteParams(StrategyParams):
@@ -58,10 +57,8 @@ class AdaptiveVote(BaseStrategy):
             rounds += 1
             completions = await ctx.sample(total - len(candidates))
             candidates += await ctx.evaluate(completions) if p.weighted else [ctx.candidate(c) for c in completions]
-            answers = [c.answer if c.ok else None for c in candidates]
-            weights = [(c.score or 0.0) if c.ok else 0.0 for c in candidates] if p.weighted else None
-            result = vote(answers, weights)
-            given = sum(a is not None for a in answers)
+            result = tally(candidates, p.weighted)
+            given = sum(c.ok and c.answer is not None for c in candidates)
             leader = len(result.members)
             clear = given > 0 and (leader_is_clear(leader, given - leader, p.confidence) if p.stop == "beta"
                                    else leader / given >= p.share)

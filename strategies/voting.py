@@ -25,13 +25,21 @@ def vote_outcome(result: Vote, candidates: list[Candidate], **details) -> Search
     return SearchOutcome(answer=result.answer, candidates=ranked, best=best, details=details)
 
 
+def tally(candidates: list[Candidate], weighted: bool = False) -> Vote:
+    """The vote over the candidates' answers (failed ones abstain), each counted once, or
+    weighted by its PRM score (unscored: 0)."""
+    answers = [c.answer if c.ok else None for c in candidates]
+    weights = [c.score if c.ok and c.score is not None else 0.0 for c in candidates] if weighted else None
+    return vote(answers, weights)
+
+
 @register
 class MajorityVote(SampleThenChoose):
     name = "majority_vote"
     uses_prm = False
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
-        return vote_outcome(vote([c.answer if c.ok else None for c in candidates]), candidates)
+        return vote_outcome(tally(candidates), candidates)
 
 
 @register
@@ -39,6 +47,5 @@ class WeightedBestOfN(SampleThenChoose):
     name = "weighted_best_of_n"
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
-        weights = [c.score if c.ok and c.score is not None else 0.0 for c in candidates]
-        result = vote([c.answer if c.ok else None for c in candidates], weights)
-        return vote_outcome(result, candidates, weight=sum(weights[i] for i in result.members))
+        result = tally(candidates, weighted=True)
+        return vote_outcome(result, candidates, weight=sum(candidates[i].score or 0.0 for i in result.members))

@@ -67,9 +67,9 @@ class Grader:
     def verdict(self, problem: Problem, answer: str | None) -> bool | None:
         if answer is None:
             return False
-        key = (problem.id, answer)
         if problem.choices:  # multiple choice: the letters must match
             return choice_letter(answer, LETTERS[: len(problem.choices)]) == problem.answer
+        key = (problem.id, answer)
         if key not in self._verdicts:
             self._verdicts[key] = compare(answer, problem.answer, self.timeout_s)
         return self._verdicts[key]

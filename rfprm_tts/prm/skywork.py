@@ -11,6 +11,7 @@ once, at its end). The loader reads the checkpoint's weight names itself: the de
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -35,17 +36,14 @@ class SkyworkFormat:
         self.tokenizer = tokenizer
         self.step_token = step_token
         self.tag_id = tokenizer.encode(step_token)[-1]
-        self._prompts: dict[str, list[int]] = {}
+        # every scorer call asks for each question's prompt: encode it once
+        self._prompt = functools.lru_cache(maxsize=4096)(self._prompt_ids)
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def _prompt(self, question: str) -> list[int]:
-        if question not in self._prompts:
-            if len(self._prompts) > 4096:
-                self._prompts.clear()
-            self._prompts[question] = self._encode((self.tokenizer.bos_token or "") + question + "\n")
-        return self._prompts[question]
+    def _prompt_ids(self, question: str) -> tuple[int, ...]:
+        return tuple(self._encode((self.tokenizer.bos_token or "") + question + "\n"))
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         ids = list(self._prompt(question))

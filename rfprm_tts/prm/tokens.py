@@ -23,5 +23,4 @@ def steps_start(encode: Callable[[str, Sequence[str]], list[int]], question: str
     """Tokens before the first step: where two trajectories of the question part ways (the
     question's template and text, shared by every trajectory; a prefix cache keeps it once)."""
     a, b = encode(question, ["0"]), encode(question, ["1"])
-    shared = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-    return shared
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
