@@ -97,6 +97,7 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "agreement", "end_to_end"])
     args = parser.parse_args()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     if torch.cuda.is_available():
         print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}", flush=True)
     throughput = [sys.executable, str(HERE / "prm_throughput.py"), "--shape", args.shape, "--device", args.device]
