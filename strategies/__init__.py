@@ -7,6 +7,7 @@ from rfprm_tts.strategies import (  # noqa: F401  (importing registers the built
     best_of_n,
     dvts,
     early_pruning,
+    particle_filtering,
     voting,
 )
 from rfprm_tts.strategies.base import (

@@ -247,3 +247,92 @@ def test_adaptive_vote_share_rule_and_prm_weights():
     result = ReasoningSolver(Settings(), generator=ListGenerator([SEVEN, EIGHT]), scorer=scorer).solve(
         "q", strategy="adaptive_vote", n=2, weighted=True)
     assert result.answer == "8" and scorer.calls == 1
+
+
+class Uniforms:
+    """An rng whose random() returns the given numbers in order."""
+
+    def __init__(self, *values):
+        self.values = list(values)
+
+    def random(self):
+        return self.values.pop(0)
+
+
+def test_resampling_draws_the_particles_worked_out_by_hand():
+    from rfprm_tts.strategies.particle_filtering import multinomial, systematic
+
+    weights = [0.1, 0.2, 0.3, 0.4]  # cumulative .1 .3 .6 1.0
+    # systematic, u = 0.5: positions .125 .375 .625 .875
+    assert systematic(weights, 4, Uniforms(0.5)) == [1, 2, 3, 3]
+    # u = 0: positions 0 .25 .5 .75 (a weight-0.1 particle can still be drawn at position 0)
+    assert systematic(weights, 4, Uniforms(0.0)) == [0, 1, 2, 3]
+    # unnormalised weights draw the same
+    assert systematic([1, 2, 3, 4], 4, Uniforms(0.5)) == [1, 2, 3, 3]
+    assert multinomial(weights, 4, Uniforms(0.05, 0.95, 0.35, 0.65)) == [0, 3, 2, 3]
+
+
+def test_tempering_raises_the_temperature_until_the_weights_spread():
+    import math
+
+    from rfprm_tts.strategies.particle_filtering import effective_sample_size, tempered_weights
+
+    scores = [0.0, 0.0, 0.0, 1.0]
+    weights, t = tempered_weights(scores, 0.05, min_ess=0.0)
+    assert t == 0.05 and weights[3] > 0.99  # no tempering asked: collapsed onto one particle
+    weights, t = tempered_weights(scores, 0.05, min_ess=0.5)
+    # ESS >= 2 needs e^(1/t) <= 3 + 2 sqrt 3 (solve 1/ESS = (e^2x + 3)/(e^x + 3)^2 = 1/2), so
+    # t >= 1/ln(6.46) = 0.536: doubling from 0.05 gives 0.8, and 0.4 was not enough.
+    assert t == pytest.approx(0.8) and effective_sample_size(weights) >= 2
+    assert 1 / 0.4 > math.log(3 + 2 * math.sqrt(3))
+    assert sum(weights) == pytest.approx(1.0)
+
+
+def test_particle_filtering_follows_the_weights():
+    """N = 4 on the digit tree (last-step scores). Round 1: steps 1 2 3 4 (.1-.4); at a
+    temperature of 0.001 with no tempering all weight is on "4", so every draw copies it.
+    Each copy asks for one continuation (prefix "4"), grows "4|3", "4|3|5", then the answer
+    \\boxed{12}; every copy finishes with it."""
+    result, gen, scorer = solve("particle_filtering", "last", n=4, temperature=0.001, min_ess=0, seed=0)
+    assert result.answer == "12"
+    assert result.best.trajectory.step_texts == ["4", "3", "5", "\\boxed{12}"]
+    assert gen.requests[0].n == 4 and all(r.n == 1 for r in gen.requests[1:])
+    assert [r.prefix for r in gen.requests[1:5]] == ["4\n\n"] * 4
+    assert len(result.candidates) == 4 and scorer.calls == 4
+    assert result.details["rounds"] == 4 and result.details["temperatures"] == [0.001] * 3
+
+
+def test_particle_filtering_with_a_seed_is_repeatable_and_keeps_weaker_particles():
+    """At a high temperature weights are near uniform: systematic resampling keeps every one
+    of the 4 first steps once (beam search with N / M = 2 would keep only "4" and "3")."""
+    result, gen, _ = solve("particle_filtering", "last", n=4, temperature=100.0, seed=3)
+    assert sorted(r.prefix for r in gen.requests[1:5]) == ["1\n\n", "2\n\n", "3\n\n", "4\n\n"]
+    again, _, _ = solve("particle_filtering", "last", n=4, temperature=0.3, seed=3, resampling="multinomial")
+    third, _, _ = solve("particle_filtering", "last", n=4, temperature=0.3, seed=3, resampling="multinomial")
+    assert [c.trajectory.text for c in again.candidates] == [c.trajectory.text for c in third.candidates]
+
+
+def test_particle_filtering_weighted_vote_and_cache_release():
+    from rfprm_tts.prm import ScorerDefaults
+
+    class ReleaseCounter(ScorerDefaults):
+        def __init__(self):
+            self.inner, self.released = DigitScorer(), []
+            self.prefix_cache = self
+
+        def score_batch(self, question, trajectories):
+            return self.inner.score_batch(question, trajectories)
+
+        def release(self, question, trajectories):
+            self.released += trajectories
+
+        def forget(self, question):
+            pass
+
+    scorer = ReleaseCounter()
+    solver = ReasoningSolver(Settings.load(strategy="particle_filtering", prm=dict(aggregation="last")),
+                             generator=StepTreeGenerator(depth=3), scorer=scorer)
+    result = solver.solve("q", n=4, temperature=0.001, min_ess=0, answer="vote")
+    # round 1 drew "4" four times: "1", "2", "3" were released from the PRM's cache
+    assert [["1"], ["2"], ["3"]] == scorer.released[:3]
+    assert result.answer == "12" and result.details["votes"] == 4
