@@ -26,6 +26,7 @@ _PUBLIC = {
     "Step": "rfprm_tts.trajectory",
     "Trajectory": "rfprm_tts.trajectory",
     "Usage": "rfprm_tts.trajectory",
+    "Progress": "rfprm_tts.context",
 }
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "GenerationError",
     "PRMLoadError",
+    "Progress",
     "ReasoningSolver",
     "RfprmError",
     "Settings",
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from rfprm_tts.context import Progress
     from rfprm_tts.errors import ConfigError, GenerationError, PRMLoadError, RfprmError
     from rfprm_tts.settings import Settings
     from rfprm_tts.solver import ReasoningSolver, asolve, solve

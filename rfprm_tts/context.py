@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
@@ -27,6 +30,10 @@ class SearchContext:
     `confidence` (read-out, window, weight): with a weight above 0, each candidate's score is
     multiplied by its generator confidence to that power (prm.confidence_weight).
 
+    `budget`: an optional token budget for the whole solve (see `TokenBudget`).
+    `on_progress`: called with a `Progress` after every generation round and every PRM call,
+    for a caller that shows the search as it runs (`rfprm serve` streams them).
+
     `messages` is the conversation the generator sees (system prompt and history included);
     the PRM scores its last user message as the question. `sampling` is how this solve
     samples: `max_tokens` bounds each whole answer (a step-level search gives each step
@@ -45,6 +52,8 @@ class SearchContext:
         alpha: float = 1.0,
         sampling: Sampling | None = None,
         confidence: tuple[str, int, float] = ("lowest_group", 2048, 0.0),
+        budget: TokenBudget | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ):
         self.messages = messages
         self.question = question_of(messages)
@@ -55,7 +64,14 @@ class SearchContext:
         self.alpha = alpha
         self.confidence = confidence
         self.sampling = sampling or Sampling()
-        self.usage = Usage()
+        self.budget = budget
+        self.usage = Usage(token_budget=budget.limit if budget else None, budget_counts=budget.counts if budget else None)
+        self._samples_back = 0  # samples returned so far: the cost per sample is spent / this
+        self.on_progress = on_progress
+        self._rounds = 0
+        self._finished = 0  # complete answers generated so far
+        self._best_score: float | None = None
+        self._started = time.perf_counter()
         self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
         self._next_seed = self.sampling.seed
         self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
@@ -77,21 +93,63 @@ class SearchContext:
         """What the answer's token budget has left after the partial answer `prefix`."""
         return self.sampling.max_tokens - self._tokens_so_far(prefix)
 
+    @property
+    def spent(self) -> int:
+        """Tokens spent as the budget counts them (generated, or generated + PRM)."""
+        prm = self.usage.prm_tokens if self.budget and self.budget.counts == "total" else 0
+        return self.usage.generated_tokens + prm
+
+    def affordable(self, samples: int, max_tokens: int | None = None) -> int:
+        """How many of `samples` more samples (each at most `max_tokens`, default the answer's)
+        the token budget has room for: all without a budget; before any sample is back, as
+        many as fit if each ran to its limit; then at the cost per sample seen so far. At
+        least 1 while any budget is left, 0 once it is spent."""
+        if self.budget is None:
+            return samples
+        left = self.budget.limit - self.spent
+        if left <= 0:
+            self.usage.budget_exhausted = True
+            return 0
+        if self._samples_back:
+            fit = int(left * self._samples_back / max(1, self.spent))
+        else:
+            fit = left // max(1, min(self.sampling.max_tokens, max_tokens or self.sampling.max_tokens))
+        if fit < samples:
+            self.usage.budget_exhausted = True
+        return min(samples, max(1, fit))
+
     async def sample(
         self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
     ) -> list[Completion]:
-        """n completions of the answer (continuing `prefix`), within what the answer's token
-        budget has left (and `max_tokens`). Raises when all of them failed."""
-        left = self.tokens_left(prefix)
-        sampling = self.sampling.model_copy(update={"seed": self._seeds(n), "max_tokens": min(left, max_tokens or left)})
+        """Up to n completions of the answer (continuing `prefix`), in one request, within what
+        the answer's token budget has left (and `max_tokens`). Under a solve's token budget the
+        request asks for what the budget affords (`affordable`), and none once it is spent:
+        fewer than n, or [], come back then. Raises when all of them failed."""
+        n = self.affordable(n, max_tokens)
+        if n == 0:
+            return []
+        completions = await self._request(n, prefix, stop, max_tokens)
+        self._report("generate", completions, finished=sum(c.error is None for c in completions))
+        return completions
+
+    async def _request(self, n: int, prefix: str, stop: list[str] | None, max_tokens: int | None) -> list[Completion]:
+        left = min(self.tokens_left(prefix), max_tokens or self.sampling.max_tokens)
+        # no one sample may outrun what the solve's token budget has left
+        cap = left if self.budget is None else min(left, max(1, self.budget.limit - self.spent))
+        sampling = self.sampling.model_copy(update={"seed": self._seeds(n), "max_tokens": cap})
         request = GenerationRequest(self.messages, n=n, prefix=prefix, stop=stop, sampling=sampling)
         result = await self.generator.generate(request)
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.generated_tokens += result.generated_tokens
         self.usage.generator_calls += result.calls
+        self._samples_back += sum(c.error is None for c in result.completions)
         errors = [c.error for c in result.completions if c.error is not None]
         if result.completions and len(errors) == len(result.completions):
             raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
+        if cap < left:  # the budget set this limit: a sample that reached it is cut short, not an answer
+            for c in result.completions:
+                if c.error is None and c.finish_reason == "length":
+                    c.error = f"cut short by the solve's token budget ({self.budget.limit} tokens)"
         return result.completions
 
     async def extend(
@@ -103,13 +161,21 @@ class SearchContext:
         with `max_tokens` it stops after that many tokens (partial when cut there). A prefix
         that has used the answer's whole token budget is not continued: its k children are
         the prefix itself, finished with reason "length". Every prefix gets k children, in
-        order; a child's `generated_tokens` and `logprobs` cover the whole answer so far."""
+        order; a child's `generated_tokens` and `logprobs` cover the whole answer so far.
+
+        Under a token budget the round is cut to what it affords (`affordable`): the children
+        of the first prefixes only (k each; one prefix's k shrinks), or none once it is spent,
+        so a strategy that ranks its prefixes best first spends the last tokens on the best."""
         stop = [self.separator] if one_step else None
+        fit = self.affordable(len(prefixes) * k, max_tokens)
+        if len(prefixes) == 1:
+            k = fit
+        prefixes = prefixes[: max(1, fit // k) if fit else 0]
         growing = [i for i, p in enumerate(prefixes) if self.tokens_left(p) > 0]
         # by position, not by text: equal prefixes (DVTS's subtrees all start from the
         # question) each get their own k samples
         batches = dict(zip(growing, await asyncio.gather(
-            *(self.sample(k, prefix=prefixes[i], stop=stop, max_tokens=max_tokens) for i in growing)
+            *(self._request(k, prefixes[i], stop, max_tokens) for i in growing)
         )))
         children = []
         for i, prefix in enumerate(prefixes):
@@ -133,6 +199,8 @@ class SearchContext:
                 )
                 self._partials[child.trajectory.text] = child
                 children.append(child)
+        if batches:
+            self._report("generate", children, finished=sum(c.state == "finished" for c in children))
         return children
 
     def _stopped_at_separator(self, c: Completion) -> bool:
@@ -242,7 +310,55 @@ class SearchContext:
                 if error is not None:
                     candidate.error = f"the PRM could not score it: {error}"
                     self.prm_failures.append(error)
+            scores = [c.score for c in scorable if c.score is not None and c.state == "finished"]
+            if scores:
+                self._best_score = max(scores + ([self._best_score] if self._best_score is not None else []))
+            self._report("score", scorable)
         return candidates
+
+    def _report(self, phase: Literal["generate", "score"], candidates: Sequence, finished: int = 0) -> None:
+        """Tell `on_progress` what the round just done gave."""
+        if phase == "generate":
+            self._rounds += 1
+            self._finished += finished
+        if self.on_progress is None:
+            return
+        self.on_progress(Progress(
+            round=self._rounds, phase=phase, candidates=len(candidates),
+            open=sum(getattr(c, "state", "finished") == "open" for c in candidates), finished=self._finished,
+            best_score=self._best_score, generated_tokens=self.usage.generated_tokens,
+            prm_tokens=self.usage.prm_tokens, elapsed_s=round(time.perf_counter() - self._started, 3),
+        ))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a search stands after one phase of a round: `candidates` generated (or scored)
+    in it, how many of those are still `open` (partial), complete answers so far, the best
+    PRM score of a complete answer so far, and the tokens spent."""
+
+    round: int
+    phase: Literal["generate", "score"]
+    candidates: int
+    open: int
+    finished: int
+    best_score: float | None
+    generated_tokens: int
+    prm_tokens: int
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class TokenBudget:
+    """A solve's token budget: `limit` tokens, counting generated tokens or generated + PRM
+    tokens ("total"). The context sends no request once it is spent and sizes each request
+    (or round of requests) to what is left at the cost per sample seen so far; a request's
+    samples may each take at most what is left. So the budget is overrun by at most what the
+    last request (or round) cost beyond that estimate, plus, counting "total", the PRM
+    call that scores it."""
+
+    limit: int
+    counts: Literal["generated", "total"] = "generated"
 
 
 def rank(candidates: Sequence[Candidate]) -> list[Candidate]:

@@ -252,6 +252,11 @@ class ServeSettings(BaseModel):
     max_body_bytes: int = Field(1_000_000, ge=1, description="Largest request body accepted (413 past it).")
     max_n: int = Field(64, ge=1, description="Largest sample budget (rfprm.n) a request may ask for.")
     max_tokens: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
+    max_token_budget: int | None = Field(
+        None, ge=1,
+        description="Largest token budget a request may ask for (rfprm.token_budget or the "
+        "X-Rfprm-Token-Budget header), and the budget of one that asks for none; None: no limit.",
+    )
     max_concurrent_per_key: int = Field(
         8, ge=1, description="Requests one key may have in flight (429 with Retry-After past it)."
     )

@@ -16,11 +16,11 @@ import concurrent.futures
 import json
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from rfprm_tts.chat import Prompt, to_messages
-from rfprm_tts.context import SearchContext
+from rfprm_tts.context import Progress, SearchContext, TokenBudget
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
 from rfprm_tts.generators import Generator, build_generator
 from rfprm_tts.prm import Scorer, build_scorer
@@ -96,20 +96,29 @@ class ReasoningSolver:
                 self._scorer = build_scorer(self.settings.prm)
             return self._scorer
 
-    async def asolve(self, prompt: Prompt, **overrides: Any) -> SolveResult:
+    async def asolve(
+        self, prompt: Prompt, *, on_progress: Callable[[Progress], None] | None = None, **overrides: Any
+    ) -> SolveResult:
         """Solve one question: a string, or a list of chat messages whose last user message is
         the question (see rfprm_tts.chat). `overrides` change this solve only: `n`,
-        `strategy`, strategy parameters (`beam_width=4`), sampling (`generator__temperature`,
-        `generator__max_tokens`, `generator__system_prompt`, ...), or `prm__aggregation` /
-        `prm__alpha`."""
+        `strategy`, strategy parameters (`beam_width=4`, `token_budget=2000`), sampling
+        (`generator__temperature`, `generator__max_tokens`, `generator__system_prompt`, ...),
+        or `prm__aggregation` / `prm__alpha`. `on_progress` is called with a `Progress` after
+        every generation round and PRM call of the search."""
         settings = self._settings_for(overrides)
-        return await self.run(prompt, self._strategy_for(settings, overrides), settings)
+        return await self.run(prompt, self._strategy_for(settings, overrides), settings, on_progress)
 
-    async def run(self, prompt: Prompt, strategy: Strategy, settings: Settings | None = None) -> SolveResult:
+    async def run(
+        self, prompt: Prompt, strategy: Strategy, settings: Settings | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> SolveResult:
         """Run a ready strategy object on one prompt (`asolve` builds it from settings);
         `settings` may differ from the solver's in per-solve fields only."""
         settings = settings or self.settings
-        ctx = await self.context(prompt, settings, with_prm=getattr(strategy, "uses_prm", True))
+        limit = getattr(strategy.params, "token_budget", None)
+        budget = TokenBudget(limit, strategy.params.budget_counts) if limit else None
+        ctx = await self.context(prompt, settings, with_prm=getattr(strategy, "uses_prm", True), budget=budget)
+        ctx.on_progress = on_progress
         started = time.perf_counter()
         try:
             outcome = await strategy.search(ctx.question, ctx)
@@ -131,10 +140,13 @@ class ReasoningSolver:
             details=outcome.details,
         )
 
-    async def context(self, prompt: Prompt, settings: Settings | None = None, with_prm: bool = True) -> SearchContext:
+    async def context(
+        self, prompt: Prompt, settings: Settings | None = None, with_prm: bool = True, budget: TokenBudget | None = None
+    ) -> SearchContext:
         """The generator and PRM as a search sees them for one prompt (backends are built
         on first use, off the event loop). For callers that drive a search themselves.
-        Without `with_prm` the PRM is not loaded for it (a search that never scores)."""
+        Without `with_prm` the PRM is not loaded for it (a search that never scores);
+        `budget` caps the tokens it may spend."""
         settings = settings or self.settings
         messages = to_messages(prompt, settings.generator.system_prompt)  # a bad prompt fails before any load
         if self._generator is not None and (self._scorer is not None or not with_prm):
@@ -153,11 +165,12 @@ class ReasoningSolver:
             confidence=(settings.prm.confidence, settings.prm.confidence_window, settings.prm.confidence_weight),
             # a verifier that reads log-probabilities needs the generator to return them
             sampling=settings.generator.sampling().model_copy(update={"logprobs": True} if reads_logprobs else {}),
+            budget=budget,
         )
 
-    def solve(self, prompt: Prompt, **overrides: Any) -> SolveResult:
-        """Sync facade of `asolve`."""
-        return self._own_loop().run(self.asolve(prompt, **overrides))
+    def solve(self, prompt: Prompt, *, on_progress: Callable[[Progress], None] | None = None, **overrides: Any) -> SolveResult:
+        """Sync facade of `asolve` (`on_progress` is called on the solver's loop thread)."""
+        return self._own_loop().run(self.asolve(prompt, on_progress=on_progress, **overrides))
 
     def _own_loop(self) -> _LoopThread:
         with self._build_lock:

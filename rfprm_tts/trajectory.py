@@ -73,6 +73,9 @@ class Usage(BaseModel):
     wall_time_s: float = 0.0
     generator_flops: float | None = None
     prm_flops: float | None = None
+    token_budget: int | None = None  # the solve's token budget, when it had one
+    budget_counts: Literal["generated", "total"] | None = None  # what the budget counted
+    budget_exhausted: bool = False  # the search stopped short or sent fewer samples for it
 
     def estimate_flops(self, generator_parameters: int | None, prm_parameters: int | None) -> None:
         if generator_parameters:

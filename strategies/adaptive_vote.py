@@ -4,7 +4,7 @@
     repeat:
         sample (total - samples so far) more answers      (none sent beyond what is needed)
         vote over all of them (PRM-weighted with `weighted`)
-        stop if the leading answer is clear, or N samples are in
+        stop if the leading answer is clear, or N samples are in, or the token budget is spent
         total = min(N, 2 x total)
     return the vote's winner
 
@@ -62,6 +62,6 @@ class AdaptiveVote(BaseStrategy):
             leader = len(result.members)
             clear = given > 0 and (leader_is_clear(leader, given - leader, p.confidence) if p.stop == "beta"
                                    else leader / given >= p.share)
-            if clear or total >= p.n:
+            if clear or total >= p.n or ctx.usage.budget_exhausted:
                 return vote_outcome(result, candidates, rounds=rounds, samples=len(candidates), stopped_early=total < p.n)
             total = min(p.n, 2 * total)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -31,6 +31,14 @@ class StrategyParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     n: int = Field(8, ge=1, description="Sample budget N.")
+    token_budget: int | None = Field(
+        None, ge=1,
+        description="Stop once this many tokens are spent and return the best answer so far (the context "
+        "sizes every request to what is left); None: N alone bounds the search.",
+    )
+    budget_counts: Literal["generated", "total"] = Field(
+        "generated", description="What token_budget counts: generated tokens, or generated + PRM tokens."
+    )
 
 
 @dataclass
@@ -68,11 +76,13 @@ class BaseStrategy:
 class SampleThenChoose(BaseStrategy):
     """A strategy that samples N complete answers, then picks one. Its pick among the first N
     samples of a larger pool is what a run at budget N returns, so the benchmark harness
-    draws a whole curve from one pool of samples."""
+    draws a whole curve from one pool of samples. Under a token budget the samples come in
+    as many requests as the budget affords, each scored as it comes."""
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
-        completions = await ctx.sample(self.params.n)
-        candidates = await ctx.evaluate(completions) if self.uses_prm else [ctx.candidate(c) for c in completions]
+        candidates: list[Candidate] = []
+        while len(candidates) < self.params.n and (completions := await ctx.sample(self.params.n - len(candidates))):
+            candidates += await ctx.evaluate(completions) if self.uses_prm else [ctx.candidate(c) for c in completions]
         return self.choose(candidates)
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:

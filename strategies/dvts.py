@@ -12,6 +12,8 @@ search onto a single path (beam search's failure at large N).
 
 from __future__ import annotations
 
+import math
+
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, register
 from rfprm_tts.strategies.beam_search import BeamSearchParams
 
@@ -32,7 +34,8 @@ class DVTS(BaseStrategy):
         for depth in range(1, self.params.max_steps + 1):
             last_round = depth == self.params.max_steps
             children = await ctx.score_candidates(await ctx.extend(paths, m, one_step=not last_round))
-            chosen = [rank(children[i * m : (i + 1) * m])[0] for i in range(len(paths))]
+            # a token budget may cut the round to its first subtrees
+            chosen = [rank(children[i * m : (i + 1) * m])[0] for i in range(math.ceil(len(children) / m))]
             await ctx.keep(chosen)
             finished += [c for c in chosen if c.state != "open"]
             paths = [c.trajectory.text for c in chosen if c.state == "open" and ctx.may_still_win(c, finished)]

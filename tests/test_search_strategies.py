@@ -101,7 +101,7 @@ def test_beam_pools_are_per_problem():
     [
         (dict(strategy="beam_search", beam_width=0), "beam_width"),
         (dict(strategy="early_pruning", schedule=[0.0]), "schedule"),
-        (dict(strategy="dvts", beam_widht=2), "it takes: n, beam_width, max_steps"),
+        (dict(strategy="dvts", beam_widht=2), "it takes: n, token_budget, budget_counts, beam_width, max_steps"),
     ],
 )
 def test_bad_strategy_parameters(params, message):
@@ -336,3 +336,119 @@ def test_particle_filtering_weighted_vote_and_cache_release():
     # round 1 drew "4" four times: "1", "2", "3" were released from the PRM's cache
     assert [["1"], ["2"], ["3"]] == scorer.released[:3]
     assert result.answer == "12" and result.details["votes"] == 4
+
+
+def test_a_token_budget_sizes_each_request_to_what_is_left():
+    """best_of_n, N = 16, samples of 21 tokens, max_tokens 50, budget 200 generated tokens.
+    Nothing known yet: 200 // 50 = 4 samples (84 tokens). Then at 21 a sample: 116 left
+    affords 5 (189). 11 left: 1 more sample, which may take at most 11 tokens (a real server
+    stops it there; this fake does not, so it spends 21). Then nothing is left: no request."""
+    from fakes import ListGenerator
+
+    gen = ListGenerator([SEVEN + " "])
+    assert len(gen.texts[0]) == 21
+    settings = Settings.load(strategy="best_of_n", generator={"max_tokens": 50}, prm={"aggregation": "last"})
+    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("Compute 3 + 4.", n=16, token_budget=200)
+    assert [r.n for r in gen.requests] == [4, 5, 1]
+    assert [r.sampling.max_tokens for r in gen.requests] == [50, 50, 11]
+    assert result.usage.generated_tokens == 210 and len(result.candidates) == 10
+    assert result.usage.token_budget == 200 and result.usage.budget_exhausted and result.answer == "7"
+    # without a budget: one request of 16, and usage says there was none
+    result = ReasoningSolver(settings, generator=ListGenerator(gen.texts), scorer=DigitScorer()).solve("q", n=16)
+    assert result.usage.token_budget is None and not result.usage.budget_exhausted
+
+
+def test_a_sample_the_budget_cut_short_is_not_an_answer():
+    """A server stops a sample at the request's max_tokens. Budget 70, samples of 21, max_tokens
+    50: 1 sample (70 // 50), then 2 (49 left at 21 each), then 1 capped at the 7 left: cut
+    there, it is kept with its error and never wins, though the PRM would rank it first."""
+    from fakes import ListGenerator
+
+    class Honest(ListGenerator):
+        async def generate(self, request):
+            result = await super().generate(request)
+            limit = request.sampling.max_tokens
+            for c in result.completions:
+                if c.tokens > limit:
+                    result.generated_tokens -= c.tokens - limit
+                    c.text, c.tokens, c.finish_reason = "9" * limit, limit, "length"
+            return result
+
+    gen = Honest([SEVEN + " "])
+    settings = Settings.load(strategy="best_of_n", generator={"max_tokens": 50}, prm={"aggregation": "last"})
+    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("Compute 3 + 4.", n=4, token_budget=70)
+    assert [r.n for r in gen.requests] == [1, 2, 1] and result.usage.generated_tokens == 70
+    cut = [c for c in result.candidates if not c.ok]
+    assert len(cut) == 1 and "token budget" in cut[0].error and cut[0].generated_tokens == 7
+    assert result.answer == "7" and result.best.ok
+
+
+class CostRecorder(StepTreeGenerator):
+    """The digit tree, recording each request's generated tokens and its round: requests sent
+    together (one round of a step search, started before any of them came back) share one."""
+
+    def __init__(self):
+        super().__init__(depth=3)
+        self.costs, self.rounds, self.answered = [], [], 0
+
+    async def generate(self, request):
+        launched = self.answered
+        await asyncio.sleep(0)  # let the rest of the round start first, as a real server would
+        result = await super().generate(request)
+        self.costs.append(result.generated_tokens)
+        self.rounds.append(launched)
+        self.answered += 1
+        return result
+
+    def last_round_cost(self):
+        return sum(c for c, r in zip(self.costs, self.rounds) if r == self.rounds[-1])
+
+
+@pytest.mark.parametrize("strategy", ["best_of_n", "weighted_best_of_n", "majority_vote", "adaptive_vote", "beam_search",
+                                      "dvts", "early_pruning", "particle_filtering"])
+@pytest.mark.parametrize("budget", [3, 8, 13, 21])
+def test_no_strategy_outruns_its_budget_by_more_than_its_last_round(strategy, budget):
+    """A sample-then-choose strategy's round is one request; a step search's is the requests
+    of one step, sent together."""
+    gen = CostRecorder()
+    settings = Settings.load(strategy=strategy, generator={"max_tokens": 4}, prm={"aggregation": "last"})
+    params = {"beam_width": 2} if strategy in ("beam_search", "dvts") else {}
+    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("q", n=16, token_budget=budget, **params)
+    spent = result.usage.generated_tokens
+    assert spent == sum(gen.costs)
+    assert spent <= budget + gen.last_round_cost(), (spent, gen.costs, gen.rounds)
+    if strategy in ("best_of_n", "weighted_best_of_n", "majority_vote", "adaptive_vote"):
+        assert spent <= budget + gen.costs[-1]  # one request a round
+    unbounded = ReasoningSolver(settings, generator=CostRecorder(), scorer=DigitScorer()).solve("q", n=16, **params)
+    assert result.usage.budget_exhausted == (spent < unbounded.usage.generated_tokens)
+
+
+def test_a_budget_counting_prm_tokens_stops_sooner():
+    gen = CostRecorder()
+    settings = Settings.load(strategy="beam_search", generator={"max_tokens": 4}, prm={"aggregation": "last"})
+    solver = ReasoningSolver(settings, generator=gen, scorer=DigitScorer())
+    generated = solver.solve("q", n=8, beam_width=2, token_budget=20)
+    total = solver.solve("q", n=8, beam_width=2, token_budget=20, budget_counts="total")
+    assert total.usage.generated_tokens < generated.usage.generated_tokens
+    assert total.usage.budget_counts == "total"
+    assert total.usage.generated_tokens + total.usage.prm_tokens <= 20 + 8 + total.usage.prm_tokens // total.usage.prm_calls
+
+
+def test_progress_reports_every_round_in_order():
+    """Beam search on the digit tree (N = 4, M = 2): 4 rounds (3 steps, then the answers),
+    each generated then scored; the best score never falls and tokens only grow."""
+    events = []
+    gen, scorer = StepTreeGenerator(depth=3), DigitScorer()
+    solver = ReasoningSolver(Settings.load(strategy="beam_search", prm=dict(aggregation="min")), generator=gen, scorer=scorer)
+    result = solver.solve("q", n=4, beam_width=2, on_progress=events.append)
+    assert [(e.round, e.phase) for e in events] == [(r, p) for r in (1, 2, 3, 4) for p in ("generate", "score")]
+    # the last round's 4 answers are 2 texts twice: beam search scores each text once
+    assert [e.candidates for e in events] == [4] * 7 + [2] and [e.open for e in events[:6:2]] == [4, 4, 4]
+    assert events[-1].finished == 4 and events[-1].best_score == result.best.score
+    assert events[-1].generated_tokens == result.usage.generated_tokens and events[-1].prm_tokens == result.usage.prm_tokens
+    bests = [e.best_score for e in events if e.best_score is not None]
+    assert bests == sorted(bests) and [e.generated_tokens for e in events] == sorted(e.generated_tokens for e in events)
+    # a vote without a PRM: one generation round, no score phase
+    events.clear()
+    solver.solve("Compute 3 + 4.", strategy="majority_vote", n=4, on_progress=events.append)
+    assert [(e.round, e.phase, e.candidates, e.finished, e.best_score) for e in events] == [(1, "generate", 4, 4, None)]

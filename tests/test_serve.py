@@ -33,7 +33,7 @@ def demo_proxy():
         n=4,
         strategy_params={"beam_width": 2},  # server-wide; only strategies that take it get it
         serve={"api_keys": KEYS, "max_n": 16, "max_tokens": 300, "max_body_bytes": 20_000,
-               "max_concurrent_per_key": 2, "batch_window_ms": 50},
+               "max_concurrent_per_key": 2, "batch_window_ms": 50, "max_token_budget": 5000},
     )
     with running(settings) as url:
         yield url
@@ -82,6 +82,51 @@ def test_streaming_sends_the_chosen_answer(demo_proxy):
     finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
     assert len(finals) == 1 and finals[0].model_extra["rfprm"]["candidates"][0]["text"] == text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_streaming_reports_progress_then_the_answer_it_would_have_sent(demo_proxy):
+    """The role chunk first, then progress events (no choices: the SDK passes them through),
+    in round order, then the answer: the same as the same request without streaming."""
+    request = dict(model="rfprm", messages=[{"role": "user", "content": QUESTION}], seed=7,
+                   extra_body={"rfprm": {"strategy": "beam_search", "n": 4, "params": {"max_steps": 6}}})
+    plain = client(demo_proxy).chat.completions.create(**request)
+    chunks = list(client(demo_proxy).chat.completions.create(stream=True, **request))
+    assert chunks[0].choices[0].delta.role == "assistant"
+    progress = [(i, c.model_extra["rfprm"]) for i, c in enumerate(chunks) if not c.choices and "rfprm" in c.model_extra]
+    events = [p for _, p in progress]
+    assert len(events) >= 4 and {p["event"] for p in events} == {"progress"}
+    order = [(p["round"], p["phase"] == "score") for p in events]
+    assert order == sorted(order) and events[0]["phase"] == "generate" and events[0]["candidates"] == 4
+    assert all(1 <= p["round"] <= 6 for p in events)
+    first_content = next(i for i, c in enumerate(chunks) if c.choices and c.choices[0].delta.content)
+    assert progress[-1][0] < first_content  # every event before the answer
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == plain.choices[0].message.content
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason).model_extra["rfprm"]
+    assert final["usage"]["generated_tokens"] == events[-1]["generated_tokens"] == plain.model_extra["rfprm"]["usage"]["generated_tokens"]
+    assert final["usage"]["prm_tokens"] == events[-1]["prm_tokens"]
+
+
+def test_token_budget_from_the_body_or_a_header_within_the_server_limit(demo_proxy):
+    def ask(headers=None, **rfprm):
+        return client(demo_proxy).chat.completions.create(
+            model="rfprm", messages=[{"role": "user", "content": QUESTION}], extra_headers=headers,
+            extra_body={"rfprm": {"n": 16, "return_candidates": True, **rfprm}}).model_extra["rfprm"]
+
+    capped = ask(token_budget=150)
+    usage = capped["usage"]
+    assert usage["token_budget"] == 150 and usage["budget_exhausted"] and len(capped["candidates"]) < 16
+    # sized to what is left: over by at most the last request's samples, each capped at what was left
+    assert usage["generated_tokens"] <= 150 + 150
+    assert ask({"X-Rfprm-Token-Budget": "100"}, token_budget=150)["usage"]["token_budget"] == 100  # the smaller
+    assert ask({"X-Rfprm-Token-Budget": "120"})["usage"]["token_budget"] == 120
+    assert ask()["usage"]["token_budget"] == 5000  # none asked: the server's limit
+    for headers, body, code in [(None, {"token_budget": 6000}, "token_budget_too_large"),
+                                ({"X-Rfprm-Token-Budget": "lots"}, {}, "invalid_token_budget"),
+                                (None, {"token_budget": 0}, "invalid_field")]:
+        with pytest.raises(openai.BadRequestError) as err:
+            ask(headers, **body)
+        assert err.value.code == code
 
 
 def test_models_health_and_metrics(demo_proxy):

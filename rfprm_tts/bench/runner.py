@@ -150,8 +150,10 @@ class WorkSpec:
 
     @cached_property
     def pooled(self) -> tuple[str, ...]:
-        """The sample-then-choose strategies: all served by one sample pool per problem."""
-        return tuple(name for name, s in self.built().items() if isinstance(s, SampleThenChoose))
+        """The sample-then-choose strategies: all served by one sample pool per problem (not
+        under a token budget, which a pool's first N samples would not hold to)."""
+        return tuple(name for name, s in self.built().items()
+                     if isinstance(s, SampleThenChoose) and s.params.token_budget is None)
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ class BenchWorker:
         self._own_solver = solver is None
         self.solver = solver or ReasoningSolver(spec.settings)
         built = spec.built()
-        self._pooled = [s for s in built.values() if isinstance(s, SampleThenChoose)]
+        self._pooled = [built[name] for name in spec.pooled]
         self._grade = Grader()
 
     async def resolved(self) -> dict[str, Any]:

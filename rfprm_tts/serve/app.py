@@ -6,11 +6,18 @@ A request is a standard chat-completions body. Its messages (system message and 
 included) go to the generator as they are; the PRM scores the last user message as the
 question. The strategy and budget are server defaults, overridable in an `rfprm` object of
 the body (the openai SDK sends it with `extra_body`): `{"strategy": "beam_search", "n": 8,
-"params": {"beam_width": 4}, "return_candidates": true}`. The request's sampling fields
+"params": {"beam_width": 4}, "token_budget": 4000, "return_candidates": true}`; the token
+budget may also come as an `X-Rfprm-Token-Budget` header (both given: the smaller holds),
+within `serve.max_token_budget`. The request's sampling fields
 (temperature, top_p, stop, seed, max_tokens / max_completion_tokens) override the server's
 generator settings for that request, within the server's limits; `max_tokens` bounds each
-answer. `n` must be 1: the answer is one chosen completion. With `stream: true` the chosen
-answer is streamed as standard SSE chunks once it is chosen.
+answer. `n` must be 1: the answer is one chosen completion.
+
+With `stream: true` the response starts at once: a role chunk, then a progress chunk after
+every generation round and PRM call of the search (`choices: []`, and an `rfprm` object
+`{"event": "progress", "round", "phase", "candidates", "open", "finished", "best_score",
+"generated_tokens", "prm_tokens", "elapsed_s"}`, which clients that do not know it skip),
+then the chosen answer as standard content chunks.
 """
 
 from __future__ import annotations
@@ -22,15 +29,17 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rfprm_tts.chat import to_messages
+from rfprm_tts.context import Progress
 from rfprm_tts.errors import ConfigError, GenerationError, RfprmError
 from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.settings import Settings
@@ -48,6 +57,8 @@ class RfprmOptions(BaseModel):
     strategy: str | None = None
     n: int | None = Field(None, ge=1)
     params: dict[str, Any] = Field(default_factory=dict)
+    token_budget: int | None = Field(None, ge=1)
+    budget_counts: Literal["generated", "total"] | None = None
     return_candidates: bool = False
 
 
@@ -142,7 +153,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def parse_request(body: bytes, settings: Settings) -> ChatRequest:
+def parse_request(body: bytes, settings: Settings, budget_header: str | None = None) -> ChatRequest:
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -165,7 +176,24 @@ def parse_request(body: bytes, settings: Settings) -> ChatRequest:
     if max_tokens is not None and max_tokens > limits.max_tokens:
         raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {limits.max_tokens}",
                        "invalid_request_error", "max_tokens_too_large")
+    chat.rfprm.token_budget = token_budget(chat.rfprm, budget_header, limits.max_token_budget)
     return chat
+
+
+def token_budget(options: RfprmOptions, header: str | None, limit: int | None) -> int | None:
+    """The request's token budget: the smallest it gave (rfprm.token_budget, rfprm.params,
+    the header), else the server's limit; over the limit is refused."""
+    asked = [b for b in (options.token_budget, options.params.pop("token_budget", None)) if b is not None]
+    if header is not None:
+        if not header.strip().isdigit() or int(header) < 1:
+            raise APIError(400, f"X-Rfprm-Token-Budget must be a positive whole number of tokens, got {header!r}",
+                           "invalid_request_error", "invalid_token_budget")
+        asked.append(int(header))
+    budget = min(asked, default=limit)
+    if limit is not None and budget is not None and budget > limit:
+        raise APIError(400, f"token budget {budget} is over this server's limit of {limit}",
+                       "invalid_request_error", "token_budget_too_large")
+    return budget
 
 
 def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_id: str) -> dict[str, Any]:
@@ -205,20 +233,32 @@ def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_
     return body
 
 
-def stream_chunks(body: dict[str, Any], include_usage: bool, piece: int = 64) -> list[str]:
-    """The chosen answer as SSE chunks of the chat.completion.chunk form, then [DONE]."""
+def sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def chunk_head(request_id: str, created: int, model: str) -> dict[str, Any]:
+    return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
+
+def delta_chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    return sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+
+def progress_chunk(head: dict[str, Any], progress: Progress) -> str:
+    """A search progress event: no choices (clients that only read choices skip it)."""
+    return sse({**head, "choices": [], "rfprm": {"event": "progress", **asdict(progress)}})
+
+
+def answer_chunks(body: dict[str, Any], include_usage: bool, piece: int = 64) -> list[str]:
+    """The chosen answer as content chunks, the finish chunk (with the `rfprm` object), the
+    usage chunk when asked for, then [DONE]."""
+    head = chunk_head(body["id"], body["created"], body["model"])
     text = body["choices"][0]["message"]["content"]
-    base = {"id": body["id"], "object": "chat.completion.chunk", "created": body["created"], "model": body["model"]}
-
-    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
-        data = {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
-        return f"data: {json.dumps(data)}\n\n"
-
-    events = [chunk({"role": "assistant", "content": ""})]
-    events += [chunk({"content": text[i : i + piece]}) for i in range(0, len(text), piece)]
-    events.append(chunk({}, body["choices"][0]["finish_reason"], rfprm=body["rfprm"]))
+    events = [delta_chunk(head, {"content": text[i : i + piece]}) for i in range(0, len(text), piece)]
+    events.append(delta_chunk(head, {}, body["choices"][0]["finish_reason"], rfprm=body["rfprm"]))
     if include_usage:
-        events.append(f"data: {json.dumps({**base, 'choices': [], 'usage': body['usage']})}\n\n")
+        events.append(sse({**head, "choices": [], "usage": body["usage"]}))
     events.append("data: [DONE]\n\n")
     return events
 
@@ -297,7 +337,8 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
         metrics.start()
         status, streaming = 500, False
         try:
-            chat = parse_request(await read_body(request, settings.serve.max_body_bytes), settings)
+            raw = await read_body(request, settings.serve.max_body_bytes)
+            chat = parse_request(raw, settings, request.headers.get("x-rfprm-token-budget"))
             if chat.stream:
                 streaming = True  # the stream releases the key and records itself when it ends
                 return StreamingResponse(stream(chat, key, started), media_type="text/event-stream")
@@ -312,17 +353,22 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
                 limiter.release(key)
                 metrics.finish(status, time.perf_counter() - started)
 
-    async def solve(chat: ChatRequest) -> dict[str, Any]:
+    async def solve(
+        chat: ChatRequest, request_id: str | None = None, on_progress: Callable[[Progress], None] | None = None
+    ) -> dict[str, Any]:
         options = chat.rfprm
+        budget = {"token_budget": options.token_budget} if options.token_budget else {}
+        if options.budget_counts:
+            budget["budget_counts"] = options.budget_counts
         try:
             messages = to_messages(chat.messages)
         except ConfigError as exc:
             raise APIError(400, f"invalid messages: {exc}", "invalid_request_error", "invalid_messages") from None
         try:
             strategy = build_strategy(options.strategy or settings.strategy, settings.strategy_params,
-                                      n=options.n or settings.n, **options.params)
+                                      n=options.n or settings.n, **options.params, **budget)
             request_settings = settings.with_overrides(**chat.sampling_overrides())
-            result = await solver.run(messages, strategy, request_settings)
+            result = await solver.run(messages, strategy, request_settings, on_progress)
         except ConfigError as exc:
             raise APIError(400, str(exc), "invalid_request_error", "invalid_rfprm_option") from None
         except GenerationError as exc:
@@ -331,7 +377,7 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
         except RfprmError as exc:
             raise APIError(500, str(exc), "server_error") from None
         metrics.record_usage(result)
-        return completion_body(result, chat, settings.serve.model_name, f"chatcmpl-{uuid.uuid4().hex}")
+        return completion_body(result, chat, settings.serve.model_name, request_id or f"chatcmpl-{uuid.uuid4().hex}")
 
     async def until_done_or_disconnect(work: asyncio.Future, request: Request) -> dict[str, Any]:
         """The solve's result; a client that goes away cancels its upstream work. The server
@@ -355,18 +401,30 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
         return work.result()
 
     async def stream(chat: ChatRequest, key: int, started: float) -> AsyncIterator[str]:
-        """The search runs while the client waits on an open stream; a client that goes
-        away cancels it (Starlette cancels this generator)."""
+        """The role chunk at once, a progress chunk per round of the search, then the answer.
+        A client that goes away cancels the search (Starlette cancels this generator)."""
         status = 500
+        request_id = f"chatcmpl-{uuid.uuid4().hex}"
+        head = chunk_head(request_id, int(time.time()), settings.serve.model_name)
+        events: asyncio.Queue[Progress] = asyncio.Queue()
+        work = asyncio.ensure_future(solve(chat, request_id, events.put_nowait))
         try:
+            yield delta_chunk(head, {"role": "assistant", "content": ""})
+            while not work.done() or not events.empty():
+                next_event = asyncio.ensure_future(events.get())
+                await asyncio.wait({work, next_event}, return_when=asyncio.FIRST_COMPLETED)
+                if next_event.done():
+                    yield progress_chunk(head, next_event.result())
+                else:
+                    next_event.cancel()
             try:
-                body = await solve(chat)
+                body = work.result()
             except APIError as exc:
                 status = exc.status
-                yield f"data: {json.dumps({'error': exc.payload()})}\n\n"
+                yield sse({"error": exc.payload()})
                 return
             include_usage = bool((chat.stream_options or {}).get("include_usage"))
-            for event in stream_chunks(body, include_usage):
+            for event in answer_chunks(body, include_usage):
                 yield event
             status = 200
         except asyncio.CancelledError:
@@ -374,6 +432,7 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
             status = 499
             raise
         finally:
+            work.cancel()
             limiter.release(key)
             metrics.finish(status, time.perf_counter() - started)
 
