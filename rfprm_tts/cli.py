@@ -1,5 +1,5 @@
 """The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...` (and `rfprm bench report DIR`),
-`rfprm serve`, `rfprm eval-prm FILE`.
+`rfprm serve`, `rfprm eval-prm FILE`, `rfprm view RESULT.json`.
 
 stdout carries only each command's result (`rfprm solve --json | jq` works); logs, progress
 and whatever a library or an engine process prints go to stderr, quiet unless `-v`.
@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     solve = commands.add_parser("solve", help="solve one question with PRM-guided search")
     solve.add_argument("question", help="the question to solve")
     solve.add_argument("--json", action="store_true", help="print the full result as JSON")
+    solve.add_argument("--html", metavar="OUT.html", help="also write the search as a page (see rfprm view)")
     solve.add_argument("--strategy", help="search strategy (default: best_of_n)")
     solve.add_argument("-n", "--n", type=int, help="sample budget N")
     add_backend_arguments(solve)
@@ -146,6 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="serve beyond loopback without API keys (only on a network you trust)")
     add_backend_arguments(serve)
 
+    view = commands.add_parser("view", help="a self-contained HTML page of a solve: the search tree with its "
+                               "PRM scores, the chosen path, the answer groups and the usage")
+    view.add_argument("result", help="a solve's JSON (rfprm solve --json > RESULT.json)")
+    view.add_argument("-o", "--out", help="the page to write (default: RESULT.html beside it)")
+    view.add_argument("-v", "--verbose", action="store_true", help="log progress")
+
     evaluate = commands.add_parser(
         "eval-prm", help="ProcessBench's figures (first-error accuracy, F1) and within-problem AUROC of a verifier"
     )
@@ -163,6 +170,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="PRM device: auto, cpu, cuda")
     evaluate.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser
+
+
+def write_page(result: SolveResult, path: str) -> None:
+    from rfprm_tts.view import render_html
+
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(render_html(result))
+    print(f"wrote {path} ({len(result.tree)} search nodes)", file=sys.stderr)
+
+
+def view_main(args: argparse.Namespace, out: IO[str]) -> int:
+    from pydantic import ValidationError
+
+    try:
+        with open(args.result, encoding="utf-8") as f:
+            result = SolveResult.model_validate_json(f.read())
+    except OSError as exc:
+        raise RfprmError(f"cannot read {args.result}: {exc.strerror}") from None
+    except ValidationError as exc:
+        raise RfprmError(f"{args.result} is not a solve result ({exc.error_count()} problems, first: "
+                         f"{exc.errors()[0]['msg']}); write one with: rfprm solve QUESTION --json > RESULT.json") from None
+    path = args.out or os.path.splitext(args.result)[0] + ".html"
+    write_page(result, path)
+    print(path, file=out)
+    return 0
 
 
 def eval_prm_main(args: argparse.Namespace, out: IO[str]) -> int:
@@ -309,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             return bench_main(args, argv, out)
         if args.command == "eval-prm":
             return eval_prm_main(args, out)
+        if args.command == "view":
+            return view_main(args, out)
         if args.command == "serve":
             from rfprm_tts.serve import serve
             from rfprm_tts.settings import Settings
@@ -321,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         from rfprm_tts.solver import solve
 
         result = solve(args.question, **_solve_overrides(args))
+        if args.html:
+            write_page(result, args.html)
     except RfprmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -19,7 +19,7 @@ from rfprm_tts.prm.confidence import confidence
 from rfprm_tts.prm.protocol import ScoredBatch, Scorer
 from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
-from rfprm_tts.trajectory import Candidate, Trajectory, Usage
+from rfprm_tts.trajectory import Candidate, SearchNode, Trajectory, Usage
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ class SearchContext:
         self._finished = 0  # complete answers generated so far
         self._best_score: float | None = None
         self._started = time.perf_counter()
+        self._nodes: list[tuple[Candidate, int | None]] = []  # every candidate made, with its parent's index
+        self._node_of: dict[int, int] = {}  # id(candidate) -> its index in _nodes
         self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
         self._next_seed = self.sampling.seed
         self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
@@ -179,13 +181,15 @@ class SearchContext:
         )))
         children = []
         for i, prefix in enumerate(prefixes):
-            parent = self._partials.get(prefix, Candidate(trajectory=self.trajectory(""), generated_tokens=0))
+            known = self._partials.get(prefix)
+            parent = known or Candidate(trajectory=self.trajectory(""), generated_tokens=0)
             if i not in batches:
-                children += [parent.model_copy(update={"finish_reason": "length"}, deep=True) for _ in range(k)]
+                children += [self._record(parent.model_copy(update={"finish_reason": "length"}, deep=True), known)
+                             for _ in range(k)]
                 continue
             for c in batches[i]:
                 if c.error is not None:
-                    children.append(self.candidate(c))
+                    children.append(self.candidate(c, known))
                     continue
                 at_separator = one_step and self._stopped_at_separator(c)
                 # cut by the chunk limit (more to come), not by the answer's budget (finished)
@@ -197,8 +201,8 @@ class SearchContext:
                     tokens_estimated=parent.tokens_estimated or c.tokens_estimated,
                     logprobs=None if c.logprobs is None else [*(parent.logprobs or []), *c.logprobs],
                 )
-                self._partials[child.trajectory.text] = child
-                children.append(child)
+                self._partials.setdefault(child.trajectory.text, child)  # a repeat grows from the first
+                children.append(self._record(child, known))
         if batches:
             self._report("generate", children, finished=sum(c.state == "finished" for c in children))
         return children
@@ -270,16 +274,42 @@ class SearchContext:
         best = max((c.score for c in finished if c.ok and c.score is not None), default=None)
         return best is None or (partial.score is not None and partial.score > best)
 
-    def candidate(self, completion: Completion) -> Candidate:
-        """An unscored candidate for a complete sample."""
-        return Candidate(
+    def candidate(self, completion: Completion, parent: Candidate | None = None) -> Candidate:
+        """An unscored candidate for a complete sample (of the question, or after `parent`)."""
+        return self._record(Candidate(
             trajectory=self.trajectory(completion.text),
             finish_reason=completion.finish_reason,
             generated_tokens=completion.tokens,
             tokens_estimated=completion.tokens_estimated,
             logprobs=completion.logprobs,
             error=completion.error,
-        )
+        ), parent)
+
+    def _record(self, candidate: Candidate, parent: Candidate | None) -> Candidate:
+        """Add a candidate to the search tree (parent None: a child of the question)."""
+        self._node_of[id(candidate)] = len(self._nodes)
+        self._nodes.append((candidate, None if parent is None else self._node_of.get(id(parent))))
+        return candidate
+
+    def tree(self, chosen: Candidate | None) -> list[SearchNode]:
+        """Every candidate the search made, as it stands now, each with its parent and the
+        text it added to it; `chosen` and its ancestors are marked."""
+        on_path: set[int] = set()
+        node = self._node_of.get(id(chosen)) if chosen is not None else None
+        while node is not None:
+            on_path.add(node)
+            node = self._nodes[node][1]
+        nodes = []
+        for i, (c, parent) in enumerate(self._nodes):
+            above = self._nodes[parent][0].trajectory.text if parent is not None else ""
+            text = c.trajectory.text
+            nodes.append(SearchNode(
+                id=i, parent=parent, text=text[len(above):] if text.startswith(above) else text,
+                score=c.score, step_score=c.step_scores[-1] if c.step_scores else None, state=c.state,
+                answer=c.answer if c.state == "finished" else None, generated_tokens=c.generated_tokens,
+                error=c.error, chosen=i in on_path,
+            ))
+        return nodes
 
     async def evaluate(self, completions: Sequence[Completion]) -> list[Candidate]:
         """Candidates for complete samples: cut into steps, PRM-scored, aggregated.

@@ -138,6 +138,7 @@ class ReasoningSolver:
             strategy=strategy.name,
             strategy_params={**strategy.params.model_dump(), "aggregation": ctx.aggregation, "alpha": settings.prm.alpha},
             details=outcome.details,
+            tree=ctx.tree(outcome.best),
         )
 
     async def context(

@@ -118,10 +118,28 @@ class Candidate(BaseModel):
         return "open" if self.finish_reason == "partial" else "finished"
 
 
+class SearchNode(BaseModel):
+    """One candidate of a search tree (`SolveResult.tree`): the text it added to its parent
+    (None: the question), its scores (aggregate, and its last step's), its state, its answer
+    when finished, and whether it lies on the chosen answer's path."""
+
+    id: int
+    parent: int | None
+    text: str
+    score: float | None = None
+    step_score: float | None = None
+    state: Literal["open", "finished", "failed"]
+    answer: str | None = None
+    generated_tokens: int | None = None
+    error: str | None = None
+    chosen: bool = False
+
+
 class SolveResult(BaseModel):
     """What `solve()` returns: the answer, the chosen candidate, every candidate ranked best
     first (failed ones last), the compute spent, and the strategy that chose: its parameters
-    (with the aggregation used) and the details of how it decided (votes, rounds, ...).
+    (with the aggregation used), the details of how it decided (votes, rounds, ...), and the
+    search tree: every candidate made on the way (`rfprm view` draws it).
     `question` is what the PRM scored (the last user message); `messages` what the generator
     saw."""
 
@@ -134,3 +152,4 @@ class SolveResult(BaseModel):
     strategy: str
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     details: dict[str, Any] = Field(default_factory=dict)
+    tree: list[SearchNode] = Field(default_factory=list)
