@@ -167,12 +167,19 @@ class SearchContext:
 
         Under a token budget the round is cut to what it affords (`affordable`): the children
         of the first prefixes only (k each; one prefix's k shrinks), or none once it is spent,
-        so a strategy that ranks its prefixes best first spends the last tokens on the best."""
+        so a strategy that ranks its prefixes best first spends the last tokens on the best.
+        A first round of steps goes whole, each step given an equal share of the budget."""
         stop = [self.separator] if one_step else None
-        fit = self.affordable(len(prefixes) * k, max_tokens)
-        if len(prefixes) == 1:
-            k = fit
-        prefixes = prefixes[: max(1, fit // k) if fit else 0]
+        if self.budget is not None and one_step and not self._samples_back and self.spent < self.budget.limit:
+            # nothing known yet, and steps are short: the whole round goes, each step given an
+            # equal share of the budget (one that reaches it is cut there, and grown on later)
+            share = max(1, (self.budget.limit - self.spent) // (len(prefixes) * k))
+            max_tokens = min(max_tokens or share, share)
+        else:
+            fit = self.affordable(len(prefixes) * k, max_tokens)
+            if len(prefixes) == 1:
+                k = fit
+            prefixes = prefixes[: max(1, fit // k) if fit else 0]
         growing = [i for i, p in enumerate(prefixes) if self.tokens_left(p) > 0]
         # by position, not by text: equal prefixes (DVTS's subtrees all start from the
         # question) each get their own k samples

@@ -452,3 +452,23 @@ def test_progress_reports_every_round_in_order():
     events.clear()
     solver.solve("Compute 3 + 4.", strategy="majority_vote", n=4, on_progress=events.append)
     assert [(e.round, e.phase, e.candidates, e.finished, e.best_score) for e in events] == [(1, "generate", 4, 4, None)]
+
+
+@pytest.mark.parametrize("answers, requests", [
+    (["7", "7"], [2, 2]),  # all agree: clear after 2 + 2 (31/32 >= 0.95), nothing more is sent
+    (["7", "8"], [2, 2, 4]),  # split 1-1 every time: rounds to N = 8
+])
+def test_adaptive_vote_sends_no_request_past_the_deciding_round_over_http(scripted_server, answers, requests):
+    """Counted where the requests land: a local HTTP server answering as an OpenAI API does
+    (the openai backend, over real HTTP)."""
+    from conftest import Reply, chat_body
+
+    def reply(body):
+        return Reply(200, chat_body([f"3 + 4 = {answers[i % 2]}\n\n\\boxed{{{answers[i % 2]}}}" for i in range(body["n"])]))
+
+    scripted_server.default = reply
+    settings = Settings(generator={"backend": "openai", "base_url": scripted_server.base_url, "model": "m"})
+    with ReasoningSolver(settings) as solver:
+        result = solver.solve("Compute 3 + 4.", strategy="adaptive_vote", n=8)
+    assert [r["n"] for r in scripted_server.requests] == requests
+    assert result.usage.generator_calls == len(requests) and result.details["samples"] == sum(requests)
