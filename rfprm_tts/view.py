@@ -4,12 +4,14 @@ The page shows the question and the chosen answer, the compute spent, the answer
 the candidates (what a vote counts), and the search tree: every candidate the search made
 (`SolveResult.tree`), each step coloured by its PRM score from red (0) to green (1), the
 chosen answer's path outlined. A sample-then-choose strategy's tree is one level: the
-candidate list. Clicking a step folds its subtree.
+candidate list. Siblings that added the same text are drawn once, with their count. Clicking
+a step folds its subtree.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from html import escape
 
 from rfprm_tts.trajectory import SearchNode, SolveResult
@@ -35,10 +37,11 @@ details summary { cursor: pointer; color: #555; }
 SCRIPT = """
 document.querySelectorAll('.node > .step').forEach(step => step.addEventListener('click',
   () => step.parentElement.classList.toggle('folded')));
-const count = sel => document.querySelectorAll(sel).length;
+const count = sel => [...document.querySelectorAll(sel)].reduce((sum, li) => sum + Number(li.dataset.count), 0);
 document.getElementById('stats').textContent =
-  `${count('li.node')} nodes: ${count('li.node.open')} open, ${count('li.node.finished')} finished, ` +
-  `${count('li.node.failed')} failed; ${count('li.node.chosen')} on the chosen path`;
+  `${count('li.node')} candidates in ${document.querySelectorAll('li.node').length} distinct steps: ` +
+  `${count('li.node.open')} open, ${count('li.node.finished')} finished, ${count('li.node.failed')} failed; ` +
+  `${document.querySelectorAll('li.node.chosen').length} steps on the chosen path`;
 """
 
 
@@ -53,19 +56,45 @@ def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
-def node_html(node: SearchNode, children: dict[int | None, list[SearchNode]]) -> str:
-    classes = " ".join(["node", node.state] + (["chosen"] if node.chosen else []))
+@dataclass
+class Shown:
+    """A drawn node: the candidates of one parent that added the same text (a search often
+    samples the same step again), merged, with their children together."""
+
+    members: list[SearchNode]
+    children: list[Shown] = field(default_factory=list)
+
+    @property
+    def first(self) -> SearchNode:
+        return max(self.members, key=lambda n: (n.chosen, n.score is not None))
+
+
+def merge(ids: list[int], nodes: dict[int, SearchNode], below: dict[int | None, list[int]]) -> list[Shown]:
+    """The nodes `ids` (siblings) merged by text and state, each with its merged children."""
+    groups: dict[tuple[str, str], list[SearchNode]] = {}
+    for i in ids:
+        groups.setdefault((nodes[i].text, nodes[i].state), []).append(nodes[i])
+    return [Shown(members, merge([c for m in members for c in below.get(m.id, [])], nodes, below))
+            for members in groups.values()]
+
+
+def node_html(shown: Shown) -> str:
+    node = shown.first
+    chosen = any(m.chosen for m in shown.members)
+    classes = " ".join(["node", node.state] + (["chosen"] if chosen else []))
     text = node.text.strip() or "(empty)"
-    shown = escape(text) if len(text) <= 400 else (
+    body = escape(text) if len(text) <= 400 else (
         f"{escape(text[:400])}<details><summary>{len(text) - 400} more characters</summary>{escape(text[400:])}</details>"
     )
-    badges = "".join(f'<span class="badge">{escape(b)}</span>' for b in (
-        [f"answer {node.answer}"] if node.answer is not None else []) + (["error"] if node.error else []))
+    badges = ([f"x{len(shown.members)}"] if len(shown.members) > 1 else []) + (
+        [f"answer {node.answer}"] if node.answer is not None else []) + (["error"] if node.error else [])
     title = escape(node.error or f"score {fmt(node.score)}, this step {fmt(node.step_score)}, {node.generated_tokens} tokens")
-    below = "".join(node_html(child, children) for child in children.get(node.id, []))
-    return (f'<li class="{classes}" data-id="{node.id}"><div class="step" style="background:{colour(node.step_score)}" '
-            f'title="{title}"><span class="text">{shown}</span><span class="score">step {fmt(node.step_score)} '
-            f"/ path {fmt(node.score)}</span>{badges}</div>{f'<ul>{below}</ul>' if below else ''}</li>")
+    below = "".join(node_html(child) for child in shown.children)
+    return (f'<li class="{classes}" data-id="{node.id}" data-count="{len(shown.members)}">'
+            f'<div class="step" style="background:{colour(node.step_score)}" title="{title}"><span class="text">{body}</span>'
+            f'<span class="score">step {fmt(node.step_score)} / path {fmt(node.score)}</span>'
+            + "".join(f'<span class="badge">{escape(b)}</span>' for b in badges)
+            + f"</div>{f'<ul>{below}</ul>' if below else ''}</li>")
 
 
 def answer_groups(result: SolveResult) -> list[tuple[str, int, float]]:
@@ -78,10 +107,10 @@ def answer_groups(result: SolveResult) -> list[tuple[str, int, float]]:
 
 
 def render_html(result: SolveResult) -> str:
-    children: dict[int | None, list[SearchNode]] = defaultdict(list)
+    below: dict[int | None, list[int]] = defaultdict(list)
     for node in result.tree:
-        children[node.parent].append(node)
-    tree = "".join(node_html(node, children) for node in children.get(None, []))
+        below[node.parent].append(node.id)
+    tree = "".join(node_html(shown) for shown in merge(below[None], {n.id: n for n in result.tree}, below))
     usage = result.usage.model_dump(exclude_none=True)
     usage_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in usage.items())
     groups = "".join(f"<tr><td>{escape(a)}</td><td>{n}</td><td>{s:.3f}</td></tr>" for a, n, s in answer_groups(result))
@@ -96,7 +125,8 @@ def render_html(result: SolveResult) -> str:
 <h2>Compute</h2><table id="usage">{usage_rows}</table>
 <h2>Answers</h2><table id="answers"><tr><th>answer</th><th>candidates</th><th>summed score</th></tr>{groups}</table>
 <h2>Search tree</h2><p id="stats">{len(result.tree)} nodes</p>
-<p>Colour: the step's PRM score, red 0 to green 1 (grey: unscored); outlined: the chosen path; click a step to fold it.</p>
+<p>Colour: the step's PRM score, red 0 to green 1 (grey: unscored); outlined: the chosen path; xK: K candidates
+added the same text there (merged); click a step to fold it.</p>
 <ul class="tree" id="tree">{tree}</ul>
 <script>{SCRIPT}</script>
 </body></html>
