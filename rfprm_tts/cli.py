@@ -1,5 +1,6 @@
 """The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...` (and `rfprm bench report DIR`),
-`rfprm serve`, `rfprm eval-prm FILE`, `rfprm view RESULT.json`.
+`rfprm serve`, `rfprm eval-prm FILE`, `rfprm view RESULT.json`, `rfprm score IN -o OUT`,
+`rfprm select SCORED -o KEPT`.
 
 stdout carries only each command's result (`rfprm solve --json | jq` works); logs, progress
 and whatever a library or an engine process prints go to stderr, quiet unless `-v`.
@@ -153,6 +154,37 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("-o", "--out", help="the page to write (default: RESULT.html beside it)")
     view.add_argument("-v", "--verbose", action="store_true", help="log progress")
 
+    score = commands.add_parser("score", help="score every row's response with the PRM (resumable JSONL in, JSONL out)")
+    score.add_argument("input", help="JSONL: a question and a response (or a list of steps) per row")
+    score.add_argument("-o", "--out", required=True, help="the scored JSONL (run again to resume it)")
+    score.add_argument("--question-field", help="default: question, problem or prompt, the first a row has")
+    score.add_argument("--response-field", help="default: response, completion, output or solution")
+    score.add_argument("--steps-field", help="a field holding a list of steps, instead of a response to cut")
+    score.add_argument("--chunk-rows", type=int, default=64, help="rows scored and written together (default 64)")
+    score.add_argument("--restart", action="store_true", help="discard OUT and score from the start")
+    score.add_argument("--json", action="store_true", help="print the summary as JSON")
+    score.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
+    score.add_argument("--format", help="prm.format: auto, step_tag, math_shepherd, rlhflow, skywork, ...")
+    score.add_argument("--alpha", type=float, help="prm.alpha, the reasonflux aggregation's weight")
+    score.add_argument("--device", help="PRM device: auto, cpu, cuda")
+    score.add_argument("-v", "--verbose", action="store_true", help="log progress")
+
+    pick = commands.add_parser("select", help="keep the best-scored rows of an rfprm score output (for fine-tuning)")
+    pick.add_argument("input", help="the output of rfprm score")
+    pick.add_argument("-o", "--out", required=True, help="the kept rows (JSONL, input order)")
+    pick.add_argument("--by", default="reasonflux", help="the aggregation to rank by (default reasonflux)")
+    size = pick.add_mutually_exclusive_group()
+    size.add_argument("--top-k", type=int, help="keep the K best per group (or overall with --per global)")
+    size.add_argument("--top-frac", type=float, help="keep this share of each group (rounded up)")
+    pick.add_argument("--per", choices=["group", "global"], default="group", help="rank within groups or the whole file")
+    pick.add_argument("--group-field", help="rows with the same value form a group (default: the question)")
+    pick.add_argument("--min-score", type=float, help="drop rows scoring below this")
+    pick.add_argument("--require-correct", action="store_true", help="keep only rows whose answer equals the gold field")
+    pick.add_argument("--gold-field", default="answer", help="the gold answer's field (default answer)")
+    pick.add_argument("--response-field", help="default: response, completion, output or solution")
+    pick.add_argument("--json", action="store_true", help="print the summary as JSON")
+    pick.add_argument("-v", "--verbose", action="store_true", help="log progress")
+
     evaluate = commands.add_parser(
         "eval-prm", help="ProcessBench's figures (first-error accuracy, F1) and within-problem AUROC of a verifier"
     )
@@ -194,6 +226,44 @@ def view_main(args: argparse.Namespace, out: IO[str]) -> int:
     path = args.out or os.path.splitext(args.result)[0] + ".html"
     write_page(result, path)
     print(path, file=out)
+    return 0
+
+
+def score_main(args: argparse.Namespace, out: IO[str]) -> int:
+    from dataclasses import asdict
+
+    from rfprm_tts.prm import build_scorer
+    from rfprm_tts.score_file import Fields, score_file
+    from rfprm_tts.settings import Settings
+
+    if args.steps_field and args.response_field:
+        raise RfprmError("--steps-field and --response-field both say where the answer is: give one")
+    given = {"prm__model": args.prm, "prm__format": args.format, "prm__alpha": args.alpha, "prm__device": args.device}
+    settings = Settings.load().with_overrides(**{k: v for k, v in given.items() if v is not None})
+    scorer = build_scorer(settings.prm)
+    try:
+        summary = score_file(scorer, settings, args.input, args.out, Fields(args.question_field, args.response_field,
+                             args.steps_field), chunk_rows=args.chunk_rows, restart=args.restart)
+    finally:
+        scorer.close()
+    rate = summary.rows / summary.seconds if summary.seconds else 0.0
+    print(json.dumps(asdict(summary)) if args.json else
+          f"{summary.rows} rows scored into {args.out} ({summary.errors} with errors; resumed after "
+          f"{summary.resumed_after}); {summary.prm_tokens:,} PRM tokens in {summary.seconds:.1f} s, {rate:.1f} rows/s",
+          file=out)
+    return 0
+
+
+def select_main(args: argparse.Namespace, out: IO[str]) -> int:
+    from dataclasses import asdict
+
+    from rfprm_tts.select_file import Rule, select_file
+
+    rule = Rule(by=args.by, top_k=args.top_k, top_frac=args.top_frac, per=args.per, min_score=args.min_score,
+                require_correct=args.require_correct, gold_field=args.gold_field, group_field=args.group_field,
+                response_field=args.response_field)
+    summary = select_file(args.input, args.out, rule)
+    print(json.dumps(asdict(summary)) if args.json else summary.table(), file=out)
     return 0
 
 
@@ -343,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
             return eval_prm_main(args, out)
         if args.command == "view":
             return view_main(args, out)
+        if args.command == "score":
+            return score_main(args, out)
+        if args.command == "select":
+            return select_main(args, out)
         if args.command == "serve":
             from rfprm_tts.serve import serve
             from rfprm_tts.settings import Settings

@@ -1,0 +1,202 @@
+"""`rfprm score IN.jsonl -o OUT.jsonl`: score every row's response with the PRM, offline (the
+ReasonFlux paper's trajectory selection for fine-tuning starts here; `rfprm select` picks).
+
+Each output row is the input row plus an `rfprm` object: the step scores, the score under
+every aggregation, the overflow note and the PRM tokens it took, or an `error` for a row that
+could not be scored (the run goes on). A response with `<think>...</think>` is scored as its
+thinking steps plus the final answer as one last step (the ReasonFlux input).
+
+Long runs resume: rows are written in chunks, in input order, each chunk flushed and fsynced;
+run the same command again and it continues after the last whole row (a torn last line, from
+a kill mid-write, is cut). The scoring settings are kept beside the output
+(OUT.jsonl.settings.json) and a resume under other settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rfprm_tts.errors import ConfigError
+from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
+from rfprm_tts.prm.protocol import Scorer
+from rfprm_tts.settings import Settings
+from rfprm_tts.trajectory import Trajectory
+
+QUESTION_FIELDS = ("question", "problem", "prompt")
+RESPONSE_FIELDS = ("response", "completion", "output", "solution")
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Where a row keeps its parts. None: the first of the usual names the row has."""
+
+    question: str | None = None
+    response: str | None = None
+    steps: str | None = None  # a list of step strings, instead of a response to cut
+
+    def read(self, row: dict[str, Any], separator: str) -> tuple[str, list[str], bool]:
+        """(question, steps, whether the last step is a final answer after <think>)."""
+        question = pick(row, self.question, QUESTION_FIELDS, "question")
+        if self.steps is not None:
+            steps = row.get(self.steps)
+            if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
+                raise ValueError(f"field {self.steps!r} must be a non-empty list of strings")
+            return question, steps, False
+        trajectory = Trajectory.from_response(question, pick(row, self.response, RESPONSE_FIELDS, "response"), separator)
+        if not trajectory.steps:
+            raise ValueError("the response is empty")
+        return question, trajectory.step_texts, trajectory.ends_with_answer_step
+
+
+def pick(row: dict[str, Any], name: str | None, usual: tuple[str, ...], what: str) -> str:
+    names = (name,) if name else usual
+    for n in names:
+        if isinstance(row.get(n), str) and row[n].strip():
+            return row[n]
+    flag = f"--{what}-field"
+    raise ValueError(f"no {what}: the row has no non-empty text field {' or '.join(map(repr, names))} (name it with {flag})")
+
+
+def fingerprint(settings: Settings) -> dict[str, Any]:
+    """What decides the scores: a resume under anything else would mix two scorings."""
+    prm = settings.prm
+    return {"model": prm.model, "format": prm.format, "dtype": prm.dtype, "max_length": prm.max_length,
+            "overflow": prm.overflow, "window_overlap": prm.window_overlap, "alpha": prm.alpha,
+            "step_separator": settings.step_separator}
+
+
+def rows_done(out: Path) -> int:
+    """Whole rows already in `out`; a torn last line is cut off the file."""
+    if not out.exists():
+        return 0
+    data = out.read_bytes()
+    whole = data.rfind(b"\n") + 1
+    if whole < len(data):
+        with open(out, "r+b") as f:
+            f.truncate(whole)
+    return data[:whole].count(b"\n")
+
+
+def check_settings(out: Path, settings: Settings) -> None:
+    """Refuse to resume `out` under other scoring settings (or one not written by rfprm score)."""
+    kept = Path(f"{out}.settings.json")
+    now = fingerprint(settings)
+    if out.exists() and out.stat().st_size > 0:
+        if not kept.exists():
+            raise ConfigError(f"{out} exists but {kept} does not, so it cannot be resumed safely: "
+                              "move it away, or pass --restart to score from the start")
+        before = json.loads(kept.read_text())
+        changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
+        if changed:
+            what = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
+            raise ConfigError(f"{out} was scored under other settings ({what}): resuming would mix two scorings. "
+                              "Use those settings, another output file, or --restart")
+    kept.write_text(json.dumps(now, indent=2) + "\n")
+
+
+def input_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, the row) per non-empty line, or (line number, why it is not a row)."""
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield number, f"line {number} is not JSON: {exc}"
+                continue
+            yield number, row if isinstance(row, dict) else f"line {number} is not a JSON object"
+
+
+@dataclass
+class Summary:
+    rows: int = 0
+    scored: int = 0
+    errors: int = 0
+    resumed_after: int = 0
+    prm_tokens: int = 0
+    seconds: float = 0.0
+
+
+def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fields, settings: Settings) -> list[dict]:
+    """The output rows of one chunk, in order (one scorer call for all its good rows)."""
+    parsed: list[tuple[str, list[str], bool] | str] = []
+    for number, row in chunk:
+        if isinstance(row, str):
+            parsed.append(row)
+            continue
+        try:
+            parsed.append(fields.read(row, settings.step_separator))
+        except ValueError as exc:
+            parsed.append(f"line {number}: {exc}")
+    good = [p for p in parsed if not isinstance(p, str)]
+    batches = iter(scorer.score_many([(q, [steps]) for q, steps, _ in good]) if good else [])
+    if scorer.prefix_cache is not None:  # nothing here is scored twice: keep no prefixes
+        for question in {q for q, _, _ in good}:
+            scorer.prefix_cache.forget(question)
+    out = []
+    for (number, row), item in zip(chunk, parsed):
+        raw = row if isinstance(row, dict) else {"line": number}
+        if isinstance(item, str):
+            out.append({**raw, "rfprm": {"error": item}})
+            continue
+        batch = next(batches)
+        scores, error = batch.step_scores[0], (batch.errors or [None])[0]
+        if error is not None:
+            out.append({**raw, "rfprm": {"error": f"the PRM could not score it: {error}", "prm_tokens": batch.tokens}})
+            continue
+        answer_step = item[2]
+        by = {m: (scores[0] if scorer.one_score and scores else aggregate(scores, m, settings.prm.alpha, answer_step=answer_step))
+              for m in AGGREGATIONS}
+        out.append({**raw, "rfprm": {"step_scores": scores, "scores": by, "steps": len(item[1]),
+                                     "prm_note": (batch.notes or [None])[0], "prm_tokens": batch.tokens}})
+    return out
+
+
+def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str | Path, fields: Fields = Fields(),
+               chunk_rows: int = 64, restart: bool = False, progress: bool = True) -> Summary:
+    from tqdm import tqdm
+
+    source, out = Path(source), Path(out)
+    if not source.is_file():
+        raise ConfigError(f"{source} is not a file: give a JSONL with a question and a response per row")
+    if restart and out.exists():
+        out.unlink()
+    check_settings(out, settings)
+    summary = Summary(resumed_after=rows_done(out))
+    started = time.perf_counter()
+    total = sum(1 for line in open(source, encoding="utf-8") if line.strip())
+    with open(out, "a", encoding="utf-8") as sink, tqdm(total=total, initial=summary.resumed_after, unit="row",
+                                                          desc="rfprm score", disable=not progress) as bar:
+        chunk: list[tuple[int, dict | str]] = []
+
+        def flush() -> None:
+            rows = score_chunk(scorer, chunk, fields, settings)
+            sink.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+            sink.flush()
+            os.fsync(sink.fileno())
+            for r in rows:
+                summary.errors += "error" in r["rfprm"]
+                summary.prm_tokens += r["rfprm"].get("prm_tokens", 0)
+            summary.rows += len(rows)
+            bar.update(len(rows))
+            bar.set_postfix_str(f"{summary.prm_tokens / max(time.perf_counter() - started, 1e-9):,.0f} PRM tokens/s")
+            chunk.clear()
+
+        for index, item in enumerate(input_rows(source)):
+            if index < summary.resumed_after:
+                continue
+            chunk.append(item)
+            if len(chunk) == chunk_rows:
+                flush()
+        if chunk:
+            flush()
+    summary.scored = summary.rows - summary.errors
+    summary.seconds = time.perf_counter() - started
+    return summary
