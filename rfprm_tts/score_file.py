@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
 from rfprm_tts.prm.protocol import Scorer
+from rfprm_tts.scoring import score_responses
 from rfprm_tts.settings import Settings
-from rfprm_tts.trajectory import Trajectory
 
 QUESTION_FIELDS = ("question", "problem", "prompt")
 RESPONSE_FIELDS = ("response", "completion", "output", "solution")
@@ -40,18 +39,15 @@ class Fields:
     response: str | None = None
     steps: str | None = None  # a list of step strings, instead of a response to cut
 
-    def read(self, row: dict[str, Any], separator: str) -> tuple[str, list[str], bool]:
-        """(question, steps, whether the last step is a final answer after <think>)."""
+    def read(self, row: dict[str, Any]) -> tuple[str, str | list[str]]:
+        """(question, the response, or its list of steps)."""
         question = pick(row, self.question, QUESTION_FIELDS, "question")
         if self.steps is not None:
             steps = row.get(self.steps)
             if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
                 raise ValueError(f"field {self.steps!r} must be a non-empty list of strings")
-            return question, steps, False
-        trajectory = Trajectory.from_response(question, pick(row, self.response, RESPONSE_FIELDS, "response"), separator)
-        if not trajectory.steps:
-            raise ValueError("the response is empty")
-        return question, trajectory.step_texts, trajectory.ends_with_answer_step
+            return question, steps
+        return question, pick(row, self.response, RESPONSE_FIELDS, "response")
 
 
 def pick(row: dict[str, Any], name: str | None, usual: tuple[str, ...], what: str) -> str:
@@ -126,36 +122,26 @@ class Summary:
 
 def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fields, settings: Settings) -> list[dict]:
     """The output rows of one chunk, in order (one scorer call for all its good rows)."""
-    parsed: list[tuple[str, list[str], bool] | str] = []
+    parsed: list[tuple[str, str | list[str]] | str] = []
     for number, row in chunk:
-        if isinstance(row, str):
-            parsed.append(row)
-            continue
         try:
-            parsed.append(fields.read(row, settings.step_separator))
+            parsed.append(row if isinstance(row, str) else fields.read(row))
         except ValueError as exc:
             parsed.append(f"line {number}: {exc}")
     good = [p for p in parsed if not isinstance(p, str)]
-    batches = iter(scorer.score_many([(q, [steps]) for q, steps, _ in good]) if good else [])
-    if scorer.prefix_cache is not None:  # nothing here is scored twice: keep no prefixes
-        for question in {q for q, _, _ in good}:
-            scorer.prefix_cache.forget(question)
+    scored = iter(score_responses(scorer, good, settings.step_separator, settings.prm.alpha))
     out = []
     for (number, row), item in zip(chunk, parsed):
         raw = row if isinstance(row, dict) else {"line": number}
         if isinstance(item, str):
             out.append({**raw, "rfprm": {"error": item}})
             continue
-        batch = next(batches)
-        scores, error = batch.step_scores[0], (batch.errors or [None])[0]
-        if error is not None:
-            out.append({**raw, "rfprm": {"error": f"the PRM could not score it: {error}", "prm_tokens": batch.tokens}})
+        s = next(scored)
+        if s.error is not None:
+            out.append({**raw, "rfprm": {"error": s.error, "prm_tokens": s.prm_tokens}})
             continue
-        answer_step = item[2]
-        by = {m: (scores[0] if scorer.one_score and scores else aggregate(scores, m, settings.prm.alpha, answer_step=answer_step))
-              for m in AGGREGATIONS}
-        out.append({**raw, "rfprm": {"step_scores": scores, "scores": by, "steps": len(item[1]),
-                                     "prm_note": (batch.notes or [None])[0], "prm_tokens": batch.tokens}})
+        out.append({**raw, "rfprm": {"step_scores": s.step_scores, "scores": s.scores, "steps": s.steps,
+                                     "prm_note": s.prm_note, "prm_tokens": s.prm_tokens}})
     return out
 
 

@@ -18,6 +18,10 @@ every generation round and PRM call of the search (`choices: []`, and an `rfprm`
 `{"event": "progress", "round", "phase", "candidates", "open", "finished", "best_score",
 "generated_tokens", "prm_tokens", "elapsed_s"}`, which clients that do not know it skip),
 then the chosen answer as standard content chunks.
+
+Beside chat completions, behind the same keys and PRM batching: `POST /v1/prm/score` (the PRM
+scores of given responses, see ScoreRequest) and `POST /v1/rewards/openrlhf` (OpenRLHF's
+remote reward request; rfprm_tts.rewards.openrlhf).
 """
 
 from __future__ import annotations
@@ -36,11 +40,13 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rfprm_tts.chat import to_messages
 from rfprm_tts.context import Progress
 from rfprm_tts.errors import ConfigError, GenerationError, RfprmError
+from rfprm_tts.rewards import RewardModel, openrlhf
+from rfprm_tts.scoring import score_responses
 from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
@@ -60,6 +66,28 @@ class RfprmOptions(BaseModel):
     token_budget: int | None = Field(None, ge=1)
     budget_counts: Literal["generated", "total"] | None = None
     return_candidates: bool = False
+
+
+class ScoreItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1)
+    response: str | None = None
+    steps: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> ScoreItem:
+        if (self.response is None) == (self.steps is None):
+            raise ValueError("give each item a response or a list of steps (one of them)")
+        return self
+
+
+class ScoreRequest(BaseModel):
+    """`POST /v1/prm/score`: `{"items": [{"question": ..., "response": ...} or {"question": ...,
+    "steps": [...]}]}`; the answer: `{"results": [{"step_scores", "scores" (every aggregation),
+    "steps", "prm_note", "prm_tokens", "error"}], "usage": {"prm_tokens"}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[ScoreItem] = Field(min_length=1)
 
 
 class ChatRequest(BaseModel):
@@ -352,6 +380,44 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
             if not streaming:
                 limiter.release(key)
                 metrics.finish(status, time.perf_counter() - started)
+
+    async def guarded(request: Request, work: Callable[[bytes], Any]) -> Response:
+        """Auth, the key's in-flight cap and metrics around a JSON endpoint; `work(body)` runs
+        on a worker thread (it scores) and returns the JSON to answer."""
+        started = time.perf_counter()
+        key = limiter.identify(request.headers.get("authorization"))
+        limiter.acquire(key)
+        metrics.start()
+        status = 500
+        try:
+            raw = await read_body(request, settings.serve.max_body_bytes)
+            try:
+                body = await asyncio.to_thread(work, raw)
+            except (ValidationError, ValueError) as exc:
+                raise APIError(400, f"invalid request: {exc}", "invalid_request_error", "invalid_body") from None
+            status = 200
+            return JSONResponse(body)
+        except APIError as exc:
+            status = exc.status
+            raise
+        finally:
+            limiter.release(key)
+            metrics.finish(status, time.perf_counter() - started)
+
+    @app.post("/v1/prm/score")
+    async def prm_score(request: Request) -> Response:
+        def work(raw: bytes) -> dict[str, Any]:
+            items = ScoreRequest.model_validate_json(raw).items
+            results = score_responses(solver.scorer, [(i.question, i.steps or i.response) for i in items],
+                                      settings.step_separator, settings.prm.alpha)
+            return {"results": [asdict(r) for r in results], "usage": {"prm_tokens": sum(r.prm_tokens for r in results)}}
+
+        return await guarded(request, work)
+
+    @app.post("/v1/rewards/openrlhf")
+    async def openrlhf_rewards(request: Request) -> Response:
+        return await guarded(request, lambda raw: openrlhf.answer(openrlhf.OpenRLHFRequest.model_validate_json(raw),
+                                                                  RewardModel(settings, scorer=solver.scorer)))
 
     async def solve(
         chat: ChatRequest, request_id: str | None = None, on_progress: Callable[[Progress], None] | None = None

@@ -43,6 +43,11 @@ class BatchingScorer(ScorerDefaults):
     def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:
         return self._worker.submit((question, trajectories)).result()
 
+    def score_many(self, requests: Sequence[Request]) -> list[ScoredBatch]:
+        """All of them into the batcher at once (so they share batches), then every result."""
+        futures = [self._worker.submit(request) for request in requests]
+        return [future.result() for future in futures]
+
     def describe(self) -> dict:
         return self.scorer.describe()
 
