@@ -24,6 +24,7 @@ class ResponseScore:
     prm_note: str | None
     prm_tokens: int
     error: str | None = None
+    one_score: bool = False  # the verifier gives one score per answer: every aggregation is it
 
 
 def steps_of(question: str, response: str | Sequence[str], separator: str) -> tuple[list[str], bool]:
@@ -61,6 +62,6 @@ def score_responses(
             results[i] = ResponseScore(
                 scores, {} if error else by, len(cut[i][0]), (batch.notes or [None] * len(indices))[k],
                 round(batch.tokens * shares[k] / max(1, sum(shares))),
-                None if error is None else f"the PRM could not score it: {error}",
+                None if error is None else f"the PRM could not score it: {error}", scorer.one_score,
             )
     return results

@@ -69,8 +69,8 @@ class RewardModel:
 
     def prm_score(self, s: ResponseScore) -> float | None:
         value = None if s.error else s.scores.get(self.aggregation)
-        if value is not None and self.aggregation == "reasonflux" and len(set(s.scores.values())) > 1:
-            value /= 1 + self.settings.prm.alpha  # (a one-score verifier's every aggregation is its score)
+        if value is not None and self.aggregation == "reasonflux" and not s.one_score:
+            value /= 1 + self.settings.prm.alpha
         return value
 
     def rewards(self, questions: Sequence[str], responses: Sequence[str],
