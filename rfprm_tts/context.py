@@ -11,15 +11,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from rfprm_tts.budget import BudgetMeter, TokenBudget
 from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import FALLING, aggregate
 from rfprm_tts.prm.confidence import confidence
 from rfprm_tts.prm.protocol import ScoredBatch, Scorer
+from rfprm_tts.search_tree import SearchTree
 from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
-from rfprm_tts.trajectory import Candidate, SearchNode, Trajectory, Usage
+from rfprm_tts.trajectory import Candidate, Trajectory, Usage
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +66,14 @@ class SearchContext:
         self.alpha = alpha
         self.confidence = confidence
         self.sampling = sampling or Sampling()
-        self.budget = budget
-        self.usage = Usage(token_budget=budget.limit if budget else None, budget_counts=budget.counts if budget else None)
-        self._samples_back = 0  # samples returned so far: the cost per sample is spent / this
+        self.usage = Usage()
+        self.budget = BudgetMeter(budget, self.usage, self.sampling.max_tokens)
+        self.search_tree = SearchTree()
         self.on_progress = on_progress
         self._rounds = 0
         self._finished = 0  # complete answers generated so far
         self._best_score: float | None = None
         self._started = time.perf_counter()
-        self._nodes: list[tuple[Candidate, int | None]] = []  # every candidate made, with its parent's index
-        self._node_of: dict[int, int] = {}  # id(candidate) -> its index in _nodes
         self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
         self._next_seed = self.sampling.seed
         self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
@@ -95,39 +95,14 @@ class SearchContext:
         """What the answer's token budget has left after the partial answer `prefix`."""
         return self.sampling.max_tokens - self._tokens_so_far(prefix)
 
-    @property
-    def spent(self) -> int:
-        """Tokens spent as the budget counts them (generated, or generated + PRM)."""
-        prm = self.usage.prm_tokens if self.budget and self.budget.counts == "total" else 0
-        return self.usage.generated_tokens + prm
-
-    def affordable(self, samples: int, max_tokens: int | None = None) -> int:
-        """How many of `samples` more samples (each at most `max_tokens`, default the answer's)
-        the token budget has room for: all without a budget; before any sample is back, as
-        many as fit if each ran to its limit; then at the cost per sample seen so far. At
-        least 1 while any budget is left, 0 once it is spent."""
-        if self.budget is None:
-            return samples
-        left = self.budget.limit - self.spent
-        if left <= 0:
-            self.usage.budget_exhausted = True
-            return 0
-        if self._samples_back:
-            fit = int(left * self._samples_back / max(1, self.spent))
-        else:
-            fit = left // max(1, min(self.sampling.max_tokens, max_tokens or self.sampling.max_tokens))
-        if fit < samples:
-            self.usage.budget_exhausted = True
-        return min(samples, max(1, fit))
-
     async def sample(
         self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
     ) -> list[Completion]:
         """Up to n completions of the answer (continuing `prefix`), in one request, within what
         the answer's token budget has left (and `max_tokens`). Under a solve's token budget the
-        request asks for what the budget affords (`affordable`), and none once it is spent:
+        request asks for what the budget affords (`BudgetMeter.affordable`), and none once it is spent:
         fewer than n, or [], come back then. Raises when all of them failed."""
-        n = self.affordable(n, max_tokens)
+        n = self.budget.affordable(n, max_tokens)
         if n == 0:
             return []
         completions = await self._request(n, prefix, stop, max_tokens)
@@ -136,22 +111,21 @@ class SearchContext:
 
     async def _request(self, n: int, prefix: str, stop: list[str] | None, max_tokens: int | None) -> list[Completion]:
         left = min(self.tokens_left(prefix), max_tokens or self.sampling.max_tokens)
-        # no one sample may outrun what the solve's token budget has left
-        cap = left if self.budget is None else min(left, max(1, self.budget.limit - self.spent))
+        cap = self.budget.cap(left)  # no one sample may outrun what the solve's token budget has left
         sampling = self.sampling.model_copy(update={"seed": self._seeds(n), "max_tokens": cap})
         request = GenerationRequest(self.messages, n=n, prefix=prefix, stop=stop, sampling=sampling)
         result = await self.generator.generate(request)
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.generated_tokens += result.generated_tokens
         self.usage.generator_calls += result.calls
-        self._samples_back += sum(c.error is None for c in result.completions)
+        self.budget.samples_back += sum(c.error is None for c in result.completions)
         errors = [c.error for c in result.completions if c.error is not None]
         if result.completions and len(errors) == len(result.completions):
             raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
         if cap < left:  # the budget set this limit: a sample that reached it is cut short, not an answer
             for c in result.completions:
                 if c.error is None and c.finish_reason == "length":
-                    c.error = f"cut short by the solve's token budget ({self.budget.limit} tokens)"
+                    c.error = self.budget.cut_note()
         return result.completions
 
     async def extend(
@@ -165,18 +139,16 @@ class SearchContext:
         the prefix itself, finished with reason "length". Every prefix gets k children, in
         order; a child's `generated_tokens` and `logprobs` cover the whole answer so far.
 
-        Under a token budget the round is cut to what it affords (`affordable`): the children
+        Under a token budget the round is cut to what it affords (`BudgetMeter`): the children
         of the first prefixes only (k each; one prefix's k shrinks), or none once it is spent,
         so a strategy that ranks its prefixes best first spends the last tokens on the best.
         A first round of steps goes whole, each step given an equal share of the budget."""
         stop = [self.separator] if one_step else None
-        if self.budget is not None and one_step and not self._samples_back and self.spent < self.budget.limit:
-            # nothing known yet, and steps are short: the whole round goes, each step given an
-            # equal share of the budget (one that reaches it is cut there, and grown on later)
-            share = max(1, (self.budget.limit - self.spent) // (len(prefixes) * k))
+        share = self.budget.first_round_share(len(prefixes) * k) if one_step else None
+        if share is not None:  # a step that reaches its share is cut there, and grown on later
             max_tokens = min(max_tokens or share, share)
         else:
-            fit = self.affordable(len(prefixes) * k, max_tokens)
+            fit = self.budget.affordable(len(prefixes) * k, max_tokens)
             if len(prefixes) == 1:
                 k = fit
             prefixes = prefixes[: max(1, fit // k) if fit else 0]
@@ -191,7 +163,7 @@ class SearchContext:
             known = self._partials.get(prefix)
             parent = known or Candidate(trajectory=self.trajectory(""), generated_tokens=0)
             if i not in batches:
-                children += [self._record(parent.model_copy(update={"finish_reason": "length"}, deep=True), known)
+                children += [self.search_tree.add(parent.model_copy(update={"finish_reason": "length"}, deep=True), known)
                              for _ in range(k)]
                 continue
             for c in batches[i]:
@@ -209,7 +181,7 @@ class SearchContext:
                     logprobs=None if c.logprobs is None else [*(parent.logprobs or []), *c.logprobs],
                 )
                 self._partials.setdefault(child.trajectory.text, child)  # a repeat grows from the first
-                children.append(self._record(child, known))
+                children.append(self.search_tree.add(child, known))
         if batches:
             self._report("generate", children, finished=sum(c.state == "finished" for c in children))
         return children
@@ -283,7 +255,7 @@ class SearchContext:
 
     def candidate(self, completion: Completion, parent: Candidate | None = None) -> Candidate:
         """An unscored candidate for a complete sample (of the question, or after `parent`)."""
-        return self._record(Candidate(
+        return self.search_tree.add(Candidate(
             trajectory=self.trajectory(completion.text),
             finish_reason=completion.finish_reason,
             generated_tokens=completion.tokens,
@@ -291,32 +263,6 @@ class SearchContext:
             logprobs=completion.logprobs,
             error=completion.error,
         ), parent)
-
-    def _record(self, candidate: Candidate, parent: Candidate | None) -> Candidate:
-        """Add a candidate to the search tree (parent None: a child of the question)."""
-        self._node_of[id(candidate)] = len(self._nodes)
-        self._nodes.append((candidate, None if parent is None else self._node_of.get(id(parent))))
-        return candidate
-
-    def tree(self, chosen: Candidate | None) -> list[SearchNode]:
-        """Every candidate the search made, as it stands now, each with its parent and the
-        text it added to it; `chosen` and its ancestors are marked."""
-        on_path: set[int] = set()
-        node = self._node_of.get(id(chosen)) if chosen is not None else None
-        while node is not None:
-            on_path.add(node)
-            node = self._nodes[node][1]
-        nodes = []
-        for i, (c, parent) in enumerate(self._nodes):
-            above = self._nodes[parent][0].trajectory.text if parent is not None else ""
-            text = c.trajectory.text
-            nodes.append(SearchNode(
-                id=i, parent=parent, text=text[len(above):] if text.startswith(above) else text,
-                score=c.score, step_score=c.step_scores[-1] if c.step_scores else None, state=c.state,
-                answer=c.answer if c.state == "finished" else None, generated_tokens=c.generated_tokens,
-                error=c.error, chosen=i in on_path,
-            ))
-        return nodes
 
     async def evaluate(self, completions: Sequence[Completion]) -> list[Candidate]:
         """Candidates for complete samples: cut into steps, PRM-scored, aggregated.
@@ -383,19 +329,6 @@ class Progress:
     generated_tokens: int
     prm_tokens: int
     elapsed_s: float
-
-
-@dataclass(frozen=True)
-class TokenBudget:
-    """A solve's token budget: `limit` tokens, counting generated tokens or generated + PRM
-    tokens ("total"). The context sends no request once it is spent and sizes each request
-    (or round of requests) to what is left at the cost per sample seen so far; a request's
-    samples may each take at most what is left. So the budget is overrun by at most what the
-    last request (or round) cost beyond that estimate, plus, counting "total", the PRM
-    call that scores it."""
-
-    limit: int
-    counts: Literal["generated", "total"] = "generated"
 
 
 def rank(candidates: Sequence[Candidate]) -> list[Candidate]:

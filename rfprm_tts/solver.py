@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from rfprm_tts.budget import TokenBudget
 from rfprm_tts.chat import Prompt, to_messages
-from rfprm_tts.context import Progress, SearchContext, TokenBudget
+from rfprm_tts.context import Progress, SearchContext
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
 from rfprm_tts.generators import Generator, build_generator
 from rfprm_tts.prm import Scorer, build_scorer
@@ -138,7 +139,7 @@ class ReasoningSolver:
             strategy=strategy.name,
             strategy_params={**strategy.params.model_dump(), "aggregation": ctx.aggregation, "alpha": settings.prm.alpha},
             details=outcome.details,
-            tree=ctx.tree(outcome.best),
+            tree=ctx.search_tree.nodes(outcome.best),
         )
 
     async def context(
