@@ -121,6 +121,8 @@ def test_token_budget_from_the_body_or_a_header_within_the_server_limit(demo_pro
     assert ask({"X-Rfprm-Token-Budget": "100"}, token_budget=150)["usage"]["token_budget"] == 100  # the smaller
     assert ask({"X-Rfprm-Token-Budget": "120"})["usage"]["token_budget"] == 120
     assert ask()["usage"]["token_budget"] == 5000  # none asked: the server's limit
+    both = ask(token_budget=150, budget_counts="total", params={"budget_counts": "generated"})["usage"]
+    assert both["budget_counts"] == "total"  # the rfprm object's own field wins over params
     for headers, body, code in [(None, {"token_budget": 6000}, "token_budget_too_large"),
                                 ({"X-Rfprm-Token-Budget": "lots"}, {}, "invalid_token_budget"),
                                 (None, {"token_budget": 0}, "invalid_field")]:

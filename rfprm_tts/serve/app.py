@@ -432,7 +432,7 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
             raise APIError(400, f"invalid messages: {exc}", "invalid_request_error", "invalid_messages") from None
         try:
             strategy = build_strategy(options.strategy or settings.strategy, settings.strategy_params,
-                                      n=options.n or settings.n, **options.params, **budget)
+                                      n=options.n or settings.n, **{**options.params, **budget})
             request_settings = settings.with_overrides(**chat.sampling_overrides())
             result = await solver.run(messages, strategy, request_settings, on_progress)
         except ConfigError as exc:
