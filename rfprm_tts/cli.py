@@ -160,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--question-field", help="default: question, problem or prompt, the first a row has")
     score.add_argument("--response-field", help="default: response, completion, output or solution")
     score.add_argument("--steps-field", help="a field holding a list of steps, instead of a response to cut")
+    score.add_argument("--id-field", default="id", help="rows' id (default id): a resume checks it lines up")
     score.add_argument("--chunk-rows", type=int, default=64, help="rows scored and written together (default 64)")
     score.add_argument("--restart", action="store_true", help="discard OUT and score from the start")
     score.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -243,7 +244,7 @@ def score_main(args: argparse.Namespace, out: IO[str]) -> int:
     scorer = build_scorer(settings.prm)
     try:
         summary = score_file(scorer, settings, args.input, args.out, Fields(args.question_field, args.response_field,
-                             args.steps_field), chunk_rows=args.chunk_rows, restart=args.restart)
+                             args.steps_field, args.id_field), chunk_rows=args.chunk_rows, restart=args.restart)
     finally:
         scorer.close()
     rate = summary.rows / summary.seconds if summary.seconds else 0.0

@@ -38,6 +38,7 @@ class Fields:
     question: str | None = None
     response: str | None = None
     steps: str | None = None  # a list of step strings, instead of a response to cut
+    id: str = "id"  # checked on resume: the last row written must be the same input row
 
     def read(self, row: dict[str, Any]) -> tuple[str, str | list[str]]:
         """(question, the response, or its list of steps)."""
@@ -110,6 +111,19 @@ def input_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
             yield number, row if isinstance(row, dict) else f"line {number} is not a JSON object"
 
 
+def check_same_input(source: Path, out: Path, done: int, id_field: str) -> None:
+    """Refuse to resume when the row `out` ended with is not the input's row at that place
+    (the input changed, or another file was given): by the id field when rows have one."""
+    with open(out, "rb") as f:
+        f.seek(max(0, out.stat().st_size - 1_000_000))
+        last = json.loads(f.read().splitlines()[-1])
+    row = next(r for i, (_, r) in enumerate(input_rows(source)) if i == done - 1) if done else None
+    if isinstance(row, dict) and id_field in row and row.get(id_field) != last.get(id_field):
+        raise ConfigError(f"{out} ends with {id_field}={last.get(id_field)!r} but row {done} of {source} has "
+                          f"{id_field}={row.get(id_field)!r}: the input is not the one this output was scored from. "
+                          "Give the same input, another output file, or --restart")
+
+
 @dataclass
 class Summary:
     rows: int = 0
@@ -156,6 +170,8 @@ def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str 
         out.unlink()
     check_settings(out, settings)
     summary = Summary(resumed_after=rows_done(out))
+    if summary.resumed_after:
+        check_same_input(source, out, summary.resumed_after, fields.id)
     started = time.perf_counter()
     total = sum(1 for line in open(source, encoding="utf-8") if line.strip())
     with open(out, "a", encoding="utf-8") as sink, tqdm(total=total, initial=summary.resumed_after, unit="row",

@@ -84,6 +84,10 @@ def test_score_resumes_after_a_kill_without_duplicates_and_refuses_other_setting
     fresh = read(tmp_path / "few_out.jsonl")
     for got, want in zip([scored[0], scored[done]], fresh):
         assert got["rfprm"]["step_scores"] == pytest.approx(want["rfprm"]["step_scores"], abs=1e-5)
+    # another input under the same output: the ids do not line up, refused
+    write(tmp_path / "other.jsonl", [dict(r, id=r["id"] + 5000) for r in rows])
+    other = rfprm("score", "other.jsonl", "-o", "out.jsonl", cwd=tmp_path)
+    assert other.returncode == 2 and "is not the one this output was scored from" in other.stderr
     # an output with no settings file beside it is not resumed
     (tmp_path / "out.jsonl.settings.json").unlink()
     again = rfprm("score", "in.jsonl", "-o", "out.jsonl", cwd=tmp_path)
