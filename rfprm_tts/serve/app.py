@@ -34,7 +34,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
@@ -133,6 +133,17 @@ class APIError(Exception):
 
     def response(self) -> JSONResponse:
         return JSONResponse({"error": self.payload()}, status_code=self.status, headers=self.headers)
+
+
+@dataclass
+class Ticket:
+    """One admitted request: its key, when it started, the status to record, and whether a
+    stream took over releasing it."""
+
+    key: int
+    started: float
+    status: int = 500
+    streaming: bool = False
 
 
 class KeyLimiter:
@@ -357,52 +368,47 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
         return {"object": "list", "data": [{"id": settings.serve.model_name, "object": "model", "created": 0,
                                             "owned_by": "rfprm-tts"}]}
 
+    @asynccontextmanager
+    async def admitted(request: Request) -> AsyncIterator[Ticket]:
+        """Auth, the key's in-flight cap and metrics around one request. On exit the key is
+        released and the request recorded, unless its ticket was handed to a stream (which
+        does both when it ends)."""
+        ticket = Ticket(limiter.identify(request.headers.get("authorization")), time.perf_counter())
+        limiter.acquire(ticket.key)
+        metrics.start()
+        try:
+            yield ticket
+        except APIError as exc:
+            ticket.status = exc.status
+            raise
+        finally:
+            if not ticket.streaming:
+                limiter.release(ticket.key)
+                metrics.finish(ticket.status, time.perf_counter() - ticket.started)
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        started = time.perf_counter()
-        key = limiter.identify(request.headers.get("authorization"))
-        limiter.acquire(key)
-        metrics.start()
-        status, streaming = 500, False
-        try:
+        async with admitted(request) as ticket:
             raw = await read_body(request, settings.serve.max_body_bytes)
             chat = parse_request(raw, settings, request.headers.get("x-rfprm-token-budget"))
             if chat.stream:
-                streaming = True  # the stream releases the key and records itself when it ends
-                return StreamingResponse(stream(chat, key, started), media_type="text/event-stream")
+                ticket.streaming = True
+                return StreamingResponse(stream(chat, ticket.key, ticket.started), media_type="text/event-stream")
             body = await until_done_or_disconnect(asyncio.ensure_future(solve(chat)), request)
-            status = 200
+            ticket.status = 200
             return JSONResponse(body)
-        except APIError as exc:
-            status = exc.status
-            raise
-        finally:
-            if not streaming:
-                limiter.release(key)
-                metrics.finish(status, time.perf_counter() - started)
 
     async def guarded(request: Request, work: Callable[[bytes], Any]) -> Response:
-        """Auth, the key's in-flight cap and metrics around a JSON endpoint; `work(body)` runs
-        on a worker thread (it scores) and returns the JSON to answer."""
-        started = time.perf_counter()
-        key = limiter.identify(request.headers.get("authorization"))
-        limiter.acquire(key)
-        metrics.start()
-        status = 500
-        try:
+        """A JSON endpoint whose `work(body)` runs on a worker thread (it scores) and returns
+        the JSON to answer."""
+        async with admitted(request) as ticket:
             raw = await read_body(request, settings.serve.max_body_bytes)
             try:
                 body = await asyncio.to_thread(work, raw)
             except (ValidationError, ValueError) as exc:
                 raise APIError(400, f"invalid request: {exc}", "invalid_request_error", "invalid_body") from None
-            status = 200
+            ticket.status = 200
             return JSONResponse(body)
-        except APIError as exc:
-            status = exc.status
-            raise
-        finally:
-            limiter.release(key)
-            metrics.finish(status, time.perf_counter() - started)
 
     @app.post("/v1/prm/score")
     async def prm_score(request: Request) -> Response:
