@@ -69,6 +69,19 @@ def test_score_existing_responses_is_trajectory_aware(tmp_path):
         assert reasonflux == pytest.approx(sum(body) / len(body) + scores[-1], abs=2e-3)
 
 
+def test_select_training_data_keeps_the_best_correct_answer_per_question(tmp_path):
+    out = example("select_training_data.py", tmp_path)
+    scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
+    kept = [json.loads(line) for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
+    assert len(scored) == 18 and f"scored 18 of 18 rows" in out
+    assert len(kept) == len({r["question"] for r in kept}) >= 1
+    for row in kept:  # the best-scored right answer of its question
+        right = [r for r in scored if r["question"] == row["question"] and f"\\boxed{{{r['answer']}}}" in r["response"]]
+        assert row["rfprm"]["scores"]["reasonflux"] == max(r["rfprm"]["scores"]["reasonflux"] for r in right)
+    rewards = [float(x) for x in re.search(r"rewards: \[([^\]]*)\]", out).group(1).split(",")]
+    assert len(rewards) == 4 and all(0 <= r <= 1 for r in rewards)
+
+
 def test_async_app_answers_every_question_concurrently(tmp_path):
     out = example("async_app.py", tmp_path)
     answers = re.findall(r"^Compute .* -> (\S+) \(", out, re.M)
