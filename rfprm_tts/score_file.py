@@ -126,6 +126,8 @@ def check_same_input(source: Path, out: Path, done: int, id_field: str) -> None:
 
 @dataclass
 class Summary:
+    """What a run did: rows written this run (scored + errors), where it resumed, PRM tokens."""
+
     rows: int = 0
     scored: int = 0
     errors: int = 0
@@ -161,6 +163,7 @@ def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fie
 
 def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str | Path, fields: Fields = Fields(),
                chunk_rows: int = 64, restart: bool = False, progress: bool = True) -> Summary:
+    """Score `source` into `out` (see the module's docstring), resuming what `out` holds."""
     from tqdm import tqdm
 
     source, out = Path(source), Path(out)
