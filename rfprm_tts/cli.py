@@ -56,8 +56,7 @@ def _parse_value(value: str) -> Any:
 
 def format_result(result: SolveResult) -> str:
     lines = [f"Answer: {result.answer if result.answer is not None else '(none found)'}"]
-    params = ", ".join(f"{k}={v}" for k, v in result.strategy_params.items())
-    lines.append(f"Strategy: {result.strategy} ({params})")
+    lines.append(f"Strategy: {result.strategy} ({result.params_text()})")
     best = result.best
     if best is not None:
         score = "n/a" if best.score is None else f"{best.score:.4f}"

@@ -153,3 +153,9 @@ class SolveResult(BaseModel):
     strategy_params: dict[str, Any] = Field(default_factory=dict)
     details: dict[str, Any] = Field(default_factory=dict)
     tree: list[SearchNode] = Field(default_factory=list)
+
+    def params_text(self) -> str:
+        """The strategy's parameters as `name=value, ...`, leaving out the unset token budget."""
+        unset = self.strategy_params.get("token_budget") is None
+        return ", ".join(f"{k}={v}" for k, v in self.strategy_params.items()
+                         if v is not None and not (unset and k == "budget_counts"))

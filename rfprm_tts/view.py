@@ -114,7 +114,7 @@ def render_html(result: SolveResult) -> str:
     usage = result.usage.model_dump(exclude_none=True)
     usage_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in usage.items())
     groups = "".join(f"<tr><td>{escape(a)}</td><td>{n}</td><td>{s:.3f}</td></tr>" for a, n, s in answer_groups(result))
-    params = ", ".join(f"{k}={v}" for k, v in result.strategy_params.items() if v is not None)
+    params = result.params_text()
     best = result.best
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rfprm: {escape(result.question[:80])}</title>
