@@ -2,6 +2,7 @@
 
     python benchmarks/prm_uses_demo.py selection --seeds 0 1 2 --out benchmarks/results/prm_uses_demo
     python benchmarks/prm_uses_demo.py grpo --seeds 0 1 2 --out benchmarks/results/prm_uses_demo
+    python benchmarks/prm_uses_demo.py grpo-weights --seeds 0 --steps 200 --out ...   # do the two differ?
 
 selection: the demo generator samples K answers to each of P training problems (never a
 held-out one); the PRM scores them (rfprm_tts.scoring, reasonflux aggregation) and the
@@ -138,9 +139,46 @@ def grpo(args) -> dict:
     return report
 
 
+def grpo_weights(args) -> dict:
+    """Do the two rewards train different models? One seed each, then: how far each model's
+    weights moved, how far apart they are, and on how many held-out problems their greedy
+    answers differ."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from rfprm_tts.rewards import RewardModel
+    from rfprm_tts.rewards.trl import PRMReward
+
+    problems = training_problems(args.problems, seed=11)
+    data = Dataset.from_list([{"prompt": [{"role": "user", "content": p.question}], "answer": str(p.answer)}
+                              for p in problems])
+    start, tokenizer = fresh_generator()
+    trained = {}
+    for name, beta in (("outcome_only", 0.0), ("prm_mixed", 0.75)):
+        config = GRPOConfig(output_dir=str(Path(args.out) / "tmp"), per_device_train_batch_size=args.generations,
+                            num_generations=args.generations, max_completion_length=128, max_steps=args.steps,
+                            learning_rate=args.lr, use_cpu=True, report_to=[], save_strategy="no", seed=args.seeds[0])
+        trainer = GRPOTrainer(model=model_path("generator"), reward_funcs=[PRMReward(RewardModel(beta=beta))],
+                              args=config, train_dataset=data)
+        trainer.train()
+        trained[name] = trainer.model.eval()
+
+    def distance(a, b) -> float:
+        pb = dict(b.named_parameters())
+        return max((p - pb[n]).abs().max().item() for n, p in a.named_parameters())
+
+    questions = [p.question for p in held_out_problems()]
+    answers = {name: [t[0] for t in sample_texts(m, tokenizer, questions, 1, 0.0, 128)] for name, m in trained.items()}
+    return {"steps": args.steps, "seed": args.seeds[0],
+            "max_weight_change": {name: distance(m, start) for name, m in trained.items()},
+            "max_weight_difference_between_them": distance(trained["outcome_only"], trained["prm_mixed"]),
+            "held_out_answers_that_differ": sum(a != b for a, b in zip(answers["outcome_only"], answers["prm_mixed"])),
+            "held_out_problems": len(questions)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("use", choices=["selection", "grpo"])
+    parser.add_argument("use", choices=["selection", "grpo", "grpo-weights"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--problems", type=int, default=None, help="training problems (selection 150, grpo 64)")
     parser.add_argument("--samples", type=int, default=8, help="selection: answers sampled per problem")
@@ -153,10 +191,10 @@ def main() -> None:
     args.problems = args.problems or (150 if args.use == "selection" else 64)
     args.lr = args.lr or (5e-5 if args.use == "selection" else 1e-5)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    report = selection(args) if args.use == "selection" else grpo(args)
+    report = {"selection": selection, "grpo": grpo, "grpo-weights": grpo_weights}[args.use](args)
     report["config"] = {k: v for k, v in vars(args).items()}
     (Path(args.out) / f"{args.use}.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps({"before": report["before"]}))
+    print(json.dumps({k: v for k, v in report.items() if k != "runs"}))
 
 
 if __name__ == "__main__":
