@@ -73,7 +73,7 @@ def test_select_training_data_keeps_the_best_correct_answer_per_question(tmp_pat
     out = example("select_training_data.py", tmp_path)
     scored = [json.loads(line) for line in (tmp_path / "scored.jsonl").read_text().splitlines()]
     kept = [json.loads(line) for line in (tmp_path / "kept.jsonl").read_text().splitlines()]
-    assert len(scored) == 18 and f"scored 18 of 18 rows" in out
+    assert len(scored) == 18 and "scored 18 of 18 rows" in out
     assert len(kept) == len({r["question"] for r in kept}) >= 1
     for row in kept:  # the best-scored right answer of its question
         right = [r for r in scored if r["question"] == row["question"] and f"\\boxed{{{r['answer']}}}" in r["response"]]
