@@ -106,7 +106,7 @@ class SearchContext:
         if n == 0:
             return []
         completions = await self._request(n, prefix, stop, max_tokens)
-        self._report("generate", completions, finished=sum(c.error is None for c in completions))
+        self._report("generate", len(completions), open=0, finished=sum(c.error is None for c in completions))
         return completions
 
     async def _request(self, n: int, prefix: str, stop: list[str] | None, max_tokens: int | None) -> list[Completion]:
@@ -183,7 +183,8 @@ class SearchContext:
                 self._partials.setdefault(child.trajectory.text, child)  # a repeat grows from the first
                 children.append(self.search_tree.add(child, known))
         if batches:
-            self._report("generate", children, finished=sum(c.state == "finished" for c in children))
+            self._report("generate", len(children), open=sum(c.state == "open" for c in children),
+                         finished=sum(c.state == "finished" for c in children))
         return children
 
     def _stopped_at_separator(self, c: Completion) -> bool:
@@ -293,22 +294,21 @@ class SearchContext:
                 if error is not None:
                     candidate.error = f"the PRM could not score it: {error}"
                     self.prm_failures.append(error)
-            scores = [c.score for c in scorable if c.score is not None and c.state == "finished"]
-            if scores:
-                self._best_score = max(scores + ([self._best_score] if self._best_score is not None else []))
-            self._report("score", scorable)
+            known = [c.score for c in scorable if c.state == "finished"] + [self._best_score]
+            self._best_score = max((v for v in known if v is not None), default=None)
+            self._report("score", len(scorable), open=sum(c.state == "open" for c in scorable))
         return candidates
 
-    def _report(self, phase: Literal["generate", "score"], candidates: Sequence, finished: int = 0) -> None:
-        """Tell `on_progress` what the round just done gave."""
+    def _report(self, phase: Literal["generate", "score"], candidates: int, open: int, finished: int = 0) -> None:
+        """Tell `on_progress` what the phase just done gave: how many candidates, how many of
+        them still open, how many newly finished."""
         if phase == "generate":
             self._rounds += 1
             self._finished += finished
         if self.on_progress is None:
             return
         self.on_progress(Progress(
-            round=self._rounds, phase=phase, candidates=len(candidates),
-            open=sum(getattr(c, "state", "finished") == "open" for c in candidates), finished=self._finished,
+            round=self._rounds, phase=phase, candidates=candidates, open=open, finished=self._finished,
             best_score=self._best_score, generated_tokens=self.usage.generated_tokens,
             prm_tokens=self.usage.prm_tokens, elapsed_s=round(time.perf_counter() - self._started, 3),
         ))

@@ -118,8 +118,8 @@ class ReasoningSolver:
         settings = settings or self.settings
         limit = getattr(strategy.params, "token_budget", None)
         budget = TokenBudget(limit, strategy.params.budget_counts) if limit else None
-        ctx = await self.context(prompt, settings, with_prm=getattr(strategy, "uses_prm", True), budget=budget)
-        ctx.on_progress = on_progress
+        ctx = await self.context(prompt, settings, with_prm=getattr(strategy, "uses_prm", True), budget=budget,
+                                 on_progress=on_progress)
         started = time.perf_counter()
         try:
             outcome = await strategy.search(ctx.question, ctx)
@@ -143,12 +143,13 @@ class ReasoningSolver:
         )
 
     async def context(
-        self, prompt: Prompt, settings: Settings | None = None, with_prm: bool = True, budget: TokenBudget | None = None
+        self, prompt: Prompt, settings: Settings | None = None, with_prm: bool = True,
+        budget: TokenBudget | None = None, on_progress: Callable[[Progress], None] | None = None,
     ) -> SearchContext:
         """The generator and PRM as a search sees them for one prompt (backends are built
         on first use, off the event loop). For callers that drive a search themselves.
         Without `with_prm` the PRM is not loaded for it (a search that never scores);
-        `budget` caps the tokens it may spend."""
+        `budget` caps the tokens it may spend; `on_progress` hears of every round."""
         settings = settings or self.settings
         messages = to_messages(prompt, settings.generator.system_prompt)  # a bad prompt fails before any load
         if self._generator is not None and (self._scorer is not None or not with_prm):
@@ -168,6 +169,7 @@ class ReasoningSolver:
             # a verifier that reads log-probabilities needs the generator to return them
             sampling=settings.generator.sampling().model_copy(update={"logprobs": True} if reads_logprobs else {}),
             budget=budget,
+            on_progress=on_progress,
         )
 
     def solve(self, prompt: Prompt, *, on_progress: Callable[[Progress], None] | None = None, **overrides: Any) -> SolveResult:

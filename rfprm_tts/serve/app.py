@@ -222,7 +222,7 @@ def parse_request(body: bytes, settings: Settings, budget_header: str | None = N
 def token_budget(options: RfprmOptions, header: str | None, limit: int | None) -> int | None:
     """The request's token budget: the smallest it gave (rfprm.token_budget, rfprm.params,
     the header), else the server's limit; over the limit is refused."""
-    asked = [b for b in (options.token_budget, options.params.pop("token_budget", None)) if b is not None]
+    asked = [b for b in (options.token_budget, options.params.get("token_budget")) if b is not None]
     if header is not None:
         if not header.strip().isdigit() or int(header) < 1:
             raise APIError(400, f"X-Rfprm-Token-Budget must be a positive whole number of tokens, got {header!r}",
@@ -383,8 +383,12 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
             raise
         finally:
             if not ticket.streaming:
-                limiter.release(ticket.key)
-                metrics.finish(ticket.status, time.perf_counter() - ticket.started)
+                finish(ticket)
+
+    def finish(ticket: Ticket) -> None:
+        """The request is over: free its place under the key's cap and record it."""
+        limiter.release(ticket.key)
+        metrics.finish(ticket.status, time.perf_counter() - ticket.started)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
@@ -393,7 +397,7 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
             chat = parse_request(raw, settings, request.headers.get("x-rfprm-token-budget"))
             if chat.stream:
                 ticket.streaming = True
-                return StreamingResponse(stream(chat, ticket.key, ticket.started), media_type="text/event-stream")
+                return StreamingResponse(stream(chat, ticket), media_type="text/event-stream")
             body = await until_done_or_disconnect(asyncio.ensure_future(solve(chat)), request)
             ticket.status = 200
             return JSONResponse(body)
@@ -472,10 +476,10 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
             raise APIError(499, "client disconnected", "client_closed_request")
         return work.result()
 
-    async def stream(chat: ChatRequest, key: int, started: float) -> AsyncIterator[str]:
+    async def stream(chat: ChatRequest, ticket: Ticket) -> AsyncIterator[str]:
         """The role chunk at once, a progress chunk per round of the search, then the answer.
-        A client that goes away cancels the search (Starlette cancels this generator)."""
-        status = 500
+        A client that goes away cancels the search (Starlette cancels this generator); the
+        stream ends the admitted request's ticket."""
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
         head = chunk_head(request_id, int(time.time()), settings.serve.model_name)
         events: asyncio.Queue[Progress] = asyncio.Queue()
@@ -492,21 +496,20 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
             try:
                 body = work.result()
             except APIError as exc:
-                status = exc.status
+                ticket.status = exc.status
                 yield sse({"error": exc.payload()})
                 return
             include_usage = bool((chat.stream_options or {}).get("include_usage"))
             for event in answer_chunks(body, include_usage):
                 yield event
-            status = 200
+            ticket.status = 200
         except asyncio.CancelledError:
             metrics.cancelled.inc()
-            status = 499
+            ticket.status = 499
             raise
         finally:
             work.cancel()
-            limiter.release(key)
-            metrics.finish(status, time.perf_counter() - started)
+            finish(ticket)
 
     return app
 
