@@ -13,10 +13,13 @@ import json
 import logging
 import os
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rfprm_tts.errors import RfprmError
 from rfprm_tts.trajectory import SolveResult
+
+if TYPE_CHECKING:
+    from rfprm_tts.settings import Settings
 
 
 def _solve_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -204,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def prm_settings(**given: Any) -> Settings:
+    """Settings from the environment and config, with the PRM options the user gave."""
+    from rfprm_tts.settings import Settings
+
+    return Settings.load().with_overrides(**{f"prm__{k}": v for k, v in given.items() if v is not None})
+
+
 def write_page(result: SolveResult, path: str) -> None:
     from rfprm_tts.view import render_html
 
@@ -234,12 +244,10 @@ def score_main(args: argparse.Namespace, out: IO[str]) -> int:
 
     from rfprm_tts.prm import build_scorer
     from rfprm_tts.score_file import Fields, score_file
-    from rfprm_tts.settings import Settings
 
     if args.steps_field and args.response_field:
         raise RfprmError("--steps-field and --response-field both say where the answer is: give one")
-    given = {"prm__model": args.prm, "prm__format": args.format, "prm__alpha": args.alpha, "prm__device": args.device}
-    settings = Settings.load().with_overrides(**{k: v for k, v in given.items() if v is not None})
+    settings = prm_settings(model=args.prm, format=args.format, alpha=args.alpha, device=args.device)
     scorer = build_scorer(settings.prm)
     try:
         summary = score_file(scorer, settings, args.input, args.out, Fields(args.question_field, args.response_field,
@@ -270,13 +278,11 @@ def select_main(args: argparse.Namespace, out: IO[str]) -> int:
 def eval_prm_main(args: argparse.Namespace, out: IO[str]) -> int:
     from rfprm_tts.eval_prm import evaluate, read_rows, report_json
     from rfprm_tts.prm import build_scorer
-    from rfprm_tts.settings import Settings
 
     if args.threshold is not None and args.tune_on is not None:
         raise RfprmError("--threshold and --tune-on both choose the threshold: give one")
     rows = read_rows(args.file, dict(item.partition("=")[::2] for item in args.field or []))
-    given = {"prm__model": args.prm, "prm__format": args.format, "prm__aggregation": args.aggregation, "prm__device": args.device}
-    settings = Settings.load().with_overrides(**{k: v for k, v in given.items() if v is not None})
+    settings = prm_settings(model=args.prm, format=args.format, aggregation=args.aggregation, device=args.device)
     scorer = build_scorer(settings.prm)
     try:
         report, predictions = evaluate(scorer, rows, aggregation=settings.prm.aggregation, alpha=settings.prm.alpha,

@@ -69,15 +69,21 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
 
 
 def rows_done(out: Path) -> int:
-    """Whole rows already in `out`; a torn last line is cut off the file."""
+    """Whole rows already in `out` (read in blocks: the file may be large); a torn last line
+    is cut off the file."""
     if not out.exists():
         return 0
-    data = out.read_bytes()
-    whole = data.rfind(b"\n") + 1
-    if whole < len(data):
+    rows = whole = size = 0
+    with open(out, "rb") as f:
+        while block := f.read(1 << 20):
+            rows += block.count(b"\n")
+            if (last := block.rfind(b"\n")) >= 0:
+                whole = size + last + 1
+            size += len(block)
+    if whole < size:
         with open(out, "r+b") as f:
             f.truncate(whole)
-    return data[:whole].count(b"\n")
+    return rows
 
 
 def check_settings(out: Path, settings: Settings) -> None:
@@ -97,31 +103,31 @@ def check_settings(out: Path, settings: Settings) -> None:
     kept.write_text(json.dumps(now, indent=2) + "\n")
 
 
-def input_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line number, the row) per non-empty line, or (line number, why it is not a row)."""
+def lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-empty line."""
     with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield number, f"line {number} is not JSON: {exc}"
-                continue
-            yield number, row if isinstance(row, dict) else f"line {number} is not a JSON object"
+        yield from ((number, line) for number, line in enumerate(f, 1) if line.strip())
 
 
-def check_same_input(source: Path, out: Path, done: int, id_field: str) -> None:
+def parse(number: int, line: str) -> dict[str, Any] | str:
+    """The row on a line, or why it is not one."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return f"line {number} is not JSON: {exc}"
+    return row if isinstance(row, dict) else f"line {number} is not a JSON object"
+
+
+def check_same_input(last_input: dict[str, Any] | str, out: Path, done: int, id_field: str) -> None:
     """Refuse to resume when the row `out` ended with is not the input's row at that place
     (the input changed, or another file was given): by the id field when rows have one."""
     with open(out, "rb") as f:
         f.seek(max(0, out.stat().st_size - 1_000_000))
         last = json.loads(f.read().splitlines()[-1])
-    row = next(r for i, (_, r) in enumerate(input_rows(source)) if i == done - 1) if done else None
-    if isinstance(row, dict) and id_field in row and row.get(id_field) != last.get(id_field):
-        raise ConfigError(f"{out} ends with {id_field}={last.get(id_field)!r} but row {done} of {source} has "
-                          f"{id_field}={row.get(id_field)!r}: the input is not the one this output was scored from. "
-                          "Give the same input, another output file, or --restart")
+    if isinstance(last_input, dict) and id_field in last_input and last_input.get(id_field) != last.get(id_field):
+        raise ConfigError(f"{out} ends with {id_field}={last.get(id_field)!r} but row {done} of the input has "
+                          f"{id_field}={last_input.get(id_field)!r}: the input is not the one this output was scored "
+                          "from. Give the same input, another output file, or --restart")
 
 
 @dataclass
@@ -173,10 +179,8 @@ def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str 
         out.unlink()
     check_settings(out, settings)
     summary = Summary(resumed_after=rows_done(out))
-    if summary.resumed_after:
-        check_same_input(source, out, summary.resumed_after, fields.id)
     started = time.perf_counter()
-    total = sum(1 for line in open(source, encoding="utf-8") if line.strip())
+    total = sum(1 for _ in lines(source))
     with open(out, "a", encoding="utf-8") as sink, tqdm(total=total, initial=summary.resumed_after, unit="row",
                                                           desc="rfprm score", disable=not progress) as bar:
         chunk: list[tuple[int, dict | str]] = []
@@ -194,10 +198,13 @@ def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str 
             bar.set_postfix_str(f"{summary.prm_tokens / max(time.perf_counter() - started, 1e-9):,.0f} PRM tokens/s")
             chunk.clear()
 
-        for index, item in enumerate(input_rows(source)):
-            if index < summary.resumed_after:
+        for index, (number, line) in enumerate(lines(source)):
+            if index < summary.resumed_after - 1:
+                continue  # written already: not even parsed
+            if index == summary.resumed_after - 1:
+                check_same_input(parse(number, line), out, summary.resumed_after, fields.id)
                 continue
-            chunk.append(item)
+            chunk.append((number, parse(number, line)))
             if len(chunk) == chunk_rows:
                 flush()
         if chunk:

@@ -71,37 +71,36 @@ class Summary:
 def select(rows: list[dict[str, Any]], rule: Rule) -> tuple[list[int], Summary]:
     """The indices of the rows kept (in input order), and what happened to the rest."""
     summary = Summary(rows=len(rows))
+    scores: dict[int, float] = {}  # every scored row's score under rule.by
     candidates: list[int] = []
     for i, row in enumerate(rows):
         score = (row.get("rfprm") or {}).get("scores", {}).get(rule.by)
         if score is None:
             summary.unscored += 1
-        elif rule.require_correct and not is_correct(row, rule.gold_field, rule.response_field):
+            continue
+        scores[i] = score
+        if rule.require_correct and not is_correct(row, rule.gold_field, rule.response_field):
             summary.incorrect += 1
         elif rule.min_score is not None and score < rule.min_score:
             summary.below_min += 1
         else:
             candidates.append(i)
 
-    def score(i: int) -> float:
-        return rows[i]["rfprm"]["scores"][rule.by]
-
     pools: dict[Any, list[int]] = defaultdict(list)
     for i in candidates:
         pools[group_of(rows[i], rule) if rule.per == "group" else None].append(i)
     kept: list[int] = []
     for members in pools.values():
-        ranked = sorted(members, key=lambda i: (-score(i), i))  # ties: the row that comes first
+        ranked = sorted(members, key=lambda i: (-scores[i], i))  # ties: the row that comes first
         size = (rule.top_k if rule.top_k is not None else
                 math.ceil(rule.top_frac * len(ranked)) if rule.top_frac is not None else len(ranked))
         kept += ranked[:size]
     kept.sort()
     summary.kept, summary.dropped_by_rank = len(kept), len(candidates) - len(kept)
-    scored = [i for i, r in enumerate(rows) if (r.get("rfprm") or {}).get("scores", {}).get(rule.by) is not None]
-    summary.groups = len({group_of(rows[i], rule) for i in scored})
+    summary.groups = len({group_of(rows[i], rule) for i in scores})
     kept_set = set(kept)
-    summary.mean_kept = mean([score(i) for i in kept])
-    summary.mean_dropped = mean([score(i) for i in scored if i not in kept_set])
+    summary.mean_kept = mean([scores[i] for i in kept])
+    summary.mean_dropped = mean([v for i, v in scores.items() if i not in kept_set])
     return kept, summary
 
 
