@@ -107,28 +107,37 @@ def selection(args) -> dict:
     return report
 
 
-def grpo(args) -> dict:
+REWARDS = (("outcome_only", 0.0), ("prm_mixed", 0.75))  # (name, beta)
+
+
+def train_grpo(args, beta: float, seed: int):
+    """TRL GRPO from the demo generator on the training problems, rewarded with
+    beta x PRM + (1 - beta) x outcome; the trained trainer."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     from rfprm_tts.rewards import RewardModel
     from rfprm_tts.rewards.trl import PRMReward
 
-    problems = training_problems(args.problems, seed=11)
     data = Dataset.from_list([{"prompt": [{"role": "user", "content": p.question}], "answer": str(p.answer)}
-                              for p in problems])
+                              for p in training_problems(args.problems, seed=11)])
+    config = GRPOConfig(output_dir=str(Path(args.out) / "tmp"), per_device_train_batch_size=args.generations,
+                        num_generations=args.generations, max_completion_length=128, max_steps=args.steps,
+                        learning_rate=args.lr, use_cpu=True, report_to=[], save_strategy="no",
+                        logging_steps=10, seed=seed)
+    trainer = GRPOTrainer(model=model_path("generator"), reward_funcs=[PRMReward(RewardModel(beta=beta))],
+                          args=config, train_dataset=data)
+    trainer.train()
+    return trainer
+
+
+def grpo(args) -> dict:
     model, tokenizer = fresh_generator()
     report = {"before": held_out_accuracy(model, tokenizer), "runs": []}
     for seed in args.seeds:
-        for name, beta in (("outcome_only", 0.0), ("prm_mixed", 0.75)):
+        for name, beta in REWARDS:
             t0 = time.perf_counter()
-            config = GRPOConfig(output_dir=str(Path(args.out) / "tmp"), per_device_train_batch_size=args.generations,
-                                num_generations=args.generations, max_completion_length=128, max_steps=args.steps,
-                                learning_rate=args.lr, use_cpu=True, report_to=[], save_strategy="no",
-                                logging_steps=10, seed=seed)
-            trainer = GRPOTrainer(model=model_path("generator"), reward_funcs=[PRMReward(RewardModel(beta=beta))],
-                                  args=config, train_dataset=data)
-            trainer.train()
+            trainer = train_grpo(args, beta, seed)
             acc = held_out_accuracy(trainer.model, tokenizer)
             rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
             run = {"reward": name, "beta": beta, "seed": seed, "steps": args.steps, "accuracy": acc,
@@ -143,25 +152,8 @@ def grpo_weights(args) -> dict:
     """Do the two rewards train different models? One seed each, then: how far each model's
     weights moved, how far apart they are, and on how many held-out problems their greedy
     answers differ."""
-    from datasets import Dataset
-    from trl import GRPOConfig, GRPOTrainer
-
-    from rfprm_tts.rewards import RewardModel
-    from rfprm_tts.rewards.trl import PRMReward
-
-    problems = training_problems(args.problems, seed=11)
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": p.question}], "answer": str(p.answer)}
-                              for p in problems])
     start, tokenizer = fresh_generator()
-    trained = {}
-    for name, beta in (("outcome_only", 0.0), ("prm_mixed", 0.75)):
-        config = GRPOConfig(output_dir=str(Path(args.out) / "tmp"), per_device_train_batch_size=args.generations,
-                            num_generations=args.generations, max_completion_length=128, max_steps=args.steps,
-                            learning_rate=args.lr, use_cpu=True, report_to=[], save_strategy="no", seed=args.seeds[0])
-        trainer = GRPOTrainer(model=model_path("generator"), reward_funcs=[PRMReward(RewardModel(beta=beta))],
-                              args=config, train_dataset=data)
-        trainer.train()
-        trained[name] = trainer.model.eval()
+    trained = {name: train_grpo(args, beta, args.seeds[0]).model.eval() for name, beta in REWARDS}
 
     def distance(a, b) -> float:
         pb = dict(b.named_parameters())
