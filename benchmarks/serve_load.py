@@ -21,10 +21,15 @@ import argparse
 import asyncio
 import json
 import random
+import re
+import select
+import socket
 import statistics
+import struct
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
@@ -48,12 +53,33 @@ def worked_solution(problem, rng: random.Random, slip: bool) -> str:
     return "\n\n".join(body + [steps[-1]])
 
 
+FAULTS = ("500", "timeout", "reset", "truncated", "null-choices")
+TAG = re.compile(r" \[request (\d+)\]$")  # what a benchmark client appends to its question
+
+
+def tagged(question: str, tag: int) -> str:
+    return f"{question} [request {tag}]"
+
+
+def closed_by_peer(connection: socket.socket) -> bool:
+    """The proxy closed this connection (it gave up on the call): readable, with nothing to read."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    return bool(readable) and connection.recv(1, socket.MSG_PEEK) == b""
+
+
 def start_upstream(
-    fault_rate: float, delay_s: tuple[float, float], seed: int, long_answers: bool
+    fault_rate: float, delay_s: tuple[float, float], seed: int, long_answers: bool,
+    faults: Sequence[str] = ("500",), hang_s: float = 5.0,
 ) -> tuple[ThreadingHTTPServer, dict]:
     """A chat-completions stand-in: n samples per call, each a correct or subtly wrong
-    solution of the demo question it is asked; a `fault_rate` share of calls fail with 500."""
-    rng, lock, counts = random.Random(seed), threading.Lock(), {"calls": 0, "faults": 0}
+    solution of the demo question it is asked (a question it does not know gets answers only
+    math-verify can compare); a `fault_rate` share of calls fail, each in one of `faults`:
+    HTTP 500, no answer for `hang_s`, a reset connection, truncated JSON, `choices: null`.
+    `counts` has the calls, the faults, and per tagged question (see `tagged`) when each of
+    its calls finished answering; a call whose connection the proxy closed meanwhile is
+    counted as abandoned and not answered."""
+    rng, lock = random.Random(seed), threading.Lock()
+    counts: dict = {"calls": 0, "faults": 0, "abandoned": 0, "finished": {}}
     solutions = {p.question: p for p in held_out_problems()}
 
     class Upstream(BaseHTTPRequestHandler):
@@ -61,15 +87,24 @@ def start_upstream(
             body = json.loads(self.rfile.read(int(self.headers["content-length"])))
             with lock:
                 counts["calls"] += 1
-                fault = rng.random() < fault_rate
-                counts["faults"] += fault
+                fault = rng.choice(faults) if rng.random() < fault_rate else None
+                counts["faults"] += fault is not None
                 wait, draws = rng.uniform(*delay_s), [rng.random() for _ in range(body.get("n", 1))]
-            time.sleep(wait)
-            if fault:
+            if not self.wait(hang_s if fault == "timeout" else wait):
+                return
+            if fault == "reset":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                return
+            if fault == "500":
                 self.reply(500, {"error": {"message": "injected fault"}})
                 return
-            problem = solutions[body["messages"][-1]["content"]]
-            if long_answers:
+            content = body["messages"][-1]["content"]
+            tag = TAG.search(content)
+            problem = solutions.get(TAG.sub("", content))
+            if problem is None:
+                texts = [f"The answer is \\boxed{{9^{{9^{{9^{{{i + 1}}}}}}}}}." for i in range(len(draws))]
+            elif long_answers:
                 with lock:
                     texts = [worked_solution(problem, rng, slip=d >= 0.6) for d in draws]
             else:
@@ -78,16 +113,31 @@ def start_upstream(
             choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
                        for i, t in enumerate(texts)]
             usage = {"prompt_tokens": 30, "completion_tokens": completion, "total_tokens": 30 + completion}
-            self.reply(200, {"id": "x", "object": "chat.completion", "created": 0, "model": "up",
-                             "choices": choices, "usage": usage})
+            payload = {"id": "x", "object": "chat.completion", "created": 0, "model": "up",
+                       "choices": None if fault == "null-choices" else choices, "usage": usage}
+            self.reply(200, payload, truncated=fault == "truncated")
+            if tag:
+                with lock:
+                    counts["finished"].setdefault(int(tag.group(1)), []).append(time.monotonic())
 
-        def reply(self, status: int, payload: dict) -> None:
+        def wait(self, seconds: float) -> bool:
+            """Sleep, watching the connection: False (and counted) when the proxy gave up."""
+            deadline = time.monotonic() + seconds
+            while (left := deadline - time.monotonic()) > 0:
+                time.sleep(min(left, 0.02))
+                if closed_by_peer(self.connection):
+                    with lock:
+                        counts["abandoned"] += 1
+                    return False
+            return True
+
+        def reply(self, status: int, payload: dict, truncated: bool = False) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
+            self.send_header("content-length", str(len(data) // 2 if truncated else len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            self.wfile.write(data[: len(data) // 2] if truncated else data)
 
         def log_message(self, *args) -> None:
             pass

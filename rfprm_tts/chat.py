@@ -15,20 +15,34 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.model_names import Role, load_error
 
 Message = dict[str, str]
 Prompt = Union[str, Sequence[Mapping[str, Any]]]
 ROLES = ("system", "user", "assistant")
 
 
+def _unicode(text: str, where: str) -> str:
+    """`text`, refused when it holds a lone surrogate (half of a UTF-16 pair, as a badly
+    decoded JSON string leaves): that is not Unicode text, and tokenizers raise a TypeError on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{where} holds a lone surrogate {text[exc.start]!r} at character {exc.start}, which is not valid "
+            "Unicode; remove it, or decode the text with errors='replace'"
+        ) from None
+    return text
+
+
 def _text(content: Any, where: str) -> str:
     """A message's text: a string, or OpenAI's list of content parts (text parts joined)."""
     if isinstance(content, str):
-        return content
+        return _unicode(content, where)
     if isinstance(content, list) and all(isinstance(p, Mapping) for p in content):
         if any(p.get("type") != "text" for p in content):
             raise ConfigError(f"{where} has a non-text content part: only text parts are supported")
-        return "".join(str(p.get("text", "")) for p in content)
+        return _unicode("".join(str(p.get("text", "")) for p in content), where)
     raise ConfigError(f"{where} has no text content: give 'content' as a string (or a list of text parts)")
 
 
@@ -39,7 +53,7 @@ def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
     if prompt is None or (isinstance(prompt, Sequence) and not prompt):
         raise ConfigError("the prompt is empty: pass the question as a non-empty string or a list of chat messages")
     if isinstance(prompt, str):
-        messages = [{"role": "user", "content": prompt}]
+        messages = [{"role": "user", "content": _unicode(prompt, "the question")}]
     elif isinstance(prompt, Sequence) and all(isinstance(m, Mapping) for m in prompt):
         messages = []
         for i, message in enumerate(prompt):
@@ -59,13 +73,24 @@ def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
             "the prompt is empty: the last message must be the user's question, as a non-empty string"
         )
     if system_prompt and all(m["role"] != "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": system_prompt})
+        system = _unicode(system_prompt, "the system prompt (generator.system_prompt)")
+        messages.insert(0, {"role": "system", "content": system})
     return messages
 
 
 def question_of(messages: Sequence[Message]) -> str:
     """The question a PRM scores: the last user message."""
     return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def require_chat_template(tokenizer, path: str, role: Role) -> None:
+    """Refuse a tokenizer without a chat template where input is rendered with one (transformers
+    would raise on the first prompt, deep inside a search)."""
+    if not tokenizer.chat_template:
+        raise load_error(role)(
+            f"the tokenizer of the {role} checkpoint {path} has no chat template; add the model's "
+            "chat_template.jinja (or the chat_template field of tokenizer_config.json) to the checkpoint"
+        )
 
 
 def render(tokenizer, messages: Sequence[Message], prefix: str = "", *, open_turn: bool = True) -> str:

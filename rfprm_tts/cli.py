@@ -12,13 +12,18 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
-from typing import IO, TYPE_CHECKING, Any
+import traceback
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from rfprm_tts.errors import RfprmError
+from rfprm_tts.errors import Interrupted, RfprmError
+from rfprm_tts.files import check_input, check_output, read_bytes, write_atomically
 from rfprm_tts.trajectory import SolveResult
 
 if TYPE_CHECKING:
+    from rfprm_tts.context import Progress
     from rfprm_tts.settings import Settings
 
 
@@ -49,12 +54,13 @@ def _solve_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parse_value(value: str) -> Any:
-    for convert in (int, float):
-        try:
-            return convert(value)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(value.lower(), value)
+    """JSON where the value is JSON (3, 0.5, true, [0.5, 0.25], {"a": 1}), else the text itself."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    try:
+        return json.loads(value)
+    except (ValueError, RecursionError):
+        return value
 
 
 def format_result(result: SolveResult) -> str:
@@ -81,7 +87,8 @@ def format_result(result: SolveResult) -> str:
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `solve` and `bench` that choose the strategy, generator and PRM."""
-    parser.add_argument("--param", action="append", metavar="NAME=VALUE", help="strategy parameter")
+    parser.add_argument("--param", action="append", metavar="NAME=VALUE",
+                        help="strategy parameter; VALUE is JSON where it parses (4, 0.5, true, '[0.5,0.25]'), else text")
     parser.add_argument("--backend", choices=["transformers", "openai", "vllm"], help="generator backend")
     parser.add_argument("--model", help="generator model name or path ('demo' = bundled)")
     parser.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -96,12 +103,20 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="last, min, mean, prod, reasonflux, or auto (default: the PRM checkpoint's own choice, else reasonflux)",
     )
     parser.add_argument("--device", help="PRM device: auto, cpu, cuda")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rfprm", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (`error: ...; see 'rfprm X --help'`), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message}; see '{self.prog} --help'", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="rfprm", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     solve = commands.add_parser("solve", help="solve one question with PRM-guided search")
     solve.add_argument("question", help="the question to solve")
     solve.add_argument("--json", action="store_true", help="print the full result as JSON")
@@ -144,8 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--strategy", help="default search strategy (a request's rfprm.strategy overrides)")
     serve.add_argument("-n", "--n", type=int, help="default sample budget (a request's rfprm.n overrides)")
     serve.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
-                       help="a key clients must send as 'Authorization: Bearer KEY' (repeatable; also "
-                       "RFPRM_SERVE__API_KEYS='[\"KEY\"]'); never printed")
+                       help="a key clients must send as 'Authorization: Bearer KEY' (repeatable); it shows in ps: "
+                       "prefer --api-key-file or RFPRM_SERVE__API_KEYS='[\"KEY\"]'; never printed")
+    serve.add_argument("--api-key-file", metavar="PATH",
+                       help="a file of keys clients may send, one a line ('#' comments): keeps them out of ps and "
+                       "shell history")
     serve.add_argument("--allow-no-auth", action="store_true", default=None,
                        help="serve beyond loopback without API keys (only on a network you trust)")
     add_backend_arguments(serve)
@@ -154,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "PRM scores, the chosen path, the answer groups and the usage")
     view.add_argument("result", help="a solve's JSON (rfprm solve --json > RESULT.json)")
     view.add_argument("-o", "--out", help="the page to write (default: RESULT.html beside it)")
-    view.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    view.add_argument("-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)")
 
     score = commands.add_parser("score", help="score every row's response with the PRM (resumable JSONL in, JSONL out)")
     score.add_argument("input", help="JSONL: a question and a response (or a list of steps) per row")
@@ -170,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--format", help="prm.format: auto, step_tag, math_shepherd, rlhflow, skywork, ...")
     score.add_argument("--alpha", type=float, help="prm.alpha, the reasonflux aggregation's weight")
     score.add_argument("--device", help="PRM device: auto, cpu, cuda")
-    score.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    score.add_argument("-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)")
 
     pick = commands.add_parser("select", help="keep the best-scored rows of an rfprm score output (for fine-tuning)")
     pick.add_argument("input", help="the output of rfprm score")
@@ -186,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--gold-field", default="answer", help="the gold answer's field (default answer)")
     pick.add_argument("--response-field", help="default: response, completion, output or solution")
     pick.add_argument("--json", action="store_true", help="print the summary as JSON")
-    pick.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    pick.add_argument("-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)")
 
     evaluate = commands.add_parser(
         "eval-prm", help="ProcessBench's figures (first-error accuracy, F1) and within-problem AUROC of a verifier"
@@ -203,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--format", help="prm.format: auto, step_tag, math_shepherd, rlhflow, skywork, ...")
     evaluate.add_argument("--aggregation", help="for the AUROC: last, min, mean, prod, reasonflux, or auto")
     evaluate.add_argument("--device", help="PRM device: auto, cpu, cuda")
-    evaluate.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    evaluate.add_argument("-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)")
     return parser
 
 
@@ -217,23 +235,22 @@ def prm_settings(**given: Any) -> Settings:
 def write_page(result: SolveResult, path: str) -> None:
     from rfprm_tts.view import render_html
 
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(render_html(result))
+    write_atomically(path, render_html(result), "backslashreplace")
     print(f"wrote {path} ({len(result.tree)} search nodes)", file=sys.stderr)
 
 
 def view_main(args: argparse.Namespace, out: IO[str]) -> int:
     from pydantic import ValidationError
 
-    try:
-        with open(args.result, encoding="utf-8") as f:
-            result = SolveResult.model_validate_json(f.read())
-    except OSError as exc:
-        raise RfprmError(f"cannot read {args.result}: {exc.strerror}") from None
-    except ValidationError as exc:
-        raise RfprmError(f"{args.result} is not a solve result ({exc.error_count()} problems, first: "
-                         f"{exc.errors()[0]['msg']}); write one with: rfprm solve QUESTION --json > RESULT.json") from None
     path = args.out or os.path.splitext(args.result)[0] + ".html"
+    check_output(path, args.result)
+    data = read_bytes(args.result, "a solve's JSON (rfprm solve QUESTION --json > RESULT.json)", limit=1 << 30)
+    try:
+        result = SolveResult.model_validate_json(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise RfprmError(f"{args.result} is not a solve result ({exc.error_count()} problems, first: {first['msg']}); "
+                         "write one with: rfprm solve QUESTION --json > RESULT.json") from None
     write_page(result, path)
     print(path, file=out)
     return 0
@@ -242,16 +259,18 @@ def view_main(args: argparse.Namespace, out: IO[str]) -> int:
 def score_main(args: argparse.Namespace, out: IO[str]) -> int:
     from dataclasses import asdict
 
-    from rfprm_tts.prm import build_scorer
-    from rfprm_tts.score_file import Fields, score_file
-
     if args.steps_field and args.response_field:
         raise RfprmError("--steps-field and --response-field both say where the answer is: give one")
+    check_output(args.out, check_input(args.input, "a JSONL file with a question and a response per row"))
     settings = prm_settings(model=args.prm, format=args.format, alpha=args.alpha, device=args.device)
+    from rfprm_tts.prm import build_scorer  # torch and transformers: after the quick checks
+    from rfprm_tts.score_file import Fields, score_file
+
     scorer = build_scorer(settings.prm)
     try:
         summary = score_file(scorer, settings, args.input, args.out, Fields(args.question_field, args.response_field,
-                             args.steps_field, args.id_field), chunk_rows=args.chunk_rows, restart=args.restart)
+                             args.steps_field, args.id_field), chunk_rows=args.chunk_rows, restart=args.restart,
+                             progress=show_progress(args))
     finally:
         scorer.close()
     rate = summary.rows / summary.seconds if summary.seconds else 0.0
@@ -259,6 +278,9 @@ def score_main(args: argparse.Namespace, out: IO[str]) -> int:
           f"{summary.rows} rows scored into {args.out} ({summary.errors} with errors; resumed after "
           f"{summary.resumed_after}); {summary.prm_tokens:,} PRM tokens in {summary.seconds:.1f} s, {rate:.1f} rows/s",
           file=out)
+    if summary.rows and not summary.scored:
+        raise RfprmError(f"no row of {args.input} could be scored (first: {summary.first_error}); fix the file or "
+                         "name its fields (--question-field, --response-field), then rerun with --restart")
     return 0
 
 
@@ -270,19 +292,22 @@ def select_main(args: argparse.Namespace, out: IO[str]) -> int:
     rule = Rule(by=args.by, top_k=args.top_k, top_frac=args.top_frac, per=args.per, min_score=args.min_score,
                 require_correct=args.require_correct, gold_field=args.gold_field, group_field=args.group_field,
                 response_field=args.response_field)
+    check_output(args.out, args.input)
     summary = select_file(args.input, args.out, rule)
     print(json.dumps(asdict(summary)) if args.json else summary.table(), file=out)
     return 0
 
 
 def eval_prm_main(args: argparse.Namespace, out: IO[str]) -> int:
-    from rfprm_tts.eval_prm import evaluate, read_rows, report_json
-    from rfprm_tts.prm import build_scorer
-
     if args.threshold is not None and args.tune_on is not None:
         raise RfprmError("--threshold and --tune-on both choose the threshold: give one")
-    rows = read_rows(args.file, dict(item.partition("=")[::2] for item in args.field or []))
+    if args.out:
+        check_output(args.out, args.file)
     settings = prm_settings(model=args.prm, format=args.format, aggregation=args.aggregation, device=args.device)
+    from rfprm_tts.eval_prm import evaluate, read_rows, report_json  # torch and transformers: after the quick checks
+    from rfprm_tts.prm import build_scorer
+
+    rows = read_rows(args.file, dict(item.partition("=")[::2] for item in args.field or []))
     scorer = build_scorer(settings.prm)
     try:
         report, predictions = evaluate(scorer, rows, aggregation=settings.prm.aggregation, alpha=settings.prm.alpha,
@@ -290,53 +315,57 @@ def eval_prm_main(args: argparse.Namespace, out: IO[str]) -> int:
     finally:
         scorer.close()
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(p) + "\n" for p in predictions)
+        write_atomically(args.out, "".join(json.dumps(p) + "\n" for p in predictions))
     print(report_json(report) if args.json else report.table(), file=out)
     return 0
 
 
-def merge_main(argv: list[str], out: IO[str]) -> int:
-    parser = argparse.ArgumentParser(prog="rfprm bench merge", description="join the run directories of a sharded run")
+def merge_parser() -> Parser:
+    parser = Parser(prog="rfprm bench merge", description="join the run directories of a sharded run")
     parser.add_argument("out", help="the merged run directory to write")
     parser.add_argument("shards", nargs="+", help="every shard's run directory")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def merge_main(args: argparse.Namespace, out: IO[str]) -> int:
     from rfprm_tts.bench import merge_runs, write_report
 
-    try:
-        merge_runs(args.out, args.shards)
-        write_report(args.out, out=out)
-    except RfprmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    check_output(args.out, *args.shards, folder=True)
+    merge_runs(args.out, args.shards)
+    write_report(args.out, out=out)
     print(f"wrote {args.out}/summary.md", file=out)
     return 0
 
 
-def report_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+def report_parser() -> Parser:
+    parser = Parser(
         prog="rfprm bench report",
         description="rebuild a run's summary and plots from its rows; several runs: one plot, a line per run and strategy",
     )
     parser.add_argument("dirs", nargs="+", metavar="DIR", help="run directories")
     parser.add_argument("--out", help="with several runs: the folder for the joint summary and plots")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def report_main(args: argparse.Namespace, out: IO[str]) -> int:
     from rfprm_tts.bench import write_comparison, write_report
 
-    try:
-        if len(args.dirs) == 1 and args.out is None:
-            write_report(args.dirs[0])
-            target = args.dirs[0]
-        elif args.out is None:
-            raise RfprmError("several runs make one report: say where with --out DIR")
-        else:
-            write_comparison(args.dirs, args.out)
-            target = args.out
-    except RfprmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {target}/summary.md")
+    if len(args.dirs) == 1 and args.out is None:
+        write_report(args.dirs[0])
+        target = args.dirs[0]
+    elif args.out is None:
+        raise RfprmError("several runs make one report: say where with --out DIR")
+    else:
+        check_output(args.out, *args.dirs, folder=True)
+        write_comparison(args.dirs, args.out)
+        target = args.out
+    print(f"wrote {target}/summary.md", file=out)
     return 0
+
+
+# `rfprm bench report` and `rfprm bench merge` take other arguments than `rfprm bench`: their
+# own parsers, chosen by the first two words (so `rfprm bench --dataset ...` keeps working).
+SUB_COMMANDS = {("bench", "report"): report_parser, ("bench", "merge"): merge_parser}
 
 
 def results_only_stdout(verbose: bool) -> IO[str]:
@@ -369,80 +398,165 @@ def bench_executor(args: argparse.Namespace) -> Any:
     )
 
 
-def bench_main(args: argparse.Namespace, argv: list[str], out: IO[str]) -> int:
+def bench_main(args: argparse.Namespace, out: IO[str]) -> int:
     import asyncio
     import shlex
 
-    from rfprm_tts.bench import load_problems, run_bench, write_report
-    from rfprm_tts.settings import Settings
+    from rfprm_tts.settings import Settings, without_passwords
 
     fields = dict(item.partition("=")[::2] for item in args.field or [])
+    check_output(args.out, *[p for p in (args.dataset, args.data_dir) if p and os.path.exists(p)], folder=True)
+    settings = Settings.load().with_overrides(**_solve_overrides(args))
+    from rfprm_tts.bench import load_problems, run_bench, write_report  # torch and transformers: after the quick checks
+
     problems = load_problems(
         args.dataset, data_dir=args.data_dir, fields=fields, start=args.start, end=args.end,
         limit=args.limit, shuffle_seed=args.shuffle_seed, num_shards=args.num_shards, shard_index=args.shard_index,
         choice_seed=args.choice_seed,
     )
-    settings = Settings.load().with_overrides(**_solve_overrides(args))
     config = {
         "dataset": args.dataset, "problems": [problems[0].id, problems[-1].id, len(problems)],
-        "problem_ids": [p.id for p in problems], "command": "rfprm " + shlex.join(argv),
+        "problem_ids": [p.id for p in problems], "command": without_passwords("rfprm " + shlex.join(args.argv)),
     }
     if args.num_shards > 1:
         config["shard"] = {"index": args.shard_index, "count": args.num_shards}
     if problems[0].choices:
         config["choice_seed"] = args.choice_seed
-    print(f"{len(problems)} problems, strategies {args.strategies}, budgets {sorted(set(args.budgets))} -> {args.out}",
-          file=sys.stderr)
-    asyncio.run(run_bench(problems, args.strategies, args.budgets, settings, args.out,
-                          concurrency=args.concurrency, run_config=config, executor=bench_executor(args)))
+    logging.getLogger("rfprm").info("%d problems, strategies %s, budgets %s -> %s", len(problems), args.strategies,
+                                    sorted(set(args.budgets)), args.out)
+    try:
+        asyncio.run(run_bench(problems, args.strategies, args.budgets, settings, args.out,
+                              concurrency=args.concurrency, run_config=config, executor=bench_executor(args),
+                              progress=show_progress(args)))
+    except KeyboardInterrupt:
+        from rfprm_tts.bench.store import RunStore
+
+        saved = len(RunStore(args.out).rows()) if os.path.isdir(args.out) else 0
+        raise Interrupted(f"{saved} rows saved in {args.out}; rerun the same command to resume") from None
     write_report(args.out, out=out)
     print(f"wrote {args.out}/summary.md", file=out)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:2] == ["bench", "report"]:
-        return report_main(argv[2:])
-    if argv[:2] == ["bench", "merge"]:
-        return merge_main(argv[2:], sys.stdout)
-    args = build_parser().parse_args(argv)
+def solve_main(args: argparse.Namespace, out: IO[str]) -> int:
+    from rfprm_tts.settings import Settings
+
+    if args.html:
+        check_output(args.html)  # before the solve, so its answer is never lost to a bad path
+    settings = Settings.load().with_overrides(**_solve_overrides(args))
+    from rfprm_tts.solver import ReasoningSolver  # torch and transformers: after the quick checks
+
+    with ReasoningSolver(settings) as solver:
+        result = solver.solve(args.question, on_progress=log_progress if args.verbose else None)
+    if args.html:
+        write_page(result, args.html)
+    print(result.model_dump_json(indent=2) if args.json else format_result(result), file=out)
+    return 0
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars on a terminal, or with -v (a log file gets them only when asked)."""
+    return bool(args.verbose or sys.stderr.isatty())
+
+
+def log_progress(progress: Progress) -> None:
+    best = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
+    logging.getLogger("rfprm").info(
+        "round %d %s: %d candidates, %d open, %d finished, best %s; %d generated + %d PRM tokens, %.1f s",
+        progress.round, progress.phase, progress.candidates, progress.open, progress.finished, best,
+        progress.generated_tokens, progress.prm_tokens, progress.elapsed_s)
+
+
+def serve_main(args: argparse.Namespace, out: IO[str]) -> int:
+    from rfprm_tts.serve.admission import read_key_file
+    from rfprm_tts.settings import Settings
+
+    overrides = _solve_overrides(args)
+    keys = [*(args.api_keys or []), *(read_key_file(args.api_key_file) if args.api_key_file else [])]
+    given = {"host": args.host, "port": args.port, "api_keys": keys or None, "allow_no_auth": args.allow_no_auth}
+    overrides.update({f"serve__{k}": v for k, v in given.items() if v is not None})
+    settings = Settings.load().with_overrides(**overrides)
+    check_port_free(settings.serve.host, settings.serve.port)
+    from rfprm_tts.serve import serve  # torch and transformers: after the quick checks
+
+    serve(settings)
+    return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a taken port before the models load (uvicorn would load them, then fail to bind)."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise RfprmError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or stop what "
+                         "is using it") from None
+
+
+# Each command's function, by the words that name it (SUB_COMMANDS' pairs included).
+HANDLERS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
+    "solve": solve_main, "bench": bench_main, "bench report": report_main, "bench merge": merge_main,
+    "serve": serve_main, "view": view_main, "score": score_main, "select": select_main, "eval-prm": eval_prm_main,
+}
+
+
+def command_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser by its name: what --help shows, and what the tests walk to cover
+    every command."""
+    root = build_parser()
+    subparsers = next(a for a in root._actions if isinstance(a, argparse._SubParsersAction))
+    return {**subparsers.choices, **{" ".join(words): build() for words, build in SUB_COMMANDS.items()}}
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    words = tuple(argv[:2])
+    if words in SUB_COMMANDS:
+        args = SUB_COMMANDS[words]().parse_args(argv[2:])
+        args.command, args.verbose = " ".join(words), False
+    else:
+        args = build_parser().parse_args(argv)
+    args.argv = argv
+    return args
+
+
+def run(argv: list[str]) -> int:
+    args = parse(argv)
     out = results_only_stdout(args.verbose)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    try:
-        if args.command == "bench":
-            return bench_main(args, argv, out)
-        if args.command == "eval-prm":
-            return eval_prm_main(args, out)
-        if args.command == "view":
-            return view_main(args, out)
-        if args.command == "score":
-            return score_main(args, out)
-        if args.command == "select":
-            return select_main(args, out)
-        if args.command == "serve":
-            from rfprm_tts.serve import serve
-            from rfprm_tts.settings import Settings
-
-            overrides = _solve_overrides(args)
-            given = {"host": args.host, "port": args.port, "api_keys": args.api_keys, "allow_no_auth": args.allow_no_auth}
-            overrides.update({f"serve__{k}": v for k, v in given.items() if v is not None})
-            serve(Settings.load().with_overrides(**overrides))
-            return 0
-        from rfprm_tts.solver import solve
-
-        result = solve(args.question, **_solve_overrides(args))
-        if args.html:
-            write_page(result, args.html)
-    except RfprmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(result.model_dump_json(indent=2) if args.json else format_result(result), file=out)
+    if not args.verbose:  # transformers' and the hub's bars ("Loading weights") only with -v
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    code = HANDLERS[args.command](args, out)
     out.flush()
-    return 0
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command. Whatever happens, the user sees one line, not a traceback: `error: ...`
+    (exit 2) for a mistake they can fix, `interrupted: ...` (exit 130) for Ctrl-C; only a bug of
+    ours prints its traceback, with a line saying so."""
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except RfprmError as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not print a traceback now
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `rfprm ... | head`: the reader left; nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+        return 0
+    except Exception:  # noqa: BLE001 - everything not ours to explain is a bug to report
+        traceback.print_exc()
+        from rfprm_tts import __version__
+
+        print(f"rfprm {__version__}: the error above is a bug in rfprm-tts, not in what you gave it; please report "
+              "it with the command you ran and the lines above", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

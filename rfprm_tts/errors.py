@@ -23,3 +23,8 @@ class PRMLoadError(RfprmError):
 
 class PRMInputTooLongError(RfprmError):
     """A question + trajectory does not fit the PRM's context window."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, caught where a command knows what it saved: the message says what was kept and
+    how to go on (the CLI prints `interrupted: <message>` and exits 130)."""

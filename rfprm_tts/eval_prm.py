@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.files import jsonl_lines, parse_row
 from rfprm_tts.prm.aggregate import aggregate, resolve_aggregation
 from rfprm_tts.prm.evaluation import (
     Labelled,
@@ -45,17 +46,15 @@ def read_rows(path: str | Path, fields: dict[str, str] | None = None) -> list[Ro
     """The labelled rows of a JSONL file; a malformed row is an error naming its line."""
     path = DEMO_FILE if str(path) == "demo" else Path(path)
     names = {f: (fields or {}).get(f, f) for f in FIELDS}
-    if not path.is_file():
-        raise ConfigError(f"{path} is not a file: give a JSONL with {', '.join(FIELDS[:3])} per row, or 'demo'")
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, line in jsonl_lines(path, f"a JSONL with {', '.join(FIELDS[:3])} per row, or 'demo'"):
+        raw = parse_row(number, line)
+        if isinstance(raw, str):
+            raise ConfigError(f"{path}: {raw}; fix or remove that line")
         try:
-            raw = json.loads(line)
             steps, label = raw[names["steps"]], int(raw[names["label"]])
             problem = raw[names["problem"]]
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
                 f"{path}:{number}: not a labelled row ({type(exc).__name__}: {exc}); each row needs "
                 f"{names['problem']!r}, {names['steps']!r} (a list of strings) and {names['label']!r} (the first wrong "

@@ -7,27 +7,35 @@ on a main thread, and a worker started as its own program never re-imports the c
 module (multiprocessing's spawn does, which breaks a plain script without a `__main__` guard).
 So verdicts are the same in a script, under Jupyter, the CLI, pytest and from worker threads.
 
-A comparison that runs past its time limit, or that the worker cannot make, is not "equal":
-`compare` says None (unchecked), and `equivalent` and `vote` log it and count it
-(`unchecked_comparisons()`), never silently. A new worker makes one comparison (imports,
-parser set-up) before the clock starts, so a slow start is not mistaken for a stuck comparison.
+Workers form a small pool (MAX_WORKERS, started as needed), so one caller's slow comparisons
+do not queue every other caller's behind them. A comparison that runs past its time limit, or
+that the worker cannot make, is not "equal": `compare` says None (unchecked), and `equivalent`
+and `vote` log it and count it (`unchecked_comparisons()`), never silently. A new worker makes
+one comparison (imports, parser set-up) before the clock starts, so a slow start is not
+mistaken for a stuck comparison. A vote has a time budget for all its comparisons: answers
+that only math-verify can compare (a prompt can ask for `\\boxed{9^{9^{9^{k}}}}`) grow its work
+as n^2, so past the budget it falls back to spellings, counting each pair it left undecided.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import re
 import subprocess
 import sys
 import threading
+import time
 from fractions import Fraction
 from typing import NamedTuple
 
 log = logging.getLogger(__name__)
 _TEXT_WRAPPERS = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
 WORKER_START_TIMEOUT_S = 120.0
+MAX_WORKERS = min(4, os.cpu_count() or 1)  # each is a Python process with sympy loaded (about 150 MB)
+VOTE_BUDGET_S = 10.0  # all of one vote's math-verify comparisons
 
 
 def normalize(answer: str) -> str:
@@ -67,6 +75,14 @@ def as_number(answer: str) -> Fraction | None:
 def compare(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool | None:
     """True when the answers are the same (equal spellings or numbers, else math-verify),
     False when not, None when math-verify could not decide in `timeout_s` (or not run)."""
+    verdict = cheap(a, b)
+    if verdict is not None or a is None or b is None:
+        return verdict
+    return _pool.compare(a, b, timeout_s)
+
+
+def cheap(a: str | None, b: str | None) -> bool | None:
+    """`compare` without math-verify: None when only math-verify could tell."""
     if a is None or b is None:
         return False
     if normalize(a) == normalize(b):
@@ -74,7 +90,7 @@ def compare(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool | None
     x, y = as_number(a), as_number(b)
     if x is not None and y is not None:
         return x == y
-    return _worker.compare(a, b, timeout_s)
+    return None
 
 
 def equivalent(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
@@ -83,6 +99,7 @@ def equivalent(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:
 
 
 _unchecked = 0
+_unchecked_lock = threading.Lock()
 
 
 def unchecked_comparisons() -> int:
@@ -91,25 +108,28 @@ def unchecked_comparisons() -> int:
     return _unchecked
 
 
+def _count_unchecked() -> None:
+    global _unchecked
+    with _unchecked_lock:
+        _unchecked += 1
+
+
 class _Worker:
-    """math-verify in a child program, one comparison at a time (a lock serialises callers
-    from any thread); a stuck or dead worker is killed and the next comparison starts anew."""
+    """math-verify in a child program, one comparison at a time (the pool lends it to one
+    caller at a time); a stuck or dead worker is killed and the next comparison starts anew."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._process: subprocess.Popen | None = None
         self._replies: queue.Queue = queue.Queue()
 
     def compare(self, a: str, b: str, timeout_s: float) -> bool | None:
-        global _unchecked
-        with self._lock:
-            reply, why = self._ask_warm({"a": a, "b": b}, timeout_s)
-            if reply is None or "equal" not in reply:
-                _unchecked += 1
-                why = why or (reply or {}).get("error", "no verdict")
-                log.warning("math-verify could not compare %r with %r (%s): counted as not equal", a, b, why)
-                return None
-            return bool(reply["equal"])
+        reply, why = self._ask_warm({"a": a, "b": b}, timeout_s)
+        if reply is None or "equal" not in reply:
+            _count_unchecked()
+            why = why or (reply or {}).get("error", "no verdict")
+            log.warning("math-verify could not compare %r with %r (%s): counted as not equal", a[:200], b[:200], why)
+            return None
+        return bool(reply["equal"])
 
     def _ask_warm(self, request: dict, timeout_s: float) -> tuple[dict | None, str | None]:
         if self._process is None or self._process.poll() is not None:
@@ -165,7 +185,31 @@ def _read_lines(stream, replies: queue.Queue) -> None:
     replies.put(None)
 
 
-_worker = _Worker()
+class _Pool:
+    """Up to MAX_WORKERS workers, each serving one comparison at a time; a caller takes an
+    idle one, starts one when none is idle and the pool is not full, else waits for one."""
+
+    def __init__(self, size: int) -> None:
+        self._idle: queue.LifoQueue[_Worker] = queue.LifoQueue()  # the warmest first
+        self._lock = threading.Lock()
+        self._size, self._made = size, 0
+
+    def compare(self, a: str, b: str, timeout_s: float) -> bool | None:
+        worker = self._take()
+        try:
+            return worker.compare(a, b, timeout_s)
+        finally:
+            self._idle.put(worker)
+
+    def _take(self) -> _Worker:
+        with self._lock:
+            if self._idle.empty() and self._made < self._size:
+                self._made += 1
+                return _Worker()
+        return self._idle.get()
+
+
+_pool = _Pool(MAX_WORKERS)
 
 
 class Vote(NamedTuple):
@@ -177,20 +221,28 @@ class Vote(NamedTuple):
     unchecked: int = 0
 
 
-def vote(answers: list[str | None], weights: list[float] | None = None, timeout_s: float = 5.0) -> Vote:
+def vote(
+    answers: list[str | None], weights: list[float] | None = None, timeout_s: float = 5.0,
+    budget_s: float = VOTE_BUDGET_S,
+) -> Vote:
     """Group equivalent answers and pick the group with the largest total weight (the count
     when unweighted); None answers abstain. Ties go to the group seen first. An answer spelled
-    like one seen before joins its group without a comparison."""
+    like one seen before joins its group without a comparison. The comparisons together get
+    `budget_s`; after it only spellings and plain numbers are compared, and each pair that
+    math-verify would have been asked about counts as unchecked (different)."""
     groups: list[list[int]] = []
     group_of: dict[str, list[int]] = {}  # normalized spelling -> its group
     unchecked = 0
+    deadline = time.monotonic() + budget_s
     for i, answer in enumerate(answers):
         if answer is None:
             continue
         key = normalize(answer)
         if key not in group_of:
             for group in groups:
-                verdict = compare(answers[group[0]], answer, timeout_s)
+                left = deadline - time.monotonic()
+                verdict = compare(answers[group[0]], answer, min(timeout_s, left)) if left > 0 else cheap(
+                    answers[group[0]], answer)
                 unchecked += verdict is None
                 if verdict:
                     group_of[key] = group
@@ -199,6 +251,9 @@ def vote(answers: list[str | None], weights: list[float] | None = None, timeout_
                 group_of[key] = []
                 groups.append(group_of[key])
         group_of[key].append(i)
+    if time.monotonic() > deadline and unchecked:
+        log.warning("a vote over %d answers ran past its %.0f s for comparisons; %d pairs left undecided "
+                    "(counted as different)", len(answers), budget_s, unchecked)
     if not groups:
         return Vote(None, [], unchecked)
     weight = (lambda i: 1.0) if weights is None else (lambda i: weights[i])

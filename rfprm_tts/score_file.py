@@ -17,15 +17,16 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rfprm_tts.errors import ConfigError
+from rfprm_tts.errors import ConfigError, Interrupted
+from rfprm_tts.files import OutputLock, append_all, check_input, check_output, jsonl_lines, parse_row, write_atomically
 from rfprm_tts.prm.protocol import Scorer
 from rfprm_tts.scoring import score_responses
 from rfprm_tts.settings import Settings
+from rfprm_tts.text import lone_surrogate
 
 QUESTION_FIELDS = ("question", "problem", "prompt")
 RESPONSE_FIELDS = ("response", "completion", "output", "solution")
@@ -47,6 +48,8 @@ class Fields:
             steps = row.get(self.steps)
             if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
                 raise ValueError(f"field {self.steps!r} must be a non-empty list of strings")
+            if (bad := lone_surrogate("".join(steps))) is not None:
+                raise ValueError(f"field {self.steps!r} holds a lone surrogate ({bad}), which no tokenizer can encode; fix the text")
             return question, steps
         return question, pick(row, self.response, RESPONSE_FIELDS, "response")
 
@@ -55,6 +58,8 @@ def pick(row: dict[str, Any], name: str | None, usual: tuple[str, ...], what: st
     names = (name,) if name else usual
     for n in names:
         if isinstance(row.get(n), str) and row[n].strip():
+            if (bad := lone_surrogate(row[n])) is not None:
+                raise ValueError(f"field {n!r} holds a lone surrogate ({bad}), which no tokenizer can encode; fix the text")
             return row[n]
     flag = f"--{what}-field"
     raise ValueError(f"no {what}: the row has no non-empty text field {' or '.join(map(repr, names))} (name it with {flag})")
@@ -94,28 +99,17 @@ def check_settings(out: Path, settings: Settings) -> None:
         if not kept.exists():
             raise ConfigError(f"{out} exists but {kept} does not, so it cannot be resumed safely: "
                               "move it away, or pass --restart to score from the start")
-        before = json.loads(kept.read_text())
+        try:
+            before = json.loads(kept.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ConfigError(f"{kept} cannot be read, so {out} cannot be resumed safely: move both away, "
+                              "or pass --restart to score from the start") from None
         changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
         if changed:
             what = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
             raise ConfigError(f"{out} was scored under other settings ({what}): resuming would mix two scorings. "
                               "Use those settings, another output file, or --restart")
-    kept.write_text(json.dumps(now, indent=2) + "\n")
-
-
-def lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of each non-empty line."""
-    with open(path, encoding="utf-8") as f:
-        yield from ((number, line) for number, line in enumerate(f, 1) if line.strip())
-
-
-def parse(number: int, line: str) -> dict[str, Any] | str:
-    """The row on a line, or why it is not one."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return f"line {number} is not JSON: {exc}"
-    return row if isinstance(row, dict) else f"line {number} is not a JSON object"
+    write_atomically(kept, json.dumps(now, indent=2) + "\n")
 
 
 def check_same_input(last_input: dict[str, Any] | str, out: Path, done: int, id_field: str) -> None:
@@ -140,6 +134,7 @@ class Summary:
     resumed_after: int = 0
     prm_tokens: int = 0
     seconds: float = 0.0
+    first_error: str | None = None
 
 
 def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fields, settings: Settings) -> list[dict]:
@@ -169,46 +164,57 @@ def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fie
 
 def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str | Path, fields: Fields = Fields(),
                chunk_rows: int = 64, restart: bool = False, progress: bool = True) -> Summary:
-    """Score `source` into `out` (see the module's docstring), resuming what `out` holds."""
+    """Score `source` into `out` (see the module's docstring), resuming what `out` holds.
+    Ctrl-C stops after the last whole chunk written (`Interrupted` says how many rows are kept)."""
     from tqdm import tqdm
 
-    source, out = Path(source), Path(out)
-    if not source.is_file():
-        raise ConfigError(f"{source} is not a file: give a JSONL with a question and a response per row")
-    if restart and out.exists():
-        out.unlink()
-    check_settings(out, settings)
-    summary = Summary(resumed_after=rows_done(out))
-    started = time.perf_counter()
-    total = sum(1 for _ in lines(source))
-    with open(out, "a", encoding="utf-8") as sink, tqdm(total=total, initial=summary.resumed_after, unit="row",
-                                                          desc="rfprm score", disable=not progress) as bar:
-        chunk: list[tuple[int, dict | str]] = []
+    source = check_input(source, "a JSONL file with a question and a response per row")
+    out = check_output(out, source)
+    with OutputLock(out):
+        if restart and out.exists():
+            out.unlink()
+        check_settings(out, settings)
+        summary = Summary(resumed_after=rows_done(out))
+        started = time.perf_counter()
+        total = sum(1 for _ in jsonl_lines(source, "the input"))
+        if total == 0:
+            raise ConfigError(f"{source} has no rows; give a JSONL file with a question and a response per row")
+        fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            with tqdm(total=total, initial=summary.resumed_after, unit="row", desc="rfprm score",
+                      disable=not progress) as bar:
+                chunk: list[tuple[int, dict | str]] = []
 
-        def flush() -> None:
-            rows = score_chunk(scorer, chunk, fields, settings)
-            sink.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-            sink.flush()
-            os.fsync(sink.fileno())
-            for r in rows:
-                summary.errors += "error" in r["rfprm"]
-                summary.prm_tokens += r["rfprm"].get("prm_tokens", 0)
-            summary.rows += len(rows)
-            bar.update(len(rows))
-            bar.set_postfix_str(f"{summary.prm_tokens / max(time.perf_counter() - started, 1e-9):,.0f} PRM tokens/s")
-            chunk.clear()
+                def flush() -> None:
+                    rows = score_chunk(scorer, chunk, fields, settings)
+                    append_all(fd, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(
+                        "utf-8", "backslashreplace"), out)  # a lone surrogate stays the JSON escape it was
+                    for r in rows:
+                        if "error" in r["rfprm"]:
+                            summary.errors += 1
+                            summary.first_error = summary.first_error or r["rfprm"]["error"]
+                        summary.prm_tokens += r["rfprm"].get("prm_tokens", 0)
+                    summary.rows += len(rows)
+                    bar.update(len(rows))
+                    bar.set_postfix_str(f"{summary.prm_tokens / max(time.perf_counter() - started, 1e-9):,.0f} PRM tokens/s")
+                    chunk.clear()
 
-        for index, (number, line) in enumerate(lines(source)):
-            if index < summary.resumed_after - 1:
-                continue  # written already: not even parsed
-            if index == summary.resumed_after - 1:
-                check_same_input(parse(number, line), out, summary.resumed_after, fields.id)
-                continue
-            chunk.append((number, parse(number, line)))
-            if len(chunk) == chunk_rows:
-                flush()
-        if chunk:
-            flush()
+                for index, (number, line) in enumerate(jsonl_lines(source, "the input")):
+                    if index < summary.resumed_after - 1:
+                        continue  # written already: not even parsed
+                    if index == summary.resumed_after - 1:
+                        check_same_input(parse_row(number, line), out, summary.resumed_after, fields.id)
+                        continue
+                    chunk.append((number, parse_row(number, line)))
+                    if len(chunk) == chunk_rows:
+                        flush()
+                if chunk:
+                    flush()
+        except KeyboardInterrupt:
+            raise Interrupted(f"{summary.resumed_after + summary.rows} rows saved in {out}; "
+                              "rerun the same command to resume") from None
+        finally:
+            os.close(fd)
     summary.scored = summary.rows - summary.errors
     summary.seconds = time.perf_counter() - started
     return summary

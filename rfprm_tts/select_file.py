@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.files import check_output, read_jsonl, write_atomically
 from rfprm_tts.grading import equivalent
 from rfprm_tts.prm.aggregate import AGGREGATIONS
 from rfprm_tts.score_file import QUESTION_FIELDS, RESPONSE_FIELDS, pick
@@ -125,12 +126,11 @@ def mean(values: list[float]) -> float | None:
 
 
 def select_file(source: str | Path, out: str | Path, rule: Rule) -> Summary:
-    source = Path(source)
-    if not source.is_file():
-        raise ConfigError(f"{source} is not a file: give the output of rfprm score")
-    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    """Keep `rule`'s rows of `source` in `out` (written whole, never over the input)."""
+    out = check_output(out, source)
+    rows = read_jsonl(source, "the output of rfprm score")
     if rows and not any("rfprm" in r for r in rows):
         raise ConfigError(f"{source} has no scored rows (no 'rfprm' field): run rfprm score on it first")
     kept, summary = select(rows, rule)
-    Path(out).write_text("".join(json.dumps(rows[i], ensure_ascii=False) + "\n" for i in kept), encoding="utf-8")
+    write_atomically(out, "".join(json.dumps(rows[i], ensure_ascii=False) + "\n" for i in kept), "backslashreplace")
     return summary

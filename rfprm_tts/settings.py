@@ -9,18 +9,14 @@ The defaults run the bundled demo world on the CPU: no server, no key, no GPU.
 from __future__ import annotations
 
 import json
-import os
+import re
 from contextvars import ContextVar
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    TomlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from rfprm_tts import config_sources as sources
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
 
@@ -29,6 +25,8 @@ Aggregation = Literal["last", "min", "mean", "prod", "reasonflux"]
 
 class VLLMSettings(BaseModel):
     """Engine options of the in-process vLLM backend."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
 
     gpu_memory_utilization: float = Field(
         0.5, gt=0, le=1, description="Share of GPU memory for the engine; the PRM uses the rest."
@@ -65,6 +63,8 @@ PER_SOLVE_FIELDS = {
 class HTTPSettings(BaseModel):
     """How to reach an HTTP endpoint: the generator's OpenAI-compatible server, or the PRM's
     pooling server (prm.backend "http"). Retries follow rfprm_tts.http_retry."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
 
     base_url: str | None = Field(
         None, description="The endpoint: generator e.g. http://127.0.0.1:8000/v1; PRM the pooling server's root URL."
@@ -236,6 +236,8 @@ class PRMSettings(HTTPSettings):
 class ServeSettings(BaseModel):
     """`rfprm serve`: the OpenAI-compatible proxy's address, keys and limits."""
 
+    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: any free port).")
     model_name: str = Field("rfprm", description="Model name the proxy answers to and lists at /v1/models.")
@@ -267,18 +269,26 @@ class ServeSettings(BaseModel):
     access_log: bool = Field(
         False, description="A log line per request (costs CPU under load; /metrics counts requests without it)."
     )
+    max_concurrent: int = Field(
+        512, ge=1, description="Requests the whole proxy may have in flight, over all keys (then they queue)."
+    )
+    queue_wait_s: float = Field(
+        2.0, ge=0, description="How long a request waits for a free place under the limits before a 429 with Retry-After."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Time a client has to send its whole request body (408 past it)."
+    )
+    metrics_public: bool = Field(
+        False, description="Serve /metrics without a key (for a Prometheus scraper that sends none); else it asks for one."
+    )
 
 
 class Settings(BaseSettings):
     """Everything a solve needs. See the README's configuration table."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="RFPRM_",
-        env_nested_delimiter="__",
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="forbid",
-    )
+    # Sources are read by rfprm_tts.config_sources (see Settings.__init__); these say the same
+    # for anyone reading the config: RFPRM_ variables, nested with "__", unknown keys refused.
+    model_config = SettingsConfigDict(env_prefix="RFPRM_", env_nested_delimiter="__", extra="forbid")
 
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     prm: PRMSettings = Field(default_factory=PRMSettings)
@@ -294,6 +304,22 @@ class Settings(BaseSettings):
         description="Splits responses into steps, for generation and PRM scoring alike.",
     )
 
+    def __init__(self, **values: Any) -> None:
+        """Read the environment, `.env` and the TOML file (under the given values) and validate
+        them together; any mistake is one ConfigError naming the setting and where it was set."""
+        if _COPYING.get():  # with_overrides: the values are complete and checked there
+            super().__init__(**values)
+            return
+        layers = sources.read_layers(type(self))
+        where = {**sources.merged(layers)[1], **sources.given_paths(type(self), values)}
+        token = _LAYERS.set(layers)
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(sources.describe(type(self), exc, where)) from None
+        finally:
+            _LAYERS.reset(token)
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -303,21 +329,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        if _COPYING.get():  # with_overrides: the values are complete; env and files were read once
-            return (init_settings,)
-        toml_file = os.environ.get("RFPRM_CONFIG", "rfprm.toml")
-        if "RFPRM_CONFIG" in os.environ and not os.path.isfile(toml_file):
-            raise ConfigError(f"RFPRM_CONFIG points at {toml_file!r}, which is not a file")
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_file)
-        return init_settings, env_settings, dotenv_settings, toml, file_secret_settings
+        return init_settings, _ReadLayers(settings_cls)
 
     @classmethod
     def load(cls, **values: Any) -> Settings:
-        """Build settings, turning validation errors into one ConfigError that lists them."""
-        try:
-            return cls(**values)
-        except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+        """Build settings from the given values over the environment, `.env` and rfprm.toml."""
+        return cls(**values)
 
     def models_key(self) -> str:
         """What decides which models a solver loads: the generator and PRM settings less the
@@ -331,28 +348,39 @@ class Settings(BaseSettings):
             data[section]["api_key"] = key.get_secret_value() if key else None
         return json.dumps(data, sort_keys=True)
 
+    def record(self) -> dict[str, Any]:
+        """The settings as JSON to keep beside results (a run's run.json): no API key, no
+        `serve` section (its keys), and no password inside a URL."""
+        data = self.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True})
+        for section in ("generator", "prm"):
+            data[section]["base_url"] = _without_password(data[section]["base_url"])
+            data[section]["replicas"] = [_without_password(url) for url in data[section]["replicas"]]
+        return data
+
     def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with overrides applied. Keys are fields (`n=16`), nested fields with `__`
-        (`generator__temperature=0.7`), or strategy parameters (`beam_width=4`), which the
-        strategy validates."""
+        (`generator__temperature=0.7`, `generator__vllm__enforce_eager=True`), or strategy
+        parameters (`beam_width=4`), which the strategy validates."""
         if not overrides:
             return self
         data = self.model_dump()
+        where: dict[tuple[str, ...], str] = {}
         for key, value in overrides.items():
-            section, _, field = key.partition("__")
-            if field:
-                if section not in ("generator", "prm", "serve"):
-                    raise ConfigError(f"unknown settings section {section!r} in {key!r}")
-                data[section][field] = value
-            elif key in type(self).model_fields:
-                data[key] = value
-            else:
+            path = tuple(key.split("__"))
+            if len(path) == 1 and key not in type(self).model_fields:
                 data["strategy_params"][key] = value
+                continue
+            sources.check_path(type(self), path, "given as an override")
+            node = data
+            for part in path[:-1]:
+                node = node[part]
+            node[path[-1]] = value
+            where[path] = "given as an override"
         token = _COPYING.set(True)
         try:
             return type(self).model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+            raise ConfigError(sources.describe(type(self), exc, where)) from None
         finally:
             _COPYING.reset(token)
 
@@ -362,11 +390,25 @@ class Settings(BaseSettings):
 _COPYING: ContextVar[bool] = ContextVar("rfprm_settings_copying", default=False)
 
 
-def _describe(exc: ValidationError) -> str:
-    lines = []
-    for err in exc.errors():
-        where = ".".join(str(part) for part in err["loc"])
-        given = err.get("input")
-        shown = f" (got {given!r})" if isinstance(given, (str, int, float)) else ""
-        lines.append(f"  {where}: {err['msg']}{shown}")
-    return "invalid settings:\n" + "\n".join(lines)
+def without_passwords(text: str) -> str:
+    """`http://user:secret@host/v1` -> `http://user:***@host/v1`, in a URL or a command line."""
+    return re.sub(r"(//[^/@:\s]*):[^/@\s]*@", r"\1:***@", text)
+
+
+def _without_password(url: str | None) -> str | None:
+    return None if url is None else without_passwords(url)
+
+
+# The sources one Settings() call read, for _ReadLayers (pydantic-settings builds the source
+# objects itself, so they cannot be handed the layers directly).
+_LAYERS: ContextVar[list[sources.Layer]] = ContextVar("rfprm_settings_layers", default=[])
+
+
+class _ReadLayers(PydanticBaseSettingsSource):
+    """The environment, `.env` and TOML values that Settings.__init__ read (rfprm_tts.config_sources)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns every value at once
+
+    def __call__(self) -> dict[str, Any]:
+        return sources.merged(_LAYERS.get())[0]

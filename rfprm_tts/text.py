@@ -12,6 +12,15 @@ DEFAULT_STEP_SEPARATOR = "\n\n"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
+def lone_surrogate(text: str) -> str | None:
+    """The first lone UTF-16 surrogate in `text` (raw JSON can carry "\\ud800"; no tokenizer can
+    encode it), as an escape to show the user, or None."""
+    for char in text:
+        if "\ud800" <= char <= "\udfff":
+            return f"\\u{ord(char):04x}"
+    return None
+
+
 def split_steps(text: str, separator: str = DEFAULT_STEP_SEPARATOR) -> list[str]:
     """Split a response into steps on `separator`, dropping steps that are only whitespace."""
     if not separator:

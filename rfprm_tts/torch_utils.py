@@ -1,25 +1,42 @@
-"""Device, dtype and batching choices shared by the in-process models (generator and PRM)."""
+"""Device, dtype, checked loading and batching shared by the in-process models (generator and PRM)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeVar
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import torch
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.model_names import Role, check_weights, load_error
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def pick_device(device: str) -> torch.device:
+def pick_device(device: str, setting: str) -> torch.device:
+    """The torch device for `device`, refused when this machine cannot run it (a CUDA device
+    on a CPU-only torch would otherwise fail deep inside the first `.to()`); `setting` is
+    the option the user changes, e.g. "prm.device"."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except RuntimeError:
-        raise ConfigError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+        raise ConfigError(f"unknown {setting} {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{setting} is {device!r} but this torch ({torch.__version__}) sees no CUDA GPU; set {setting} "
+            "to 'cpu' or 'auto', or install a CUDA build of torch on a machine with a GPU"
+        )
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"{setting} is {device!r} but this machine has {torch.cuda.device_count()} CUDA GPU(s); "
+            f"use 'cuda:0' to 'cuda:{torch.cuda.device_count() - 1}'"
+        )
+    return chosen
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -31,6 +48,55 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     if not isinstance(value, torch.dtype):
         raise ConfigError(f"unknown dtype {dtype!r}; use 'auto', 'float32', 'bfloat16' or 'float16'")
     return value
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Mute transformers' warnings while loading: its load report (a table of missing and
+    unexpected weights) is turned into one error by `load_checked`."""
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+
+
+def load_checked(load: Callable[..., Any], path: str, role: Role, *, unused: tuple[str, ...] = (), **kwargs: Any) -> Any:
+    """`load(path, **kwargs)` (a `from_pretrained`), refused unless every weight of the model
+    came from the checkpoint and every weight of the checkpoint went into the model (a
+    config naming another architecture than the weights' loads with random weights and
+    writes garbage). `unused` are prefixes of checkpoint weights the caller knows it does not
+    use (e.g. "v_head." when only the decoder body is loaded)."""
+    error = load_error(role)
+    if os.path.isdir(path):
+        check_weights(path, role)
+    with _quiet_transformers():
+        try:
+            model, info = load(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+        except (OSError, ValueError, RuntimeError) as exc:
+            reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
+            raise error(f"cannot load the {role} weights from {path} ({reason}); check the checkpoint's files") from None
+    problems = []
+    if info["mismatched_keys"]:
+        key, stored, expected = sorted(info["mismatched_keys"])[0]
+        problems.append(
+            f"{len(info['mismatched_keys'])} weights of the wrong shape (e.g. {key}: {tuple(stored)} in the "
+            f"checkpoint, {tuple(expected)} in the config's model)"
+        )
+    if info["missing_keys"]:
+        problems.append(f"{len(info['missing_keys'])} weights missing (e.g. {sorted(info['missing_keys'])[0]})")
+    unexpected = sorted(key for key in info["unexpected_keys"] if not key.startswith(unused))
+    if unexpected:
+        problems.append(f"{len(unexpected)} weights the model does not have (e.g. {unexpected[0]})")
+    if problems:
+        raise error(
+            f"the {role} checkpoint {path} does not match its config.json ({type(model).__name__}): "
+            f"{', '.join(problems)}; fix config.json (architectures, model_type, sizes) to describe these weights"
+        )
+    return model
 
 
 def right_pad(batch: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,6 +16,7 @@ and b for the rest, and the vote stops once P(p > 1/2) >= `confidence`, or, with
 
 from __future__ import annotations
 
+import asyncio
 from math import comb
 from typing import Literal
 
@@ -57,7 +58,7 @@ class AdaptiveVote(BaseStrategy):
             rounds += 1
             completions = await ctx.sample(total - len(candidates))
             candidates += await ctx.evaluate(completions) if p.weighted else [ctx.candidate(c) for c in completions]
-            result = tally(candidates, p.weighted)
+            result = await asyncio.to_thread(tally, candidates, p.weighted)  # math-verify: off the loop
             given = sum(c.ok and c.answer is not None for c in candidates)
             leader = len(result.members)
             clear = given > 0 and (leader_is_clear(leader, given - leader, p.confidence) if p.stop == "beta"

@@ -10,6 +10,7 @@ keys rejected) and `async search(question, ctx) -> SearchOutcome`. Register one 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,13 +78,14 @@ class SampleThenChoose(BaseStrategy):
     """A strategy that samples N complete answers, then picks one. Its pick among the first N
     samples of a larger pool is what a run at budget N returns, so the benchmark harness
     draws a whole curve from one pool of samples. Under a token budget the samples come in
-    as many requests as the budget affords, each scored as it comes."""
+    as many requests as the budget affords, each scored as it comes. The pick runs on a worker
+    thread: a vote may ask math-verify, seconds a comparison, which must not stall the loop."""
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         candidates: list[Candidate] = []
         while len(candidates) < self.params.n and (completions := await ctx.sample(self.params.n - len(candidates))):
             candidates += await ctx.evaluate(completions) if self.uses_prm else [ctx.candidate(c) for c in completions]
-        return self.choose(candidates)
+        return await asyncio.to_thread(self.choose, candidates)
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         raise NotImplementedError
@@ -141,8 +143,9 @@ def build_strategy(name: str, defaults: Mapping[str, Any] | None = None, **param
     try:
         return cls(cls.Params(**params))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        problems = "; ".join(  # a check across fields (no loc) is its own message
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+            for e in exc.errors()
         )
         known = ", ".join(cls.Params.model_fields)
         raise ConfigError(

@@ -14,7 +14,7 @@ Beam pools belong to one search (one question), never shared across questions.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 
 from rfprm_tts.context import SearchContext, rank
@@ -24,6 +24,19 @@ from rfprm_tts.trajectory import Candidate
 class BeamSearchParams(StrategyParams):
     beam_width: int = Field(4, ge=1, description="M: continuations sampled per kept beam.")
     max_steps: int = Field(40, ge=1, description="Step rounds before the rest is generated to the end.")
+
+    @model_validator(mode="after")
+    def _n_is_a_multiple_of_beam_width(self) -> BeamSearchParams:
+        """The search keeps N / M beams (DVTS: N / M subtrees) and samples M steps for each: with
+        any other N it would run another budget than the N it reports."""
+        n, m = self.n, self.beam_width
+        if n % m:
+            widths = ", ".join(str(w) for w in range(1, n + 1) if n % w == 0)
+            raise ValueError(
+                f"n={n} is not a multiple of beam_width={m}, so the search cannot spend exactly n samples per "
+                f"round; use n in {m}, {2 * m}, {3 * m}, ... or a beam_width that divides {n} ({widths})"
+            )
+        return self
 
 
 def unique(candidates: list[Candidate]) -> list[Candidate]:
@@ -44,7 +57,7 @@ class BeamSearch(BaseStrategy):
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         n, m, max_steps = self.params.n, self.params.beam_width, self.params.max_steps
-        keep = max(1, n // m)
+        keep = n // m
         finished: list[Candidate] = []
         beams = await ctx.extend([""], n, one_step=max_steps > 1)
         for depth in range(1, max_steps + 1):

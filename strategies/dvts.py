@@ -28,7 +28,7 @@ class DVTS(BaseStrategy):
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         m = self.params.beam_width
-        subtrees = max(1, self.params.n // m)
+        subtrees = self.params.n // m
         paths: list[str] = [""] * subtrees  # the current prefix of every open subtree
         finished: list[Candidate] = []
         for depth in range(1, self.params.max_steps + 1):

@@ -109,6 +109,7 @@ def test_sample_reuse_equals_runs_at_each_budget(tmp_path):
 def bench_command(out, *extra):
     return [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", "6",
             "--strategies", "majority_vote", "beam_search", "--budgets", "1", "2", "--concurrency", "1",
+            "--param", "beam_width=1",  # beam search runs N in multiples of its width
             "--out", str(out), *extra]
 
 
@@ -150,8 +151,10 @@ def test_a_resumed_run_must_keep_its_settings(tmp_path):
     RunStore(tmp_path, {"dataset": "demo", "settings": {"n": 1}, "budgets": [1], "strategies": ["a"]})
     RunStore(tmp_path, {"dataset": "demo", "settings": {"n": 1}, "budgets": [2], "strategies": ["b"]})  # may grow
     assert json.loads((tmp_path / "run.json").read_text())["budgets"] == [1, 2]
-    with pytest.raises(ConfigError, match="dataset differ"):
+    with pytest.raises(ConfigError, match='dataset: "demo" then, "math500" now'):
         RunStore(tmp_path, {"dataset": "math500", "settings": {"n": 1}, "budgets": [1], "strategies": ["a"]})
+    with pytest.raises(ConfigError, match="settings.n: 1 then, 2 now"):  # the nested setting is named
+        RunStore(tmp_path, {"dataset": "demo", "settings": {"n": 2}, "budgets": [1], "strategies": ["a"]})
     with pytest.raises(ConfigError, match="not a benchmark run directory"):
         write_report(tmp_path / "missing")
 
@@ -274,3 +277,16 @@ def test_report_overlays_runs(tmp_path):
     refused = subprocess.run([*rfprm, str(tmp_path / "digit"), str(tmp_path / "low_digit")], capture_output=True, text=True,
                              timeout=120)
     assert refused.returncode == 2 and "--out" in refused.stderr
+
+
+def test_a_beam_search_skips_the_budgets_it_cannot_run_instead_of_mislabelling_them():
+    """dvts at n = 1, 2, 4, 6 once ran the same search four times under four N labels."""
+    from rfprm_tts.bench.runner import WorkSpec, plan_jobs
+    from rfprm_tts.bench.datasets import Problem
+
+    spec = WorkSpec(Settings(strategy_params={"beam_width": 4}), ("dvts", "best_of_n"), (1, 2, 4, 6, 8))
+    assert spec.runs == {"dvts": (4, 8), "best_of_n": (1, 2, 4, 6, 8)}
+    jobs = plan_jobs([Problem("p", "q", "1")], spec, set())
+    assert sorted(j.n for j in jobs if j.strategy == "dvts") == [4, 8]
+    with pytest.raises(ConfigError, match="n=2 is not a multiple of beam_width=4"):
+        WorkSpec(Settings(), ("beam_search",), (1, 2)).built()

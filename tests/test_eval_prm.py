@@ -62,7 +62,7 @@ def test_threshold_tuned_on_one_subset_applies_to_all(hand_made):
     ('{"problem": "p", "steps": ["1"]}', "2: not a labelled row.*'label'"),
     ('{"problem": "p", "steps": ["1"], "label": 3}', "2: label 3 is not -1 or a step index"),
     ('{"problem": "p", "steps": "one", "label": 0}', "2: 'steps' must be a non-empty list"),
-    ("not json", "2: not a labelled row"),
+    ("not json", "line 2 is not JSON"),
 ])
 def test_bad_rows_name_their_line(tmp_path, line, complaint):
     path = tmp_path / "bad.jsonl"
@@ -102,7 +102,7 @@ def test_cli_on_the_demo_file_as_a_user_runs_it(tmp_path):
 
 def test_cli_errors_are_clear(tmp_path):
     done = subprocess.run([RFPRM, "eval-prm", str(tmp_path / "missing.jsonl")], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2 and "is not a file" in done.stderr and "'demo'" in done.stderr
+    assert done.returncode == 2 and "does not exist" in done.stderr and "'demo'" in done.stderr
     done = subprocess.run([RFPRM, "eval-prm", "demo", "--threshold", "0.3", "--tune-on", "demo"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "give one" in done.stderr

@@ -115,7 +115,7 @@ def test_missing_step_tag_and_missing_checkpoint(tmp_path, tiny_prm_dir):
     with pytest.raises(ConfigError, match="prm model .*nowhere.* is a local path that does not exist"):
         load_prm(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PRMLoadError, match="cannot load PRM"):
+    with pytest.raises(PRMLoadError, match="prm model folder .*empty has no config.json"):
         load_prm(str(tmp_path / "empty"))  # a folder, but no checkpoint in it
 
 

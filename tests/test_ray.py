@@ -1,6 +1,8 @@
 """`rfprm bench --executor ray` on a real local Ray cluster: a head node and a second node,
 each a `ray start` process on 127.0.0.1 with one CPU, so each of two replicas lands on its
-own node. The tests run in file order: the last one kills the second node."""
+own node. The tests run in file order: the last one kills the second node. The cluster runs
+without token authentication and its drivers get the same setting from `cluster.env`
+(tests/test_ray_auth.py covers token mode)."""
 
 from __future__ import annotations
 
@@ -18,8 +20,6 @@ from rfprm_tts.bench import RunStore
 
 pytest.importorskip("ray")
 
-ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
@@ -32,6 +32,10 @@ def cluster(tmp_path_factory):
 def bench(out: Path, *extra: str, limit: int = 6, strategies=("majority_vote", "best_of_n")) -> list[str]:
     return [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", str(limit),
             "--strategies", *strategies, "--budgets", "1", "2", "--seed", "0", "--out", str(out), *extra]
+
+
+# beam search needs N to be a multiple of its beam width: width 1 runs it at budgets 1 and 2
+BEAM_AT_EVERY_BUDGET = ("--param", "beam_width=1")
 
 
 def on_ray(cluster, replicas: int = 2) -> list[str]:
@@ -53,9 +57,10 @@ def wait_for_rows(path: Path, count: int, process: subprocess.Popen, timeout: fl
 def test_ray_replicas_give_the_rows_of_a_local_run(cluster, tmp_path):
     """Two replicas, one per node: the same rows (answers, tokens, verdicts) as one local
     solver, the same resolved settings, and the summary on stdout."""
-    local = subprocess.run(bench(tmp_path / "local"), capture_output=True, text=True, timeout=600, env=ENV)
+    local = subprocess.run(bench(tmp_path / "local"), capture_output=True, text=True, timeout=600, env=cluster.env)
     assert local.returncode == 0, local.stderr[-3000:]
-    done = subprocess.run(bench(tmp_path / "ray", *on_ray(cluster)), capture_output=True, text=True, timeout=600, env=ENV)
+    done = subprocess.run(bench(tmp_path / "ray", *on_ray(cluster)), capture_output=True, text=True, timeout=600,
+                          env=cluster.env)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy vs compute" in done.stdout and "wrote" in done.stdout
 
@@ -69,15 +74,17 @@ def test_ray_replicas_give_the_rows_of_a_local_run(cluster, tmp_path):
 
 def test_resume_after_the_driver_is_killed(cluster, tmp_path):
     out = tmp_path / "run"
-    command = bench(out, *on_ray(cluster), "--concurrency", "1", limit=8, strategies=("majority_vote", "beam_search"))
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
+    command = bench(out, *on_ray(cluster), "--concurrency", "1", *BEAM_AT_EVERY_BUDGET, limit=8,
+                    strategies=("majority_vote", "beam_search"))
+    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cluster.env,
+                              start_new_session=True)
     wait_for_rows(out / "rows.jsonl", 3, driver)
     driver.kill()  # the driver alone: Ray ends the actors it owned
     driver.wait()
     before = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert 3 <= len(before) < 8 * 2 * 2, "the kill should land mid-run"
 
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENV)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, env=cluster.env)
     assert again.returncode == 0, again.stderr[-3000:]
     after = RunStore(out).rows()
     assert len(keys(after)) == len(set(keys(after))) == 8 * 2 * 2
@@ -85,10 +92,11 @@ def test_resume_after_the_driver_is_killed(cluster, tmp_path):
 
 
 def test_option_errors_are_clear(cluster, tmp_path):
-    local = subprocess.run(bench(tmp_path / "a", "--replicas", "2"), capture_output=True, text=True, timeout=300, env=ENV)
+    local = subprocess.run(bench(tmp_path / "a", "--replicas", "2"), capture_output=True, text=True, timeout=300,
+                           env=cluster.env)
     assert local.returncode == 2 and "--replicas only apply to --executor ray" in local.stderr
     gpus = subprocess.run(bench(tmp_path / "b", *on_ray(cluster), "--gpus-per-replica", "1"),
-                          capture_output=True, text=True, timeout=300, env=ENV)
+                          capture_output=True, text=True, timeout=300, env=cluster.env)
     assert gpus.returncode == 2 and "a replica needs 1 CPU and 1 GPU" in gpus.stderr and "0 GPUs" in gpus.stderr
     assert not (tmp_path / "b" / "rows.jsonl").exists()
     run_fresh_python(
@@ -110,12 +118,15 @@ def test_a_replica_dead_for_good_is_left_out(cluster, tmp_path, caplog):
     from rfprm_tts.bench import RayExecutor, load_problems, run_bench
     from rfprm_tts.settings import Settings
 
+    if os.environ.get("RAY_AUTH_MODE", "disabled").lower() != "disabled":
+        pytest.skip("the driver here is this process, whose RAY_AUTH_MODE is not the cluster's (disabled)")
     executor = RayExecutor(2, address=cluster.address, concurrency=2)
     out = tmp_path / "run"
 
     async def run_and_kill() -> None:
         bench = asyncio.ensure_future(run_bench(load_problems("demo", limit=10), ["majority_vote", "beam_search"], [1, 2],
-                                                Settings(generator={"seed": 0}), out, executor=executor, progress=False))
+                                                Settings(generator={"seed": 0}, strategy_params={"beam_width": 1}), out,
+                                                executor=executor, progress=False))
         while not ((out / "rows.jsonl").exists() and len((out / "rows.jsonl").read_text().splitlines()) >= 4):
             assert not bench.done(), "the run ended before the kill"
             await asyncio.sleep(0.1)
@@ -138,8 +149,8 @@ def test_a_worker_node_killed_mid_run_loses_no_problem(cluster, tmp_path):
     """Kill the second node (its raylet and the replica on it) while it holds problems: they
     are solved by the other replica; every row is written exactly once and none failed."""
     out = tmp_path / "run"
-    command = bench(out, *on_ray(cluster), limit=16, strategies=("majority_vote", "beam_search"))
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    command = bench(out, *on_ray(cluster), *BEAM_AT_EVERY_BUDGET, limit=16, strategies=("majority_vote", "beam_search"))
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
     wait_for_rows(out / "rows.jsonl", 12, driver)
     cluster.kill_node(0)
     stdout, stderr = driver.communicate(timeout=600)

@@ -257,7 +257,7 @@ def test_outcome_model_is_detected_matches_its_own_pooling_and_refuses_partial_a
     steps = ListGenerator(["3 + 4 = 7.", "3 + 4 = 8."])  # one step each, no answer yet: partial
     with ReasoningSolver(generator=steps, scorer=scorer) as solver:
         with pytest.raises(ConfigError, match="complete answers only.*best_of_n"):
-            solver.solve(QUESTION, strategy="beam_search", n=2)
+            solver.solve(QUESTION, strategy="beam_search", n=2, beam_width=2)
 
 
 @pytest.mark.parametrize("name", ["math_shepherd", "rlhflow", "skywork", "outcome"])

@@ -87,7 +87,7 @@ def test_view_refuses_a_file_that_is_not_a_result(tmp_path):
     out = rfprm("view", "bench.json", cwd=tmp_path)
     assert out.returncode == 2 and "is not a solve result" in out.stderr and "rfprm solve" in out.stderr
     out = rfprm("view", "missing.json", cwd=tmp_path)
-    assert out.returncode == 2 and "cannot read missing.json" in out.stderr
+    assert out.returncode == 2 and "missing.json does not exist" in out.stderr
 
 
 @pytest.mark.parametrize("text", ["<script>alert(1)</script>", "a & b < c"])

@@ -1,3 +1,6 @@
+import threading
+import time
+
 import pytest
 from fakes import DigitScorer, ListGenerator
 
@@ -65,12 +68,37 @@ def test_weighted_vote_sums_the_chosen_aggregation():
     assert solve("best_of_n", "min")[0].answer == "9"
 
 
-def test_a_new_grading_worker_starts_before_the_time_limit_counts():
+def test_a_new_grading_worker_starts_before_the_time_limit_counts(monkeypatch):
     """A comparison's time limit is for the comparison: the spawned worker's start (seconds on
     a busy machine) must not turn a quick "equal" into a timeout."""
-    grading._worker._stop()
-    assert grading._worker._process is None
+    monkeypatch.setattr(grading, "_pool", grading._Pool(1))  # no worker started yet
     assert equivalent("1+2", "3", timeout_s=0.05)
+
+
+# answers only math-verify can compare, each taking it past any time limit (a prompt can ask for them)
+TOWERS = [f"\\boxed{{9^{{9^{{9^{{{k}}}}}}}}}" for k in range(1, 7)]
+
+
+def test_a_vote_over_answers_math_verify_cannot_compare_is_bounded_in_time():
+    """Unbounded, these 6 answers cost 15 comparisons of 5 s each; the vote's budget bounds
+    them, and the pairs it left undecided are counted."""
+    started = time.perf_counter()
+    result = vote(TOWERS, budget_s=1.0)
+    assert time.perf_counter() - started < 8  # the budget, and a worker's start (seconds on a busy machine)
+    assert result.unchecked == 15 and result.answer == TOWERS[0] and result.members == [0]
+
+
+def test_slow_comparisons_do_not_hold_up_other_callers(monkeypatch):
+    """Workers are pooled: a quick comparison is answered while another caller's is stuck."""
+    monkeypatch.setattr(grading, "_pool", grading._Pool(2))
+    done: list[str] = []
+    slow = threading.Thread(target=lambda: done.append(f"slow {grading.compare(TOWERS[0], TOWERS[1], 20)}"))
+    slow.start()
+    time.sleep(0.5)
+    assert grading.compare("x+1", "1+x") is True
+    done.append("quick")
+    slow.join()
+    assert done[0] == "quick" and done[1].startswith("slow")
 
 
 PLAIN_SCRIPT = """

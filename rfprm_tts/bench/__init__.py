@@ -15,6 +15,7 @@ from rfprm_tts.bench.report import Point, markdown, plot, print_table, summarize
 from rfprm_tts.bench.ray_executor import RayExecutor
 from rfprm_tts.bench.runner import Executor, LocalExecutor, Row, run_bench
 from rfprm_tts.bench.store import RunStore
+from rfprm_tts.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,10 @@ def write_report(out_dir: str | Path, show: bool = True, out: IO[str] | None = N
     """Summarize a run directory from its rows: summary.md, the PNG plots (when matplotlib is
     installed) and, with `show`, a table on `out` (default: stdout)."""
     store = RunStore(out_dir)
-    points = summarize(store.rows())
+    rows = store.rows()
+    if not rows:
+        raise ConfigError(f"{store.dir} holds no finished rows yet; run (or resume) the benchmark first")
+    points = summarize(rows)
     _emit(points, store.dir, store.config(), "Benchmark summary", show, out)
     return points
 

@@ -14,13 +14,13 @@ has accepted its terms, or give a local copy with the hub's fields.
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.files import read_jsonl
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def multiple_choice(row: dict, index: int, seed: int, where: str) -> Problem:
     """A GPQA row as a lettered multiple-choice question, its choices shuffled by (seed, id)."""
     missing = [f for f in GPQA_FIELDS if f not in row]
     if missing:
-        raise ConfigError(f"row {index} of {where} has no field {missing[0]!r}: GPQA rows need {', '.join(GPQA_FIELDS)}")
+        raise ConfigError(f"row {index + 1} of {where} has no field {missing[0]!r}: GPQA rows need {', '.join(GPQA_FIELDS)}")
     ident = str(row.get("Record ID", index))
     choices = [str(row[f]).strip() for f in GPQA_FIELDS[1:]]
     correct = choices[0]
@@ -138,16 +138,7 @@ def multiple_choice(row: dict, index: int, seed: int, where: str) -> Problem:
 
 
 def _jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        raise ConfigError(f"dataset file {path} does not exist")
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{path}:{number} is not JSON ({exc.msg})") from None
-    return rows
+    return read_jsonl(path, "a dataset JSONL file")
 
 
 def _hub_rows(name: str, config: str | None, split: str) -> list[dict]:
@@ -176,7 +167,7 @@ def _from_rows(rows: list[dict], fields: dict[str, str], where: str) -> list[Pro
         missing = [f for f in (question, answer) if f not in row]
         if missing:
             raise ConfigError(
-                f"row {i} of {where} has no field {missing[0]!r} (fields: {', '.join(row)}); "
+                f"row {i + 1} of {where} has no field {missing[0]!r} (fields: {', '.join(row)}); "
                 f"map it with --field {'question' if missing[0] == question else 'answer'}=NAME"
             )
         problems.append(Problem(str(row.get(ident, i)), str(row[question]), gold_answer(row[answer])))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rfprm_tts.bench.store import RunStore, row_key
+from rfprm_tts.bench.store import RunStore, differences, row_key
 from rfprm_tts.errors import ConfigError
 
 PER_SHARD = ("shard", "problems", "problem_ids", "command")  # what shards of one run differ in
@@ -20,9 +20,10 @@ PER_SHARD = ("shard", "problems", "problem_ids", "command")  # what shards of on
 
 def merge_runs(out_dir: str | Path, shard_dirs: list[str | Path]) -> RunStore:
     stores = [RunStore(d) for d in shard_dirs]
-    configs = [store.config() for store in stores]
+    configs = [store.config("problem_ids", "strategies", "budgets") for store in stores]
     for store, config in zip(stores, configs):
-        if "shard" not in config:
+        shard = config.get("shard")
+        if not (isinstance(shard, dict) and isinstance(shard.get("index"), int) and isinstance(shard.get("count"), int)):
             raise ConfigError(f"{store.dir} is not a shard of a run (its run.json has no shard): "
                               "run rfprm bench with --num-shards K --shard-index I")
     _check_same_settings(stores, configs)
@@ -38,7 +39,7 @@ def merge_runs(out_dir: str | Path, shard_dirs: list[str | Path]) -> RunStore:
         raise ConfigError(f"shards {missing} of {count} are missing: run them, then merge all {count}")
 
     ordered = [by_index[i] for i in range(count)]
-    shard_ids = [store.config()["problem_ids"] for store in ordered]
+    shard_ids = [configs[stores.index(store)]["problem_ids"] for store in ordered]
     # shard i holds problems i, i + K, ...: the unsharded order interleaves them
     problem_ids = [shard_ids[j % count][j // count] for j in range(sum(map(len, shard_ids)))]
     base = configs[0]
@@ -62,13 +63,13 @@ def merge_runs(out_dir: str | Path, shard_dirs: list[str | Path]) -> RunStore:
 def _check_same_settings(stores: list[RunStore], configs: list[dict[str, Any]]) -> None:
     base = configs[0]
     for store, config in zip(stores[1:], configs[1:]):
-        keys = (set(base) | set(config)) - set(PER_SHARD)
-        differ = sorted(k for k in keys if base.get(k) != config.get(k))
+        differ = differences({k: v for k, v in base.items() if k not in PER_SHARD},
+                             {k: v for k, v in config.items() if k not in PER_SHARD})
         if config["shard"]["count"] != base["shard"]["count"]:
             differ.append("shard count")
         if differ:
             raise ConfigError(
-                f"{store.dir} ran other settings than {stores[0].dir} ({', '.join(differ)} differ): "
+                f"{store.dir} ran other settings than {stores[0].dir} ({'; '.join(differ)}): "
                 "every shard must be the same run"
             )
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -49,12 +51,100 @@ def import_ray() -> Any:
     return ray
 
 
+# How a driver gets a cluster's token: Ray reads RAY_AUTH_TOKEN, else the file named by
+# RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token.
+AUTH_FIX = ("put the cluster's token (`ray get-auth-token` on its head) in RAY_AUTH_TOKEN, in a file named by "
+            "RAY_AUTH_TOKEN_PATH or in ~/.ray/auth_token, and leave RAY_AUTH_MODE unset or set it to token")
+
+
+def connect(ray: Any, address: str | None, log_to_driver: bool = True) -> None:
+    """`ray.init(address)` authenticated as the cluster asks; a refusal is one clear RfprmError.
+
+    Since Ray 2.5x a cluster may run in token mode: it accepts only drivers that send its
+    token, which Ray reads from RAY_AUTH_TOKEN, else the file RAY_AUTH_TOKEN_PATH, else
+    ~/.ray/auth_token. Ray sends it when RAY_AUTH_MODE=token, or, with RAY_AUTH_MODE unset,
+    for address "auto" when it finds a token; for HOST:PORT `_authenticate` does the same."""
+    try:
+        if address is not None and _gcs_is_listening(address):
+            _authenticate(address)
+        ray.init(address=address, log_to_driver=log_to_driver)
+    except ray.exceptions.AuthenticationError:  # RAY_AUTH_MODE=token and no token anywhere
+        raise RfprmError(f"RAY_AUTH_MODE=token but Ray found no authentication token; {AUTH_FIX}") from None
+    except ConnectionError as exc:
+        if not _refused_for_authentication(exc):
+            raise
+        raise RfprmError(_refused(address or "the Ray cluster")) from None
+
+
+def _gcs_is_listening(address: str) -> bool:
+    """Whether something accepts TCP at a HOST:PORT address ("auto" and ray:// are not one)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return False
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+def _authenticate(address: str) -> None:
+    """Ask the cluster's GCS once before `ray.init`, which retries a refused connection for
+    about 20 s and then says only "Failed to connect". When the cluster wants a token and
+    RAY_AUTH_MODE is unset, send the token Ray finds, as `ray.init` does for "auto". Never
+    otherwise: a driver in token mode cannot start actors on a cluster without it."""
+    from ray._private.authentication.authentication_token_setup import (
+        ensure_token_if_auth_enabled,
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    # In token mode without a token, AuthenticationError here; a GcsClient would abort the process.
+    ensure_token_if_auth_enabled(None, create_token_if_missing=False)
+    if not _refuses_this_driver(address):
+        return
+    if "RAY_AUTH_MODE" not in os.environ and maybe_enable_token_auth_if_token_available(warn_if_disabled=False):
+        log.info("the Ray cluster at %s uses token authentication; sending the token Ray found", address)
+        if not _refuses_this_driver(address):
+            return
+    raise RfprmError(_refused(address))
+
+
+def _refuses_this_driver(address: str) -> bool:
+    """Whether the GCS at `address` rejects this process's authentication (mode and token)."""
+    from ray._raylet import GcsClient  # the client ray.init uses; a GCS answers it at once
+    from ray.exceptions import AuthenticationError, RpcError
+
+    try:
+        GcsClient(address=address)
+        return False
+    except AuthenticationError:
+        return True
+    except RpcError:  # no GCS answered: not for us to judge; ray.init retries, then says so
+        return False
+
+
+def _refused_for_authentication(exc: BaseException) -> bool:
+    """Whether a failed `ray.init` was an authentication refusal: Ray raises a plain
+    ConnectionError whose causes name it."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if "InvalidAuthToken" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _refused(address: str) -> str:
+    return f"Ray refused the connection to {address}: authentication token missing or wrong; {AUTH_FIX}"
+
+
 class RayExecutor:
     """`replicas` actors of `cpus_per_replica` CPUs and `gpus_per_replica` GPUs (default: 1
     when the cluster has GPUs, else 0), each solving `concurrency` problems at once.
 
     `address`: a running cluster ("auto", "HOST:PORT"); None follows `ray.init()`
-    (RAY_ADDRESS, else a new local Ray instance)."""
+    (RAY_ADDRESS, else a new local Ray instance). A cluster in token mode needs its token
+    here (see `connect`)."""
 
     def __init__(
         self,
@@ -79,7 +169,7 @@ class RayExecutor:
     async def start(self, spec: WorkSpec) -> dict[str, Any]:
         ray = self._ray = import_ray()
         if not ray.is_initialized():
-            ray.init(address=self.address, log_to_driver=True)
+            connect(ray, self.address)
         self._spec = spec
         gpus = self._fit(ray.cluster_resources())
         actor = ray.remote(max_restarts=-1, max_task_retries=0)(BenchActor)

@@ -11,6 +11,7 @@ search, DVTS, early pruning) run once per budget.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass
@@ -22,12 +23,17 @@ from tqdm import tqdm
 
 from rfprm_tts.bench.datasets import LETTERS, Problem
 from rfprm_tts.bench.store import Key, RunStore, row_key
+from rfprm_tts.errors import ConfigError
+from rfprm_tts.files import OutputLock
 from rfprm_tts.grading import choice_letter, compare
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import SampleThenChoose, Strategy, build_strategy
 from rfprm_tts.trajectory import Candidate, Usage
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -146,7 +152,28 @@ class WorkSpec:
     budgets: tuple[int, ...]  # sorted, distinct
 
     def built(self) -> dict[str, Strategy]:
-        return {name: build_strategy(name, self.settings.strategy_params, n=max(self.budgets)) for name in self.strategies}
+        """Each strategy at its largest budget (an unknown strategy or parameter fails here)."""
+        return {name: build_strategy(name, self.settings.strategy_params, n=max(self.runs[name]))
+                for name in self.strategies}
+
+    @cached_property
+    def runs(self) -> dict[str, tuple[int, ...]]:
+        """The budgets each strategy can run: a beam search runs N in multiples of its beam
+        width, so its other budgets are skipped (said once in the log), never run as another N."""
+        runs: dict[str, tuple[int, ...]] = {}
+        for name in self.strategies:
+            refused: dict[int, str] = {}
+            for n in self.budgets:
+                try:
+                    build_strategy(name, self.settings.strategy_params, n=n)
+                except ConfigError as exc:
+                    refused[n] = str(exc)
+            runs[name] = tuple(n for n in self.budgets if n not in refused)
+            if not runs[name]:
+                raise ConfigError(refused[max(refused)])  # the largest budget's reason is the clearest
+            if refused:
+                log.warning("%s skips budgets %s: %s", name, sorted(refused), refused[min(refused)])
+        return runs
 
     @cached_property
     def pooled(self) -> tuple[str, ...]:
@@ -182,7 +209,7 @@ def plan_jobs(problems: Sequence[Problem], spec: WorkSpec, done: set[Key]) -> li
     for problem in problems:
         if any((problem.id, name, n) not in done for name in pooled for n in spec.budgets):
             jobs.append(Job(problem, None, max(spec.budgets)))
-        jobs += [Job(problem, name, n) for name in searched for n in spec.budgets if (problem.id, name, n) not in done]
+        jobs += [Job(problem, name, n) for name in searched for n in spec.runs[name] if (problem.id, name, n) not in done]
     return jobs
 
 
@@ -298,23 +325,24 @@ async def run_bench(
     spec = WorkSpec(settings, tuple(strategies), tuple(sorted(set(budgets))))
     spec.built()  # an unknown strategy or parameter fails here, before any model loads
     executor = executor or LocalExecutor(concurrency, solver)
-    bar = None
-    try:
-        resolved = await executor.start(spec)
-        config = {**(run_config or {}), "strategies": list(strategies), "budgets": list(spec.budgets),
-                  "settings": settings.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True}),
-                  "resolved": resolved}
-        store = RunStore(out_dir, config)
-        done = store.done()
-        jobs = plan_jobs(problems, spec, done)
-        bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress, dynamic_ncols=True)
-        async for _, rows in executor.run(jobs):
-            fresh = [row for row in rows if row_key(row) not in done]  # a pool re-run for one missing budget
-            done.update(row_key(row) for row in fresh)
-            await asyncio.to_thread(store.append, fresh)
-            bar.update()
-    finally:
-        if bar is not None:
-            bar.close()
-        await executor.aclose()
+    with OutputLock(out_dir, folder=True):  # a second run on the folder is refused before any model loads
+        bar = None
+        try:
+            resolved = await executor.start(spec)
+            config = {**(run_config or {}), "strategies": list(strategies), "budgets": list(spec.budgets),
+                      "settings": settings.record(),
+                      "resolved": resolved}
+            store = RunStore(out_dir, config)
+            done = store.done()
+            jobs = plan_jobs(problems, spec, done)
+            bar = tqdm(total=len(jobs), desc="bench", unit="job", disable=not progress, dynamic_ncols=True)
+            async for _, rows in executor.run(jobs):
+                fresh = [row for row in rows if row_key(row) not in done]  # a pool re-run for one missing budget
+                done.update(row_key(row) for row in fresh)
+                await asyncio.to_thread(store.append, fresh)
+                bar.update()
+        finally:
+            if bar is not None:
+                bar.close()
+            await executor.aclose()
     return store

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.files import append_all, jsonl_lines, parse_row, read_bytes, write_atomically
 
 log = logging.getLogger(__name__)
 ROWS, CONFIG = "rows.jsonl", "run.json"
@@ -41,11 +43,12 @@ class RunStore:
         budgets (and be started by a different command line)."""
         path = self.dir / CONFIG
         if path.is_file():
-            before = json.loads(path.read_text())
-            changed = sorted(k for k in set(before) | set(config) if k not in GROWS and before.get(k) != config.get(k))
+            before = self.config()
+            changed = differences({k: v for k, v in before.items() if k not in GROWS},
+                                  {k: v for k, v in config.items() if k not in GROWS})
             if changed:
                 raise ConfigError(
-                    f"{self.dir} holds a run with other settings ({', '.join(changed)} differ); "
+                    f"{self.dir} holds a run with other settings ({'; '.join(changed)}); "
                     "resume it with the same settings, or pass a new --out directory"
                 )
             config = {
@@ -53,9 +56,7 @@ class RunStore:
                 "budgets": sorted({*before.get("budgets", []), *config.get("budgets", [])}),
                 "strategies": list(dict.fromkeys([*before.get("strategies", []), *config.get("strategies", [])])),
             }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(config, indent=2, sort_keys=True))
-        os.replace(tmp, path)
+        write_atomically(path, json.dumps(config, indent=2, sort_keys=True))
 
     def _cut_torn_line(self) -> None:
         if not self.rows_path.is_file():
@@ -67,34 +68,55 @@ class RunStore:
             with open(self.rows_path, "r+b") as f:
                 f.truncate(keep)
 
-    def config(self) -> dict[str, Any]:
+    def config(self, *required: str) -> dict[str, Any]:
+        """What the run was started with (run.json), holding every `required` key."""
         path = self.dir / CONFIG
-        return json.loads(path.read_text()) if path.is_file() else {}
+        if not path.is_file():
+            return {}
+        config = parse_row(1, read_bytes(path, "a run's run.json"))
+        missing = [key for key in required if isinstance(config, dict) and key not in config]
+        if isinstance(config, str) or missing:
+            raise ConfigError(f"{path} was not written by rfprm bench, or was edited "
+                              f"({config if isinstance(config, str) else 'no ' + ', '.join(missing)}); "
+                              "restore it, or rerun that benchmark into a new --out folder")
+        return config
 
     def rows(self) -> list[dict[str, Any]]:
         """Every finished row; a torn last line (a run killed mid-write) is skipped."""
         if not self.rows_path.is_file():
             if not self.dir.is_dir():
-                raise ConfigError(f"{self.dir} is not a benchmark run directory")
+                raise ConfigError(f"{self.dir} is not a benchmark run directory; give the --out folder of an rfprm bench run")
             return []
         rows = []
-        lines = self.rows_path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, 1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if number != len(lines):
-                    raise ConfigError(f"{self.rows_path}:{number} is not JSON; the file was edited or corrupted") from None
+        lines = list(jsonl_lines(self.rows_path, "a run's rows.jsonl"))
+        for number, line in lines:
+            row = parse_row(number, line)
+            if isinstance(row, dict):
+                rows.append(row)
+            elif number != lines[-1][0]:
+                raise ConfigError(f"{self.rows_path}: {row}; the file was edited or corrupted: restore it, "
+                                  "or start a new --out directory")
         return rows
 
     def done(self) -> set[Key]:
         return {row_key(row) for row in self.rows()}
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode("utf-8")
+        data = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode("utf-8", "backslashreplace")
         fd = os.open(self.rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            os.write(fd, data)
-            os.fsync(fd)
+            append_all(fd, data, self.rows_path)
         finally:
             os.close(fd)
+
+
+def differences(before: Any, now: Any, path: str = "") -> list[str]:
+    """Each setting that differs between two JSON values, named by its dotted path with both values."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        return [d for key in sorted(set(before) | set(now), key=str)
+                for d in differences(before.get(key), now.get(key), f"{path}.{key}" if path else str(key))]
+    if before == now:
+        return []
+    if re.search(r"key|token|secret|password|url", path, re.I):  # may hold credentials: name it only
+        return [f"{path} changed"]
+    return [f"{path or 'the run'}: {json.dumps(before)[:60]} then, {json.dumps(now)[:60]} now"]

@@ -1,14 +1,19 @@
 """Generator backend for any OpenAI-compatible endpoint, on the official `openai` SDK.
 
 Retries follow the shared policy of rfprm_tts.http_retry. Servers that ignore or reject `n`
-(llama.cpp, some proxies) get parallel single requests, each with a seed of its own.
+(llama.cpp, some proxies) get parallel single requests, each with a seed of its own. A server
+is taken to reject `n` only when a 400 for n > 1 is followed by single requests that succeed
+(a 400 for the request's content fails them too), and only for N_REJECTED_TTL_S: one request
+never changes how every later request is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import openai
 from openai import AsyncOpenAI
@@ -20,6 +25,9 @@ from rfprm_tts.http_retry import Replicas, describe_failure, retrying
 from rfprm_tts.settings import GeneratorSettings, Sampling
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+N_REJECTED_TTL_S = 600.0  # how long a server that rejected n > 1 gets single requests, before n is tried again
 
 
 class OpenAIGenerator:
@@ -39,7 +47,7 @@ class OpenAIGenerator:
             AsyncOpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0) for url in self.replicas.urls
         ]
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
-        self._server_honours_n = True
+        self._n_rejected_until = [0.0] * len(self.replicas.urls)  # per server: monotonic time
         self.num_parameters = settings.num_parameters
         self.sampling = settings.sampling()
         self.tokenizer = None  # formats completions prompts; weighs a response's token split
@@ -55,6 +63,11 @@ class OpenAIGenerator:
             return render_plain(messages, prefix)
         return render(self.tokenizer, messages, prefix)
 
+    async def _tokenizing(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)`, on a worker thread when a tokenizer is set: tokenizing a long prompt
+        or answer takes long enough to hold up every other request on the event loop."""
+        return await asyncio.to_thread(work, *args) if self.tokenizer is not None else work(*args)
+
     async def aclose(self) -> None:
         for client in self.clients:
             await client.close()
@@ -64,16 +77,17 @@ class OpenAIGenerator:
             raise ConfigError(f"n must be >= 1, got {request.n}")
         result = GenerationResult()
         sampling = request.resolved(self.sampling)
-        if request.n > 1 and self._server_honours_n:
+        server = self.replicas.order(request.question)[0]  # the server the request goes to first
+        rejected_n = False
+        if request.n > 1 and time.monotonic() >= self._n_rejected_until[server]:
             try:
                 result.completions = await self._request(request, sampling, request.n, sampling.seed, result)
             except GenerationError as exc:
                 if not isinstance(exc.__cause__, openai.BadRequestError):
                     return self._all_failed(request.n, exc, result)
-                log.warning("%s rejected n=%d; sending single requests", self.base_url, request.n)
-                self._server_honours_n = False
+                rejected_n = True
             if 0 < len(result.completions) < request.n:
-                log.info("%s ignored n (%d of %d); topping up", self.base_url, len(result.completions), request.n)
+                log.info("%s ignored n (%d of %d); topping up", self.replicas.urls[server], len(result.completions), request.n)
         got = len(result.completions)
         if got < request.n:
             # the samples already drawn used seeds seed .. seed + got - 1 (or one seed for all of
@@ -89,6 +103,10 @@ class OpenAIGenerator:
                     raise outcome
                 else:
                     result.completions.extend(outcome)
+        if rejected_n and any(c.error is None for c in result.completions):
+            log.warning("%s rejected n=%d but answers single requests; sending single requests for %.0f s",
+                        self.replicas.urls[server], request.n, N_REJECTED_TTL_S)
+            self._n_rejected_until[server] = time.monotonic() + N_REJECTED_TTL_S
         return result
 
     def _all_failed(self, n: int, exc: GenerationError, result: GenerationResult) -> GenerationResult:
@@ -123,7 +141,7 @@ class OpenAIGenerator:
                     attempts += 1
                     async with self._semaphore:
                         response = await self._send(self.clients[server], request, sampling, n, seed)
-                    completions = self._parse(response, result)
+                    completions = await self._parse(response, result)
         except (openai.OpenAIError, MalformedResponseError) as exc:
             raise GenerationError(describe_failure(exc, self.replicas.urls[server], attempts)) from exc
         finally:
@@ -143,7 +161,8 @@ class OpenAIGenerator:
         try:
             if s.api == "completions":
                 return await client.completions.create(
-                    prompt=self.completion_prompt(request.messages, request.prefix), max_tokens=sampling.max_tokens,
+                    prompt=await self._tokenizing(self.completion_prompt, request.messages, request.prefix),
+                    max_tokens=sampling.max_tokens,
                     extra_body=body, **common,
                 )
             messages = list(request.messages)
@@ -157,7 +176,7 @@ class OpenAIGenerator:
         except ValueError as exc:  # the SDK's json.loads on a body that is not JSON
             raise MalformedResponseError(f"response body is not valid JSON ({exc})") from exc
 
-    def _parse(self, response: Any, result: GenerationResult) -> list[Completion]:
+    async def _parse(self, response: Any, result: GenerationResult) -> list[Completion]:
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             raise MalformedResponseError(
@@ -179,10 +198,14 @@ class OpenAIGenerator:
             )
         usage = getattr(response, "usage", None)
         if usage is not None:
+            counts = (usage.prompt_tokens, usage.completion_tokens)
+            if not all(count is None or (isinstance(count, int) and count >= 0) for count in counts):
+                # the SDK does not validate the body: a count that is no whole number fails here
+                raise MalformedResponseError(f"usage counts are not whole numbers (got {str(usage)[:200]!r})")
             result.prompt_tokens += usage.prompt_tokens or 0
             result.generated_tokens += usage.completion_tokens or 0
             if usage.completion_tokens is not None:
-                share_tokens(completions, usage.completion_tokens, self.tokenizer)
+                await self._tokenizing(share_tokens, completions, usage.completion_tokens, self.tokenizer)
         return completions
 
 

@@ -13,12 +13,12 @@ import threading
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
-from rfprm_tts.chat import prompt_ids
+from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.model_names import resolve_model
+from rfprm_tts.model_names import checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
-from rfprm_tts.torch_utils import pick_device, pick_dtype
+from rfprm_tts.torch_utils import load_checked, pick_device, pick_dtype
 
 
 class StopOnText(StoppingCriteria):
@@ -37,15 +37,33 @@ class StopOnText(StoppingCriteria):
         return torch.tensor([any(s in tail for s in self.stops) for tail in tails], device=input_ids.device)
 
 
+class StopWhenSet(StoppingCriteria):
+    """Stops every sequence once `event` is set: the request's client went away, and the
+    thread running generate() cannot be cancelled any other way."""
+
+    def __init__(self, event: threading.Event):
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
 class TransformersGenerator:
     def __init__(self, settings: GeneratorSettings):
         self.settings = settings
-        path = resolve_model(settings.model, "generator")
-        self.device = pick_device(settings.device)
+        self.device = pick_device(settings.device, "generator.device")
+        path = checkpoint_path(settings.model, "generator")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=pick_dtype(settings.dtype, self.device)
+        require_chat_template(self.tokenizer, path, "generator")
+        self.model = load_checked(
+            AutoModelForCausalLM.from_pretrained, path, "generator", dtype=pick_dtype(settings.dtype, self.device)
         ).to(self.device).eval()
+        embedded = self.model.get_input_embeddings().num_embeddings
+        if len(self.tokenizer) > embedded:
+            raise ConfigError(
+                f"the tokenizer of {path} has {len(self.tokenizer)} tokens but the model embeds only {embedded}: "
+                "the tokenizer belongs to another model; copy the model's own tokenizer files into the checkpoint"
+            )
         self.num_parameters = sum(p.numel() for p in self.model.parameters())
         self.sampling = settings.sampling()
         self._lock = threading.Lock()  # one generate() at a time: torch already uses every core
@@ -56,16 +74,30 @@ class TransformersGenerator:
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.n < 1:
             raise ConfigError(f"n must be >= 1, got {request.n}")
-        return await asyncio.to_thread(self._generate, request)
+        cancelled = threading.Event()
+        try:
+            return await asyncio.to_thread(self._generate, request, cancelled)
+        except asyncio.CancelledError:
+            cancelled.set()  # the thread runs on: its generate() stops at the next token
+            raise
 
     @torch.inference_mode()
-    def _generate(self, request: GenerationRequest) -> GenerationResult:
+    def _generate(self, request: GenerationRequest, cancelled: threading.Event) -> GenerationResult:
         s = request.resolved(self.sampling)
         prompt = prompt_ids(self.tokenizer, request.messages, request.prefix)
+        context = self.model.config.max_position_embeddings
+        if len(prompt) >= context:  # attention over it would run for hours, then produce garbage
+            raise ConfigError(f"the prompt takes {len(prompt):,} tokens but the generator's context is {context:,}; "
+                              "shorten the question (or the conversation)")
         stop = list(s.stop)
         eos = self.tokenizer.eos_token_id
         sample = s.temperature > 0
+        stopping = StoppingCriteriaList([StopWhenSet(cancelled)])
+        if stop:
+            stopping.append(StopOnText(self.tokenizer, stop, len(prompt)))
         with self._lock:
+            if cancelled.is_set():  # its client left while it waited for the model
+                return GenerationResult()
             if s.seed is not None:
                 torch.manual_seed(s.seed)
             output = self.model.generate(
@@ -75,9 +107,9 @@ class TransformersGenerator:
                 temperature=s.temperature if sample else None,
                 top_p=s.top_p if sample else None,
                 top_k=None,
-                max_new_tokens=s.max_tokens,
+                max_new_tokens=min(s.max_tokens, context - len(prompt)),
                 num_return_sequences=request.n if sample else 1,
-                stopping_criteria=StoppingCriteriaList([StopOnText(self.tokenizer, stop, len(prompt))]) if stop else None,
+                stopping_criteria=stopping,
                 eos_token_id=eos,
                 pad_token_id=eos,
                 return_dict_in_generate=True,

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 from typing import Any
 
 from rfprm_tts.batch_worker import BatchWorker
-from rfprm_tts.chat import prompt_ids
+from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.model_names import resolve_model
+from rfprm_tts.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
 
 
@@ -36,8 +37,11 @@ class VLLMGenerator:
             ) from None
         self.settings = settings
         v = settings.vllm
+        path = checkpoint_path(settings.model, "generator")
+        if os.path.isdir(path):
+            check_weights(path, "generator")  # a missing or truncated file, named before the engine starts
         engine_args: dict[str, Any] = dict(
-            model=resolve_model(settings.model, "generator"),
+            model=path,
             dtype=settings.dtype,
             gpu_memory_utilization=v.gpu_memory_utilization,
             tensor_parallel_size=v.tensor_parallel_size,
@@ -49,6 +53,7 @@ class VLLMGenerator:
             engine_args["max_model_len"] = v.max_model_len
         self.llm = LLM(**{**engine_args, **v.engine_kwargs})
         self.tokenizer = self.llm.get_tokenizer()
+        require_chat_template(self.tokenizer, path, "generator")
         self.num_parameters = settings.num_parameters  # vLLM does not report it uniformly
         self.sampling = settings.sampling()
         self._worker = BatchWorker(self._generate_batch, name="rfprm-vllm")

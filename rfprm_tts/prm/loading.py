@@ -7,8 +7,10 @@ prefix reuse and `prm.incremental`, else batched), vLLM pooling in-process, or a
 
 from __future__ import annotations
 
+import os
+
 from rfprm_tts.errors import ConfigError, PRMLoadError
-from rfprm_tts.model_names import resolve_model
+from rfprm_tts.model_names import check_weights, checkpoint_path
 from rfprm_tts.prm.protocol import InputFormat, Runner
 from rfprm_tts.prm.registry import FORMATS, FormatSpec
 from rfprm_tts.prm.scorer import PRMScorer
@@ -32,7 +34,7 @@ def load_prm(path_or_name: str, **options) -> PRMScorer:
     from transformers import AutoConfig, AutoTokenizer
 
     settings = PRMSettings(model=path_or_name, **options)
-    path = resolve_model(settings.model, "prm")
+    path = checkpoint_path(settings.model, "prm")
     trust = settings.trust_remote_code
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust)
@@ -73,6 +75,8 @@ def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputF
     if settings.backend == "vllm":
         from rfprm_tts.prm.vllm_pooling import VLLMPoolingRunner
 
+        if os.path.isdir(path):
+            check_weights(path, "prm")  # a missing or truncated file, named before the engine starts
         runner = VLLMPoolingRunner(settings, path, fmt.rows)
         return runner, runner.max_model_len
     if settings.backend == "http":
@@ -85,7 +89,7 @@ def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputF
     from rfprm_tts.prm.incremental import IncrementalRunner
     from rfprm_tts.torch_utils import pick_device, pick_dtype
 
-    device = pick_device(settings.device)
+    device = pick_device(settings.device, "prm.device")
     model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device), fmt)
     pad_id = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None else 0
     options = dict(batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens,

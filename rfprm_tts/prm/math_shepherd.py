@@ -54,8 +54,11 @@ def load_token_choice_model(settings, path: str, config, device, dtype, fmt):
     from transformers import AutoModelForCausalLM
 
     from rfprm_tts.prm.heads import TokenChoiceModel
+    from rfprm_tts.torch_utils import load_checked
 
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=settings.trust_remote_code)
+    lm = load_checked(
+        AutoModelForCausalLM.from_pretrained, path, "prm", dtype=dtype, trust_remote_code=settings.trust_remote_code
+    )
     return TokenChoiceModel(lm, fmt.choices).to(device).eval()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from rfprm_tts.chat import prm_messages, render
+from rfprm_tts.chat import prm_messages, render, require_chat_template
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.protocol import Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
@@ -51,6 +51,7 @@ def is_outcome_model(config) -> bool:
 
 
 def _build(settings, path: str, config, tokenizer) -> OutcomeFormat:
+    require_chat_template(tokenizer, path, "prm")
     return OutcomeFormat(tokenizer, system_prompt=settings.system_prompt)
 
 
@@ -59,14 +60,16 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
     from transformers import AutoModelForSequenceClassification
 
     from rfprm_tts.prm.heads import ScalarHeadModel
+    from rfprm_tts.torch_utils import load_checked
 
     if getattr(config, "num_labels", None) != 1:
         raise PRMLoadError(
             f"{path!r} has {getattr(config, 'num_labels', None)} labels; an outcome reward model has one "
             "(a reward logit). Set prm.format to the checkpoint's format."
         )
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, dtype=dtype, trust_remote_code=settings.trust_remote_code
+    model = load_checked(
+        AutoModelForSequenceClassification.from_pretrained, path, "prm", dtype=dtype,
+        trust_remote_code=settings.trust_remote_code,
     )
     head = getattr(model, "score", None) or getattr(model, "classifier", None)
     if not hasattr(head, "weight") or head.weight.shape[0] != 1:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from rfprm_tts.chat import prompt_ids, render
+from rfprm_tts.chat import prompt_ids, render, require_chat_template
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.math_shepherd import load_token_choice_model
 from rfprm_tts.prm.protocol import Rows
@@ -75,6 +75,7 @@ class RLHFlowFormat:
 
 
 def _build(settings, path: str, config, tokenizer) -> RLHFlowFormat:
+    require_chat_template(tokenizer, path, "prm")
     return RLHFlowFormat(tokenizer, settings.good_token, settings.bad_token)
 
 

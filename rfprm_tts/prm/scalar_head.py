@@ -10,6 +10,7 @@ steps joined by the step separator (`"\\n\\n"` unless given).
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Sequence
 
 import torch
@@ -26,7 +27,15 @@ REWARD_HEAD_FILE = "reward_head.pt"
 
 def load_reward_head(path: str, hidden_size: int) -> nn.Linear:
     """The head from `reward_head.pt`: a state dict (weight [1, h], bias [1]) or a saved Linear."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    if not os.path.isfile(path):
+        raise PRMLoadError(
+            f"{path} is missing: the scalar_head format (ReasonFlux-PRM-1.5B) reads its reward head from it; copy "
+            "the checkpoint's reward_head.pt there, or set prm.format to the checkpoint's format"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise PRMLoadError(f"{path} cannot be read ({exc}): truncated or corrupt; download it again") from None
     if isinstance(state, nn.Module):
         state = state.state_dict()
     head = nn.Linear(hidden_size, 1)
@@ -72,7 +81,12 @@ def _build(settings, path: str, config, tokenizer) -> ScalarHeadFormat:
 def _load_model(settings, path: str, config, device, dtype, fmt) -> ScalarHeadModel:
     from transformers import AutoModel
 
-    body = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=settings.trust_remote_code).to(device).eval()
+    from rfprm_tts.torch_utils import load_checked
+
+    body = load_checked(  # the decoder alone: the reward head is read below, the language-model head is unused
+        AutoModel.from_pretrained, path, "prm", unused=("lm_head.",), dtype=dtype,
+        trust_remote_code=settings.trust_remote_code,
+    ).to(device).eval()
     head = load_reward_head(os.path.join(path, REWARD_HEAD_FILE), config.hidden_size).to(dtype)
     return ScalarHeadModel(body, head).eval()
 

@@ -95,8 +95,11 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
     from transformers import AutoModel
 
     from rfprm_tts.prm.heads import ScalarHeadModel
+    from rfprm_tts.torch_utils import load_checked
 
-    body = AutoModel.from_pretrained(path, dtype=dtype).to(device).eval()
+    body = load_checked(  # the decoder alone: the value head is read below, the language-model head is unused
+        AutoModel.from_pretrained, path, "prm", unused=("v_head.", "lm_head."), dtype=dtype
+    ).to(device).eval()
     head = load_value_head(path, config.hidden_size).to(dtype)
     return ScalarHeadModel(body, head).eval()
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
-from rfprm_tts.chat import prm_messages, prompt_ids, render
+from rfprm_tts.chat import prm_messages, prompt_ids, render, require_chat_template
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.protocol import Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
@@ -92,6 +92,7 @@ class StepTagFormat:
 
 
 def _build(settings, path: str, config, tokenizer) -> StepTagFormat:
+    require_chat_template(tokenizer, path, "prm")
     step_tag = settings.step_tag or "<extra_0>"
     tag_id = tokenizer.convert_tokens_to_ids(step_tag)
     if tag_id is None or tag_id == tokenizer.unk_token_id:
@@ -109,12 +110,14 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
     from transformers import AutoModel
 
     from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel, check_two_label_head
+    from rfprm_tts.torch_utils import load_checked
 
     architectures = list(getattr(config, "architectures", None) or [])
+    unused = ("lm_head.",)  # a language-model head some PRM checkpoints keep (vLLM's class skips it too)
     if "Qwen2ForProcessRewardModel" in architectures:
-        model = Qwen2ForProcessRewardModel.from_pretrained(path, dtype=dtype)
+        model = load_checked(Qwen2ForProcessRewardModel.from_pretrained, path, "prm", unused=unused, dtype=dtype)
     elif settings.trust_remote_code:
-        model = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=True)
+        model = load_checked(AutoModel.from_pretrained, path, "prm", unused=unused, dtype=dtype, trust_remote_code=True)
     else:
         raise PRMLoadError(
             f"{path!r} declares architectures {architectures}, not a step-tag process reward model "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from urllib.parse import parse_qsl, urlencode
 
 from rfprm_tts.serve.app import create_app
 from rfprm_tts.settings import Settings
@@ -17,13 +19,30 @@ from rfprm_tts.settings import Settings
 KEEP_ALIVE_S = 75
 
 
+class RedactQuery(logging.Filter):
+    """Blanks the values of a logged request's query string: a client may put its key there
+    (`?api_key=...`), and the proxy's own API takes nothing in a query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn's access line: (client, method, path with query, HTTP version, status)
+        if isinstance(record.args, tuple) and len(record.args) == 5 and "?" in str(record.args[2]):
+            path, _, query = str(record.args[2]).partition("?")
+            blanked = urlencode([(name, "REDACTED") for name, _ in parse_qsl(query, keep_blank_values=True)], safe="")
+            record.args = (*record.args[:2], f"{path}?{blanked}", *record.args[3:])
+        return True
+
+
 def _config(settings: Settings, log_level: str):  # -> uvicorn.Config
     import uvicorn
 
-    return uvicorn.Config(
+    config = uvicorn.Config(
         create_app(settings), host=settings.serve.host, port=settings.serve.port, log_level=log_level,
         access_log=settings.serve.access_log, timeout_keep_alive=KEEP_ALIVE_S,
     )
+    access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just now
+    if not any(isinstance(f, RedactQuery) for f in access.filters):
+        access.addFilter(RedactQuery())
+    return config
 
 
 def serve(settings: Settings) -> None:

@@ -4,7 +4,10 @@ Each request's strategy scores its candidates with `score_batch` (from a worker 
 `BatchingScorer` hands those calls to a BatchWorker, which takes what arrived within a short
 window (up to a maximum number of trajectories) and scores it in one `score_many` call, so the
 PRM runs larger batches, and its throughput grows, as load grows. A batch that fails is split:
-an error reaches only the request that caused it.
+an error reaches only the request that caused it. Batches are size-aware: a trajectory longer
+than TRAJECTORY_CHARS (question included) counts as one per TRAJECTORY_CHARS towards the
+batch's maximum, so a huge prompt fills a batch of its own instead of padding its neighbours'
+inputs to its length.
 """
 
 from __future__ import annotations
@@ -13,6 +16,15 @@ from collections.abc import Callable, Sequence
 
 from rfprm_tts.batch_worker import BatchWorker
 from rfprm_tts.prm.protocol import Request, ScoredBatch, Scorer, ScorerDefaults, Steps
+
+TRAJECTORY_CHARS = 8192  # an ordinary answer and its question are shorter: each counts as one
+
+
+def weight(request: Request) -> int:
+    """What a request counts towards a batch's maximum: its trajectories, a long one counting
+    once per TRAJECTORY_CHARS."""
+    question, trajectories = request
+    return sum(1 + (len(question) + sum(len(step) for step in steps)) // TRAJECTORY_CHARS for steps in trajectories)
 
 
 class BatchingScorer(ScorerDefaults):
@@ -28,7 +40,8 @@ class BatchingScorer(ScorerDefaults):
         max_batch: int = 256,
         on_batch: Callable[[int, int], None] | None = None,
     ):
-        """`on_batch(requests, trajectories)` is told the size of every batched call."""
+        """`on_batch(requests, weight)` is told the size of every batched call (its
+        trajectories, long ones counting more: see `weight`)."""
         self.scorer = scorer
         self.aggregation = scorer.aggregation
         self.num_parameters = scorer.num_parameters
@@ -36,7 +49,7 @@ class BatchingScorer(ScorerDefaults):
         self.partial_ok = getattr(scorer, "partial_ok", True)
         self.one_score = getattr(scorer, "one_score", False)
         self._worker: BatchWorker[Request, ScoredBatch] = BatchWorker(
-            scorer.score_many, window_s=window_s, max_size=max_batch, size=lambda request: len(request[1]),
+            scorer.score_many, window_s=window_s, max_size=max_batch, size=weight,
             on_batch=on_batch, name="rfprm-prm-batcher",
         )
 

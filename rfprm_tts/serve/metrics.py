@@ -32,7 +32,8 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )
         self.batch_trajectories = Histogram(
-            "rfprm_prm_batch_trajectories", "Trajectories in one batched PRM call.", registry=r,
+            "rfprm_prm_batch_trajectories",
+            "Trajectories in one batched PRM call (one longer than 8 KiB counting once per 8 KiB).", registry=r,
             buckets=(1, 4, 16, 64, 128, 256, 512, 1024),
         )
 

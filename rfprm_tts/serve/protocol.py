@@ -1,0 +1,311 @@
+"""The proxy's wire format: request models, their parsing and validation, error objects, and
+the bodies and stream events it answers with.
+
+Everything a client sends is checked here, before any work starts, so a request's content
+gets a 400 naming the field at fault, never a 500: JSON nesting and number sizes are bounded,
+strings must be valid Unicode (a lone surrogate cannot be encoded for the upstream or the
+tokenizer), and `rfprm.params` is validated by the strategy's own parameter model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rfprm_tts.context import Progress
+from rfprm_tts.errors import ConfigError
+from rfprm_tts.settings import Settings
+from rfprm_tts.strategies.base import Strategy, build_strategy
+from rfprm_tts.trajectory import SolveResult
+
+MAX_JSON_DEPTH = 32  # far deeper than any chat request; bounds every recursive walk after parsing
+SEED_LIMIT = 2**63  # seeds are int64 upstream; the search adds the sample's index to it
+_BUDGET_HEADER = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes '²'
+
+
+class APIError(Exception):
+    """An error answered as an OpenAI-style error object."""
+
+    def __init__(
+        self, status: int, message: str, kind: str, code: str | None = None, headers: dict[str, str] | None = None,
+        param: str | None = None,
+    ):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.code = status, message, kind, code
+        self.headers, self.param = headers or {}, param
+
+    def payload(self) -> dict[str, Any]:
+        return {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
+
+    def response(self) -> JSONResponse:
+        return JSONResponse({"error": self.payload()}, status_code=self.status, headers=self.headers)
+
+
+def invalid(message: str, code: str, param: str | None = None) -> APIError:
+    """A 400 for the request's content."""
+    return APIError(400, message, "invalid_request_error", code, param=param)
+
+
+class RfprmOptions(BaseModel):
+    """Per-request search options (the body's `rfprm` object)."""
+
+    model_config = ConfigDict(extra="forbid")
+    strategy: str | None = None
+    n: int | None = Field(None, ge=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    token_budget: int | None = Field(None, ge=1)
+    budget_counts: Literal["generated", "total"] | None = None
+    return_candidates: bool = False
+
+
+class ScoreItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(min_length=1)
+    response: str | None = None
+    steps: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_answer(self) -> ScoreItem:
+        if (self.response is None) == (self.steps is None):
+            raise ValueError("give each item a response or a list of steps (one of them)")
+        return self
+
+
+class ScoreRequest(BaseModel):
+    """`POST /v1/prm/score`: `{"items": [{"question": ..., "response": ...} or {"question": ...,
+    "steps": [...]}]}`; the answer: `{"results": [{"step_scores", "scores" (every aggregation),
+    "steps", "prm_note", "prm_tokens", "error"}], "usage": {"prm_tokens"}}`."""
+
+    model_config = ConfigDict(extra="forbid")
+    items: list[ScoreItem] = Field(min_length=1)
+
+
+class ChatRequest(BaseModel):
+    """The chat-completions fields the proxy reads; other fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    n: int = Field(1, ge=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(None, ge=0, lt=SEED_LIMIT)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    rfprm: RfprmOptions = Field(default_factory=RfprmOptions)
+
+    @property
+    def token_limit(self) -> int | None:
+        """The cap on each answer (max_completion_tokens, or the older max_tokens)."""
+        return self.max_completion_tokens or self.max_tokens
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        """The request's sampling fields, as per-solve overrides of the generator settings."""
+        given = {
+            "temperature": self.temperature, "top_p": self.top_p, "seed": self.seed, "max_tokens": self.token_limit,
+            "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
+        }
+        return {f"generator__{name}": value for name, value in given.items() if value is not None}
+
+
+@dataclass
+class ChatCall:
+    """A validated chat request and the strategy built for it."""
+
+    chat: ChatRequest
+    strategy: Strategy
+
+
+def load_json(body: bytes) -> Any:
+    """The body as JSON, refusing what would make later steps fail: bad syntax, integers past
+    Python's digit limit (a ValueError in json.loads), nesting deeper than MAX_JSON_DEPTH (a
+    RecursionError past about 1,000 levels), and strings that are not valid Unicode."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise invalid(f"the body's JSON is nested more than {MAX_JSON_DEPTH} levels deep", "invalid_json") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError and the int digit limit are ValueErrors
+        raise invalid(f"the body is not valid JSON: {exc}", "invalid_json") from None
+    check_values(data)
+    return data
+
+
+def check_values(data: Any) -> None:
+    """Walk the parsed body (iteratively: no recursion for a hostile depth) and refuse nesting
+    past MAX_JSON_DEPTH and strings that cannot be encoded as UTF-8 (lone surrogates, which
+    JSON's \\ud800 escapes can produce), naming the field."""
+    todo: list[tuple[str, Any, int]] = [("", data, 0)]
+    while todo:
+        where, value, depth = todo.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise invalid(f"the body's JSON is nested more than {MAX_JSON_DEPTH} levels deep", "invalid_json")
+        if isinstance(value, dict):
+            todo.extend((f"{where}.{key}" if where else str(key), item, depth + 1) for key, item in value.items())
+            texts = list(value)  # the keys; the values are checked as they come off `todo`
+        elif isinstance(value, list):
+            todo.extend((f"{where}[{i}]", item, depth + 1) for i, item in enumerate(value))
+            texts = []
+        else:
+            texts = [value] if isinstance(value, str) else []
+        for text in texts:
+            try:
+                text.encode()
+            except UnicodeEncodeError:
+                raise invalid(f"{where or 'the body'} is not valid Unicode (a lone surrogate escape)",
+                              "invalid_unicode", param=where or None) from None
+
+
+def validation_error(exc: ValidationError) -> APIError:
+    """A pydantic error as a 400 naming the first field at fault."""
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    if not where:  # the body itself: not a JSON object
+        return invalid(f"the body must be a JSON object: {first['msg']}", "invalid_body")
+    return invalid(f"invalid field {where}: {first['msg']}", "invalid_field", param=where)
+
+
+def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None) -> ChatCall:
+    """A chat-completions body, validated within the server's limits, with its strategy."""
+    try:
+        chat = ChatRequest.model_validate(load_json(body))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+    limits = settings.serve
+    if chat.n != 1:
+        raise invalid("n must be 1: the proxy returns one chosen answer; set the search budget with rfprm.n",
+                      "invalid_n", "n")
+    n = chat.rfprm.n or settings.n
+    if n > limits.max_n:
+        raise invalid(f"rfprm.n={n} is over this server's limit of {limits.max_n}", "n_too_large", "rfprm.n")
+    max_tokens = chat.token_limit
+    if max_tokens is not None and max_tokens > limits.max_tokens:
+        raise invalid(f"max_tokens={max_tokens} is over this server's limit of {limits.max_tokens}",
+                      "max_tokens_too_large", "max_tokens")
+    return ChatCall(chat, request_strategy(chat.rfprm, settings, n, budget_header))
+
+
+def request_strategy(options: RfprmOptions, settings: Settings, n: int, budget_header: str | None) -> Strategy:
+    """The strategy of the request, its parameters validated by the strategy's own model:
+    `rfprm.params` first, then the `rfprm` object's own fields (which win), then the token
+    budget: the smallest the request gave (rfprm.token_budget, rfprm.params, the header), else
+    the server's limit; over the limit is refused."""
+    for field, instead in (("n", "rfprm.n"), ("name", "rfprm.strategy")):
+        if field in options.params:
+            raise invalid(f"rfprm.params.{field} is not a strategy parameter; give it as {instead}",
+                          "invalid_rfprm_option", f"rfprm.params.{field}")
+    name = options.strategy or settings.strategy
+    own = {"budget_counts": options.budget_counts} if options.budget_counts else {}
+    strategy = build(name, settings, n=n, **{**options.params, **own})
+    limit = settings.serve.max_token_budget
+    in_params = strategy.params.token_budget if "token_budget" in options.params else None  # validated
+    asked = [b for b in (options.token_budget, in_params, header_budget(budget_header)) if b]
+    budget = min(asked, default=limit)
+    if limit is not None and budget is not None and budget > limit:
+        raise invalid(f"token budget {budget} is over this server's limit of {limit}", "token_budget_too_large",
+                      "rfprm.token_budget")
+    return build(name, settings, n=n, **{**options.params, **own, "token_budget": budget})
+
+
+def build(name: str, settings: Settings, **params: Any) -> Strategy:
+    try:
+        return build_strategy(name, settings.strategy_params, **params)
+    except ConfigError as exc:
+        raise invalid(str(exc), "invalid_rfprm_option", "rfprm") from None
+
+
+def header_budget(header: str | None) -> int | None:
+    """The X-Rfprm-Token-Budget header's value: ASCII digits, at most 12 of them."""
+    if header is None:
+        return None
+    value = header.strip()
+    if not _BUDGET_HEADER.fullmatch(value) or int(value) < 1:
+        raise invalid(f"X-Rfprm-Token-Budget must be a positive whole number of tokens, got {header[:40]!r}",
+                      "invalid_token_budget", "X-Rfprm-Token-Budget")
+    return int(value)
+
+
+def parse_model(model: type[BaseModel], body: bytes) -> Any:
+    """A JSON endpoint's body (POST /v1/prm/score, /v1/rewards/openrlhf), under the same
+    parse limits as chat completions."""
+    try:
+        return model.model_validate(load_json(body))
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_id: str) -> dict[str, Any]:
+    best = result.best
+    usage = result.usage
+    body: dict[str, Any] = {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": best.trajectory.text if best else ""},
+            "finish_reason": (best.finish_reason if best and best.finish_reason in ("stop", "length") else "stop"),
+        }],
+        "usage": {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.generated_tokens,
+            "total_tokens": usage.prompt_tokens + usage.generated_tokens,
+        },
+        "rfprm": {
+            "answer": result.answer,
+            "score": best.score if best else None,
+            "strategy": result.strategy,
+            "strategy_params": result.strategy_params,
+            "usage": usage.model_dump(),
+        },
+    }
+    if chat.rfprm.return_candidates:
+        body["rfprm"]["candidates"] = [
+            {
+                "text": c.trajectory.text, "answer": c.answer, "score": c.score, "step_scores": c.step_scores,
+                "finish_reason": c.finish_reason, "error": c.error, "prm_note": c.prm_note,
+            }
+            for c in result.candidates
+        ]
+    return body
+
+
+DONE = "data: [DONE]\n\n"
+
+
+def sse(data: dict[str, Any]) -> str:
+    return f"data: {json.dumps(data)}\n\n"
+
+
+def chunk_head(request_id: str, created: int, model: str) -> dict[str, Any]:
+    return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
+
+
+def delta_chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
+    return sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+
+
+def progress_chunk(head: dict[str, Any], progress: Progress) -> str:
+    """A search progress event: no choices (clients that only read choices skip it)."""
+    return sse({**head, "choices": [], "rfprm": {"event": "progress", **asdict(progress)}})
+
+
+def answer_chunks(body: dict[str, Any], include_usage: bool, piece: int = 64) -> list[str]:
+    """The chosen answer as content chunks, the finish chunk (with the `rfprm` object), and
+    the usage chunk when asked for ([DONE] follows: the stream sends it)."""
+    head = chunk_head(body["id"], body["created"], body["model"])
+    text = body["choices"][0]["message"]["content"]
+    events = [delta_chunk(head, {"content": text[i : i + piece]}) for i in range(0, len(text), piece)]
+    events.append(delta_chunk(head, {}, body["choices"][0]["finish_reason"], rfprm=body["rfprm"]))
+    if include_usage:
+        events.append(sse({**head, "choices": [], "usage": body["usage"]}))
+    return events
