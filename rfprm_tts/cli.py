@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from rfprm_tts.errors import Interrupted, RfprmError
-from rfprm_tts.files import check_input, check_output, read_bytes, write_atomically
+from rfprm_tts.files import check_input, check_output, jsonl, read_bytes, write_atomically
 from rfprm_tts.trajectory import SolveResult
 
 if TYPE_CHECKING:
@@ -235,7 +235,7 @@ def prm_settings(**given: Any) -> Settings:
 def write_page(result: SolveResult, path: str) -> None:
     from rfprm_tts.view import render_html
 
-    write_atomically(path, render_html(result), "backslashreplace")
+    write_atomically(path, render_html(result))
     print(f"wrote {path} ({len(result.tree)} search nodes)", file=sys.stderr)
 
 
@@ -315,7 +315,7 @@ def eval_prm_main(args: argparse.Namespace, out: IO[str]) -> int:
     finally:
         scorer.close()
     if args.out:
-        write_atomically(args.out, "".join(json.dumps(p) + "\n" for p in predictions))
+        write_atomically(args.out, jsonl(predictions))
     print(report_json(report) if args.json else report.table(), file=out)
     return 0
 

@@ -17,7 +17,7 @@ import json
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,18 +152,30 @@ def read_jsonl(path: str | Path, what: str) -> list[dict[str, Any]]:
     return rows
 
 
-def write_atomically(path: str | Path, text: str, errors: str = "strict") -> None:
-    """Write a whole file so that a failure leaves the old one (or none), never half of it.
-    `errors="backslashreplace"` writes a lone surrogate in JSON text as the escape it was read from."""
+# Characters that JSON may hold raw but that line-splitting readers (Python's str.splitlines,
+# older JavaScript) treat as line breaks: written escaped, so one row stays one line everywhere.
+_LINE_BREAKS = {ord("\x85"): "\\u0085", ord("\u2028"): "\\u2028", ord("\u2029"): "\\u2029"}
+
+
+def jsonl(rows: Iterable[dict[str, Any]], sort_keys: bool = False) -> bytes:
+    """Rows as JSONL bytes: readable UTF-8, one line a row, a lone surrogate written as the
+    escape it was read from (so nothing the user gave changes)."""
+    text = "".join(json.dumps(row, ensure_ascii=False, sort_keys=sort_keys).translate(_LINE_BREAKS) + "\n" for row in rows)
+    return text.encode("utf-8", "backslashreplace")
+
+
+def write_atomically(path: str | Path, data: str | bytes) -> None:
+    """Write a whole file so that a failure leaves the old one (or none), never half of it."""
     path = Path(path)
+    data = data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        append_all(fd, text.encode("utf-8", errors), path)
+        append_all(fd, data, path)
         os.close(fd)
         fd = -1
         if path.exists() and not path.is_file():  # /dev/stdout, a FIFO: write through, not replace
-            with open(path, "w", encoding="utf-8", errors=errors) as f:
-                f.write(text)
+            with open(path, "wb") as f:
+                f.write(data)
             os.unlink(tmp)
             return
         os.replace(tmp, path)

@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError, Interrupted
-from rfprm_tts.files import OutputLock, append_all, check_input, check_output, jsonl_lines, parse_row, write_atomically
+from rfprm_tts.files import (
+    OutputLock,
+    append_all,
+    check_input,
+    check_output,
+    jsonl,
+    jsonl_lines,
+    parse_row,
+    write_atomically,
+)
 from rfprm_tts.prm.protocol import Scorer
 from rfprm_tts.scoring import score_responses
 from rfprm_tts.settings import Settings
@@ -187,8 +196,7 @@ def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str 
 
                 def flush() -> None:
                     rows = score_chunk(scorer, chunk, fields, settings)
-                    append_all(fd, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode(
-                        "utf-8", "backslashreplace"), out)  # a lone surrogate stays the JSON escape it was
+                    append_all(fd, jsonl(rows), out)
                     for r in rows:
                         if "error" in r["rfprm"]:
                             summary.errors += 1

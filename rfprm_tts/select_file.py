@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.files import check_output, read_jsonl, write_atomically
+from rfprm_tts.files import check_output, jsonl, read_jsonl, write_atomically
 from rfprm_tts.grading import equivalent
 from rfprm_tts.prm.aggregate import AGGREGATIONS
 from rfprm_tts.score_file import QUESTION_FIELDS, RESPONSE_FIELDS, pick
@@ -132,5 +132,5 @@ def select_file(source: str | Path, out: str | Path, rule: Rule) -> Summary:
     if rows and not any("rfprm" in r for r in rows):
         raise ConfigError(f"{source} has no scored rows (no 'rfprm' field): run rfprm score on it first")
     kept, summary = select(rows, rule)
-    write_atomically(out, "".join(json.dumps(rows[i], ensure_ascii=False) + "\n" for i in kept), "backslashreplace")
+    write_atomically(out, jsonl(rows[i] for i in kept))
     return summary

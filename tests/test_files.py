@@ -139,3 +139,34 @@ def test_any_bytes_read_as_rows_or_reasons(lines):
 def test_any_json_object_round_trips(row):
     line = json.dumps(row, ensure_ascii=False).encode("utf-8", "backslashreplace")
     assert parse_row(1, line) == row
+
+
+ROW = st.fixed_dictionaries({"question": st.text(max_size=30), "response": st.text(max_size=60)},
+                            optional={"id": st.integers(), "extra": st.text(max_size=5)})
+LINE = ROW.map(lambda r: json.dumps(r, ensure_ascii=False).encode("utf-8", "backslashreplace")) | st.binary(max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(LINE, min_size=1, max_size=12), st.integers(1, 5))
+def test_score_file_keeps_every_line_in_order_whatever_the_lines(tmp_path_factory, lines, chunk):
+    """Any JSONL, good rows and junk mixed: one output row per non-blank line, in input order,
+    each input row's fields unchanged, junk as error rows; never an exception."""
+    from tests.fakes import DigitScorer  # noqa: PLC0415 - the tests' own deterministic scorer
+
+    from rfprm_tts.score_file import score_file
+    from rfprm_tts.settings import Settings
+
+    folder = tmp_path_factory.mktemp("score")
+    source = folder / "in.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+    expected = [parse_row(n, line) for n, line in jsonl_lines(source, "x")]
+    if not expected:
+        return
+    score_file(DigitScorer(), Settings(), source, folder / "out.jsonl", chunk_rows=chunk, progress=False)
+    out = [json.loads(x) for x in (folder / "out.jsonl").read_text().splitlines()]
+    assert len(out) == len(expected)
+    for row, given_ in zip(out, expected):
+        if isinstance(given_, dict):
+            assert {k: row[k] for k in given_} == given_
+        assert ("error" in row["rfprm"]) != (isinstance(given_, dict) and given_["question"].strip() != ""
+                                             and given_["response"].strip() != "" and "step_scores" in row["rfprm"])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.files import append_all, jsonl_lines, parse_row, read_bytes, write_atomically
+from rfprm_tts.files import append_all, jsonl, jsonl_lines, parse_row, read_bytes, write_atomically
 
 log = logging.getLogger(__name__)
 ROWS, CONFIG = "rows.jsonl", "run.json"
@@ -102,7 +102,7 @@ class RunStore:
         return {row_key(row) for row in self.rows()}
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        data = "".join(json.dumps(row, sort_keys=True) + "\n" for row in rows).encode("utf-8", "backslashreplace")
+        data = jsonl(rows, sort_keys=True)
         fd = os.open(self.rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             append_all(fd, data, self.rows_path)
