@@ -9,8 +9,10 @@ and whatever a library or an engine process prints go to stderr, quiet unless `-
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -93,8 +95,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="generator model name or path ('demo' = bundled)")
     parser.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--api", choices=["chat", "completions"], help="which OpenAI API to call")
-    parser.add_argument("--temperature", type=float, help="sampling temperature")
-    parser.add_argument("--max-tokens", type=int, help="most tokens per completion")
+    parser.add_argument("--temperature", type=finite, help="sampling temperature")
+    parser.add_argument("--max-tokens", type=at_least(1), help="most tokens per completion")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--system-prompt", help="system message before the question")
     parser.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
@@ -104,6 +106,31 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", help="PRM device: auto, cpu, cuda")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum` (so `--concurrency 0` cannot hang a run)."""
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return whole_number
+
+
+def finite(text: str) -> float:
+    """An argparse type: a finite number (nan and inf would poison scores and rankings)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 class Parser(argparse.ArgumentParser):
@@ -122,7 +149,7 @@ def build_parser() -> Parser:
     solve.add_argument("--json", action="store_true", help="print the full result as JSON")
     solve.add_argument("--html", metavar="OUT.html", help="also write the search as a page (see rfprm view)")
     solve.add_argument("--strategy", help="search strategy (default: best_of_n)")
-    solve.add_argument("-n", "--n", type=int, help="sample budget N")
+    solve.add_argument("-n", "--n", type=at_least(1), help="sample budget N")
     add_backend_arguments(solve)
 
     bench = commands.add_parser(
@@ -134,30 +161,31 @@ def build_parser() -> Parser:
     bench.add_argument("--choice-seed", type=int, default=0, help="multiple choice (gpqa_diamond): the seed that orders the choices")
     bench.add_argument("--data-dir", help="folder with <name>.jsonl files for the named datasets (offline)")
     bench.add_argument("--field", action="append", metavar="FIELD=NAME", help="map question/answer/id to a file's field names")
-    bench.add_argument("--start", type=int, default=0, help="first problem (after shuffling)")
-    bench.add_argument("--end", type=int, help="problem index to stop before")
-    bench.add_argument("--limit", type=int, help="at most this many problems")
+    bench.add_argument("--start", type=at_least(0), default=0, help="first problem (after shuffling)")
+    bench.add_argument("--end", type=at_least(0), help="problem index to stop before")
+    bench.add_argument("--limit", type=at_least(1), help="at most this many problems")
     bench.add_argument("--shuffle-seed", type=int, help="shuffle the problems with this seed first")
-    bench.add_argument("--num-shards", type=int, default=1, help="split the problems into K shards (job arrays)")
-    bench.add_argument("--shard-index", type=int, default=0,
+    bench.add_argument("--num-shards", type=at_least(1), default=1, help="split the problems into K shards (job arrays)")
+    bench.add_argument("--shard-index", type=at_least(0), default=0,
                        help="run shard I of --num-shards: problems I, I+K, ...; merge with `rfprm bench merge OUT DIR...`")
-    bench.add_argument("--strategies", nargs="+", default=["majority_vote", "best_of_n", "weighted_best_of_n"])
-    bench.add_argument("--budgets", nargs="+", type=int, default=[1, 2, 4, 8, 16], help="sample budgets N")
+    bench.add_argument("--strategies", nargs="+", default=["majority_vote", "best_of_n", "weighted_best_of_n"],
+                       help="strategies to compare, by registered name (default majority_vote best_of_n weighted_best_of_n)")
+    bench.add_argument("--budgets", nargs="+", type=at_least(1), default=[1, 2, 4, 8, 16], help="sample budgets N (default 1 2 4 8 16)")
     bench.add_argument("--out", required=True, help="run directory (rerun the same command to resume)")
-    bench.add_argument("--concurrency", type=int, default=4, help="problems solved at once (per replica with Ray)")
+    bench.add_argument("--concurrency", type=at_least(1), default=4, help="problems solved at once (per replica with Ray)")
     bench.add_argument("--executor", choices=["local", "ray"], default="local",
                        help="local: one solver in this process; ray: replicas on a Ray cluster (pip install 'rfprm-tts[ray]')")
     bench.add_argument("--ray-address", help="Ray cluster to join: auto or HOST:PORT (default: RAY_ADDRESS, else a new local Ray)")
-    bench.add_argument("--replicas", type=int, help="Ray actors, each with its own generator and PRM (default 1)")
-    bench.add_argument("--cpus-per-replica", type=float, help="CPUs Ray reserves per replica (default 1)")
-    bench.add_argument("--gpus-per-replica", type=float, help="GPUs Ray reserves per replica (default: 1 if the cluster has GPUs, else 0)")
+    bench.add_argument("--replicas", type=at_least(1), help="Ray actors, each with its own generator and PRM (default 1)")
+    bench.add_argument("--cpus-per-replica", type=finite, help="CPUs Ray reserves per replica (default 1)")
+    bench.add_argument("--gpus-per-replica", type=finite, help="GPUs Ray reserves per replica (default: 1 if the cluster has GPUs, else 0)")
     add_backend_arguments(bench)
 
     serve = commands.add_parser("serve", help="OpenAI-compatible proxy: PRM-chosen answers from any upstream")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8080)")
     serve.add_argument("--strategy", help="default search strategy (a request's rfprm.strategy overrides)")
-    serve.add_argument("-n", "--n", type=int, help="default sample budget (a request's rfprm.n overrides)")
+    serve.add_argument("-n", "--n", type=at_least(1), help="default sample budget (a request's rfprm.n overrides)")
     serve.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
                        help="a key clients must send as 'Authorization: Bearer KEY' (repeatable); it shows in ps: "
                        "prefer --api-key-file or RFPRM_SERVE__API_KEYS='[\"KEY\"]'; never printed")
@@ -181,12 +209,12 @@ def build_parser() -> Parser:
     score.add_argument("--response-field", help="default: response, completion, output or solution")
     score.add_argument("--steps-field", help="a field holding a list of steps, instead of a response to cut")
     score.add_argument("--id-field", default="id", help="rows' id (default id): a resume checks it lines up")
-    score.add_argument("--chunk-rows", type=int, default=64, help="rows scored and written together (default 64)")
+    score.add_argument("--chunk-rows", type=at_least(1), default=64, help="rows scored and written together (default 64)")
     score.add_argument("--restart", action="store_true", help="discard OUT and score from the start")
     score.add_argument("--json", action="store_true", help="print the summary as JSON")
     score.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
     score.add_argument("--format", help="prm.format: auto, step_tag, math_shepherd, rlhflow, skywork, ...")
-    score.add_argument("--alpha", type=float, help="prm.alpha, the reasonflux aggregation's weight")
+    score.add_argument("--alpha", type=finite, help="prm.alpha, the reasonflux aggregation's weight")
     score.add_argument("--device", help="PRM device: auto, cpu, cuda")
     score.add_argument("-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)")
 
@@ -195,11 +223,11 @@ def build_parser() -> Parser:
     pick.add_argument("-o", "--out", required=True, help="the kept rows (JSONL, input order)")
     pick.add_argument("--by", default="reasonflux", help="the aggregation to rank by (default reasonflux)")
     size = pick.add_mutually_exclusive_group()
-    size.add_argument("--top-k", type=int, help="keep the K best per group (or overall with --per global)")
-    size.add_argument("--top-frac", type=float, help="keep this share of each group (rounded up)")
+    size.add_argument("--top-k", type=at_least(1), help="keep the K best per group (or overall with --per global)")
+    size.add_argument("--top-frac", type=finite, help="keep this share of each group (rounded up)")
     pick.add_argument("--per", choices=["group", "global"], default="group", help="rank within groups or the whole file")
     pick.add_argument("--group-field", help="rows with the same value form a group (default: the question)")
-    pick.add_argument("--min-score", type=float, help="drop rows scoring below this")
+    pick.add_argument("--min-score", type=finite, help="drop rows scoring below this")
     pick.add_argument("--require-correct", action="store_true", help="keep only rows whose answer equals the gold field")
     pick.add_argument("--gold-field", default="answer", help="the gold answer's field (default answer)")
     pick.add_argument("--response-field", help="default: response, completion, output or solution")
@@ -212,7 +240,7 @@ def build_parser() -> Parser:
     evaluate.add_argument("file", help="JSONL with problem, steps, label (first wrong step, -1 if none), optional "
                           "subset per row; 'demo' = the bundled demo-world file")
     evaluate.add_argument("--field", action="append", metavar="FIELD=NAME", help="map problem/steps/label/subset to other names")
-    evaluate.add_argument("--threshold", type=float, help="a step below it is wrong (default 0.5, a 2-label PRM's argmax)")
+    evaluate.add_argument("--threshold", type=finite, help="a step below it is wrong (default 0.5, a 2-label PRM's argmax)")
     evaluate.add_argument("--tune-on", metavar="SUBSET", help="use the threshold with the best F1 on this subset "
                           "(ProcessBench tunes on gsm8k) for every subset")
     evaluate.add_argument("--out", help="write each row with its step scores and predicted first error (JSONL)")
@@ -311,7 +339,7 @@ def eval_prm_main(args: argparse.Namespace, out: IO[str]) -> int:
     scorer = build_scorer(settings.prm)
     try:
         report, predictions = evaluate(scorer, rows, aggregation=settings.prm.aggregation, alpha=settings.prm.alpha,
-                                       threshold=args.threshold, tune_on=args.tune_on)
+                                       threshold=args.threshold, tune_on=args.tune_on, progress=show_progress(args))
     finally:
         scorer.close()
     if args.out:
@@ -330,6 +358,9 @@ def merge_parser() -> Parser:
 def merge_main(args: argparse.Namespace, out: IO[str]) -> int:
     from rfprm_tts.bench import merge_runs, write_report
 
+    for shard in args.shards:
+        if not os.path.isdir(shard):
+            raise RfprmError(f"{shard} is not a folder; give each shard's --out folder")
     check_output(args.out, *args.shards, folder=True)
     merge_runs(args.out, args.shards)
     write_report(args.out, out=out)
@@ -514,6 +545,10 @@ def command_parsers() -> dict[str, argparse.ArgumentParser]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     words = tuple(argv[:2])
+    if len(words) == 2 and words[0] == "bench" and not words[1].startswith("-") and words not in SUB_COMMANDS:
+        close = difflib.get_close_matches(words[1], [w for _, w in SUB_COMMANDS], n=1)
+        raise RfprmError(f"unknown bench subcommand {words[1]!r}" + (f"; did you mean 'rfprm bench {close[0]}'?" if close
+                         else "; rfprm bench takes options (--dataset ... --out ...), or: report DIR, merge OUT DIR..."))
     if words in SUB_COMMANDS:
         args = SUB_COMMANDS[words]().parse_args(argv[2:])
         args.command, args.verbose = " ".join(words), False
@@ -541,7 +576,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except RfprmError as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        from rfprm_tts.settings import without_passwords
+
+        print(f"error: {without_passwords(' '.join(str(exc).split()))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not print a traceback now

@@ -126,14 +126,15 @@ def evaluate(scorer: Scorer, rows: list[Row], *, aggregation: str = "auto", alph
     """The report, and each row with its step scores and predicted first error."""
     if scorer.partial_ok is False:
         raise ConfigError("eval-prm needs step scores; an outcome reward model scores whole answers only")
+    subsets = sorted({r.subset for r in rows})
+    if tune_on is not None and tune_on not in subsets:  # said before the scoring, not after it
+        raise ConfigError(f"--tune-on {tune_on!r}: no such subset; the file has {', '.join(subsets)}: name one of them")
     started = time.perf_counter()
     scores, tokens = score_rows(scorer, rows, progress)
     method = resolve_aggregation(aggregation, scorer)
     answers = [Labelled(r.subset, r.problem, r.label, s, aggregate(s, method, alpha)) for r, s in zip(rows, scores)]
     if tune_on is not None:
         chosen = [a for a in answers if a.subset == tune_on]
-        if not chosen:
-            raise ConfigError(f"--tune-on {tune_on!r}: no such subset (the file has {sorted({a.subset for a in answers})})")
         threshold = tune_threshold(chosen)
     threshold = 0.5 if threshold is None else threshold
     value, problems = within_problem_auroc(answers)

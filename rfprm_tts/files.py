@@ -59,6 +59,10 @@ def check_output(out: str | Path, *inputs: str | Path, folder: bool = False) -> 
             raise ConfigError(f"the output {out} is the input {given}: writing it would destroy the input; "
                               "choose another output path")
     if folder:
+        for given in inputs:
+            if Path(given).resolve().is_relative_to(out.resolve()):
+                raise ConfigError(f"the input {given} is inside the output folder {out}: the run would write over it; "
+                                  "choose another output folder")
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out} is a file, not a folder; give a folder for the run (it is created if missing)")
         parent = out if out.exists() else out.parent

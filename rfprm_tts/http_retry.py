@@ -17,6 +17,7 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 from tenacity.wait import wait_random_exponential
 
 from rfprm_tts.errors import MalformedResponseError
+from rfprm_tts.settings import without_passwords
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -59,18 +60,18 @@ def retrying(max_retries: int, backoff_s: float, backoff_max_s: float, *, asynch
 
 def describe_failure(exc: BaseException, base_url: str, attempts: int, section: str = "generator") -> str:
     """One line saying what failed and what to check; `section` names the settings
-    ("generator" or "prm") whose base_url and timeout_s apply."""
+    ("generator" or "prm") whose base_url and timeout_s apply. A password in the URL is masked."""
     tries = f"after {attempts} attempt{'s' * (attempts != 1)}"
     if isinstance(exc, openai.APITimeoutError):
-        return f"request to {base_url} timed out {tries}; raise {section}.timeout_s or check the server"
-    if isinstance(exc, openai.APIConnectionError):
-        return (
-            f"cannot reach {base_url} ({tries}): {exc.__cause__ or exc}; check "
-            f"RFPRM_{section.upper()}__BASE_URL and that the server is running"
-        )
-    if isinstance(exc, openai.APIStatusError):
-        return f"{base_url} answered HTTP {exc.status_code} ({tries}): {exc.message}"
-    return f"{base_url}: {exc} ({tries})"
+        line = f"request to {base_url} timed out {tries}; raise {section}.timeout_s or check the server"
+    elif isinstance(exc, openai.APIConnectionError):
+        line = (f"cannot reach {base_url} ({tries}): {exc.__cause__ or exc}; check "
+                f"RFPRM_{section.upper()}__BASE_URL and that the server is running")
+    elif isinstance(exc, openai.APIStatusError):
+        line = f"{base_url} answered HTTP {exc.status_code} ({tries}): {exc.message}"
+    else:
+        line = f"{base_url}: {exc} ({tries})"
+    return without_passwords(line)
 
 
 class Replicas:

@@ -26,7 +26,7 @@ Aggregation = Literal["last", "min", "mean", "prod", "reasonflux"]
 class VLLMSettings(BaseModel):
     """Engine options of the in-process vLLM backend."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a misspelt key or nan/inf is an error
 
     gpu_memory_utilization: float = Field(
         0.5, gt=0, le=1, description="Share of GPU memory for the engine; the PRM uses the rest."
@@ -64,7 +64,7 @@ class HTTPSettings(BaseModel):
     """How to reach an HTTP endpoint: the generator's OpenAI-compatible server, or the PRM's
     pooling server (prm.backend "http"). Retries follow rfprm_tts.http_retry."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a misspelt key or nan/inf is an error
 
     base_url: str | None = Field(
         None, description="The endpoint: generator e.g. http://127.0.0.1:8000/v1; PRM the pooling server's root URL."
@@ -93,7 +93,7 @@ class GeneratorSettings(HTTPSettings):
         "'vllm': in-process vLLM engine.",
     )
     model: str = Field(
-        "demo", description="Model name or local path; 'demo' is the bundled demo world."
+        "demo", min_length=1, description="Model name or local path; 'demo' is the bundled demo world."
     )
     api: Literal["chat", "completions"] = Field(
         "chat", description="Chat completions (server applies the chat template) or completions."
@@ -142,7 +142,7 @@ class PRMSettings(HTTPSettings):
         description="'transformers': in-process. 'vllm': in-process vLLM pooling runner. "
         "'http': a vLLM pooling server at base_url.",
     )
-    model: str = Field("demo", description="PRM name or local path; 'demo' is the bundled PRM.")
+    model: str = Field("demo", min_length=1, description="PRM name or local path; 'demo' is the bundled PRM.")
     format: str = Field(
         "auto",
         description="Input format, by registered name: 'step_tag' (ReasonFlux-PRM-7B, Qwen2.5-Math-PRM), "
@@ -236,7 +236,7 @@ class PRMSettings(HTTPSettings):
 class ServeSettings(BaseModel):
     """`rfprm serve`: the OpenAI-compatible proxy's address, keys and limits."""
 
-    model_config = ConfigDict(extra="forbid")  # a misspelt key is an error, not ignored
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # a misspelt key or nan/inf is an error
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: any free port).")
@@ -288,7 +288,7 @@ class Settings(BaseSettings):
 
     # Sources are read by rfprm_tts.config_sources (see Settings.__init__); these say the same
     # for anyone reading the config: RFPRM_ variables, nested with "__", unknown keys refused.
-    model_config = SettingsConfigDict(env_prefix="RFPRM_", env_nested_delimiter="__", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="RFPRM_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False)
 
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     prm: PRMSettings = Field(default_factory=PRMSettings)

@@ -453,3 +453,36 @@ def test_a_row_no_tokenizer_can_encode_is_an_error_row_and_kept_as_given(app):
     first, second = [json.loads(x) for x in (app / "out.jsonl").read_text().splitlines()]
     assert first["question"] == json.loads(bad)["question"]  # the user's text, unchanged
     assert "lone surrogate" in first["rfprm"]["error"] and "step_scores" in second["rfprm"]
+
+
+def test_a_dataset_inside_the_run_folder_is_refused_before_anything_is_written(app):
+    """The run would append its rows to the dataset itself (a user's review found it)."""
+    (app / "run").mkdir()
+    data = app / "run" / "rows.jsonl"
+    data.write_text(json.dumps({"question": QUESTION, "answer": "33", "problem_id": "a", "strategy": "s", "n": 1}) + "\n")
+    before = digest(app)
+    line = assert_one_error_line(rfprm(["bench", "--dataset", str(data), "--out", str(app / "run"), "--budgets", "1"], app))
+    assert "inside the output folder" in line and digest(app) == before
+
+
+@pytest.mark.parametrize("args, named", [
+    (["bench", "--dataset", "demo", "--out", "r", "--concurrency", "0"], "--concurrency: must be at least 1"),
+    (["score", "x.jsonl", "-o", "y.jsonl", "--alpha", "nan"], "--alpha: must be a finite number"),
+    (["solve", QUESTION, "--temperature", "inf"], "--temperature: must be a finite number"),
+    (["bench", "reprot", "r"], "did you mean 'rfprm bench report'"),
+    (["bench", "merge", "m", "nosuchdir"], "nosuchdir is not a folder"),
+    (["solve", QUESTION, "--model", ""], "generator.model"),
+])
+def test_values_that_would_hang_or_poison_a_run(app, args, named):
+    assert named in assert_one_error_line(rfprm(args, app))
+
+
+def test_a_password_in_a_url_is_masked_in_errors_and_rows(app):
+    url = f"http://user:{CANARY}@127.0.0.1:9/v1"
+    line = assert_one_error_line(rfprm(["solve", QUESTION, "--backend", "openai", "--base-url", url, "-n", "1"], app))
+    assert "http://user:***@127.0.0.1:9/v1" in line
+    done = rfprm(["bench", "--dataset", "demo", "--limit", "1", "--budgets", "1", "--strategies", "best_of_n",
+                  "--backend", "openai", "--base-url", url, "--out", str(app / "run")], app)
+    assert CANARY not in done.stdout + done.stderr
+    for written in (app / "run").iterdir():
+        assert CANARY not in written.read_text(errors="replace"), written

@@ -27,7 +27,7 @@ from rfprm_tts.errors import ConfigError
 from rfprm_tts.files import OutputLock
 from rfprm_tts.grading import choice_letter, compare
 from rfprm_tts.prm.aggregate import resolve_aggregation
-from rfprm_tts.settings import Settings
+from rfprm_tts.settings import Settings, without_passwords
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import SampleThenChoose, Strategy, build_strategy
 from rfprm_tts.trajectory import Candidate, Usage
@@ -215,7 +215,7 @@ def plan_jobs(problems: Sequence[Problem], spec: WorkSpec, done: set[Key]) -> li
 
 def failed_rows(job: Job, spec: WorkSpec, error: BaseException | str) -> list[dict[str, Any]]:
     """The rows a job owed, each marked with why it has no answer (the run goes on)."""
-    message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    message = without_passwords(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
     return [
         asdict(Row(
             problem_id=job.problem.id, strategy=strategy, n=n, gold=job.problem.answer, answer=None, prediction=None,
