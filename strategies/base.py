@@ -11,6 +11,7 @@ keys rejected) and `async search(question, ctx) -> SearchOutcome`. Register one 
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -128,10 +129,22 @@ def strategy_class(name: str) -> type:
     if name not in _REGISTRY:
         _load_entry_points()
     if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, available_strategies(), n=1)
         raise ConfigError(
-            f"unknown strategy {name!r}; available: {', '.join(available_strategies())}"
+            f"unknown strategy {name!r}; {f'did you mean {close[0]!r}? ' if close else ''}"
+            f"available: {', '.join(available_strategies())}"
         )
     return _REGISTRY[name]
+
+
+def _problem(error: Any, known: list[str]) -> str:
+    """One validation error as text: a check across fields (no loc) is its own message; a
+    misspelt parameter gets the closest name."""
+    if not error["loc"]:
+        return error["msg"].removeprefix("Value error, ")
+    where = ".".join(map(str, error["loc"]))
+    close = difflib.get_close_matches(where, known, n=1) if error["type"] == "extra_forbidden" else []
+    return f"{where}: {error['msg']}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
 def build_strategy(name: str, defaults: Mapping[str, Any] | None = None, **params: Any) -> Strategy:
@@ -143,10 +156,7 @@ def build_strategy(name: str, defaults: Mapping[str, Any] | None = None, **param
     try:
         return cls(cls.Params(**params))
     except ValidationError as exc:
-        problems = "; ".join(  # a check across fields (no loc) is its own message
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
-            for e in exc.errors()
-        )
+        problems = "; ".join(_problem(e, list(cls.Params.model_fields)) for e in exc.errors())
         known = ", ".join(cls.Params.model_fields)
         raise ConfigError(
             f"invalid parameters for strategy {name!r}: {problems} (it takes: {known})"

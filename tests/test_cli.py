@@ -29,7 +29,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
         (["solve", ""], "prompt is empty"),
         (["solve", "q", "--strategy", "nope"], "unknown strategy 'nope'"),
         (["solve", "q", "--aggregation", "median"], "prm.aggregation"),
-        (["solve", "q", "-n", "0"], "greater than or equal to 1"),
+        (["solve", "q", "-n", "0"], "-n/--n: must be at least 1"),
         (["solve", "q", "--backend", "openai"], "needs a base URL"),
     ]:
         out = rfprm(*args, cwd=tmp_path)

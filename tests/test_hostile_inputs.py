@@ -389,6 +389,9 @@ MISTAKES = {
     "an aggregation that does not exist": (["solve", QUESTION, "--aggregation", "nope"], "must be one of last, min"),
     "a beam search at an N it cannot run": (["solve", QUESTION, "--strategy", "beam_search", "-n", "6"], "beam_width"),
     "an unknown command": (["sovle", QUESTION], "invalid choice: 'sovle'"),
+    "a strategy one letter off": (["solve", QUESTION, "--strategy", "beam_serch"], "did you mean 'beam_search'"),
+    "a parameter one letter off": (["solve", QUESTION, "--strategy", "beam_search", "-n", "4", "--param", "beam_widht=2"],
+                                   "did you mean 'beam_width'"),
     "a restart onto the input": (["score", "{SCORED}", "-o", "{SCORED}", "--restart"], "would destroy the input"),
 }
 
