@@ -16,33 +16,21 @@ from typing import Any, Union
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.model_names import Role, load_error
+from rfprm_tts.text import require_unicode
 
 Message = dict[str, str]
 Prompt = Union[str, Sequence[Mapping[str, Any]]]
 ROLES = ("system", "user", "assistant")
 
 
-def _unicode(text: str, where: str) -> str:
-    """`text`, refused when it holds a lone surrogate (half of a UTF-16 pair, as a badly
-    decoded JSON string leaves): that is not Unicode text, and tokenizers raise a TypeError on it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ConfigError(
-            f"{where} holds a lone surrogate {text[exc.start]!r} at character {exc.start}, which is not valid "
-            "Unicode; remove it, or decode the text with errors='replace'"
-        ) from None
-    return text
-
-
 def _text(content: Any, where: str) -> str:
     """A message's text: a string, or OpenAI's list of content parts (text parts joined)."""
     if isinstance(content, str):
-        return _unicode(content, where)
+        return require_unicode(content, where)
     if isinstance(content, list) and all(isinstance(p, Mapping) for p in content):
         if any(p.get("type") != "text" for p in content):
             raise ConfigError(f"{where} has a non-text content part: only text parts are supported")
-        return _unicode("".join(str(p.get("text", "")) for p in content), where)
+        return require_unicode("".join(str(p.get("text", "")) for p in content), where)
     raise ConfigError(f"{where} has no text content: give 'content' as a string (or a list of text parts)")
 
 
@@ -53,7 +41,7 @@ def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
     if prompt is None or (isinstance(prompt, Sequence) and not prompt):
         raise ConfigError("the prompt is empty: pass the question as a non-empty string or a list of chat messages")
     if isinstance(prompt, str):
-        messages = [{"role": "user", "content": _unicode(prompt, "the question")}]
+        messages = [{"role": "user", "content": require_unicode(prompt, "the question")}]
     elif isinstance(prompt, Sequence) and all(isinstance(m, Mapping) for m in prompt):
         messages = []
         for i, message in enumerate(prompt):
@@ -73,7 +61,7 @@ def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
             "the prompt is empty: the last message must be the user's question, as a non-empty string"
         )
     if system_prompt and all(m["role"] != "system" for m in messages):
-        system = _unicode(system_prompt, "the system prompt (generator.system_prompt)")
+        system = require_unicode(system_prompt, "the system prompt (generator.system_prompt)")
         messages.insert(0, {"role": "system", "content": system})
     return messages
 

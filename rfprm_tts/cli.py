@@ -320,7 +320,6 @@ def select_main(args: argparse.Namespace, out: IO[str]) -> int:
     rule = Rule(by=args.by, top_k=args.top_k, top_frac=args.top_frac, per=args.per, min_score=args.min_score,
                 require_correct=args.require_correct, gold_field=args.gold_field, group_field=args.group_field,
                 response_field=args.response_field)
-    check_output(args.out, args.input)
     summary = select_file(args.input, args.out, rule)
     print(json.dumps(asdict(summary)) if args.json else summary.table(), file=out)
     return 0

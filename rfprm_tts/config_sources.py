@@ -24,6 +24,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.files import decode_text
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -157,7 +158,7 @@ def _environment(model: type[BaseModel], variables: dict[str, str], place: str, 
         where = f"{name} {place}" + (f" line {line[name]}" if line else "")
         path = tuple(upper[len(PREFIX):].lower().split("__"))
         if not all(path):
-            raise ConfigError(f"{name} ({where}) is not a setting name: sections and fields are joined by "
+            raise ConfigError(f"{where} is not a setting name: sections and fields are joined by "
                               "one double underscore, e.g. RFPRM_GENERATOR__TEMPERATURE")
         annotation = check_path(model, path, where)
         value: Any = text
@@ -167,7 +168,7 @@ def _environment(model: type[BaseModel], variables: dict[str, str], place: str, 
             except (ValueError, RecursionError):
                 example = '\'["A", "B"]\'' if any(get_origin(t) in (list, tuple) for t in _unwrap(annotation)) \
                     else '\'{"name": "value"}\''
-                raise ConfigError(f"{name} ({where}) must be JSON, e.g. {name}={example}; "
+                raise ConfigError(f"{where} must be JSON, e.g. {name}={example}; "
                                   "its value is not valid JSON") from None
         layer.set(path, value, where)
     return layer
@@ -183,11 +184,7 @@ def _read_text(path: Path, what: str) -> str | None:
         raise ConfigError(f"{path} is a folder, not {what}; remove or rename it") from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}; fix its permissions or remove it") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{path} line {line} is not UTF-8 text; save {what} as UTF-8") from None
+    return decode_text(data, path)
 
 
 def _dotenv(model: type[BaseModel], path: Path) -> Layer:

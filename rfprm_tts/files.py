@@ -89,10 +89,15 @@ def read_bytes(path: str | Path, what: str, limit: int = MAX_INPUT_BYTES) -> byt
     return path.read_bytes()
 
 
+def refuse_utf16(head: bytes, path: str | Path) -> None:
+    """A UTF-16 byte-order mark at the start of a file is named with the conversion to make."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise ConfigError(f"{path} is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8 IN > OUT) and give that")
+
+
 def decode_text(data: bytes, path: str | Path) -> str:
     """UTF-8 text (a BOM allowed), or one clear error naming the line, or the encoding to convert from."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ConfigError(f"{path} is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8 IN > OUT) and give that")
+    refuse_utf16(data, path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -104,9 +109,7 @@ def jsonl_lines(path: str | Path, what: str) -> Iterator[tuple[int, bytes]]:
     """(line number, raw bytes) of each non-blank line, read in blocks (the file may be large)."""
     path = check_input(path, what)
     with open(path, "rb") as f:
-        head = f.read(2)
-        if head in (b"\xff\xfe", b"\xfe\xff"):
-            decode_text(head, path)  # raises: UTF-16
+        refuse_utf16(f.read(2), path)
         f.seek(0)
         for number, line in enumerate(iter_lines(f), 1):
             if line.strip():

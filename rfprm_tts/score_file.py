@@ -35,7 +35,7 @@ from rfprm_tts.files import (
 from rfprm_tts.prm.protocol import Scorer
 from rfprm_tts.scoring import score_responses
 from rfprm_tts.settings import Settings
-from rfprm_tts.text import lone_surrogate
+from rfprm_tts.text import require_unicode
 
 QUESTION_FIELDS = ("question", "problem", "prompt")
 RESPONSE_FIELDS = ("response", "completion", "output", "solution")
@@ -57,9 +57,7 @@ class Fields:
             steps = row.get(self.steps)
             if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
                 raise ValueError(f"field {self.steps!r} must be a non-empty list of strings")
-            if (bad := lone_surrogate("".join(steps))) is not None:
-                raise ValueError(f"field {self.steps!r} holds a lone surrogate ({bad}), which no tokenizer can encode; fix the text")
-            return question, steps
+            return question, [require_unicode(step, f"field {self.steps!r}") for step in steps]
         return question, pick(row, self.response, RESPONSE_FIELDS, "response")
 
 
@@ -67,9 +65,7 @@ def pick(row: dict[str, Any], name: str | None, usual: tuple[str, ...], what: st
     names = (name,) if name else usual
     for n in names:
         if isinstance(row.get(n), str) and row[n].strip():
-            if (bad := lone_surrogate(row[n])) is not None:
-                raise ValueError(f"field {n!r} holds a lone surrogate ({bad}), which no tokenizer can encode; fix the text")
-            return row[n]
+            return require_unicode(row[n], f"field {n!r}")  # a ConfigError is a ValueError: an error row
     flag = f"--{what}-field"
     raise ValueError(f"no {what}: the row has no non-empty text field {' or '.join(map(repr, names))} (name it with {flag})")
 

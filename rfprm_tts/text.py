@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import re
 
+from rfprm_tts.errors import ConfigError
+
 DEFAULT_STEP_SEPARATOR = "\n\n"
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 
 
-def lone_surrogate(text: str) -> str | None:
-    """The first lone UTF-16 surrogate in `text` (raw JSON can carry "\\ud800"; no tokenizer can
-    encode it), as an escape to show the user, or None."""
-    for char in text:
-        if "\ud800" <= char <= "\udfff":
-            return f"\\u{ord(char):04x}"
-    return None
+def require_unicode(text: str, where: str) -> str:
+    """`text`, refused when it holds a lone surrogate (half of a UTF-16 pair, as a badly
+    decoded JSON string leaves): that is not Unicode text, and tokenizers raise a TypeError on it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{where} holds a lone surrogate {text[exc.start]!r} at character {exc.start}, which is not valid "
+            "Unicode; remove it, or decode the text with errors='replace'"
+        ) from None
+    return text
 
 
 def split_steps(text: str, separator: str = DEFAULT_STEP_SEPARATOR) -> list[str]:

@@ -159,6 +159,10 @@ def test_score_file_keeps_every_line_in_order_whatever_the_lines(tmp_path_factor
     folder = tmp_path_factory.mktemp("score")
     source = folder / "in.jsonl"
     source.write_bytes(b"\n".join(lines) + b"\n")
+    if source.read_bytes().startswith((b"\xff\xfe", b"\xfe\xff")):  # a UTF-16 mark: the whole file is refused
+        with pytest.raises(ConfigError, match="UTF-16"):
+            score_file(DigitScorer(), Settings(), source, folder / "out.jsonl", progress=False)
+        return
     expected = [parse_row(n, line) for n, line in jsonl_lines(source, "x")]
     if not expected:
         return

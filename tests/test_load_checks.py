@@ -113,10 +113,11 @@ def test_a_generator_folder_without_a_config_is_named(tmp_path, files):
         generator(folder)
 
 
-def test_a_generator_without_its_tokenizer_is_named(tiny_generator_dir, tmp_path):
+@pytest.mark.parametrize("remove, missing", [(remove_tokenizer, "tokenizer"), (remove_chat_template, "chat template")])
+def test_a_generator_without_its_tokenizer_or_chat_template_is_named(tiny_generator_dir, tmp_path, remove, missing):
     folder = copy(tiny_generator_dir, tmp_path)
-    remove_tokenizer(folder)
-    with pytest.raises(ConfigError, match=f"generator checkpoint {folder} has no tokenizer"):
+    remove(folder)
+    with pytest.raises(ConfigError, match=f"generator checkpoint {folder} has no {missing}"):
         generator(folder)
 
 
@@ -232,13 +233,6 @@ def test_a_shard_missing_from_an_index_is_named(tiny_generator_dir, tmp_path):
     weight_map["lm_head.weight"] = "model-00002-of-00002.safetensors"
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     with pytest.raises(ConfigError, match=f"{folder / 'model-00002-of-00002.safetensors'} is missing"):
-        generator(folder)
-
-
-def test_a_generator_without_a_chat_template_is_named(tiny_generator_dir, tmp_path):
-    folder = copy(tiny_generator_dir, tmp_path)
-    remove_chat_template(folder)
-    with pytest.raises(ConfigError, match=f"generator checkpoint {folder} has no chat template"):
         generator(folder)
 
 
