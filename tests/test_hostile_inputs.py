@@ -332,10 +332,14 @@ def test_two_bench_runs_on_one_folder(app):
 
 
 def test_ctrl_c_while_solving_or_serving(app):
-    run = start(["solve", QUESTION, "-n", "64", "--max-tokens", "512"], app)
-    time.sleep(4)  # importing, loading the models or sampling
-    run.send_signal(signal.SIGINT)
-    stdout, stderr = run.communicate(timeout=60)
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # accepts the request, never answers: the solve waits
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+        run = start(["solve", QUESTION, "--backend", "openai", "--base-url", url, "-n", "1"], app)
+        time.sleep(4)  # importing, loading the PRM or waiting for the upstream: never done by now
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
     assert_one_error_line(subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr), code=130,
                           starts="interrupted")
     serve = start(["serve", "--port", "0"], app)

@@ -151,7 +151,7 @@ def test_a_worker_node_killed_mid_run_loses_no_problem(cluster, tmp_path):
     out = tmp_path / "run"
     command = bench(out, *on_ray(cluster), *BEAM_AT_EVERY_BUDGET, limit=16, strategies=("majority_vote", "beam_search"))
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
-    wait_for_rows(out / "rows.jsonl", 12, driver)
+    wait_for_rows(out / "rows.jsonl", 4, driver)  # early: at beam width 1 the rest goes fast, and the kill must find work
     cluster.kill_node(0)
     stdout, stderr = driver.communicate(timeout=600)
     assert driver.returncode == 0, stderr[-3000:]
