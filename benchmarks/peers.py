@@ -31,7 +31,7 @@ from servers import vllm_server
 
 from rfprm_tts.bench.servers import free_port, server_process
 from rfprm_tts.demo.arithmetic import held_out_problems
-from rfprm_tts.grading import compare
+from rfprm_tts.grading.equivalence import compare
 from rfprm_tts.text import extract_answer
 
 SYSTEM_PROMPT = "Solve step by step."  # the demo world's (rfprm_tts/demo/train.py)

@@ -34,12 +34,12 @@ from transformers import Qwen2Config
 
 from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.demo.tiny import build_tokenizer
-from rfprm_tts.prm.batched import TransformersRunner
-from rfprm_tts.prm.incremental import IncrementalRunner
+from rfprm_tts.prm.runners.batched import TransformersRunner
+from rfprm_tts.prm.runners.incremental import IncrementalRunner
 from rfprm_tts.prm.protocol import positions
-from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.prm.models.qwen2_prm import Qwen2ForProcessRewardModel
 from rfprm_tts.prm.scorer import PRMScorer
-from rfprm_tts.prm.step_tag import StepTagFormat, answer_start
+from rfprm_tts.prm.formats.step_tag import StepTagFormat, answer_start
 
 SHAPES = {  # Qwen2 dimensions
     "demo": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4),

@@ -5,7 +5,7 @@
     python benchmarks/prm_uses_demo.py grpo-weights --seeds 0 --steps 200 --out ...   # do the two differ?
 
 selection: the demo generator samples K answers to each of P training problems (never a
-held-out one); the PRM scores them (rfprm_tts.scoring, reasonflux aggregation) and the
+held-out one); the PRM scores them (rfprm_tts.offline.responses, reasonflux aggregation) and the
 generator is fine-tuned (TRL SFTTrainer, completion-only loss) on the PRM's top answer per
 problem, on a random answer per problem (the same count), and on all of them.
 grpo: TRL GRPO from the demo generator with the outcome-only reward (beta 0) and with the
@@ -68,7 +68,7 @@ def sft(rows: list[dict], seed: int, epochs: int, lr: float, out: Path):
 
 def selection(args) -> dict:
     from rfprm_tts.prm import build_scorer
-    from rfprm_tts.scoring import score_responses
+    from rfprm_tts.offline.responses import score_responses
     from rfprm_tts.settings import Settings
 
     started = time.perf_counter()

@@ -23,7 +23,7 @@ import torch
 
 from rfprm_tts.demo.arithmetic import held_out_problems
 from rfprm_tts.prm import build_scorer
-from rfprm_tts.score_file import score_file
+from rfprm_tts.offline.score import score_file
 from rfprm_tts.settings import Settings
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -13,8 +13,8 @@ import json
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.prm import build_scorer
 from rfprm_tts.rewards import RewardModel
-from rfprm_tts.score_file import score_file
-from rfprm_tts.select_file import Rule, select_file
+from rfprm_tts.offline.score import score_file
+from rfprm_tts.offline.select import Rule, select_file
 
 questions = {"Compute 7 + 5 * 3 - 4.": "18", "Compute 9 + 8 * 7.": "65", "Compute 4 * 6 - 5.": "19"}
 settings = Settings()

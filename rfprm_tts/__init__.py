@@ -6,9 +6,9 @@ The public names are imported on first use, so `import rfprm_tts.prm` (or the CL
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from rfprm_tts.runtime.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -26,7 +26,7 @@ _PUBLIC = {
     "Step": "rfprm_tts.trajectory",
     "Trajectory": "rfprm_tts.trajectory",
     "Usage": "rfprm_tts.trajectory",
-    "Progress": "rfprm_tts.context",
+    "Progress": "rfprm_tts.search.context",
 }
 
 __all__ = [
@@ -47,24 +47,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from rfprm_tts.context import Progress
+    from rfprm_tts.search.context import Progress
     from rfprm_tts.errors import ConfigError, GenerationError, PRMLoadError, RfprmError
     from rfprm_tts.settings import Settings
     from rfprm_tts.solver import ReasoningSolver, asolve, solve
     from rfprm_tts.trajectory import Candidate, SolveResult, Step, Trajectory, Usage
-
-
-def lazy_exports(package: str, public: dict[str, str], namespace: dict[str, Any]) -> Callable[[str], Any]:
-    """A package's `__getattr__` that imports each public name from its module on first use."""
-
-    def __getattr__(name: str) -> Any:
-        if name not in public:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(public[name]), name)
-        namespace[name] = value
-        return value
-
-    return __getattr__
 
 
 __getattr__ = lazy_exports(__name__, _PUBLIC, globals())

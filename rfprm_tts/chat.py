@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.model_names import Role, load_error
+from rfprm_tts.runtime.model_names import Role, load_error
 from rfprm_tts.text import require_unicode
 
 Message = dict[str, str]

@@ -19,9 +19,9 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from rfprm_tts.budget import TokenBudget
+from rfprm_tts.search.budget import TokenBudget
 from rfprm_tts.chat import Prompt, to_messages
-from rfprm_tts.context import Progress, SearchContext
+from rfprm_tts.search.context import Progress, SearchContext
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
 from rfprm_tts.generators import Generator, build_generator
 from rfprm_tts.prm import Scorer, build_scorer

@@ -24,7 +24,7 @@ from pydantic import Field
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, register
 from rfprm_tts.strategies.voting import tally, vote_outcome
 
-from rfprm_tts.context import SearchContext
+from rfprm_tts.search.context import SearchContext
 
 
 class AdaptiveVoteParams(StrategyParams):

@@ -13,20 +13,30 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rfprm_tts.context import SearchContext, rank
+from rfprm_tts.search.context import SearchContext
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.trajectory import Candidate
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "rfprm_tts.strategies"
 
+
+
+def rank(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Best first: scored candidates by score, then unscored, then failed ones."""
+    def key(c: Candidate) -> tuple[int, float]:
+        if not c.ok:
+            return (2, 0.0)
+        return (0, -c.score) if c.score is not None else (1, 0.0)
+
+    return sorted(candidates, key=key)
 
 class StrategyParams(BaseModel):
     """Parameters every strategy takes. Subclass to add a strategy's own."""

@@ -17,7 +17,8 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 
-from rfprm_tts.context import SearchContext, rank
+from rfprm_tts.search.context import SearchContext
+from rfprm_tts.strategies.base import rank
 from rfprm_tts.trajectory import Candidate
 
 

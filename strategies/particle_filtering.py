@@ -28,7 +28,7 @@ from pydantic import Field
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 from rfprm_tts.strategies.voting import tally, vote_outcome
 
-from rfprm_tts.context import SearchContext
+from rfprm_tts.search.context import SearchContext
 from rfprm_tts.trajectory import Candidate
 
 

@@ -2,15 +2,15 @@
 
 majority_vote (self-consistency, Wang et al.): the most common final answer; no PRM.
 weighted_best_of_n: the answer whose samples have the largest total PRM score (the same
-aggregation setting as best_of_n). Equivalent answers are grouped (rfprm_tts.grading).
+aggregation setting as best_of_n). Equivalent answers are grouped (rfprm_tts.grading.equivalence).
 """
 
 from __future__ import annotations
 
 from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, register
 
-from rfprm_tts.context import rank
-from rfprm_tts.grading import Vote, vote
+from rfprm_tts.strategies.base import rank
+from rfprm_tts.grading.equivalence import Vote, vote
 from rfprm_tts.trajectory import Candidate
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.files import read_jsonl
+from rfprm_tts.runtime.files import read_jsonl
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from tqdm import tqdm
 from rfprm_tts.bench.datasets import LETTERS, Problem
 from rfprm_tts.bench.store import Key, RunStore, row_key
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.files import OutputLock
-from rfprm_tts.grading import choice_letter, compare
+from rfprm_tts.runtime.files import OutputLock
+from rfprm_tts.grading.equivalence import choice_letter, compare
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.settings import Settings, without_passwords
 from rfprm_tts.solver import ReasoningSolver

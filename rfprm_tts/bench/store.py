@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.files import append_all, jsonl, jsonl_lines, parse_row, read_bytes, write_atomically
+from rfprm_tts.runtime.files import append_all, jsonl, jsonl_lines, parse_row, read_bytes, write_atomically
 
 log = logging.getLogger(__name__)
 ROWS, CONFIG = "rows.jsonl", "run.json"

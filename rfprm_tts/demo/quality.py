@@ -15,7 +15,7 @@ import torch
 
 from rfprm_tts.chat import render, to_messages
 from rfprm_tts.demo.arithmetic import Problem, digit_slip, grade
-from rfprm_tts.grading import vote
+from rfprm_tts.grading.equivalence import vote
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
 from rfprm_tts.prm.evaluation import auroc
 from rfprm_tts.text import extract_answer, split_steps

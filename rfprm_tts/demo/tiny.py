@@ -15,7 +15,7 @@ import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.prm.models.qwen2_prm import Qwen2ForProcessRewardModel
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<extra_0>"]
 PLAIN_ADDED_TOKENS = ["<think>", "</think>"]  # kept in decoded text, like Qwen3's

@@ -53,7 +53,7 @@ from rfprm_tts.demo.arithmetic import (
 from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, slip_check, world_report
 from rfprm_tts.demo.tiny import build_tokenizer, tiny_config
 from rfprm_tts.prm import load_prm
-from rfprm_tts.prm.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.prm.models.qwen2_prm import Qwen2ForProcessRewardModel
 from rfprm_tts.text import split_steps
 
 SYSTEM_PROMPT = "Solve step by step."

@@ -1,6 +1,6 @@
 """Generator backend for any OpenAI-compatible endpoint, on the official `openai` SDK.
 
-Retries follow the shared policy of rfprm_tts.http_retry. Servers that ignore or reject `n`
+Retries follow the shared policy of rfprm_tts.runtime.http_retry. Servers that ignore or reject `n`
 (llama.cpp, some proxies) get parallel single requests, each with a seed of its own. A server
 is taken to reject `n` only when a 400 for n > 1 is followed by single requests that succeed
 (a 400 for the request's content fails them too), and only for N_REJECTED_TTL_S: one request
@@ -21,7 +21,7 @@ from openai import AsyncOpenAI
 from rfprm_tts.chat import Message, render, render_plain
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.http_retry import Replicas, describe_failure, retrying
+from rfprm_tts.runtime.http_retry import Replicas, describe_failure, retrying
 from rfprm_tts.settings import GeneratorSettings, Sampling
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, 
 from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.model_names import checkpoint_path
+from rfprm_tts.runtime.model_names import checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
-from rfprm_tts.torch_utils import load_checked, pick_device, pick_dtype
+from rfprm_tts.runtime.torch_utils import load_checked, pick_device, pick_dtype
 
 
 class StopOnText(StoppingCriteria):

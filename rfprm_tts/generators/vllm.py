@@ -18,11 +18,11 @@ import gc
 import os
 from typing import Any
 
-from rfprm_tts.batch_worker import BatchWorker
+from rfprm_tts.runtime.batch_worker import BatchWorker
 from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.model_names import check_weights, checkpoint_path
+from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
 
 

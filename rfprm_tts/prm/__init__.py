@@ -1,18 +1,22 @@
 """Process reward models: `load_prm(path_or_name)` returns a Scorer for a checkpoint.
 
-A scorer is an input format composed with a runner (prm/scorer.py):
+A scorer is an input format composed with a runner (scorer.py):
 
-    input format (how a trajectory is read)    x   runner (how the model is run)
-    ---------------------------------------        ------------------------------------------
-    step_tag.py     ReasonFlux-PRM-7B, Qwen PRMs       batched.py       transformers, length
-                    (tag read-out), token-level                         buckets or packing
-                    PRMs (token_min read-out)      incremental.py   transformers, prefix KV cache
-    scalar_head.py  ReasonFlux-PRM-1.5B (one       vllm_pooling.py  vLLM pooling in-process,
-                    sigmoid score per trajectory)                   or a pooling server (HTTP)
+    input format (formats/: how a trajectory is read)   x   runner (runners/: how the model is run)
+    ------------------------------------------------        ---------------------------------------
+    step_tag.py     ReasonFlux-PRM-7B, Qwen PRMs            batched.py       transformers, length
+                    (tag read-out), token-level                              buckets or packing
+                    PRMs (token_min read-out)               incremental.py   transformers, prefix KV cache
+    scalar_head.py  ReasonFlux-PRM-1.5B (one                vllm_pooling.py  vLLM pooling in-process,
+                    sigmoid score per trajectory)                            or a pooling server (HTTP)
+    math_shepherd.py, rlhflow.py, skywork.py, outcome.py
     (your format)   registry.register_format
 
     PRMScorer = format + runner + the overflow policy (overflow.py), per-trajectory errors,
     token accounting and the runner's prefix cache, behind the Scorer protocol (protocol.py).
+
+Verifiers that are not a reward model (verifiers/: the generator's confidence, a chat model as
+judge) are Scorers too. models/ holds the transformers model classes the runners load.
 
 A new verifier format is one file: an InputFormat (encode, answer_start, read, and which
 positions' outputs it reads) and a FormatSpec registered under its name; every runner that can
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rfprm_tts import lazy_exports
+from rfprm_tts.runtime.lazy import lazy_exports
 
 # eager, and pure: the function must shadow its module's name on the package
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate

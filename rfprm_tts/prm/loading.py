@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 
 from rfprm_tts.errors import ConfigError, PRMLoadError
-from rfprm_tts.model_names import check_weights, checkpoint_path
+from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.prm.protocol import InputFormat, Runner
 from rfprm_tts.prm.registry import FORMATS, FormatSpec
 from rfprm_tts.prm.scorer import PRMScorer
 from rfprm_tts.settings import PRMSettings
 
 BUILT_IN_FORMATS = (
-    "rfprm_tts.prm.step_tag", "rfprm_tts.prm.scalar_head", "rfprm_tts.prm.math_shepherd", "rfprm_tts.prm.rlhflow",
-    "rfprm_tts.prm.skywork", "rfprm_tts.prm.outcome",
+    "rfprm_tts.prm.formats.step_tag", "rfprm_tts.prm.formats.scalar_head", "rfprm_tts.prm.formats.math_shepherd", "rfprm_tts.prm.formats.rlhflow",
+    "rfprm_tts.prm.formats.skywork", "rfprm_tts.prm.formats.outcome",
 )
 
 
@@ -73,21 +73,21 @@ def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputF
             f"set prm.backend to 'transformers' (it is {settings.backend!r})"
         )
     if settings.backend == "vllm":
-        from rfprm_tts.prm.vllm_pooling import VLLMPoolingRunner
+        from rfprm_tts.prm.runners.vllm_pooling import VLLMPoolingRunner
 
         if os.path.isdir(path):
             check_weights(path, "prm")  # a missing or truncated file, named before the engine starts
         runner = VLLMPoolingRunner(settings, path, fmt.rows)
         return runner, runner.max_model_len
     if settings.backend == "http":
-        from rfprm_tts.prm.vllm_pooling import HTTPPoolingRunner
+        from rfprm_tts.prm.runners.vllm_pooling import HTTPPoolingRunner
 
         return HTTPPoolingRunner(settings, path), None  # the server checks its own limit
     if spec.load_model is None:
         raise ConfigError(f"the {spec.name} format has no in-process model; use prm.backend 'vllm' or 'http'")
-    from rfprm_tts.prm.batched import TransformersRunner
-    from rfprm_tts.prm.incremental import IncrementalRunner
-    from rfprm_tts.torch_utils import pick_device, pick_dtype
+    from rfprm_tts.prm.runners.batched import TransformersRunner
+    from rfprm_tts.prm.runners.incremental import IncrementalRunner
+    from rfprm_tts.runtime.torch_utils import pick_device, pick_dtype
 
     device = pick_device(settings.device, "prm.device")
     model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device), fmt)
@@ -105,11 +105,11 @@ def build_scorer(settings: PRMSettings) -> PRMScorer:
     """The PRM that `settings` describe (aggregation and alpha are read by the search, not
     the scorer); formats 'confidence' and 'generative' load no model here."""
     if settings.format == "confidence":
-        from rfprm_tts.prm.confidence import ConfidenceScorer
+        from rfprm_tts.prm.verifiers.confidence import ConfidenceScorer
 
         return ConfidenceScorer(settings.confidence, settings.confidence_window)
     if settings.format == "generative":
-        from rfprm_tts.prm.generative import GenerativeVerifier
+        from rfprm_tts.prm.verifiers.generative import GenerativeVerifier
 
         return GenerativeVerifier(settings)
     return load_prm(settings.model, **settings.model_dump(exclude={"model", "aggregation", "alpha"}))

@@ -16,9 +16,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from rfprm_tts.grading import equivalent
+from rfprm_tts.grading.equivalence import equivalent
 from rfprm_tts.prm.protocol import Scorer
-from rfprm_tts.scoring import ResponseScore, score_responses
+from rfprm_tts.offline.responses import ResponseScore, score_responses
 from rfprm_tts.settings import Settings
 from rfprm_tts.text import extract_answer
 

@@ -47,10 +47,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rfprm_tts.chat import to_messages
-from rfprm_tts.context import Progress
+from rfprm_tts.search.context import Progress
 from rfprm_tts.errors import ConfigError, GenerationError, PRMInputTooLongError
 from rfprm_tts.rewards import RewardModel, openrlhf
-from rfprm_tts.scoring import score_responses
+from rfprm_tts.offline.responses import score_responses
 from rfprm_tts.serve.admission import Admission, ClientGone, read_body
 from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.serve.protocol import (

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rfprm_tts.batch_worker import BatchWorker
+from rfprm_tts.runtime.batch_worker import BatchWorker
 from rfprm_tts.prm.protocol import Request, ScoredBatch, Scorer, ScorerDefaults, Steps
 
 TRAJECTORY_CHARS = 8192  # an ordinary answer and its question are shorter: each counts as one

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rfprm_tts.context import Progress
+from rfprm_tts.search.context import Progress
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies.base import Strategy, build_strategy

@@ -14,11 +14,7 @@ Cheap when the generator is confident, careful when it is not. Install this fold
 from __future__ import annotations
 
 from pydantic import Field
-from rfprm_tts.strategies import BaseStrategy, SearchOutcome, StrategyParams
-from rfprm_tts.strategies.base import best_outcome
-
-from rfprm_tts.context import SearchContext, rank
-from rfprm_tts.grading import vote
+from rfprm_tts.strategies import BaseStrategy, SearchContext, SearchOutcome, StrategyParams, best_outcome, rank, vote
 
 
 class VoteThenVerifyParams(StrategyParams):

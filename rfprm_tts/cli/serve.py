@@ -1,0 +1,57 @@
+"""`rfprm serve`: the OpenAI-compatible proxy, checked (keys, port) before any model loads."""
+
+from __future__ import annotations
+
+import argparse
+from typing import IO
+
+from rfprm_tts.cli.arguments import Commands, add_backend_arguments, at_least, solve_overrides
+from rfprm_tts.errors import RfprmError
+
+
+def add_parser(commands: Commands) -> None:
+    parser = commands.add_parser("serve", help="OpenAI-compatible proxy: PRM-chosen answers from any upstream")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
+    parser.add_argument("--strategy", help="default search strategy (a request's rfprm.strategy overrides)")
+    parser.add_argument("-n", "--n", type=at_least(1), help="default sample budget (a request's rfprm.n overrides)")
+    parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
+                       help="a key clients must send as 'Authorization: Bearer KEY' (repeatable); it shows in ps: "
+                       "prefer --api-key-file or RFPRM_SERVE__API_KEYS='[\"KEY\"]'; never printed")
+    parser.add_argument("--api-key-file", metavar="PATH",
+                       help="a file of keys clients may send, one a line ('#' comments): keeps them out of ps and "
+                       "shell history")
+    parser.add_argument("--allow-no-auth", action="store_true", default=None,
+                       help="serve beyond loopback without API keys (only on a network you trust)")
+    add_backend_arguments(parser)
+
+
+
+def run(args: argparse.Namespace, out: IO[str]) -> int:
+    from rfprm_tts.serve.admission import read_key_file
+    from rfprm_tts.settings import Settings
+
+    overrides = solve_overrides(args)
+    keys = [*(args.api_keys or []), *(read_key_file(args.api_key_file) if args.api_key_file else [])]
+    given = {"host": args.host, "port": args.port, "api_keys": keys or None, "allow_no_auth": args.allow_no_auth}
+    overrides.update({f"serve__{k}": v for k, v in given.items() if v is not None})
+    settings = Settings.load().with_overrides(**overrides)
+    check_port_free(settings.serve.host, settings.serve.port)
+    from rfprm_tts.serve import serve  # torch and transformers: after the quick checks
+
+    serve(settings)
+    return 0
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a taken port before the models load (uvicorn would load them, then fail to bind)."""
+    import socket
+
+    if port == 0:
+        return
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise RfprmError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or stop what "
+                         "is using it") from None

@@ -1,0 +1,1 @@
+"""Answer equivalence (equivalence.py) and the math-verify worker program it talks to (worker.py)."""

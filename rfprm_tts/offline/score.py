@@ -1,0 +1,224 @@
+"""`rfprm score IN.jsonl -o OUT.jsonl`: score every row's response with the PRM, offline (the
+ReasonFlux paper's trajectory selection for fine-tuning starts here; `rfprm select` picks).
+
+Each output row is the input row plus an `rfprm` object: the step scores, the score under
+every aggregation, the overflow note and the PRM tokens it took, or an `error` for a row that
+could not be scored (the run goes on). A response with `<think>...</think>` is scored as its
+thinking steps plus the final answer as one last step (the ReasonFlux input).
+
+Long runs resume: rows are written in chunks, in input order, each chunk flushed and fsynced;
+run the same command again and it continues after the last whole row (a torn last line, from
+a kill mid-write, is cut). The scoring settings are kept beside the output
+(OUT.jsonl.settings.json) and a resume under other settings is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rfprm_tts.errors import ConfigError, Interrupted
+from rfprm_tts.runtime.files import (
+    OutputLock,
+    append_all,
+    check_input,
+    check_output,
+    jsonl,
+    jsonl_lines,
+    parse_row,
+    write_atomically,
+)
+from rfprm_tts.prm.protocol import Scorer
+from rfprm_tts.offline.responses import score_responses
+from rfprm_tts.settings import Settings
+from rfprm_tts.text import require_unicode
+
+QUESTION_FIELDS = ("question", "problem", "prompt")
+RESPONSE_FIELDS = ("response", "completion", "output", "solution")
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Where a row keeps its parts. None: the first of the usual names the row has."""
+
+    question: str | None = None
+    response: str | None = None
+    steps: str | None = None  # a list of step strings, instead of a response to cut
+    id: str = "id"  # checked on resume: the last row written must be the same input row
+
+    def read(self, row: dict[str, Any]) -> tuple[str, str | list[str]]:
+        """(question, the response, or its list of steps)."""
+        question = pick(row, self.question, QUESTION_FIELDS, "question")
+        if self.steps is not None:
+            steps = row.get(self.steps)
+            if not isinstance(steps, list) or not steps or not all(isinstance(s, str) for s in steps):
+                raise ValueError(f"field {self.steps!r} must be a non-empty list of strings")
+            return question, [require_unicode(step, f"field {self.steps!r}") for step in steps]
+        return question, pick(row, self.response, RESPONSE_FIELDS, "response")
+
+
+def pick(row: dict[str, Any], name: str | None, usual: tuple[str, ...], what: str) -> str:
+    names = (name,) if name else usual
+    for n in names:
+        if isinstance(row.get(n), str) and row[n].strip():
+            return require_unicode(row[n], f"field {n!r}")  # a ConfigError is a ValueError: an error row
+    flag = f"--{what}-field"
+    raise ValueError(f"no {what}: the row has no non-empty text field {' or '.join(map(repr, names))} (name it with {flag})")
+
+
+def fingerprint(settings: Settings) -> dict[str, Any]:
+    """What decides the scores: a resume under anything else would mix two scorings."""
+    prm = settings.prm
+    return {"model": prm.model, "format": prm.format, "dtype": prm.dtype, "max_length": prm.max_length,
+            "overflow": prm.overflow, "window_overlap": prm.window_overlap, "alpha": prm.alpha,
+            "step_separator": settings.step_separator}
+
+
+def rows_done(out: Path) -> int:
+    """Whole rows already in `out` (read in blocks: the file may be large); a torn last line
+    is cut off the file."""
+    if not out.exists():
+        return 0
+    rows = whole = size = 0
+    with open(out, "rb") as f:
+        while block := f.read(1 << 20):
+            rows += block.count(b"\n")
+            if (last := block.rfind(b"\n")) >= 0:
+                whole = size + last + 1
+            size += len(block)
+    if whole < size:
+        with open(out, "r+b") as f:
+            f.truncate(whole)
+    return rows
+
+
+def check_settings(out: Path, settings: Settings) -> None:
+    """Refuse to resume `out` under other scoring settings (or one not written by rfprm score)."""
+    kept = Path(f"{out}.settings.json")
+    now = fingerprint(settings)
+    if out.exists() and out.stat().st_size > 0:
+        if not kept.exists():
+            raise ConfigError(f"{out} exists but {kept} does not, so it cannot be resumed safely: "
+                              "move it away, or pass --restart to score from the start")
+        try:
+            before = json.loads(kept.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise ConfigError(f"{kept} cannot be read, so {out} cannot be resumed safely: move both away, "
+                              "or pass --restart to score from the start") from None
+        changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
+        if changed:
+            what = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
+            raise ConfigError(f"{out} was scored under other settings ({what}): resuming would mix two scorings. "
+                              "Use those settings, another output file, or --restart")
+    write_atomically(kept, json.dumps(now, indent=2) + "\n")
+
+
+def check_same_input(last_input: dict[str, Any] | str, out: Path, done: int, id_field: str) -> None:
+    """Refuse to resume when the row `out` ended with is not the input's row at that place
+    (the input changed, or another file was given): by the id field when rows have one."""
+    with open(out, "rb") as f:
+        f.seek(max(0, out.stat().st_size - 1_000_000))
+        last = json.loads(f.read().splitlines()[-1])
+    if isinstance(last_input, dict) and id_field in last_input and last_input.get(id_field) != last.get(id_field):
+        raise ConfigError(f"{out} ends with {id_field}={last.get(id_field)!r} but row {done} of the input has "
+                          f"{id_field}={last_input.get(id_field)!r}: the input is not the one this output was scored "
+                          "from. Give the same input, another output file, or --restart")
+
+
+@dataclass
+class Summary:
+    """What a run did: rows written this run (scored + errors), where it resumed, PRM tokens."""
+
+    rows: int = 0
+    scored: int = 0
+    errors: int = 0
+    resumed_after: int = 0
+    prm_tokens: int = 0
+    seconds: float = 0.0
+    first_error: str | None = None
+
+
+def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fields, settings: Settings) -> list[dict]:
+    """The output rows of one chunk, in order (one scorer call for all its good rows)."""
+    parsed: list[tuple[str, str | list[str]] | str] = []
+    for number, row in chunk:
+        try:
+            parsed.append(row if isinstance(row, str) else fields.read(row))
+        except ValueError as exc:
+            parsed.append(f"line {number}: {exc}")
+    good = [p for p in parsed if not isinstance(p, str)]
+    scored = iter(score_responses(scorer, good, settings.step_separator, settings.prm.alpha))
+    out = []
+    for (number, row), item in zip(chunk, parsed):
+        raw = row if isinstance(row, dict) else {"line": number}
+        if isinstance(item, str):
+            out.append({**raw, "rfprm": {"error": item}})
+            continue
+        s = next(scored)
+        if s.error is not None:
+            out.append({**raw, "rfprm": {"error": s.error, "prm_tokens": s.prm_tokens}})
+            continue
+        out.append({**raw, "rfprm": {"step_scores": s.step_scores, "scores": s.scores, "steps": s.steps,
+                                     "prm_note": s.prm_note, "prm_tokens": s.prm_tokens}})
+    return out
+
+
+def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str | Path, fields: Fields = Fields(),
+               chunk_rows: int = 64, restart: bool = False, progress: bool = True) -> Summary:
+    """Score `source` into `out` (see the module's docstring), resuming what `out` holds.
+    Ctrl-C stops after the last whole chunk written (`Interrupted` says how many rows are kept)."""
+    from tqdm import tqdm
+
+    source = check_input(source, "a JSONL file with a question and a response per row")
+    out = check_output(out, source)
+    with OutputLock(out):
+        if restart and out.exists():
+            out.unlink()
+        check_settings(out, settings)
+        summary = Summary(resumed_after=rows_done(out))
+        started = time.perf_counter()
+        total = sum(1 for _ in jsonl_lines(source, "the input"))
+        if total == 0:
+            raise ConfigError(f"{source} has no rows; give a JSONL file with a question and a response per row")
+        fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            with tqdm(total=total, initial=summary.resumed_after, unit="row", desc="rfprm score",
+                      disable=not progress) as bar:
+                chunk: list[tuple[int, dict | str]] = []
+
+                def flush() -> None:
+                    rows = score_chunk(scorer, chunk, fields, settings)
+                    append_all(fd, jsonl(rows), out)
+                    for r in rows:
+                        if "error" in r["rfprm"]:
+                            summary.errors += 1
+                            summary.first_error = summary.first_error or r["rfprm"]["error"]
+                        summary.prm_tokens += r["rfprm"].get("prm_tokens", 0)
+                    summary.rows += len(rows)
+                    bar.update(len(rows))
+                    bar.set_postfix_str(f"{summary.prm_tokens / max(time.perf_counter() - started, 1e-9):,.0f} PRM tokens/s")
+                    chunk.clear()
+
+                for index, (number, line) in enumerate(jsonl_lines(source, "the input")):
+                    if index < summary.resumed_after - 1:
+                        continue  # written already: not even parsed
+                    if index == summary.resumed_after - 1:
+                        check_same_input(parse_row(number, line), out, summary.resumed_after, fields.id)
+                        continue
+                    chunk.append((number, parse_row(number, line)))
+                    if len(chunk) == chunk_rows:
+                        flush()
+                if chunk:
+                    flush()
+        except KeyboardInterrupt:
+            raise Interrupted(f"{summary.resumed_after + summary.rows} rows saved in {out}; "
+                              "rerun the same command to resume") from None
+        finally:
+            os.close(fd)
+    summary.scored = summary.rows - summary.errors
+    summary.seconds = time.perf_counter() - started
+    return summary

@@ -1,0 +1,286 @@
+"""The incremental runner: a transformers PRM that runs only the tokens it has not seen before.
+
+A search scores the same prefixes again and again (beam search re-scores each beam's whole
+history at every step, so PRM work grows with the square of the trajectory length). The PRM
+is a causal decoder: a prefix's keys/values and outputs do not change when steps are
+appended (a format with `prefix_reuse`). So scored prefixes live in a prefix tree whose edges
+are token segments that end at the format's cuts (step boundaries), each holding its
+segment's keys/values and the outputs its format reads there. Scoring a trajectory walks the tree as far as its tokens match and runs only the
+rest, attending to the cached keys/values. Within one call, prefixes that several new inputs
+share are run once: nodes are made where inputs end or branch, and for the question's
+template, which every trajectory of a question shares.
+
+Memory is bounded by `max_tokens` (least recently used leaves go first, after each call);
+`release` drops the prefixes a strategy no longer needs and `forget` a finished question's.
+Scores equal full re-scoring up to float rounding (tested at float32 precision).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from itertools import count
+
+import torch
+from transformers import DynamicCache, Qwen2Model
+
+from rfprm_tts.prm.runners.batched import TransformersRunner, probabilities
+from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows, positions
+from rfprm_tts.runtime.torch_utils import length_batches
+
+KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
+# transformers 5.24 renamed the decoder's `past_key_values` argument to `cache`
+CACHE_ARGUMENT = "cache" if "cache" in inspect.signature(Qwen2Model.forward).parameters else "past_key_values"
+
+
+@dataclass(eq=False)
+class Node:
+    """A scored token segment that continues its parent's tokens."""
+
+    parent: Node | None
+    segment: tuple[int, ...]
+    end: int  # tokens from the start of the input to the end of this segment
+    question: str
+    start: int  # where the question's answer starts (tokens before it hold no step)
+    id: int = field(default_factory=count().__next__)
+    kv: KV = field(default_factory=list)
+    rows: Rows = field(default_factory=list)  # outputs at the positions the format reads
+    children: set[Node] = field(default_factory=set)
+    released: bool = False
+
+    @property
+    def key(self) -> tuple:
+        return (self.parent.id if self.parent else None, self.segment)
+
+    def chain(self) -> list[Node]:
+        """Nodes from the root down to this one."""
+        nodes, node = [], self
+        while node is not None:
+            nodes.append(node)
+            node = node.parent
+        return nodes[::-1]
+
+
+@dataclass(eq=False)
+class _Pending:
+    """A step boundary first seen in this call; becomes a Node if kept."""
+
+    parent: Node | _Pending | None
+    segment: tuple[int, ...]
+    end: int
+    question: str
+    start: int
+    children: int = 0
+    leaf: bool = False  # some input ends here
+    head: bool = False  # the question's template: kept apart so every trajectory shares it
+
+    @property
+    def kept(self) -> bool:
+        """Worth a node of its own: an input's end, a branch point, or the question."""
+        return self.leaf or self.head or self.children >= 2
+
+
+class IncrementalRunner(TransformersRunner):
+    """The transformers runner, reusing the keys/values of prefixes it has run. A PrefixCache:
+    the scorer passes on `release` and `forget`."""
+
+    def __init__(self, model: torch.nn.Module, *, cache_max_tokens: int = 65536, **options):
+        super().__init__(model, **options)
+        self.cache_max_tokens = cache_max_tokens
+        self.peak_cached_tokens = 0  # the most held at once, before eviction: for sizing cache_max_tokens
+        self._nodes: OrderedDict[tuple, Node] = OrderedDict()  # least recently used first
+
+    @property
+    def cached_tokens(self) -> int:
+        return sum(len(node.segment) for node in self._nodes.values())
+
+    def run(self, fmt: InputFormat, questions: list[str], inputs: list[list[int]]) -> Forwarded:
+        starts = {q: fmt.answer_start(q) for q in set(questions)}
+        with self._lock:
+            leaves, pending = [], {}
+            for question, ids in zip(questions, inputs):
+                leaves.append(self._walk(fmt, ids, question, starts[question], pending))
+            made, padded = self._run(fmt, [p for p in pending.values() if p.kept])
+            scores, tokens, counted = [], [], set()
+            new_nodes = {id(n) for n in made.values()}
+            for leaf in leaves:
+                chain = made.get(id(leaf), leaf).chain()
+                for n in chain:
+                    self._nodes.move_to_end(n.key)
+                new = [n for n in chain if id(n) in new_nodes and id(n) not in counted]
+                counted.update(id(n) for n in new)
+                scores.append([row for n in chain for row in n.rows])
+                tokens.append(sum(len(n.segment) for n in new))
+            self.peak_cached_tokens = max(self.peak_cached_tokens, self.cached_tokens)
+            self._evict()
+        return Forwarded(scores, tokens, padded)
+
+    def release(self, fmt: InputFormat, question: str, inputs: Sequence[Sequence[int]]) -> None:
+        """The strategy dropped these inputs: free their prefixes that no kept input shares."""
+        start = fmt.answer_start(question)
+        with self._lock:
+            for ids in inputs:
+                node = self._find(fmt, ids, start)
+                if node is not None:
+                    node.released = True
+                    while node is not None and node.released and not node.children:
+                        parent = node.parent
+                        self._remove(node)
+                        node = parent
+
+    def forget(self, question: str) -> None:
+        """Free everything cached for a question (its solve is over)."""
+        with self._lock:
+            for node in [n for n in self._nodes.values() if n.question == question and n.parent is None]:
+                self._remove_tree(node)
+
+    # -- the tree ---------------------------------------------------------------------------
+
+    def _cached_prefix(self, ids: Sequence[int], cuts: list[int]) -> tuple[Node | None, int]:
+        """The deepest cached node the input's tokens match, and how many cuts it covers.
+        Any cut may end a cached segment (a segment can span several steps)."""
+        node, begin, covered = None, 0, 0
+        for i, cut in enumerate(cuts):
+            found = self._nodes.get((node.id if node else None, tuple(ids[begin:cut])))
+            if found is not None:
+                node, begin, covered = found, cut, i + 1
+        return node, covered
+
+    def _find(self, fmt: InputFormat, ids: Sequence[int], start: int) -> Node | None:
+        """The cached node that ends exactly at the input's last step, if any."""
+        cuts = fmt.cuts(ids, start)
+        node, covered = self._cached_prefix(ids, cuts)
+        return node if covered == len(cuts) else None
+
+    def _walk(self, fmt: InputFormat, ids: Sequence[int], question: str, start: int, pending: dict) -> Node | _Pending:
+        """Follow the cached tree as far as the input matches, then add the rest as pending
+        boundaries (shared with other inputs of this call). Returns the input's last node."""
+        cuts = fmt.cuts(ids, start)
+        node: Node | _Pending | None
+        node, covered = self._cached_prefix(ids, cuts)
+        begin = node.end if node else 0
+        for cut in cuts[covered:]:
+            key = (id(node), tuple(ids[begin:cut]))
+            if key not in pending:
+                pending[key] = _Pending(node, key[1], cut, question, start, head=cut == cuts[0])
+                if isinstance(node, _Pending):
+                    node.children += 1
+            node, begin = pending[key], cut
+        if isinstance(node, _Pending):
+            node.leaf = True
+        return node
+
+    def _run(self, fmt: InputFormat, kept: list[_Pending]) -> tuple[dict[int, Node], int]:
+        """Run the model over the kept pending nodes, parents before children, batched."""
+        made: dict[int, Node] = {}
+        todo = list(kept)
+        padded = 0
+        while todo:
+            ready, rows, later = [], [], []
+            for p in todo:
+                parent, segment = self._anchor(p)
+                if isinstance(parent, _Pending):
+                    if id(parent) not in made:
+                        later.append(p)  # its parent runs in this round
+                        continue
+                    parent = made[id(parent)]
+                ready.append(p)
+                rows.append(Node(parent, segment, p.end, p.question, p.start))
+            lengths = [len(n.segment) for n in rows]
+            for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
+                padded += self._extend(fmt, [rows[i] for i in batch])
+            for p, node in zip(ready, rows):
+                made[id(p)] = node
+                if node.parent is not None:
+                    node.parent.children.add(node)
+                self._nodes[node.key] = node
+            todo = later
+        return made, padded
+
+    @staticmethod
+    def _anchor(p: _Pending) -> tuple[Node | _Pending | None, tuple[int, ...]]:
+        """The nearest kept (or cached) ancestor of a kept pending node, and the tokens
+        from there to its end."""
+        segment, parent = p.segment, p.parent
+        while isinstance(parent, _Pending) and not parent.kept:
+            segment, parent = parent.segment + segment, parent.parent
+        return parent, segment
+
+    @torch.inference_mode()
+    def _extend(self, fmt: InputFormat, nodes: list[Node]) -> int:
+        """One forward pass for new segments, each after its parent's cached keys/values
+        (left-padded to a common past length). Fills each node's kv and rows; returns the
+        padding it ran."""
+        past = [n.parent.end if n.parent else 0 for n in nodes]
+        width_past, width_new = max(past), max(len(n.segment) for n in nodes)
+        batch = len(nodes)
+        input_ids = torch.full((batch, width_new), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((batch, width_past + width_new), dtype=torch.long)
+        position_ids = torch.zeros((batch, width_new), dtype=torch.long)
+        for row, (node, p) in enumerate(zip(nodes, past)):
+            n = len(node.segment)
+            input_ids[row, :n] = torch.tensor(node.segment)
+            mask[row, width_past - p : width_past + n] = 1
+            position_ids[row] = torch.arange(p, p + width_new)
+        cache = DynamicCache(ddp_cache_data=self._past_kv(nodes, width_past)) if width_past else DynamicCache()
+        logits = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=position_ids.to(self.device),
+            use_cache=True,
+            **{CACHE_ARGUMENT: cache},
+        )[0]
+        probs = probabilities(logits).cpu()
+        for row, node in enumerate(nodes):
+            n = len(node.segment)
+            node.kv = [
+                (layer.keys[row, :, width_past : width_past + n].clone(), layer.values[row, :, width_past : width_past + n].clone())
+                for layer in cache.layers
+            ]
+            # the positions the format reads, in the segment's own coordinates
+            offset = node.end - n
+            node.rows = probs[row, positions(fmt, node.segment, max(0, node.start - offset))].tolist()
+        return batch * width_new - sum(len(n.segment) for n in nodes)
+
+    def _past_kv(self, nodes: list[Node], width: int) -> KV:
+        """Each node's parent chain keys/values, left-padded with zeros to `width` tokens."""
+        chains: dict[int, KV] = {}
+        for node in nodes:
+            if node.parent is not None and node.parent.id not in chains:
+                segments = [n.kv for n in node.parent.chain()]
+                chains[node.parent.id] = [
+                    (torch.cat([s[layer][0] for s in segments], dim=1), torch.cat([s[layer][1] for s in segments], dim=1))
+                    for layer in range(len(segments[0]))
+                ]
+        some = next(iter(chains.values()))
+        layers = []
+        for layer, (k0, v0) in enumerate(some):
+            keys = k0.new_zeros((len(nodes), k0.shape[0], width, k0.shape[2]))
+            values = v0.new_zeros((len(nodes), v0.shape[0], width, v0.shape[2]))
+            for row, node in enumerate(nodes):
+                if node.parent is not None:
+                    k, v = chains[node.parent.id][layer]
+                    keys[row, :, width - k.shape[1] :] = k
+                    values[row, :, width - v.shape[1] :] = v
+            layers.append((keys, values))
+        return layers
+
+    def _remove(self, node: Node) -> None:
+        self._nodes.pop(node.key, None)
+        if node.parent is not None:
+            node.parent.children.discard(node)
+
+    def _remove_tree(self, node: Node) -> None:
+        for child in list(node.children):
+            self._remove_tree(child)
+        self._remove(node)
+
+    def _evict(self) -> None:
+        """Drop least recently used leaves until the cache holds at most cache_max_tokens."""
+        total = self.cached_tokens
+        while total > self.cache_max_tokens:
+            leaf = next(n for n in self._nodes.values() if not n.children)
+            total -= len(leaf.segment)
+            self._remove(leaf)

@@ -1,0 +1,331 @@
+"""SearchContext: the generator and the PRM as a strategy sees them, with the bookkeeping
+done once here (usage, step splitting, aggregation, seeds, the answer's token budget) so
+strategies read like pseudo-code."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from rfprm_tts.search.budget import BudgetMeter, TokenBudget
+from rfprm_tts.chat import Message, question_of
+from rfprm_tts.errors import ConfigError, GenerationError
+from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
+from rfprm_tts.prm.aggregate import FALLING, aggregate
+from rfprm_tts.prm.verifiers.confidence import confidence
+from rfprm_tts.prm.protocol import ScoredBatch, Scorer
+from rfprm_tts.search.tree import SearchTree
+from rfprm_tts.settings import Sampling
+from rfprm_tts.text import extract_answer
+from rfprm_tts.trajectory import Candidate, Trajectory, Usage
+
+log = logging.getLogger(__name__)
+
+
+class SearchContext:
+    """One question's view of the backends. Every call is counted in `self.usage`.
+
+    `confidence` (read-out, window, weight): with a weight above 0, each candidate's score is
+    multiplied by its generator confidence to that power (prm.confidence_weight).
+
+    `budget`: an optional token budget for the whole solve (see `TokenBudget`).
+    `on_progress`: called with a `Progress` after every generation round and every PRM call,
+    for a caller that shows the search as it runs (`rfprm serve` streams them).
+
+    `messages` is the conversation the generator sees (system prompt and history included);
+    the PRM scores its last user message as the question. `sampling` is how this solve
+    samples: `max_tokens` bounds each whole answer (a step-level search gives each step
+    request what the answer has left) and every sample of the solve gets a seed of its own
+    (seed, seed + 1, ...) when `seed` is set.
+    """
+
+    def __init__(
+        self,
+        messages: list[Message],
+        generator: Generator,
+        scorer: Scorer | None,
+        *,
+        separator: str,
+        aggregation: str | None,
+        alpha: float = 1.0,
+        sampling: Sampling | None = None,
+        confidence: tuple[str, int, float] = ("lowest_group", 2048, 0.0),
+        budget: TokenBudget | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ):
+        self.messages = messages
+        self.question = question_of(messages)
+        self.generator = generator
+        self.scorer = scorer
+        self.separator = separator
+        self.aggregation = aggregation
+        self.alpha = alpha
+        self.confidence = confidence
+        self.sampling = sampling or Sampling()
+        self.usage = Usage()
+        self.budget = BudgetMeter(budget, self.usage, self.sampling.max_tokens)
+        self.search_tree = SearchTree()
+        self.on_progress = on_progress
+        self._rounds = 0
+        self._finished = 0  # complete answers generated so far
+        self._best_score: float | None = None
+        self._started = time.perf_counter()
+        self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
+        self._next_seed = self.sampling.seed
+        self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
+        self._live: list[Candidate] = []  # scored and not yet released from the PRM's cache
+        self._warned_overflow = False
+
+    def _seeds(self, n: int) -> int | None:
+        """The first of n fresh seeds (None without a seed)."""
+        if self._next_seed is None:
+            return None
+        first, self._next_seed = self._next_seed, self._next_seed + n
+        return first
+
+    def _tokens_so_far(self, prefix: str) -> int:
+        partial = self._partials.get(prefix)
+        return partial.generated_tokens or 0 if partial is not None else 0
+
+    def tokens_left(self, prefix: str) -> int:
+        """What the answer's token budget has left after the partial answer `prefix`."""
+        return self.sampling.max_tokens - self._tokens_so_far(prefix)
+
+    async def sample(
+        self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
+    ) -> list[Completion]:
+        """Up to n completions of the answer (continuing `prefix`), in one request, within what
+        the answer's token budget has left (and `max_tokens`). Under a solve's token budget the
+        request asks for what the budget affords (`BudgetMeter.affordable`), and none once it is spent:
+        fewer than n, or [], come back then. Raises when all of them failed."""
+        n = self.budget.affordable(n, max_tokens)
+        if n == 0:
+            return []
+        completions = await self._request(n, prefix, stop, max_tokens)
+        self._report("generate", len(completions), open=0, finished=sum(c.error is None for c in completions))
+        return completions
+
+    async def _request(self, n: int, prefix: str, stop: list[str] | None, max_tokens: int | None) -> list[Completion]:
+        left = min(self.tokens_left(prefix), max_tokens or self.sampling.max_tokens)
+        cap = self.budget.cap(left)  # no one sample may outrun what the solve's token budget has left
+        sampling = self.sampling.model_copy(update={"seed": self._seeds(n), "max_tokens": cap})
+        request = GenerationRequest(self.messages, n=n, prefix=prefix, stop=stop, sampling=sampling)
+        result = await self.generator.generate(request)
+        self.usage.prompt_tokens += result.prompt_tokens
+        self.usage.generated_tokens += result.generated_tokens
+        self.usage.generator_calls += result.calls
+        self.budget.samples_back += sum(c.error is None for c in result.completions)
+        errors = [c.error for c in result.completions if c.error is not None]
+        if result.completions and len(errors) == len(result.completions):
+            raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
+        if cap < left:  # the budget set this limit: a sample that reached it is cut short, not an answer
+            for c in result.completions:
+                if c.error is None and c.finish_reason == "length":
+                    c.error = self.budget.cut_note()
+        return result.completions
+
+    async def extend(
+        self, prefixes: Sequence[str], k: int, one_step: bool = True, max_tokens: int | None = None
+    ) -> list[Candidate]:
+        """k continuations of every prefix (requests run concurrently), as unscored
+        candidates whose text is prefix + continuation, `finish_reason` "partial" when more
+        is to come. With `one_step` a continuation stops at the step separator (put back);
+        with `max_tokens` it stops after that many tokens (partial when cut there). A prefix
+        that has used the answer's whole token budget is not continued: its k children are
+        the prefix itself, finished with reason "length". Every prefix gets k children, in
+        order; a child's `generated_tokens` and `logprobs` cover the whole answer so far.
+
+        Under a token budget the round is cut to what it affords (`BudgetMeter`): the children
+        of the first prefixes only (k each; one prefix's k shrinks), or none once it is spent,
+        so a strategy that ranks its prefixes best first spends the last tokens on the best.
+        A first round of steps goes whole, each step given an equal share of the budget."""
+        stop = [self.separator] if one_step else None
+        share = self.budget.first_round_share(len(prefixes) * k) if one_step else None
+        if share is not None:  # a step that reaches its share is cut there, and grown on later
+            max_tokens = min(max_tokens or share, share)
+        else:
+            fit = self.budget.affordable(len(prefixes) * k, max_tokens)
+            if len(prefixes) == 1:
+                k = fit
+            prefixes = prefixes[: max(1, fit // k) if fit else 0]
+        growing = [i for i, p in enumerate(prefixes) if self.tokens_left(p) > 0]
+        # by position, not by text: equal prefixes (DVTS's subtrees all start from the
+        # question) each get their own k samples
+        batches = dict(zip(growing, await asyncio.gather(
+            *(self._request(k, prefixes[i], stop, max_tokens) for i in growing)
+        )))
+        children = []
+        for i, prefix in enumerate(prefixes):
+            known = self._partials.get(prefix)
+            parent = known or Candidate(trajectory=self.trajectory(""), generated_tokens=0)
+            if i not in batches:
+                children += [self.search_tree.add(parent.model_copy(update={"finish_reason": "length"}, deep=True), known)
+                             for _ in range(k)]
+                continue
+            for c in batches[i]:
+                if c.error is not None:
+                    children.append(self.candidate(c, known))
+                    continue
+                at_separator = one_step and self._stopped_at_separator(c)
+                # cut by the chunk limit (more to come), not by the answer's budget (finished)
+                cut = c.finish_reason == "length" and max_tokens is not None and max_tokens < self.tokens_left(prefix)
+                child = Candidate(
+                    trajectory=self.trajectory(prefix + c.text + (self.separator if at_separator else "")),
+                    finish_reason="partial" if at_separator or cut else c.finish_reason,
+                    generated_tokens=(parent.generated_tokens or 0) + (c.tokens or 0),
+                    tokens_estimated=parent.tokens_estimated or c.tokens_estimated,
+                    logprobs=None if c.logprobs is None else [*(parent.logprobs or []), *c.logprobs],
+                )
+                self._partials.setdefault(child.trajectory.text, child)  # a repeat grows from the first
+                children.append(self.search_tree.add(child, known))
+        if batches:
+            self._report("generate", len(children), open=sum(c.state == "open" for c in children),
+                         finished=sum(c.state == "finished" for c in children))
+        return children
+
+    def _stopped_at_separator(self, c: Completion) -> bool:
+        """Did a one-step continuation end at the step separator (more steps to come)?
+        vLLM and the transformers backend say which stop string matched; hosted APIs only say
+        "stop", so a continuation that is empty or holds a final answer counts as finished."""
+        if c.stop_reason is not None:
+            return c.stop_reason == self.separator
+        if c.finish_reason != "stop" or not c.text.strip():
+            return False
+        return extract_answer(c.text) is None
+
+    def trajectory(self, text: str) -> Trajectory:
+        return Trajectory.from_response(self.question, text, self.separator)
+
+    async def score(self, trajectories: Sequence[Trajectory], logprobs: Sequence[list[float] | None] = ()) -> ScoredBatch:
+        """PRM step scores of each trajectory (one PRM call for the whole batch); a verifier
+        that reads the generator's token log-probabilities (prm.format 'confidence') gets
+        `logprobs`, one list per trajectory."""
+        if self.scorer is None:
+            raise ConfigError("this solve has no PRM: its strategy says uses_prm = False, yet it asked for scores")
+        if getattr(self.scorer, "reads_logprobs", False):
+            batch = self.scorer.score_logprobs(list(logprobs) or [None] * len(trajectories))
+        else:
+            batch = await asyncio.to_thread(self.scorer.score_batch, self.question, [t.step_texts for t in trajectories])
+        self.usage.prm_calls += 1
+        self.usage.prm_tokens += batch.tokens
+        notes = [note for note in batch.notes if note]
+        if notes and not self._warned_overflow:
+            self._warned_overflow = True
+            log.warning("%d trajectories are longer than the PRM's context, e.g. %s", len(notes), notes[0])
+        return batch
+
+    async def keep(self, kept: Sequence[Candidate]) -> None:
+        """The search goes on with `kept` only: everything scored since the last keep (the
+        previous round's kept ones, which `kept` continue, included) that is not kept is
+        released from a PRM that caches prefixes."""
+        kept_ids = {id(c) for c in kept}
+        dropped = [c for c in self._live if id(c) not in kept_ids]
+        self._live = list(kept)
+        cache = self.scorer and self.scorer.prefix_cache
+        trajectories = [c.trajectory.step_texts for c in dropped if c.trajectory.steps]
+        if cache is not None and trajectories:
+            await asyncio.to_thread(cache.release, self.question, trajectories)
+
+    async def close(self) -> None:
+        """The solve is over: a PRM that caches prefixes frees this question's."""
+        cache = self.scorer and self.scorer.prefix_cache
+        if cache is not None:
+            await asyncio.to_thread(cache.forget, self.question)
+
+    def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float | None]) -> float | None:
+        """The candidate's score: its step scores aggregated, or a one-score verifier's score as is."""
+        if getattr(self.scorer, "one_score", False):
+            return step_scores[0] if step_scores else None
+        return aggregate(step_scores, self.aggregation, self.alpha, answer_step=trajectory.ends_with_answer_step)
+
+    def may_still_win(self, partial: Candidate, finished: Sequence[Candidate]) -> bool:
+        """Can `partial`, grown on, still outrank every finished candidate? Not when the
+        aggregation only falls as steps are added (min, prod) and it already scores no
+        higher than the best finished one: it could never be the answer, so a search stops
+        growing it (DVTS's answer is then the same; beam search may run more rounds with the
+        beams it kept, and its answer scores at least as high). This is the bound that keeps
+        beam search from spending max_steps x N steps on beams that ramble and never finish."""
+        if self.aggregation not in FALLING or self.confidence[2] > 0:  # a confidence factor may rise
+            return True
+        best = max((c.score for c in finished if c.ok and c.score is not None), default=None)
+        return best is None or (partial.score is not None and partial.score > best)
+
+    def candidate(self, completion: Completion, parent: Candidate | None = None) -> Candidate:
+        """An unscored candidate for a complete sample (of the question, or after `parent`)."""
+        return self.search_tree.add(Candidate(
+            trajectory=self.trajectory(completion.text),
+            finish_reason=completion.finish_reason,
+            generated_tokens=completion.tokens,
+            tokens_estimated=completion.tokens_estimated,
+            logprobs=completion.logprobs,
+            error=completion.error,
+        ), parent)
+
+    async def evaluate(self, completions: Sequence[Completion]) -> list[Candidate]:
+        """Candidates for complete samples: cut into steps, PRM-scored, aggregated.
+        Failed samples stay in the list, unscored, with their error."""
+        return await self.score_candidates([self.candidate(c) for c in completions])
+
+    async def score_candidates(self, candidates: list[Candidate]) -> list[Candidate]:
+        """PRM-score (in one call) every candidate that has steps; returns the same list.
+        A candidate the PRM cannot score (longer than its context, prm.overflow "error")
+        fails alone, with the reason in `error` and `prm_note`; the rest go on."""
+        scorable = [c for c in candidates if c.ok and c.trajectory.steps]
+        if not getattr(self.scorer, "partial_ok", True) and any(c.finish_reason == "partial" for c in scorable):
+            raise ConfigError(
+                "the verifier scores complete answers only (an outcome reward model) and this strategy scores "
+                "partial ones: use best_of_n or weighted_best_of_n, or a process reward model"
+            )
+        self._live += scorable
+        if scorable:
+            batch = await self.score([c.trajectory for c in scorable], [c.logprobs for c in scorable])
+            unknown = [None] * len(scorable)
+            readout, window, weight = self.confidence
+            for candidate, scores, note, error in zip(scorable, batch.step_scores, batch.notes or unknown, batch.errors or unknown):
+                candidate.step_scores = scores
+                candidate.score = self.aggregate(candidate.trajectory, scores)
+                if weight and candidate.score is not None and candidate.logprobs:
+                    candidate.score *= confidence(candidate.logprobs, readout, window) ** weight
+                candidate.prm_note = note or error
+                if error is not None:
+                    candidate.error = f"the PRM could not score it: {error}"
+                    self.prm_failures.append(error)
+            known = [c.score for c in scorable if c.state == "finished"] + [self._best_score]
+            self._best_score = max((v for v in known if v is not None), default=None)
+            self._report("score", len(scorable), open=sum(c.state == "open" for c in scorable))
+        return candidates
+
+    def _report(self, phase: Literal["generate", "score"], candidates: int, open: int, finished: int = 0) -> None:
+        """Tell `on_progress` what the phase just done gave: how many candidates, how many of
+        them still open, how many newly finished."""
+        if phase == "generate":
+            self._rounds += 1
+            self._finished += finished
+        if self.on_progress is None:
+            return
+        self.on_progress(Progress(
+            round=self._rounds, phase=phase, candidates=candidates, open=open, finished=self._finished,
+            best_score=self._best_score, generated_tokens=self.usage.generated_tokens,
+            prm_tokens=self.usage.prm_tokens, elapsed_s=round(time.perf_counter() - self._started, 3),
+        ))
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a search stands after one phase of a round: `candidates` generated (or scored)
+    in it, how many of those are still `open` (partial), complete answers so far, the best
+    PRM score of a complete answer so far, and the tokens spent."""
+
+    round: int
+    phase: Literal["generate", "score"]
+    candidates: int
+    open: int
+    finished: int
+    best_score: float | None
+    generated_tokens: int
+    prm_tokens: int
+    elapsed_s: float

@@ -1,0 +1,27 @@
+"""All configuration: one pydantic-settings model (model.py) made of sections (sections.py),
+read from the environment, `.env` and `rfprm.toml` with each value's source kept (sources.py)."""
+
+from rfprm_tts.settings.model import Settings, without_passwords
+from rfprm_tts.settings.sections import (
+    PER_SOLVE_FIELDS,
+    Aggregation,
+    GeneratorSettings,
+    HTTPSettings,
+    PRMSettings,
+    Sampling,
+    ServeSettings,
+    VLLMSettings,
+)
+
+__all__ = [
+    "PER_SOLVE_FIELDS",
+    "Aggregation",
+    "GeneratorSettings",
+    "HTTPSettings",
+    "PRMSettings",
+    "Sampling",
+    "ServeSettings",
+    "Settings",
+    "VLLMSettings",
+    "without_passwords",
+]

@@ -1,0 +1,20 @@
+"""Running code the way a user does: in a fresh interpreter, or the `rfprm` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run_fresh_python(code: str, timeout: float = 300) -> None:
+    """Run `code` in a new interpreter (nothing imported yet); it must exit 0."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+
+
+def rfprm(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
+    return subprocess.run(
+        [sys.executable, "-m", "rfprm_tts.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )

@@ -1,0 +1,95 @@
+"""Installation shape: `strategies/` ships as `rfprm_tts.strategies`, never top-level; the
+README's commands are the ones CI runs."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from helpers.processes import run_fresh_python
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_non_editable_install_imports_strategies_inside_the_package(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for package in ("rfprm_tts", "strategies"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(src)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = wheels.glob("rfprm_tts-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "rfprm_tts/strategies/best_of_n.py" in names
+    assert not any(n.startswith("strategies/") for n in names)
+
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+        check=True, capture_output=True,
+    )
+    probe = (
+        "import importlib.util, rfprm_tts.strategies as s;"
+        "print(s.__file__);"
+        "print(importlib.util.find_spec('strategies'))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, check=True, capture_output=True, text=True
+    ).stdout.split("\n")
+    assert out[0].startswith(str(site / "rfprm_tts" / "strategies"))
+    assert out[1] == "None"
+
+
+def readme_commands() -> list[str]:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    return [lines[i + 1] for i, line in enumerate(lines) if line.strip() == "```bash" and i + 1 < len(lines)]
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = readme_commands()
+    test_command = next(c for c in commands if "pytest" in c)
+    assert test_command in ci
+
+
+def test_every_setting_is_documented_in_the_readme():
+    from rfprm_tts.settings import (
+        GeneratorSettings,
+        PRMSettings,
+        ServeSettings,
+        Settings,
+        VLLMSettings,
+    )
+
+    readme = (ROOT / "README.md").read_text()
+    names = [n for n in Settings.model_fields if n not in ("generator", "prm", "serve")]
+    names += [f"generator.{n}" for n in GeneratorSettings.model_fields]
+    names += [f"generator.vllm.{n}" for n in VLLMSettings.model_fields]
+    names += [f"prm.{n}" for n in PRMSettings.model_fields]
+    names += [f"serve.{n}" for n in ServeSettings.model_fields]
+    missing = [n for n in names if f"| `{n}` |" not in readme]
+    assert not missing, f"settings missing from README's configuration table: {missing}"
+
+
+def test_real_backends_depend_on_neither_the_demo_nor_each_other():
+    """Model names resolve through rfprm_tts.runtime.model_names and HTTP retries live in
+    rfprm_tts.runtime.http_retry: importing the real parts loads neither the demo package nor, for
+    the HTTP PRM, the generator backend."""
+    code = (
+        "import sys\n"
+        "import rfprm_tts.prm, rfprm_tts.prm.runners.vllm_pooling, rfprm_tts.generators.transformers, rfprm_tts.generators.vllm\n"
+        "from rfprm_tts.runtime.model_names import resolve_model\n"
+        "assert 'rfprm_tts.demo' not in sys.modules, 'a real part imported the demo'\n"
+        "assert 'rfprm_tts.generators.openai' not in sys.modules, 'the HTTP PRM imported the generator backend'\n"
+        "assert resolve_model('some/model', 'prm') == 'some/model'\n"
+        "assert resolve_model('demo', 'prm').endswith('prm')  # the demo registers its name\n"
+    )
+    run_fresh_python(code)
