@@ -19,9 +19,13 @@ import math
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--gen-tok-s", type=float, required=True, help="generator output tokens/s per replica, at full batch")
+    parser.add_argument(
+        "--gen-tok-s", type=float, required=True, help="generator output tokens/s per replica, at full batch"
+    )
     parser.add_argument("--prm-tok-s", type=float, required=True, help="PRM tokens/s per replica (prefill)")
-    parser.add_argument("--answer-tokens", type=float, nargs="+", default=[600.0], help="mean generated tokens per answer")
+    parser.add_argument(
+        "--answer-tokens", type=float, nargs="+", default=[600.0], help="mean generated tokens per answer"
+    )
     parser.add_argument("--prompt-tokens", type=float, default=100.0, help="mean question tokens")
     parser.add_argument("--problems", type=int, default=500, help="MATH-500: 500")
     parser.add_argument("--budgets", type=int, nargs="+", default=[2**k for k in range(9)], help="sample budgets N")
@@ -32,18 +36,24 @@ def main() -> None:
     args = parser.parse_args()
 
     samples = (max(args.budgets) if args.pooled else 0) + args.searches * sum(args.budgets)
-    print(f"{args.problems} problems; budgets {args.budgets}; {args.pooled} pooled + {args.searches} search strategies: "
-          f"{samples:,} answers per problem; generator {args.gen_tok_s:,.0f} tok/s, PRM {args.prm_tok_s:,.0f} tok/s at peak")
-    print("| answer tokens | efficiency | generated tok/problem | PRM tok/problem | s/problem | problems/hour/replica "
-          f"| replica-hours | replicas for {args.hours:g} h |")
+    print(
+        f"{args.problems} problems; budgets {args.budgets}; {args.pooled} pooled + {args.searches} search strategies: "
+        f"{samples:,} answers per problem; generator {args.gen_tok_s:,.0f} tok/s, PRM {args.prm_tok_s:,.0f} tok/s at peak"
+    )
+    print(
+        "| answer tokens | efficiency | generated tok/problem | PRM tok/problem | s/problem | problems/hour/replica "
+        f"| replica-hours | replicas for {args.hours:g} h |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for length in args.answer_tokens:
         generated, scored = samples * length, samples * (length + args.prompt_tokens)
         for efficiency in args.efficiency:
             seconds = (generated / args.gen_tok_s + scored / args.prm_tok_s) / efficiency
             hours = args.problems * seconds / 3600
-            print(f"| {length:,.0f} | {efficiency:.0%} | {generated:,.0f} | {scored:,.0f} | {seconds:,.0f} | "
-                  f"{3600 / seconds:,.1f} | {hours:,.1f} | {math.ceil(hours / args.hours)} |")
+            print(
+                f"| {length:,.0f} | {efficiency:.0%} | {generated:,.0f} | {scored:,.0f} | {seconds:,.0f} | "
+                f"{3600 / seconds:,.1f} | {hours:,.1f} | {math.ceil(hours / args.hours)} |"
+            )
 
 
 if __name__ == "__main__":

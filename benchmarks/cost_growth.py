@@ -20,7 +20,11 @@ from rfprm_tts.bench.report import Point
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 
-COSTS = {"generated tokens": lambda p: p.generated_tokens, "PRM tokens": lambda p: p.prm_tokens, "wall s": lambda p: p.wall_s}
+COSTS = {
+    "generated tokens": lambda p: p.generated_tokens,
+    "PRM tokens": lambda p: p.prm_tokens,
+    "wall s": lambda p: p.wall_s,
+}
 
 
 def slope(points: list[Point], cost) -> float | None:
@@ -37,8 +41,10 @@ def growth_table(points: list[Point], min_n: int) -> list[str]:
     by_strategy: dict[str, list[Point]] = defaultdict(list)
     for p in points:
         by_strategy[p.strategy].append(p)
-    lines = ["| strategy | " + " | ".join(f"{name} at N={{min}}..{{max}}" for name in COSTS) + " | slope (gen, PRM, wall) |",
-             "|---|" + "---|" * (len(COSTS) + 1)]
+    lines = [
+        "| strategy | " + " | ".join(f"{name} at N={{min}}..{{max}}" for name in COSTS) + " | slope (gen, PRM, wall) |",
+        "|---|" + "---|" * (len(COSTS) + 1),
+    ]
     for strategy, line in sorted(by_strategy.items()):
         line = sorted((p for p in line if p.n >= min_n), key=lambda p: p.n)
         spans = [f"{cost(line[0]):,.1f} .. {cost(line[-1]):,.1f}" for cost in COSTS.values()]

@@ -18,6 +18,7 @@ Writes frontier.md and accuracy_vs_total_tokens.png (generated + PRM tokens per 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import random
@@ -61,7 +62,7 @@ def interpolate(xs: list[float], ys: list[float], x: float) -> float | None:
 
 def tokens_for_accuracy(points, accuracy: float) -> float | None:
     """The fewest tokens at which the curve first reaches `accuracy` (log-linear between points)."""
-    for (_, t0, a0, *_), (_, t1, a1, *_) in zip(points, points[1:]):
+    for (_, t0, a0, *_), (_, t1, a1, *_) in itertools.pairwise(points):
         if a0 >= accuracy:
             return t0
         if a0 < accuracy <= a1:
@@ -88,7 +89,7 @@ def plot(curves: dict[str, list], out: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 5))
     for name, points in sorted(curves.items()):
         xs, ys = [p[1] for p in points], [p[2] for p in points]
-        line, = ax.plot(xs, ys, marker="o", label=name)
+        (line,) = ax.plot(xs, ys, marker="o", label=name)
         ax.fill_between(xs, [p[3] for p in points], [p[4] for p in points], color=line.get_color(), alpha=0.12)
         for p in points:
             ax.annotate(str(p[0]), (p[1], p[2]), textcoords="offset points", xytext=(3, 4), fontsize=7)
@@ -111,34 +112,56 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plot(curves, args.out / "accuracy_vs_total_tokens.png")
     problems = len(next(iter(next(iter(rows.values())).values())))
-    lines = [f"# The search frontier on the demo world ({problems} held-out problems)", "",
-             f"From `{args.run}/rows.jsonl`; `python benchmarks/frontier.py {args.run} --out {args.out}`.",
-             "Tokens are generated + PRM tokens per problem; intervals are 95% bootstrap over problems.", "",
-             "| strategy | N | accuracy | 95% CI | generated + PRM tokens |", "|---|---|---|---|---|"]
+    lines = [
+        f"# The search frontier on the demo world ({problems} held-out problems)",
+        "",
+        f"From `{args.run}/rows.jsonl`; `python benchmarks/frontier.py {args.run} --out {args.out}`.",
+        "Tokens are generated + PRM tokens per problem; intervals are 95% bootstrap over problems.",
+        "",
+        "| strategy | N | accuracy | 95% CI | generated + PRM tokens |",
+        "|---|---|---|---|---|",
+    ]
     for name, points in sorted(curves.items()):
         lines += [f"| {name} | {n} | {a:.3f} | {lo:.3f}-{hi:.3f} | {t:,.0f} |" for n, t, a, lo, hi in points]
     if "adaptive_vote" in curves and "majority_vote" in curves:
-        lines += ["", "## adaptive_vote against majority_vote", "",
-                  "| N | adaptive accuracy | adaptive tokens | majority tokens at that N | tokens majority needs for that accuracy | saved | paired accuracy difference (95% CI) |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## adaptive_vote against majority_vote",
+            "",
+            "| N | adaptive accuracy | adaptive tokens | majority tokens at that N | tokens majority needs for that accuracy | saved | paired accuracy difference (95% CI) |",
+            "|---|---|---|---|---|---|---|",
+        ]
         major = curves["majority_vote"]
         for n, t, a, _, _ in curves["adaptive_vote"]:
             same_n = next((p[1] for p in major if p[0] == n), None)
             needed = tokens_for_accuracy(major, a)
-            d, lo, hi = paired_difference(rows["adaptive_vote"][n], rows["majority_vote"].get(n, {})) if n in rows["majority_vote"] else (math.nan,) * 3
-            lines.append(f"| {n} | {a:.3f} | {t:,.0f} | {same_n:,.0f} | " + (f"{needed:,.0f} | {1 - t / needed:+.0%}" if needed else "not reached | -")
-                         + f" | {d:+.3f} ({lo:+.3f} to {hi:+.3f}) |")
+            d, lo, hi = (
+                paired_difference(rows["adaptive_vote"][n], rows["majority_vote"].get(n, {}))
+                if n in rows["majority_vote"]
+                else (math.nan,) * 3
+            )
+            lines.append(
+                f"| {n} | {a:.3f} | {t:,.0f} | {same_n:,.0f} | "
+                + (f"{needed:,.0f} | {1 - t / needed:+.0%}" if needed else "not reached | -")
+                + f" | {d:+.3f} ({lo:+.3f} to {hi:+.3f}) |"
+            )
     if "particle_filtering" in curves and "beam_search" in curves:
-        lines += ["", "## particle_filtering against beam_search", "",
-                  "| N | particle accuracy | particle tokens | beam accuracy | beam tokens | paired difference (95% CI) | beam's accuracy at particle's tokens | particle's accuracy at beam's tokens |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## particle_filtering against beam_search",
+            "",
+            "| N | particle accuracy | particle tokens | beam accuracy | beam tokens | paired difference (95% CI) | beam's accuracy at particle's tokens | particle's accuracy at beam's tokens |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         beam, particle = curves["beam_search"], curves["particle_filtering"]
         for (n, tp, ap, *_), (_, tb, ab, *_) in zip(particle, beam):
             d, lo, hi = paired_difference(rows["particle_filtering"][n], rows["beam_search"][n])
             at_p = interpolate([p[1] for p in beam], [p[2] for p in beam], tp)
             at_b = interpolate([p[1] for p in particle], [p[2] for p in particle], tb)
             show = lambda v: "outside its range" if v is None else f"{v:.3f}"  # noqa: E731
-            lines.append(f"| {n} | {ap:.3f} | {tp:,.0f} | {ab:.3f} | {tb:,.0f} | {d:+.3f} ({lo:+.3f} to {hi:+.3f}) | {show(at_p)} | {show(at_b)} |")
+            lines.append(
+                f"| {n} | {ap:.3f} | {tp:,.0f} | {ab:.3f} | {tb:,.0f} | {d:+.3f} ({lo:+.3f} to {hi:+.3f}) | {show(at_p)} | {show(at_b)} |"
+            )
     (args.out / "frontier.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

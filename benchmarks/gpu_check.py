@@ -39,8 +39,13 @@ HERE = Path(__file__).resolve().parent
 def tiny_shape(shape: str) -> dict[str, int]:
     """prm_throughput's Qwen2 dimensions, as build_tiny_* arguments."""
     s = SHAPES[shape]
-    return {"hidden_size": s["hidden_size"], "intermediate_size": s["intermediate_size"], "num_layers": s["num_hidden_layers"],
-            "num_heads": s["num_attention_heads"], "num_kv_heads": s["num_key_value_heads"]}
+    return {
+        "hidden_size": s["hidden_size"],
+        "intermediate_size": s["intermediate_size"],
+        "num_layers": s["num_hidden_layers"],
+        "num_heads": s["num_attention_heads"],
+        "num_kv_heads": s["num_key_value_heads"],
+    }
 
 
 def step(title: str, command: list[str], log: Path) -> None:
@@ -63,12 +68,18 @@ async def end_to_end(shape: str, device: str, n: int, max_tokens: int, workdir: 
         torch.cuda.reset_peak_memory_stats()
     print(f"random {shape} checkpoints written in {time.perf_counter() - started:.0f} s", flush=True)
     settings = Settings(
-        generator={"backend": "transformers", "model": str(generator), "device": device, "max_tokens": max_tokens, "seed": 0},
+        generator={
+            "backend": "transformers",
+            "model": str(generator),
+            "device": device,
+            "max_tokens": max_tokens,
+            "seed": 0,
+        },
         prm={"model": str(prm), "device": device},
     )
     async with ReasoningSolver(settings) as solver:
         question = "Compute 7 + 5 * 3 - 4."
-        for label in ("warm-up", "timed"):
+        for _round in ("warm-up", "timed"):  # the second round is the one reported
             ctx = await solver.context(question)
             t0 = time.perf_counter()
             candidates = [ctx.candidate(c) for c in await ctx.sample(n)]
@@ -78,12 +89,15 @@ async def end_to_end(shape: str, device: str, n: int, max_tokens: int, workdir: 
             usage = ctx.usage
             await ctx.close()
         peak = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device.startswith("cuda") else "n/a (CPU)"
-        print(f"\n## End to end ({label}): {shape} generator + {shape} PRM on {device}, best_of_n n={n}, "
-              f"max_tokens={max_tokens}\n"
-              "| part | tokens | seconds | tokens/s |\n|---|---|---|---|\n"
-              f"| generator (batch of {n}) | {usage.generated_tokens} | {t1 - t0:.2f} | {usage.generated_tokens / (t1 - t0):,.0f} |\n"
-              f"| PRM | {usage.prm_tokens} | {t2 - t1:.2f} | {usage.prm_tokens / (t2 - t1):,.0f} |\n"
-              f"peak device memory (generator + PRM + activations): {peak}", flush=True)
+        print(
+            f"\n## End to end (timed, after a warm-up): {shape} generator + {shape} PRM on {device}, best_of_n n={n}, "
+            f"max_tokens={max_tokens}\n"
+            "| part | tokens | seconds | tokens/s |\n|---|---|---|---|\n"
+            f"| generator (batch of {n}) | {usage.generated_tokens} | {t1 - t0:.2f} | {usage.generated_tokens / (t1 - t0):,.0f} |\n"
+            f"| PRM | {usage.prm_tokens} | {t2 - t1:.2f} | {usage.prm_tokens / (t2 - t1):,.0f} |\n"
+            f"peak device memory (generator + PRM + activations): {peak}",
+            flush=True,
+        )
 
 
 def main() -> None:

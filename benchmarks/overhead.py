@@ -46,9 +46,14 @@ def raw_sdk(client: openai.AsyncOpenAI, settings: Settings, n: int) -> Run:
 
     async def one(question: str) -> int:
         messages = ([{"role": "system", "content": g.system_prompt}] if g.system_prompt else []) + [
-            {"role": "user", "content": question}]
+            {"role": "user", "content": question}
+        ]
         response = await client.chat.completions.create(
-            model=g.model, messages=messages, n=n, temperature=sampling.temperature, top_p=sampling.top_p,
+            model=g.model,
+            messages=messages,
+            n=n,
+            temperature=sampling.temperature,
+            top_p=sampling.top_p,
             max_completion_tokens=sampling.max_tokens,
         )
         return response.usage.completion_tokens
@@ -66,7 +71,8 @@ def wrapped(solver: ReasoningSolver, strategy: str, n: int) -> Run:
 def via_proxy(client: openai.AsyncOpenAI, strategy: str, n: int) -> Run:
     async def one(question: str) -> int:
         response = await client.chat.completions.create(
-            model="demo", messages=[{"role": "user", "content": question}],
+            model="demo",
+            messages=[{"role": "user", "content": question}],
             extra_body={"rfprm": {"strategy": strategy, "n": n}},
         )
         return response.model_extra["rfprm"]["usage"]["generated_tokens"]
@@ -102,7 +108,11 @@ class Side:
         cpu, started = self.cpu(), time.perf_counter()
         tokens = sum(t for _, t in await asyncio.gather(*(self.timed(q, limit) for q in questions)))
         seconds = time.perf_counter() - started
-        self.seconds, self.tokens, self.questions = self.seconds + seconds, self.tokens + tokens, self.questions + len(questions)
+        self.seconds, self.tokens, self.questions = (
+            self.seconds + seconds,
+            self.tokens + tokens,
+            self.questions + len(questions),
+        )
         self.cpu_s += self.cpu() - cpu
         return seconds / tokens
 
@@ -119,7 +129,9 @@ async def together(ours: Side, theirs: Side, questions: list[str], in_flight: in
     return per_token[0] / per_token[1]
 
 
-async def compare(name: str, ours: Side, theirs: Side, concurrencies: list[int], rounds: int, per_round: int) -> list[str]:
+async def compare(
+    name: str, ours: Side, theirs: Side, concurrencies: list[int], rounds: int, per_round: int
+) -> list[str]:
     """Table rows: per concurrency, each side's time per generated token over all its rounds,
     the ratio, and each side's CPU per question (this process, plus its server's for the
     proxy). A round is max(C, per_round) questions, C in flight; rounds alternate sides (each
@@ -138,32 +150,78 @@ async def compare(name: str, ours: Side, theirs: Side, concurrencies: list[int],
                 await side.round(take(size), c)
         both = await together(mine, raw, take(2 * size), c)
         m, t = mine.seconds / mine.tokens, raw.seconds / raw.tokens
-        lines.append(f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | {both:.3f} | "
-                     f"{mine.cpu_s / mine.questions * 1e3:.1f} | {raw.cpu_s / raw.questions * 1e3:.1f} |")
+        lines.append(
+            f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | {both:.3f} | "
+            f"{mine.cpu_s / mine.questions * 1e3:.1f} | {raw.cpu_s / raw.questions * 1e3:.1f} |"
+        )
         print(lines[-1], flush=True)
     return lines
 
 
 async def main_async(args: argparse.Namespace, base_url: str) -> list[str]:
-    settings = Settings(generator={"backend": "openai", "base_url": base_url, "model": args.model,
-                                   "max_concurrency": max(args.concurrency), "timeout_s": 600})
+    settings = Settings(
+        generator={
+            "backend": "openai",
+            "base_url": base_url,
+            "model": args.model,
+            "max_concurrency": max(args.concurrency),
+            "timeout_s": 600,
+        }
+    )
     client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", timeout=600, max_retries=0)
     lines = []
     async with ReasoningSolver(settings) as solver:
-        lines += await compare("solve(), majority_vote", Side(wrapped(solver, "majority_vote", args.n)),
-                               Side(raw_sdk(client, settings, args.n)), args.concurrency, args.rounds, args.per_round)
+        lines += await compare(
+            "solve(), majority_vote",
+            Side(wrapped(solver, "majority_vote", args.n)),
+            Side(raw_sdk(client, settings, args.n)),
+            args.concurrency,
+            args.rounds,
+            args.per_round,
+        )
         if args.proxy:
             port = free_port()
-            command = [sys.executable, "-m", "rfprm_tts.cli", "serve", "--port", str(port), "--backend", "openai",
-                       "--base-url", base_url, "--model", args.model]
-            env = {"RFPRM_GENERATOR__MAX_CONCURRENCY": str(max(args.concurrency)), "RFPRM_GENERATOR__TIMEOUT_S": "600",
-                   "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(max(args.concurrency))}
-            with server_process(command, f"http://127.0.0.1:{port}/health", Path(args.logs) / "proxy.log", env) as server:
-                proxy = openai.AsyncOpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="EMPTY", timeout=600, max_retries=0)
-                lines += await compare("proxy, majority_vote vs raw SDK", Side(via_proxy(proxy, "majority_vote", args.n), server.pid),
-                                       Side(raw_sdk(client, settings, args.n)), args.concurrency, args.rounds, args.per_round)
-                lines += await compare("proxy, best_of_n vs in-process asolve", Side(via_proxy(proxy, "best_of_n", args.n), server.pid),
-                                       Side(wrapped(solver, "best_of_n", args.n)), args.concurrency, args.rounds, args.per_round)
+            command = [
+                sys.executable,
+                "-m",
+                "rfprm_tts.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--backend",
+                "openai",
+                "--base-url",
+                base_url,
+                "--model",
+                args.model,
+            ]
+            env = {
+                "RFPRM_GENERATOR__MAX_CONCURRENCY": str(max(args.concurrency)),
+                "RFPRM_GENERATOR__TIMEOUT_S": "600",
+                "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(max(args.concurrency)),
+            }
+            with server_process(
+                command, f"http://127.0.0.1:{port}/health", Path(args.logs) / "proxy.log", env
+            ) as server:
+                proxy = openai.AsyncOpenAI(
+                    base_url=f"http://127.0.0.1:{port}/v1", api_key="EMPTY", timeout=600, max_retries=0
+                )
+                lines += await compare(
+                    "proxy, majority_vote vs raw SDK",
+                    Side(via_proxy(proxy, "majority_vote", args.n), server.pid),
+                    Side(raw_sdk(client, settings, args.n)),
+                    args.concurrency,
+                    args.rounds,
+                    args.per_round,
+                )
+                lines += await compare(
+                    "proxy, best_of_n vs in-process asolve",
+                    Side(via_proxy(proxy, "best_of_n", args.n), server.pid),
+                    Side(wrapped(solver, "best_of_n", args.n)),
+                    args.concurrency,
+                    args.rounds,
+                    args.per_round,
+                )
                 await proxy.close()
     await client.close()
     return lines
@@ -175,7 +233,9 @@ def main() -> None:
     parser.add_argument("--model", default="demo", help="the served model name")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 256], help="questions in flight")
     parser.add_argument("--n", type=int, default=8, help="samples per question")
-    parser.add_argument("--rounds", type=int, default=4, help="alternating rounds per concurrency (even: each side first half the time)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating rounds per concurrency (even: each side first half the time)"
+    )
     parser.add_argument("--per-round", type=int, default=64, help="questions per round (at least C)")
     parser.add_argument("--proxy", action="store_true", help="also measure `rfprm serve`")
     parser.add_argument("--logs", default=".", help="folder for the servers' logs")
@@ -187,12 +247,17 @@ def main() -> None:
             port = free_port()
             stack.enter_context(vllm_server(port, Path(args.logs) / "vllm.log"))
             base_url = f"http://127.0.0.1:{port}/v1"
-        header = ["| what | questions in flight | ours ms/token | baseline ms/token | ratio | ratio, together "
-                  "| ours CPU ms/question | baseline CPU ms/question |", "|---|---|---|---|---|---|---|---|"]
+        header = [
+            "| what | questions in flight | ours ms/token | baseline ms/token | ratio | ratio, together "
+            "| ours CPU ms/question | baseline CPU ms/question |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         print("\n".join(header), flush=True)
         lines = asyncio.run(main_async(args, base_url))
-    print(f"\nn={args.n} samples per question, {args.rounds} alternating rounds per row; {sys.platform}, "
-          f"openai {openai.__version__}")
+    print(
+        f"\nn={args.n} samples per question, {args.rounds} alternating rounds per row; {sys.platform}, "
+        f"openai {openai.__version__}"
+    )
     print("\n".join(header + lines))
 
 

@@ -59,8 +59,14 @@ async def ask(client: openai.AsyncOpenAI, setup: Setup, question: str, gold: str
     started = time.perf_counter()
     try:
         response = await client.chat.completions.create(
-            model=setup.model, n=setup.n or openai.NOT_GIVEN, extra_body=setup.extra_body, max_tokens=max_tokens,
-            messages=[{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": setup.rewrite.format(question)}],
+            model=setup.model,
+            n=setup.n or openai.NOT_GIVEN,
+            extra_body=setup.extra_body,
+            max_tokens=max_tokens,
+            messages=[
+                {"role": "system", "content": SYSTEM_PROMPT},
+                {"role": "user", "content": setup.rewrite.format(question)},
+            ],
         )
     except openai.OpenAIError as exc:
         return Outcome(time.perf_counter() - started, 0, False, f"{type(exc).__name__}: {exc}")
@@ -86,9 +92,11 @@ async def run_setup(setup: Setup, problems, clients: int, max_tokens: int) -> li
     latencies = sorted(o.latency_s for o in ok) or [float("nan")]
     p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
     errors = [o.error for o in outcomes if o.error]
-    row = (f"| {setup.name} | {len(problems) / wall:.2f} | {statistics.median(latencies):.2f} | {p99:.2f} | "
-           f"{statistics.mean(o.tokens for o in ok) if ok else 0:.0f} | {sum(o.correct for o in outcomes) / len(problems):.2f} | "
-           f"{len(errors)} |")
+    row = (
+        f"| {setup.name} | {len(problems) / wall:.2f} | {statistics.median(latencies):.2f} | {p99:.2f} | "
+        f"{statistics.mean(o.tokens for o in ok) if ok else 0:.0f} | {sum(o.correct for o in outcomes) / len(problems):.2f} | "
+        f"{len(errors)} |"
+    )
     print(row + (f"  first error: {errors[0][:200]}" if errors else ""), flush=True)
     return [row]
 
@@ -99,8 +107,12 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=100, help="held-out demo problems")
     parser.add_argument("--n", type=int, default=5, help="samples per question (optillm's self_consistency uses 5)")
     parser.add_argument("--clients", type=int, default=8, help="requests in flight")
-    parser.add_argument("--max-tokens", type=int, default=256, help="per answer, in every request (optillm's default, 4096, "
-                        "is more than the demo server's context)")
+    parser.add_argument(
+        "--max-tokens",
+        type=int,
+        default=256,
+        help="per answer, in every request (optillm's default, 4096, is more than the demo server's context)",
+    )
     parser.add_argument("--logs", default=".", help="folder for the servers' logs")
     args = parser.parse_args()
     problems = held_out_problems(args.problems)
@@ -110,31 +122,70 @@ def main() -> None:
         vllm_port, optillm_port, rfprm_port = free_port(), free_port(), free_port()
         stack.enter_context(vllm_server(vllm_port, logs / "vllm.log"))
         upstream = f"http://127.0.0.1:{vllm_port}/v1"
-        stack.enter_context(server_process(
-            [args.optillm, "--base-url", upstream, "--port", str(optillm_port), "--best-of-n", str(args.n), "--log", "warning"],
-            f"http://127.0.0.1:{optillm_port}/health", logs / "optillm.log", {"OPENAI_API_KEY": "EMPTY"},
-        ))
-        stack.enter_context(server_process(
-            [sys.executable, "-m", "rfprm_tts.cli", "serve", "--port", str(rfprm_port), "--backend", "openai",
-             "--base-url", upstream, "--model", "demo"],
-            f"http://127.0.0.1:{rfprm_port}/health", logs / "rfprm.log",
-            {"RFPRM_GENERATOR__MAX_CONCURRENCY": "64", "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(args.clients)},
-        ))
+        stack.enter_context(
+            server_process(
+                [
+                    args.optillm,
+                    "--base-url",
+                    upstream,
+                    "--port",
+                    str(optillm_port),
+                    "--best-of-n",
+                    str(args.n),
+                    "--log",
+                    "warning",
+                ],
+                f"http://127.0.0.1:{optillm_port}/health",
+                logs / "optillm.log",
+                {"OPENAI_API_KEY": "EMPTY"},
+            )
+        )
+        stack.enter_context(
+            server_process(
+                [
+                    sys.executable,
+                    "-m",
+                    "rfprm_tts.cli",
+                    "serve",
+                    "--port",
+                    str(rfprm_port),
+                    "--backend",
+                    "openai",
+                    "--base-url",
+                    upstream,
+                    "--model",
+                    "demo",
+                ],
+                f"http://127.0.0.1:{rfprm_port}/health",
+                logs / "rfprm.log",
+                {"RFPRM_GENERATOR__MAX_CONCURRENCY": "64", "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(args.clients)},
+            )
+        )
         optillm, ours = f"http://127.0.0.1:{optillm_port}/v1", f"http://127.0.0.1:{rfprm_port}/v1"
         setups = [
             Setup("vLLM, 1 sample", upstream, "demo", n=1),
             Setup("vLLM, 1 sample of 'User: <question>'", upstream, "demo", n=1, rewrite="User: {}"),
             Setup("optillm self_consistency (5 samples)", optillm, "self_consistency-demo"),
             Setup(f"optillm bon, n={args.n}", optillm, "bon-demo"),
-            *(Setup(f"rfprm serve {strategy}, n={args.n}", ours, "demo", {"rfprm": {"strategy": strategy, "n": args.n}})
-              for strategy in ("majority_vote", "weighted_best_of_n", "best_of_n")),
+            *(
+                Setup(
+                    f"rfprm serve {strategy}, n={args.n}", ours, "demo", {"rfprm": {"strategy": strategy, "n": args.n}}
+                )
+                for strategy in ("majority_vote", "weighted_best_of_n", "best_of_n")
+            ),
         ]
-        header = ["| setup | requests/s | p50 s | p99 s | generated tokens/request | accuracy | errors |",
-                  "|---|---|---|---|---|---|---|"]
+        header = [
+            "| setup | requests/s | p50 s | p99 s | generated tokens/request | accuracy | errors |",
+            "|---|---|---|---|---|---|---|",
+        ]
         print("\n".join(header), flush=True)
-        rows = [row for setup in setups for row in asyncio.run(run_setup(setup, problems, args.clients, args.max_tokens))]
+        rows = [
+            row for setup in setups for row in asyncio.run(run_setup(setup, problems, args.clients, args.max_tokens))
+        ]
 
-    print(f"\n{args.problems} held-out demo problems, {args.clients} requests in flight, n={args.n}, openai {openai.__version__}")
+    print(
+        f"\n{args.problems} held-out demo problems, {args.clients} requests in flight, n={args.n}, openai {openai.__version__}"
+    )
     print("\n".join(header + rows))
 
 

@@ -41,16 +41,37 @@ def worker(args: argparse.Namespace) -> None:
     with open(args.problems_file) as f, open(args.out, "w") as out:
         for line in f:
             problem = json.loads(line)
-            messages = [{"role": "system", "content": args.system_prompt}, {"role": "user", "content": problem["question"]}]
+            messages = [
+                {"role": "system", "content": args.system_prompt},
+                {"role": "user", "content": problem["question"]},
+            ]
             prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             for budget in args.budgets:
                 for mode in ("offline", "online"):
                     started = time.perf_counter()
-                    result = llm.deepthink(prompt, mode=mode, budget=budget, total_budget=budget,
-                                           warmup_traces=max(2, budget // 4), window_size=args.window,
-                                           sampling_params=params, compute_multiple_voting=False)
-                    out.write(json.dumps({"id": problem["id"], "mode": mode, "n": budget, "answer": result.final_answer,
-                                          "tokens": result.total_tokens, "wall_s": time.perf_counter() - started}) + "\n")
+                    result = llm.deepthink(
+                        prompt,
+                        mode=mode,
+                        budget=budget,
+                        total_budget=budget,
+                        warmup_traces=max(2, budget // 4),
+                        window_size=args.window,
+                        sampling_params=params,
+                        compute_multiple_voting=False,
+                    )
+                    out.write(
+                        json.dumps(
+                            {
+                                "id": problem["id"],
+                                "mode": mode,
+                                "n": budget,
+                                "answer": result.final_answer,
+                                "tokens": result.total_tokens,
+                                "wall_s": time.perf_counter() - started,
+                            }
+                        )
+                        + "\n"
+                    )
                     out.flush()
 
 
@@ -81,19 +102,64 @@ def main() -> None:
         problems_file.write_text("".join(json.dumps({"id": p.id, "question": p.question}) + "\n" for p in problems))
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "4", "HF_HUB_OFFLINE": "1", "VLLM_LOGGING_LEVEL": "WARNING"}
         started = time.perf_counter()
-        subprocess.run([args.python, __file__, "--worker", "--model", model_path("generator"), "--problems-file",
-                        str(problems_file), "--out", str(answers_file), "--budgets", *map(str, args.budgets),
-                        "--window", str(args.window), "--max-tokens", str(args.max_tokens)],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                args.python,
+                __file__,
+                "--worker",
+                "--model",
+                model_path("generator"),
+                "--problems-file",
+                str(problems_file),
+                "--out",
+                str(answers_file),
+                "--budgets",
+                *map(str, args.budgets),
+                "--window",
+                str(args.window),
+                "--max-tokens",
+                str(args.max_tokens),
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         print(f"DeepConf run: {time.perf_counter() - started:.0f} s (engine start included)", file=sys.stderr)
         answers = [json.loads(line) for line in answers_file.read_text().splitlines()]
 
         ours_dir = Path(tmp) / "ours"
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", str(args.problems),
-                        "--strategies", "early_pruning", "weighted_best_of_n", "majority_vote", "--budgets", *map(str, args.budgets),
-                        "--backend", "vllm", "--model", "demo", "--max-tokens", str(args.max_tokens), "--seed", "0",
-                        "--out", str(ours_dir)], check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rfprm_tts.cli",
+                "bench",
+                "--dataset",
+                "demo",
+                "--limit",
+                str(args.problems),
+                "--strategies",
+                "early_pruning",
+                "weighted_best_of_n",
+                "majority_vote",
+                "--budgets",
+                *map(str, args.budgets),
+                "--backend",
+                "vllm",
+                "--model",
+                "demo",
+                "--max-tokens",
+                str(args.max_tokens),
+                "--seed",
+                "0",
+                "--out",
+                str(ours_dir),
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         print(f"rfprm bench run: {time.perf_counter() - started:.0f} s (engine start included)", file=sys.stderr)
         from rfprm_tts.bench import RunStore
 
@@ -106,12 +172,15 @@ def main() -> None:
             rows = [a for a in answers if a["mode"] == mode and a["n"] == n]
             accuracy = sum(grade(by_id[a["id"]], a["answer"]) for a in rows) / len(rows)
             curves.setdefault(f"DeepConf {mode}", []).append(
-                (n, accuracy, sum(a["tokens"] for a in rows) / len(rows), sum(a["wall_s"] for a in rows) / len(rows)))
+                (n, accuracy, sum(a["tokens"] for a in rows) / len(rows), sum(a["wall_s"] for a in rows) / len(rows))
+            )
     for p in points:
         curves.setdefault(f"rfprm {p.strategy}", []).append((p.n, p.accuracy, p.generated_tokens, p.wall_s))
     half_width = 1.96 * (0.25 / args.problems) ** 0.5
-    print(f"{args.problems} held-out demo problems, vLLM (CPU) in-process on the demo generator; a 95% interval "
-          f"is at most +-{half_width:.2f}\n")
+    print(
+        f"{args.problems} held-out demo problems, vLLM (CPU) in-process on the demo generator; a 95% interval "
+        f"is at most +-{half_width:.2f}\n"
+    )
     print("| N | method | accuracy | generated tokens/problem | wall s/problem |\n|---|---|---|---|---|")
     for n in args.budgets:
         for method, line in curves.items():

@@ -34,16 +34,20 @@ from transformers import Qwen2Config
 
 from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.demo.tiny import build_tokenizer
+from rfprm_tts.prm.formats.step_tag import StepTagFormat, answer_start
+from rfprm_tts.prm.models.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.prm.protocol import positions
 from rfprm_tts.prm.runners.batched import TransformersRunner
 from rfprm_tts.prm.runners.incremental import IncrementalRunner
-from rfprm_tts.prm.protocol import positions
-from rfprm_tts.prm.models.qwen2_prm import Qwen2ForProcessRewardModel
 from rfprm_tts.prm.scorer import PRMScorer
-from rfprm_tts.prm.formats.step_tag import StepTagFormat, answer_start
 
 SHAPES = {  # Qwen2 dimensions
-    "demo": dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4),
-    "7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4),
+    "demo": dict(
+        hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4
+    ),
+    "7b": dict(
+        hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4
+    ),
 }
 WORKLOADS = {  # (count, min tokens, max tokens)
     "cpu": {"best_of_n": (64, 256, 1024), "beam_partials": (256, 64, 512), "beam_search": (8, 4, 12, 24)},
@@ -97,8 +101,14 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
 
 
 def throughput_rows(
-    case: str, inputs: list[list[int]], fmt: StepTagFormat, runner: TransformersRunner, params: int, peak: float,
-    device, repeats: int,
+    case: str,
+    inputs: list[list[int]],
+    fmt: StepTagFormat,
+    runner: TransformersRunner,
+    params: int,
+    peak: float,
+    device,
+    repeats: int,
 ) -> list[list[str]]:
     real = sum(len(ids) for ids in inputs)
 
@@ -127,7 +137,12 @@ def throughput_rows(
         return run
 
     rows = []
-    paths = [("upstream (1 at a time)", upstream), ("padded batch of 8", padded_batch), ("ours: bucket", ours("bucket")), ("ours: pack", ours("pack"))]
+    paths = [
+        ("upstream (1 at a time)", upstream),
+        ("padded batch of 8", padded_batch),
+        ("ours: bucket", ours("bucket")),
+        ("ours: pack", ours("pack")),
+    ]
     for name, run in paths:
         try:
             run()  # warm-up, for every path alike: kernels chosen, memory pooled
@@ -142,13 +157,29 @@ def throughput_rows(
         seconds = statistics.median(times)
         tps = real / seconds
         spread = f"{real / max(times):,.0f}-{real / min(times):,.0f}"
-        rows.append([case, name, f"{tps:,.0f}", spread, f"{pad / (real + pad):.1%}", f"{2 * params * tps / peak:.1%}", f"{seconds:.2f}"])
+        rows.append(
+            [
+                case,
+                name,
+                f"{tps:,.0f}",
+                spread,
+                f"{pad / (real + pad):.1%}",
+                f"{2 * params * tps / peak:.1%}",
+                f"{seconds:.2f}",
+            ]
+        )
     return rows
 
 
 def beam_search_tokens(
-    fmt: StepTagFormat, full_runner: TransformersRunner, incremental: IncrementalRunner, beams: int, width: int,
-    rounds: int, step_len: int, device,
+    fmt: StepTagFormat,
+    full_runner: TransformersRunner,
+    incremental: IncrementalRunner,
+    beams: int,
+    width: int,
+    rounds: int,
+    step_len: int,
+    device,
 ) -> list[list[str]]:
     """N beams, M children each, K rounds of one step; keep N children at random. Each round's
     children are scored in one call, fully or incrementally."""
@@ -183,8 +214,24 @@ def beam_search_tokens(
     floor = len(head) + generated
     name = f"(N={beams}, M={width}, K={rounds}, {step_len + 1}-token steps)"
     return [
-        ["beam_search", f"full re-scoring {name}", f"{full:,} tokens", "", f"{full / floor:.2f}x floor", "", f"{full_seconds:.2f}"],
-        ["beam_search", "incremental (KV-cached prefixes)", f"{incremental:,} tokens", "", f"{incremental / floor:.2f}x floor", "", f"{seconds:.2f}"],
+        [
+            "beam_search",
+            f"full re-scoring {name}",
+            f"{full:,} tokens",
+            "",
+            f"{full / floor:.2f}x floor",
+            "",
+            f"{full_seconds:.2f}",
+        ],
+        [
+            "beam_search",
+            "incremental (KV-cached prefixes)",
+            f"{incremental:,} tokens",
+            "",
+            f"{incremental / floor:.2f}x floor",
+            "",
+            f"{seconds:.2f}",
+        ],
     ]
 
 
@@ -193,7 +240,10 @@ def agreement(fmt: StepTagFormat, model: torch.nn.Module, options: dict, rng: ra
     scoring against bucketed full scoring, on 16 random trajectories, in the run's dtype; and
     each path against a float32 copy of the model, which tells rounding (every path as far
     from float32 as full scoring is) from a bug (one path much further)."""
-    steps = [[f"{rng.randint(1, 99)} + {rng.randint(1, 99)} = {rng.randint(1, 199)}" for _ in range(rng.randint(2, 12))] for _ in range(16)]
+    steps = [
+        [f"{rng.randint(1, 99)} + {rng.randint(1, 99)} = {rng.randint(1, 199)}" for _ in range(rng.randint(2, 12))]
+        for _ in range(16)
+    ]
     scorer = lambda runner: PRMScorer(fmt, runner)  # noqa: E731
     full = scorer(TransformersRunner(model, **options, batching="bucket")).score(QUESTION, steps)
     incremental = scorer(IncrementalRunner(model, **options, batching="bucket"))
@@ -205,8 +255,10 @@ def agreement(fmt: StepTagFormat, model: torch.nn.Module, options: dict, rng: ra
     if next(model.parameters()).dtype == torch.float32:
         return line
     exact = scorer(TransformersRunner(copy.deepcopy(model).float(), **options)).score(QUESTION, steps)
-    return line + (f"\nagainst float32 weights: full {diff(full, exact):.1e}, incremental {diff(got, exact):.1e}, "
-                   f"packed {diff(packed, exact):.1e}")
+    return line + (
+        f"\nagainst float32 weights: full {diff(full, exact):.1e}, incremental {diff(got, exact):.1e}, "
+        f"packed {diff(packed, exact):.1e}"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -216,7 +268,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-batch-tokens", type=int, default=16384)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtype", choices=["bfloat16", "float32"], help="default: bfloat16 on cuda, else float32")
-    parser.add_argument("--agreement-only", action="store_true", help="only compare incremental/packed with full scores")
+    parser.add_argument(
+        "--agreement-only", action="store_true", help="only compare incremental/packed with full scores"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of each path (after one warm-up)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
@@ -234,8 +288,10 @@ def main(argv: list[str] | None = None) -> None:
     peak = matmul_peak(device, dtype)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
     print(f"# PRM throughput: {args.shape} shape ({params / 1e6:,.1f}M non-embedding parameters, {dtype}), {name}")
-    print(f"# matmul peak measured here: {peak / 1e12:,.1f} TFLOP/s; max_batch_tokens={args.max_batch_tokens}; "
-          f"median of {args.repeats} timed runs after one warm-up per path\n")
+    print(
+        f"# matmul peak measured here: {peak / 1e12:,.1f} TFLOP/s; max_batch_tokens={args.max_batch_tokens}; "
+        f"median of {args.repeats} timed runs after one warm-up per path\n"
+    )
 
     rng = random.Random(args.seed)
     if args.agreement_only:
@@ -246,7 +302,9 @@ def main(argv: list[str] | None = None) -> None:
     for case in ("best_of_n", "beam_partials"):
         count, low, high = workload[case]
         inputs = [synthetic(rng, head, tag, len(tokenizer), rng.randint(low, high)) for _ in range(count)]
-        rows += throughput_rows(f"{case} ({count} x {low}-{high} tok)", inputs, fmt, runner, params, peak, device, args.repeats)
+        rows += throughput_rows(
+            f"{case} ({count} x {low}-{high} tok)", inputs, fmt, runner, params, peak, device, args.repeats
+        )
         print(f"  {case} done", file=sys.stderr)
     incremental = IncrementalRunner(model, cache_max_tokens=10**9, **options)
     rows += beam_search_tokens(fmt, runner, incremental, *workload["beam_search"], device=device)

@@ -56,52 +56,85 @@ def sft(rows: list[dict], seed: int, epochs: int, lr: float, out: Path):
     from trl import SFTConfig, SFTTrainer
 
     model, tokenizer = fresh_generator()
-    args = SFTConfig(output_dir=str(out), num_train_epochs=epochs, learning_rate=lr, per_device_train_batch_size=16,
-                     seed=seed, use_cpu=True, report_to=[], save_strategy="no", logging_steps=50,
-                     completion_only_loss=True)
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": r["question"]}],
-                               "completion": [{"role": "assistant", "content": r["response"]}]} for r in rows])
+    args = SFTConfig(
+        output_dir=str(out),
+        num_train_epochs=epochs,
+        learning_rate=lr,
+        per_device_train_batch_size=16,
+        seed=seed,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=50,
+        completion_only_loss=True,
+    )
+    data = Dataset.from_list(
+        [
+            {
+                "prompt": [{"role": "user", "content": r["question"]}],
+                "completion": [{"role": "assistant", "content": r["response"]}],
+            }
+            for r in rows
+        ]
+    )
     trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
     trainer.train()
     return trainer.model, tokenizer
 
 
 def selection(args) -> dict:
-    from rfprm_tts.prm import build_scorer
     from rfprm_tts.offline.responses import score_responses
+    from rfprm_tts.prm import build_scorer
     from rfprm_tts.settings import Settings
 
     started = time.perf_counter()
     problems = training_problems(args.problems, seed=7)
     model, tokenizer = fresh_generator()
     torch.manual_seed(0)
-    texts = sample_texts(model, tokenizer, [p.question for p in problems], n=args.samples, temperature=1.0,
-                         max_new_tokens=128)
-    rows = [{"question": p.question, "response": t, "correct": grade(p, split_steps(t)).answer_correct, "problem": i}
-            for i, (p, ts) in enumerate(zip(problems, texts)) for t in ts]
+    texts = sample_texts(
+        model, tokenizer, [p.question for p in problems], n=args.samples, temperature=1.0, max_new_tokens=128
+    )
+    rows = [
+        {"question": p.question, "response": t, "correct": grade(p, split_steps(t)).answer_correct, "problem": i}
+        for i, (p, ts) in enumerate(zip(problems, texts))
+        for t in ts
+    ]
     settings = Settings()
-    scored = score_responses(build_scorer(settings.prm), [(r["question"], r["response"]) for r in rows],
-                             settings.step_separator, settings.prm.alpha)
+    scored = score_responses(
+        build_scorer(settings.prm),
+        [(r["question"], r["response"]) for r in rows],
+        settings.step_separator,
+        settings.prm.alpha,
+    )
     for r, s in zip(rows, scored):
         r["score"] = s.scores.get("reasonflux", float("-inf")) if s.error is None else float("-inf")
     by_problem: dict[int, list[dict]] = {}
     for r in rows:
         by_problem.setdefault(r["problem"], []).append(r)
-    print(f"sampled and scored {len(rows)} answers to {len(problems)} problems in {time.perf_counter() - started:.0f} s",
-          flush=True)
+    print(
+        f"sampled and scored {len(rows)} answers to {len(problems)} problems in {time.perf_counter() - started:.0f} s",
+        flush=True,
+    )
     report = {"before": held_out_accuracy(model, tokenizer), "runs": []}
     for seed in args.seeds:
         rng = random.Random(seed)
-        sets = {"prm_top1": [max(group, key=lambda r: r["score"]) for group in by_problem.values()],
-                "random1": [rng.choice(group) for group in by_problem.values()],
-                "all": rows}
+        sets = {
+            "prm_top1": [max(group, key=lambda r: r["score"]) for group in by_problem.values()],
+            "random1": [rng.choice(group) for group in by_problem.values()],
+            "all": rows,
+        }
         for name, chosen in sets.items():
             t0 = time.perf_counter()
             tuned, tok = sft(chosen, seed, args.epochs, args.lr, Path(args.out) / "tmp")
             acc = held_out_accuracy(tuned, tok)
-            run = {"set": name, "seed": seed, "examples": len(chosen),
-                   "examples_correct": sum(r["correct"] for r in chosen) / len(chosen),
-                   "accuracy": acc, "seconds": time.perf_counter() - t0}
+            run = {
+                "set": name,
+                "seed": seed,
+                "examples": len(chosen),
+                "examples_correct": sum(r["correct"] for r in chosen) / len(chosen),
+                "accuracy": acc,
+                "seconds": time.perf_counter() - t0,
+            }
             print(json.dumps(run), flush=True)
             report["runs"].append(run)
     return report
@@ -119,14 +152,28 @@ def train_grpo(args, beta: float, seed: int):
     from rfprm_tts.rewards import RewardModel
     from rfprm_tts.rewards.trl import PRMReward
 
-    data = Dataset.from_list([{"prompt": [{"role": "user", "content": p.question}], "answer": str(p.answer)}
-                              for p in training_problems(args.problems, seed=11)])
-    config = GRPOConfig(output_dir=str(Path(args.out) / "tmp"), per_device_train_batch_size=args.generations,
-                        num_generations=args.generations, max_completion_length=128, max_steps=args.steps,
-                        learning_rate=args.lr, use_cpu=True, report_to=[], save_strategy="no",
-                        logging_steps=10, seed=seed)
-    trainer = GRPOTrainer(model=model_path("generator"), reward_funcs=[PRMReward(RewardModel(beta=beta))],
-                          args=config, train_dataset=data)
+    data = Dataset.from_list(
+        [
+            {"prompt": [{"role": "user", "content": p.question}], "answer": str(p.answer)}
+            for p in training_problems(args.problems, seed=11)
+        ]
+    )
+    config = GRPOConfig(
+        output_dir=str(Path(args.out) / "tmp"),
+        per_device_train_batch_size=args.generations,
+        num_generations=args.generations,
+        max_completion_length=128,
+        max_steps=args.steps,
+        learning_rate=args.lr,
+        use_cpu=True,
+        report_to=[],
+        save_strategy="no",
+        logging_steps=10,
+        seed=seed,
+    )
+    trainer = GRPOTrainer(
+        model=model_path("generator"), reward_funcs=[PRMReward(RewardModel(beta=beta))], args=config, train_dataset=data
+    )
     trainer.train()
     return trainer
 
@@ -140,9 +187,15 @@ def grpo(args) -> dict:
             trainer = train_grpo(args, beta, seed)
             acc = held_out_accuracy(trainer.model, tokenizer)
             rewards = [h["reward"] for h in trainer.state.log_history if "reward" in h]
-            run = {"reward": name, "beta": beta, "seed": seed, "steps": args.steps, "accuracy": acc,
-                   "train_reward_first_last": [rewards[0], rewards[-1]] if rewards else None,
-                   "seconds": time.perf_counter() - t0}
+            run = {
+                "reward": name,
+                "beta": beta,
+                "seed": seed,
+                "steps": args.steps,
+                "accuracy": acc,
+                "train_reward_first_last": [rewards[0], rewards[-1]] if rewards else None,
+                "seconds": time.perf_counter() - t0,
+            }
             print(json.dumps(run), flush=True)
             report["runs"].append(run)
     return report
@@ -161,11 +214,14 @@ def grpo_weights(args) -> dict:
 
     questions = [p.question for p in held_out_problems()]
     answers = {name: [t[0] for t in sample_texts(m, tokenizer, questions, 1, 0.0, 128)] for name, m in trained.items()}
-    return {"steps": args.steps, "seed": args.seeds[0],
-            "max_weight_change": {name: distance(m, start) for name, m in trained.items()},
-            "max_weight_difference_between_them": distance(trained["outcome_only"], trained["prm_mixed"]),
-            "held_out_answers_that_differ": sum(a != b for a, b in zip(answers["outcome_only"], answers["prm_mixed"])),
-            "held_out_problems": len(questions)}
+    return {
+        "steps": args.steps,
+        "seed": args.seeds[0],
+        "max_weight_change": {name: distance(m, start) for name, m in trained.items()},
+        "max_weight_difference_between_them": distance(trained["outcome_only"], trained["prm_mixed"]),
+        "held_out_answers_that_differ": sum(a != b for a, b in zip(answers["outcome_only"], answers["prm_mixed"])),
+        "held_out_problems": len(questions),
+    }
 
 
 def main() -> None:
@@ -184,7 +240,7 @@ def main() -> None:
     args.lr = args.lr or (5e-5 if args.use == "selection" else 1e-5)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     report = {"selection": selection, "grpo": grpo, "grpo-weights": grpo_weights}[args.use](args)
-    report["config"] = {k: v for k, v in vars(args).items()}
+    report["config"] = dict(vars(args).items())
     (Path(args.out) / f"{args.use}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps({k: v for k, v in report.items() if k != "runs"}))
 

@@ -28,8 +28,17 @@ def timed_run(address: str, replicas: int, args: argparse.Namespace, out: Path) 
     problems = load_problems("demo", limit=args.limit)
     executor = RayExecutor(replicas, address=address, concurrency=args.concurrency, cpus_per_replica=args.cpus_per_node)
     started = time.perf_counter()
-    store = asyncio.run(run_bench(problems, args.strategies, args.budgets, Settings(generator={"seed": 0}), out,
-                                  executor=executor, progress=False))
+    store = asyncio.run(
+        run_bench(
+            problems,
+            args.strategies,
+            args.budgets,
+            Settings(generator={"seed": 0}),
+            out,
+            executor=executor,
+            progress=False,
+        )
+    )
     elapsed = time.perf_counter() - started
     ray.shutdown()
     rows = store.rows()
@@ -47,15 +56,19 @@ def main() -> None:
     args = parser.parse_args()
 
     results = {}
-    with tempfile.TemporaryDirectory(prefix="ray-scaling-") as tmp, LocalRayCluster(Path(tmp) / "ray", workers=0,
-                                                                                   cpus_per_node=args.cpus_per_node) as cluster:
+    with (
+        tempfile.TemporaryDirectory(prefix="ray-scaling-") as tmp,
+        LocalRayCluster(Path(tmp) / "ray", workers=0, cpus_per_node=args.cpus_per_node) as cluster,
+    ):
         for nodes in (1, 2):
             if nodes == 2:
                 cluster.add_node()
             results[nodes] = timed_run(cluster.address, nodes, args, Path(tmp) / f"run{nodes}")
 
-    print(f"{args.limit} demo problems, {args.strategies}, budgets {args.budgets}, "
-          f"{args.cpus_per_node} CPU per node and replica, {args.concurrency} problems at once per replica")
+    print(
+        f"{args.limit} demo problems, {args.strategies}, budgets {args.budgets}, "
+        f"{args.cpus_per_node} CPU per node and replica, {args.concurrency} problems at once per replica"
+    )
     print("| nodes = replicas | wall s | rows | problems/hour |")
     print("|---|---|---|---|")
     for nodes, (seconds, rows) in results.items():

@@ -38,8 +38,12 @@ from rfprm_tts.demo.arithmetic import digit_slip, held_out_problems
 from rfprm_tts.serve import serving
 from rfprm_tts.settings import Settings
 
-LEAD_INS = ["First, following the order of operations, we work out", "Next, we take the result so far and compute",
-            "Then we carry on with the next operation,", "Now the remaining operation gives"]
+LEAD_INS = [
+    "First, following the order of operations, we work out",
+    "Next, we take the result so far and compute",
+    "Then we carry on with the next operation,",
+    "Now the remaining operation gives",
+]
 
 
 def worked_solution(problem, rng: random.Random, slip: bool) -> str:
@@ -48,9 +52,11 @@ def worked_solution(problem, rng: random.Random, slip: bool) -> str:
     steps = problem.solution().split("\n\n")
     if slip:
         steps = digit_slip(steps, rng) or steps
-    body = [f"{LEAD_INS[min(i, 3)]} the expression step by step and write it out in full: {step}"
-            for i, step in enumerate(steps[:-1])]
-    return "\n\n".join(body + [steps[-1]])
+    body = [
+        f"{LEAD_INS[min(i, 3)]} the expression step by step and write it out in full: {step}"
+        for i, step in enumerate(steps[:-1])
+    ]
+    return "\n\n".join([*body, steps[-1]])
 
 
 FAULTS = ("500", "timeout", "reset", "truncated", "null-choices")
@@ -68,8 +74,12 @@ def closed_by_peer(connection: socket.socket) -> bool:
 
 
 def start_upstream(
-    fault_rate: float, delay_s: tuple[float, float], seed: int, long_answers: bool,
-    faults: Sequence[str] = ("500",), hang_s: float = 5.0,
+    fault_rate: float,
+    delay_s: tuple[float, float],
+    seed: int,
+    long_answers: bool,
+    faults: Sequence[str] = ("500",),
+    hang_s: float = 5.0,
 ) -> tuple[ThreadingHTTPServer, dict]:
     """A chat-completions stand-in: n samples per call, each a correct or subtly wrong
     solution of the demo question it is asked (a question it does not know gets answers only
@@ -110,11 +120,19 @@ def start_upstream(
             else:
                 texts = [f"The answer is \\boxed{{{problem.answer + (0 if d < 0.6 else 1)}}}." for d in draws]
             completion = sum(len(t) for t in texts)  # one token a character, as the demo tokenizer
-            choices = [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                       for i, t in enumerate(texts)]
+            choices = [
+                {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                for i, t in enumerate(texts)
+            ]
             usage = {"prompt_tokens": 30, "completion_tokens": completion, "total_tokens": 30 + completion}
-            payload = {"id": "x", "object": "chat.completion", "created": 0, "model": "up",
-                       "choices": None if fault == "null-choices" else choices, "usage": usage}
+            payload = {
+                "id": "x",
+                "object": "chat.completion",
+                "created": 0,
+                "model": "up",
+                "choices": None if fault == "null-choices" else choices,
+                "usage": usage,
+            }
             self.reply(200, payload, truncated=fault == "truncated")
             if tag:
                 with lock:
@@ -177,7 +195,9 @@ async def clients(url: str, questions: list[str], concurrency: int, n: int) -> t
 
 def scrape(url: str) -> dict[str, float]:
     text = urllib.request.urlopen(f"{url}/metrics").read().decode()
-    return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")}
+    return {
+        line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines() if line and not line.startswith("#")
+    }
 
 
 def main() -> None:
@@ -188,15 +208,26 @@ def main() -> None:
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--batch-window-ms", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--answers", choices=["short", "long"], default="short",
-                        help="one-line answers, or worked solutions of a few hundred tokens in several steps")
+    parser.add_argument(
+        "--answers",
+        choices=["short", "long"],
+        default="short",
+        help="one-line answers, or worked solutions of a few hundred tokens in several steps",
+    )
     args = parser.parse_args()
 
     upstream, counts = start_upstream(args.fault_rate, (0.02, 0.08), args.seed, args.answers == "long")
     settings = Settings(
         n=args.n,
-        generator={"backend": "openai", "base_url": f"http://127.0.0.1:{upstream.server_address[1]}/v1",
-                   "model": "up", "max_retries": 5, "backoff_s": 0.05, "backoff_max_s": 0.5, "max_concurrency": 256},
+        generator={
+            "backend": "openai",
+            "base_url": f"http://127.0.0.1:{upstream.server_address[1]}/v1",
+            "model": "up",
+            "max_retries": 5,
+            "backoff_s": 0.05,
+            "backoff_max_s": 0.5,
+            "max_concurrency": 256,
+        },
         serve={"port": 0, "max_concurrent_per_key": args.clients, "batch_window_ms": args.batch_window_ms},
     )
     problems = held_out_problems()
@@ -219,8 +250,14 @@ def main() -> None:
         ("PRM tokens per request (mean)", f"{per_request('prm_tokens'):.0f}"),
         ("PRM calls", f"{batches:.0f}"),
         ("requests per PRM call (mean)", f"{metrics.get('rfprm_prm_batch_requests_sum', 0) / max(batches, 1):.1f}"),
-        ("trajectories per PRM call (mean)", f"{metrics.get('rfprm_prm_batch_trajectories_sum', 0) / max(batches, 1):.1f}"),
-        ("upstream calls / injected faults", f"{counts['calls']} / {counts['faults']} ({counts['faults'] / max(counts['calls'], 1):.1%})"),
+        (
+            "trajectories per PRM call (mean)",
+            f"{metrics.get('rfprm_prm_batch_trajectories_sum', 0) / max(batches, 1):.1f}",
+        ),
+        (
+            "upstream calls / injected faults",
+            f"{counts['calls']} / {counts['faults']} ({counts['faults'] / max(counts['calls'], 1):.1%})",
+        ),
         ("errors returned to clients", str(len(errors))),
         ("lost requests (no answer, no error)", str(args.requests - answered - len(errors))),
     ]

@@ -129,17 +129,20 @@ class Soak:
                     await self.half_body(host, int(port))
                     status = "sent"
                 else:
-                    response = await client.post("/v1/chat/completions", content=hostile_body(kind),
-                                                 headers={"content-type": "application/json"})
+                    response = await client.post(
+                        "/v1/chat/completions", content=hostile_body(kind), headers={"content-type": "application/json"}
+                    )
                     status = str(response.status_code)
                 self.hostile[f"{kind} {status}"] += 1
                 await asyncio.sleep(0.2)
 
     async def half_body(self, host: str, port: int) -> None:
         """Headers and part of a body, left open for 2 s (the proxy's body timeout is longer)."""
-        reader, writer = await asyncio.open_connection(host, port)
-        writer.write(f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
-                     "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"messages\": [".encode())
+        _reader, writer = await asyncio.open_connection(host, port)
+        writer.write(
+            f"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+            'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"messages": ['.encode()
+        )
         await writer.drain()
         await asyncio.sleep(2)
         writer.close()
@@ -202,42 +205,58 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    upstream, counts = start_upstream(args.fault_rate, (0.02, 0.3), args.seed, long_answers=False, faults=FAULTS,
-                                      hang_s=3.0)
+    upstream, counts = start_upstream(
+        args.fault_rate, (0.02, 0.3), args.seed, long_answers=False, faults=FAULTS, hang_s=3.0
+    )
     port = free_port()
     env = {
-        "RFPRM_GENERATOR__BACKEND": "openai", "RFPRM_GENERATOR__MODEL": "up",
+        "RFPRM_GENERATOR__BACKEND": "openai",
+        "RFPRM_GENERATOR__MODEL": "up",
         "RFPRM_GENERATOR__BASE_URL": f"http://127.0.0.1:{upstream.server_address[1]}/v1",
-        "RFPRM_GENERATOR__TIMEOUT_S": "2", "RFPRM_GENERATOR__MAX_RETRIES": "3", "RFPRM_GENERATOR__BACKOFF_S": "0.05",
-        "RFPRM_GENERATOR__BACKOFF_MAX_S": "0.5", "RFPRM_GENERATOR__MAX_CONCURRENCY": "512",
-        "RFPRM_SERVE__API_KEYS": json.dumps([KEY]), "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(args.clients + 16),
+        "RFPRM_GENERATOR__TIMEOUT_S": "2",
+        "RFPRM_GENERATOR__MAX_RETRIES": "3",
+        "RFPRM_GENERATOR__BACKOFF_S": "0.05",
+        "RFPRM_GENERATOR__BACKOFF_MAX_S": "0.5",
+        "RFPRM_GENERATOR__MAX_CONCURRENCY": "512",
+        "RFPRM_SERVE__API_KEYS": json.dumps([KEY]),
+        "RFPRM_SERVE__MAX_CONCURRENT_PER_KEY": str(args.clients + 16),
     }
     rfprm = str(Path(sys.executable).parent / "rfprm")
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"serve_soak_{port}.log"
     started = time.perf_counter()
-    with server_process([rfprm, "serve", "--port", str(port)], f"http://127.0.0.1:{port}/health", log, env=env,
-                        timeout_s=300) as proxy:
+    with server_process(
+        [rfprm, "serve", "--port", str(port)], f"http://127.0.0.1:{port}/health", log, env=env, timeout_s=300
+    ) as proxy:
         soak, health, warm, end = asyncio.run(run(f"http://127.0.0.1:{port}", args, proxy.pid))
     seconds = time.perf_counter() - started
     upstream.shutdown()
 
-    late = sum(1 for tag, at in soak.cancelled_at.items() for done in counts["finished"].get(tag, []) if done > at + 0.1)
+    late = sum(
+        1 for tag, at in soak.cancelled_at.items() for done in counts["finished"].get(tag, []) if done > at + 0.1
+    )
     cancelled_calls = sum(len(counts["finished"].get(tag, [])) for tag in soak.cancelled_at)
     sent = soak.sent
-    errors = {status: count for status, count in soak.statuses.items() if status not in ("answered", "cancelled by client")}
+    errors = {
+        status: count for status, count in soak.statuses.items() if status not in ("answered", "cancelled by client")
+    }
     rows = [
         ("requests (clients), seconds", f"{sent} ({args.clients} concurrent, n={args.n}), {seconds:.0f} s"),
         ("answered", str(soak.statuses["answered"])),
         ("cancelled by their client", str(soak.statuses["cancelled by client"])),
         ("errors by status", json.dumps(errors) if errors else "none"),
         ("lost (no answer, no error)", str(sent - sum(soak.statuses.values()))),
-        ("latency p50 / p99 (answered)", f"{quantile(soak.latencies, 50):.3f} s / {quantile(soak.latencies, 99):.3f} s"),
+        (
+            "latency p50 / p99 (answered)",
+            f"{quantile(soak.latencies, 50):.3f} s / {quantile(soak.latencies, 99):.3f} s",
+        ),
         ("/health p99 / max", f"{quantile(health, 99) * 1000:.0f} ms / {max(health, default=0) * 1000:.0f} ms"),
         ("proxy memory after warm-up / end", f"{warm:.0f} MB / {end:.0f} MB ({(end - warm) / max(warm, 1):+.0%})"),
         ("upstream calls / injected faults", f"{counts['calls']} / {counts['faults']}"),
         ("upstream calls abandoned by the proxy", str(counts["abandoned"])),
-        ("cancelled requests' upstream calls run to completion after the cancel",
-         f"{late} of {cancelled_calls} answered calls of {len(soak.cancelled_at)} cancelled requests"),
+        (
+            "cancelled requests' upstream calls run to completion after the cancel",
+            f"{late} of {cancelled_calls} answered calls of {len(soak.cancelled_at)} cancelled requests",
+        ),
         ("hostile requests (kind status: count)", json.dumps(dict(sorted(soak.hostile.items())))),
     ]
     print("| measure | value |\n|---|---|")

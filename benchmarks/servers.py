@@ -13,9 +13,27 @@ from rfprm_tts.demo import model_path
 
 
 def vllm_server(port: int, log: Path):
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model_path("generator"),
-               "--served-model-name", "demo", "--host", "127.0.0.1", "--port", str(port), "--dtype", "float32",
-               "--max-model-len", "1024", "--seed", "0", "--max-num-seqs", "1024"]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model_path("generator"),
+        "--served-model-name",
+        "demo",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "1024",
+        "--seed",
+        "0",
+        "--max-num-seqs",
+        "1024",
+    ]
     env = {"VLLM_CPU_KVCACHE_SPACE": "4", "VLLM_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
     return server_process(command, f"http://127.0.0.1:{port}/health", log, env)
 

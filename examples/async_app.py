@@ -11,7 +11,9 @@ import time
 
 from rfprm_tts import ReasoningSolver
 
-QUESTIONS = [f"Compute {a} + {b} * {c}." for a, b, c in [(3, 4, 5), (12, 7, 2), (9, 9, 9), (20, 6, 3), (5, 8, 7), (11, 2, 4)]]
+QUESTIONS = [
+    f"Compute {a} + {b} * {c}." for a, b, c in [(3, 4, 5), (12, 7, 2), (9, 9, 9), (20, 6, 3), (5, 8, 7), (11, 2, 4)]
+]
 
 
 async def answer(solver: ReasoningSolver, question: str) -> str:

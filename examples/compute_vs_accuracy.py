@@ -20,6 +20,8 @@ asyncio.run(
 )
 points = write_report("runs/example_curve")  # summary.md, accuracy_vs_tokens.png, accuracy_vs_n.png
 best = max(points, key=lambda p: p.accuracy)
-print(f"best: {best.strategy} at N={best.n}: accuracy {best.accuracy:.2f} with {best.generated_tokens:.0f} generated tokens per problem")
+print(
+    f"best: {best.strategy} at N={best.n}: accuracy {best.accuracy:.2f} with {best.generated_tokens:.0f} generated tokens per problem"
+)
 plots = sorted(Path("runs/example_curve").glob("*.png"))
 print("plots:", ", ".join(map(str, plots)) if plots else "none (pip install 'rfprm-tts[bench]' for matplotlib)")

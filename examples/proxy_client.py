@@ -37,15 +37,19 @@ with nullcontext(url) if url else serving(Settings.load(serve={"port": 0})) as r
     # streaming: progress events while the search runs (no choices, an `rfprm` object), then the answer;
     # a token budget per request caps what the search may spend
     stream = client.chat.completions.create(
-        model="rfprm", messages=[{"role": "user", "content": "Compute 4 * 6 - 5."}], stream=True,
+        model="rfprm",
+        messages=[{"role": "user", "content": "Compute 4 * 6 - 5."}],
+        stream=True,
         extra_body={"rfprm": {"strategy": "beam_search", "n": 8, "token_budget": 2000}},
     )
     text = ""
     for chunk in stream:
         event = (chunk.model_extra or {}).get("rfprm", {})
         if event.get("event") == "progress":
-            print(f"  round {event['round']} {event['phase']}: {event['candidates']} candidates, {event['open']} open, "
-                  f"{event['generated_tokens']} tokens so far")
+            print(
+                f"  round {event['round']} {event['phase']}: {event['candidates']} candidates, {event['open']} open, "
+                f"{event['generated_tokens']} tokens so far"
+            )
         elif chunk.choices:
             text += chunk.choices[0].delta.content or ""
     print("Streamed:", text.replace("\n\n", " | "))

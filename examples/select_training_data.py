@@ -11,10 +11,10 @@ same answers as RL rewards.
 import json
 
 from rfprm_tts import ReasoningSolver, Settings
-from rfprm_tts.prm import build_scorer
-from rfprm_tts.rewards import RewardModel
 from rfprm_tts.offline.score import score_file
 from rfprm_tts.offline.select import Rule, select_file
+from rfprm_tts.prm import build_scorer
+from rfprm_tts.rewards import RewardModel
 
 questions = {"Compute 7 + 5 * 3 - 4.": "18", "Compute 9 + 8 * 7.": "65", "Compute 4 * 6 - 5.": "19"}
 settings = Settings()
@@ -30,13 +30,24 @@ print(f"scored {summary.scored} of {summary.rows} rows, {summary.prm_tokens} PRM
 
 kept = select_file("scored.jsonl", "kept.jsonl", Rule(top_k=1, require_correct=True, gold_field="answer"))
 print(kept.table())
-for line in open("kept.jsonl"):
+with open("kept.jsonl") as kept_rows:
+    kept_lines = kept_rows.read().splitlines()
+for line in kept_lines:
     row = json.loads(line)
     print(f"  {row['question']}  score {row['rfprm']['scores']['reasonflux']:.3f}: {row['response']!r}")
 
-rows = [json.loads(line) for line in open("samples.jsonl")][:4]
-rewards = RewardModel(settings, scorer=scorer).rewards([r["question"] for r in rows], [r["response"] for r in rows],
-                                                       [r["answer"] for r in rows])
-print("rewards:", [round(r.reward, 3) for r in rewards], "(prm", [round(r.prm, 3) for r in rewards],
-      "outcome", [r.outcome for r in rewards], ")")
+with open("samples.jsonl") as samples:
+    rows = [json.loads(line) for line in samples][:4]
+rewards = RewardModel(settings, scorer=scorer).rewards(
+    [r["question"] for r in rows], [r["response"] for r in rows], [r["answer"] for r in rows]
+)
+print(
+    "rewards:",
+    [round(r.reward, 3) for r in rewards],
+    "(prm",
+    [round(r.prm, 3) for r in rewards],
+    "outcome",
+    [r.outcome for r in rewards],
+    ")",
+)
 scorer.close()

@@ -47,8 +47,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from rfprm_tts.search.context import Progress
     from rfprm_tts.errors import ConfigError, GenerationError, PRMLoadError, RfprmError
+    from rfprm_tts.search.context import Progress
     from rfprm_tts.settings import Settings
     from rfprm_tts.solver import ReasoningSolver, asolve, solve
     from rfprm_tts.trajectory import Candidate, SolveResult, Step, Trajectory, Usage

@@ -12,14 +12,14 @@ prompt or a partial answer is placed the same way everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.runtime.model_names import Role, load_error
 from rfprm_tts.text import require_unicode
 
 Message = dict[str, str]
-Prompt = Union[str, Sequence[Mapping[str, Any]]]
+Prompt: TypeAlias = str | Sequence[Mapping[str, Any]]
 ROLES = ("system", "user", "assistant")
 
 
@@ -47,9 +47,7 @@ def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
         for i, message in enumerate(prompt):
             role = "system" if message.get("role") == "developer" else message.get("role")
             if role not in ROLES:
-                raise ConfigError(
-                    f"message {i} has role {message.get('role')!r}; use one of {', '.join(ROLES)}"
-                )
+                raise ConfigError(f"message {i} has role {message.get('role')!r}; use one of {', '.join(ROLES)}")
             messages.append({"role": role, "content": _text(message.get("content"), f"message {i}")})
     else:
         raise ConfigError(
@@ -57,9 +55,7 @@ def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
             '(e.g. [{"role": "user", "content": "..."}]), got ' + type(prompt).__name__
         )
     if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
-        raise ConfigError(
-            "the prompt is empty: the last message must be the user's question, as a non-empty string"
-        )
+        raise ConfigError("the prompt is empty: the last message must be the user's question, as a non-empty string")
     if system_prompt and all(m["role"] != "system" for m in messages):
         system = require_unicode(system_prompt, "the system prompt (generator.system_prompt)")
         messages.insert(0, {"role": "system", "content": system})

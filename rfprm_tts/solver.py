@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from rfprm_tts.search.budget import TokenBudget
 from rfprm_tts.chat import Prompt, to_messages
-from rfprm_tts.search.context import Progress, SearchContext
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
 from rfprm_tts.generators import Generator, build_generator
 from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.prm.aggregate import resolve_aggregation
+from rfprm_tts.search.budget import TokenBudget
+from rfprm_tts.search.context import Progress, SearchContext
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
 from rfprm_tts.trajectory import SolveResult
@@ -110,7 +110,10 @@ class ReasoningSolver:
         return await self.run(prompt, self._strategy_for(settings, overrides), settings, on_progress)
 
     async def run(
-        self, prompt: Prompt, strategy: Strategy, settings: Settings | None = None,
+        self,
+        prompt: Prompt,
+        strategy: Strategy,
+        settings: Settings | None = None,
         on_progress: Callable[[Progress], None] | None = None,
     ) -> SolveResult:
         """Run a ready strategy object on one prompt (`asolve` builds it from settings);
@@ -118,8 +121,9 @@ class ReasoningSolver:
         settings = settings or self.settings
         limit = getattr(strategy.params, "token_budget", None)
         budget = TokenBudget(limit, strategy.params.budget_counts) if limit else None
-        ctx = await self.context(prompt, settings, with_prm=getattr(strategy, "uses_prm", True), budget=budget,
-                                 on_progress=on_progress)
+        ctx = await self.context(
+            prompt, settings, with_prm=getattr(strategy, "uses_prm", True), budget=budget, on_progress=on_progress
+        )
         started = time.perf_counter()
         try:
             outcome = await strategy.search(ctx.question, ctx)
@@ -128,7 +132,9 @@ class ReasoningSolver:
         if outcome.best is None and ctx.prm_failures and not any(c.ok for c in outcome.candidates):
             raise PRMInputTooLongError(f"no candidate could be scored by the PRM; first: {ctx.prm_failures[0]}")
         ctx.usage.wall_time_s = time.perf_counter() - started
-        ctx.usage.estimate_flops(getattr(ctx.generator, "num_parameters", None), ctx.scorer and ctx.scorer.num_parameters)
+        ctx.usage.estimate_flops(
+            getattr(ctx.generator, "num_parameters", None), ctx.scorer and ctx.scorer.num_parameters
+        )
         return SolveResult(
             question=ctx.question,
             messages=ctx.messages,
@@ -137,14 +143,22 @@ class ReasoningSolver:
             candidates=outcome.candidates,
             usage=ctx.usage,
             strategy=strategy.name,
-            strategy_params={**strategy.params.model_dump(), "aggregation": ctx.aggregation, "alpha": settings.prm.alpha},
+            strategy_params={
+                **strategy.params.model_dump(),
+                "aggregation": ctx.aggregation,
+                "alpha": settings.prm.alpha,
+            },
             details=outcome.details,
             tree=ctx.search_tree.nodes(outcome.best),
         )
 
     async def context(
-        self, prompt: Prompt, settings: Settings | None = None, with_prm: bool = True,
-        budget: TokenBudget | None = None, on_progress: Callable[[Progress], None] | None = None,
+        self,
+        prompt: Prompt,
+        settings: Settings | None = None,
+        with_prm: bool = True,
+        budget: TokenBudget | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> SearchContext:
         """The generator and PRM as a search sees them for one prompt (backends are built
         on first use, off the event loop). For callers that drive a search themselves.
@@ -157,7 +171,9 @@ class ReasoningSolver:
             generator, scorer = self._generator, self._scorer if with_prm else None
         else:
             generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer if with_prm else None))
-        reads_logprobs = scorer is not None and (getattr(scorer, "reads_logprobs", False) or settings.prm.confidence_weight > 0)
+        reads_logprobs = scorer is not None and (
+            getattr(scorer, "reads_logprobs", False) or settings.prm.confidence_weight > 0
+        )
         return SearchContext(
             messages,
             generator,
@@ -172,7 +188,9 @@ class ReasoningSolver:
             on_progress=on_progress,
         )
 
-    def solve(self, prompt: Prompt, *, on_progress: Callable[[Progress], None] | None = None, **overrides: Any) -> SolveResult:
+    def solve(
+        self, prompt: Prompt, *, on_progress: Callable[[Progress], None] | None = None, **overrides: Any
+    ) -> SolveResult:
         """Sync facade of `asolve` (`on_progress` is called on the solver's loop thread)."""
         return self._own_loop().run(self.asolve(prompt, on_progress=on_progress, **overrides))
 

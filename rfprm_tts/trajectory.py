@@ -30,9 +30,7 @@ class Trajectory(BaseModel):
     steps: list[Step] = Field(default_factory=list)
 
     @classmethod
-    def from_response(
-        cls, question: str, text: str, separator: str = DEFAULT_STEP_SEPARATOR
-    ) -> Trajectory:
+    def from_response(cls, question: str, text: str, separator: str = DEFAULT_STEP_SEPARATOR) -> Trajectory:
         """Cut a response into steps. With `<think>...</think>`, the steps are the thinking
         steps followed by the whole final answer as one last step (the ReasonFlux input)."""
         thinking, final = split_thinking(text)
@@ -157,5 +155,8 @@ class SolveResult(BaseModel):
     def params_text(self) -> str:
         """The strategy's parameters as `name=value, ...`, leaving out the unset token budget."""
         unset = self.strategy_params.get("token_budget") is None
-        return ", ".join(f"{k}={v}" for k, v in self.strategy_params.items()
-                         if v is not None and not (unset and k == "budget_counts"))
+        return ", ".join(
+            f"{k}={v}"
+            for k, v in self.strategy_params.items()
+            if v is not None and not (unset and k == "budget_counts")
+        )

@@ -21,17 +21,21 @@ from math import comb
 from typing import Literal
 
 from pydantic import Field
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, register
-from rfprm_tts.strategies.voting import tally, vote_outcome
 
 from rfprm_tts.search.context import SearchContext
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, register
+from rfprm_tts.strategies.voting import tally, vote_outcome
 
 
 class AdaptiveVoteParams(StrategyParams):
     first: int = Field(2, ge=1, description="Samples in the first round; each round doubles the total.")
     stop: Literal["beta", "share"] = Field("beta", description="The stopping rule: Beta posterior test, or a share.")
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="beta: stop once P(the leader's share > 1/2) reaches this.")
-    share: float = Field(0.7, gt=0.5, le=1.0, description="share: stop once the leader holds this share of the answers.")
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="beta: stop once P(the leader's share > 1/2) reaches this."
+    )
+    share: float = Field(
+        0.7, gt=0.5, le=1.0, description="share: stop once the leader holds this share of the answers."
+    )
     weighted: bool = Field(False, description="Weight votes by PRM score (loads the PRM); else plain counts.")
 
 
@@ -61,8 +65,11 @@ class AdaptiveVote(BaseStrategy):
             result = await asyncio.to_thread(tally, candidates, p.weighted)  # math-verify: off the loop
             given = sum(c.ok and c.answer is not None for c in candidates)
             leader = len(result.members)
-            clear = given > 0 and (leader_is_clear(leader, given - leader, p.confidence) if p.stop == "beta"
-                                   else leader / given >= p.share)
+            clear = given > 0 and (
+                leader_is_clear(leader, given - leader, p.confidence) if p.stop == "beta" else leader / given >= p.share
+            )
             if clear or total >= p.n or ctx.usage.budget_exhausted:
-                return vote_outcome(result, candidates, rounds=rounds, samples=len(candidates), stopped_early=total < p.n)
+                return vote_outcome(
+                    result, candidates, rounds=rounds, samples=len(candidates), stopped_early=total < p.n
+                )
             total = min(p.n, 2 * total)

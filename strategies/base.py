@@ -20,17 +20,17 @@ from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rfprm_tts.search.context import SearchContext
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.search.context import SearchContext
 from rfprm_tts.trajectory import Candidate
 
 log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "rfprm_tts.strategies"
 
 
-
 def rank(candidates: Sequence[Candidate]) -> list[Candidate]:
     """Best first: scored candidates by score, then unscored, then failed ones."""
+
     def key(c: Candidate) -> tuple[int, float]:
         if not c.ok:
             return (2, 0.0)
@@ -38,13 +38,15 @@ def rank(candidates: Sequence[Candidate]) -> list[Candidate]:
 
     return sorted(candidates, key=key)
 
+
 class StrategyParams(BaseModel):
     """Parameters every strategy takes. Subclass to add a strategy's own."""
 
     model_config = ConfigDict(extra="forbid")
     n: int = Field(8, ge=1, description="Sample budget N.")
     token_budget: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="Stop once this many tokens are spent and return the best answer so far (the context "
         "sizes every request to what is left); None: N alone bounds the search.",
     )
@@ -106,9 +108,7 @@ def best_outcome(candidates: list[Candidate], details: dict[str, Any] | None = N
     """The highest-scored candidate wins (failed ones never do); all are returned ranked."""
     ranked = rank(candidates)
     best = ranked[0] if ranked and ranked[0].ok else None
-    return SearchOutcome(
-        answer=best.answer if best else None, candidates=ranked, best=best, details=details or {}
-    )
+    return SearchOutcome(answer=best.answer if best else None, candidates=ranked, best=best, details=details or {})
 
 
 _REGISTRY: dict[str, type] = {}
@@ -168,6 +168,4 @@ def build_strategy(name: str, defaults: Mapping[str, Any] | None = None, **param
     except ValidationError as exc:
         problems = "; ".join(_problem(e, list(cls.Params.model_fields)) for e in exc.errors())
         known = ", ".join(cls.Params.model_fields)
-        raise ConfigError(
-            f"invalid parameters for strategy {name!r}: {problems} (it takes: {known})"
-        ) from None
+        raise ConfigError(f"invalid parameters for strategy {name!r}: {problems} (it takes: {known})") from None

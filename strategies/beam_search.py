@@ -15,10 +15,9 @@ Beam pools belong to one search (one question), never shared across questions.
 from __future__ import annotations
 
 from pydantic import Field, model_validator
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 
 from rfprm_tts.search.context import SearchContext
-from rfprm_tts.strategies.base import rank
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, rank, register
 from rfprm_tts.trajectory import Candidate
 
 
@@ -64,7 +63,9 @@ class BeamSearch(BaseStrategy):
         for depth in range(1, max_steps + 1):
             beams = await ctx.score_candidates(unique(beams))
             finished += [b for b in beams if b.state != "open"]
-            open_beams = [b for b in rank([b for b in beams if b.state == "open"])[:keep] if ctx.may_still_win(b, finished)]
+            open_beams = [
+                b for b in rank([b for b in beams if b.state == "open"])[:keep] if ctx.may_still_win(b, finished)
+            ]
             await ctx.keep(open_beams)
             if not open_beams or len(finished) >= n:
                 break

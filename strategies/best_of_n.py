@@ -1,8 +1,8 @@
 """Best-of-N: sample N complete answers, score each with the PRM, keep the highest.
 
-    candidates = sample(N)
-    for c in candidates: c.score = aggregate(PRM(c.steps))
-    return argmax_c c.score
+candidates = sample(N)
+for c in candidates: c.score = aggregate(PRM(c.steps))
+return argmax_c c.score
 """
 
 from __future__ import annotations

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import math
 
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, register
-from rfprm_tts.strategies.beam_search import BeamSearchParams
-
 from rfprm_tts.search.context import SearchContext
-from rfprm_tts.strategies.base import rank
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, rank, register
+from rfprm_tts.strategies.beam_search import BeamSearchParams
 from rfprm_tts.trajectory import Candidate
 
 

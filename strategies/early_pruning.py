@@ -18,10 +18,9 @@ import math
 from typing import Literal
 
 from pydantic import Field, field_validator
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 
 from rfprm_tts.search.context import SearchContext
-from rfprm_tts.strategies.base import rank
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, rank, register
 from rfprm_tts.trajectory import Candidate
 
 

@@ -25,10 +25,10 @@ from itertools import accumulate
 from typing import Literal, Protocol
 
 from pydantic import Field
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
-from rfprm_tts.strategies.voting import tally, vote_outcome
 
 from rfprm_tts.search.context import SearchContext
+from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
+from rfprm_tts.strategies.voting import tally, vote_outcome
 from rfprm_tts.trajectory import Candidate
 
 
@@ -36,12 +36,16 @@ class ParticleFilteringParams(StrategyParams):
     max_steps: int = Field(40, ge=1, description="Step rounds before the rest is generated to the end.")
     temperature: float = Field(0.2, gt=0, description="Softmax temperature turning scores (0-1) into weights.")
     min_ess: float = Field(
-        0.3, ge=0, le=1,
+        0.3,
+        ge=0,
+        le=1,
         description="Raise (double) the temperature until the effective sample size is at least this share "
         "of the open particles; 0 never tempers.",
     )
     resampling: Literal["systematic", "multinomial"] = Field("systematic", description="How particles are drawn.")
-    weight_by: Literal["last_step", "score"] = Field("last_step", description="The last step's score, or the aggregated one.")
+    weight_by: Literal["last_step", "score"] = Field(
+        "last_step", description="The last step's score, or the aggregated one."
+    )
     answer: Literal["best", "vote"] = Field("best", description="The best finished particle, or their weighted vote.")
     seed: int | None = Field(None, description="Seed of the resampling draws; default: the generator's seed.")
 

@@ -7,10 +7,8 @@ aggregation setting as best_of_n). Equivalent answers are grouped (rfprm_tts.gra
 
 from __future__ import annotations
 
-from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, register
-
-from rfprm_tts.strategies.base import rank
 from rfprm_tts.grading.equivalence import Vote, vote
+from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, rank, register
 from rfprm_tts.trajectory import Candidate
 
 
@@ -19,7 +17,9 @@ def vote_outcome(result: Vote, candidates: list[Candidate], **details) -> Search
     sample has an answer there is no winner, but the best-ranked sample is still returned.
     Comparisons math-verify could not decide are reported (counted as different answers)."""
     chosen = set(result.members)
-    ranked = rank([candidates[i] for i in result.members]) + rank([c for i, c in enumerate(candidates) if i not in chosen])
+    ranked = rank([candidates[i] for i in result.members]) + rank(
+        [c for i, c in enumerate(candidates) if i not in chosen]
+    )
     best = ranked[0] if ranked and ranked[0].ok else None
     details = {"votes": len(result.members), **details, "unchecked_comparisons": result.unchecked}
     return SearchOutcome(answer=result.answer, candidates=ranked, best=best, details=details)

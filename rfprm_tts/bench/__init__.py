@@ -11,8 +11,8 @@ from typing import IO
 
 from rfprm_tts.bench.datasets import NAMES, Problem, load_problems
 from rfprm_tts.bench.merge import merge_runs
-from rfprm_tts.bench.report import Point, markdown, plot, print_table, summarize
 from rfprm_tts.bench.ray_executor import RayExecutor
+from rfprm_tts.bench.report import Point, markdown, plot, print_table, summarize
 from rfprm_tts.bench.runner import Executor, LocalExecutor, Row, run_bench
 from rfprm_tts.bench.store import RunStore
 from rfprm_tts.errors import ConfigError
@@ -32,14 +32,19 @@ def write_report(out_dir: str | Path, show: bool = True, out: IO[str] | None = N
     return points
 
 
-def write_comparison(runs: Sequence[str | Path], out_dir: str | Path, show: bool = True, out: IO[str] | None = None) -> list[Point]:
+def write_comparison(
+    runs: Sequence[str | Path], out_dir: str | Path, show: bool = True, out: IO[str] | None = None
+) -> list[Point]:
     """Several runs on one set of plots (one line per run and strategy, labelled "run:
     strategy"), e.g. the same strategies with different verifiers: summary.md and PNGs in
     `out_dir`."""
     names = [Path(r).name for r in runs]
     labels = names if len(set(names)) == len(names) else [str(r) for r in runs]
-    points = [replace(p, strategy=f"{label}: {p.strategy}") for run, label in zip(runs, labels)
-              for p in summarize(RunStore(run).rows())]
+    points = [
+        replace(p, strategy=f"{label}: {p.strategy}")
+        for run, label in zip(runs, labels)
+        for p in summarize(RunStore(run).rows())
+    ]
     directory = Path(out_dir)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"command": "rfprm bench report " + " ".join(map(str, runs)) + f" --out {out_dir}"}
@@ -58,6 +63,18 @@ def _emit(points: list[Point], directory: Path, config: dict, title: str, show: 
 
 
 __all__ = [
-    "NAMES", "Executor", "LocalExecutor", "Point", "Problem", "RayExecutor", "Row", "RunStore", "load_problems",
-    "merge_runs", "run_bench", "summarize", "write_comparison", "write_report",
+    "NAMES",
+    "Executor",
+    "LocalExecutor",
+    "Point",
+    "Problem",
+    "RayExecutor",
+    "Row",
+    "RunStore",
+    "load_problems",
+    "merge_runs",
+    "run_bench",
+    "summarize",
+    "write_comparison",
+    "write_report",
 ]

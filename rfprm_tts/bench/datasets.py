@@ -49,7 +49,9 @@ SOURCES = {
     "aime25": Source("yentinglin/aime_2025", "train", "aime25.jsonl", {"question": "problem"}),
     "amc23": Source("math-ai/amc23", "test", "amc23.jsonl", {"question": "question"}),
     "gsm8k": Source("openai/gsm8k", "test", "gsm8k.jsonl", {"id": "idx"}, config="main"),
-    "gpqa_diamond": Source("Idavidrein/gpqa", "train", "gpqa_diamond.jsonl", config="gpqa_diamond", multiple_choice=True),
+    "gpqa_diamond": Source(
+        "Idavidrein/gpqa", "train", "gpqa_diamond.jsonl", config="gpqa_diamond", multiple_choice=True
+    ),
 }
 LETTERS = "ABCD"
 GPQA_FIELDS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
@@ -94,11 +96,15 @@ def load_problems(
         raise ConfigError(f"no problems selected from {name_or_path!r} (start={start}, end={end})")
     shard = problems[shard_index::num_shards]
     if not shard:
-        raise ConfigError(f"shard {shard_index} of {num_shards} is empty: only {len(problems)} problems; use fewer shards")
+        raise ConfigError(
+            f"shard {shard_index} of {num_shards} is empty: only {len(problems)} problems; use fewer shards"
+        )
     return shard
 
 
-def _read(name_or_path: str, data_dir: str | Path | None, fields: dict[str, str], choice_seed: int = 0) -> list[Problem]:
+def _read(
+    name_or_path: str, data_dir: str | Path | None, fields: dict[str, str], choice_seed: int = 0
+) -> list[Problem]:
     if name_or_path == "demo":
         from rfprm_tts.demo.arithmetic import held_out_problems
 
@@ -126,14 +132,17 @@ def multiple_choice(row: dict, index: int, seed: int, where: str) -> Problem:
     """A GPQA row as a lettered multiple-choice question, its choices shuffled by (seed, id)."""
     missing = [f for f in GPQA_FIELDS if f not in row]
     if missing:
-        raise ConfigError(f"row {index + 1} of {where} has no field {missing[0]!r}: GPQA rows need {', '.join(GPQA_FIELDS)}")
+        raise ConfigError(
+            f"row {index + 1} of {where} has no field {missing[0]!r}: GPQA rows need {', '.join(GPQA_FIELDS)}"
+        )
     ident = str(row.get("Record ID", index))
     choices = [str(row[f]).strip() for f in GPQA_FIELDS[1:]]
     correct = choices[0]
     random.Random(f"{seed}:{ident}").shuffle(choices)
     lettered = "\n".join(f"{letter}) {choice}" for letter, choice in zip(LETTERS, choices))
-    question = (f"{str(row['Question']).strip()}\n\n{lettered}\n\n"
-                "Answer with the letter of the correct choice, in \\boxed{}.")
+    question = (
+        f"{str(row['Question']).strip()}\n\n{lettered}\n\nAnswer with the letter of the correct choice, in \\boxed{{}}."
+    )
     return Problem(ident, question, LETTERS[choices.index(correct)], tuple(choices))
 
 
@@ -146,7 +155,7 @@ def _hub_rows(name: str, config: str | None, split: str) -> list[dict]:
         import datasets
 
         return list(datasets.load_dataset(name, config, split=split))
-    except Exception as exc:  # noqa: BLE001 - no `datasets`, no network, unknown name, gated: one fix
+    except Exception as exc:
         raise ConfigError(
             f"cannot load {name!r} from the Hugging Face hub ({type(exc).__name__}: {exc}). Offline, "
             f"point --data-dir at a folder holding {', '.join(s.file for s in SOURCES.values())}, "

@@ -41,18 +41,33 @@ class LocalRayCluster:
     unset or disabled here. Ray listens on every interface of the machine either way: use
     "token" where others can reach it."""
 
-    def __init__(self, temp_dir: str | Path, workers: int = 1, cpus_per_node: int = 1, object_store_bytes: int = 80_000_000,
-                 auth: AuthMode = "disabled"):
+    def __init__(
+        self,
+        temp_dir: str | Path,
+        workers: int = 1,
+        cpus_per_node: int = 1,
+        object_store_bytes: int = 80_000_000,
+        auth: AuthMode = "disabled",
+    ):
         self.ray = str(Path(sys.executable).with_name("ray"))  # the `ray` of this environment
         self.temp_dir = Path(temp_dir)
         self.temp_dir.mkdir(parents=True, exist_ok=True)
         self.env = _cluster_env(self.temp_dir, auth)
-        self.node_args = [f"--num-cpus={cpus_per_node}", f"--object-store-memory={object_store_bytes}",
-                          "--node-ip-address=127.0.0.1"]
+        self.node_args = [
+            f"--num-cpus={cpus_per_node}",
+            f"--object-store-memory={object_store_bytes}",
+            "--node-ip-address=127.0.0.1",
+        ]
         port = _free_port()
         self.address = f"127.0.0.1:{port}"
-        self.head = self._node("head", "--head", f"--port={port}", f"--temp-dir={temp_dir}",
-                               f"--ray-client-server-port={_free_port()}", "--include-dashboard=false")
+        self.head = self._node(
+            "head",
+            "--head",
+            f"--port={port}",
+            f"--temp-dir={temp_dir}",
+            f"--ray-client-server-port={_free_port()}",
+            "--include-dashboard=false",
+        )
         self.workers: list[subprocess.Popen] = []
         try:
             self._wait_for_nodes(1)
@@ -65,8 +80,13 @@ class LocalRayCluster:
     def _node(self, name: str, *args: str) -> subprocess.Popen:
         """`ray start` for one node; its output in `temp_dir`/NAME.log says why it stopped."""
         with open(self.temp_dir / f"{name}.log", "w") as output:
-            return subprocess.Popen([self.ray, "start", "--block", *args, *self.node_args], env=self.env,
-                                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                [self.ray, "start", "--block", *args, *self.node_args],
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def add_node(self) -> None:
         """Start one more node and wait until the cluster counts it."""
@@ -77,11 +97,14 @@ class LocalRayCluster:
         """Wait in a fresh Python with `env`: a driver there authenticates as the nodes do,
         whatever this process's environment says or its Ray has cached. A head that exits
         ends the wait at once."""
-        code = ("import sys\nfrom rfprm_tts.bench.local_ray import wait_for_nodes\nfrom rfprm_tts.errors import RfprmError\n"
-                f"try:\n    wait_for_nodes({self.address!r}, {count}, {timeout})\n"
-                "except RfprmError as exc:\n    sys.exit(f'error: {exc}')\n")
-        waiter = subprocess.Popen([sys.executable, "-c", code], env=self.env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True)
+        code = (
+            "import sys\nfrom rfprm_tts.bench.local_ray import wait_for_nodes\nfrom rfprm_tts.errors import RfprmError\n"
+            f"try:\n    wait_for_nodes({self.address!r}, {count}, {timeout})\n"
+            "except RfprmError as exc:\n    sys.exit(f'error: {exc}')\n"
+        )
+        waiter = subprocess.Popen(
+            [sys.executable, "-c", code], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
         while True:
             try:
                 _, stderr = waiter.communicate(timeout=0.5)
@@ -91,8 +114,10 @@ class LocalRayCluster:
                     waiter.kill()
                     waiter.communicate()
                     head_log = self.temp_dir / "head.log"
-                    raise RfprmError(f"the Ray head node at {self.address} exited: {_last_line(head_log.read_text())}; "
-                                     f"see {head_log}") from None
+                    raise RfprmError(
+                        f"the Ray head node at {self.address} exited: {_last_line(head_log.read_text())}; "
+                        f"see {head_log}"
+                    ) from None
         if waiter.returncode != 0:
             raise RfprmError(_last_line(stderr).removeprefix("error: "))
 
@@ -131,8 +156,10 @@ def wait_for_nodes(address: str, count: int, timeout: float) -> None:
         except ConnectionError:  # the head is not listening yet
             pass
         if time.time() > deadline:
-            raise RfprmError(f"the local Ray cluster at {address} did not reach {count} node(s) in {timeout:g} s; "
-                             "see its nodes' logs in session_latest/logs under its temp_dir")
+            raise RfprmError(
+                f"the local Ray cluster at {address} did not reach {count} node(s) in {timeout:g} s; "
+                "see its nodes' logs in session_latest/logs under its temp_dir"
+            )
         time.sleep(0.5)
 
 

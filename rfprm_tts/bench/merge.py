@@ -23,9 +23,13 @@ def merge_runs(out_dir: str | Path, shard_dirs: list[str | Path]) -> RunStore:
     configs = [store.config("problem_ids", "strategies", "budgets") for store in stores]
     for store, config in zip(stores, configs):
         shard = config.get("shard")
-        if not (isinstance(shard, dict) and isinstance(shard.get("index"), int) and isinstance(shard.get("count"), int)):
-            raise ConfigError(f"{store.dir} is not a shard of a run (its run.json has no shard): "
-                              "run rfprm bench with --num-shards K --shard-index I")
+        if not (
+            isinstance(shard, dict) and isinstance(shard.get("index"), int) and isinstance(shard.get("count"), int)
+        ):
+            raise ConfigError(
+                f"{store.dir} is not a shard of a run (its run.json has no shard): "
+                "run rfprm bench with --num-shards K --shard-index I"
+            )
     _check_same_settings(stores, configs)
     count = configs[0]["shard"]["count"]
     by_index: dict[int, RunStore] = {}
@@ -51,8 +55,11 @@ def merge_runs(out_dir: str | Path, shard_dirs: list[str | Path]) -> RunStore:
     rows.sort(key=lambda r: (position[r["problem_id"]], strategies.index(r["strategy"]), r["n"]))
 
     config = {k: v for k, v in base.items() if k not in PER_SHARD}
-    config.update(problems=[problem_ids[0], problem_ids[-1], len(problem_ids)], problem_ids=problem_ids,
-                  command="rfprm bench merge " + " ".join(str(d) for d in [out_dir, *shard_dirs]))
+    config.update(
+        problems=[problem_ids[0], problem_ids[-1], len(problem_ids)],
+        problem_ids=problem_ids,
+        command="rfprm bench merge " + " ".join(str(d) for d in [out_dir, *shard_dirs]),
+    )
     merged = RunStore(out_dir, config)
     if merged.rows():
         raise ConfigError(f"{merged.dir} already holds rows: merge into a new directory")
@@ -63,8 +70,10 @@ def merge_runs(out_dir: str | Path, shard_dirs: list[str | Path]) -> RunStore:
 def _check_same_settings(stores: list[RunStore], configs: list[dict[str, Any]]) -> None:
     base = configs[0]
     for store, config in zip(stores[1:], configs[1:]):
-        differ = differences({k: v for k, v in base.items() if k not in PER_SHARD},
-                             {k: v for k, v in config.items() if k not in PER_SHARD})
+        differ = differences(
+            {k: v for k, v in base.items() if k not in PER_SHARD},
+            {k: v for k, v in config.items() if k not in PER_SHARD},
+        )
         if config["shard"]["count"] != base["shard"]["count"]:
             differ.append("shard count")
         if differ:

@@ -53,8 +53,10 @@ def import_ray() -> Any:
 
 # How a driver gets a cluster's token: Ray reads RAY_AUTH_TOKEN, else the file named by
 # RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token.
-AUTH_FIX = ("put the cluster's token (`ray get-auth-token` on its head) in RAY_AUTH_TOKEN, in a file named by "
-            "RAY_AUTH_TOKEN_PATH or in ~/.ray/auth_token, and leave RAY_AUTH_MODE unset or set it to token")
+AUTH_FIX = (
+    "put the cluster's token (`ray get-auth-token` on its head) in RAY_AUTH_TOKEN, in a file named by "
+    "RAY_AUTH_TOKEN_PATH or in ~/.ray/auth_token, and leave RAY_AUTH_MODE unset or set it to token"
+)
 
 
 def connect(ray: Any, address: str | None, log_to_driver: bool = True) -> None:
@@ -159,7 +161,11 @@ class RayExecutor:
         if replicas < 1 or concurrency < 1 or max_attempts < 1:
             raise ConfigError("--replicas, --concurrency and max_attempts must be at least 1")
         self.replicas, self.address, self.concurrency = replicas, address, concurrency
-        self.cpus_per_replica, self.gpus_per_replica, self.max_attempts = cpus_per_replica, gpus_per_replica, max_attempts
+        self.cpus_per_replica, self.gpus_per_replica, self.max_attempts = (
+            cpus_per_replica,
+            gpus_per_replica,
+            max_attempts,
+        )
         self._ray: Any = None
         self._spec: WorkSpec | None = None
         self._actors: list[Any] = []
@@ -177,8 +183,12 @@ class RayExecutor:
         self._actors = [actor.options(**options).remote(spec) for _ in range(self.replicas)]
         for replica in range(self.replicas):
             self._watch(replica)
-        log.info("%d Ray replica(s) of %g CPU, %g GPU; waiting for the first to load its models",
-                 self.replicas, self.cpus_per_replica, gpus)
+        log.info(
+            "%d Ray replica(s) of %g CPU, %g GPU; waiting for the first to load its models",
+            self.replicas,
+            self.cpus_per_replica,
+            gpus,
+        )
         while self._loading:  # the others join as they come up
             done, _ = await asyncio.wait(list(self._loading), return_when=asyncio.FIRST_COMPLETED)
             for future in done:
@@ -187,7 +197,9 @@ class RayExecutor:
                     resolved = future.result()
                 except ray.exceptions.RayTaskError as exc:  # the solver could not be built
                     cause = exc.cause
-                    raise cause if isinstance(cause, RfprmError) else RfprmError(f"a Ray replica failed to start: {exc}") from exc
+                    raise (
+                        cause if isinstance(cause, RfprmError) else RfprmError(f"a Ray replica failed to start: {exc}")
+                    ) from exc
                 except ray.exceptions.RayActorError as exc:
                     self._lost(replica, exc)
                     continue
@@ -208,7 +220,9 @@ class RayExecutor:
         room = [total / need for total, need in ((cpus, self.cpus_per_replica), (gpus, per_gpu)) if need > 0]
         fit = int(min(room, default=self.replicas))
         if fit < self.replicas:
-            log.warning("only %d of %d replicas fit in the Ray cluster at once; the rest wait for room", fit, self.replicas)
+            log.warning(
+                "only %d of %d replicas fit in the Ray cluster at once; the rest wait for room", fit, self.replicas
+            )
         return per_gpu
 
     def _watch(self, replica: int) -> None:
@@ -250,7 +264,9 @@ class RayExecutor:
                     if deaths[job] >= self.max_attempts:
                         yield job, failed_rows(job, spec, f"its Ray replica died {deaths[job]} times: {exc}")
                     else:
-                        log.warning("Ray replica %d died (%s); %s goes to another replica", replica, type(exc).__name__, job)
+                        log.warning(
+                            "Ray replica %d died (%s); %s goes to another replica", replica, type(exc).__name__, job
+                        )
                         queue.appendleft(job)
                 except ray.exceptions.RayError as exc:  # e.g. a job that cannot be sent
                     yield job, failed_rows(job, spec, exc)

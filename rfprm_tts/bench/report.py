@@ -50,8 +50,13 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[Point]:
         low, high = bootstrap_ci(correct)
         points.append(
             Point(
-                strategy=strategy, n=n, problems=len(group), accuracy=sum(correct) / len(group),
-                ci_low=low, ci_high=high, pass_at_n=sum(bool(r["pass_at_n"]) for r in group) / len(group),
+                strategy=strategy,
+                n=n,
+                problems=len(group),
+                accuracy=sum(correct) / len(group),
+                ci_low=low,
+                ci_high=high,
+                pass_at_n=sum(bool(r["pass_at_n"]) for r in group) / len(group),
                 generated_tokens=_mean(r["generated_tokens"] for r in group),
                 prm_tokens=_mean(r["prm_tokens"] for r in group),
                 flops=_mean(flops) if any(flops) else None,
@@ -68,14 +73,34 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-COLUMNS = ("strategy", "N", "problems", "accuracy", "95% CI", "pass@N", "gen tok", "PRM tok", "FLOPs", "wall s", "failed")
+COLUMNS = (
+    "strategy",
+    "N",
+    "problems",
+    "accuracy",
+    "95% CI",
+    "pass@N",
+    "gen tok",
+    "PRM tok",
+    "FLOPs",
+    "wall s",
+    "failed",
+)
 
 
 def cells(p: Point) -> list[str]:
     return [
-        p.strategy + (" *" if p.reused else ""), str(p.n), str(p.problems), f"{p.accuracy:.3f}",
-        f"{p.ci_low:.3f}-{p.ci_high:.3f}", f"{p.pass_at_n:.3f}", f"{p.generated_tokens:,.0f}",
-        f"{p.prm_tokens:,.0f}", "n/a" if p.flops is None else f"{p.flops:.2e}", f"{p.wall_s:.2f}", str(p.failures),
+        p.strategy + (" *" if p.reused else ""),
+        str(p.n),
+        str(p.problems),
+        f"{p.accuracy:.3f}",
+        f"{p.ci_low:.3f}-{p.ci_high:.3f}",
+        f"{p.pass_at_n:.3f}",
+        f"{p.generated_tokens:,.0f}",
+        f"{p.prm_tokens:,.0f}",
+        "n/a" if p.flops is None else f"{p.flops:.2e}",
+        f"{p.wall_s:.2f}",
+        str(p.failures),
     ]
 
 
@@ -94,8 +119,10 @@ def markdown(points: Sequence[Point], title: str = "Benchmark summary", config: 
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cells(p)) + " |" for p in points]
     lines.append("")
-    lines.append("Accuracy with a 95% bootstrap interval over problems; pass@N: some candidate is right "
-                 "(oracle); tokens, FLOPs (2 x parameters x tokens, generator + PRM) and wall time per problem.")
+    lines.append(
+        "Accuracy with a 95% bootstrap interval over problems; pass@N: some candidate is right "
+        "(oracle); tokens, FLOPs (2 x parameters x tokens, generator + PRM) and wall time per problem."
+    )
     if any(p.reused for p in points):
         lines += ["", REUSE_NOTE]
     return "\n".join(lines) + "\n"
@@ -137,9 +164,12 @@ def plot(points: Sequence[Point], out_dir: str | Path) -> list[Path]:
         for strategy, line in sorted(by_strategy.items()):
             line = sorted(line, key=x_of)
             ax.errorbar(
-                [x_of(p) for p in line], [p.accuracy for p in line],
+                [x_of(p) for p in line],
+                [p.accuracy for p in line],
                 yerr=[[p.accuracy - p.ci_low for p in line], [p.ci_high - p.accuracy for p in line]],
-                marker="o", capsize=3, label=strategy,
+                marker="o",
+                capsize=3,
+                label=strategy,
             )
         ax.set_xscale("log", base=2 if name == "accuracy_vs_n.png" else 10)
         ax.set_xlabel(label)

@@ -24,14 +24,13 @@ from tqdm import tqdm
 from rfprm_tts.bench.datasets import LETTERS, Problem
 from rfprm_tts.bench.store import Key, RunStore, row_key
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.runtime.files import OutputLock
 from rfprm_tts.grading.equivalence import choice_letter, compare
 from rfprm_tts.prm.aggregate import resolve_aggregation
+from rfprm_tts.runtime.files import OutputLock
 from rfprm_tts.settings import Settings, without_passwords
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import SampleThenChoose, Strategy, build_strategy
 from rfprm_tts.trajectory import Candidate, Usage
-
 
 log = logging.getLogger(__name__)
 
@@ -85,18 +84,34 @@ class Grader:
 
 
 def row_for(
-    problem: Problem, strategy: str, n: int, answer: str | None, best: Candidate | None,
-    candidates: Sequence[Candidate], usage: Usage, grade: Grader, reused: bool,
+    problem: Problem,
+    strategy: str,
+    n: int,
+    answer: str | None,
+    best: Candidate | None,
+    candidates: Sequence[Candidate],
+    usage: Usage,
+    grade: Grader,
+    reused: bool,
 ) -> Row:
     return Row(
-        problem_id=problem.id, strategy=strategy, n=n, gold=problem.answer, answer=answer,
+        problem_id=problem.id,
+        strategy=strategy,
+        n=n,
+        gold=problem.answer,
+        answer=answer,
         prediction=best.trajectory.text if best is not None else None,
-        correct=grade(problem, answer), unchecked=grade.verdict(problem, answer) is None,
+        correct=grade(problem, answer),
+        unchecked=grade.verdict(problem, answer) is None,
         pass_at_n=any(grade(problem, c.answer) for c in candidates if c.ok),
-        candidates=len(candidates), prompt_tokens=usage.prompt_tokens,
-        generated_tokens=usage.generated_tokens, prm_tokens=usage.prm_tokens,
-        generator_flops=usage.generator_flops, prm_flops=usage.prm_flops,
-        wall_s=usage.wall_time_s, reused=reused,
+        candidates=len(candidates),
+        prompt_tokens=usage.prompt_tokens,
+        generated_tokens=usage.generated_tokens,
+        prm_tokens=usage.prm_tokens,
+        generator_flops=usage.generator_flops,
+        prm_flops=usage.prm_flops,
+        wall_s=usage.wall_time_s,
+        reused=reused,
         tokens_estimated=reused and any(c.tokens_estimated for c in candidates),
     )
 
@@ -153,8 +168,10 @@ class WorkSpec:
 
     def built(self) -> dict[str, Strategy]:
         """Each strategy at its largest budget (an unknown strategy or parameter fails here)."""
-        return {name: build_strategy(name, self.settings.strategy_params, n=max(self.runs[name]))
-                for name in self.strategies}
+        return {
+            name: build_strategy(name, self.settings.strategy_params, n=max(self.runs[name]))
+            for name in self.strategies
+        }
 
     @cached_property
     def runs(self) -> dict[str, tuple[int, ...]]:
@@ -179,8 +196,11 @@ class WorkSpec:
     def pooled(self) -> tuple[str, ...]:
         """The sample-then-choose strategies: all served by one sample pool per problem (not
         under a token budget, which a pool's first N samples would not hold to)."""
-        return tuple(name for name, s in self.built().items()
-                     if isinstance(s, SampleThenChoose) and s.params.token_budget is None)
+        return tuple(
+            name
+            for name, s in self.built().items()
+            if isinstance(s, SampleThenChoose) and s.params.token_budget is None
+        )
 
 
 @dataclass(frozen=True)
@@ -209,7 +229,9 @@ def plan_jobs(problems: Sequence[Problem], spec: WorkSpec, done: set[Key]) -> li
     for problem in problems:
         if any((problem.id, name, n) not in done for name in pooled for n in spec.budgets):
             jobs.append(Job(problem, None, max(spec.budgets)))
-        jobs += [Job(problem, name, n) for name in searched for n in spec.runs[name] if (problem.id, name, n) not in done]
+        jobs += [
+            Job(problem, name, n) for name in searched for n in spec.runs[name] if (problem.id, name, n) not in done
+        ]
     return jobs
 
 
@@ -217,11 +239,27 @@ def failed_rows(job: Job, spec: WorkSpec, error: BaseException | str) -> list[di
     """The rows a job owed, each marked with why it has no answer (the run goes on)."""
     message = without_passwords(error if isinstance(error, str) else f"{type(error).__name__}: {error}")
     return [
-        asdict(Row(
-            problem_id=job.problem.id, strategy=strategy, n=n, gold=job.problem.answer, answer=None, prediction=None,
-            correct=False, pass_at_n=False, candidates=0, prompt_tokens=0, generated_tokens=0, prm_tokens=0,
-            generator_flops=None, prm_flops=None, wall_s=0.0, reused=False, error=message,
-        ))
+        asdict(
+            Row(
+                problem_id=job.problem.id,
+                strategy=strategy,
+                n=n,
+                gold=job.problem.answer,
+                answer=None,
+                prediction=None,
+                correct=False,
+                pass_at_n=False,
+                candidates=0,
+                prompt_tokens=0,
+                generated_tokens=0,
+                prm_tokens=0,
+                generator_flops=None,
+                prm_flops=None,
+                wall_s=0.0,
+                reused=False,
+                error=message,
+            )
+        )
         for strategy, n in job.owes(spec)
     ]
 
@@ -250,7 +288,7 @@ class BenchWorker:
             else:
                 strategy = build_strategy(job.strategy, self.spec.settings.strategy_params, n=job.n)
                 rows = [await search_row(self.solver, job.problem, strategy, self._grade)]
-        except Exception as exc:  # noqa: BLE001 - a failed problem is a row, not a crashed run
+        except Exception as exc:
             return failed_rows(job, self.spec, exc)
         return [asdict(row) for row in rows]
 
@@ -329,9 +367,13 @@ async def run_bench(
         bar = None
         try:
             resolved = await executor.start(spec)
-            config = {**(run_config or {}), "strategies": list(strategies), "budgets": list(spec.budgets),
-                      "settings": settings.record(),
-                      "resolved": resolved}
+            config = {
+                **(run_config or {}),
+                "strategies": list(strategies),
+                "budgets": list(spec.budgets),
+                "settings": settings.record(),
+                "resolved": resolved,
+            }
             store = RunStore(out_dir, config)
             done = store.done()
             jobs = plan_jobs(problems, spec, done)

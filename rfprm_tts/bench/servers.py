@@ -21,13 +21,20 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_process(command: list[str], ready_url: str, log: Path, env: dict[str, str] | None = None,
-                   timeout_s: float = 600, cwd: Path | None = None) -> Iterator[subprocess.Popen]:
+def server_process(
+    command: list[str],
+    ready_url: str,
+    log: Path,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 600,
+    cwd: Path | None = None,
+) -> Iterator[subprocess.Popen]:
     """Start `command` (output to `log`), yield it once `ready_url` answers, stop it on exit.
     A server that exits or is not ready within `timeout_s` is an error quoting its log's end."""
     with open(log, "w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
-                                env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env={**os.environ, **(env or {})}
+        )
     try:
         deadline = time.monotonic() + timeout_s
         while True:
@@ -38,7 +45,9 @@ def server_process(command: list[str], ready_url: str, log: Path, env: dict[str,
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"{command[:4]} not ready in {timeout_s:.0f} s:\n{log.read_text()[-4000:]}") from None
+                    raise RuntimeError(
+                        f"{command[:4]} not ready in {timeout_s:.0f} s:\n{log.read_text()[-4000:]}"
+                    ) from None
                 time.sleep(0.5)
         yield proc
     finally:

@@ -44,8 +44,9 @@ class RunStore:
         path = self.dir / CONFIG
         if path.is_file():
             before = self.config()
-            changed = differences({k: v for k, v in before.items() if k not in GROWS},
-                                  {k: v for k, v in config.items() if k not in GROWS})
+            changed = differences(
+                {k: v for k, v in before.items() if k not in GROWS}, {k: v for k, v in config.items() if k not in GROWS}
+            )
             if changed:
                 raise ConfigError(
                     f"{self.dir} holds a run with other settings ({'; '.join(changed)}); "
@@ -76,16 +77,20 @@ class RunStore:
         config = parse_row(1, read_bytes(path, "a run's run.json"))
         missing = [key for key in required if isinstance(config, dict) and key not in config]
         if isinstance(config, str) or missing:
-            raise ConfigError(f"{path} was not written by rfprm bench, or was edited "
-                              f"({config if isinstance(config, str) else 'no ' + ', '.join(missing)}); "
-                              "restore it, or rerun that benchmark into a new --out folder")
+            raise ConfigError(
+                f"{path} was not written by rfprm bench, or was edited "
+                f"({config if isinstance(config, str) else 'no ' + ', '.join(missing)}); "
+                "restore it, or rerun that benchmark into a new --out folder"
+            )
         return config
 
     def rows(self) -> list[dict[str, Any]]:
         """Every finished row; a torn last line (a run killed mid-write) is skipped."""
         if not self.rows_path.is_file():
             if not self.dir.is_dir():
-                raise ConfigError(f"{self.dir} is not a benchmark run directory; give the --out folder of an rfprm bench run")
+                raise ConfigError(
+                    f"{self.dir} is not a benchmark run directory; give the --out folder of an rfprm bench run"
+                )
             return []
         rows = []
         lines = list(jsonl_lines(self.rows_path, "a run's rows.jsonl"))
@@ -94,8 +99,10 @@ class RunStore:
             if isinstance(row, dict):
                 rows.append(row)
             elif number != lines[-1][0]:
-                raise ConfigError(f"{self.rows_path}: {row}; the file was edited or corrupted: restore it, "
-                                  "or start a new --out directory")
+                raise ConfigError(
+                    f"{self.rows_path}: {row}; the file was edited or corrupted: restore it, "
+                    "or start a new --out directory"
+                )
         return rows
 
     def done(self) -> set[Key]:
@@ -113,8 +120,11 @@ class RunStore:
 def differences(before: Any, now: Any, path: str = "") -> list[str]:
     """Each setting that differs between two JSON values, named by its dotted path with both values."""
     if isinstance(before, dict) and isinstance(now, dict):
-        return [d for key in sorted(set(before) | set(now), key=str)
-                for d in differences(before.get(key), now.get(key), f"{path}.{key}" if path else str(key))]
+        return [
+            d
+            for key in sorted(set(before) | set(now), key=str)
+            for d in differences(before.get(key), now.get(key), f"{path}.{key}" if path else str(key))
+        ]
     if before == now:
         return []
     if re.search(r"key|token|secret|password|url", path, re.I):  # may hold credentials: name it only

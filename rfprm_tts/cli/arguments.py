@@ -28,6 +28,7 @@ class Parser(argparse.ArgumentParser):
 
 def at_least(minimum: int) -> Callable[[str], int]:
     """An argparse type: a whole number of at least `minimum` (so `--concurrency 0` cannot hang a run)."""
+
     def whole_number(text: str) -> int:
         try:
             value = int(text)
@@ -53,8 +54,12 @@ def finite(text: str) -> float:
 
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `solve` and `bench` that choose the strategy, generator and PRM."""
-    parser.add_argument("--param", action="append", metavar="NAME=VALUE",
-                        help="strategy parameter; VALUE is JSON where it parses (4, 0.5, true, '[0.5,0.25]'), else text")
+    parser.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="strategy parameter; VALUE is JSON where it parses (4, 0.5, true, '[0.5,0.25]'), else text",
+    )
     parser.add_argument("--backend", choices=["transformers", "openai", "vllm"], help="generator backend")
     parser.add_argument("--model", help="generator model name or path ('demo' = bundled)")
     parser.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
@@ -69,7 +74,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="last, min, mean, prod, reasonflux, or auto (default: the PRM checkpoint's own choice, else reasonflux)",
     )
     parser.add_argument("--device", help="PRM device: auto, cpu, cuda")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)"
+    )
 
 
 def solve_overrides(args: argparse.Namespace) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from rfprm_tts.cli import bench, eval_prm, score, select, serve, solve, view
 from rfprm_tts.cli.arguments import Parser
 from rfprm_tts.errors import RfprmError
 
-
 # `rfprm bench report` and `rfprm bench merge` take other arguments than `rfprm bench`: their
 # own parsers, chosen by the first two words (so `rfprm bench --dataset ...` keeps working).
 SUB_COMMANDS = {("bench", "report"): bench.report_parser, ("bench", "merge"): bench.merge_parser}
@@ -41,12 +40,21 @@ def results_only_stdout(verbose: bool) -> IO[str]:
 
 
 # The commands, in the order --help lists them: each module adds its parser and runs it.
-COMMANDS = {"solve": solve, "bench": bench, "serve": serve, "view": view, "score": score, "select": select,
-            "eval-prm": eval_prm}
+COMMANDS = {
+    "solve": solve,
+    "bench": bench,
+    "serve": serve,
+    "view": view,
+    "score": score,
+    "select": select,
+    "eval-prm": eval_prm,
+}
 
 # Each command's function, by the words that name it (SUB_COMMANDS' pairs included).
 HANDLERS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
-    **{name: module.run for name, module in COMMANDS.items()}, "bench report": bench.report, "bench merge": bench.merge,
+    **{name: module.run for name, module in COMMANDS.items()},
+    "bench report": bench.report,
+    "bench merge": bench.merge,
 }
 
 
@@ -70,8 +78,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     words = tuple(argv[:2])
     if len(words) == 2 and words[0] == "bench" and not words[1].startswith("-") and words not in SUB_COMMANDS:
         close = difflib.get_close_matches(words[1], [w for _, w in SUB_COMMANDS], n=1)
-        raise RfprmError(f"unknown bench subcommand {words[1]!r}" + (f"; did you mean 'rfprm bench {close[0]}'?" if close
-                         else "; rfprm bench takes options (--dataset ... --out ...), or: report DIR, merge OUT DIR..."))
+        raise RfprmError(
+            f"unknown bench subcommand {words[1]!r}"
+            + (
+                f"; did you mean 'rfprm bench {close[0]}'?"
+                if close
+                else "; rfprm bench takes options (--dataset ... --out ...), or: report DIR, merge OUT DIR..."
+            )
+        )
     if words in SUB_COMMANDS:
         args = SUB_COMMANDS[words]().parse_args(argv[2:])
         args.command, args.verbose = " ".join(words), False
@@ -84,7 +98,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def run(argv: list[str]) -> int:
     args = parse(argv)
     out = results_only_stdout(args.verbose)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s", stream=sys.stderr
+    )
     if not args.verbose:  # transformers' and the hub's bars ("Loading weights") only with -v
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     code = HANDLERS[args.command](args, out)
@@ -110,10 +126,13 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `rfprm ... | head`: the reader left; nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         return 0
-    except Exception:  # noqa: BLE001 - everything not ours to explain is a bug to report
+    except Exception:
         traceback.print_exc()
         from rfprm_tts import __version__
 
-        print(f"rfprm {__version__}: the error above is a bug in rfprm-tts, not in what you gave it; please report "
-              "it with the command you ran and the lines above", file=sys.stderr)
+        print(
+            f"rfprm {__version__}: the error above is a bug in rfprm-tts, not in what you gave it; please report "
+            "it with the command you ran and the lines above",
+            file=sys.stderr,
+        )
         return 1

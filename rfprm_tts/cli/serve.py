@@ -15,16 +15,26 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
     parser.add_argument("--strategy", help="default search strategy (a request's rfprm.strategy overrides)")
     parser.add_argument("-n", "--n", type=at_least(1), help="default sample budget (a request's rfprm.n overrides)")
-    parser.add_argument("--api-key", action="append", dest="api_keys", metavar="KEY",
-                       help="a key clients must send as 'Authorization: Bearer KEY' (repeatable); it shows in ps: "
-                       "prefer --api-key-file or RFPRM_SERVE__API_KEYS='[\"KEY\"]'; never printed")
-    parser.add_argument("--api-key-file", metavar="PATH",
-                       help="a file of keys clients may send, one a line ('#' comments): keeps them out of ps and "
-                       "shell history")
-    parser.add_argument("--allow-no-auth", action="store_true", default=None,
-                       help="serve beyond loopback without API keys (only on a network you trust)")
+    parser.add_argument(
+        "--api-key",
+        action="append",
+        dest="api_keys",
+        metavar="KEY",
+        help="a key clients must send as 'Authorization: Bearer KEY' (repeatable); it shows in ps: "
+        "prefer --api-key-file or RFPRM_SERVE__API_KEYS='[\"KEY\"]'; never printed",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        metavar="PATH",
+        help="a file of keys clients may send, one a line ('#' comments): keeps them out of ps and shell history",
+    )
+    parser.add_argument(
+        "--allow-no-auth",
+        action="store_true",
+        default=None,
+        help="serve beyond loopback without API keys (only on a network you trust)",
+    )
     add_backend_arguments(parser)
-
 
 
 def run(args: argparse.Namespace, out: IO[str]) -> int:
@@ -53,5 +63,6 @@ def check_port_free(host: str, port: int) -> None:
         with socket.create_server((host, port)):
             pass
     except OSError as exc:
-        raise RfprmError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or stop what "
-                         "is using it") from None
+        raise RfprmError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port, or stop what is using it"
+        ) from None

@@ -25,7 +25,6 @@ def add_parser(commands: Commands) -> None:
     add_backend_arguments(parser)
 
 
-
 def run(args: argparse.Namespace, out: IO[str]) -> int:
     from rfprm_tts.settings import Settings
 
@@ -68,8 +67,16 @@ def log_progress(progress: Progress) -> None:
     best = "-" if progress.best_score is None else f"{progress.best_score:.3f}"
     logging.getLogger("rfprm").info(
         "round %d %s: %d candidates, %d open, %d finished, best %s; %d generated + %d PRM tokens, %.1f s",
-        progress.round, progress.phase, progress.candidates, progress.open, progress.finished, best,
-        progress.generated_tokens, progress.prm_tokens, progress.elapsed_s)
+        progress.round,
+        progress.phase,
+        progress.candidates,
+        progress.open,
+        progress.finished,
+        best,
+        progress.generated_tokens,
+        progress.prm_tokens,
+        progress.elapsed_s,
+    )
 
 
 def write_page(result: SolveResult, path: str) -> None:

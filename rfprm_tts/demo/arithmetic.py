@@ -98,7 +98,7 @@ def apply(state: tuple[list[int], list[str]], i: int, value: int | None = None) 
     numbers, ops = state
     if value is None:
         value = evaluate(numbers[i], ops[i], numbers[i + 1])
-    return numbers[:i] + [value] + numbers[i + 2 :], ops[:i] + ops[i + 1 :]
+    return [*numbers[:i], value, *numbers[i + 2 :]], ops[:i] + ops[i + 1 :]
 
 
 def sample_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) -> Problem:
@@ -131,7 +131,10 @@ def held_out_problems(count: int = 200, seed: int = 1234, difficulty: Difficulty
 
 
 def fresh_problems(
-    count: int = 200, seed: int = 20261128, difficulty: Difficulty = Difficulty(), train_seed: int = 0,
+    count: int = 200,
+    seed: int = 20261128,
+    difficulty: Difficulty = Difficulty(),
+    train_seed: int = 0,
     training_draws: tuple[int, int] = (96 + 4000 * 32, 1500),
 ) -> list[Problem]:
     """A second test set, made after every recipe and setting of the shipped world was chosen
@@ -239,7 +242,7 @@ def digit_labels(problem: Problem, steps: list[str]) -> list[int | None]:
             for k in range(len(written)):
                 right = len(written) == len(true) and written[k] == true[k]
                 step_labels[m.start(4) + k] = 1 if right else 0
-            labels += step_labels + [1]
+            labels += [*step_labels, 1]
             if at is None:
                 break
             numbers, ops = apply((numbers, ops), at, c)
@@ -249,7 +252,7 @@ def digit_labels(problem: Problem, steps: list[str]) -> list[int | None]:
             step_labels = [1] * len(step)
             for k in range(final.start(1), final.end(1)):
                 step_labels[k] = 1 if final[1] == str(numbers[0]) else 0
-            labels += step_labels + [1]
+            labels += [*step_labels, 1]
             continue
         labels += [None] * len(step) + [0]  # malformed, or not the step the state calls for
         break
@@ -267,7 +270,7 @@ def digit_slip(steps: list[str], rng: random.Random) -> list[str] | None:
     start += steps[k][start] == "-"
     at = rng.randrange(start, end)
     digits = [d for d in "0123456789" if d != steps[k][at] and not (d == "0" and at == start and end - start > 1)]
-    return steps[:k] + [steps[k][:at] + rng.choice(digits) + steps[k][at + 1 :]]
+    return [*steps[:k], steps[k][:at] + rng.choice(digits) + steps[k][at + 1 :]]
 
 
 def parse_question(question: str) -> Problem | None:

@@ -32,8 +32,16 @@ def labelled_rows(problems: Sequence[Problem], texts: Sequence[Sequence[str]], s
                 continue
             verdict = grade(problem, steps)
             label = next((i for i, ok in enumerate(verdict.step_correct) if not ok), -1)
-            rows.append({"id": f"{subset}-{p}-{k}", "problem": problem.question, "steps": steps, "label": label,
-                         "final_answer_correct": verdict.answer_correct, "subset": subset})
+            rows.append(
+                {
+                    "id": f"{subset}-{p}-{k}",
+                    "problem": problem.question,
+                    "steps": steps,
+                    "label": label,
+                    "final_answer_correct": verdict.answer_correct,
+                    "subset": subset,
+                }
+            )
     return rows
 
 

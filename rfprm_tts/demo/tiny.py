@@ -48,8 +48,12 @@ QWEN2_PRETOKENIZE_REGEX = (
 
 
 def build_tokenizer(
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT, *, special: Sequence[str] = (), plain: Sequence[str] = (),
-    bos_token: str | None = None, chat_template: str | None = None,
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT,
+    *,
+    special: Sequence[str] = (),
+    plain: Sequence[str] = (),
+    bos_token: str | None = None,
+    chat_template: str | None = None,
 ) -> PreTrainedTokenizerFast:
     """A Qwen2-style byte-level BPE tokenizer with no merges (one token per byte), the special
     tokens of the real formats and a ChatML template. Its pipeline is the one transformers'
@@ -127,8 +131,12 @@ def build_tiny_generator(directory: str | Path, seed: int = 0, device: str = "cp
 
 
 def build_tiny_prm(
-    directory: str | Path, seed: int = 0, num_labels: int = 2, head_gain: tuple[float, float] = (20.0, 40.0),
-    device: str = "cpu", **config,
+    directory: str | Path,
+    seed: int = 0,
+    num_labels: int = 2,
+    head_gain: tuple[float, float] = (20.0, 40.0),
+    device: str = "cpu",
+    **config,
 ) -> Path:
     """Save a random-weight Qwen2ForProcessRewardModel and its tokenizer to `directory`.
 
@@ -138,8 +146,11 @@ def build_tiny_prm(
     tokenizer = build_tokenizer()
     torch.manual_seed(seed)
     cfg = tiny_config(
-        len(tokenizer), "Qwen2ForProcessRewardModel", num_labels=num_labels,
-        eos_token_id=tokenizer.eos_token_id, **config,
+        len(tokenizer),
+        "Qwen2ForProcessRewardModel",
+        num_labels=num_labels,
+        eos_token_id=tokenizer.eos_token_id,
+        **config,
     )
     model = _random_model(Qwen2ForProcessRewardModel, cfg, device)
     with torch.no_grad():

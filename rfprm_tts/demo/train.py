@@ -31,7 +31,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -62,7 +62,7 @@ SYSTEM_PROMPT = "Solve step by step."
 @dataclass
 class TrainConfig:
     seed: int = 0
-    difficulty: Difficulty = Difficulty()
+    difficulty: Difficulty = field(default_factory=Difficulty)
     temperature: float = 1.0  # the world's sampling temperature
     # model
     hidden_size: int = 128
@@ -103,8 +103,19 @@ class TrainConfig:
     eval_n: int = 16
 
 
-SMOKE = dict(lm_steps=4, snapshot_every=2, val_problems=2, prm_problems=4, prm_samples=2, prm_head_steps=2,
-             prm_full_steps=2, eval_problems=4, eval_n=2, lm_batch=4, prm_batch=4)
+SMOKE = dict(
+    lm_steps=4,
+    snapshot_every=2,
+    val_problems=2,
+    prm_problems=4,
+    prm_samples=2,
+    prm_head_steps=2,
+    prm_full_steps=2,
+    eval_problems=4,
+    eval_n=2,
+    lm_batch=4,
+    prm_batch=4,
+)
 
 
 def training_problems(rng: random.Random, difficulty: Difficulty, held_out: set[str]):
@@ -128,7 +139,11 @@ def lm_batch(tokenizer, problems: list[Problem]) -> dict[str, torch.Tensor]:
         ids.append(prompt + answer)
         labels.append([-100] * len(prompt) + answer)
     input_ids = pad(ids, tokenizer.pad_token_id)
-    return dict(input_ids=input_ids, attention_mask=(pad(labels, -100) != -100) | (input_ids != tokenizer.pad_token_id), labels=pad(labels, -100))
+    return dict(
+        input_ids=input_ids,
+        attention_mask=(pad(labels, -100) != -100) | (input_ids != tokenizer.pad_token_id),
+        labels=pad(labels, -100),
+    )
 
 
 def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
@@ -147,8 +162,13 @@ def greedy_accuracy(model, tokenizer, problems: list[Problem]) -> float:
 def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Qwen2ForCausalLM]:
     """Returns (generator snapshot, final language model)."""
     config = tiny_config(
-        len(tokenizer), "Qwen2ForCausalLM", hidden_size=cfg.hidden_size, num_layers=cfg.num_layers,
-        num_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size, max_position_embeddings=1024,
+        len(tokenizer),
+        "Qwen2ForCausalLM",
+        hidden_size=cfg.hidden_size,
+        num_layers=cfg.num_layers,
+        num_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=1024,
         eos_token_id=tokenizer.eos_token_id,
     )
     model = Qwen2ForCausalLM(config)
@@ -173,7 +193,9 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
             if generator is None or accuracy <= cfg.generator_max_greedy:
                 generator, generator_info = copy.deepcopy(model), {"gen_step": step + 1, "gen_greedy": accuracy}
             progress.write(f"step {step + 1}: loss {loss.item():.3f}, validation greedy {accuracy:.3f}")
-            progress.write(f"  sample: {sample_texts(model.eval(), tokenizer, [validation[0].question], 1, 0.0)[0][0]!r}")
+            progress.write(
+                f"  sample: {sample_texts(model.eval(), tokenizer, [validation[0].question], 1, 0.0)[0][0]!r}"
+            )
             model.train()
             if accuracy > cfg.generator_max_greedy and not needs_final:
                 progress.write("the generator is chosen and the PRM does not start from the final model: stopping")
@@ -229,8 +251,10 @@ def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> 
         with torch.no_grad():
             embedding[tokenizer.convert_tokens_to_ids("<extra_0>")] = embedding[newline]
     rng = random.Random(cfg.seed + 2)
-    phases = [("PRM head", cfg.prm_head_steps, cfg.prm_head_lr, [*prm.score.parameters(), *extra_layers.parameters()]),
-              ("PRM full", cfg.prm_full_steps, cfg.prm_full_lr, prm.parameters())]
+    phases = [
+        ("PRM head", cfg.prm_head_steps, cfg.prm_head_lr, [*prm.score.parameters(), *extra_layers.parameters()]),
+        ("PRM full", cfg.prm_full_steps, cfg.prm_full_lr, prm.parameters()),
+    ]
     prm.train()
     for name, steps, lr, params in phases:
         params = list(params)
@@ -295,17 +319,32 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI)")
     parser.add_argument("--eval-only", action="store_true", help="only measure the models in --out")
-    parser.add_argument("--eval-set", choices=["held_out", "fresh"], default="held_out",
-                        help="measure on the held-out set (recipes were chosen on it) or the fresh set "
-                        "(arithmetic.fresh_problems: never used for any choice; keep it so)")
+    parser.add_argument(
+        "--eval-set",
+        choices=["held_out", "fresh"],
+        default="held_out",
+        help="measure on the held-out set (recipes were chosen on it) or the fresh set "
+        "(arithmetic.fresh_problems: never used for any choice; keep it so)",
+    )
     parser.add_argument("--report", type=Path, help="where the report goes (default: OUT/report.json)")
     parser.add_argument("--generator", type=Path, help="reuse this trained generator: train only the PRM")
-    parser.add_argument("--language-model", type=Path,
-                        help="with --generator: the final language model to start the PRM from (default: the generator)")
-    parser.add_argument("--save-language-model", action="store_true",
-                        help="also write the final language model to OUT/language_model (not bundled)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a TrainConfig field, e.g. --set prm_labels=digits")
+    parser.add_argument(
+        "--language-model",
+        type=Path,
+        help="with --generator: the final language model to start the PRM from (default: the generator)",
+    )
+    parser.add_argument(
+        "--save-language-model",
+        action="store_true",
+        help="also write the final language model to OUT/language_model (not bundled)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a TrainConfig field, e.g. --set prm_labels=digits",
+    )
     args = parser.parse_args(argv)
     if args.language_model and not args.generator:
         parser.error("--language-model needs --generator (a full run trains its own language model)")
@@ -341,16 +380,19 @@ def main(argv: list[str] | None = None) -> None:
         prm_stream = training_problems(random.Random(cfg.seed + 1), cfg.difficulty, held_out)
         prm_problems = [next(prm_stream) for _ in range(cfg.prm_problems)]
         torch.manual_seed(cfg.seed + 1)
-        texts = sample_texts(generator, tokenizer, [p.question for p in prm_problems], n=cfg.prm_samples,
-                             temperature=cfg.temperature)
+        texts = sample_texts(
+            generator, tokenizer, [p.question for p in prm_problems], n=cfg.prm_samples, temperature=cfg.temperature
+        )
         answers = [(p, split_steps(t)) for p, ts in zip(prm_problems, texts) for t in ts]
         rng = random.Random(cfg.seed + 4)
         slips = [(p, slip) for p, steps in answers if rng.random() < cfg.prm_slips and (slip := digit_slip(steps, rng))]
         examples = [prm_example(tokenizer, p, steps, cfg.prm_labels) for p, steps in answers + slips]
         examples = [e for e in examples if any(label != -100 for label in e[1])]
         correct = sum(grade(p, steps).answer_correct for p, steps in answers)
-        print(f"PRM data: {len(answers)} sampled answers, {correct / max(1, len(answers)):.1%} with a right answer, "
-              f"{len(slips)} digit-slip twins")
+        print(
+            f"PRM data: {len(answers)} sampled answers, {correct / max(1, len(answers)):.1%} with a right answer, "
+            f"{len(slips)} digit-slip twins"
+        )
 
         prm = train_prm(cfg, tokenizer, generator if cfg.prm_body == "generator" else language_model, examples)
         save(prm, tokenizer, args.out / "prm")

@@ -44,7 +44,8 @@ class OpenAIGenerator:
         key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
         self.replicas = Replicas([settings.base_url, *settings.replicas], settings.replica_cooldown_s)
         self.clients = [
-            AsyncOpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0) for url in self.replicas.urls
+            AsyncOpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0)
+            for url in self.replicas.urls
         ]
         self._semaphore = asyncio.Semaphore(settings.max_concurrency)
         self._n_rejected_until = [0.0] * len(self.replicas.urls)  # per server: monotonic time
@@ -87,7 +88,12 @@ class OpenAIGenerator:
                     return self._all_failed(request.n, exc, result)
                 rejected_n = True
             if 0 < len(result.completions) < request.n:
-                log.info("%s ignored n (%d of %d); topping up", self.replicas.urls[server], len(result.completions), request.n)
+                log.info(
+                    "%s ignored n (%d of %d); topping up",
+                    self.replicas.urls[server],
+                    len(result.completions),
+                    request.n,
+                )
         got = len(result.completions)
         if got < request.n:
             # the samples already drawn used seeds seed .. seed + got - 1 (or one seed for all of
@@ -104,8 +110,12 @@ class OpenAIGenerator:
                 else:
                     result.completions.extend(outcome)
         if rejected_n and any(c.error is None for c in result.completions):
-            log.warning("%s rejected n=%d but answers single requests; sending single requests for %.0f s",
-                        self.replicas.urls[server], request.n, N_REJECTED_TTL_S)
+            log.warning(
+                "%s rejected n=%d but answers single requests; sending single requests for %.0f s",
+                self.replicas.urls[server],
+                request.n,
+                N_REJECTED_TTL_S,
+            )
             self._n_rejected_until[server] = time.monotonic() + N_REJECTED_TTL_S
         return result
 
@@ -130,7 +140,12 @@ class OpenAIGenerator:
         return await self._request_on(last, request, sampling, n, seed, result)
 
     async def _request_on(
-        self, server: int, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None,
+        self,
+        server: int,
+        request: GenerationRequest,
+        sampling: Sampling,
+        n: int,
+        seed: int | None,
         result: GenerationResult,
     ) -> list[Completion]:
         attempts = 0
@@ -148,7 +163,9 @@ class OpenAIGenerator:
             result.calls += 1
         return completions
 
-    async def _send(self, client: AsyncOpenAI, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None) -> Any:
+    async def _send(
+        self, client: AsyncOpenAI, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None
+    ) -> Any:
         s = self.settings
         body: dict[str, Any] = dict(s.extra_body)
         common: dict[str, Any] = dict(
@@ -163,7 +180,8 @@ class OpenAIGenerator:
                 return await client.completions.create(
                     prompt=await self._tokenizing(self.completion_prompt, request.messages, request.prefix),
                     max_tokens=sampling.max_tokens,
-                    extra_body=body, **common,
+                    extra_body=body,
+                    **common,
                 )
             messages = list(request.messages)
             if request.prefix:
@@ -179,9 +197,7 @@ class OpenAIGenerator:
     async def _parse(self, response: Any, result: GenerationResult) -> list[Completion]:
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
-            raise MalformedResponseError(
-                f"response has no completion choices (got {str(response)[:200]!r})"
-            )
+            raise MalformedResponseError(f"response has no completion choices (got {str(response)[:200]!r})")
         completions = []
         for choice in choices:
             text = _choice_text(choice)
@@ -223,7 +239,9 @@ def share_tokens(completions: list[Completion], total: int, tokenizer=None) -> N
         for c, tokens in zip(completions, counted):
             c.tokens = tokens
         return
-    lengths = [len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) if tokenizer else len(c.text) for c in completions]
+    lengths = [
+        len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) if tokenizer else len(c.text) for c in completions
+    ]
     weights = [length + 1 for length in lengths]  # + 1: a choice that ended at once still spent its EOS
     exact = [total * w / sum(weights) for w in weights]
     shares = [int(x) for x in exact]

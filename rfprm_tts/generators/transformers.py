@@ -17,8 +17,8 @@ from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
 from rfprm_tts.runtime.model_names import checkpoint_path
-from rfprm_tts.settings import GeneratorSettings
 from rfprm_tts.runtime.torch_utils import load_checked, pick_device, pick_dtype
+from rfprm_tts.settings import GeneratorSettings
 
 
 class StopOnText(StoppingCriteria):
@@ -55,9 +55,13 @@ class TransformersGenerator:
         path = checkpoint_path(settings.model, "generator")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         require_chat_template(self.tokenizer, path, "generator")
-        self.model = load_checked(
-            AutoModelForCausalLM.from_pretrained, path, "generator", dtype=pick_dtype(settings.dtype, self.device)
-        ).to(self.device).eval()
+        self.model = (
+            load_checked(
+                AutoModelForCausalLM.from_pretrained, path, "generator", dtype=pick_dtype(settings.dtype, self.device)
+            )
+            .to(self.device)
+            .eval()
+        )
         embedded = self.model.get_input_embeddings().num_embeddings
         if len(self.tokenizer) > embedded:
             raise ConfigError(
@@ -87,8 +91,10 @@ class TransformersGenerator:
         prompt = prompt_ids(self.tokenizer, request.messages, request.prefix)
         context = self.model.config.max_position_embeddings
         if len(prompt) >= context:  # attention over it would run for hours, then produce garbage
-            raise ConfigError(f"the prompt takes {len(prompt):,} tokens but the generator's context is {context:,}; "
-                              "shorten the question (or the conversation)")
+            raise ConfigError(
+                f"the prompt takes {len(prompt):,} tokens but the generator's context is {context:,}; "
+                "shorten the question (or the conversation)"
+            )
         stop = list(s.stop)
         eos = self.tokenizer.eos_token_id
         sample = s.temperature > 0
@@ -115,10 +121,12 @@ class TransformersGenerator:
                 return_dict_in_generate=True,
                 output_scores=s.logprobs,
             )
-        rows = output.sequences[:, len(prompt):].tolist()
+        rows = output.sequences[:, len(prompt) :].tolist()
         logprobs = [None] * len(rows)
         if s.logprobs:  # log-probabilities of the sampled tokens under the sampling distribution
-            logprobs = self.model.compute_transition_scores(output.sequences, output.scores, normalize_logits=True).tolist()
+            logprobs = self.model.compute_transition_scores(
+                output.sequences, output.scores, normalize_logits=True
+            ).tolist()
         if not sample:
             rows, logprobs = rows * request.n, logprobs * request.n  # greedy: n identical answers
         result = GenerationResult(prompt_tokens=len(prompt), calls=1)

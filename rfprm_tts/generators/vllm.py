@@ -18,10 +18,10 @@ import gc
 import os
 from typing import Any
 
-from rfprm_tts.runtime.batch_worker import BatchWorker
 from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.runtime.batch_worker import BatchWorker
 from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
 
@@ -32,8 +32,7 @@ class VLLMGenerator:
             from vllm import LLM
         except ImportError:
             raise ConfigError(
-                "the vllm backend needs vLLM: pip install 'rfprm-tts[vllm]' (GPU) or "
-                "'rfprm-tts[cpu]' (CPU)"
+                "the vllm backend needs vLLM: pip install 'rfprm-tts[vllm]' (GPU) or 'rfprm-tts[cpu]' (CPU)"
             ) from None
         self.settings = settings
         v = settings.vllm

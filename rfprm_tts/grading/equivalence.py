@@ -143,7 +143,11 @@ class _Worker:
         self._replies = queue.Queue()
         self._process = subprocess.Popen(
             [sys.executable, "-m", "rfprm_tts.grading.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
         )
         threading.Thread(target=_read_lines, args=(self._process.stdout, self._replies), daemon=True).start()
         reply, why = self._ask({"a": "x+1", "b": "1+x"}, WORKER_START_TIMEOUT_S)
@@ -222,7 +226,9 @@ class Vote(NamedTuple):
 
 
 def vote(
-    answers: list[str | None], weights: list[float] | None = None, timeout_s: float = 5.0,
+    answers: list[str | None],
+    weights: list[float] | None = None,
+    timeout_s: float = 5.0,
     budget_s: float = VOTE_BUDGET_S,
 ) -> Vote:
     """Group equivalent answers and pick the group with the largest total weight (the count
@@ -241,8 +247,11 @@ def vote(
         if key not in group_of:
             for group in groups:
                 left = deadline - time.monotonic()
-                verdict = compare(answers[group[0]], answer, min(timeout_s, left)) if left > 0 else cheap(
-                    answers[group[0]], answer)
+                verdict = (
+                    compare(answers[group[0]], answer, min(timeout_s, left))
+                    if left > 0
+                    else cheap(answers[group[0]], answer)
+                )
                 unchecked += verdict is None
                 if verdict:
                     group_of[key] = group
@@ -252,8 +261,13 @@ def vote(
                 groups.append(group_of[key])
         group_of[key].append(i)
     if time.monotonic() > deadline and unchecked:
-        log.warning("a vote over %d answers ran past its %.0f s for comparisons; %d pairs left undecided "
-                    "(counted as different)", len(answers), budget_s, unchecked)
+        log.warning(
+            "a vote over %d answers ran past its %.0f s for comparisons; %d pairs left undecided "
+            "(counted as different)",
+            len(answers),
+            budget_s,
+            unchecked,
+        )
     if not groups:
         return Vote(None, [], unchecked)
     weight = (lambda i: 1.0) if weights is None else (lambda i: weights[i])

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.runtime.files import jsonl_lines, parse_row
 from rfprm_tts.prm.aggregate import aggregate, resolve_aggregation
 from rfprm_tts.prm.evaluation import (
     Labelled,
@@ -28,6 +27,7 @@ from rfprm_tts.prm.evaluation import (
     within_problem_auroc,
 )
 from rfprm_tts.prm.protocol import Scorer
+from rfprm_tts.runtime.files import jsonl_lines, parse_row
 
 DEMO_FILE = Path(__file__).parent / "demo" / "processbench_demo.jsonl"
 FIELDS = ("problem", "steps", "label", "subset")
@@ -87,14 +87,24 @@ class Report:
             return "-" if value is None else f"{100 * value:.1f}"
 
         how = f"tuned for F1 on {self.tuned_on!r}" if self.tuned_on else "given"
-        lines = [f"threshold {self.threshold:.4f} ({how}); {self.answers} answers, {self.prm_tokens:,} PRM tokens "
-                 f"in {self.seconds:.1f} s", "",
-                 "| subset | erroneous | correct | error acc | correct acc | F1 |", "|---|---|---|---|---|---|"]
-        lines += [f"| {r.subset} | {r.erroneous} | {r.correct} | {pct(r.error_accuracy)} | {pct(r.correct_accuracy)} "
-                  f"| {pct(r.f1)} |" for r in self.subsets]
+        lines = [
+            f"threshold {self.threshold:.4f} ({how}); {self.answers} answers, {self.prm_tokens:,} PRM tokens "
+            f"in {self.seconds:.1f} s",
+            "",
+            "| subset | erroneous | correct | error acc | correct acc | F1 |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {r.subset} | {r.erroneous} | {r.correct} | {pct(r.error_accuracy)} | {pct(r.correct_accuracy)} "
+            f"| {pct(r.f1)} |"
+            for r in self.subsets
+        ]
         if self.within_problem_auroc is not None:
-            lines += ["", f"within-problem AUROC ({self.aggregation}): {self.within_problem_auroc:.3f} "
-                      f"over {self.auroc_problems} problems with right and wrong answers"]
+            lines += [
+                "",
+                f"within-problem AUROC ({self.aggregation}): {self.within_problem_auroc:.3f} "
+                f"over {self.auroc_problems} problems with right and wrong answers",
+            ]
         return "\n".join(lines)
 
 
@@ -113,7 +123,9 @@ def score_rows(scorer: Scorer, rows: list[Row], progress: bool = True) -> tuple[
             tokens += batch.tokens
             for i, got, error in zip(indices, batch.step_scores, batch.errors or [None] * len(indices)):
                 if error is not None:
-                    raise ConfigError(f"the PRM could not score an answer to {problem[:60]!r}: {error} (set prm.overflow)")
+                    raise ConfigError(
+                        f"the PRM could not score an answer to {problem[:60]!r}: {error} (set prm.overflow)"
+                    )
                 scores[i] = got
             bar.update(len(indices))
             if getattr(scorer, "prefix_cache", None) is not None:
@@ -121,8 +133,16 @@ def score_rows(scorer: Scorer, rows: list[Row], progress: bool = True) -> tuple[
     return scores, tokens
 
 
-def evaluate(scorer: Scorer, rows: list[Row], *, aggregation: str = "auto", alpha: float = 1.0,
-             threshold: float | None = None, tune_on: str | None = None, progress: bool = True) -> tuple[Report, list[dict]]:
+def evaluate(
+    scorer: Scorer,
+    rows: list[Row],
+    *,
+    aggregation: str = "auto",
+    alpha: float = 1.0,
+    threshold: float | None = None,
+    tune_on: str | None = None,
+    progress: bool = True,
+) -> tuple[Report, list[dict]]:
     """The report, and each row with its step scores and predicted first error."""
     if scorer.partial_ok is False:
         raise ConfigError("eval-prm needs step scores; an outcome reward model scores whole answers only")
@@ -138,12 +158,23 @@ def evaluate(scorer: Scorer, rows: list[Row], *, aggregation: str = "auto", alph
         threshold = tune_threshold(chosen)
     threshold = 0.5 if threshold is None else threshold
     value, problems = within_problem_auroc(answers)
-    report = Report(threshold, tune_on, method, process_bench(answers, threshold), value, problems, len(rows),
-                    tokens, time.perf_counter() - started)
+    report = Report(
+        threshold,
+        tune_on,
+        method,
+        process_bench(answers, threshold),
+        value,
+        problems,
+        len(rows),
+        tokens,
+        time.perf_counter() - started,
+    )
     predictions = []
     for row, step_scores in zip(rows, scores):
         predicted = first_error(step_scores, threshold)
-        predictions.append({**row.raw, "step_scores": step_scores, "prediction": predicted, "match": predicted == row.label})
+        predictions.append(
+            {**row.raw, "step_scores": step_scores, "prediction": predicted, "match": predicted == row.label}
+        )
     return report, predictions
 
 

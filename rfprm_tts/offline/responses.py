@@ -57,11 +57,17 @@ def score_responses(
         for k, i in enumerate(indices):
             scores, answer_step = batch.step_scores[k], cut[i][1]
             error = (batch.errors or [None] * len(indices))[k]
-            by = {m: scores[0] if scorer.one_score and scores else aggregate(scores, m, alpha, answer_step=answer_step)
-                  for m in AGGREGATIONS}
+            by = {
+                m: scores[0] if scorer.one_score and scores else aggregate(scores, m, alpha, answer_step=answer_step)
+                for m in AGGREGATIONS
+            }
             results[i] = ResponseScore(
-                scores, {} if error else by, len(cut[i][0]), (batch.notes or [None] * len(indices))[k],
+                scores,
+                {} if error else by,
+                len(cut[i][0]),
+                (batch.notes or [None] * len(indices))[k],
                 round(batch.tokens * shares[k] / max(1, sum(shares))),
-                None if error is None else f"the PRM could not score it: {error}", scorer.one_score,
+                None if error is None else f"the PRM could not score it: {error}",
+                scorer.one_score,
             )
     return results

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError, Interrupted
+from rfprm_tts.offline.responses import score_responses
+from rfprm_tts.prm.protocol import Scorer
 from rfprm_tts.runtime.files import (
     OutputLock,
     append_all,
@@ -32,8 +34,6 @@ from rfprm_tts.runtime.files import (
     parse_row,
     write_atomically,
 )
-from rfprm_tts.prm.protocol import Scorer
-from rfprm_tts.offline.responses import score_responses
 from rfprm_tts.settings import Settings
 from rfprm_tts.text import require_unicode
 
@@ -67,15 +67,24 @@ def pick(row: dict[str, Any], name: str | None, usual: tuple[str, ...], what: st
         if isinstance(row.get(n), str) and row[n].strip():
             return require_unicode(row[n], f"field {n!r}")  # a ConfigError is a ValueError: an error row
     flag = f"--{what}-field"
-    raise ValueError(f"no {what}: the row has no non-empty text field {' or '.join(map(repr, names))} (name it with {flag})")
+    raise ValueError(
+        f"no {what}: the row has no non-empty text field {' or '.join(map(repr, names))} (name it with {flag})"
+    )
 
 
 def fingerprint(settings: Settings) -> dict[str, Any]:
     """What decides the scores: a resume under anything else would mix two scorings."""
     prm = settings.prm
-    return {"model": prm.model, "format": prm.format, "dtype": prm.dtype, "max_length": prm.max_length,
-            "overflow": prm.overflow, "window_overlap": prm.window_overlap, "alpha": prm.alpha,
-            "step_separator": settings.step_separator}
+    return {
+        "model": prm.model,
+        "format": prm.format,
+        "dtype": prm.dtype,
+        "max_length": prm.max_length,
+        "overflow": prm.overflow,
+        "window_overlap": prm.window_overlap,
+        "alpha": prm.alpha,
+        "step_separator": settings.step_separator,
+    }
 
 
 def rows_done(out: Path) -> int:
@@ -102,18 +111,24 @@ def check_settings(out: Path, settings: Settings) -> None:
     now = fingerprint(settings)
     if out.exists() and out.stat().st_size > 0:
         if not kept.exists():
-            raise ConfigError(f"{out} exists but {kept} does not, so it cannot be resumed safely: "
-                              "move it away, or pass --restart to score from the start")
+            raise ConfigError(
+                f"{out} exists but {kept} does not, so it cannot be resumed safely: "
+                "move it away, or pass --restart to score from the start"
+            )
         try:
             before = json.loads(kept.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise ConfigError(f"{kept} cannot be read, so {out} cannot be resumed safely: move both away, "
-                              "or pass --restart to score from the start") from None
+            raise ConfigError(
+                f"{kept} cannot be read, so {out} cannot be resumed safely: move both away, "
+                "or pass --restart to score from the start"
+            ) from None
         changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
         if changed:
             what = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
-            raise ConfigError(f"{out} was scored under other settings ({what}): resuming would mix two scorings. "
-                              "Use those settings, another output file, or --restart")
+            raise ConfigError(
+                f"{out} was scored under other settings ({what}): resuming would mix two scorings. "
+                "Use those settings, another output file, or --restart"
+            )
     write_atomically(kept, json.dumps(now, indent=2) + "\n")
 
 
@@ -124,9 +139,11 @@ def check_same_input(last_input: dict[str, Any] | str, out: Path, done: int, id_
         f.seek(max(0, out.stat().st_size - 1_000_000))
         last = json.loads(f.read().splitlines()[-1])
     if isinstance(last_input, dict) and id_field in last_input and last_input.get(id_field) != last.get(id_field):
-        raise ConfigError(f"{out} ends with {id_field}={last.get(id_field)!r} but row {done} of the input has "
-                          f"{id_field}={last_input.get(id_field)!r}: the input is not the one this output was scored "
-                          "from. Give the same input, another output file, or --restart")
+        raise ConfigError(
+            f"{out} ends with {id_field}={last.get(id_field)!r} but row {done} of the input has "
+            f"{id_field}={last_input.get(id_field)!r}: the input is not the one this output was scored "
+            "from. Give the same input, another output file, or --restart"
+        )
 
 
 @dataclass
@@ -162,13 +179,31 @@ def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fie
         if s.error is not None:
             out.append({**raw, "rfprm": {"error": s.error, "prm_tokens": s.prm_tokens}})
             continue
-        out.append({**raw, "rfprm": {"step_scores": s.step_scores, "scores": s.scores, "steps": s.steps,
-                                     "prm_note": s.prm_note, "prm_tokens": s.prm_tokens}})
+        out.append(
+            {
+                **raw,
+                "rfprm": {
+                    "step_scores": s.step_scores,
+                    "scores": s.scores,
+                    "steps": s.steps,
+                    "prm_note": s.prm_note,
+                    "prm_tokens": s.prm_tokens,
+                },
+            }
+        )
     return out
 
 
-def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str | Path, fields: Fields = Fields(),
-               chunk_rows: int = 64, restart: bool = False, progress: bool = True) -> Summary:
+def score_file(
+    scorer: Scorer,
+    settings: Settings,
+    source: str | Path,
+    out: str | Path,
+    fields: Fields = Fields(),
+    chunk_rows: int = 64,
+    restart: bool = False,
+    progress: bool = True,
+) -> Summary:
     """Score `source` into `out` (see the module's docstring), resuming what `out` holds.
     Ctrl-C stops after the last whole chunk written (`Interrupted` says how many rows are kept)."""
     from tqdm import tqdm
@@ -186,8 +221,9 @@ def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str 
             raise ConfigError(f"{source} has no rows; give a JSONL file with a question and a response per row")
         fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            with tqdm(total=total, initial=summary.resumed_after, unit="row", desc="rfprm score",
-                      disable=not progress) as bar:
+            with tqdm(
+                total=total, initial=summary.resumed_after, unit="row", desc="rfprm score", disable=not progress
+            ) as bar:
                 chunk: list[tuple[int, dict | str]] = []
 
                 def flush() -> None:
@@ -200,7 +236,9 @@ def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str 
                         summary.prm_tokens += r["rfprm"].get("prm_tokens", 0)
                     summary.rows += len(rows)
                     bar.update(len(rows))
-                    bar.set_postfix_str(f"{summary.prm_tokens / max(time.perf_counter() - started, 1e-9):,.0f} PRM tokens/s")
+                    bar.set_postfix_str(
+                        f"{summary.prm_tokens / max(time.perf_counter() - started, 1e-9):,.0f} PRM tokens/s"
+                    )
                     chunk.clear()
 
                 for index, (number, line) in enumerate(jsonl_lines(source, "the input")):
@@ -215,8 +253,9 @@ def score_file(scorer: Scorer, settings: Settings, source: str | Path, out: str 
                 if chunk:
                     flush()
         except KeyboardInterrupt:
-            raise Interrupted(f"{summary.resumed_after + summary.rows} rows saved in {out}; "
-                              "rerun the same command to resume") from None
+            raise Interrupted(
+                f"{summary.resumed_after + summary.rows} rows saved in {out}; rerun the same command to resume"
+            ) from None
         finally:
             os.close(fd)
     summary.scored = summary.rows - summary.errors

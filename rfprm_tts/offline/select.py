@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.runtime.files import check_output, jsonl, read_jsonl, write_atomically
 from rfprm_tts.grading.equivalence import equivalent
-from rfprm_tts.prm.aggregate import AGGREGATIONS
 from rfprm_tts.offline.score import QUESTION_FIELDS, RESPONSE_FIELDS, pick
+from rfprm_tts.prm.aggregate import AGGREGATIONS
+from rfprm_tts.runtime.files import check_output, jsonl, read_jsonl, write_atomically
 from rfprm_tts.text import extract_answer
 
 
@@ -64,9 +64,11 @@ class Summary:
         def show(v: float | None) -> str:
             return "-" if v is None else f"{v:.3f}"
 
-        return (f"kept {self.kept} of {self.rows} rows ({self.groups} groups); dropped: {self.unscored} unscored, "
-                f"{self.incorrect} incorrect, {self.below_min} below --min-score, {self.dropped_by_rank} by rank; "
-                f"mean score kept {show(self.mean_kept)}, dropped {show(self.mean_dropped)}")
+        return (
+            f"kept {self.kept} of {self.rows} rows ({self.groups} groups); dropped: {self.unscored} unscored, "
+            f"{self.incorrect} incorrect, {self.below_min} below --min-score, {self.dropped_by_rank} by rank; "
+            f"mean score kept {show(self.mean_kept)}, dropped {show(self.mean_dropped)}"
+        )
 
 
 def select(rows: list[dict[str, Any]], rule: Rule) -> tuple[list[int], Summary]:
@@ -93,8 +95,13 @@ def select(rows: list[dict[str, Any]], rule: Rule) -> tuple[list[int], Summary]:
     kept: list[int] = []
     for members in pools.values():
         ranked = sorted(members, key=lambda i: (-scores[i], i))  # ties: the row that comes first
-        size = (rule.top_k if rule.top_k is not None else
-                math.ceil(rule.top_frac * len(ranked)) if rule.top_frac is not None else len(ranked))
+        size = (
+            rule.top_k
+            if rule.top_k is not None
+            else math.ceil(rule.top_frac * len(ranked))
+            if rule.top_frac is not None
+            else len(ranked)
+        )
         kept += ranked[:size]
     kept.sort()
     summary.kept, summary.dropped_by_rank = len(kept), len(candidates) - len(kept)

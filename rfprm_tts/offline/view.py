@@ -74,8 +74,10 @@ def merge(ids: list[int], nodes: dict[int, SearchNode], below: dict[int | None, 
     groups: dict[tuple[str, str], list[SearchNode]] = {}
     for i in ids:
         groups.setdefault((nodes[i].text, nodes[i].state), []).append(nodes[i])
-    return [Shown(members, merge([c for m in members for c in below.get(m.id, [])], nodes, below))
-            for members in groups.values()]
+    return [
+        Shown(members, merge([c for m in members for c in below.get(m.id, [])], nodes, below))
+        for members in groups.values()
+    ]
 
 
 def node_html(shown: Shown) -> str:
@@ -83,18 +85,29 @@ def node_html(shown: Shown) -> str:
     chosen = any(m.chosen for m in shown.members)
     classes = " ".join(["node", node.state] + (["chosen"] if chosen else []))
     text = node.text.strip() or "(empty)"
-    body = escape(text) if len(text) <= 400 else (
-        f"{escape(text[:400])}<details><summary>{len(text) - 400} more characters</summary>{escape(text[400:])}</details>"
+    body = (
+        escape(text)
+        if len(text) <= 400
+        else (
+            f"{escape(text[:400])}<details><summary>{len(text) - 400} more characters</summary>{escape(text[400:])}</details>"
+        )
     )
-    badges = ([f"x{len(shown.members)}"] if len(shown.members) > 1 else []) + (
-        [f"answer {node.answer}"] if node.answer is not None else []) + (["error"] if node.error else [])
-    title = escape(node.error or f"score {fmt(node.score)}, this step {fmt(node.step_score)}, {node.generated_tokens} tokens")
+    badges = (
+        ([f"x{len(shown.members)}"] if len(shown.members) > 1 else [])
+        + ([f"answer {node.answer}"] if node.answer is not None else [])
+        + (["error"] if node.error else [])
+    )
+    title = escape(
+        node.error or f"score {fmt(node.score)}, this step {fmt(node.step_score)}, {node.generated_tokens} tokens"
+    )
     below = "".join(node_html(child) for child in shown.children)
-    return (f'<li class="{classes}" data-id="{node.id}" data-count="{len(shown.members)}">'
-            f'<div class="step" style="background:{colour(node.step_score)}" title="{title}"><span class="text">{body}</span>'
-            f'<span class="score">step {fmt(node.step_score)} / path {fmt(node.score)}</span>'
-            + "".join(f'<span class="badge">{escape(b)}</span>' for b in badges)
-            + f"</div>{f'<ul>{below}</ul>' if below else ''}</li>")
+    return (
+        f'<li class="{classes}" data-id="{node.id}" data-count="{len(shown.members)}">'
+        f'<div class="step" style="background:{colour(node.step_score)}" title="{title}"><span class="text">{body}</span>'
+        f'<span class="score">step {fmt(node.step_score)} / path {fmt(node.score)}</span>'
+        + "".join(f'<span class="badge">{escape(b)}</span>' for b in badges)
+        + f"</div>{f'<ul>{below}</ul>' if below else ''}</li>"
+    )
 
 
 def answer_groups(result: SolveResult) -> list[tuple[str, int, float]]:

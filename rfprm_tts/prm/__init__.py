@@ -28,10 +28,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rfprm_tts.runtime.lazy import lazy_exports
-
 # eager, and pure: the function must shadow its module's name on the package
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
+from rfprm_tts.runtime.lazy import lazy_exports
 
 _PUBLIC = {
     "ScoredBatch": "rfprm_tts.prm.protocol",
@@ -47,8 +46,19 @@ _PUBLIC = {
     "build_scorer": "rfprm_tts.prm.loading",
 }
 __all__ = [
-    "AGGREGATIONS", "FormatSpec", "InputFormat", "PRMScorer", "PrefixCache", "Runner", "ScoredBatch", "Scorer",
-    "ScorerDefaults", "aggregate", "build_scorer", "load_prm", "register_format",
+    "AGGREGATIONS",
+    "FormatSpec",
+    "InputFormat",
+    "PRMScorer",
+    "PrefixCache",
+    "Runner",
+    "ScoredBatch",
+    "Scorer",
+    "ScorerDefaults",
+    "aggregate",
+    "build_scorer",
+    "load_prm",
+    "register_format",
 ]
 
 if TYPE_CHECKING:

@@ -12,6 +12,7 @@ GSM8K split) and applies it to every subset: `tune_threshold`.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -58,8 +59,14 @@ def subset_result(subset: str, answers: Sequence[Labelled], threshold: float) ->
     correct = [hit for label, hit in hits if label == -1]
     error_accuracy = sum(erroneous) / len(erroneous) if erroneous else None
     correct_accuracy = sum(correct) / len(correct) if correct else None
-    return SubsetResult(subset, len(erroneous), len(correct), error_accuracy, correct_accuracy,
-                        harmonic_mean(error_accuracy, correct_accuracy))
+    return SubsetResult(
+        subset,
+        len(erroneous),
+        len(correct),
+        error_accuracy,
+        correct_accuracy,
+        harmonic_mean(error_accuracy, correct_accuracy),
+    )
 
 
 def by_subset(answers: Iterable[Labelled]) -> dict[str, list[Labelled]]:
@@ -73,14 +80,21 @@ def process_bench(answers: Sequence[Labelled], threshold: float) -> list[SubsetR
     """One result per subset, then (with several subsets) the macro average ("average")."""
     results = [subset_result(name, group, threshold) for name, group in by_subset(answers).items()]
     if len(results) > 1:
+
         def mean(values):
             known = [v for v in values if v is not None]
             return sum(known) / len(known) if known else None
 
-        results.append(SubsetResult(
-            "average", sum(r.erroneous for r in results), sum(r.correct for r in results),
-            mean(r.error_accuracy for r in results), mean(r.correct_accuracy for r in results), mean(r.f1 for r in results),
-        ))
+        results.append(
+            SubsetResult(
+                "average",
+                sum(r.erroneous for r in results),
+                sum(r.correct for r in results),
+                mean(r.error_accuracy for r in results),
+                mean(r.correct_accuracy for r in results),
+                mean(r.f1 for r in results),
+            )
+        )
     return results
 
 
@@ -90,7 +104,7 @@ def tune_threshold(answers: Sequence[Labelled]) -> float:
     scores = sorted({s for a in answers for s in a.step_scores if s is not None})
     if not scores:
         raise ValueError("no step scores to tune a threshold on")
-    candidates = [scores[0] - 1e-9, *((x + y) / 2 for x, y in zip(scores, scores[1:])), scores[-1] + 1e-9]
+    candidates = [scores[0] - 1e-9, *((x + y) / 2 for x, y in itertools.pairwise(scores)), scores[-1] + 1e-9]
 
     def quality(t: float) -> tuple[float, float]:
         return (subset_result("", answers, t).f1 or 0.0, -abs(t - 0.5))

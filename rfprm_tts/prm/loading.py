@@ -10,15 +10,19 @@ from __future__ import annotations
 import os
 
 from rfprm_tts.errors import ConfigError, PRMLoadError
-from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.prm.protocol import InputFormat, Runner
 from rfprm_tts.prm.registry import FORMATS, FormatSpec
 from rfprm_tts.prm.scorer import PRMScorer
+from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import PRMSettings
 
 BUILT_IN_FORMATS = (
-    "rfprm_tts.prm.formats.step_tag", "rfprm_tts.prm.formats.scalar_head", "rfprm_tts.prm.formats.math_shepherd", "rfprm_tts.prm.formats.rlhflow",
-    "rfprm_tts.prm.formats.skywork", "rfprm_tts.prm.formats.outcome",
+    "rfprm_tts.prm.formats.step_tag",
+    "rfprm_tts.prm.formats.scalar_head",
+    "rfprm_tts.prm.formats.math_shepherd",
+    "rfprm_tts.prm.formats.rlhflow",
+    "rfprm_tts.prm.formats.skywork",
+    "rfprm_tts.prm.formats.outcome",
 )
 
 
@@ -45,8 +49,12 @@ def load_prm(path_or_name: str, **options) -> PRMScorer:
     fmt = spec.build(settings, path, config, tokenizer)
     runner, context = build_runner(settings, path, spec, fmt, config)
     return PRMScorer(
-        fmt, runner, max_length=settings.max_length or context, overflow=settings.overflow,
-        window_overlap=settings.window_overlap, aggregation=getattr(config, "rfprm_aggregation", None),  # what "auto" uses
+        fmt,
+        runner,
+        max_length=settings.max_length or context,
+        overflow=settings.overflow,
+        window_overlap=settings.window_overlap,
+        aggregation=getattr(config, "rfprm_aggregation", None),  # what "auto" uses
         format_name=spec.name,
     )
 
@@ -65,7 +73,9 @@ def choose_format(settings: PRMSettings, path: str, config) -> FormatSpec:
     return FORMATS[settings.format]
 
 
-def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputFormat, config) -> tuple[Runner, int | None]:
+def build_runner(
+    settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputFormat, config
+) -> tuple[Runner, int | None]:
     """The runner for prm.backend, and the context length it knows (None: unchecked)."""
     if settings.backend != "transformers" and not spec.pooling:
         raise ConfigError(
@@ -92,8 +102,12 @@ def build_runner(settings: PRMSettings, path: str, spec: FormatSpec, fmt: InputF
     device = pick_device(settings.device, "prm.device")
     model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device), fmt)
     pad_id = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None else 0
-    options = dict(batch_size=settings.batch_size, max_batch_tokens=settings.max_batch_tokens,
-                   batching=settings.batching, pad_id=pad_id)
+    options = dict(
+        batch_size=settings.batch_size,
+        max_batch_tokens=settings.max_batch_tokens,
+        batching=settings.batching,
+        pad_id=pad_id,
+    )
     if settings.incremental and fmt.prefix_reuse:
         runner = IncrementalRunner(model, cache_max_tokens=settings.cache_max_tokens, **options)
     else:

@@ -107,8 +107,10 @@ class PRMScorer(ScorerDefaults):
         costs = [len(self.tokenizer(s, add_special_tokens=False)["input_ids"]) + 1 for s in steps]
         budget = self.max_length - (full - sum(costs))
         if budget <= 0:  # the question (with the template) fills the context: no step can follow
-            raise PRMInputTooLongError(f"the question takes {full - sum(costs):,} tokens of the PRM's context of "
-                                       f"{self.max_length:,}, leaving none for the answer's steps; shorten the question")
+            raise PRMInputTooLongError(
+                f"the question takes {full - sum(costs):,} tokens of the PRM's context of "
+                f"{self.max_length:,}, leaving none for the answer's steps; shorten the question"
+            )
         policy = "truncate" if self.format.one_score and self.overflow == "window" else self.overflow
         for _ in range(8):
             pieces, note = plan(costs, budget, policy, self.window_overlap)
@@ -130,5 +132,8 @@ class PRMScorer(ScorerDefaults):
         self.runner.close()
 
     def describe(self) -> dict:
-        return {"format": self.format_name, "readout": getattr(self.format, "readout", None),
-                "runner": type(self.runner).__name__}
+        return {
+            "format": self.format_name,
+            "readout": getattr(self.format, "readout", None),
+            "runner": type(self.runner).__name__,
+        }

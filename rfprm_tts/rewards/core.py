@@ -1,14 +1,14 @@
 """The reward core: beta x PRM + (1 - beta) x outcome for a batch of completions.
 
-    prm      the response's PRM score under `aggregation`; `reasonflux` (mean of the steps +
-             alpha x the final one, as the paper defines the trajectory reward) is divided by
-             1 + alpha so that it lies in [0, 1] like the outcome
-    outcome  1 if the final answer equals the gold answer (the project's grader), else 0;
-             unknown without a gold answer
-    reward   beta x prm + (1 - beta) x outcome (beta 0.75, as in the official ReasonFlux RL
-             code); the PRM alone without a gold answer; the outcome alone when the PRM could
-             not score the response (longer than its context: flagged); None when neither is
-             known (TRL then leaves the completion out)
+prm      the response's PRM score under `aggregation`; `reasonflux` (mean of the steps +
+         alpha x the final one, as the paper defines the trajectory reward) is divided by
+         1 + alpha so that it lies in [0, 1] like the outcome
+outcome  1 if the final answer equals the gold answer (the project's grader), else 0;
+         unknown without a gold answer
+reward   beta x prm + (1 - beta) x outcome (beta 0.75, as in the official ReasonFlux RL
+         code); the PRM alone without a gold answer; the outcome alone when the PRM could
+         not score the response (longer than its context: flagged); None when neither is
+         known (TRL then leaves the completion out)
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rfprm_tts.grading.equivalence import equivalent
-from rfprm_tts.prm.protocol import Scorer
 from rfprm_tts.offline.responses import ResponseScore, score_responses
+from rfprm_tts.prm.protocol import Scorer
 from rfprm_tts.settings import Settings
 from rfprm_tts.text import extract_answer
 
@@ -38,8 +38,15 @@ class RewardModel:
     root) the PRM runs there instead, through its `/v1/prm/score` endpoint (batched with
     other callers', behind its keys: `api_key`)."""
 
-    def __init__(self, settings: Settings | None = None, scorer: Scorer | None = None, beta: float = 0.75,
-                 aggregation: str = "reasonflux", url: str | None = None, api_key: str | None = None):
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        scorer: Scorer | None = None,
+        beta: float = 0.75,
+        aggregation: str = "reasonflux",
+        url: str | None = None,
+        api_key: str | None = None,
+    ):
         if not 0 <= beta <= 1:
             raise ValueError(f"beta must be in [0, 1], got {beta}")
         self.settings = settings or Settings.load()
@@ -57,8 +64,9 @@ class RewardModel:
 
     def score(self, questions: Sequence[str], responses: Sequence[str]) -> list[ResponseScore]:
         if self.url is None:
-            return score_responses(self.scorer, list(zip(questions, responses)), self.settings.step_separator,
-                                   self.settings.prm.alpha)
+            return score_responses(
+                self.scorer, list(zip(questions, responses)), self.settings.step_separator, self.settings.prm.alpha
+            )
         import httpx
 
         headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
@@ -73,8 +81,9 @@ class RewardModel:
             value /= 1 + self.settings.prm.alpha
         return value
 
-    def rewards(self, questions: Sequence[str], responses: Sequence[str],
-                golds: Sequence[str | None] | None = None) -> list[Reward]:
+    def rewards(
+        self, questions: Sequence[str], responses: Sequence[str], golds: Sequence[str | None] | None = None
+    ) -> list[Reward]:
         """One reward per (question, response, gold answer or None)."""
         golds = list(golds) if golds is not None else [None] * len(responses)
         if not len(questions) == len(responses) == len(golds):

@@ -18,8 +18,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from rfprm_tts.rewards.core import RewardModel
 
 END_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "</s>")
-USER_TURNS = (re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.S),
-              re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S))
+USER_TURNS = (
+    re.compile(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", re.S),
+    re.compile(r"<\|start_header_id\|>user<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S),
+)
 
 
 class OpenRLHFRequest(BaseModel):
@@ -31,7 +33,7 @@ class OpenRLHFRequest(BaseModel):
 
 def split_query(query: str, prompt: str | None) -> tuple[str, str]:
     """(question, response) of one OpenRLHF query."""
-    response = query[len(prompt):] if prompt and query.startswith(prompt) else query
+    response = query[len(prompt) :] if prompt and query.startswith(prompt) else query
     for token in END_TOKENS:
         response = response.replace(token, "")
     source = prompt if prompt else query
@@ -47,9 +49,16 @@ def answer(request: OpenRLHFRequest, model: RewardModel) -> dict[str, Any]:
     if not len(prompts) == len(labels) == len(request.query):
         raise ValueError(f"{len(request.query)} queries, {len(prompts)} prompts and {len(labels)} labels")
     pairs = [split_query(q, p) for q, p in zip(request.query, prompts)]
-    rewards = model.rewards([q for q, _ in pairs], [r for _, r in pairs], [None if x is None else str(x) for x in labels])
+    rewards = model.rewards(
+        [q for q, _ in pairs], [r for _, r in pairs], [None if x is None else str(x) for x in labels]
+    )
     values = [0.0 if r.reward is None else r.reward for r in rewards]
-    return {"rewards": values, "scores": values, "extra_logs": {
-        "prm": [r.prm if r.prm is not None else 0.0 for r in rewards],
-        "outcome": [r.outcome if r.outcome is not None else 0.0 for r in rewards],
-        "prm_fallback": [float(r.fallback is not None) for r in rewards]}}
+    return {
+        "rewards": values,
+        "scores": values,
+        "extra_logs": {
+            "prm": [r.prm if r.prm is not None else 0.0 for r in rewards],
+            "outcome": [r.outcome if r.outcome is not None else 0.0 for r in rewards],
+            "prm_fallback": [float(r.fallback is not None) for r in rewards],
+        },
+    }

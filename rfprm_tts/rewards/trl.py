@@ -27,7 +27,9 @@ def text_of(message: Any) -> str:
 
 
 class PRMReward:
-    def __init__(self, model: RewardModel | None = None, gold_column: str = "answer", question_column: str | None = None):
+    def __init__(
+        self, model: RewardModel | None = None, gold_column: str = "answer", question_column: str | None = None
+    ):
         self.model = model or RewardModel()
         self.gold_column, self.question_column = gold_column, question_column
 

@@ -25,16 +25,21 @@ _model: RewardModel | None = None
 def shared_model() -> RewardModel:
     global _model
     if _model is None:
-        _model = RewardModel(url=os.environ.get("RFPRM_REWARD_URL"), api_key=os.environ.get("RFPRM_REWARD_KEY"),
-                             beta=float(os.environ.get("RFPRM_REWARD_BETA", 0.75)))
+        _model = RewardModel(
+            url=os.environ.get("RFPRM_REWARD_URL"),
+            api_key=os.environ.get("RFPRM_REWARD_KEY"),
+            beta=float(os.environ.get("RFPRM_REWARD_BETA", 0.75)),
+        )
     return _model
 
 
 def question_in(extra_info: dict | None) -> str:
     question = (extra_info or {}).get("question")
     if not isinstance(question, str) or not question:
-        raise ValueError("rfprm's verl reward needs the question: put it in each row's extra_info['question'] "
-                         "when you build the dataset")
+        raise ValueError(
+            "rfprm's verl reward needs the question: put it in each row's extra_info['question'] "
+            "when you build the dataset"
+        )
     return question
 
 
@@ -45,13 +50,15 @@ def as_dict(r: Reward) -> dict[str, float]:
     return {"score": 0.0 if r.reward is None else r.reward, "prm": known(r.prm), "outcome": known(r.outcome)}
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None,
-                  **kwargs: Any) -> dict[str, float]:
-    reward, = shared_model().rewards([question_in(extra_info)], [solution_str], [ground_truth])
+def compute_score(
+    data_source: str, solution_str: str, ground_truth: Any, extra_info: dict | None = None, **kwargs: Any
+) -> dict[str, float]:
+    (reward,) = shared_model().rewards([question_in(extra_info)], [solution_str], [ground_truth])
     return as_dict(reward)
 
 
-def compute_score_batch(data_sources: list, solution_strs: list[str], ground_truths: list, extra_infos: list,
-                        **kwargs: Any) -> list[dict[str, float]]:
+def compute_score_batch(
+    data_sources: list, solution_strs: list[str], ground_truths: list, extra_infos: list, **kwargs: Any
+) -> list[dict[str, float]]:
     questions = [question_in(e) for e in extra_infos]
     return [as_dict(r) for r in shared_model().rewards(questions, solution_strs, ground_truths)]

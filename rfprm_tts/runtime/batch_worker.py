@@ -78,7 +78,9 @@ class BatchWorker(Generic[T, R]):
             while (left := deadline - time.monotonic()) > 0 and not self._full() and not self._closed:
                 self._arrived.wait(left)
             batch, taken = [], 0
-            while self._queue and (not batch or self.max_size is None or taken + self.size(self._queue[0][0]) <= self.max_size):
+            while self._queue and (
+                not batch or self.max_size is None or taken + self.size(self._queue[0][0]) <= self.max_size
+            ):
                 taken += self.size(self._queue[0][0])
                 batch.append(self._queue.pop(0))
             return batch
@@ -94,7 +96,7 @@ class BatchWorker(Generic[T, R]):
     def _run(self, batch: list[tuple[T, concurrent.futures.Future]]) -> None:
         try:
             results = self.run_batch([item for item, _ in batch])
-        except BaseException as exc:  # noqa: BLE001 - handed to the item that caused it
+        except BaseException as exc:
             if len(batch) == 1:
                 batch[0][1].set_exception(exc)
                 return

@@ -56,13 +56,16 @@ def check_output(out: str | Path, *inputs: str | Path, folder: bool = False) -> 
     out = Path(out)
     for given in inputs:
         if out.exists() and Path(given).exists() and os.path.samefile(out, given):
-            raise ConfigError(f"the output {out} is the input {given}: writing it would destroy the input; "
-                              "choose another output path")
+            raise ConfigError(
+                f"the output {out} is the input {given}: writing it would destroy the input; choose another output path"
+            )
     if folder:
         for given in inputs:
             if Path(given).resolve().is_relative_to(out.resolve()):
-                raise ConfigError(f"the input {given} is inside the output folder {out}: the run would write over it; "
-                                  "choose another output folder")
+                raise ConfigError(
+                    f"the input {given} is inside the output folder {out}: the run would write over it; "
+                    "choose another output folder"
+                )
         if out.exists() and not out.is_dir():
             raise ConfigError(f"{out} is a file, not a folder; give a folder for the run (it is created if missing)")
         parent = out if out.exists() else out.parent
@@ -75,8 +78,10 @@ def check_output(out: str | Path, *inputs: str | Path, folder: bool = False) -> 
         raise ConfigError(f"the folder {parent} does not exist; create it (mkdir -p {parent}) or choose another output")
     existing = next(p for p in (parent, *parent.parents) if p.exists())
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"cannot write in {existing} (read-only, or permission denied); choose an output in a "
-                          "folder you can write to")
+        raise ConfigError(
+            f"cannot write in {existing} (read-only, or permission denied); choose an output in a "
+            "folder you can write to"
+        )
     return out
 
 
@@ -84,15 +89,18 @@ def read_bytes(path: str | Path, what: str, limit: int = MAX_INPUT_BYTES) -> byt
     """A whole input file, refusing ones that are not regular files or are over `limit`."""
     path = check_input(path, what)
     if path.stat().st_size > limit:
-        raise ConfigError(f"{path} is {path.stat().st_size:,} bytes, over the {limit:,} this command reads; "
-                          "give a smaller file")
+        raise ConfigError(
+            f"{path} is {path.stat().st_size:,} bytes, over the {limit:,} this command reads; give a smaller file"
+        )
     return path.read_bytes()
 
 
 def refuse_utf16(head: bytes, path: str | Path) -> None:
     """A UTF-16 byte-order mark at the start of a file is named with the conversion to make."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise ConfigError(f"{path} is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8 IN > OUT) and give that")
+        raise ConfigError(
+            f"{path} is UTF-16 text; convert it to UTF-8 (iconv -f UTF-16 -t UTF-8 IN > OUT) and give that"
+        )
 
 
 def decode_text(data: bytes, path: str | Path) -> str:
@@ -167,7 +175,9 @@ _LINE_BREAKS = {ord("\x85"): "\\u0085", ord("\u2028"): "\\u2028", ord("\u2029"):
 def jsonl(rows: Iterable[dict[str, Any]], sort_keys: bool = False) -> bytes:
     """Rows as JSONL bytes: readable UTF-8, one line a row, a lone surrogate written as the
     escape it was read from (so nothing the user gave changes)."""
-    text = "".join(json.dumps(row, ensure_ascii=False, sort_keys=sort_keys).translate(_LINE_BREAKS) + "\n" for row in rows)
+    text = "".join(
+        json.dumps(row, ensure_ascii=False, sort_keys=sort_keys).translate(_LINE_BREAKS) + "\n" for row in rows
+    )
     return text.encode("utf-8", "backslashreplace")
 
 
@@ -206,8 +216,10 @@ def append_all(fd: int, data: bytes, path: str | Path) -> None:
             view = view[written:]
         os.fsync(fd)
     except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}; what was written before is kept: "
-                         "free space or fix the folder, then rerun the same command") from None
+        raise WriteError(
+            f"cannot write {path}: {exc.strerror or exc}; what was written before is kept: "
+            "free space or fix the folder, then rerun the same command"
+        ) from None
 
 
 class OutputLock:
@@ -231,8 +243,10 @@ class OutputLock:
             except BlockingIOError:
                 owner = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
                 os.close(fd)
-                raise ConfigError(f"another rfprm run (process {owner}) is writing {self.out}; wait for it to "
-                                  "finish, or choose another output") from None
+                raise ConfigError(
+                    f"another rfprm run (process {owner}) is writing {self.out}; wait for it to "
+                    "finish, or choose another output"
+                ) from None
             if os.path.exists(self.path) and os.path.samestat(os.fstat(fd), os.stat(self.path)):
                 break  # the file is still the one we locked (a finishing run may unlink it)
             os.close(fd)

@@ -65,8 +65,10 @@ def describe_failure(exc: BaseException, base_url: str, attempts: int, section: 
     if isinstance(exc, openai.APITimeoutError):
         line = f"request to {base_url} timed out {tries}; raise {section}.timeout_s or check the server"
     elif isinstance(exc, openai.APIConnectionError):
-        line = (f"cannot reach {base_url} ({tries}): {exc.__cause__ or exc}; check "
-                f"RFPRM_{section.upper()}__BASE_URL and that the server is running")
+        line = (
+            f"cannot reach {base_url} ({tries}): {exc.__cause__ or exc}; check "
+            f"RFPRM_{section.upper()}__BASE_URL and that the server is running"
+        )
     elif isinstance(exc, openai.APIStatusError):
         line = f"{base_url} answered HTTP {exc.status_code} ({tries}): {exc.message}"
     else:

@@ -29,7 +29,12 @@ BUILT_IN = {"demo": "rfprm_tts.demo:model_path"}
 # WordPiece, SentencePiece, tiktoken).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "tekken.json")
 # A checkpoint's weights: one file, or an index that names its shards.
-WEIGHT_FILES = ("model.safetensors.index.json", "model.safetensors", "pytorch_model.bin.index.json", "pytorch_model.bin")
+WEIGHT_FILES = (
+    "model.safetensors.index.json",
+    "model.safetensors",
+    "pytorch_model.bin.index.json",
+    "pytorch_model.bin",
+)
 # Seconds to wait for the hub to say whether a model exists before calling it unreachable.
 HUB_TIMEOUT_S = 10.0
 
@@ -84,7 +89,9 @@ def check_folder(folder: Path, role: Role) -> None:
     an empty tokenizer and the model fails later on ids it cannot embed)."""
     error = load_error(role)
     if not folder.is_dir():
-        raise error(f"the {role} model {folder} is a file, not a checkpoint folder; pass the folder that holds config.json")
+        raise error(
+            f"the {role} model {folder} is a file, not a checkpoint folder; pass the folder that holds config.json"
+        )
     if not (folder / "config.json").is_file():
         raise error(
             f"the {role} model folder {folder} has no config.json, so it is not a transformers checkpoint; "
@@ -119,7 +126,9 @@ def check_hub(name: str, role: Role) -> None:
         "Hugging Face hub"
     )
     if constants.HF_HUB_OFFLINE:
-        raise error(f"{needs}, but HF_HUB_OFFLINE is set; set HF_HUB_OFFLINE=0 with network access, or pass a local path")
+        raise error(
+            f"{needs}, but HF_HUB_OFFLINE is set; set HF_HUB_OFFLINE=0 with network access, or pass a local path"
+        )
     try:
         HfApi().model_info(name, timeout=HUB_TIMEOUT_S)
     except RepositoryNotFoundError:
@@ -129,7 +138,7 @@ def check_hub(name: str, role: Role) -> None:
         ) from None
     except HfHubHTTPError as exc:
         raise error(f"{needs}, which answered {exc.response.status_code}; retry later, or pass a local path") from None
-    except Exception as exc:  # noqa: BLE001 - the hub client raises its HTTP library's own errors
+    except Exception as exc:
         raise error(
             f"{needs}, which cannot be reached ({type(exc).__name__}: {exc}); run with network access, or pass a "
             "local path"

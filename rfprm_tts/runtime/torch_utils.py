@@ -64,7 +64,9 @@ def _quiet_transformers() -> Iterator[None]:
         logging.set_verbosity(level)
 
 
-def load_checked(load: Callable[..., Any], path: str, role: Role, *, unused: tuple[str, ...] = (), **kwargs: Any) -> Any:
+def load_checked(
+    load: Callable[..., Any], path: str, role: Role, *, unused: tuple[str, ...] = (), **kwargs: Any
+) -> Any:
     """`load(path, **kwargs)` (a `from_pretrained`), refused unless every weight of the model
     came from the checkpoint and every weight of the checkpoint went into the model (a
     config naming another architecture than the weights' loads with random weights and
@@ -78,7 +80,9 @@ def load_checked(load: Callable[..., Any], path: str, role: Role, *, unused: tup
             model, info = load(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
         except (OSError, ValueError, RuntimeError) as exc:
             reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
-            raise error(f"cannot load the {role} weights from {path} ({reason}); check the checkpoint's files") from None
+            raise error(
+                f"cannot load the {role} weights from {path} ({reason}); check the checkpoint's files"
+            ) from None
     problems = []
     if info["mismatched_keys"]:
         key, stored, expected = sorted(info["mismatched_keys"])[0]

@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from rfprm_tts.search.budget import BudgetMeter, TokenBudget
 from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import FALLING, aggregate
-from rfprm_tts.prm.verifiers.confidence import confidence
 from rfprm_tts.prm.protocol import ScoredBatch, Scorer
+from rfprm_tts.prm.verifiers.confidence import confidence
+from rfprm_tts.search.budget import BudgetMeter, TokenBudget
 from rfprm_tts.search.tree import SearchTree
 from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
@@ -155,16 +155,18 @@ class SearchContext:
         growing = [i for i, p in enumerate(prefixes) if self.tokens_left(p) > 0]
         # by position, not by text: equal prefixes (DVTS's subtrees all start from the
         # question) each get their own k samples
-        batches = dict(zip(growing, await asyncio.gather(
-            *(self._request(k, prefixes[i], stop, max_tokens) for i in growing)
-        )))
+        batches = dict(
+            zip(growing, await asyncio.gather(*(self._request(k, prefixes[i], stop, max_tokens) for i in growing)))
+        )
         children = []
         for i, prefix in enumerate(prefixes):
             known = self._partials.get(prefix)
             parent = known or Candidate(trajectory=self.trajectory(""), generated_tokens=0)
             if i not in batches:
-                children += [self.search_tree.add(parent.model_copy(update={"finish_reason": "length"}, deep=True), known)
-                             for _ in range(k)]
+                children += [
+                    self.search_tree.add(parent.model_copy(update={"finish_reason": "length"}, deep=True), known)
+                    for _ in range(k)
+                ]
                 continue
             for c in batches[i]:
                 if c.error is not None:
@@ -183,8 +185,12 @@ class SearchContext:
                 self._partials.setdefault(child.trajectory.text, child)  # a repeat grows from the first
                 children.append(self.search_tree.add(child, known))
         if batches:
-            self._report("generate", len(children), open=sum(c.state == "open" for c in children),
-                         finished=sum(c.state == "finished" for c in children))
+            self._report(
+                "generate",
+                len(children),
+                open=sum(c.state == "open" for c in children),
+                finished=sum(c.state == "finished" for c in children),
+            )
         return children
 
     def _stopped_at_separator(self, c: Completion) -> bool:
@@ -200,7 +206,9 @@ class SearchContext:
     def trajectory(self, text: str) -> Trajectory:
         return Trajectory.from_response(self.question, text, self.separator)
 
-    async def score(self, trajectories: Sequence[Trajectory], logprobs: Sequence[list[float] | None] = ()) -> ScoredBatch:
+    async def score(
+        self, trajectories: Sequence[Trajectory], logprobs: Sequence[list[float] | None] = ()
+    ) -> ScoredBatch:
         """PRM step scores of each trajectory (one PRM call for the whole batch); a verifier
         that reads the generator's token log-probabilities (prm.format 'confidence') gets
         `logprobs`, one list per trajectory."""
@@ -209,7 +217,9 @@ class SearchContext:
         if getattr(self.scorer, "reads_logprobs", False):
             batch = self.scorer.score_logprobs(list(logprobs) or [None] * len(trajectories))
         else:
-            batch = await asyncio.to_thread(self.scorer.score_batch, self.question, [t.step_texts for t in trajectories])
+            batch = await asyncio.to_thread(
+                self.scorer.score_batch, self.question, [t.step_texts for t in trajectories]
+            )
         self.usage.prm_calls += 1
         self.usage.prm_tokens += batch.tokens
         notes = [note for note in batch.notes if note]
@@ -256,14 +266,17 @@ class SearchContext:
 
     def candidate(self, completion: Completion, parent: Candidate | None = None) -> Candidate:
         """An unscored candidate for a complete sample (of the question, or after `parent`)."""
-        return self.search_tree.add(Candidate(
-            trajectory=self.trajectory(completion.text),
-            finish_reason=completion.finish_reason,
-            generated_tokens=completion.tokens,
-            tokens_estimated=completion.tokens_estimated,
-            logprobs=completion.logprobs,
-            error=completion.error,
-        ), parent)
+        return self.search_tree.add(
+            Candidate(
+                trajectory=self.trajectory(completion.text),
+                finish_reason=completion.finish_reason,
+                generated_tokens=completion.tokens,
+                tokens_estimated=completion.tokens_estimated,
+                logprobs=completion.logprobs,
+                error=completion.error,
+            ),
+            parent,
+        )
 
     async def evaluate(self, completions: Sequence[Completion]) -> list[Candidate]:
         """Candidates for complete samples: cut into steps, PRM-scored, aggregated.
@@ -285,7 +298,9 @@ class SearchContext:
             batch = await self.score([c.trajectory for c in scorable], [c.logprobs for c in scorable])
             unknown = [None] * len(scorable)
             readout, window, weight = self.confidence
-            for candidate, scores, note, error in zip(scorable, batch.step_scores, batch.notes or unknown, batch.errors or unknown):
+            for candidate, scores, note, error in zip(
+                scorable, batch.step_scores, batch.notes or unknown, batch.errors or unknown
+            ):
                 candidate.step_scores = scores
                 candidate.score = self.aggregate(candidate.trajectory, scores)
                 if weight and candidate.score is not None and candidate.logprobs:
@@ -307,11 +322,19 @@ class SearchContext:
             self._finished += finished
         if self.on_progress is None:
             return
-        self.on_progress(Progress(
-            round=self._rounds, phase=phase, candidates=candidates, open=open, finished=self._finished,
-            best_score=self._best_score, generated_tokens=self.usage.generated_tokens,
-            prm_tokens=self.usage.prm_tokens, elapsed_s=round(time.perf_counter() - self._started, 3),
-        ))
+        self.on_progress(
+            Progress(
+                round=self._rounds,
+                phase=phase,
+                candidates=candidates,
+                open=open,
+                finished=self._finished,
+                best_score=self._best_score,
+                generated_tokens=self.usage.generated_tokens,
+                prm_tokens=self.usage.prm_tokens,
+                elapsed_s=round(time.perf_counter() - self._started, 3),
+            )
+        )
 
 
 @dataclass(frozen=True)

@@ -29,10 +29,18 @@ class SearchTree:
         for i, (c, parent) in enumerate(self._nodes):
             above = self._nodes[parent][0].trajectory.text if parent is not None else ""
             text = c.trajectory.text
-            out.append(SearchNode(
-                id=i, parent=parent, text=text[len(above):] if text.startswith(above) else text,
-                score=c.score, step_score=c.step_scores[-1] if c.step_scores else None, state=c.state,
-                answer=c.answer if c.state == "finished" else None, generated_tokens=c.generated_tokens,
-                error=c.error, chosen=i in on_path,
-            ))
+            out.append(
+                SearchNode(
+                    id=i,
+                    parent=parent,
+                    text=text[len(above) :] if text.startswith(above) else text,
+                    score=c.score,
+                    step_score=c.step_scores[-1] if c.step_scores else None,
+                    state=c.state,
+                    answer=c.answer if c.state == "finished" else None,
+                    generated_tokens=c.generated_tokens,
+                    error=c.error,
+                    chosen=i in on_path,
+                )
+            )
         return out

@@ -12,7 +12,6 @@ from urllib.parse import parse_qsl, urlencode
 from rfprm_tts.serve.app import create_app
 from rfprm_tts.settings import Settings
 
-
 # Longer than clients keep idle pooled connections between bursts: a server that closes a
 # keep-alive connection as a client reuses it makes that request fail (uvicorn's 5 s default
 # did so at 256 requests in flight, benchmarks/overhead.py).
@@ -36,8 +35,12 @@ def _config(settings: Settings, log_level: str):  # -> uvicorn.Config
     import uvicorn
 
     config = uvicorn.Config(
-        create_app(settings), host=settings.serve.host, port=settings.serve.port, log_level=log_level,
-        access_log=settings.serve.access_log, timeout_keep_alive=KEEP_ALIVE_S,
+        create_app(settings),
+        host=settings.serve.host,
+        port=settings.serve.port,
+        log_level=log_level,
+        access_log=settings.serve.access_log,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     access = logging.getLogger("uvicorn.access")  # configured by uvicorn.Config just now
     if not any(isinstance(f, RedactQuery) for f in access.filters):

@@ -37,7 +37,7 @@ def check_keys(keys: list[str]) -> None:
         if not _PRINTABLE_KEY.fullmatch(key):
             raise ConfigError(
                 f"API key #{number} is empty or has spaces or characters outside printable ASCII "
-                "(an unset variable in --api-key \"$VAR\"?): give each key as visible ASCII characters"
+                '(an unset variable in --api-key "$VAR"?): give each key as visible ASCII characters'
             )
 
 
@@ -76,8 +76,12 @@ class Admission:
         given = token.strip().encode("latin-1") if scheme.lower() == "bearer" else b""
         matches = [hmac.compare_digest(given, key) for key in self.keys]  # every key, always
         if not any(matches):
-            raise APIError(401, "missing or invalid API key: send 'Authorization: Bearer <key>'",
-                           "authentication_error", "invalid_api_key")
+            raise APIError(
+                401,
+                "missing or invalid API key: send 'Authorization: Bearer <key>'",
+                "authentication_error",
+                "invalid_api_key",
+            )
         return matches.index(True)
 
     @asynccontextmanager
@@ -115,8 +119,13 @@ class Admission:
 
     def _busy(self, why: str) -> APIError:
         retry = max(1, math.ceil(self.wait_s))
-        return APIError(429, f"{why}; retry in {retry} s", "rate_limit_error", "too_many_requests",
-                        headers={"Retry-After": str(retry)})
+        return APIError(
+            429,
+            f"{why}; retry in {retry} s",
+            "rate_limit_error",
+            "too_many_requests",
+            headers={"Retry-After": str(retry)},
+        )
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
@@ -124,22 +133,28 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     it). A client that disconnects meanwhile raises ClientGone."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and len(declared) <= 15 and int(declared) > limit:
-        raise APIError(413, f"request body of {declared} bytes is over the limit of {limit}", "invalid_request_error",
-                       "body_too_large")
+        raise APIError(
+            413,
+            f"request body of {declared} bytes is over the limit of {limit}",
+            "invalid_request_error",
+            "body_too_large",
+        )
 
     async def read() -> bytes:
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                raise APIError(413, f"request body is over the limit of {limit} bytes", "invalid_request_error",
-                               "body_too_large")
+                raise APIError(
+                    413, f"request body is over the limit of {limit} bytes", "invalid_request_error", "body_too_large"
+                )
         return bytes(body)
 
     try:
         return await asyncio.wait_for(read(), timeout_s)
     except TimeoutError:
-        raise APIError(408, f"the request body did not arrive within {timeout_s:g} s", "invalid_request_error",
-                       "body_timeout") from None
+        raise APIError(
+            408, f"the request body did not arrive within {timeout_s:g} s", "invalid_request_error", "body_timeout"
+        ) from None
     except ClientDisconnect:
         raise ClientGone() from None

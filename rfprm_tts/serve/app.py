@@ -47,15 +47,26 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rfprm_tts.chat import to_messages
-from rfprm_tts.search.context import Progress
 from rfprm_tts.errors import ConfigError, GenerationError, PRMInputTooLongError
-from rfprm_tts.rewards import RewardModel, openrlhf
 from rfprm_tts.offline.responses import score_responses
+from rfprm_tts.rewards import RewardModel, openrlhf
+from rfprm_tts.search.context import Progress
 from rfprm_tts.serve.admission import Admission, ClientGone, read_body
 from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.serve.protocol import (
-    DONE, APIError, ChatCall, ScoreRequest, answer_chunks, chunk_head, completion_body, delta_chunk, invalid,
-    parse_chat, parse_model, progress_chunk, sse,
+    DONE,
+    APIError,
+    ChatCall,
+    ScoreRequest,
+    answer_chunks,
+    chunk_head,
+    completion_body,
+    delta_chunk,
+    invalid,
+    parse_chat,
+    parse_model,
+    progress_chunk,
+    sse,
 )
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
@@ -69,8 +80,12 @@ PARSE_ON_LOOP_BYTES = 64 * 1024
 
 def internal_error() -> APIError:
     """A bug of the proxy's, as the client sees it (the traceback goes to the log)."""
-    return APIError(500, "the proxy failed to answer this request; retry, and tell its operator if it persists",
-                    "server_error", "internal_error")
+    return APIError(
+        500,
+        "the proxy failed to answer this request; retry, and tell its operator if it persists",
+        "server_error",
+        "internal_error",
+    )
 
 
 @dataclass
@@ -90,10 +105,19 @@ def upstream_error(exc: GenerationError) -> APIError:
     """What the client can act on; the upstream's URL and error text go to the log only."""
     log.warning("upstream generation failed: %s", exc)
     if "timed out" in str(exc):
-        return APIError(504, "the upstream model did not answer in time (after the proxy's retries); retry later, "
-                        "or ask for fewer tokens", "upstream_error", "upstream_timeout")
-    return APIError(502, "the upstream model failed to answer (after the proxy's retries); retry later",
-                    "upstream_error", "upstream_failed")
+        return APIError(
+            504,
+            "the upstream model did not answer in time (after the proxy's retries); retry later, "
+            "or ask for fewer tokens",
+            "upstream_error",
+            "upstream_timeout",
+        )
+    return APIError(
+        502,
+        "the upstream model failed to answer (after the proxy's retries); retry later",
+        "upstream_error",
+        "upstream_failed",
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -122,8 +146,12 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
     """The proxy app. Without a `solver`, one is built from `settings` with the PRM batched
     across requests (serve.batch_window_ms, serve.max_batch)."""
     limits = settings.serve
-    admission = Admission([k.get_secret_value() for k in limits.api_keys], limits.max_concurrent_per_key,
-                          limits.max_concurrent, limits.queue_wait_s)
+    admission = Admission(
+        [k.get_secret_value() for k in limits.api_keys],
+        limits.max_concurrent_per_key,
+        limits.max_concurrent,
+        limits.queue_wait_s,
+    )
     check_exposure(settings)
     metrics = Metrics()
 
@@ -151,8 +179,9 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Unknown paths and methods, as OpenAI-style errors too."""
-        return APIError(exc.status_code, str(exc.detail), "invalid_request_error", "not_found"
-                        if exc.status_code == 404 else None).response()
+        return APIError(
+            exc.status_code, str(exc.detail), "invalid_request_error", "not_found" if exc.status_code == 404 else None
+        ).response()
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
@@ -172,8 +201,10 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         admission.identify(request.headers.get("authorization"))
-        return {"object": "list", "data": [{"id": limits.model_name, "object": "model", "created": 0,
-                                            "owned_by": "rfprm-tts"}]}
+        return {
+            "object": "list",
+            "data": [{"id": limits.model_name, "object": "model", "created": 0, "owned_by": "rfprm-tts"}],
+        }
 
     @asynccontextmanager
     async def admitted(request: Request) -> AsyncIterator[Ticket]:
@@ -233,16 +264,27 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
     async def prm_score(request: Request) -> Response:
         def work(raw: bytes) -> dict[str, Any]:
             items = parse_model(ScoreRequest, raw).items
-            results = score_responses(solver.scorer, [(i.question, i.steps or i.response) for i in items],
-                                      settings.step_separator, settings.prm.alpha)
-            return {"results": [asdict(r) for r in results], "usage": {"prm_tokens": sum(r.prm_tokens for r in results)}}
+            results = score_responses(
+                solver.scorer,
+                [(i.question, i.steps or i.response) for i in items],
+                settings.step_separator,
+                settings.prm.alpha,
+            )
+            return {
+                "results": [asdict(r) for r in results],
+                "usage": {"prm_tokens": sum(r.prm_tokens for r in results)},
+            }
 
         return await guarded(request, work)
 
     @app.post("/v1/rewards/openrlhf")
     async def openrlhf_rewards(request: Request) -> Response:
-        return await guarded(request, lambda raw: openrlhf.answer(parse_model(openrlhf.OpenRLHFRequest, raw),
-                                                                  RewardModel(settings, scorer=solver.scorer)))
+        return await guarded(
+            request,
+            lambda raw: openrlhf.answer(
+                parse_model(openrlhf.OpenRLHFRequest, raw), RewardModel(settings, scorer=solver.scorer)
+            ),
+        )
 
     async def solve(
         call: ChatCall, request_id: str | None = None, on_progress: Callable[[Progress], None] | None = None
@@ -263,8 +305,11 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
             metrics.upstream_errors.inc()
             raise upstream_error(exc) from None
         except PRMInputTooLongError as exc:
-            raise invalid(f"the question and its answers do not fit this server's PRM: {exc}",
-                          "context_length_exceeded", "messages") from None
+            raise invalid(
+                f"the question and its answers do not fit this server's PRM: {exc}",
+                "context_length_exceeded",
+                "messages",
+            ) from None
         except Exception:  # a bug, or an RfprmError the request did not cause
             log.exception("request %s failed", request_id)
             raise internal_error() from None

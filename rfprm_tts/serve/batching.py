@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rfprm_tts.runtime.batch_worker import BatchWorker
 from rfprm_tts.prm.protocol import Request, ScoredBatch, Scorer, ScorerDefaults, Steps
+from rfprm_tts.runtime.batch_worker import BatchWorker
 
 TRAJECTORY_CHARS = 8192  # an ordinary answer and its question are shorter: each counts as one
 
@@ -49,8 +49,12 @@ class BatchingScorer(ScorerDefaults):
         self.partial_ok = getattr(scorer, "partial_ok", True)
         self.one_score = getattr(scorer, "one_score", False)
         self._worker: BatchWorker[Request, ScoredBatch] = BatchWorker(
-            scorer.score_many, window_s=window_s, max_size=max_batch, size=weight,
-            on_batch=on_batch, name="rfprm-prm-batcher",
+            scorer.score_many,
+            window_s=window_s,
+            max_size=max_batch,
+            size=weight,
+            on_batch=on_batch,
+            name="rfprm-prm-batcher",
         )
 
     def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:

@@ -16,7 +16,9 @@ class Metrics:
         r = self.registry
         self.requests = Counter("rfprm_requests", "Chat-completion requests, by HTTP status.", ["status"], registry=r)
         self.latency = Histogram(
-            "rfprm_request_seconds", "Time from request to last byte.", registry=r,
+            "rfprm_request_seconds",
+            "Time from request to last byte.",
+            registry=r,
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
         )
         self.in_flight = Gauge("rfprm_requests_in_flight", "Requests being served.", registry=r)
@@ -28,12 +30,15 @@ class Metrics:
         )
         self.cancelled = Counter("rfprm_cancelled_requests", "Requests whose client went away.", registry=r)
         self.batch_requests = Histogram(
-            "rfprm_prm_batch_requests", "Requests whose PRM work shared one batched call.", registry=r,
+            "rfprm_prm_batch_requests",
+            "Requests whose PRM work shared one batched call.",
+            registry=r,
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )
         self.batch_trajectories = Histogram(
             "rfprm_prm_batch_trajectories",
-            "Trajectories in one batched PRM call (one longer than 8 KiB counting once per 8 KiB).", registry=r,
+            "Trajectories in one batched PRM call (one longer than 8 KiB counting once per 8 KiB).",
+            registry=r,
             buckets=(1, 4, 16, 64, 128, 256, 512, 1024),
         )
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rfprm_tts.search.context import Progress
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.search.context import Progress
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies.base import Strategy, build_strategy
 from rfprm_tts.trajectory import SolveResult
@@ -33,7 +33,12 @@ class APIError(Exception):
     """An error answered as an OpenAI-style error object."""
 
     def __init__(
-        self, status: int, message: str, kind: str, code: str | None = None, headers: dict[str, str] | None = None,
+        self,
+        status: int,
+        message: str,
+        kind: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
         param: str | None = None,
     ):
         super().__init__(message)
@@ -111,7 +116,10 @@ class ChatRequest(BaseModel):
     def sampling_overrides(self) -> dict[str, Any]:
         """The request's sampling fields, as per-solve overrides of the generator settings."""
         given = {
-            "temperature": self.temperature, "top_p": self.top_p, "seed": self.seed, "max_tokens": self.token_limit,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "seed": self.seed,
+            "max_tokens": self.token_limit,
             "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
         }
         return {f"generator__{name}": value for name, value in given.items() if value is not None}
@@ -160,8 +168,11 @@ def check_values(data: Any) -> None:
             try:
                 text.encode()
             except UnicodeEncodeError:
-                raise invalid(f"{where or 'the body'} is not valid Unicode (a lone surrogate escape)",
-                              "invalid_unicode", param=where or None) from None
+                raise invalid(
+                    f"{where or 'the body'} is not valid Unicode (a lone surrogate escape)",
+                    "invalid_unicode",
+                    param=where or None,
+                ) from None
 
 
 def validation_error(exc: ValidationError) -> APIError:
@@ -181,15 +192,19 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
         raise validation_error(exc) from None
     limits = settings.serve
     if chat.n != 1:
-        raise invalid("n must be 1: the proxy returns one chosen answer; set the search budget with rfprm.n",
-                      "invalid_n", "n")
+        raise invalid(
+            "n must be 1: the proxy returns one chosen answer; set the search budget with rfprm.n", "invalid_n", "n"
+        )
     n = chat.rfprm.n or settings.n
     if n > limits.max_n:
         raise invalid(f"rfprm.n={n} is over this server's limit of {limits.max_n}", "n_too_large", "rfprm.n")
     max_tokens = chat.token_limit
     if max_tokens is not None and max_tokens > limits.max_tokens:
-        raise invalid(f"max_tokens={max_tokens} is over this server's limit of {limits.max_tokens}",
-                      "max_tokens_too_large", "max_tokens")
+        raise invalid(
+            f"max_tokens={max_tokens} is over this server's limit of {limits.max_tokens}",
+            "max_tokens_too_large",
+            "max_tokens",
+        )
     return ChatCall(chat, request_strategy(chat.rfprm, settings, n, budget_header))
 
 
@@ -200,8 +215,11 @@ def request_strategy(options: RfprmOptions, settings: Settings, n: int, budget_h
     the server's limit; over the limit is refused."""
     for field, instead in (("n", "rfprm.n"), ("name", "rfprm.strategy")):
         if field in options.params:
-            raise invalid(f"rfprm.params.{field} is not a strategy parameter; give it as {instead}",
-                          "invalid_rfprm_option", f"rfprm.params.{field}")
+            raise invalid(
+                f"rfprm.params.{field} is not a strategy parameter; give it as {instead}",
+                "invalid_rfprm_option",
+                f"rfprm.params.{field}",
+            )
     name = options.strategy or settings.strategy
     own = {"budget_counts": options.budget_counts} if options.budget_counts else {}
     strategy = build(name, settings, n=n, **{**options.params, **own})
@@ -210,8 +228,11 @@ def request_strategy(options: RfprmOptions, settings: Settings, n: int, budget_h
     asked = [b for b in (options.token_budget, in_params, header_budget(budget_header)) if b]
     budget = min(asked, default=limit)
     if limit is not None and budget is not None and budget > limit:
-        raise invalid(f"token budget {budget} is over this server's limit of {limit}", "token_budget_too_large",
-                      "rfprm.token_budget")
+        raise invalid(
+            f"token budget {budget} is over this server's limit of {limit}",
+            "token_budget_too_large",
+            "rfprm.token_budget",
+        )
     return build(name, settings, n=n, **{**options.params, **own, "token_budget": budget})
 
 
@@ -228,8 +249,11 @@ def header_budget(header: str | None) -> int | None:
         return None
     value = header.strip()
     if not _BUDGET_HEADER.fullmatch(value) or int(value) < 1:
-        raise invalid(f"X-Rfprm-Token-Budget must be a positive whole number of tokens, got {header[:40]!r}",
-                      "invalid_token_budget", "X-Rfprm-Token-Budget")
+        raise invalid(
+            f"X-Rfprm-Token-Budget must be a positive whole number of tokens, got {header[:40]!r}",
+            "invalid_token_budget",
+            "X-Rfprm-Token-Budget",
+        )
     return int(value)
 
 
@@ -250,11 +274,13 @@ def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": best.trajectory.text if best else ""},
-            "finish_reason": (best.finish_reason if best and best.finish_reason in ("stop", "length") else "stop"),
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": best.trajectory.text if best else ""},
+                "finish_reason": (best.finish_reason if best and best.finish_reason in ("stop", "length") else "stop"),
+            }
+        ],
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.generated_tokens,
@@ -271,8 +297,13 @@ def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_
     if chat.rfprm.return_candidates:
         body["rfprm"]["candidates"] = [
             {
-                "text": c.trajectory.text, "answer": c.answer, "score": c.score, "step_scores": c.step_scores,
-                "finish_reason": c.finish_reason, "error": c.error, "prm_note": c.prm_note,
+                "text": c.trajectory.text,
+                "answer": c.answer,
+                "score": c.score,
+                "step_scores": c.step_scores,
+                "finish_reason": c.finish_reason,
+                "error": c.error,
+                "prm_note": c.prm_note,
             }
             for c in result.candidates
         ]

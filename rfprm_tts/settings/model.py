@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from rfprm_tts.settings import sources
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.settings import sources
 from rfprm_tts.settings.sections import PER_SOLVE_FIELDS, GeneratorSettings, PRMSettings, ServeSettings
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
+
 
 class Settings(BaseSettings):
     """Everything a solve needs. See the README's configuration table."""
 
     # Sources are read by rfprm_tts.settings.sources (see Settings.__init__); these say the same
     # for anyone reading the config: RFPRM_ variables, nested with "__", unknown keys refused.
-    model_config = SettingsConfigDict(env_prefix="RFPRM_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False)
+    model_config = SettingsConfigDict(
+        env_prefix="RFPRM_", env_nested_delimiter="__", extra="forbid", allow_inf_nan=False
+    )
 
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     prm: PRMSettings = Field(default_factory=PRMSettings)
@@ -139,7 +143,7 @@ def _without_password(url: str | None) -> str | None:
 
 # The sources one Settings() call read, for _ReadLayers (pydantic-settings builds the source
 # objects itself, so they cannot be handed the layers directly).
-_LAYERS: ContextVar[list[sources.Layer]] = ContextVar("rfprm_settings_layers", default=[])
+_LAYERS: ContextVar[Sequence[sources.Layer]] = ContextVar("rfprm_settings_layers", default=())
 
 
 class _ReadLayers(PydanticBaseSettingsSource):

@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-
 Aggregation = Literal["last", "min", "mean", "prod", "reasonflux"]
 
 
@@ -62,7 +61,9 @@ class HTTPSettings(BaseModel):
     )
     api_key: SecretStr | None = Field(None, description="API key (a secret: never printed).")
     timeout_s: float = Field(120.0, gt=0, description="Per-request HTTP timeout in seconds.")
-    max_retries: int = Field(3, ge=0, description="Retries after a timeout, connection error, malformed body, 429 or 5xx.")
+    max_retries: int = Field(
+        3, ge=0, description="Retries after a timeout, connection error, malformed body, 429 or 5xx."
+    )
     backoff_s: float = Field(0.5, ge=0, description="Base of the exponential retry backoff (with jitter).")
     backoff_max_s: float = Field(20.0, ge=0, description="Cap of one backoff wait, and of an honoured Retry-After.")
     replicas: list[str] = Field(
@@ -83,9 +84,7 @@ class GeneratorSettings(HTTPSettings):
         "'openai': any OpenAI-compatible HTTP endpoint (hosted API, vLLM server). "
         "'vllm': in-process vLLM engine.",
     )
-    model: str = Field(
-        "demo", min_length=1, description="Model name or local path; 'demo' is the bundled demo world."
-    )
+    model: str = Field("demo", min_length=1, description="Model name or local path; 'demo' is the bundled demo world.")
     api: Literal["chat", "completions"] = Field(
         "chat", description="Chat completions (server applies the chat template) or completions."
     )
@@ -103,7 +102,9 @@ class GeneratorSettings(HTTPSettings):
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(
-        512, ge=1, description="Most tokens one answer may take; step-level searches give each "
+        512,
+        ge=1,
+        description="Most tokens one answer may take; step-level searches give each "
         "step request what the answer has left.",
     )
     seed: int | None = Field(None, description="Sampling seed (reproducible where supported).")
@@ -151,9 +152,7 @@ class PRMSettings(HTTPSettings):
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
     dtype: str = Field("auto", description="'auto' (bfloat16 on cuda, float32 on cpu) or a name.")
     batch_size: int = Field(64, ge=1, description="Most inputs in one padded forward pass.")
-    max_batch_tokens: int = Field(
-        16384, ge=1, description="Most tokens in one forward pass (padding included)."
-    )
+    max_batch_tokens: int = Field(16384, ge=1, description="Most tokens in one forward pass (padding included).")
     batching: Literal["auto", "bucket", "pack"] = Field(
         "auto",
         description="transformers backend: 'bucket' sorts inputs by length into padded "
@@ -161,7 +160,9 @@ class PRMSettings(HTTPSettings):
         "flash-attention only); 'auto' packs when the model runs flash-attention.",
     )
     max_length: int | None = Field(
-        None, ge=1, description="PRM context in tokens; default: the checkpoint's "
+        None,
+        ge=1,
+        description="PRM context in tokens; default: the checkpoint's "
         "max_position_embeddings (vLLM: max_model_len; http: unchecked unless set).",
     )
     overflow: Literal["error", "truncate", "window"] = Field(
@@ -177,7 +178,9 @@ class PRMSettings(HTTPSettings):
         "search scores only the new steps (same scores as full re-scoring).",
     )
     cache_max_tokens: int = Field(
-        65536, ge=0, description="Most prefix tokens the incremental cache holds (LRU beyond); "
+        65536,
+        ge=0,
+        description="Most prefix tokens the incremental cache holds (LRU beyond); "
         "a 7B Qwen2 PRM in bf16 keeps 56 KiB per token (65536 tokens: 3.5 GiB).",
     )
     aggregation: Aggregation | Literal["auto"] = Field(
@@ -198,14 +201,19 @@ class PRMSettings(HTTPSettings):
         "exp of the mean log-probability over all tokens, of the least likely token, of the lowest "
         "mean over any window, or of the mean over the last window.",
     )
-    confidence_window: int = Field(2048, ge=1, description="format 'confidence': tokens per window (lowest_group, tail).")
+    confidence_window: int = Field(
+        2048, ge=1, description="format 'confidence': tokens per window (lowest_group, tail)."
+    )
     confidence_weight: float = Field(
-        0.0, ge=0.0,
+        0.0,
+        ge=0.0,
         description="With a reward model: multiply each candidate's score by its generator confidence (the "
         "prm.confidence read-out) to this power; 0 = off, 1 = PRM score x confidence. Turns generator.logprobs on.",
     )
     judge_max_tokens: int = Field(2048, ge=1, description="format 'generative': most tokens of the judge's critique.")
-    judge_concurrency: int = Field(16, ge=1, description="format 'generative': answers judged at once (one request each).")
+    judge_concurrency: int = Field(
+        16, ge=1, description="format 'generative': answers judged at once (one request each)."
+    )
     good_token: str = Field("+", description="math_shepherd, rlhflow: the token whose probability is the step score.")
     bad_token: str = Field("-", description="math_shepherd, rlhflow: the token it is weighed against.")
     system_prompt: str | None = Field(
@@ -219,9 +227,7 @@ class PRMSettings(HTTPSettings):
         description="Where a step's score is read: at its step tag (ReasonFlux), or the min over "
         "its tokens and tag (token-level PRMs); 'auto' takes the checkpoint's rfprm_readout.",
     )
-    trust_remote_code: bool = Field(
-        False, description="Run the checkpoint's own modeling code (explicit opt-in)."
-    )
+    trust_remote_code: bool = Field(False, description="Run the checkpoint's own modeling code (explicit opt-in).")
 
 
 class ServeSettings(BaseModel):
@@ -246,7 +252,8 @@ class ServeSettings(BaseModel):
     max_n: int = Field(64, ge=1, description="Largest sample budget (rfprm.n) a request may ask for.")
     max_tokens: int = Field(4096, ge=1, description="Largest max_tokens a request may ask for.")
     max_token_budget: int | None = Field(
-        None, ge=1,
+        None,
+        ge=1,
         description="Largest token budget a request may ask for (rfprm.token_budget or the "
         "X-Rfprm-Token-Budget header), and the budget of one that asks for none; None: no limit.",
     )
@@ -264,11 +271,14 @@ class ServeSettings(BaseModel):
         512, ge=1, description="Requests the whole proxy may have in flight, over all keys (then they queue)."
     )
     queue_wait_s: float = Field(
-        2.0, ge=0, description="How long a request waits for a free place under the limits before a 429 with Retry-After."
+        2.0,
+        ge=0,
+        description="How long a request waits for a free place under the limits before a 429 with Retry-After.",
     )
     body_timeout_s: float = Field(
         30.0, gt=0, description="Time a client has to send its whole request body (408 past it)."
     )
     metrics_public: bool = Field(
-        False, description="Serve /metrics without a key (for a Prometheus scraper that sends none); else it asks for one."
+        False,
+        description="Serve /metrics without a key (for a Prometheus scraper that sends none); else it asks for one.",
     )

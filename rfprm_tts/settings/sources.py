@@ -17,6 +17,7 @@ import os
 import re
 import sys
 import types
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -58,8 +59,9 @@ def read_layers(model: type[BaseModel]) -> list[Layer]:
     """The environment, `.env` and the TOML file, highest priority first."""
     toml_path = os.environ.get(CONFIG_VARIABLE)
     if toml_path is not None and not os.path.isfile(toml_path):
-        raise ConfigError(f"{CONFIG_VARIABLE} points at {toml_path!r}, which is not a file; "
-                          "point it at your rfprm.toml or unset it")
+        raise ConfigError(
+            f"{CONFIG_VARIABLE} points at {toml_path!r}, which is not a file; point it at your rfprm.toml or unset it"
+        )
     return [
         _environment(model, dict(os.environ), "in the environment"),
         _dotenv(model, Path(".env")),
@@ -67,7 +69,7 @@ def read_layers(model: type[BaseModel]) -> list[Layer]:
     ]
 
 
-def merged(layers: list[Layer]) -> tuple[dict[str, Any], dict[Path_, str]]:
+def merged(layers: Sequence[Layer]) -> tuple[dict[str, Any], dict[Path_, str]]:
     """Values of all layers (the first layer wins a key), and where each came from."""
     values: dict[str, Any] = {}
     where: dict[Path_, str] = {}
@@ -105,8 +107,10 @@ def section_model(annotation: Any) -> type[BaseModel] | None:
 
 def _needs_json(annotation: Any) -> bool:
     """Lists, dicts and sections come from a variable as JSON; scalars as plain text."""
-    return any(get_origin(t) in (list, dict, tuple) or t in (list, dict, tuple) or section_model(t) is not None
-               for t in _unwrap(annotation))
+    return any(
+        get_origin(t) in (list, dict, tuple) or t in (list, dict, tuple) or section_model(t) is not None
+        for t in _unwrap(annotation)
+    )
 
 
 def choices(annotation: Any) -> list[str] | None:
@@ -131,23 +135,32 @@ def check_path(model: type[BaseModel], path: Path_, where: str) -> Any:
         if part not in fields:
             dotted = ".".join(path[: depth + 1])
             close = difflib.get_close_matches(part, list(fields), n=1, cutoff=0.6)
-            hint = (f"did you mean '{'.'.join((*path[:depth], close[0]))}'?" if close
-                    else f"valid names{' in [' + '.'.join(path[:depth]) + ']' if depth else ''}: {', '.join(fields)}")
+            hint = (
+                f"did you mean '{'.'.join((*path[:depth], close[0]))}'?"
+                if close
+                else f"valid names{' in [' + '.'.join(path[:depth]) + ']' if depth else ''}: {', '.join(fields)}"
+            )
             raise ConfigError(f"unknown setting '{dotted}' ({where}); {hint}")
         annotation = fields[part].annotation
         current = section_model(annotation)
-        if current is None and depth < len(path) - 1 and not any(
-            get_origin(t) is dict or t is dict for t in _unwrap(annotation)
+        if (
+            current is None
+            and depth < len(path) - 1
+            and not any(get_origin(t) is dict or t is dict for t in _unwrap(annotation))
         ):
-            raise ConfigError(f"setting '{'.'.join(path[: depth + 1])}' is a single value, not a section "
-                              f"({where}); set it as {'.'.join(path[: depth + 1])} = VALUE")
+            raise ConfigError(
+                f"setting '{'.'.join(path[: depth + 1])}' is a single value, not a section "
+                f"({where}); set it as {'.'.join(path[: depth + 1])} = VALUE"
+            )
     return annotation
 
 
 # ---------------------------------------------------------------- the three sources
 
 
-def _environment(model: type[BaseModel], variables: dict[str, str], place: str, line: dict[str, int] | None = None) -> Layer:
+def _environment(
+    model: type[BaseModel], variables: dict[str, str], place: str, line: dict[str, int] | None = None
+) -> Layer:
     """`RFPRM_SECTION__FIELD=value` variables (names are case-insensitive, like pydantic-settings');
     any other variable is none of our business."""
     layer = Layer()
@@ -156,20 +169,24 @@ def _environment(model: type[BaseModel], variables: dict[str, str], place: str, 
         if not upper.startswith(PREFIX) or upper == CONFIG_VARIABLE or text is None:
             continue
         where = f"{name} {place}" + (f" line {line[name]}" if line else "")
-        path = tuple(upper[len(PREFIX):].lower().split("__"))
+        path = tuple(upper[len(PREFIX) :].lower().split("__"))
         if not all(path):
-            raise ConfigError(f"{where} is not a setting name: sections and fields are joined by "
-                              "one double underscore, e.g. RFPRM_GENERATOR__TEMPERATURE")
+            raise ConfigError(
+                f"{where} is not a setting name: sections and fields are joined by "
+                "one double underscore, e.g. RFPRM_GENERATOR__TEMPERATURE"
+            )
         annotation = check_path(model, path, where)
         value: Any = text
         if _needs_json(annotation):
             try:
                 value = json.loads(text)
             except (ValueError, RecursionError):
-                example = '\'["A", "B"]\'' if any(get_origin(t) in (list, tuple) for t in _unwrap(annotation)) \
+                example = (
+                    '\'["A", "B"]\''
+                    if any(get_origin(t) in (list, tuple) for t in _unwrap(annotation))
                     else '\'{"name": "value"}\''
-                raise ConfigError(f"{where} must be JSON, e.g. {name}={example}; "
-                                  "its value is not valid JSON") from None
+                )
+                raise ConfigError(f"{where} must be JSON, e.g. {name}={example}; its value is not valid JSON") from None
         layer.set(path, value, where)
     return layer
 
@@ -199,8 +216,10 @@ def _dotenv(model: type[BaseModel], path: Path) -> Layer:
     for binding in parse_stream(io.StringIO(text)):
         mentions_us = re.match(r"\s*(export\s+)?" + PREFIX, binding.original.string, re.I)
         if binding.error and mentions_us:
-            raise ConfigError(f"{path} line {binding.original.line} is not NAME=VALUE; fix that line "
-                              "(quote values with spaces or '#')")
+            raise ConfigError(
+                f"{path} line {binding.original.line} is not NAME=VALUE; fix that line "
+                "(quote values with spaces or '#')"
+            )
         if binding.key is not None and binding.value is not None:
             variables[binding.key] = binding.value
             lines[binding.key] = binding.original.line
@@ -248,7 +267,9 @@ def _toml_lines(text: str) -> dict[Path_, int]:
     return lines
 
 
-def given_paths(model: type[BaseModel], values: dict[str, Any], where: str = "given as an argument") -> dict[Path_, str]:
+def given_paths(
+    model: type[BaseModel], values: dict[str, Any], where: str = "given as an argument"
+) -> dict[Path_, str]:
     """Explicit values (arguments, per-solve overrides) obey the same unknown-key rule; returns
     where each of their key paths was set."""
     paths: dict[Path_, str] = {}

@@ -37,7 +37,10 @@ class DigitScorer(ScorerDefaults):
 
     def score_batch(self, question, trajectories) -> ScoredBatch:
         self.calls += 1
-        scores = [[next((int(ch) / 10 for ch in step if ch in "0123456789"), 0.05) for step in steps] for steps in trajectories]
+        scores = [
+            [next((int(ch) / 10 for ch in step if ch in "0123456789"), 0.05) for step in steps]
+            for steps in trajectories
+        ]
         return ScoredBatch(scores, tokens=sum(len(s) for steps in trajectories for s in steps))
 
 

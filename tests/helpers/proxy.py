@@ -26,8 +26,15 @@ def metric(url: str, name: str) -> float:
 def upstream_settings(upstream: ScriptedServer, **serve) -> Settings:
     return Settings(
         n=2,
-        generator={"backend": "openai", "base_url": upstream.base_url, "model": "up", "timeout_s": 0.5,
-                   "max_retries": 2, "backoff_s": 0.01, "backoff_max_s": 0.05},
+        generator={
+            "backend": "openai",
+            "base_url": upstream.base_url,
+            "model": "up",
+            "timeout_s": 0.5,
+            "max_retries": 2,
+            "backoff_s": 0.01,
+            "backoff_max_s": 0.05,
+        },
         serve=serve,
     )
 

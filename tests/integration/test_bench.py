@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from helpers.fakes import DigitScorer, ListGenerator
 
+from helpers.fakes import DigitScorer, ListGenerator
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.bench import RunStore, load_problems, run_bench, summarize, write_report
 from rfprm_tts.bench.datasets import Problem, gold_answer
@@ -77,7 +77,7 @@ def test_named_datasets_offline(tmp_path):
 
 def test_bootstrap_interval():
     low, high = bootstrap_ci([True] * 30 + [False] * 70)
-    assert low < 0.3 < high and 0.15 < low and high < 0.45
+    assert low < 0.3 < high and low > 0.15 and high < 0.45
     assert bootstrap_ci([True] * 10) == (1.0, 1.0)
 
 
@@ -89,12 +89,23 @@ def test_sample_reuse_equals_runs_at_each_budget(tmp_path):
     problems = [Problem("a", "Compute 9 + 9.", "18"), Problem("b", "Compute 1 + 1.", "2")]
     settings = Settings()
     solver = ReasoningSolver(settings, generator=ListGenerator(TEXTS), scorer=DigitScorer())
-    store = asyncio.run(run_bench(problems, ["best_of_n", "majority_vote"], [1, 2, 4], settings, tmp_path / "run",
-                                  solver=solver, progress=False))
+    store = asyncio.run(
+        run_bench(
+            problems,
+            ["best_of_n", "majority_vote"],
+            [1, 2, 4],
+            settings,
+            tmp_path / "run",
+            solver=solver,
+            progress=False,
+        )
+    )
     rows = {(r["problem_id"], r["strategy"], r["n"]): r for r in store.rows()}
     assert len(rows) == 2 * 2 * 3
     for n in (1, 2, 4):
-        direct = ReasoningSolver(settings, generator=ListGenerator(TEXTS), scorer=DigitScorer()).solve("Compute 9 + 9.", n=n)
+        direct = ReasoningSolver(settings, generator=ListGenerator(TEXTS), scorer=DigitScorer()).solve(
+            "Compute 9 + 9.", n=n
+        )
         row = rows[("a", "best_of_n", n)]
         assert row["answer"] == direct.answer
         assert row["generated_tokens"] == direct.usage.generated_tokens
@@ -107,16 +118,36 @@ def test_sample_reuse_equals_runs_at_each_budget(tmp_path):
 
 
 def bench_command(out, *extra):
-    return [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", "6",
-            "--strategies", "majority_vote", "beam_search", "--budgets", "1", "2", "--concurrency", "1",
-            "--param", "beam_width=1",  # beam search runs N in multiples of its width
-            "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "rfprm_tts.cli",
+        "bench",
+        "--dataset",
+        "demo",
+        "--limit",
+        "6",
+        "--strategies",
+        "majority_vote",
+        "beam_search",
+        "--budgets",
+        "1",
+        "2",
+        "--concurrency",
+        "1",
+        "--param",
+        "beam_width=1",  # beam search runs N in multiples of its width
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_resume_after_a_kill_loses_and_repeats_nothing(tmp_path):
     out = tmp_path / "run"
-    process = subprocess.Popen(bench_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        bench_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     rows_file = out / "rows.jsonl"
     deadline = time.time() + 240
     while time.time() < deadline and (not rows_file.exists() or len(rows_file.read_text().splitlines()) < 3):
@@ -136,7 +167,9 @@ def test_resume_after_a_kill_loses_and_repeats_nothing(tmp_path):
 
     live = (out / "summary.md").read_text()
     (out / "summary.md").unlink()
-    subprocess.run([sys.executable, "-m", "rfprm_tts.cli", "bench", "report", str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "rfprm_tts.cli", "bench", "report", str(out)], check=True, capture_output=True
+    )
     assert (out / "summary.md").read_text() == live
     assert (out / "accuracy_vs_tokens.png").stat().st_size > 0 and (out / "accuracy_vs_n.png").stat().st_size > 0
 
@@ -178,14 +211,39 @@ def test_shards_merged_equal_an_unsharded_run(tmp_path):
     from rfprm_tts.bench import summarize
 
     def bench(out, *extra):
-        command = [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", "7",
-                   "--strategies", "majority_vote", "best_of_n", "--budgets", "1", "2", "--concurrency", "1",
-                   "--seed", "0", "--out", str(out), *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "rfprm_tts.cli",
+            "bench",
+            "--dataset",
+            "demo",
+            "--limit",
+            "7",
+            "--strategies",
+            "majority_vote",
+            "best_of_n",
+            "--budgets",
+            "1",
+            "2",
+            "--concurrency",
+            "1",
+            "--seed",
+            "0",
+            "--out",
+            str(out),
+            *extra,
+        ]
         return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
 
     def merge(out, *shards):
-        return subprocess.run([sys.executable, "-m", "rfprm_tts.cli", "bench", "merge", str(out), *map(str, shards)],
-                              capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        return subprocess.run(
+            [sys.executable, "-m", "rfprm_tts.cli", "bench", "merge", str(out), *map(str, shards)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+        )
 
     assert bench(tmp_path / "whole").returncode == 0
     shards = [tmp_path / f"shard{i}" for i in range(3)]
@@ -211,15 +269,27 @@ def test_shards_merged_equal_an_unsharded_run(tmp_path):
     other = bench(tmp_path / "other", "--num-shards", "3", "--shard-index", "2", "--budgets", "1", "4")
     assert other.returncode == 0
     mismatch = merge(tmp_path / "m4", shards[0], shards[1], tmp_path / "other")
-    assert mismatch.returncode == 2 and "budgets" in mismatch.stderr and "every shard must be the same run" in mismatch.stderr
+    assert (
+        mismatch.returncode == 2
+        and "budgets" in mismatch.stderr
+        and "every shard must be the same run" in mismatch.stderr
+    )
     bad = bench(tmp_path / "bad", "--num-shards", "3", "--shard-index", "3")
     assert bad.returncode == 2 and "the index must be 0..2" in bad.stderr
 
 
 def test_gpqa_diamond_offline_choices_shuffled_by_seed_and_graded_by_letter(tmp_path):
-    rows = [{"Record ID": f"rec{i}", "Question": f"Which value is right for case {i}?", "Correct Answer": f"right {i}",
-             "Incorrect Answer 1": f"wrong a{i}", "Incorrect Answer 2": f"wrong b{i}", "Incorrect Answer 3": f"wrong c{i}"}
-            for i in range(8)]
+    rows = [
+        {
+            "Record ID": f"rec{i}",
+            "Question": f"Which value is right for case {i}?",
+            "Correct Answer": f"right {i}",
+            "Incorrect Answer 1": f"wrong a{i}",
+            "Incorrect Answer 2": f"wrong b{i}",
+            "Incorrect Answer 3": f"wrong c{i}",
+        }
+        for i in range(8)
+    ]
     (tmp_path / "gpqa_diamond.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     problems = load_problems("gpqa_diamond", data_dir=tmp_path)
     assert [p.id for p in problems] == [f"rec{i}" for i in range(8)]
@@ -227,7 +297,9 @@ def test_gpqa_diamond_offline_choices_shuffled_by_seed_and_graded_by_letter(tmp_
         lines = p.question.splitlines()
         lettered = [line for line in lines if line[:3] in ("A) ", "B) ", "C) ", "D) ")]
         assert [line[0] for line in lettered] == list("ABCD")
-        assert sorted(line[3:] for line in lettered) == sorted([f"right {i}", f"wrong a{i}", f"wrong b{i}", f"wrong c{i}"])
+        assert sorted(line[3:] for line in lettered) == sorted(
+            [f"right {i}", f"wrong a{i}", f"wrong b{i}", f"wrong c{i}"]
+        )
         assert f"{p.answer}) right {i}" in lettered  # the gold letter names the correct choice
         assert p.choices[ord(p.answer) - ord("A")] == f"right {i}"
     assert load_problems("gpqa_diamond", data_dir=tmp_path) == problems  # the same seed, the same order
@@ -261,21 +333,32 @@ def test_report_overlays_runs(tmp_path):
 
     for name, scorer in (("digit", DigitScorer()), ("low_digit", LowDigitScorer())):
         solver = ReasoningSolver(Settings(), generator=ListGenerator(TEXTS), scorer=scorer)
-        asyncio.run(run_bench(problems, ["best_of_n"], [1, 2], Settings(), tmp_path / name, solver=solver, progress=False))
+        asyncio.run(
+            run_bench(problems, ["best_of_n"], [1, 2], Settings(), tmp_path / name, solver=solver, progress=False)
+        )
     rfprm = [sys.executable, "-m", "rfprm_tts.cli", "bench", "report"]
-    done = subprocess.run([*rfprm, str(tmp_path / "digit"), str(tmp_path / "low_digit"), "--out", str(tmp_path / "both")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [*rfprm, str(tmp_path / "digit"), str(tmp_path / "low_digit"), "--out", str(tmp_path / "both")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     summary = (tmp_path / "both" / "summary.md").read_text()
     for name in ("digit", "low_digit"):
         own = {(p.strategy, p.n): p for p in summarize(RunStore(tmp_path / name).rows())}
         for n in (1, 2):
-            line = next(line for line in summary.splitlines() if line.startswith(f"| {name}: best_of_n") and f" | {n} | " in line)
+            line = next(
+                line
+                for line in summary.splitlines()
+                if line.startswith(f"| {name}: best_of_n") and f" | {n} | " in line
+            )
             assert f"| {own[('best_of_n', n)].accuracy:.3f} |" in line
     assert summary.count("| digit: best_of_n") == 2 and summary.count("| low_digit: best_of_n") == 2
     assert (tmp_path / "both" / "accuracy_vs_tokens.png").stat().st_size > 0
-    refused = subprocess.run([*rfprm, str(tmp_path / "digit"), str(tmp_path / "low_digit")], capture_output=True, text=True,
-                             timeout=120)
+    refused = subprocess.run(
+        [*rfprm, str(tmp_path / "digit"), str(tmp_path / "low_digit")], capture_output=True, text=True, timeout=120
+    )
     assert refused.returncode == 2 and "--out" in refused.stderr
 
 

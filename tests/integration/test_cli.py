@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+
 from helpers.processes import rfprm
 
 
@@ -52,8 +53,14 @@ def test_json_output_is_only_the_result_even_when_libraries_print(tmp_path):
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
     env["PYTHONPATH"] = str(noisy)
-    out = subprocess.run([sys.executable, "-m", "rfprm_tts.cli", "solve", "Compute 1 + 1.", "-n", "2", "--json"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "rfprm_tts.cli", "solve", "Compute 1 + 1.", "-n", "2", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["usage"]["generator_calls"] == 1
     assert {"python-level noise", "descriptor-level noise", "noise at exit"} <= set(out.stderr.splitlines())
@@ -70,9 +77,29 @@ def test_vllm_backend_json_output_parses(tmp_path, tiny_generator_dir, tiny_prm_
     env = {k: v for k, v in vllm_env().items() if not k.startswith("RFPRM_") and k not in ("VLLM_LOGGING_LEVEL",)}
     env.update(RFPRM_GENERATOR__DTYPE="float32", RFPRM_GENERATOR__VLLM__MAX_MODEL_LEN="1024")
     out = subprocess.run(
-        [sys.executable, "-m", "rfprm_tts.cli", "solve", "Compute 1 + 1.", "-n", "2", "--json", "--backend", "vllm",
-         "--model", str(tiny_generator_dir), "--prm", str(tiny_prm_dir), "--max-tokens", "16"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "rfprm_tts.cli",
+            "solve",
+            "Compute 1 + 1.",
+            "-n",
+            "2",
+            "--json",
+            "--backend",
+            "vllm",
+            "--model",
+            str(tiny_generator_dir),
+            "--prm",
+            str(tiny_prm_dir),
+            "--max-tokens",
+            "16",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["usage"]["generated_tokens"] > 0

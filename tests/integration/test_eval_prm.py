@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.fakes import DigitScorer
 
+from helpers.fakes import DigitScorer
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.offline.eval_prm import evaluate, read_rows
 
@@ -19,11 +19,11 @@ RFPRM = str(Path(sys.executable).parent / "rfprm")
 # DigitScorer: a step scores its first digit / 10.
 HAND_MADE = [
     {"problem": "p1", "steps": ["9", "8", "1"], "label": 2, "subset": "x"},  # first below 0.5 at 2: hit
-    {"problem": "p3", "steps": ["9", "3"], "label": 0, "subset": "x"},       # predicted 1: miss
-    {"problem": "p1", "steps": ["7", "6"], "label": -1, "subset": "x"},      # none below: hit
-    {"problem": "p2", "steps": ["7", "4"], "label": -1, "subset": "y"},      # predicted 1: miss
-    {"problem": "p2", "steps": ["2", "9"], "label": 0, "subset": "y"},       # hit
-    {"problem": "p2", "steps": ["9", "9"], "label": 1, "subset": "y"},       # predicted -1: miss
+    {"problem": "p3", "steps": ["9", "3"], "label": 0, "subset": "x"},  # predicted 1: miss
+    {"problem": "p1", "steps": ["7", "6"], "label": -1, "subset": "x"},  # none below: hit
+    {"problem": "p2", "steps": ["7", "4"], "label": -1, "subset": "y"},  # predicted 1: miss
+    {"problem": "p2", "steps": ["2", "9"], "label": 0, "subset": "y"},  # hit
+    {"problem": "p2", "steps": ["9", "9"], "label": 1, "subset": "y"},  # predicted -1: miss
 ]
 
 
@@ -60,12 +60,15 @@ def test_threshold_tuned_on_one_subset_applies_to_all(hand_made):
     assert scorer.calls == 0  # refused before any scoring
 
 
-@pytest.mark.parametrize("line, complaint", [
-    ('{"problem": "p", "steps": ["1"]}', "2: not a labelled row.*'label'"),
-    ('{"problem": "p", "steps": ["1"], "label": 3}', "2: label 3 is not -1 or a step index"),
-    ('{"problem": "p", "steps": "one", "label": 0}', "2: 'steps' must be a non-empty list"),
-    ("not json", "line 2 is not JSON"),
-])
+@pytest.mark.parametrize(
+    "line, complaint",
+    [
+        ('{"problem": "p", "steps": ["1"]}', "2: not a labelled row.*'label'"),
+        ('{"problem": "p", "steps": ["1"], "label": 3}', "2: label 3 is not -1 or a step index"),
+        ('{"problem": "p", "steps": "one", "label": 0}', "2: 'steps' must be a non-empty list"),
+        ("not json", "line 2 is not JSON"),
+    ],
+)
 def test_bad_rows_name_their_line(tmp_path, line, complaint):
     path = tmp_path / "bad.jsonl"
     path.write_text(json.dumps(HAND_MADE[0]) + "\n" + line + "\n")
@@ -84,8 +87,12 @@ def test_cli_on_the_demo_file_as_a_user_runs_it(tmp_path):
     """The demo PRM on the bundled file: JSON piped into a parser, predictions written, and
     the figures recomputed from those predictions."""
     out = tmp_path / "predictions.jsonl"
-    done = subprocess.run([RFPRM, "eval-prm", "demo", "--json", "--tune-on", "demo", "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [RFPRM, "eval-prm", "demo", "--json", "--tune-on", "demo", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     (demo,) = report["subsets"]
@@ -103,10 +110,16 @@ def test_cli_on_the_demo_file_as_a_user_runs_it(tmp_path):
 
 
 def test_cli_errors_are_clear(tmp_path):
-    done = subprocess.run([RFPRM, "eval-prm", str(tmp_path / "missing.jsonl")], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [RFPRM, "eval-prm", str(tmp_path / "missing.jsonl")], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 2 and "does not exist" in done.stderr and "'demo'" in done.stderr
-    done = subprocess.run([RFPRM, "eval-prm", "demo", "--threshold", "0.3", "--tune-on", "demo"],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [RFPRM, "eval-prm", "demo", "--threshold", "0.3", "--tune-on", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and "give one" in done.stderr
 
 

@@ -118,9 +118,14 @@ def test_hosted_api_reranking_against_a_real_vllm_server(tmp_path, vllm_server, 
     8 samples (the server honours n), and the tokens it reports are what the server counted."""
     before = vllm_server.metric("vllm:generation_tokens_total")
     out = example(
-        "hosted_api_reranking.py", tmp_path, "Compute 1 + 2.",
-        OPENAI_BASE_URL=vllm_server.base_url, OPENAI_API_KEY="unused", OPENAI_MODEL="tiny",
-        RFPRM_PRM__MODEL=str(tiny_prm_dir), SYSTEM_PROMPT="Please reason step by step.",
+        "hosted_api_reranking.py",
+        tmp_path,
+        "Compute 1 + 2.",
+        OPENAI_BASE_URL=vllm_server.base_url,
+        OPENAI_API_KEY="unused",
+        OPENAI_MODEL="tiny",
+        RFPRM_PRM__MODEL=str(tiny_prm_dir),
+        SYSTEM_PROMPT="Please reason step by step.",
     )
     tokens = int(re.search(r"^Usage: (\d+) generated tokens in 1 request\(s\)", out, re.M).group(1))
     assert tokens > 0 and vllm_server.metric("vllm:generation_tokens_total") - before == tokens
@@ -130,18 +135,60 @@ def test_custom_strategy_package_is_used_by_name(tmp_path):
     """The plug-in installs as its own package (entry point); solve() and rfprm bench find it."""
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(EXAMPLES / "custom_strategy")],
-        check=True, capture_output=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(EXAMPLES / "custom_strategy"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
     )
     env = {"PYTHONPATH": str(target)}
-    solved = run([str(BIN / "rfprm"), "solve", "Compute 2 + 3 * 4.", "--strategy", "vote_then_verify", "-n", "4",
-                  "--param", "agreement=1.0", "--json"], tmp_path, **env)
+    solved = run(
+        [
+            str(BIN / "rfprm"),
+            "solve",
+            "Compute 2 + 3 * 4.",
+            "--strategy",
+            "vote_then_verify",
+            "-n",
+            "4",
+            "--param",
+            "agreement=1.0",
+            "--json",
+        ],
+        tmp_path,
+        **env,
+    )
     result = json.loads(solved.stdout)
     assert result["strategy"] == "vote_then_verify" and result["strategy_params"]["agreement"] == 1.0
     # agreement 1.0: unless all 4 samples agree, the PRM settles it
     assert (result["usage"]["prm_calls"] == 1) == result["details"]["verified"]
-    run([str(BIN / "rfprm"), "bench", "--dataset", "demo", "--limit", "2", "--strategies", "vote_then_verify",
-         "--budgets", "2", "--out", str(tmp_path / "run")], tmp_path, **env)
+    run(
+        [
+            str(BIN / "rfprm"),
+            "bench",
+            "--dataset",
+            "demo",
+            "--limit",
+            "2",
+            "--strategies",
+            "vote_then_verify",
+            "--budgets",
+            "2",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        tmp_path,
+        **env,
+    )
     rows = [json.loads(line) for line in (tmp_path / "run" / "rows.jsonl").read_text().splitlines()]
     assert [r["strategy"] for r in rows] == ["vote_then_verify"] * 2 and not any(r["error"] for r in rows)
 

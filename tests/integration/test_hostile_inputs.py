@@ -31,8 +31,19 @@ RIGHT = "7 * 3 = 21\n\n12 + 21 = 33\n\nThe answer is \\boxed{33}."
 # A command missing here fails the discovery test below.
 CALLS: dict[str, list[str]] = {
     "solve": ["solve", QUESTION, "-n", "1", "--max-tokens", "16", "--html", "{OUT}"],
-    "bench": ["bench", "--dataset", "{IN}", "--out", "{OUT}", "--strategies", "best_of_n", "--budgets", "1",
-              "--max-tokens", "16"],
+    "bench": [
+        "bench",
+        "--dataset",
+        "{IN}",
+        "--out",
+        "{OUT}",
+        "--strategies",
+        "best_of_n",
+        "--budgets",
+        "1",
+        "--max-tokens",
+        "16",
+    ],
     "bench report": ["bench", "report", "{IN}"],
     "bench merge": ["bench", "merge", "{OUT}", "{IN}"],
     "serve": ["serve", "--port", "0"],
@@ -49,16 +60,28 @@ def test_every_command_has_a_call():
     assert set(command_parsers()) == set(CALLS)
 
 
-def rfprm(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def rfprm(
+    args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
-    return subprocess.run([sys.executable, "-m", "rfprm_tts.cli", *args], cwd=cwd, env={**clean, **(env or {})},
-                          capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "rfprm_tts.cli", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def digest(folder: Path) -> dict[str, str]:
     """Every regular file below `folder` (the user's files) with its hash."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.is_symlink()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.is_symlink()
+    }
 
 
 def assert_one_error_line(done: subprocess.CompletedProcess, *, code: int = 2, starts: str = "error: ") -> str:
@@ -74,8 +97,10 @@ def assert_one_error_line(done: subprocess.CompletedProcess, *, code: int = 2, s
 @pytest.fixture
 def app(tmp_path: Path) -> Path:
     """An app's folder: its own .env full of foreign variables and secrets (none of ours)."""
-    (tmp_path / ".env").write_text(f"OPENAI_API_KEY={CANARY}\nDATABASE_URL=postgres://u:{CANARY}@db/x\nFOO=bar\n"
-                                   f"this line is not NAME=VALUE\nexport SECRET_TOKEN='{CANARY}'\n")
+    (tmp_path / ".env").write_text(
+        f"OPENAI_API_KEY={CANARY}\nDATABASE_URL=postgres://u:{CANARY}@db/x\nFOO=bar\n"
+        f"this line is not NAME=VALUE\nexport SECRET_TOKEN='{CANARY}'\n"
+    )
     return tmp_path
 
 
@@ -101,8 +126,17 @@ def place_input(folder: Path, command: str, content: bytes | None) -> Path:
         run = folder / "run"
         if content is not None:
             run.mkdir()
-            (run / "run.json").write_text(json.dumps({"dataset": "demo", "strategies": ["best_of_n"], "budgets": [1],
-                                                      "problem_ids": ["a"], "shard": {"index": 0, "count": 1}}))
+            (run / "run.json").write_text(
+                json.dumps(
+                    {
+                        "dataset": "demo",
+                        "strategies": ["best_of_n"],
+                        "budgets": [1],
+                        "problem_ids": ["a"],
+                        "shard": {"index": 0, "count": 1},
+                    }
+                )
+            )
             (run / "rows.jsonl").write_bytes(content)
         return run
     if content is not None:
@@ -165,8 +199,17 @@ def valid_input(folder: Path, command: str) -> Path:
     elif command in RUN_FOLDER_INPUT:
         path = folder / "given-run"
         path.mkdir()
-        (path / "run.json").write_text(json.dumps({"dataset": "demo", "strategies": ["best_of_n"], "budgets": [1],
-                                                   "problem_ids": ["a"], "shard": {"index": 0, "count": 1}}))
+        (path / "run.json").write_text(
+            json.dumps(
+                {
+                    "dataset": "demo",
+                    "strategies": ["best_of_n"],
+                    "budgets": [1],
+                    "problem_ids": ["a"],
+                    "shard": {"index": 0, "count": 1},
+                }
+            )
+        )
         (path / "rows.jsonl").write_text("")
     else:
         path.write_text("".join(json.dumps(r) + "\n" for r in rows[command]))
@@ -215,9 +258,15 @@ SETTINGS_CASES = {
     "list variable": ({}, {"RFPRM_GENERATOR__STOP": "x"}, '\'["A", "B"]\''),
     "secret list variable": ({}, {"RFPRM_SERVE__API_KEYS": CANARY}, "RFPRM_SERVE__API_KEYS"),
     "singular api key": ({}, {"RFPRM_SERVE__API_KEY": CANARY}, "did you mean 'serve.api_keys'"),
-    "bad value beside a secret": ({}, {"RFPRM_GENERATOR__API_KEY": CANARY, "RFPRM_GENERATOR__TEMPERATURE": "-1",
-                                       "RFPRM_GENERATOR__BASE_URL": f"http://user:{CANARY}@host/v1"},
-                                  "RFPRM_GENERATOR__TEMPERATURE"),
+    "bad value beside a secret": (
+        {},
+        {
+            "RFPRM_GENERATOR__API_KEY": CANARY,
+            "RFPRM_GENERATOR__TEMPERATURE": "-1",
+            "RFPRM_GENERATOR__BASE_URL": f"http://user:{CANARY}@host/v1",
+        },
+        "RFPRM_GENERATOR__TEMPERATURE",
+    ),
     "secret in a wrong-typed field": ({}, {"RFPRM_N": CANARY}, "RFPRM_N"),
     "malformed .env line of ours": ({".env": "RFPRM_N 3\n"}, {}, ".env line 1"),
     "config path missing": ({}, {"RFPRM_CONFIG": "nowhere.toml"}, "RFPRM_CONFIG"),
@@ -270,8 +319,15 @@ def wait_for(condition, timeout: float = 120) -> None:
 
 def start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
-    return subprocess.Popen([sys.executable, "-m", "rfprm_tts.cli", *args], cwd=cwd, env={**clean, **(env or {})}, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rfprm_tts.cli", *args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def lines_in(path: Path) -> int:
@@ -285,8 +341,9 @@ def test_ctrl_c_during_score_keeps_the_rows_and_resumes(app):
     wait_for(lambda: lines_in(out) >= 16)
     run.send_signal(signal.SIGINT)
     stdout, stderr = run.communicate(timeout=60)
-    line = assert_one_error_line(subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr),
-                                 code=130, starts="interrupted: ")
+    line = assert_one_error_line(
+        subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr), code=130, starts="interrupted: "
+    )
     saved = lines_in(out)
     assert f"{saved} rows saved in {out}" in line and "rerun the same command" in line
     done = rfprm(["score", str(source), "-o", str(out)], app)
@@ -312,10 +369,26 @@ def test_a_second_run_on_the_same_output_is_refused(app):
 
 def test_two_bench_runs_on_one_folder(app):
     data = app / "data.jsonl"
-    data.write_text("".join(json.dumps({"question": f"Compute {i} + 7 * 3.", "answer": str(i + 21)}) + "\n"
-                            for i in range(40)))
-    args = ["bench", "--dataset", str(data), "--out", str(app / "run"), "--strategies", "best_of_n", "--budgets", "1",
-            "--max-tokens", "24", "--concurrency", "1", "--base-url", f"http://user:{CANARY}@127.0.0.1:9/v1"]
+    data.write_text(
+        "".join(json.dumps({"question": f"Compute {i} + 7 * 3.", "answer": str(i + 21)}) + "\n" for i in range(40))
+    )
+    args = [
+        "bench",
+        "--dataset",
+        str(data),
+        "--out",
+        str(app / "run"),
+        "--strategies",
+        "best_of_n",
+        "--budgets",
+        "1",
+        "--max-tokens",
+        "24",
+        "--concurrency",
+        "1",
+        "--base-url",
+        f"http://user:{CANARY}@127.0.0.1:9/v1",
+    ]
     first = start(args, app, {"RFPRM_GENERATOR__API_KEY": CANARY, "RFPRM_PRM__API_KEY": CANARY})
     try:
         wait_for(lambda: lines_in(app / "run" / "rows.jsonl") >= 1)
@@ -324,8 +397,9 @@ def test_two_bench_runs_on_one_folder(app):
     finally:
         first.send_signal(signal.SIGINT)
         stdout, stderr = first.communicate(timeout=120)
-    assert_one_error_line(subprocess.CompletedProcess(first.args, first.returncode, stdout, stderr),
-                          code=130, starts="interrupted: ")
+    assert_one_error_line(
+        subprocess.CompletedProcess(first.args, first.returncode, stdout, stderr), code=130, starts="interrupted: "
+    )
     for written in (app / "run").iterdir():  # run.json records the settings and the command: no secret
         assert CANARY not in written.read_text(errors="replace"), written
     assert "user:***@127.0.0.1" in (app / "run" / "run.json").read_text()
@@ -340,8 +414,9 @@ def test_ctrl_c_while_solving_or_serving(app):
         time.sleep(4)  # importing, loading the PRM or waiting for the upstream: never done by now
         run.send_signal(signal.SIGINT)
         stdout, stderr = run.communicate(timeout=60)
-    assert_one_error_line(subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr), code=130,
-                          starts="interrupted")
+    assert_one_error_line(
+        subprocess.CompletedProcess(run.args, run.returncode, stdout, stderr), code=130, starts="interrupted"
+    )
     serve = start(["serve", "--port", "0"], app)
     time.sleep(4)
     serve.send_signal(signal.SIGINT)
@@ -376,9 +451,11 @@ def test_a_full_disk_is_one_line_and_keeps_whole_rows(app, small_disk):
 
 def test_a_read_only_folder_is_refused_before_any_work(app, small_disk):
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    for args in (["score", str(score_input(app, 2)), "-o", str(small_disk / "x.jsonl")],
-                 ["bench", "--dataset", "demo", "--out", str(small_disk / "run")],
-                 ["view", str(Path(__file__).parents[1] / "data" / "solve_result.json"), "-o", str(small_disk / "x.html")]):
+    for args in (
+        ["score", str(score_input(app, 2)), "-o", str(small_disk / "x.jsonl")],
+        ["bench", "--dataset", "demo", "--out", str(small_disk / "run")],
+        ["view", str(Path(__file__).parents[1] / "data" / "solve_result.json"), "-o", str(small_disk / "x.html")],
+    ):
         line = assert_one_error_line(rfprm(args, app))
         assert f"cannot write in {small_disk}" in line
 
@@ -394,8 +471,10 @@ MISTAKES = {
     "a beam search at an N it cannot run": (["solve", QUESTION, "--strategy", "beam_search", "-n", "6"], "beam_width"),
     "an unknown command": (["sovle", QUESTION], "invalid choice: 'sovle'"),
     "a strategy one letter off": (["solve", QUESTION, "--strategy", "beam_serch"], "did you mean 'beam_search'"),
-    "a parameter one letter off": (["solve", QUESTION, "--strategy", "beam_search", "-n", "4", "--param", "beam_widht=2"],
-                                   "did you mean 'beam_width'"),
+    "a parameter one letter off": (
+        ["solve", QUESTION, "--strategy", "beam_search", "-n", "4", "--param", "beam_widht=2"],
+        "did you mean 'beam_width'",
+    ),
     "a restart onto the input": (["score", "{SCORED}", "-o", "{SCORED}", "--restart"], "would destroy the input"),
 }
 
@@ -406,11 +485,20 @@ def test_ordinary_mistakes_are_one_line(app, mistake):
     (app / "empty-model").mkdir()
     scored = score_input(app, 2)
     before = digest(app)
-    filled = [a.replace("{EMPTY}", str(app / "empty-model")).replace("{SCORED}", str(scored)) if isinstance(a, str)
-              else a for a in args]
+    filled = [
+        a.replace("{EMPTY}", str(app / "empty-model")).replace("{SCORED}", str(scored)) if isinstance(a, str) else a
+        for a in args
+    ]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
-    done = subprocess.run([os.fsencode(sys.executable), b"-m", b"rfprm_tts.cli", *map(os.fsencode, filled)], cwd=app,
-                          env=clean, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [os.fsencode(sys.executable), b"-m", b"rfprm_tts.cli", *map(os.fsencode, filled)],
+        cwd=app,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     if mistake == "cuda on a CPU-only torch":
         import torch
 
@@ -421,12 +509,43 @@ def test_ordinary_mistakes_are_one_line(app, mistake):
 
 
 def test_param_values_are_json_and_verbose_solve_logs_progress(app):
-    done = rfprm(["solve", QUESTION, "--strategy", "beam_search", "-n", "4", "--param", "beam_width=2",
-                  "--param", "max_steps=[3]", "--max-tokens", "24", "-v"], app)
+    done = rfprm(
+        [
+            "solve",
+            QUESTION,
+            "--strategy",
+            "beam_search",
+            "-n",
+            "4",
+            "--param",
+            "beam_width=2",
+            "--param",
+            "max_steps=[3]",
+            "--max-tokens",
+            "24",
+            "-v",
+        ],
+        app,
+    )
     assert_one_error_line(done)  # a list reached the strategy as a list: its own validation answers
     assert "max_steps" in done.stderr
-    done = rfprm(["solve", QUESTION, "--strategy", "beam_search", "-n", "4", "--param", "beam_width=2",
-                  "--max-tokens", "24", "-v"], app, {"RFPRM_GENERATOR__API_KEY": CANARY, "RFPRM_PRM__API_KEY": CANARY})
+    done = rfprm(
+        [
+            "solve",
+            QUESTION,
+            "--strategy",
+            "beam_search",
+            "-n",
+            "4",
+            "--param",
+            "beam_width=2",
+            "--max-tokens",
+            "24",
+            "-v",
+        ],
+        app,
+        {"RFPRM_GENERATOR__API_KEY": CANARY, "RFPRM_PRM__API_KEY": CANARY},
+    )
     assert done.returncode == 0, done.stderr
     assert CANARY not in done.stdout + done.stderr  # the logs at INFO hold no key either
     assert "round 1 generate:" in done.stderr and "round 1 score:" in done.stderr
@@ -435,9 +554,13 @@ def test_param_values_are_json_and_verbose_solve_logs_progress(app):
 def test_solve_from_a_plain_script_in_an_app_folder(app):
     """The library reads the same settings: an app's .env must not break `solve()`."""
     script = app / "app.py"
-    script.write_text(f"from rfprm_tts import solve\nprint(solve({QUESTION!r}, n=1, generator__max_tokens=16).usage.generator_calls)\n")
+    script.write_text(
+        f"from rfprm_tts import solve\nprint(solve({QUESTION!r}, n=1, generator__max_tokens=16).usage.generator_calls)\n"
+    )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
-    done = subprocess.run([sys.executable, str(script)], cwd=app, env=clean, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=app, env=clean, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
     assert CANARY not in done.stdout + done.stderr
 
@@ -466,20 +589,27 @@ def test_a_dataset_inside_the_run_folder_is_refused_before_anything_is_written(a
     """The run would append its rows to the dataset itself (a user's review found it)."""
     (app / "run").mkdir()
     data = app / "run" / "rows.jsonl"
-    data.write_text(json.dumps({"question": QUESTION, "answer": "33", "problem_id": "a", "strategy": "s", "n": 1}) + "\n")
+    data.write_text(
+        json.dumps({"question": QUESTION, "answer": "33", "problem_id": "a", "strategy": "s", "n": 1}) + "\n"
+    )
     before = digest(app)
-    line = assert_one_error_line(rfprm(["bench", "--dataset", str(data), "--out", str(app / "run"), "--budgets", "1"], app))
+    line = assert_one_error_line(
+        rfprm(["bench", "--dataset", str(data), "--out", str(app / "run"), "--budgets", "1"], app)
+    )
     assert "inside the output folder" in line and digest(app) == before
 
 
-@pytest.mark.parametrize("args, named", [
-    (["bench", "--dataset", "demo", "--out", "r", "--concurrency", "0"], "--concurrency: must be at least 1"),
-    (["score", "x.jsonl", "-o", "y.jsonl", "--alpha", "nan"], "--alpha: must be a finite number"),
-    (["solve", QUESTION, "--temperature", "inf"], "--temperature: must be a finite number"),
-    (["bench", "reprot", "r"], "did you mean 'rfprm bench report'"),
-    (["bench", "merge", "m", "nosuchdir"], "nosuchdir is not a folder"),
-    (["solve", QUESTION, "--model", ""], "generator.model"),
-])
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["bench", "--dataset", "demo", "--out", "r", "--concurrency", "0"], "--concurrency: must be at least 1"),
+        (["score", "x.jsonl", "-o", "y.jsonl", "--alpha", "nan"], "--alpha: must be a finite number"),
+        (["solve", QUESTION, "--temperature", "inf"], "--temperature: must be a finite number"),
+        (["bench", "reprot", "r"], "did you mean 'rfprm bench report'"),
+        (["bench", "merge", "m", "nosuchdir"], "nosuchdir is not a folder"),
+        (["solve", QUESTION, "--model", ""], "generator.model"),
+    ],
+)
 def test_values_that_would_hang_or_poison_a_run(app, args, named):
     assert named in assert_one_error_line(rfprm(args, app))
 
@@ -488,8 +618,26 @@ def test_a_password_in_a_url_is_masked_in_errors_and_rows(app):
     url = f"http://user:{CANARY}@127.0.0.1:9/v1"
     line = assert_one_error_line(rfprm(["solve", QUESTION, "--backend", "openai", "--base-url", url, "-n", "1"], app))
     assert "http://user:***@127.0.0.1:9/v1" in line
-    done = rfprm(["bench", "--dataset", "demo", "--limit", "1", "--budgets", "1", "--strategies", "best_of_n",
-                  "--backend", "openai", "--base-url", url, "--out", str(app / "run")], app)
+    done = rfprm(
+        [
+            "bench",
+            "--dataset",
+            "demo",
+            "--limit",
+            "1",
+            "--budgets",
+            "1",
+            "--strategies",
+            "best_of_n",
+            "--backend",
+            "openai",
+            "--base-url",
+            url,
+            "--out",
+            str(app / "run"),
+        ],
+        app,
+    )
     assert CANARY not in done.stdout + done.stderr
     for written in (app / "run").iterdir():
         assert CANARY not in written.read_text(errors="replace"), written

@@ -3,8 +3,8 @@
 import asyncio
 
 import pytest
-from helpers.servers import Reply, chat_body
 
+from helpers.servers import Reply, chat_body
 from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators import GenerationRequest
 from rfprm_tts.generators.openai import OpenAIGenerator
@@ -18,6 +18,7 @@ def generator(url: str, **kw) -> OpenAIGenerator:
 
 def run(gen: OpenAIGenerator, n: int = 1, times: int = 1):
     """The result of the last of `times` generate calls."""
+
     async def go():
         try:
             for _ in range(times):
@@ -99,7 +100,7 @@ def test_server_that_rejects_n_gets_parallel_single_requests(scripted_server):
     gen = generator(scripted_server.base_url)
     result = run(gen, n=4, times=2)
     # the server rejected n and took single requests: the next call goes single at once
-    assert [r["n"] for r in scripted_server.requests] == [4, 1, 1, 1, 1] + [1, 1, 1, 1]
+    assert [r["n"] for r in scripted_server.requests] == [4, 1, 1, 1, 1, 1, 1, 1, 1]
     assert [c.text for c in result.completions] == ["single"] * 4
 
 
@@ -140,7 +141,10 @@ def test_solve_fails_with_the_reason_when_every_sample_fails(scripted_server, ti
         prm=dict(model=str(tiny_prm_dir)),
         n=2,
     )
-    with ReasoningSolver(settings) as solver, pytest.raises(GenerationError, match="all 2 samples failed.*HTTP 401.*invalid api key"):
+    with (
+        ReasoningSolver(settings) as solver,
+        pytest.raises(GenerationError, match="all 2 samples failed.*HTTP 401.*invalid api key"),
+    ):
         solver.solve("Compute 1 + 1.")
 
 
@@ -164,7 +168,6 @@ def test_generator_replicas_stick_per_question_and_skip_a_dead_one(scripted_serv
     """generator.replicas: each question's requests reach one server; the questions whose
     server refuses connections go to the next one, and every request is answered."""
     from helpers.servers import ScriptedServer
-
     from rfprm_tts.bench.servers import free_port
 
     other = ScriptedServer()

@@ -23,7 +23,8 @@ def test_non_editable_install_imports_strategies_inside_the_package(tmp_path):
     wheels = tmp_path / "wheels"
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(src)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     (wheel,) = wheels.glob("rfprm_tts-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
@@ -33,7 +34,8 @@ def test_non_editable_install_imports_strategies_inside_the_package(tmp_path):
     site = tmp_path / "site"
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-        check=True, capture_output=True,
+        check=True,
+        capture_output=True,
     )
     probe = (
         "import importlib.util, rfprm_tts.strategies as s;"

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers.processes import run_fresh_python
 
+from helpers.processes import run_fresh_python
 from rfprm_tts.bench import RunStore
 
 pytest.importorskip("ray")
@@ -30,8 +30,26 @@ def cluster(tmp_path_factory):
 
 
 def bench(out: Path, *extra: str, limit: int = 6, strategies=("majority_vote", "best_of_n")) -> list[str]:
-    return [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", str(limit),
-            "--strategies", *strategies, "--budgets", "1", "2", "--seed", "0", "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "rfprm_tts.cli",
+        "bench",
+        "--dataset",
+        "demo",
+        "--limit",
+        str(limit),
+        "--strategies",
+        *strategies,
+        "--budgets",
+        "1",
+        "2",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 # beam search needs N to be a multiple of its beam width: width 1 runs it at budgets 1 and 2
@@ -59,13 +77,18 @@ def test_ray_replicas_give_the_rows_of_a_local_run(cluster, tmp_path):
     solver, the same resolved settings, and the summary on stdout."""
     local = subprocess.run(bench(tmp_path / "local"), capture_output=True, text=True, timeout=600, env=cluster.env)
     assert local.returncode == 0, local.stderr[-3000:]
-    done = subprocess.run(bench(tmp_path / "ray", *on_ray(cluster)), capture_output=True, text=True, timeout=600,
-                          env=cluster.env)
+    done = subprocess.run(
+        bench(tmp_path / "ray", *on_ray(cluster)), capture_output=True, text=True, timeout=600, env=cluster.env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "accuracy vs compute" in done.stdout and "wrote" in done.stdout
 
-    timeless = lambda store: sorted(({k: v for k, v in r.items() if k != "wall_s"} for r in store.rows()),  # noqa: E731
-                                    key=lambda r: (r["problem_id"], r["strategy"], r["n"]))
+    def timeless(store: RunStore) -> list[dict]:
+        return sorted(
+            ({k: v for k, v in r.items() if k != "wall_s"} for r in store.rows()),
+            key=lambda r: (r["problem_id"], r["strategy"], r["n"]),
+        )
+
     here, there = RunStore(tmp_path / "local"), RunStore(tmp_path / "ray")
     assert len(there.rows()) == 6 * 2 * 2 and not any(r["error"] for r in there.rows())
     assert timeless(there) == timeless(here)
@@ -74,10 +97,18 @@ def test_ray_replicas_give_the_rows_of_a_local_run(cluster, tmp_path):
 
 def test_resume_after_the_driver_is_killed(cluster, tmp_path):
     out = tmp_path / "run"
-    command = bench(out, *on_ray(cluster), "--concurrency", "1", *BEAM_AT_EVERY_BUDGET, limit=8,
-                    strategies=("majority_vote", "beam_search"))
-    driver = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cluster.env,
-                              start_new_session=True)
+    command = bench(
+        out,
+        *on_ray(cluster),
+        "--concurrency",
+        "1",
+        *BEAM_AT_EVERY_BUDGET,
+        limit=8,
+        strategies=("majority_vote", "beam_search"),
+    )
+    driver = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cluster.env, start_new_session=True
+    )
     wait_for_rows(out / "rows.jsonl", 3, driver)
     driver.kill()  # the driver alone: Ray ends the actors it owned
     driver.wait()
@@ -92,11 +123,17 @@ def test_resume_after_the_driver_is_killed(cluster, tmp_path):
 
 
 def test_option_errors_are_clear(cluster, tmp_path):
-    local = subprocess.run(bench(tmp_path / "a", "--replicas", "2"), capture_output=True, text=True, timeout=300,
-                           env=cluster.env)
+    local = subprocess.run(
+        bench(tmp_path / "a", "--replicas", "2"), capture_output=True, text=True, timeout=300, env=cluster.env
+    )
     assert local.returncode == 2 and "--replicas only apply to --executor ray" in local.stderr
-    gpus = subprocess.run(bench(tmp_path / "b", *on_ray(cluster), "--gpus-per-replica", "1"),
-                          capture_output=True, text=True, timeout=300, env=cluster.env)
+    gpus = subprocess.run(
+        bench(tmp_path / "b", *on_ray(cluster), "--gpus-per-replica", "1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cluster.env,
+    )
     assert gpus.returncode == 2 and "a replica needs 1 CPU and 1 GPU" in gpus.stderr and "0 GPUs" in gpus.stderr
     assert not (tmp_path / "b" / "rows.jsonl").exists()
     run_fresh_python(
@@ -124,9 +161,17 @@ def test_a_replica_dead_for_good_is_left_out(cluster, tmp_path, caplog):
     out = tmp_path / "run"
 
     async def run_and_kill() -> None:
-        bench = asyncio.ensure_future(run_bench(load_problems("demo", limit=10), ["majority_vote", "beam_search"], [1, 2],
-                                                Settings(generator={"seed": 0}, strategy_params={"beam_width": 1}), out,
-                                                executor=executor, progress=False))
+        bench = asyncio.ensure_future(
+            run_bench(
+                load_problems("demo", limit=10),
+                ["majority_vote", "beam_search"],
+                [1, 2],
+                Settings(generator={"seed": 0}, strategy_params={"beam_width": 1}),
+                out,
+                executor=executor,
+                progress=False,
+            )
+        )
         while not ((out / "rows.jsonl").exists() and len((out / "rows.jsonl").read_text().splitlines()) >= 4):
             assert not bench.done(), "the run ended before the kill"
             await asyncio.sleep(0.1)
@@ -151,7 +196,9 @@ def test_a_worker_node_killed_mid_run_loses_no_problem(cluster, tmp_path):
     out = tmp_path / "run"
     command = bench(out, *on_ray(cluster), *BEAM_AT_EVERY_BUDGET, limit=16, strategies=("majority_vote", "beam_search"))
     driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
-    wait_for_rows(out / "rows.jsonl", 4, driver)  # early: at beam width 1 the rest goes fast, and the kill must find work
+    wait_for_rows(
+        out / "rows.jsonl", 4, driver
+    )  # early: at beam width 1 the rest goes fast, and the kill must find work
     cluster.kill_node(0)
     stdout, stderr = driver.communicate(timeout=600)
     assert driver.returncode == 0, stderr[-3000:]

@@ -50,9 +50,28 @@ def start_cluster(tmp_path_factory: pytest.TempPathFactory, home: Path, auth: Au
 
 
 def bench(address: str, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", "1",
-               "--strategies", "majority_vote", "--budgets", "1", "--seed", "0", "--out", str(out),
-               "--executor", "ray", "--ray-address", address]
+    command = [
+        sys.executable,
+        "-m",
+        "rfprm_tts.cli",
+        "bench",
+        "--dataset",
+        "demo",
+        "--limit",
+        "1",
+        "--strategies",
+        "majority_vote",
+        "--budgets",
+        "1",
+        "--seed",
+        "0",
+        "--out",
+        str(out),
+        "--executor",
+        "ray",
+        "--ray-address",
+        address,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
@@ -63,7 +82,9 @@ def assert_solved(done: subprocess.CompletedProcess, out: Path) -> None:
 
 
 @pytest.mark.parametrize("token_file", [False, True], ids=["no-token-file", "token-file"])
-def test_a_local_cluster_without_auth_starts_and_serves_a_driver_with_no_settings(tmp_path, tmp_path_factory, token_file):
+def test_a_local_cluster_without_auth_starts_and_serves_a_driver_with_no_settings(
+    tmp_path, tmp_path_factory, token_file
+):
     """The bug: with ~/.ray/auth_token, `ray start` ran in token mode and the cluster's own
     wait, connecting without the token, ended after 120 s in "did not reach 1 node(s)"."""
     home = home_dir(tmp_path / "home", "a-token-from-an-earlier-ray-init" if token_file else None)
@@ -123,8 +144,10 @@ def test_a_refused_driver_gets_one_clear_error_at_once(token_cluster, tmp_path, 
 
 def test_the_wait_for_nodes_ends_at_a_refusal(token_cluster, tmp_path):
     """LocalRayCluster's wait (a driver of its own) stops at once when refused: waiting would not help."""
-    code = (f"from rfprm_tts.bench.local_ray import wait_for_nodes\n"
-            f"wait_for_nodes({token_cluster.address!r}, 1, timeout=120)\n")
+    code = (
+        f"from rfprm_tts.bench.local_ray import wait_for_nodes\n"
+        f"wait_for_nodes({token_cluster.address!r}, 1, timeout=120)\n"
+    )
     env = user_env(home_dir(tmp_path / "home", None), RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="not-the-clusters-token")
     started = time.time()
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)

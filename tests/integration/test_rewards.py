@@ -5,8 +5,8 @@ import math
 
 import httpx
 import pytest
-from helpers.fakes import DigitScorer
 
+from helpers.fakes import DigitScorer
 from rfprm_tts import Settings
 from rfprm_tts.prm import ScoredBatch, ScorerDefaults
 from rfprm_tts.rewards import RewardModel
@@ -31,7 +31,7 @@ def test_beta_mix_by_hand():
     assert unknown.outcome is None and unknown.reward == pytest.approx(1.4 / 3)  # no gold: the PRM alone
     assert model(aggregation="mean", beta=0.0).rewards([Q], [EIGHT], ["7"])[0].reward == 0.0
     # reasonflux: mean + alpha x last, over 1 + alpha so it lies in [0, 1] like the outcome
-    rf, = model().rewards([Q], [SEVEN], ["7"])
+    (rf,) = model().rewards([Q], [SEVEN], ["7"])
     assert rf.prm == pytest.approx((1.4 / 3 + 0.7) / 2)
     with pytest.raises(ValueError, match="beta"):
         model(beta=1.5)
@@ -56,7 +56,9 @@ class Overflowing(ScorerDefaults):
 
 def test_overflow_falls_back_to_the_outcome_and_is_flagged():
     long = "1\n\n2\n\n4\n\n\\boxed{7}"
-    fallback, no_gold, fine = model(Overflowing(), aggregation="mean").rewards([Q] * 3, [long, long, SEVEN], ["7", None, "7"])
+    fallback, no_gold, fine = model(Overflowing(), aggregation="mean").rewards(
+        [Q] * 3, [long, long, SEVEN], ["7", None, "7"]
+    )
     assert fallback.reward == 1.0 and fallback.prm is None and "longer than the context" in fallback.fallback
     assert no_gold.reward is None  # neither known: TRL leaves it out
     assert fine.fallback is None and fine.reward == pytest.approx(0.75 * 1.4 / 3 + 0.25)
@@ -66,18 +68,32 @@ def test_trl_reward_function_called_as_grpo_trainer_calls_it():
     logged, extra = {}, {}
     reward = PRMReward(model(aggregation="mean"))
     # standard format: prompts and completions are strings; dataset columns come as lists
-    got = reward(prompts=[Q, Q], completions=[SEVEN, EIGHT], completion_ids=[[1], [2]], answer=["7", "7"],
-                 trainer_state=None, log_extra=lambda k, v: extra.update({k: v}), log_metric=logged.__setitem__)
+    got = reward(
+        prompts=[Q, Q],
+        completions=[SEVEN, EIGHT],
+        completion_ids=[[1], [2]],
+        answer=["7", "7"],
+        trainer_state=None,
+        log_extra=lambda k, v: extra.update({k: v}),
+        log_metric=logged.__setitem__,
+    )
     assert got == pytest.approx([0.75 * 1.4 / 3 + 0.25, 0.75 * 1.6 / 3])
     assert logged["rfprm/outcome_mean"] == 0.5 and logged["rfprm/prm_mean"] == pytest.approx(1.5 / 3)
     assert logged["rfprm/prm_fallbacks"] == 0 and extra["prm_score"] == pytest.approx([1.4 / 3, 1.6 / 3])
     # conversational: message lists; the question is the last user message
     prompt = [{"role": "system", "content": "be brief"}, {"role": "user", "content": Q}]
-    got = reward(prompts=[prompt], completions=[[{"role": "assistant", "content": SEVEN}]], completion_ids=[[1]],
-                 answer=["7"], trainer_state=None)
+    got = reward(
+        prompts=[prompt],
+        completions=[[{"role": "assistant", "content": SEVEN}]],
+        completion_ids=[[1]],
+        answer=["7"],
+        trainer_state=None,
+    )
     assert got == pytest.approx([0.75 * 1.4 / 3 + 0.25])
     # a dataset without the gold column: PRM only
-    assert reward(prompts=[Q], completions=[SEVEN], completion_ids=[[1]], trainer_state=None) == pytest.approx([1.4 / 3])
+    assert reward(prompts=[Q], completions=[SEVEN], completion_ids=[[1]], trainer_state=None) == pytest.approx(
+        [1.4 / 3]
+    )
 
 
 def test_verl_compute_score_as_its_reward_managers_call_it(monkeypatch):
@@ -86,8 +102,12 @@ def test_verl_compute_score_as_its_reward_managers_call_it(monkeypatch):
     monkeypatch.setattr(verl, "_model", model(aggregation="mean"))
     one = verl.compute_score(data_source="demo", solution_str=SEVEN, ground_truth="7", extra_info={"question": Q})
     assert one["score"] == pytest.approx(0.75 * 1.4 / 3 + 0.25) and one["outcome"] == 1.0
-    batch = verl.compute_score_batch(data_sources=["demo"] * 2, solution_strs=[SEVEN, EIGHT], ground_truths=["7", "7"],
-                                     extra_infos=[{"question": Q}, {"question": Q}])
+    batch = verl.compute_score_batch(
+        data_sources=["demo"] * 2,
+        solution_strs=[SEVEN, EIGHT],
+        ground_truths=["7", "7"],
+        extra_infos=[{"question": Q}, {"question": Q}],
+    )
     assert [b["score"] for b in batch] == pytest.approx([one["score"], 0.75 * 1.6 / 3])
     with pytest.raises(ValueError, match="extra_info\\['question'\\]"):
         verl.compute_score(data_source="demo", solution_str=SEVEN, ground_truth="7", extra_info={})
@@ -97,7 +117,9 @@ def test_verl_compute_score_as_its_reward_managers_call_it(monkeypatch):
 
 
 def test_openrlhf_queries_split_into_question_and_response():
-    chatml = "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nCompute 3 + 4.<|im_end|>\n<|im_start|>assistant\n"
+    chatml = (
+        "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nCompute 3 + 4.<|im_end|>\n<|im_start|>assistant\n"
+    )
     assert split_query(chatml + SEVEN + "<|im_end|>", chatml) == (Q, SEVEN)
     llama = "<|start_header_id|>user<|end_header_id|>\n\nCompute 3 + 4.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
     assert split_query(llama + SEVEN + "<|eot_id|>", llama) == (Q, SEVEN)
@@ -132,15 +154,22 @@ def test_prm_score_endpoint_equals_local_scoring(demo_server):
         assert got["scores"]["reasonflux"] == pytest.approx(want.scores["reasonflux"], abs=1e-5)
     assert reply.json()["usage"]["prm_tokens"] == sum(r.prm_tokens for r in local)
     assert httpx.post(f"{demo_server}/v1/prm/score", json=body).status_code == 401
-    bad = httpx.post(f"{demo_server}/v1/prm/score", json={"items": [{"question": "q"}]}, headers={"authorization": "Bearer k"})
+    bad = httpx.post(
+        f"{demo_server}/v1/prm/score", json={"items": [{"question": "q"}]}, headers={"authorization": "Bearer k"}
+    )
     assert bad.status_code == 400 and "a response or a list of steps" in bad.json()["error"]["message"]
 
 
 def test_openrlhf_endpoint_and_remote_reward_model(demo_server):
     prompt = f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
-    body = {"query": [prompt + RIGHT + "<|im_end|>", prompt + WRONG + "<|im_end|>"], "prompts": [prompt, prompt],
-            "labels": ["18", "18"]}
-    reply = httpx.post(f"{demo_server}/v1/rewards/openrlhf", json=body, headers={"authorization": "Bearer k"}, timeout=60)
+    body = {
+        "query": [prompt + RIGHT + "<|im_end|>", prompt + WRONG + "<|im_end|>"],
+        "prompts": [prompt, prompt],
+        "labels": ["18", "18"],
+    }
+    reply = httpx.post(
+        f"{demo_server}/v1/rewards/openrlhf", json=body, headers={"authorization": "Bearer k"}, timeout=60
+    )
     assert reply.status_code == 200, reply.text
     got = reply.json()
     local = RewardModel(Settings()).rewards([QUESTION] * 2, [RIGHT, WRONG], ["18", "18"])

@@ -5,6 +5,7 @@ mix beta x PRM + (1 - beta) x outcome of the means it logs beside it."""
 import json
 
 import pytest
+
 from helpers.processes import run_fresh_python
 
 SCRIPT = """
@@ -38,6 +39,7 @@ def test_grpo_trains_with_the_prm_reward(tmp_path):
     for h in steps:
         assert 0 <= h["rfprm/prm_mean"] <= 1 and 0 <= h["rfprm/outcome_mean"] <= 1 and h["rfprm/prm_fallbacks"] == 0
         assert h["rewards/PRMReward/mean"] == pytest.approx(
-            0.75 * h["rfprm/prm_mean"] + 0.25 * h["rfprm/outcome_mean"], abs=1e-4)
+            0.75 * h["rfprm/prm_mean"] + 0.25 * h["rfprm/outcome_mean"], abs=1e-4
+        )
     assert any(h["rfprm/outcome_mean"] > 0 for h in steps)  # the demo generator solves some
     assert any(h["grad_norm"] > 0 for h in steps)  # the reward moved the model

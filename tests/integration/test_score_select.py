@@ -9,8 +9,8 @@ import sys
 import time
 
 import pytest
-from helpers.processes import rfprm
 
+from helpers.processes import rfprm
 from rfprm_tts.offline.select import Rule, select
 
 RIGHT = "5 * 3 = 15\n\n7 + 15 = 22\n\n22 - 4 = 18\n\nThe answer is \\boxed{18}."
@@ -27,9 +27,17 @@ def read(path):
 
 
 def test_score_writes_every_row_with_its_scores_and_reports_bad_rows(tmp_path):
-    rows = [{"id": 0, "question": QUESTION, "response": RIGHT}, {"id": 1, "problem": QUESTION, "completion": WRONG},
-            {"id": 2, "question": QUESTION}, {"id": 3, "q": "x", "steps": ["a", "b"]},
-            {"id": 4, "question": QUESTION, "response": "<think>5 * 3 = 15\n\n7 + 15 = 22</think>The answer is \\boxed{18}."}]
+    rows = [
+        {"id": 0, "question": QUESTION, "response": RIGHT},
+        {"id": 1, "problem": QUESTION, "completion": WRONG},
+        {"id": 2, "question": QUESTION},
+        {"id": 3, "q": "x", "steps": ["a", "b"]},
+        {
+            "id": 4,
+            "question": QUESTION,
+            "response": "<think>5 * 3 = 15\n\n7 + 15 = 22</think>The answer is \\boxed{18}.",
+        },
+    ]
     write(tmp_path / "in.jsonl", rows, "{not json\n")
     out = rfprm("score", "in.jsonl", "-o", "out.jsonl", "--json", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -50,16 +58,24 @@ def test_score_writes_every_row_with_its_scores_and_reports_bad_rows(tmp_path):
     assert sum(r["rfprm"].get("prm_tokens", 0) for r in scored) == summary["prm_tokens"]
     # a list of steps instead of a response
     write(tmp_path / "steps.jsonl", [{"question": QUESTION, "steps": RIGHT.split("\n\n")}])
-    assert rfprm("score", "steps.jsonl", "-o", "steps_out.jsonl", "--steps-field", "steps", cwd=tmp_path).returncode == 0
+    assert (
+        rfprm("score", "steps.jsonl", "-o", "steps_out.jsonl", "--steps-field", "steps", cwd=tmp_path).returncode == 0
+    )
     assert read(tmp_path / "steps_out.jsonl")[0]["rfprm"]["step_scores"] == pytest.approx(s, abs=1e-5)
 
 
 def test_score_resumes_after_a_kill_without_duplicates_and_refuses_other_settings(tmp_path):
-    rows = [{"id": i, "question": f"Compute {i} + 5 * 3 - 4.", "response": RIGHT if i % 2 else WRONG} for i in range(1200)]
+    rows = [
+        {"id": i, "question": f"Compute {i} + 5 * 3 - 4.", "response": RIGHT if i % 2 else WRONG} for i in range(1200)
+    ]
     write(tmp_path / "in.jsonl", rows)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
-    job = subprocess.Popen([sys.executable, "-m", "rfprm_tts.cli", "score", "in.jsonl", "-o", "out.jsonl",
-                            "--chunk-rows", "16"], cwd=tmp_path, env=env, stderr=subprocess.DEVNULL)
+    job = subprocess.Popen(
+        [sys.executable, "-m", "rfprm_tts.cli", "score", "in.jsonl", "-o", "out.jsonl", "--chunk-rows", "16"],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
     out = tmp_path / "out.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.read_bytes().count(b"\n") < 48):
@@ -95,25 +111,39 @@ def test_score_resumes_after_a_kill_without_duplicates_and_refuses_other_setting
 
 
 def scored_row(i, question, score, response=RIGHT, answer="18"):
-    return {"id": i, "question": question, "response": response, "answer": answer,
-            "rfprm": {"scores": {"reasonflux": score, "min": score / 2, "last": 1 - score, "mean": score, "prod": score}}}
+    return {
+        "id": i,
+        "question": question,
+        "response": response,
+        "answer": answer,
+        "rfprm": {"scores": {"reasonflux": score, "min": score / 2, "last": 1 - score, "mean": score, "prod": score}},
+    }
 
 
-ROWS = [scored_row(0, "a", 0.5), scored_row(1, "a", 0.9, WRONG), scored_row(2, "a", 0.7),
-        scored_row(3, "b", 0.2), scored_row(4, "b", 0.2), {"id": 5, "question": "b", "rfprm": {"error": "x"}},
-        scored_row(6, "c", 0.6, WRONG)]
+ROWS = [
+    scored_row(0, "a", 0.5),
+    scored_row(1, "a", 0.9, WRONG),
+    scored_row(2, "a", 0.7),
+    scored_row(3, "b", 0.2),
+    scored_row(4, "b", 0.2),
+    {"id": 5, "question": "b", "rfprm": {"error": "x"}},
+    scored_row(6, "c", 0.6, WRONG),
+]
 
 
-@pytest.mark.parametrize("rule, kept", [
-    (Rule(top_k=1), [1, 3, 6]),  # the best of each question; b's tie keeps the first row
-    (Rule(top_k=2), [1, 2, 3, 4, 6]),
-    (Rule(top_k=2, per="global"), [1, 2]),
-    (Rule(top_frac=0.5), [1, 2, 3, 6]),  # ceil(0.5 x 3) = 2 of a, 1 of b, 1 of c
-    (Rule(min_score=0.55), [1, 2, 6]),
-    (Rule(by="last", top_k=1), [0, 3, 6]),  # last = 1 - score here
-    (Rule(require_correct=True, top_k=1), [2, 3]),  # 1 and 6 answer 32, the gold is 18
-    (Rule(), [0, 1, 2, 3, 4, 6]),  # no rule: every scored row
-])
+@pytest.mark.parametrize(
+    "rule, kept",
+    [
+        (Rule(top_k=1), [1, 3, 6]),  # the best of each question; b's tie keeps the first row
+        (Rule(top_k=2), [1, 2, 3, 4, 6]),
+        (Rule(top_k=2, per="global"), [1, 2]),
+        (Rule(top_frac=0.5), [1, 2, 3, 6]),  # ceil(0.5 x 3) = 2 of a, 1 of b, 1 of c
+        (Rule(min_score=0.55), [1, 2, 6]),
+        (Rule(by="last", top_k=1), [0, 3, 6]),  # last = 1 - score here
+        (Rule(require_correct=True, top_k=1), [2, 3]),  # 1 and 6 answer 32, the gold is 18
+        (Rule(), [0, 1, 2, 3, 4, 6]),  # no rule: every scored row
+    ],
+)
 def test_select_keeps_the_rows_worked_out_by_hand(rule, kept):
     got, summary = select(ROWS, rule)
     assert got == kept and summary.kept == len(kept) and summary.unscored == 1
@@ -121,14 +151,19 @@ def test_select_keeps_the_rows_worked_out_by_hand(rule, kept):
 
 def test_select_cli_writes_the_kept_rows_and_a_summary(tmp_path):
     write(tmp_path / "scored.jsonl", ROWS)
-    out = rfprm("select", "scored.jsonl", "-o", "kept.jsonl", "--top-k", "1", "--require-correct", "--json", cwd=tmp_path)
+    out = rfprm(
+        "select", "scored.jsonl", "-o", "kept.jsonl", "--top-k", "1", "--require-correct", "--json", cwd=tmp_path
+    )
     assert out.returncode == 0, out.stderr
     assert [r["id"] for r in read(tmp_path / "kept.jsonl")] == [2, 3]
     summary = json.loads(out.stdout)
     assert summary["incorrect"] == 2 and summary["unscored"] == 1 and summary["dropped_by_rank"] == 2
     assert summary["mean_kept"] == pytest.approx((0.7 + 0.2) / 2)
-    for args, message in [(["--top-k", "1", "--top-frac", "0.5"], "not allowed with argument"),
-                          (["--by", "median"], "--by 'median'"), (["--top-frac", "2"], "--top-frac must be in (0, 1]")]:
+    for args, message in [
+        (["--top-k", "1", "--top-frac", "0.5"], "not allowed with argument"),
+        (["--by", "median"], "--by 'median'"),
+        (["--top-frac", "2"], "--top-frac must be in (0, 1]"),
+    ]:
         bad = rfprm("select", "scored.jsonl", "-o", "k.jsonl", *args, cwd=tmp_path)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     write(tmp_path / "raw.jsonl", [{"question": "q", "response": RIGHT}])

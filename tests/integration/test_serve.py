@@ -7,10 +7,10 @@ import time
 import httpx
 import openai
 import pytest
+
 from helpers.proxy import ANSWER, KEYS, QUESTION, metric, running, upstream_settings
 from helpers.servers import Reply, ScriptedServer, chat_body
 from helpers.tolerances import FLOAT32
-
 from rfprm_tts import Settings
 
 
@@ -19,8 +19,15 @@ def demo_proxy():
     settings = Settings(
         n=4,
         strategy_params={"beam_width": 2},  # server-wide; only strategies that take it get it
-        serve={"api_keys": KEYS, "max_n": 16, "max_tokens": 300, "max_body_bytes": 20_000,
-               "max_concurrent_per_key": 2, "batch_window_ms": 50, "max_token_budget": 5000},
+        serve={
+            "api_keys": KEYS,
+            "max_n": 16,
+            "max_tokens": 300,
+            "max_body_bytes": 20_000,
+            "max_concurrent_per_key": 2,
+            "batch_window_ms": 50,
+            "max_token_budget": 5000,
+        },
     )
     with running(settings) as url:
         yield url
@@ -32,7 +39,8 @@ def client(url: str, key: str = KEYS[0], **kw) -> openai.OpenAI:
 
 def test_chat_completion_with_overrides_and_candidates(demo_proxy):
     response = client(demo_proxy).chat.completions.create(
-        model="rfprm", messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": QUESTION}],
+        model="rfprm",
+        messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": QUESTION}],
         extra_body={"rfprm": {"strategy": "best_of_n", "n": 3, "return_candidates": True}},
     )
     text = response.choices[0].message.content
@@ -48,21 +56,35 @@ def test_chat_completion_with_overrides_and_candidates(demo_proxy):
 
 
 def test_server_strategy_params_reach_only_strategies_that_take_them(demo_proxy):
-    beam = client(demo_proxy).chat.completions.create(
-        model="rfprm", messages=[{"role": "user", "content": QUESTION}],
-        extra_body={"rfprm": {"strategy": "beam_search", "n": 4, "params": {"max_steps": 6}}},
-    ).model_extra["rfprm"]
+    beam = (
+        client(demo_proxy)
+        .chat.completions.create(
+            model="rfprm",
+            messages=[{"role": "user", "content": QUESTION}],
+            extra_body={"rfprm": {"strategy": "beam_search", "n": 4, "params": {"max_steps": 6}}},
+        )
+        .model_extra["rfprm"]
+    )
     assert beam["strategy_params"]["beam_width"] == 2 and beam["strategy_params"]["max_steps"] == 6
-    plain = client(demo_proxy).chat.completions.create(
-        model="rfprm", messages=[{"role": "user", "content": QUESTION}], extra_body={"rfprm": {"n": 2}},
-    ).model_extra["rfprm"]
+    plain = (
+        client(demo_proxy)
+        .chat.completions.create(
+            model="rfprm",
+            messages=[{"role": "user", "content": QUESTION}],
+            extra_body={"rfprm": {"n": 2}},
+        )
+        .model_extra["rfprm"]
+    )
     assert plain["strategy"] == "best_of_n" and "beam_width" not in plain["strategy_params"]
 
 
 def test_streaming_sends_the_chosen_answer(demo_proxy):
     stream = client(demo_proxy).chat.completions.create(
-        model="rfprm", messages=[{"role": "user", "content": QUESTION}], stream=True,
-        stream_options={"include_usage": True}, extra_body={"rfprm": {"n": 2, "return_candidates": True}},
+        model="rfprm",
+        messages=[{"role": "user", "content": QUESTION}],
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"rfprm": {"n": 2, "return_candidates": True}},
     )
     chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
@@ -74,8 +96,12 @@ def test_streaming_sends_the_chosen_answer(demo_proxy):
 def test_streaming_reports_progress_then_the_answer_it_would_have_sent(demo_proxy):
     """The role chunk first, then progress events (no choices: the SDK passes them through),
     in round order, then the answer: the same as the same request without streaming."""
-    request = dict(model="rfprm", messages=[{"role": "user", "content": QUESTION}], seed=7,
-                   extra_body={"rfprm": {"strategy": "beam_search", "n": 4, "params": {"max_steps": 6}}})
+    request = dict(
+        model="rfprm",
+        messages=[{"role": "user", "content": QUESTION}],
+        seed=7,
+        extra_body={"rfprm": {"strategy": "beam_search", "n": 4, "params": {"max_steps": 6}}},
+    )
     plain = client(demo_proxy).chat.completions.create(**request)
     chunks = list(client(demo_proxy).chat.completions.create(stream=True, **request))
     assert chunks[0].choices[0].delta.role == "assistant"
@@ -90,15 +116,26 @@ def test_streaming_reports_progress_then_the_answer_it_would_have_sent(demo_prox
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == plain.choices[0].message.content
     final = next(c for c in chunks if c.choices and c.choices[0].finish_reason).model_extra["rfprm"]
-    assert final["usage"]["generated_tokens"] == events[-1]["generated_tokens"] == plain.model_extra["rfprm"]["usage"]["generated_tokens"]
+    assert (
+        final["usage"]["generated_tokens"]
+        == events[-1]["generated_tokens"]
+        == plain.model_extra["rfprm"]["usage"]["generated_tokens"]
+    )
     assert final["usage"]["prm_tokens"] == events[-1]["prm_tokens"]
 
 
 def test_token_budget_from_the_body_or_a_header_within_the_server_limit(demo_proxy):
     def ask(headers=None, **rfprm):
-        return client(demo_proxy).chat.completions.create(
-            model="rfprm", messages=[{"role": "user", "content": QUESTION}], extra_headers=headers,
-            extra_body={"rfprm": {"n": 16, "return_candidates": True, **rfprm}}).model_extra["rfprm"]
+        return (
+            client(demo_proxy)
+            .chat.completions.create(
+                model="rfprm",
+                messages=[{"role": "user", "content": QUESTION}],
+                extra_headers=headers,
+                extra_body={"rfprm": {"n": 16, "return_candidates": True, **rfprm}},
+            )
+            .model_extra["rfprm"]
+        )
 
     capped = ask(token_budget=150)
     usage = capped["usage"]
@@ -110,9 +147,11 @@ def test_token_budget_from_the_body_or_a_header_within_the_server_limit(demo_pro
     assert ask()["usage"]["token_budget"] == 5000  # none asked: the server's limit
     both = ask(token_budget=150, budget_counts="total", params={"budget_counts": "generated"})["usage"]
     assert both["budget_counts"] == "total"  # the rfprm object's own field wins over params
-    for headers, body, code in [(None, {"token_budget": 6000}, "token_budget_too_large"),
-                                ({"X-Rfprm-Token-Budget": "lots"}, {}, "invalid_token_budget"),
-                                (None, {"token_budget": 0}, "invalid_field")]:
+    for headers, body, code in [
+        (None, {"token_budget": 6000}, "token_budget_too_large"),
+        ({"X-Rfprm-Token-Budget": "lots"}, {}, "invalid_token_budget"),
+        (None, {"token_budget": 0}, "invalid_field"),
+    ]:
         with pytest.raises(openai.BadRequestError) as err:
             ask(headers, **body)
         assert err.value.code == code
@@ -127,7 +166,9 @@ def test_models_health_and_metrics(demo_proxy):
 
 def test_auth(demo_proxy):
     with pytest.raises(openai.AuthenticationError) as err:
-        client(demo_proxy, key="wrong").chat.completions.create(model="rfprm", messages=[{"role": "user", "content": QUESTION}])
+        client(demo_proxy, key="wrong").chat.completions.create(
+            model="rfprm", messages=[{"role": "user", "content": QUESTION}]
+        )
     assert err.value.body["code"] == "invalid_api_key"
     assert httpx.post(f"{demo_proxy}/v1/chat/completions", json={}).status_code == 401
     assert client(demo_proxy, key=KEYS[1]).models.list().data  # either key works
@@ -145,12 +186,19 @@ def test_auth(demo_proxy):
         ({"messages": [{"role": "user", "content": QUESTION}], "temperature": -1}, "invalid_field"),
         ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"strategy": "nope"}}, "invalid_rfprm_option"),
         ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"colour": 1}}, "invalid_field"),
-        ({"messages": [{"role": "user", "content": QUESTION}],
-          "rfprm": {"strategy": "best_of_n", "params": {"beam_width": 3}}}, "invalid_rfprm_option"),
+        (
+            {
+                "messages": [{"role": "user", "content": QUESTION}],
+                "rfprm": {"strategy": "best_of_n", "params": {"beam_width": 3}},
+            },
+            "invalid_rfprm_option",
+        ),
     ],
 )
 def test_invalid_requests_get_openai_style_400s(demo_proxy, body, code):
-    response = httpx.post(f"{demo_proxy}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEYS[0]}"})
+    response = httpx.post(
+        f"{demo_proxy}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {KEYS[0]}"}
+    )
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == code and error["type"] == "invalid_request_error" and error["message"]
@@ -175,12 +223,16 @@ def faulty_upstream():
 def test_upstream_500s_are_retried_then_mapped_to_502(faulty_upstream):
     faulty_upstream.script = [Reply(500, {"error": {"message": "boom"}}), Reply(200, chat_body([ANSWER, ANSWER]))]
     with running(upstream_settings(faulty_upstream)) as url:
-        response = client(url, key="any").chat.completions.create(model="rfprm", messages=[{"role": "user", "content": QUESTION}])
+        response = client(url, key="any").chat.completions.create(
+            model="rfprm", messages=[{"role": "user", "content": QUESTION}]
+        )
         assert response.model_extra["rfprm"]["answer"] == "18" and len(faulty_upstream.requests) == 2
 
         faulty_upstream.default = Reply(500, {"error": {"message": "upstream down"}})
         with pytest.raises(openai.InternalServerError) as err:
-            client(url, key="any").chat.completions.create(model="rfprm", messages=[{"role": "user", "content": QUESTION}])
+            client(url, key="any").chat.completions.create(
+                model="rfprm", messages=[{"role": "user", "content": QUESTION}]
+            )
         assert err.value.status_code == 502 and err.value.body["code"] == "upstream_failed"
         assert "127.0.0.1" not in err.value.body["message"]  # the upstream's address is the operator's business
         assert metric(url, "rfprm_upstream_errors_total") >= 1
@@ -189,8 +241,9 @@ def test_upstream_500s_are_retried_then_mapped_to_502(faulty_upstream):
 def test_upstream_timeouts_are_mapped_to_504(faulty_upstream):
     faulty_upstream.default = Reply(200, chat_body([ANSWER, ANSWER]), delay_s=2.0)
     with running(upstream_settings(faulty_upstream)) as url:
-        response = httpx.post(f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]},
-                              timeout=30)
+        response = httpx.post(
+            f"{url}/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]}, timeout=30
+        )
         assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout"
         assert len(faulty_upstream.requests) == 3  # the first try and two retries
 
@@ -231,8 +284,11 @@ def test_concurrent_requests_share_prm_batches(faulty_upstream):
     faulty_upstream.default = Reply(200, chat_body([ANSWER, ANSWER]))
     with running(upstream_settings(faulty_upstream, batch_window_ms=200)) as url:
         threads = [
-            threading.Thread(target=lambda: client(url, key="any").chat.completions.create(
-                model="rfprm", messages=[{"role": "user", "content": QUESTION}]))
+            threading.Thread(
+                target=lambda: client(url, key="any").chat.completions.create(
+                    model="rfprm", messages=[{"role": "user", "content": QUESTION}]
+                )
+            )
             for _ in range(4)
         ]
         for t in threads:
@@ -253,7 +309,10 @@ def test_batching_scorer_equals_direct_scoring(tiny_prm_dir):
     batching = BatchingScorer(load_prm(str(tiny_prm_dir)), window_s=0.2, on_batch=lambda r, t: sizes.append((r, t)))
     requests = [(QUESTION, [["1 + 1 = 2"], ["2 * 3 = 6", "6 + 1 = 7"]]), ("Compute 2 + 2.", [["2 + 2 = 4"]])]
     results = {}
-    threads = [threading.Thread(target=lambda q=q, t=t: results.__setitem__(q, batching.score_batch(q, t))) for q, t in requests]
+    threads = [
+        threading.Thread(target=lambda q=q, t=t: results.__setitem__(q, batching.score_batch(q, t)))
+        for q, t in requests
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -281,13 +340,24 @@ def test_messages_and_sampling_fields_reach_the_upstream(faulty_upstream):
     ]
     with running(upstream_settings(faulty_upstream)) as url:
         response = client(url, key="any").chat.completions.create(
-            model="rfprm", messages=messages, temperature=0.3, top_p=0.9, seed=5, stop=["###"], max_tokens=200,
+            model="rfprm",
+            messages=messages,
+            temperature=0.3,
+            top_p=0.9,
+            seed=5,
+            stop=["###"],
+            max_tokens=200,
             extra_body={"rfprm": {"return_candidates": True}},
         )
     sent = faulty_upstream.requests[0]
     assert sent["messages"] == messages
     assert (sent["temperature"], sent["top_p"], sent["seed"], sent["stop"], sent["max_completion_tokens"]) == (
-        0.3, 0.9, 5, ["###"], 200)
+        0.3,
+        0.9,
+        5,
+        ["###"],
+        200,
+    )
     assert response.model_extra["rfprm"]["answer"] == "18"
     assert all(len(c["step_scores"]) == 4 for c in response.model_extra["rfprm"]["candidates"])
 
@@ -295,7 +365,8 @@ def test_messages_and_sampling_fields_reach_the_upstream(faulty_upstream):
 def test_server_defaults_apply_when_the_request_gives_none(faulty_upstream):
     faulty_upstream.default = Reply(200, chat_body([ANSWER, ANSWER]))
     settings = upstream_settings(faulty_upstream).with_overrides(
-        generator__temperature=0.6, generator__system_prompt="Solve step by step.")
+        generator__temperature=0.6, generator__system_prompt="Solve step by step."
+    )
     with running(settings) as url:
         client(url, key="any").chat.completions.create(model="rfprm", messages=[{"role": "user", "content": QUESTION}])
     sent = faulty_upstream.requests[0]
@@ -317,8 +388,9 @@ def test_one_failing_request_does_not_fail_its_batch_neighbours(tiny_prm_dir):
             return self.scorer.score_many(requests)
 
     sizes = []
-    batching = BatchingScorer(FailsOnOneQuestion(load_prm(str(tiny_prm_dir))), window_s=0.2,
-                              on_batch=lambda r, t: sizes.append(r))
+    batching = BatchingScorer(
+        FailsOnOneQuestion(load_prm(str(tiny_prm_dir))), window_s=0.2, on_batch=lambda r, t: sizes.append(r)
+    )
     results = {}
 
     def call(question, trajectories):
@@ -347,8 +419,9 @@ def test_no_open_proxy_beyond_loopback(tmp_path):
     from rfprm_tts.bench.servers import free_port, server_process
 
     rfprm = str(Path(sys.executable).parent / "rfprm")
-    refused = subprocess.run([rfprm, "serve", "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True,
-                             timeout=120, cwd=tmp_path)
+    refused = subprocess.run(
+        [rfprm, "serve", "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert refused.returncode == 2 and "--api-key" in refused.stderr and "--allow-no-auth" in refused.stderr
     port = free_port()
     secret = "s3cret-key-value"

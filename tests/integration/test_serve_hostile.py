@@ -15,9 +15,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+
 from helpers.proxy import ANSWER, KEYS, QUESTION, metric, running, upstream_settings
 from helpers.servers import Reply, ScriptedServer, chat_body
-
 from rfprm_tts import Settings
 from rfprm_tts.bench.servers import free_port, server_process
 from rfprm_tts.errors import ConfigError
@@ -30,8 +30,12 @@ RFPRM = str(Path(sys.executable).parent / "rfprm")
 
 def post(url: str, body: dict | bytes, headers: dict | None = None, timeout: float = 30) -> httpx.Response:
     content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(f"{url}/v1/chat/completions", content=content, timeout=timeout,
-                      headers={**AUTH, "content-type": "application/json", **(headers or {})})
+    return httpx.post(
+        f"{url}/v1/chat/completions",
+        content=content,
+        timeout=timeout,
+        headers={**AUTH, "content-type": "application/json", **(headers or {})},
+    )
 
 
 def error_of(response: httpx.Response, status: int) -> dict:
@@ -60,15 +64,30 @@ def raw_request(url: str, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
 
 
 def post_head(path: str, length: int, *extra: bytes) -> bytes:
-    lines = [f"POST {path} HTTP/1.1".encode(), b"Host: proxy", f"Authorization: Bearer {KEYS[0]}".encode(),
-             b"Content-Type: application/json", f"Content-Length: {length}".encode(), b"Connection: close", *extra]
+    lines = [
+        f"POST {path} HTTP/1.1".encode(),
+        b"Host: proxy",
+        f"Authorization: Bearer {KEYS[0]}".encode(),
+        b"Content-Type: application/json",
+        f"Content-Length: {length}".encode(),
+        b"Connection: close",
+        *extra,
+    ]
     return b"\r\n".join(lines)
 
 
 @pytest.fixture(scope="module")
 def demo_proxy():
-    settings = Settings(n=2, serve={"api_keys": KEYS, "max_concurrent_per_key": 2, "max_token_budget": 5000,
-                                    "body_timeout_s": 1.0, "queue_wait_s": 0.5})
+    settings = Settings(
+        n=2,
+        serve={
+            "api_keys": KEYS,
+            "max_concurrent_per_key": 2,
+            "max_token_budget": 5000,
+            "body_timeout_s": 1.0,
+            "queue_wait_s": 0.5,
+        },
+    )
     with running(settings) as url:
         yield url
 
@@ -97,18 +116,31 @@ def upstream():
         (json.dumps({**ASK, "rfprm": {"params": {"name": "x"}}}).encode(), "invalid_rfprm_option", "rfprm.params.name"),
         (json.dumps({**ASK, "rfprm": {"params": {"token_budget": "lots"}}}).encode(), "invalid_rfprm_option", "rfprm"),
     ],
-    ids=["depth-5000", "depth-40", "int-5000-digits", "surrogate-content", "surrogate-stop", "seed-2**64",
-         "params-n", "params-name", "params-string-budget"],
+    ids=[
+        "depth-5000",
+        "depth-40",
+        "int-5000-digits",
+        "surrogate-content",
+        "surrogate-stop",
+        "seed-2**64",
+        "params-n",
+        "params-name",
+        "params-string-budget",
+    ],
 )
 def test_request_content_is_a_400_naming_the_field(demo_proxy, body, code, param):
     error = error_of(post(demo_proxy, body), 400)
     assert error["code"] == code and error["param"] == param
 
 
-@pytest.mark.parametrize("value", [b"9" * 5000, "²".encode("latin-1"), b"12\xb3"], ids=["5000-digits", "superscript", "mixed"])
+@pytest.mark.parametrize(
+    "value", [b"9" * 5000, "²".encode("latin-1"), b"12\xb3"], ids=["5000-digits", "superscript", "mixed"]
+)
 def test_token_budget_header_bytes_are_a_400(demo_proxy, value):
     body = json.dumps(ASK).encode()
-    status, answer = raw_request(demo_proxy, post_head("/v1/chat/completions", len(body), b"X-Rfprm-Token-Budget: " + value), body)
+    status, answer = raw_request(
+        demo_proxy, post_head("/v1/chat/completions", len(body), b"X-Rfprm-Token-Budget: " + value), body
+    )
     assert status == 400 and json.loads(answer)["error"]["code"] == "invalid_token_budget"
 
 
@@ -140,11 +172,15 @@ def events_of(response: httpx.Response) -> list[str]:
     return [line.removeprefix("data: ") for line in response.text.splitlines() if line.startswith("data: ")]
 
 
-@pytest.mark.parametrize("reply", [
-    Reply(500, {"error": {"message": "upstream down"}}),
-    # the SDK does not validate usage: a string count used to raise a TypeError mid-stream
-    Reply(200, {**chat_body([ANSWER, ANSWER]), "usage": {"prompt_tokens": "many", "completion_tokens": "x"}}),
-], ids=["upstream-500", "malformed-usage"])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        Reply(500, {"error": {"message": "upstream down"}}),
+        # the SDK does not validate usage: a string count used to raise a TypeError mid-stream
+        Reply(200, {**chat_body([ANSWER, ANSWER]), "usage": {"prompt_tokens": "many", "completion_tokens": "x"}}),
+    ],
+    ids=["upstream-500", "malformed-usage"],
+)
 def test_streams_end_with_an_error_event_and_done(upstream, reply):
     upstream.default = reply
     with running(upstream_settings(upstream)) as url:
@@ -164,7 +200,10 @@ def test_a_stream_whose_client_leaves_frees_its_place(upstream):
         deadline = time.time() + 5
         while metric(url, "rfprm_requests_in_flight") > 0 and time.time() < deadline:
             time.sleep(0.1)
-        assert metric(url, "rfprm_cancelled_requests_total") == 1 and metric(url, 'rfprm_requests_total{status="499"}') == 1
+        assert (
+            metric(url, "rfprm_cancelled_requests_total") == 1
+            and metric(url, 'rfprm_requests_total{status="499"}') == 1
+        )
         upstream.default = Reply(200, chat_body([ANSWER, ANSWER]))
         assert post(url, ASK).status_code == 200  # the key's one place is free again
 
@@ -304,14 +343,25 @@ def test_metrics_need_a_key_unless_public(upstream):
 def test_blank_key_on_the_command_line_refuses_to_start(tmp_path):
     """`rfprm serve --api-key "$UNSET"` must not open the proxy, on 0.0.0.0 or anywhere."""
     for host in ("0.0.0.0", "127.0.0.1"):
-        refused = subprocess.run([RFPRM, "serve", "--host", host, "--port", "0", "--api-key", ""],
-                                 capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        refused = subprocess.run(
+            [RFPRM, "serve", "--host", host, "--port", "0", "--api-key", ""],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
+        )
         assert refused.returncode == 2 and "API key #1" in refused.stderr
 
 
 def test_singular_api_key_setting_is_an_error_not_ignored(tmp_path):
-    refused = subprocess.run([RFPRM, "serve", "--port", "0"], capture_output=True, text=True, timeout=120,
-                             cwd=tmp_path, env={**os.environ, "RFPRM_SERVE__API_KEY": "k"})
+    refused = subprocess.run(
+        [RFPRM, "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "RFPRM_SERVE__API_KEY": "k"},
+    )
     assert refused.returncode == 2 and "serve.api_key" in refused.stderr and "Uvicorn running" not in refused.stderr
 
 
@@ -321,8 +371,14 @@ def test_keys_from_the_environment_stay_out_of_every_log_line(tmp_path):
     secret, port = "s3cret-key-value", free_port()
     env = {"RFPRM_SERVE__API_KEYS": json.dumps([secret]), "RFPRM_SERVE__ACCESS_LOG": "true"}
     log = tmp_path / "serve.log"
-    with server_process([RFPRM, "serve", "--port", str(port)], f"http://127.0.0.1:{port}/health", log,
-                        timeout_s=120, cwd=tmp_path, env=env):
+    with server_process(
+        [RFPRM, "serve", "--port", str(port)],
+        f"http://127.0.0.1:{port}/health",
+        log,
+        timeout_s=120,
+        cwd=tmp_path,
+        env=env,
+    ):
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/v1/models?api_key={secret}&x=1").status_code == 401
         assert httpx.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {secret}"}).status_code == 200
@@ -373,8 +429,9 @@ def test_cancelled_in_process_generation_frees_the_model_at_once(tiny_generator_
     from rfprm_tts.generators.transformers import TransformersGenerator
     from rfprm_tts.settings import GeneratorSettings
 
-    gen = TransformersGenerator(GeneratorSettings(model=str(tiny_generator_dir), device="cpu", max_tokens=4096,
-                                                  temperature=1.0, seed=3))
+    gen = TransformersGenerator(
+        GeneratorSettings(model=str(tiny_generator_dir), device="cpu", max_tokens=4096, temperature=1.0, seed=3)
+    )
     request = GenerationRequest(QUESTION, n=32)
 
     async def full_then_cancelled() -> tuple[float, float]:

@@ -8,18 +8,28 @@ import shutil
 import subprocess
 
 import pytest
+
 from helpers.processes import rfprm
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium(tmp_path, *args: str) -> str:
     browser = shutil.which("chromium")
     assert browser, "needs Debian's chromium (apt-get install chromium; the README's test command installs it)"
     profile = tmp_path / "profile"
-    done = subprocess.run([browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
@@ -41,8 +51,9 @@ def nodes(dom: str, cls: str = "") -> int:
 
 
 def test_beam_search_page_shows_the_tree_and_the_chosen_path(tmp_path):
-    result, page, dom = solve_and_view(tmp_path, "--strategy", "beam_search", "-n", "8", "--seed", "2",
-                                        "--temperature", "1.5", "--html", "direct.html")
+    result, page, dom = solve_and_view(
+        tmp_path, "--strategy", "beam_search", "-n", "8", "--seed", "2", "--temperature", "1.5", "--html", "direct.html"
+    )
     assert (tmp_path / "direct.html").read_text() == page  # solve --html writes the same page
     assert "http://" not in page and "https://" not in page and "<link" not in page  # opens offline
     tree = result["tree"]
@@ -73,7 +84,9 @@ def test_beam_search_page_shows_the_tree_and_the_chosen_path(tmp_path):
 
 
 def test_vote_page_lists_the_candidates_and_the_answer_groups(tmp_path):
-    result, _, dom = solve_and_view(tmp_path, "--strategy", "majority_vote", "-n", "6", "--seed", "0", "--temperature", "1.5")
+    result, _, dom = solve_and_view(
+        tmp_path, "--strategy", "majority_vote", "-n", "6", "--seed", "0", "--temperature", "1.5"
+    )
     texts = {c["trajectory"]["text"] for c in result["candidates"]}
     assert nodes(dom) == len(texts) and '<ul class="tree" id="tree"><li' in dom and "<ul></ul>" not in dom
     groups = re.findall(r"<tr><td>([^<]*)</td><td>(\d+)</td>", dom)
@@ -95,7 +108,14 @@ def test_text_is_escaped(text):
     from rfprm_tts.offline.view import render_html
     from rfprm_tts.trajectory import SearchNode, SolveResult, Usage
 
-    result = SolveResult(question=text, answer=None, best=None, candidates=[], usage=Usage(), strategy="best_of_n",
-                         tree=[SearchNode(id=0, parent=None, text=text, state="finished")])
+    result = SolveResult(
+        question=text,
+        answer=None,
+        best=None,
+        candidates=[],
+        usage=Usage(),
+        strategy="best_of_n",
+        tree=[SearchNode(id=0, parent=None, text=text, state="finished")],
+    )
     page = render_html(result)
     assert text not in page and page.count("<script>") == 1

@@ -3,8 +3,8 @@
 import asyncio
 
 import pytest
-from helpers.servers import HAS_VLLM, vllm_env
 
+from helpers.servers import HAS_VLLM, vllm_env
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.chat import prompt_ids, to_messages
 from rfprm_tts.generators import GenerationRequest
@@ -27,8 +27,12 @@ def engine(tiny_generator_dir):
 
     gen = VLLMGenerator(
         GeneratorSettings(
-            backend="vllm", model=str(tiny_generator_dir), dtype="float32", max_tokens=16,
-            seed=0, vllm=dict(max_model_len=1024),
+            backend="vllm",
+            model=str(tiny_generator_dir),
+            dtype="float32",
+            max_tokens=16,
+            seed=0,
+            vllm=dict(max_model_len=1024),
         )
     )
     yield gen
@@ -79,7 +83,9 @@ def test_same_text_as_the_vllm_server_at_temperature_0(engine, vllm_server):
         finally:
             await http.aclose()
 
-    local = generate(engine, n=1, sampling=Sampling(temperature=0.0, max_tokens=12, seed=0, logprobs=True)).completions[0]
+    local = generate(engine, n=1, sampling=Sampling(temperature=0.0, max_tokens=12, seed=0, logprobs=True)).completions[
+        0
+    ]
     remote = asyncio.run(over_http()).completions[0]
     assert local.text == remote.text and local.text
     assert len(local.logprobs) == local.tokens == len(remote.logprobs)

@@ -85,9 +85,11 @@ def test_chat_continuation_equals_completions_with_a_local_template(vllm_server)
     from rfprm_tts.settings import GeneratorSettings
 
     def run(**kw):
-        gen = OpenAIGenerator(GeneratorSettings(
-            backend="openai", base_url=vllm_server.base_url, model="tiny", temperature=0.0, max_tokens=12, **kw
-        ))
+        gen = OpenAIGenerator(
+            GeneratorSettings(
+                backend="openai", base_url=vllm_server.base_url, model="tiny", temperature=0.0, max_tokens=12, **kw
+            )
+        )
 
         async def go():
             try:
@@ -116,10 +118,37 @@ def test_bench_token_accounting_against_the_servers_own_count(vllm_server, tiny_
     env.update(RFPRM_GENERATOR__MAX_TOKENS="48", RFPRM_GENERATOR__LOGPROBS=str(logprobs).lower())
     before = vllm_server.metric("vllm:generation_tokens_total")
     done = subprocess.run(
-        [sys.executable, "-m", "rfprm_tts.cli", "bench", "--dataset", "demo", "--limit", "4",
-         "--strategies", "majority_vote", "best_of_n", "--budgets", "1", "4", "--backend", "openai",
-         "--base-url", vllm_server.base_url, "--model", "tiny", "--prm", str(tiny_prm_dir), "--out", str(tmp_path / "run")],
-        env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        [
+            sys.executable,
+            "-m",
+            "rfprm_tts.cli",
+            "bench",
+            "--dataset",
+            "demo",
+            "--limit",
+            "4",
+            "--strategies",
+            "majority_vote",
+            "best_of_n",
+            "--budgets",
+            "1",
+            "4",
+            "--backend",
+            "openai",
+            "--base-url",
+            vllm_server.base_url,
+            "--model",
+            "tiny",
+            "--prm",
+            str(tiny_prm_dir),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     served = vllm_server.metric("vllm:generation_tokens_total") - before
@@ -135,8 +164,10 @@ def test_bench_token_accounting_against_the_servers_own_count(vllm_server, tiny_
 def test_confidence_from_the_real_vllm_server(vllm_server):
     """The server's own log-probabilities: one per generated token, and each candidate's score
     is their mean's exp."""
-    settings = Settings.load(generator=dict(backend="openai", base_url=vllm_server.base_url, model="tiny", max_tokens=24,
-                                            seed=3), prm=dict(format="confidence", confidence="mean"))
+    settings = Settings.load(
+        generator=dict(backend="openai", base_url=vllm_server.base_url, model="tiny", max_tokens=24, seed=3),
+        prm=dict(format="confidence", confidence="mean"),
+    )
     with ReasoningSolver(settings) as solver:
         result = solver.solve("Compute 7 + 5 * 3 - 4.", n=4)
     scored = [c for c in result.candidates if c.score is not None]

@@ -35,7 +35,14 @@ def report():
 
 def test_the_shipped_report_is_what_the_weights_measure(report):
     shipped = json.loads((WEIGHTS_DIR / "report.json").read_text())
-    for key in ("greedy_accuracy", "pass@1", "oracle_pass@16", "majority@16", "first_error_step_auroc", "slip_below_twin"):
+    for key in (
+        "greedy_accuracy",
+        "pass@1",
+        "oracle_pass@16",
+        "majority@16",
+        "first_error_step_auroc",
+        "slip_below_twin",
+    ):
         assert report[key] == pytest.approx(shipped[key], abs=0.011), key  # two problems of 200 at most
     for name in AGGREGATIONS:
         for key, value in shipped[name].items():

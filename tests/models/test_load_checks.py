@@ -14,11 +14,10 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from helpers.fakes import DigitScorer, ListGenerator
 from huggingface_hub import constants
-from rfprm_tts.strategies import build_strategy
 from safetensors.torch import load_file, save_file
 
+from helpers.fakes import DigitScorer, ListGenerator
 from rfprm_tts.cli import main
 from rfprm_tts.demo.tiny import build_tiny_generator, build_tokenizer
 from rfprm_tts.errors import ConfigError, PRMLoadError
@@ -28,6 +27,7 @@ from rfprm_tts.runtime.model_names import checkpoint_path
 from rfprm_tts.runtime.torch_utils import pick_device
 from rfprm_tts.settings import GeneratorSettings
 from rfprm_tts.solver import ReasoningSolver
+from rfprm_tts.strategies import build_strategy
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without a CUDA GPU")
 
@@ -74,9 +74,12 @@ def no_hub(monkeypatch, tmp_path):
 
 # 1. Devices
 
+
 @NO_GPU
 def test_a_cuda_generator_device_without_a_gpu_is_refused_before_loading(tiny_generator_dir):
-    with pytest.raises(ConfigError, match=r"generator\.device is 'cuda' but .* no CUDA GPU; set generator\.device to 'cpu'"):
+    with pytest.raises(
+        ConfigError, match=r"generator\.device is 'cuda' but .* no CUDA GPU; set generator\.device to 'cpu'"
+    ):
         generator(tiny_generator_dir, device="cuda")
 
 
@@ -102,6 +105,7 @@ def test_a_cuda_index_past_the_machine_s_gpus_is_refused(monkeypatch):
 
 
 # 2. A folder that is not a model
+
 
 @pytest.mark.parametrize("files", [{}, {"notes.txt": "a model, one day", "README.md": "# mine"}])
 def test_a_generator_folder_without_a_config_is_named(tmp_path, files):
@@ -139,6 +143,7 @@ def test_a_tokenizer_of_another_model_is_refused_before_it_indexes_past_the_embe
 
 # 3. Names: near misses of short names, hub names without the hub
 
+
 @pytest.mark.usefixtures("no_hub")
 def test_a_near_miss_of_a_short_name_suggests_it_without_asking_the_hub():
     started = time.monotonic()
@@ -152,8 +157,11 @@ def test_a_near_miss_of_a_short_name_suggests_it_without_asking_the_hub():
 @pytest.mark.usefixtures("no_hub")
 def test_offline_a_hub_name_not_cached_says_a_download_is_needed(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(PRMLoadError, match="'some-org/some-prm' was not found locally and would need a download .*"
-                                           "HF_HUB_OFFLINE=0 with network access, or pass a local path"):
+    with pytest.raises(
+        PRMLoadError,
+        match="'some-org/some-prm' was not found locally and would need a download .*"
+        "HF_HUB_OFFLINE=0 with network access, or pass a local path",
+    ):
         load_prm("some-org/some-prm")
 
 
@@ -165,8 +173,11 @@ def test_an_unreachable_hub_fails_at_once_with_what_was_needed(monkeypatch, tmp_
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", closed)
     started = time.monotonic()
-    with pytest.raises(ConfigError, match="generator model 'some-org/some-llm' was not found locally and would need a "
-                                          "download .* cannot be reached"):
+    with pytest.raises(
+        ConfigError,
+        match="generator model 'some-org/some-llm' was not found locally and would need a "
+        "download .* cannot be reached",
+    ):
         generator("some-org/some-llm")
     assert time.monotonic() - started < 10  # the loaders' own retries took 25 to 50 s
 
@@ -183,12 +194,21 @@ def test_a_cached_hub_name_is_used_without_asking_the_hub():
 
 # 4. Checkpoints whose weights do not match their config, or are damaged
 
-@pytest.mark.parametrize("model_type, architecture, problem", [
-    ("llama", "LlamaForCausalLM", r"6 weights the model does not have \(e\.g\. model\.layers\.0\.self_attn\.k_proj\.bias\)"),
-    ("bert", "BertForMaskedLM", r"weights missing \(e\.g\. bert\."),
-])
-def test_a_generator_config_naming_another_architecture_is_refused(tiny_generator_dir, tmp_path, model_type, architecture,
-                                                                   problem):
+
+@pytest.mark.parametrize(
+    "model_type, architecture, problem",
+    [
+        (
+            "llama",
+            "LlamaForCausalLM",
+            r"6 weights the model does not have \(e\.g\. model\.layers\.0\.self_attn\.k_proj\.bias\)",
+        ),
+        ("bert", "BertForMaskedLM", r"weights missing \(e\.g\. bert\."),
+    ],
+)
+def test_a_generator_config_naming_another_architecture_is_refused(
+    tiny_generator_dir, tmp_path, model_type, architecture, problem
+):
     """Llama's attention has no biases and BERT none of Qwen2's weights: today both load with
     random weights where the checkpoint's do not fit, and write garbage."""
     folder = copy(tiny_generator_dir, tmp_path)
@@ -206,7 +226,9 @@ def test_a_generator_weight_of_the_wrong_shape_names_both_shapes(tiny_generator_
         rf"(\({big}, {hidden}\) in the checkpoint, \({small}, {hidden}\)"
         rf"|\({hidden}, {big}\) in the checkpoint, \({hidden}, {small}\))"
     )
-    with pytest.raises(ConfigError, match=rf"6 weights of the wrong shape \(e\.g\. model\.layers\.\d\.mlp\.\w+\.weight: {shapes}"):
+    with pytest.raises(
+        ConfigError, match=rf"6 weights of the wrong shape \(e\.g\. model\.layers\.\d\.mlp\.\w+\.weight: {shapes}"
+    ):
         generator(folder)
 
 
@@ -214,7 +236,9 @@ def test_a_generator_weight_of_the_wrong_shape_names_both_shapes(tiny_generator_
 def test_a_truncated_or_empty_generator_weights_file_is_named(tiny_generator_dir, tmp_path, keep):
     folder = copy(tiny_generator_dir, tmp_path)
     truncate(folder / "model.safetensors", keep)
-    with pytest.raises(ConfigError, match=f"{folder / 'model.safetensors'} is not a readable safetensors file .*truncated"):
+    with pytest.raises(
+        ConfigError, match=f"{folder / 'model.safetensors'} is not a readable safetensors file .*truncated"
+    ):
         generator(folder)
 
 
@@ -259,7 +283,9 @@ def test_a_prm_checkpoint_that_keeps_a_language_model_head_still_loads(tiny_prm_
 def test_a_prm_head_of_the_wrong_shape_is_refused(tiny_prm_dir, tmp_path):
     folder = copy(tiny_prm_dir, tmp_path)
     edit_config(folder, num_labels=3, id2label={str(k): f"LABEL_{k}" for k in range(3)})
-    with pytest.raises(PRMLoadError, match=r"weights of the wrong shape \(e\.g\. score\.2\.bias: \(2,\) in the checkpoint, \(3,\)"):
+    with pytest.raises(
+        PRMLoadError, match=r"weights of the wrong shape \(e\.g\. score\.2\.bias: \(2,\) in the checkpoint, \(3,\)"
+    ):
         load_prm(str(folder))
 
 
@@ -286,7 +312,10 @@ def prm_checkpoints(tmp_path_factory, tiny_prm_dir) -> dict[str, tuple[Path, dic
     return {
         "step_tag": (tiny_prm_dir, {}),
         "scalar_head": (scalar, {}),
-        "math_shepherd": (build_tiny_generator(root / "math_shepherd", seed=4), {"format": "math_shepherd", "step_tag": "<extra_0>"}),
+        "math_shepherd": (
+            build_tiny_generator(root / "math_shepherd", seed=4),
+            {"format": "math_shepherd", "step_tag": "<extra_0>"},
+        ),
         "rlhflow": (build_tiny_generator(root / "rlhflow", seed=5), {"format": "rlhflow"}),
         "skywork": (build_tiny_generator(root / "skywork", seed=6), {"format": "skywork"}),
         "outcome": (build_tiny_generator(root / "outcome", seed=7, num_labels=1), {"format": "outcome"}),
@@ -298,7 +327,9 @@ def test_every_prm_format_names_a_truncated_weights_file(prm_checkpoints, tmp_pa
     checkpoint, options = prm_checkpoints[name]
     folder = copy(checkpoint, tmp_path)
     truncate(folder / "model.safetensors", 0.5)
-    with pytest.raises(PRMLoadError, match=f"{folder / 'model.safetensors'} is not a readable safetensors file .*truncated"):
+    with pytest.raises(
+        PRMLoadError, match=f"{folder / 'model.safetensors'} is not a readable safetensors file .*truncated"
+    ):
         load_prm(str(folder), **options)
 
 
@@ -315,6 +346,7 @@ def test_a_scalar_head_prm_names_its_missing_or_damaged_reward_head(prm_checkpoi
 
 # 5. Beam widths that do not divide N
 
+
 @pytest.mark.parametrize("strategy", ["beam_search", "dvts"])
 @pytest.mark.parametrize("n", [1, 2, 6])
 def test_n_not_a_multiple_of_the_beam_width_is_refused(strategy, n):
@@ -327,18 +359,28 @@ def test_n_not_a_multiple_of_the_beam_width_is_refused(strategy, n):
 
 def test_a_solve_with_a_bad_beam_width_fails_before_any_generation():
     gen = ListGenerator(["The answer is \\boxed{1}."])
-    with pytest.raises(ConfigError, match="n=8 is not a multiple of beam_width=3.*beam_width that divides 8 \\(1, 2, 4, 8\\)"):
+    with pytest.raises(
+        ConfigError, match="n=8 is not a multiple of beam_width=3.*beam_width that divides 8 \\(1, 2, 4, 8\\)"
+    ):
         ReasoningSolver(generator=gen, scorer=DigitScorer()).solve("q", strategy="dvts", n=8, beam_width=3)
     assert gen.requests == []
 
 
 # 6. Text that is not Unicode
 
-@pytest.mark.parametrize("prompt, overrides, field", [
-    ("What is 1 + \ud800?", {}, "the question"),
-    ([{"role": "system", "content": "Be brief \udfff"}, {"role": "user", "content": "1 + 1?"}], {}, "message 0"),
-    ("1 + 1?", {"generator__system_prompt": "Think \ud83d first."}, r"the system prompt \(generator\.system_prompt\)"),
-])
+
+@pytest.mark.parametrize(
+    "prompt, overrides, field",
+    [
+        ("What is 1 + \ud800?", {}, "the question"),
+        ([{"role": "system", "content": "Be brief \udfff"}, {"role": "user", "content": "1 + 1?"}], {}, "message 0"),
+        (
+            "1 + 1?",
+            {"generator__system_prompt": "Think \ud83d first."},
+            r"the system prompt \(generator\.system_prompt\)",
+        ),
+    ],
+)
 def test_a_lone_surrogate_is_refused_naming_where_it_is(prompt, overrides, field):
     gen = ListGenerator(["The answer is \\boxed{2}."])
     with ReasoningSolver(generator=gen, scorer=DigitScorer()) as solver:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.prm_inputs import QUESTION, random_steps
-from helpers.processes import run_fresh_python
-from helpers.tolerances import FLOAT32
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, Qwen2Model
 
+from helpers.prm_inputs import QUESTION, random_steps
+from helpers.processes import run_fresh_python
+from helpers.tolerances import FLOAT32
 from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError, PRMLoadError
 from rfprm_tts.prm import aggregate, load_prm
@@ -121,7 +121,9 @@ def test_input_past_the_context_window_is_an_error_of_that_input_alone(tmp_path)
     batch = scorer.score_batch(QUESTION, [["x" * 200], ["1 + 1 = 2", "The answer is 2."]])
     assert batch.step_scores[0] == [None] and "prm.overflow" in batch.errors[0]
     assert batch.errors[1] is None and all(0 < p < 1 for p in batch.step_scores[1])
-    assert batch.step_scores[1] == pytest.approx(scorer.score(QUESTION, [["1 + 1 = 2", "The answer is 2."]])[0], abs=1e-6)
+    assert batch.step_scores[1] == pytest.approx(
+        scorer.score(QUESTION, [["1 + 1 = 2", "The answer is 2."]])[0], abs=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -159,9 +161,14 @@ def plain_token_min(model_dir, question, steps):
     """Token-level read-out by hand: softmax at every token, min over each step's tokens and
     its closing tag, the answer starting after the templated question."""
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    prompt = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
     start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-    messages = [{"role": "user", "content": question}, {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"}]
+    messages = [
+        {"role": "user", "content": question},
+        {"role": "assistant", "content": "<extra_0>".join(steps) + "<extra_0>"},
+    ]
     ids = tokenizer(tokenizer.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
     p = torch.softmax(reference_logits(model_dir, torch.tensor([ids]))[0], -1)[:, 1]
     tag = tokenizer.convert_tokens_to_ids("<extra_0>")
@@ -222,13 +229,14 @@ def test_a_solve_goes_on_when_one_candidate_outgrows_the_prm(tmp_path):
     """prm.overflow="error": the overlong candidate fails alone (its reason kept); the solve
     raises only when no candidate can be scored."""
     from helpers.fakes import ListGenerator
-
     from rfprm_tts import ReasoningSolver, Settings
 
     scorer = load_prm(str(build_tiny_prm(tmp_path / "short", max_position_embeddings=128)))
     long_answer = "\n\n".join(["1 + 1 = 2"] * 40) + "\n\n\\boxed{2}"
     settings = Settings.load(n=2, prm={"aggregation": "min"})
-    result = ReasoningSolver(settings, generator=ListGenerator([long_answer, "\\boxed{3}"]), scorer=scorer).solve(QUESTION)
+    result = ReasoningSolver(settings, generator=ListGenerator([long_answer, "\\boxed{3}"]), scorer=scorer).solve(
+        QUESTION
+    )
     assert result.answer == "3" and result.best.ok
     failed = [c for c in result.candidates if not c.ok]
     assert len(failed) == 1 and "PRM could not score it" in failed[0].error and "prm.overflow" in failed[0].prm_note
@@ -270,7 +278,9 @@ def test_a_new_format_is_one_registration(tiny_prm_dir):
     from rfprm_tts.prm.formats.step_tag import _load_model
     from rfprm_tts.prm.registry import FORMATS
 
-    register_format(FormatSpec("toy_newline", lambda settings, path, config, tokenizer: NewlineFormat(tokenizer), _load_model))
+    register_format(
+        FormatSpec("toy_newline", lambda settings, path, config, tokenizer: NewlineFormat(tokenizer), _load_model)
+    )
     try:
         trajectories = [random_steps(random.Random(k), k) for k in (1, 3, 2)]
         full = load_prm(str(tiny_prm_dir), format="toy_newline", incremental=False).score(QUESTION, trajectories)
@@ -287,13 +297,14 @@ def test_a_new_format_is_one_registration(tiny_prm_dir):
             assert got == pytest.approx(want, abs=FLOAT32) and len(got) == len(steps)
     finally:
         FORMATS.pop("toy_newline")
-    with pytest.raises(ConfigError, match="unknown prm.format 'toy_newline'; registered formats: math_shepherd, .*step_tag"):
+    with pytest.raises(
+        ConfigError, match="unknown prm.format 'toy_newline'; registered formats: math_shepherd, .*step_tag"
+    ):
         load_prm(str(tiny_prm_dir), format="toy_newline")
 
 
 def test_every_scorer_follows_the_protocol(tiny_prm_dir):
     from helpers.fakes import DigitScorer
-
     from rfprm_tts.prm import Scorer
     from rfprm_tts.serve.batching import BatchingScorer
 
@@ -303,7 +314,10 @@ def test_every_scorer_follows_the_protocol(tiny_prm_dir):
         assert isinstance(scorer, Scorer)
     # the wrapper passes every capability on
     assert (batching.aggregation, batching.num_parameters, batching.prefix_cache) == (
-        prm.aggregation, prm.num_parameters, prm.prefix_cache) and prm.prefix_cache is prm
+        prm.aggregation,
+        prm.num_parameters,
+        prm.prefix_cache,
+    ) and prm.prefix_cache is prm
     assert batching.describe() == {"format": "step_tag", "readout": "step_tag", "runner": "IncrementalRunner"}
     assert load_prm(str(tiny_prm_dir), incremental=False).prefix_cache is None
     batching.close()

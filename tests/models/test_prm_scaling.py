@@ -4,9 +4,9 @@ import logging
 import random
 
 import pytest
+
 from helpers.fakes import ListGenerator, StepTreeGenerator
 from helpers.tolerances import FLOAT32
-
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.demo.tiny import build_tiny_prm
 from rfprm_tts.errors import PRMInputTooLongError
@@ -235,12 +235,13 @@ def test_prm_replicas_stick_per_question_and_skip_a_dead_one(tiny_prm_dir):
     answered, a question's inputs always reach the same server, and the scores equal a
     single-server run."""
     from helpers.servers import Reply, ScriptedServer
-
     from rfprm_tts.bench.servers import free_port
 
     def pooling(body):  # a row per step tag, a function of the tokens before it
-        rows = [[[1 - (sum(ids[: p + 1]) % 97) / 97, (sum(ids[: p + 1]) % 97) / 97] for p, t in enumerate(ids) if t == tag]
-                for ids in body["input"]]
+        rows = [
+            [[1 - (sum(ids[: p + 1]) % 97) / 97, (sum(ids[: p + 1]) % 97) / 97] for p, t in enumerate(ids) if t == tag]
+            for ids in body["input"]
+        ]
         return Reply(200, {"data": [{"index": i, "data": r} for i, r in enumerate(rows)]})
 
     from transformers import AutoTokenizer
@@ -266,8 +267,12 @@ def test_prm_replicas_stick_per_question_and_skip_a_dead_one(tiny_prm_dir):
         for index, server in enumerate(servers[:2]):
             for body in server.requests:
                 for ids in body["input"]:
-                    question = next(q for q in questions if ids[: several.format.answer_start(q)] ==
-                                    several.encode(q, ["x"])[: several.format.answer_start(q)])
+                    question = next(
+                        q
+                        for q in questions
+                        if ids[: several.format.answer_start(q)]
+                        == several.encode(q, ["x"])[: several.format.answer_start(q)]
+                    )
                     seen_by.setdefault(question, set()).add(index)
         assert set(seen_by) == set(questions) and all(len(s) == 1 for s in seen_by.values())
         # the questions hashed to the dead address went to the next server, and stayed there

@@ -43,8 +43,14 @@ def test_any_question_and_system_prompt_solve_or_are_refused(solver, question, s
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(messages=st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "user", "assistant", "system", "x"]),
-                                                "content": ANY_TEXT}), max_size=4))
+@given(
+    messages=st.lists(
+        st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "user", "assistant", "system", "x"]), "content": ANY_TEXT}
+        ),
+        max_size=4,
+    )
+)
 def test_any_conversation_solves_or_is_refused(solver, messages):
     outcome(solver, messages)
 

@@ -31,7 +31,7 @@ def reference_greedy(model_dir, prompt_ids, max_new_tokens):
         ids.append(nxt)
         if nxt == eos:
             break
-    return ids[len(prompt_ids):]
+    return ids[len(prompt_ids) :]
 
 
 def test_greedy_matches_plain_decoding_and_counts_tokens(tiny_generator_dir):
@@ -67,7 +67,10 @@ def test_prefix_is_continued_not_restarted(tiny_generator_dir):
     rest = generate(gen, n=1, prefix=head, max_tokens=7).completions[0].text
     # Greedy and causal: continuing the first 3 characters gives the rest of the same text.
     assert head + rest == full[: len(head) + len(rest)]
-    assert prompt_ids(gen.tokenizer, to_messages("q"), prefix=head)[-3:] == gen.tokenizer(head, add_special_tokens=False)["input_ids"]
+    assert (
+        prompt_ids(gen.tokenizer, to_messages("q"), prefix=head)[-3:]
+        == gen.tokenizer(head, add_special_tokens=False)["input_ids"]
+    )
 
 
 def test_seeded_sampling_is_reproducible(tiny_generator_dir):

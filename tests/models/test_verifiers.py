@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.tolerances import FLOAT32
 from safetensors.torch import load_file, save_file
 from transformers import (
     AutoModelForCausalLM,
@@ -23,6 +22,7 @@ from transformers import (
     Qwen2Model,
 )
 
+from helpers.tolerances import FLOAT32
 from rfprm_tts.demo.tiny import build_tokenizer
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.prm import load_prm
@@ -54,8 +54,11 @@ def spread_(weight: torch.Tensor, gain: float) -> None:
 def save_causal_lm(path, model_class, config_class, tokenizer, seed: int):
     """A random causal LM of the real class, its head spread like a trained verifier's."""
     torch.manual_seed(seed)
-    model = model_class(config_class(vocab_size=len(tokenizer), tie_word_embeddings=False,
-                                     architectures=[model_class.__name__], **SHAPE))
+    model = model_class(
+        config_class(
+            vocab_size=len(tokenizer), tie_word_embeddings=False, architectures=[model_class.__name__], **SHAPE
+        )
+    )
     spread_(model.lm_head.weight, 10.0)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -85,7 +88,9 @@ def skywork_dir(tmp_path_factory):
     tokenizer = build_tokenizer()
     tokenizer.bos_token = "<|endoftext|>"
     torch.manual_seed(3)
-    config = Qwen2Config(vocab_size=len(tokenizer), tie_word_embeddings=False, architectures=["Qwen2ForPrmModel"], **SHAPE)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer), tie_word_embeddings=False, architectures=["Qwen2ForPrmModel"], **SHAPE
+    )
     lm = Qwen2ForCausalLM(config)
     weights = {k: v.contiguous() for k, v in lm.state_dict().items()}
     weights["v_head.summary.weight"] = torch.randn(1, SHAPE["hidden_size"]) * 2.0
@@ -102,9 +107,15 @@ def outcome_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("outcome")
     tokenizer = build_tokenizer()
     torch.manual_seed(4)
-    model = Qwen2ForSequenceClassification(Qwen2Config(
-        vocab_size=len(tokenizer), num_labels=1, pad_token_id=tokenizer.pad_token_id,
-        architectures=["Qwen2ForSequenceClassification"], **SHAPE))
+    model = Qwen2ForSequenceClassification(
+        Qwen2Config(
+            vocab_size=len(tokenizer),
+            num_labels=1,
+            pad_token_id=tokenizer.pad_token_id,
+            architectures=["Qwen2ForSequenceClassification"],
+            **SHAPE,
+        )
+    )
     spread_(model.score.weight, 40.0)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -112,6 +123,7 @@ def outcome_dir(tmp_path_factory):
 
 
 # Plain re-implementations of each model card's recipe, one sequence at a time.
+
 
 @torch.inference_mode()
 def math_shepherd_card(path, question: str, steps: list[str]) -> list[float]:
@@ -148,7 +160,7 @@ def skywork_card(path, question: str, steps: list[str]) -> list[float]:
     flags = [0] * len(ids)
     step_token_id = tokenizer.encode("\n")[-1]
     for step in "\n".join(steps).split("\n"):
-        step_ids = tokenizer.encode(step) + [step_token_id]
+        step_ids = [*tokenizer.encode(step), step_token_id]
         ids += step_ids
         flags += [0] * (len(step_ids) - 1) + [1]
     weights = load_file(str(path / "model.safetensors"))
@@ -238,7 +250,6 @@ def test_skywork_without_a_value_head_is_a_clear_error(tmp_path, skywork_dir):
 
 def test_outcome_model_is_detected_matches_its_own_pooling_and_refuses_partial_answers(outcome_dir):
     from helpers.fakes import ListGenerator
-
     from rfprm_tts.solver import ReasoningSolver
 
     scorer = load_prm(str(outcome_dir), device="cpu", dtype="float32")

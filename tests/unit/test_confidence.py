@@ -38,8 +38,14 @@ class LogprobGenerator:
         result = GenerationResult(prompt_tokens=1, calls=1)
         for i in range(request.n):
             text, logprobs = self.answers[i % len(self.answers)]
-            result.completions.append(Completion(text=text, finish_reason="stop", tokens=len(logprobs or [0]),
-                                                 logprobs=logprobs if request.sampling.logprobs else None))
+            result.completions.append(
+                Completion(
+                    text=text,
+                    finish_reason="stop",
+                    tokens=len(logprobs or [0]),
+                    logprobs=logprobs if request.sampling.logprobs else None,
+                )
+            )
             result.generated_tokens += len(logprobs or [0])
         return result
 
@@ -48,8 +54,11 @@ class LogprobGenerator:
 
 
 def test_best_of_n_picks_the_most_confident_answer_and_asks_for_logprobs():
-    answers = [("1 + 2 = 4\n\n\\boxed{4}", [-1.5, -0.2, -1.0]), ("1 + 2 = 3\n\n\\boxed{3}", [-0.1, -0.2, -0.3]),
-               ("hmm", None)]
+    answers = [
+        ("1 + 2 = 4\n\n\\boxed{4}", [-1.5, -0.2, -1.0]),
+        ("1 + 2 = 3\n\n\\boxed{3}", [-0.1, -0.2, -0.3]),
+        ("hmm", None),
+    ]
     gen = LogprobGenerator(answers)
     settings = Settings.load(prm=dict(format="confidence", confidence="mean"))  # logprobs off: the solve turns them on
     with ReasoningSolver(settings, generator=gen) as solver:
@@ -59,16 +68,15 @@ def test_best_of_n_picks_the_most_confident_answer_and_asks_for_logprobs():
     assert result.usage.prm_tokens == 0 and result.usage.prm_calls == 1
     unscored = next(c for c in result.candidates if c.trajectory.text == "hmm")
     assert unscored.score is None and "log-probabilities" in unscored.error
-    weighted = ReasoningSolver(settings, generator=LogprobGenerator(answers)).solve("Compute 1 + 2.", n=3,
-                                                                                    strategy="weighted_best_of_n")
+    weighted = ReasoningSolver(settings, generator=LogprobGenerator(answers)).solve(
+        "Compute 1 + 2.", n=3, strategy="weighted_best_of_n"
+    )
     assert weighted.answer == "3"
 
 
 def test_text_alone_cannot_be_scored_by_confidence():
     with pytest.raises(ConfigError, match="log-probabilities.*not text"):
         ConfidenceScorer().score_batch("q", [["a step"]])
-
-
 
 
 def test_prm_score_times_confidence():

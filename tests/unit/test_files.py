@@ -33,13 +33,16 @@ def test_a_bare_carriage_return_inside_a_line_does_not_split_it(tmp_path):
     assert rows == [{"q": "a\rb"}, {"q": "c"}]
 
 
-@pytest.mark.parametrize("line, reason", [
-    (b"\xff{}", "is not UTF-8"),
-    (b"[1]", "is not a JSON object"),
-    (b"{", "is not JSON"),
-    (b"[" * 50_000 + b"]" * 50_000, "nests JSON too deeply"),
-    (b'{"n": ' + b"1" * 5000 + b"}", "cannot be read"),
-])
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        (b"\xff{}", "is not UTF-8"),
+        (b"[1]", "is not a JSON object"),
+        (b"{", "is not JSON"),
+        (b"[" * 50_000 + b"]" * 50_000, "nests JSON too deeply"),
+        (b'{"n": ' + b"1" * 5000 + b"}", "cannot be read"),
+    ],
+)
 def test_a_bad_line_is_a_reason_not_an_exception(line, reason):
     assert reason in parse_row(3, line) and parse_row(3, line).startswith("line 3 ")
 
@@ -109,9 +112,8 @@ def test_write_atomically_leaves_the_old_file_when_it_fails(tmp_path, monkeypatc
 
 def test_one_writer_per_output(tmp_path):
     out = tmp_path / "out.jsonl"
-    with OutputLock(out):
-        with pytest.raises(ConfigError, match=f"process {os.getpid()}"):
-            OutputLock(out).__enter__()
+    with OutputLock(out), pytest.raises(ConfigError, match=f"process {os.getpid()}"):
+        OutputLock(out).__enter__()
     with OutputLock(out):  # released, and the lock file gone with it
         pass
     assert not (tmp_path / "out.jsonl.lock").exists()
@@ -133,16 +135,25 @@ def test_any_bytes_read_as_rows_or_reasons(lines):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.dictionaries(st.text(max_size=10), st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=10)))
+@given(
+    st.dictionaries(
+        st.text(max_size=10),
+        st.recursive(
+            st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+            max_leaves=10,
+        ),
+    )
+)
 def test_any_json_object_round_trips(row):
     line = json.dumps(row, ensure_ascii=False).encode("utf-8", "backslashreplace")
     assert parse_row(1, line) == row
 
 
-ROW = st.fixed_dictionaries({"question": st.text(max_size=30), "response": st.text(max_size=60)},
-                            optional={"id": st.integers(), "extra": st.text(max_size=5)})
+ROW = st.fixed_dictionaries(
+    {"question": st.text(max_size=30), "response": st.text(max_size=60)},
+    optional={"id": st.integers(), "extra": st.text(max_size=5)},
+)
 LINE = ROW.map(lambda r: json.dumps(r, ensure_ascii=False).encode("utf-8", "backslashreplace")) | st.binary(max_size=40)
 
 
@@ -152,7 +163,6 @@ def test_score_file_keeps_every_line_in_order_whatever_the_lines(tmp_path_factor
     """Any JSONL, good rows and junk mixed: one output row per non-blank line, in input order,
     each input row's fields unchanged, junk as error rows; never an exception."""
     from helpers.fakes import DigitScorer
-
     from rfprm_tts.offline.score import score_file
     from rfprm_tts.settings import Settings
 
@@ -172,5 +182,9 @@ def test_score_file_keeps_every_line_in_order_whatever_the_lines(tmp_path_factor
     for row, given_ in zip(out, expected):
         if isinstance(given_, dict):
             assert {k: row[k] for k in given_} == given_
-        assert ("error" in row["rfprm"]) != (isinstance(given_, dict) and given_["question"].strip() != ""
-                                             and given_["response"].strip() != "" and "step_scores" in row["rfprm"])
+        assert ("error" in row["rfprm"]) != (
+            isinstance(given_, dict)
+            and given_["question"].strip() != ""
+            and given_["response"].strip() != ""
+            and "step_scores" in row["rfprm"]
+        )

@@ -6,9 +6,9 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from helpers.fakes import ListGenerator
 from helpers.servers import Reply, chat_body
-
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.prm import build_scorer
 from rfprm_tts.prm.verifiers.generative import verdicts
@@ -18,17 +18,21 @@ STEPS = ["3 + 4 = 7", "7 * 2 = 15", "The answer is \\boxed{15}."]
 
 
 def judge(server, **kw) -> object:
-    return build_scorer(PRMSettings(format="generative", model="judge", base_url=server.base_url, max_retries=1,
-                                    backoff_s=0.01, **kw))
+    return build_scorer(
+        PRMSettings(format="generative", model="judge", base_url=server.base_url, max_retries=1, backoff_s=0.01, **kw)
+    )
 
 
-@pytest.mark.parametrize("critique, want", [
-    ("Step 1 adds.\nStep 1: correct\nStep 2: incorrect\nStep 3: incorrect", [True, False, False]),
-    ("**Step 1:** correct\nStep 2 - Incorrect", [True, False, None]),          # markdown, dashes, a step missing
-    ("Step 1: incorrect\nOn reflection:\nStep 1: correct", [True, None, None]),  # the last line for a step wins
-    ("\\boxed{correct} then \\boxed{incorrect}", [True, False, None]),          # ThinkPRM style
-    ("Step 7: correct", [None, None, None]),                                     # no such step
-])
+@pytest.mark.parametrize(
+    "critique, want",
+    [
+        ("Step 1 adds.\nStep 1: correct\nStep 2: incorrect\nStep 3: incorrect", [True, False, False]),
+        ("**Step 1:** correct\nStep 2 - Incorrect", [True, False, None]),  # markdown, dashes, a step missing
+        ("Step 1: incorrect\nOn reflection:\nStep 1: correct", [True, None, None]),  # the last line for a step wins
+        ("\\boxed{correct} then \\boxed{incorrect}", [True, False, None]),  # ThinkPRM style
+        ("Step 7: correct", [None, None, None]),  # no such step
+    ],
+)
 def test_verdicts_are_parsed(critique, want):
     assert verdicts(critique, 3) == want
 
@@ -47,10 +51,22 @@ def test_scores_tokens_and_the_request(scripted_server):
 
 def test_verdict_probabilities_from_logprobs(scripted_server):
     body = chat_body(["Step 1: correct\nStep 2: incorrect"])
-    body["choices"][0]["logprobs"] = {"content": [
-        {"token": t, "logprob": lp, "bytes": None, "top_logprobs": []}
-        for t, lp in [("Step", -0.01), (" 1", 0.0), (":", 0.0), (" correct", math.log(0.9)), ("\n", 0.0),
-                      ("Step", 0.0), (" 2", 0.0), (":", 0.0), (" incorrect", math.log(0.8))]]}
+    body["choices"][0]["logprobs"] = {
+        "content": [
+            {"token": t, "logprob": lp, "bytes": None, "top_logprobs": []}
+            for t, lp in [
+                ("Step", -0.01),
+                (" 1", 0.0),
+                (":", 0.0),
+                (" correct", math.log(0.9)),
+                ("\n", 0.0),
+                ("Step", 0.0),
+                (" 2", 0.0),
+                (":", 0.0),
+                (" incorrect", math.log(0.8)),
+            ]
+        ]
+    }
     scripted_server.default = Reply(body=body)
     scores = judge(scripted_server).score_batch("q", [STEPS[:2]]).step_scores
     assert scores == [[pytest.approx(0.9), pytest.approx(0.2)]]
@@ -58,9 +74,11 @@ def test_verdict_probabilities_from_logprobs(scripted_server):
 
 def test_failures_stay_with_their_answer(scripted_server):
     """A 500 is retried; a 400 and a critique with no verdict fail that answer alone."""
-    replies = {"A": [Reply(500, {"error": {"message": "busy"}}), Reply(body=chat_body(["Step 1: correct"]))],
-               "B": [Reply(400, {"error": {"message": "bad request"}})],
-               "C": [Reply(body=chat_body(["I am not sure."]))]}
+    replies = {
+        "A": [Reply(500, {"error": {"message": "busy"}}), Reply(body=chat_body(["Step 1: correct"]))],
+        "B": [Reply(400, {"error": {"message": "bad request"}})],
+        "C": [Reply(body=chat_body(["I am not sure."]))],
+    }
 
     def answer(body):
         text = body["messages"][0]["content"]

@@ -4,13 +4,13 @@ import sys
 import textwrap
 
 from helpers.fakes import DigitScorer, ListGenerator
-from rfprm_tts.strategies import available_strategies
-
 from rfprm_tts import ReasoningSolver, Settings
+from rfprm_tts.strategies import available_strategies
 
 
 def test_entry_point_strategy_is_found_and_used(tmp_path, monkeypatch):
-    (tmp_path / "first_sample.py").write_text(textwrap.dedent('''
+    (tmp_path / "first_sample.py").write_text(
+        textwrap.dedent('''
         from rfprm_tts.strategies import SearchOutcome, StrategyParams
 
         class FirstSample:
@@ -24,7 +24,8 @@ def test_entry_point_strategy_is_found_and_used(tmp_path, monkeypatch):
             async def search(self, question, ctx):
                 candidates = await ctx.evaluate(await ctx.sample(self.params.n))
                 return SearchOutcome(answer=candidates[0].answer, candidates=candidates, best=candidates[0])
-    '''))
+    ''')
+    )
     dist = tmp_path / "first_sample-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: first-sample\nVersion: 1.0\n")

@@ -5,8 +5,8 @@ first digit of the sum / 10."""
 import asyncio
 
 import pytest
-from helpers.fakes import DigitScorer, StepTreeGenerator
 
+from helpers.fakes import DigitScorer, StepTreeGenerator
 from rfprm_tts import ConfigError, ReasoningSolver, Settings
 
 
@@ -165,8 +165,9 @@ class ScriptedTree:
         result = GenerationResult(prompt_tokens=1, calls=1)
         for i in range(request.n):
             text = texts[i % len(texts)]
-            result.completions.append(Completion(text=text, finish_reason="stop", tokens=1,
-                                                 stop_reason=None if "boxed" in text else "\n\n"))
+            result.completions.append(
+                Completion(text=text, finish_reason="stop", tokens=1, stop_reason=None if "boxed" in text else "\n\n")
+            )
             result.generated_tokens += 1
         return result
 
@@ -185,8 +186,13 @@ def test_beam_search_drops_beams_that_can_no_longer_win():
     """N=4, M=2. Round 1: "\\boxed{8}" finishes at .8; the kept open beams are "9" (.9) and
     "5" (.5). Under min (or prod) a path only falls as it grows, so "5" can never beat .8:
     it is not grown. Under mean it could, so it is grown."""
-    tree = {(): [["\\boxed{8}", "5", "9", "3"]], ("9",): [["\\boxed{7}", "8"]], ("5",): [["\\boxed{6}", "6"]],
-            ("9", "8"): [["\\boxed{4}", "\\boxed{1}"]], ("5", "6"): [["\\boxed{2}", "\\boxed{3}"]]}
+    tree = {
+        (): [["\\boxed{8}", "5", "9", "3"]],
+        ("9",): [["\\boxed{7}", "8"]],
+        ("5",): [["\\boxed{6}", "6"]],
+        ("9", "8"): [["\\boxed{4}", "\\boxed{1}"]],
+        ("5", "6"): [["\\boxed{2}", "\\boxed{3}"]],
+    }
     result, prefixes = run_tree("beam_search", "min", tree)
     assert result.answer == "8"  # 9|boxed{7}: min .7; 9|8|boxed{4}: .4
     assert "9\n\n" in prefixes and "5\n\n" not in prefixes
@@ -208,21 +214,24 @@ def test_dvts_stops_a_subtree_that_can_no_longer_win():
 SEVEN, EIGHT = "3 + 4 = 7\n\n\\boxed{7}", "3 + 4 = 8\n\n\\boxed{8}"
 
 
-@pytest.mark.parametrize("texts, requests, answer", [
-    # all agree: 2 of 2 gives P(p > 1/2) = 7/8 < 0.95; 4 of 4 gives 31/32: stop after 2 rounds
-    ([SEVEN], [2, 2], "7"),
-    # 7, 8 alternating: never clear, so every round up to N = 16 (totals 2, 4, 8, 16)
-    ([SEVEN, EIGHT], [2, 2, 4, 8], "7"),
-    # 7, 7, 7, 8 repeating: 3 of 4 is 26/32; 6 of 8 is 0.910; 12 of 16 at N: stop there
-    ([SEVEN, SEVEN, SEVEN, EIGHT], [2, 2, 4, 8], "7"),
-])
+@pytest.mark.parametrize(
+    "texts, requests, answer",
+    [
+        # all agree: 2 of 2 gives P(p > 1/2) = 7/8 < 0.95; 4 of 4 gives 31/32: stop after 2 rounds
+        ([SEVEN], [2, 2], "7"),
+        # 7, 8 alternating: never clear, so every round up to N = 16 (totals 2, 4, 8, 16)
+        ([SEVEN, EIGHT], [2, 2, 4, 8], "7"),
+        # 7, 7, 7, 8 repeating: 3 of 4 is 26/32; 6 of 8 is 0.910; 12 of 16 at N: stop there
+        ([SEVEN, SEVEN, SEVEN, EIGHT], [2, 2, 4, 8], "7"),
+    ],
+)
 def test_adaptive_vote_stops_when_the_vote_is_clear(texts, requests, answer):
     from helpers.fakes import ListGenerator
 
     class RoundGenerator(ListGenerator):  # each request continues the list where the last one ended
         async def generate(self, request):
             result = await super().generate(request)
-            self.texts = self.texts[request.n % len(self.texts):] + self.texts[: request.n % len(self.texts)]
+            self.texts = self.texts[request.n % len(self.texts) :] + self.texts[: request.n % len(self.texts)]
             return result
 
     gen = RoundGenerator(list(texts))
@@ -240,12 +249,14 @@ def test_adaptive_vote_share_rule_and_prm_weights():
     # share 0.7: 2 of 2 agree at once -> one round
     gen = ListGenerator([SEVEN])
     result = ReasoningSolver(Settings(), generator=gen, scorer=DigitScorer()).solve(
-        "q", strategy="adaptive_vote", n=8, stop="share", share=0.7)
+        "q", strategy="adaptive_vote", n=8, stop="share", share=0.7
+    )
     assert [r.n for r in gen.requests] == [2] and result.answer == "7"
     # weighted: the PRM (DigitScorer: "8" scores higher) outweighs a 1-1 count; the PRM runs
     scorer = DigitScorer()
     result = ReasoningSolver(Settings(), generator=ListGenerator([SEVEN, EIGHT]), scorer=scorer).solve(
-        "q", strategy="adaptive_vote", n=2, weighted=True)
+        "q", strategy="adaptive_vote", n=2, weighted=True
+    )
     assert result.answer == "8" and scorer.calls == 1
 
 
@@ -287,7 +298,7 @@ def test_tempering_raises_the_temperature_until_the_weights_spread():
     # ESS >= 2 needs e^(1/t) <= 3 + 2 sqrt 3 (solve 1/ESS = (e^2x + 3)/(e^x + 3)^2 = 1/2), so
     # t >= 1/ln(6.46) = 0.536: doubling from 0.05 gives 0.8, and 0.4 was not enough.
     assert t == pytest.approx(0.8) and effective_sample_size(weights) >= 2
-    assert 1 / 0.4 > math.log(3 + 2 * math.sqrt(3))
+    assert math.log(3 + 2 * math.sqrt(3)) < 1 / 0.4
     assert sum(weights) == pytest.approx(1.0)
 
 
@@ -308,7 +319,7 @@ def test_particle_filtering_follows_the_weights():
 def test_particle_filtering_with_a_seed_is_repeatable_and_keeps_weaker_particles():
     """At a high temperature weights are near uniform: systematic resampling keeps every one
     of the 4 first steps once (beam search with N / M = 2 would keep only "4" and "3")."""
-    result, gen, _ = solve("particle_filtering", "last", n=4, temperature=100.0, seed=3)
+    _result, gen, _ = solve("particle_filtering", "last", n=4, temperature=100.0, seed=3)
     assert sorted(r.prefix for r in gen.requests[1:5]) == ["1\n\n", "2\n\n", "3\n\n", "4\n\n"]
     again, _, _ = solve("particle_filtering", "last", n=4, temperature=0.3, seed=3, resampling="multinomial")
     third, _, _ = solve("particle_filtering", "last", n=4, temperature=0.3, seed=3, resampling="multinomial")
@@ -333,11 +344,14 @@ def test_particle_filtering_weighted_vote_and_cache_release():
             pass
 
     scorer = ReleaseCounter()
-    solver = ReasoningSolver(Settings.load(strategy="particle_filtering", prm=dict(aggregation="last")),
-                             generator=StepTreeGenerator(depth=3), scorer=scorer)
+    solver = ReasoningSolver(
+        Settings.load(strategy="particle_filtering", prm=dict(aggregation="last")),
+        generator=StepTreeGenerator(depth=3),
+        scorer=scorer,
+    )
     result = solver.solve("q", n=4, temperature=0.001, min_ess=0, answer="vote")
     # round 1 drew "4" four times: "1", "2", "3" were released from the PRM's cache
-    assert [["1"], ["2"], ["3"]] == scorer.released[:3]
+    assert scorer.released[:3] == [["1"], ["2"], ["3"]]
     assert result.answer == "12" and result.details["votes"] == 4
 
 
@@ -351,7 +365,9 @@ def test_a_token_budget_sizes_each_request_to_what_is_left():
     gen = ListGenerator([SEVEN + " "])
     assert len(gen.texts[0]) == 21
     settings = Settings.load(strategy="best_of_n", generator={"max_tokens": 50}, prm={"aggregation": "last"})
-    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("Compute 3 + 4.", n=16, token_budget=200)
+    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve(
+        "Compute 3 + 4.", n=16, token_budget=200
+    )
     assert [r.n for r in gen.requests] == [4, 5, 1]
     assert [r.sampling.max_tokens for r in gen.requests] == [50, 50, 11]
     assert result.usage.generated_tokens == 210 and len(result.candidates) == 10
@@ -379,7 +395,9 @@ def test_a_sample_the_budget_cut_short_is_not_an_answer():
 
     gen = Honest([SEVEN + " "])
     settings = Settings.load(strategy="best_of_n", generator={"max_tokens": 50}, prm={"aggregation": "last"})
-    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("Compute 3 + 4.", n=4, token_budget=70)
+    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve(
+        "Compute 3 + 4.", n=4, token_budget=70
+    )
     assert [r.n for r in gen.requests] == [1, 2, 1] and result.usage.generated_tokens == 70
     cut = [c for c in result.candidates if not c.ok]
     assert len(cut) == 1 and "token budget" in cut[0].error and cut[0].generated_tokens == 7
@@ -407,8 +425,19 @@ class CostRecorder(StepTreeGenerator):
         return sum(c for c, r in zip(self.costs, self.rounds) if r == self.rounds[-1])
 
 
-@pytest.mark.parametrize("strategy", ["best_of_n", "weighted_best_of_n", "majority_vote", "adaptive_vote", "beam_search",
-                                      "dvts", "early_pruning", "particle_filtering"])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        "best_of_n",
+        "weighted_best_of_n",
+        "majority_vote",
+        "adaptive_vote",
+        "beam_search",
+        "dvts",
+        "early_pruning",
+        "particle_filtering",
+    ],
+)
 @pytest.mark.parametrize("budget", [3, 8, 13, 21])
 def test_no_strategy_outruns_its_budget_by_more_than_its_last_round(strategy, budget):
     """A sample-then-choose strategy's round is one request; a step search's is the requests
@@ -416,7 +445,9 @@ def test_no_strategy_outruns_its_budget_by_more_than_its_last_round(strategy, bu
     gen = CostRecorder()
     settings = Settings.load(strategy=strategy, generator={"max_tokens": 4}, prm={"aggregation": "last"})
     params = {"beam_width": 2} if strategy in ("beam_search", "dvts") else {}
-    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve("q", n=16, token_budget=budget, **params)
+    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve(
+        "q", n=16, token_budget=budget, **params
+    )
     spent = result.usage.generated_tokens
     assert spent == sum(gen.costs)
     assert spent <= budget + gen.last_round_cost(), (spent, gen.costs, gen.rounds)
@@ -434,7 +465,10 @@ def test_a_budget_counting_prm_tokens_stops_sooner():
     total = solver.solve("q", n=8, beam_width=2, token_budget=20, budget_counts="total")
     assert total.usage.generated_tokens < generated.usage.generated_tokens
     assert total.usage.budget_counts == "total"
-    assert total.usage.generated_tokens + total.usage.prm_tokens <= 20 + 8 + total.usage.prm_tokens // total.usage.prm_calls
+    assert (
+        total.usage.generated_tokens + total.usage.prm_tokens
+        <= 20 + 8 + total.usage.prm_tokens // total.usage.prm_calls
+    )
 
 
 def test_progress_reports_every_round_in_order():
@@ -442,13 +476,18 @@ def test_progress_reports_every_round_in_order():
     each generated then scored; the best score never falls and tokens only grow."""
     events = []
     gen, scorer = StepTreeGenerator(depth=3), DigitScorer()
-    solver = ReasoningSolver(Settings.load(strategy="beam_search", prm=dict(aggregation="min")), generator=gen, scorer=scorer)
+    solver = ReasoningSolver(
+        Settings.load(strategy="beam_search", prm=dict(aggregation="min")), generator=gen, scorer=scorer
+    )
     result = solver.solve("q", n=4, beam_width=2, on_progress=events.append)
     assert [(e.round, e.phase) for e in events] == [(r, p) for r in (1, 2, 3, 4) for p in ("generate", "score")]
     # the last round's 4 answers are 2 texts twice: beam search scores each text once
     assert [e.candidates for e in events] == [4] * 7 + [2] and [e.open for e in events[:6:2]] == [4, 4, 4]
     assert events[-1].finished == 4 and events[-1].best_score == result.best.score
-    assert events[-1].generated_tokens == result.usage.generated_tokens and events[-1].prm_tokens == result.usage.prm_tokens
+    assert (
+        events[-1].generated_tokens == result.usage.generated_tokens
+        and events[-1].prm_tokens == result.usage.prm_tokens
+    )
     bests = [e.best_score for e in events if e.best_score is not None]
     assert bests == sorted(bests) and [e.generated_tokens for e in events] == sorted(e.generated_tokens for e in events)
     # a vote without a PRM: one generation round, no score phase
@@ -457,17 +496,22 @@ def test_progress_reports_every_round_in_order():
     assert [(e.round, e.phase, e.candidates, e.finished, e.best_score) for e in events] == [(1, "generate", 4, 4, None)]
 
 
-@pytest.mark.parametrize("answers, requests", [
-    (["7", "7"], [2, 2]),  # all agree: clear after 2 + 2 (31/32 >= 0.95), nothing more is sent
-    (["7", "8"], [2, 2, 4]),  # split 1-1 every time: rounds to N = 8
-])
+@pytest.mark.parametrize(
+    "answers, requests",
+    [
+        (["7", "7"], [2, 2]),  # all agree: clear after 2 + 2 (31/32 >= 0.95), nothing more is sent
+        (["7", "8"], [2, 2, 4]),  # split 1-1 every time: rounds to N = 8
+    ],
+)
 def test_adaptive_vote_sends_no_request_past_the_deciding_round_over_http(scripted_server, answers, requests):
     """Counted where the requests land: a local HTTP server answering as an OpenAI API does
     (the openai backend, over real HTTP)."""
     from helpers.servers import Reply, chat_body
 
     def reply(body):
-        return Reply(200, chat_body([f"3 + 4 = {answers[i % 2]}\n\n\\boxed{{{answers[i % 2]}}}" for i in range(body["n"])]))
+        return Reply(
+            200, chat_body([f"3 + 4 = {answers[i % 2]}\n\n\\boxed{{{answers[i % 2]}}}" for i in range(body["n"])])
+        )
 
     scripted_server.default = reply
     settings = Settings(generator={"backend": "openai", "base_url": scripted_server.base_url, "model": "m"})

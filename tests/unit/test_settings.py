@@ -2,6 +2,9 @@ import json
 import os
 
 import pytest
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from rfprm_tts import ConfigError, Settings
 
@@ -67,7 +70,9 @@ def test_a_nested_typo_is_refused_in_every_source_with_the_closest_name(source, 
         monkeypatch.setenv("RFPRM_GENERATOR__TEMPRATURE", "0.5")
     elif source == "dotenv":
         (tmp_path / ".env").write_text("RFPRM_GENERATOR__TEMPRATURE=0.5\n")
-    with pytest.raises(ConfigError, match=r"unknown setting 'generator\.temprature' .*did you mean 'generator\.temperature'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown setting 'generator\.temprature' .*did you mean 'generator\.temperature'"
+    ):
         if source == "override":
             Settings.load().with_overrides(generator__temprature=0.5)
         elif source == "argument":
@@ -98,14 +103,27 @@ def test_a_literal_setting_lists_its_choices_once():
     assert "must be one of last, min, mean, prod, reasonflux, auto" in str(caught.value)
 
 
-from hypothesis import given  # noqa: E402
-from hypothesis import settings as hypothesis_settings
-from hypothesis import strategies as st  # noqa: E402
-
-KNOWN = ["N", "STRATEGY", "STRATEGY_PARAMS", "STEP_SEPARATOR", "GENERATOR__TEMPERATURE", "GENERATOR__STOP",
-         "GENERATOR__MAX_TOKENS", "GENERATOR__API_KEY", "GENERATOR__BASE_URL", "GENERATOR__VLLM__ENGINE_KWARGS",
-         "PRM__AGGREGATION", "PRM__BATCH_SIZE", "SERVE__API_KEYS", "SERVE__PORT", "GENERATOR", "PRM__VLLM"]
-NAMES = st.sampled_from(KNOWN) | st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}(__[A-Za-z0-9_]{1,12}){0,2}", fullmatch=True)
+KNOWN = [
+    "N",
+    "STRATEGY",
+    "STRATEGY_PARAMS",
+    "STEP_SEPARATOR",
+    "GENERATOR__TEMPERATURE",
+    "GENERATOR__STOP",
+    "GENERATOR__MAX_TOKENS",
+    "GENERATOR__API_KEY",
+    "GENERATOR__BASE_URL",
+    "GENERATOR__VLLM__ENGINE_KWARGS",
+    "PRM__AGGREGATION",
+    "PRM__BATCH_SIZE",
+    "SERVE__API_KEYS",
+    "SERVE__PORT",
+    "GENERATOR",
+    "PRM__VLLM",
+]
+NAMES = st.sampled_from(KNOWN) | st.from_regex(
+    r"[A-Za-z_][A-Za-z0-9_]{0,12}(__[A-Za-z0-9_]{1,12}){0,2}", fullmatch=True
+)
 
 
 @hypothesis_settings(max_examples=300, deadline=None)
@@ -122,12 +140,15 @@ def test_any_settings_never_leak_a_value_nor_raise_anything_else(tmp_path_factor
         if source == "env":
             environ.update({k: v.replace("\x00", "") for k, v in given_.items()})
         elif source == "dotenv":
-            (folder / ".env").write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in given_.items()),
-                                         encoding="utf-8", errors="surrogatepass")
+            (folder / ".env").write_text(
+                "".join(f"{k}={json.dumps(v)}\n" for k, v in given_.items()), encoding="utf-8", errors="surrogatepass"
+            )
         else:
-            (folder / "rfprm.toml").write_text("".join(f"{k[6:].lower().replace('__', '.')} = {json.dumps(v)}\n"
-                                                       for k, v in given_.items()),
-                                               encoding="utf-8", errors="surrogatepass")
+            (folder / "rfprm.toml").write_text(
+                "".join(f"{k[6:].lower().replace('__', '.')} = {json.dumps(v)}\n" for k, v in given_.items()),
+                encoding="utf-8",
+                errors="surrogatepass",
+            )
         saved = dict(os.environ)
         os.environ.clear()
         os.environ.update(environ)

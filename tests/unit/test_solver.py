@@ -1,18 +1,18 @@
 import asyncio
 
 import pytest
+
+import rfprm_tts
 from helpers.fakes import DigitScorer, ListGenerator
+from rfprm_tts import ConfigError, ReasoningSolver, Settings
 from rfprm_tts.strategies import StrategyParams, available_strategies
 from rfprm_tts.strategies.best_of_n import BestOfN
 
-import rfprm_tts
-from rfprm_tts import ConfigError, ReasoningSolver, Settings
-
 # DigitScorer step scores and aggregates, worked out by hand:
 TEXTS = [
-    "a 5\n\nb 5\n\n\\boxed{6}",     # .5 .5 .6: min .5  last .6  prod .15   mean .533
+    "a 5\n\nb 5\n\n\\boxed{6}",  # .5 .5 .6: min .5  last .6  prod .15   mean .533
     "a 9\n\nb 1\n\nso \\boxed{8}",  # .9 .1 .8: min .1  last .8  prod .072  mean .6
-    "a 4\n\nb 9\n\n\\boxed{7}",     # .4 .9 .7: min .4  last .7  prod .252  mean .667
+    "a 4\n\nb 9\n\n\\boxed{7}",  # .4 .9 .7: min .4  last .7  prod .252  mean .667
 ]
 
 
@@ -21,7 +21,9 @@ def solver(aggregation: str, fail=frozenset(), n=3) -> ReasoningSolver:
     return ReasoningSolver(settings, generator=ListGenerator(TEXTS, fail=fail), scorer=DigitScorer())
 
 
-@pytest.mark.parametrize("aggregation, answer", [("min", "6"), ("last", "8"), ("prod", "7"), ("mean", "7"), ("reasonflux", "8")])
+@pytest.mark.parametrize(
+    "aggregation, answer", [("min", "6"), ("last", "8"), ("prod", "7"), ("mean", "7"), ("reasonflux", "8")]
+)
 def test_best_of_n_picks_the_highest_aggregate(aggregation, answer):
     result = solver(aggregation).solve("q")
     assert result.answer == answer
@@ -85,7 +87,9 @@ def test_per_solve_overrides_and_their_limits():
 def test_explicit_strategy_object():
     s = ReasoningSolver(
         Settings.load(prm=dict(aggregation="last")),
-        generator=ListGenerator(TEXTS), scorer=DigitScorer(), strategy=BestOfN(StrategyParams(n=2)),
+        generator=ListGenerator(TEXTS),
+        scorer=DigitScorer(),
+        strategy=BestOfN(StrategyParams(n=2)),
     )
     result = s.solve("q")
     assert len(result.candidates) == 2 and result.answer == "8"
@@ -107,8 +111,6 @@ def test_async_core():
 
     results = asyncio.run(main())
     assert [r.question for r in results] == ["q1", "q2"]
-
-
 
 
 def test_registry_lists_builtins():
@@ -157,14 +159,19 @@ def test_chat_messages_reach_the_generator_and_the_last_user_message_is_the_ques
     # a per-solve system prompt, and OpenAI's "developer" role read as the system message
     ReasoningSolver(Settings.load(n=3), generator=gen, scorer=scorer).solve("q", generator__system_prompt="Brief.")
     assert gen.requests[-1].messages[0] == {"role": "system", "content": "Brief."}
-    ReasoningSolver(Settings.load(n=3), generator=gen, scorer=scorer).solve([{"role": "developer", "content": "D"}, HISTORY[-1]])
+    ReasoningSolver(Settings.load(n=3), generator=gen, scorer=scorer).solve(
+        [{"role": "developer", "content": "D"}, HISTORY[-1]]
+    )
     assert gen.requests[-1].messages[0] == {"role": "system", "content": "D"}
 
 
 @pytest.mark.parametrize(
     "prompt, message",
     [
-        ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], "last message must be the user's question"),
+        (
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+            "last message must be the user's question",
+        ),
         ([{"role": "tool", "content": "x"}, {"role": "user", "content": "q"}], "role 'tool'"),
         ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], "non-text content part"),
         ([{"role": "user"}], "no text content"),
@@ -241,7 +248,10 @@ def test_module_level_solve_keys_its_models_on_secret_values(monkeypatch):
     rfprm_tts.solve("q", n=3, prm__api_key="first-key")
     assert solver_module._shared is first
     rfprm_tts.solve("q", n=2, prm__api_key="second-key")
-    assert solver_module._shared is not first and solver_module._shared.settings.prm.api_key.get_secret_value() == "second-key"
+    assert (
+        solver_module._shared is not first
+        and solver_module._shared.settings.prm.api_key.get_secret_value() == "second-key"
+    )
     solver_module._shared.close()
 
 
@@ -249,7 +259,9 @@ def test_a_strategy_that_never_scores_does_not_load_the_prm(tmp_path):
     """majority_vote in front of a hosted API must not load a PRM (a 7B one takes a GPU and
     a minute): here the PRM path does not exist, so loading it would fail."""
     settings = Settings.load(prm={"model": str(tmp_path / "no-such-prm")})
-    with ReasoningSolver(settings, generator=ListGenerator(["x = 7\n\nSo the answer is \\boxed{7}.", "\\boxed{8}"])) as solver:
+    with ReasoningSolver(
+        settings, generator=ListGenerator(["x = 7\n\nSo the answer is \\boxed{7}.", "\\boxed{8}"])
+    ) as solver:
         result = solver.solve("q", strategy="majority_vote", n=3)
         assert result.answer == "7" and result.usage.prm_tokens == 0 and result.strategy_params["aggregation"] is None
         with pytest.raises(ConfigError, match="prm model .*no-such-prm.* is a local path that does not exist"):

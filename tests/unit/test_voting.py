@@ -2,8 +2,8 @@ import threading
 import time
 
 import pytest
-from helpers.fakes import DigitScorer, ListGenerator
 
+from helpers.fakes import DigitScorer, ListGenerator
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.grading import equivalence as grading
 from rfprm_tts.grading.equivalence import equivalent, normalize, vote
@@ -100,10 +100,6 @@ def test_slow_comparisons_do_not_hold_up_other_callers(monkeypatch):
     done.append("quick")
     slow.join()
     assert done[0] == "quick" and done[1].startswith("slow")
-
-
-
-
 
 
 def test_a_comparison_that_cannot_be_checked_is_reported(caplog):

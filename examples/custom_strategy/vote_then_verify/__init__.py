@@ -14,6 +14,7 @@ Cheap when the generator is confident, careful when it is not. Install this fold
 from __future__ import annotations
 
 from pydantic import Field
+
 from rfprm_tts.strategies import BaseStrategy, SearchContext, SearchOutcome, StrategyParams, best_outcome, rank, vote
 
 

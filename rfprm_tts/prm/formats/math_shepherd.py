@@ -13,9 +13,9 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 
+from rfprm_tts.prm.formats.tokens import card_token_id, steps_start
 from rfprm_tts.prm.protocol import Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
-from rfprm_tts.prm.formats.tokens import card_token_id, steps_start
 
 STEP_TAG = "ки"
 
@@ -30,7 +30,10 @@ class MathShepherdFormat:
         self.tokenizer = tokenizer
         self.step_tag = step_tag
         self.tag_id = card_token_id(tokenizer, step_tag, "prm.step_tag")
-        self.choices = [card_token_id(tokenizer, good, "prm.good_token"), card_token_id(tokenizer, bad, "prm.bad_token")]
+        self.choices = [
+            card_token_id(tokenizer, good, "prm.good_token"),
+            card_token_id(tokenizer, bad, "prm.bad_token"),
+        ]
         self.answer_start = functools.lru_cache(maxsize=4096)(lambda question: steps_start(self.encode, question))
 
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:

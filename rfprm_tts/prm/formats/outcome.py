@@ -68,7 +68,10 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
             "(a reward logit). Set prm.format to the checkpoint's format."
         )
     model = load_checked(
-        AutoModelForSequenceClassification.from_pretrained, path, "prm", dtype=dtype,
+        AutoModelForSequenceClassification.from_pretrained,
+        path,
+        "prm",
+        dtype=dtype,
         trust_remote_code=settings.trust_remote_code,
     )
     head = getattr(model, "score", None) or getattr(model, "classifier", None)
@@ -77,4 +80,6 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
     return ScalarHeadModel(model.base_model, head).to(device).eval()
 
 
-register_format(FormatSpec("outcome", _build, _load_model, pooling=False, detect=lambda path, config: is_outcome_model(config)))
+register_format(
+    FormatSpec("outcome", _build, _load_model, pooling=False, detect=lambda path, config: is_outcome_model(config))
+)

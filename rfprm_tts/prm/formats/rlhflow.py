@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from rfprm_tts.chat import prompt_ids, render, require_chat_template
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.formats.math_shepherd import load_token_choice_model
+from rfprm_tts.prm.formats.tokens import card_token_id, steps_start
 from rfprm_tts.prm.protocol import Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
-from rfprm_tts.prm.formats.tokens import card_token_id, steps_start
 
 
 class RLHFlowFormat:
@@ -31,7 +31,10 @@ class RLHFlowFormat:
     def __init__(self, tokenizer, good: str = "+", bad: str = "-"):
         self.tokenizer = tokenizer
         self.good = good
-        self.choices = [card_token_id(tokenizer, good, "prm.good_token"), card_token_id(tokenizer, bad, "prm.bad_token")]
+        self.choices = [
+            card_token_id(tokenizer, good, "prm.good_token"),
+            card_token_id(tokenizer, bad, "prm.bad_token"),
+        ]
         self.header, self.turn_end = self._verdict_slot()
         self.answer_start = functools.lru_cache(maxsize=4096)(lambda question: steps_start(self.encode, question))
 
@@ -48,7 +51,7 @@ class RLHFlowFormat:
         at = len(opened)
         if ids[:at] != opened or at + 1 >= len(ids) or ids[at] != self.choices[0]:
             raise PRMLoadError(f"the chat template does not put {self.good!r} alone after the assistant header")
-        return opened[len(closed):], ids[at + 1]
+        return opened[len(closed) :], ids[at + 1]
 
     def _ids(self, messages: list[dict[str, str]]) -> list[int]:
         return self.tokenizer(render(self.tokenizer, messages, open_turn=False), add_special_tokens=False)["input_ids"]
@@ -63,8 +66,11 @@ class RLHFlowFormat:
     def marks(self, ids: Sequence[int], start: int) -> list[int]:
         """The positions that predict each verdict slot's "+"."""
         good, end, header, h = self.choices[0], self.turn_end, self.header, len(self.header)
-        return [q - 1 for q in range(max(start, h), len(ids) - 1)
-                if ids[q] == good and ids[q + 1] == end and list(ids[q - h : q]) == header]
+        return [
+            q - 1
+            for q in range(max(start, h), len(ids) - 1)
+            if ids[q] == good and ids[q + 1] == end and list(ids[q - h : q]) == header
+        ]
 
     def read(self, rows: Rows, ids: Sequence[int], start: int) -> list[float]:
         return [float(p[0]) for p in rows]  # softmax over (good, bad): P(good)

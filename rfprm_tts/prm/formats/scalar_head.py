@@ -83,14 +83,27 @@ def _load_model(settings, path: str, config, device, dtype, fmt) -> ScalarHeadMo
 
     from rfprm_tts.runtime.torch_utils import load_checked
 
-    body = load_checked(  # the decoder alone: the reward head is read below, the language-model head is unused
-        AutoModel.from_pretrained, path, "prm", unused=("lm_head.",), dtype=dtype,
-        trust_remote_code=settings.trust_remote_code,
-    ).to(device).eval()
+    body = (
+        load_checked(  # the decoder alone: the reward head is read below, the language-model head is unused
+            AutoModel.from_pretrained,
+            path,
+            "prm",
+            unused=("lm_head.",),
+            dtype=dtype,
+            trust_remote_code=settings.trust_remote_code,
+        )
+        .to(device)
+        .eval()
+    )
     head = load_reward_head(os.path.join(path, REWARD_HEAD_FILE), config.hidden_size).to(dtype)
     return ScalarHeadModel(body, head).eval()
 
 
-register_format(FormatSpec(
-    "scalar_head", _build, _load_model, detect=lambda path, config: os.path.isfile(os.path.join(path, REWARD_HEAD_FILE))
-))
+register_format(
+    FormatSpec(
+        "scalar_head",
+        _build,
+        _load_model,
+        detect=lambda path, config: os.path.isfile(os.path.join(path, REWARD_HEAD_FILE)),
+    )
+)

@@ -48,7 +48,7 @@ class SkyworkFormat:
     def encode(self, question: str, steps: Sequence[str]) -> list[int]:
         ids = list(self._prompt(question))
         for step in steps:
-            ids += self._encode(step.replace(self.step_token, " ")) + [self.tag_id]  # one line per step
+            ids += [*self._encode(step.replace(self.step_token, " ")), self.tag_id]  # one line per step
         return ids
 
     def answer_start(self, question: str) -> int:
@@ -67,7 +67,8 @@ def load_value_head(path: str, hidden_size: int) -> torch.nn.Linear:
 
     index = os.path.join(path, "model.safetensors.index.json")
     if os.path.isfile(index):
-        weight_map = json.load(open(index))["weight_map"]
+        with open(index) as index_file:
+            weight_map = json.load(index_file)["weight_map"]
         files = {key: os.path.join(path, weight_map[key]) for key in HEAD_KEYS if key in weight_map}
     else:
         files = {key: os.path.join(path, "model.safetensors") for key in HEAD_KEYS}
@@ -75,7 +76,7 @@ def load_value_head(path: str, hidden_size: int) -> torch.nn.Linear:
     for key, file in files.items():
         if os.path.isfile(file):
             with safe_open(file, framework="pt") as f:
-                if key in f.keys():
+                if key in f:
                     tensors[key] = f.get_tensor(key)
     if set(tensors) != set(HEAD_KEYS):
         raise PRMLoadError(
@@ -83,7 +84,9 @@ def load_value_head(path: str, hidden_size: int) -> torch.nn.Linear:
             "checkpoint; set prm.format to the checkpoint's format"
         )
     head = torch.nn.Linear(hidden_size, 1)
-    head.load_state_dict({"weight": tensors[HEAD_KEYS[0]].reshape(1, hidden_size), "bias": tensors[HEAD_KEYS[1]].reshape(1)})
+    head.load_state_dict(
+        {"weight": tensors[HEAD_KEYS[0]].reshape(1, hidden_size), "bias": tensors[HEAD_KEYS[1]].reshape(1)}
+    )
     return head
 
 
@@ -97,14 +100,23 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
     from rfprm_tts.prm.models.heads import ScalarHeadModel
     from rfprm_tts.runtime.torch_utils import load_checked
 
-    body = load_checked(  # the decoder alone: the value head is read below, the language-model head is unused
-        AutoModel.from_pretrained, path, "prm", unused=("v_head.", "lm_head."), dtype=dtype
-    ).to(device).eval()
+    body = (
+        load_checked(  # the decoder alone: the value head is read below, the language-model head is unused
+            AutoModel.from_pretrained, path, "prm", unused=("v_head.", "lm_head."), dtype=dtype
+        )
+        .to(device)
+        .eval()
+    )
     head = load_value_head(path, config.hidden_size).to(dtype)
     return ScalarHeadModel(body, head).eval()
 
 
-register_format(FormatSpec(
-    "skywork", _build, _load_model, pooling=False,
-    detect=lambda path, config: ARCHITECTURE in (getattr(config, "architectures", None) or []),
-))
+register_format(
+    FormatSpec(
+        "skywork",
+        _build,
+        _load_model,
+        pooling=False,
+        detect=lambda path, config: ARCHITECTURE in (getattr(config, "architectures", None) or []),
+    )
+)

@@ -62,7 +62,9 @@ class StepTagFormat:
     prefix_reuse = True
     partial_ok = True
 
-    def __init__(self, tokenizer, *, step_tag: str = "<extra_0>", readout: str = "step_tag", system_prompt: str | None = None):
+    def __init__(
+        self, tokenizer, *, step_tag: str = "<extra_0>", readout: str = "step_tag", system_prompt: str | None = None
+    ):
         self.tokenizer = tokenizer
         self.step_tag = step_tag
         self.tag_id = tokenizer.convert_tokens_to_ids(step_tag)

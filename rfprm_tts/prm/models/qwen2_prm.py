@@ -34,9 +34,7 @@ class Qwen2ForProcessRewardModel(Qwen2PreTrainedModel):
         position_ids: torch.Tensor | None = None,
         **kwargs,
     ) -> TokenClassifierOutput:
-        outputs = self.model(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs
-        )
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, **kwargs)
         logits = self.score(outputs.last_hidden_state)
         return TokenClassifierOutput(logits=logits, hidden_states=outputs.hidden_states)
 

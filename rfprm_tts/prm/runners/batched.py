@@ -26,8 +26,15 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
 
 
 class TransformersRunner:
-    def __init__(self, model: torch.nn.Module, *, batch_size: int = 64, max_batch_tokens: int = 16384,
-                 batching: str = "auto", pad_id: int = 0):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        *,
+        batch_size: int = 64,
+        max_batch_tokens: int = 16384,
+        batching: str = "auto",
+        pad_id: int = 0,
+    ):
         self.model = model
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens

@@ -26,8 +26,8 @@ from itertools import count
 import torch
 from transformers import DynamicCache, Qwen2Model
 
-from rfprm_tts.prm.runners.batched import TransformersRunner, probabilities
 from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows, positions
+from rfprm_tts.prm.runners.batched import TransformersRunner, probabilities
 from rfprm_tts.runtime.torch_utils import length_batches
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
@@ -236,7 +236,10 @@ class IncrementalRunner(TransformersRunner):
         for row, node in enumerate(nodes):
             n = len(node.segment)
             node.kv = [
-                (layer.keys[row, :, width_past : width_past + n].clone(), layer.values[row, :, width_past : width_past + n].clone())
+                (
+                    layer.keys[row, :, width_past : width_past + n].clone(),
+                    layer.values[row, :, width_past : width_past + n].clone(),
+                )
                 for layer in cache.layers
             ]
             # the positions the format reads, in the segment's own coordinates
@@ -251,7 +254,10 @@ class IncrementalRunner(TransformersRunner):
             if node.parent is not None and node.parent.id not in chains:
                 segments = [n.kv for n in node.parent.chain()]
                 chains[node.parent.id] = [
-                    (torch.cat([s[layer][0] for s in segments], dim=1), torch.cat([s[layer][1] for s in segments], dim=1))
+                    (
+                        torch.cat([s[layer][0] for s in segments], dim=1),
+                        torch.cat([s[layer][1] for s in segments], dim=1),
+                    )
                     for layer in range(len(segments[0]))
                 ]
         some = next(iter(chains.values()))

@@ -27,8 +27,11 @@ class VLLMPoolingRunner:
 
         v = settings.vllm
         engine_args: dict[str, Any] = dict(
-            model=path, runner="pooling", gpu_memory_utilization=v.gpu_memory_utilization,
-            tensor_parallel_size=v.tensor_parallel_size, enforce_eager=v.enforce_eager,
+            model=path,
+            runner="pooling",
+            gpu_memory_utilization=v.gpu_memory_utilization,
+            tensor_parallel_size=v.tensor_parallel_size,
+            enforce_eager=v.enforce_eager,
         )
         if settings.dtype != "auto":
             engine_args["dtype"] = settings.dtype
@@ -49,7 +52,9 @@ class VLLMPoolingRunner:
         with self._lock:
             outputs = self.llm.encode(
                 [TokensPrompt(prompt_token_ids=ids) for ids in inputs],
-                pooling_params=params, pooling_task="token_classify", use_tqdm=False,
+                pooling_params=params,
+                pooling_task="token_classify",
+                use_tqdm=False,
             )
         rows = [out.outputs.data.float().tolist() for out in outputs]
         return Forwarded(rows, [len(ids) for ids in inputs], 0)  # vLLM packs: no padding
@@ -77,7 +82,9 @@ class HTTPPoolingRunner:
         key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
         urls = [url.rstrip("/") for url in [settings.base_url, *settings.replicas]]
         self.replicas = Replicas(urls, settings.replica_cooldown_s)
-        self.clients = [openai.OpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0) for url in urls]
+        self.clients = [
+            openai.OpenAI(base_url=url, api_key=key, timeout=settings.timeout_s, max_retries=0) for url in urls
+        ]
         self.settings = settings
         self.model = settings.served_model_name or path
         self.num_parameters = None

@@ -56,10 +56,14 @@ def verdict_probabilities(tokens: Sequence[tuple[str, float]] | None, said: list
     given, in order). None where the tokens do not match the verdicts (a word split into
     pieces, a verdict word missing): that step falls back to its verdict."""
     given = [v for v in said if v is not None]
-    words = [(text.strip().lower(), math.exp(lp)) for text, lp in tokens or [] if text.strip().lower() in ("correct", "incorrect")]
+    words = [
+        (text.strip().lower(), math.exp(lp))
+        for text, lp in tokens or []
+        if text.strip().lower() in ("correct", "incorrect")
+    ]
     if not given or len(words) < len(given):
         return [None] * len(said)
-    last = iter(words[len(words) - len(given):])
+    last = iter(words[len(words) - len(given) :])
     probabilities = []
     for verdict in said:
         if verdict is None:
@@ -77,7 +81,9 @@ class GenerativeVerifier(ScorerDefaults):
 
     def __init__(self, settings):
         if not settings.base_url:
-            raise ConfigError("prm.format 'generative' needs prm.base_url: the judge model's OpenAI-compatible endpoint")
+            raise ConfigError(
+                "prm.format 'generative' needs prm.base_url: the judge model's OpenAI-compatible endpoint"
+            )
         import openai
 
         key = settings.api_key.get_secret_value() if settings.api_key else "EMPTY"
@@ -96,10 +102,13 @@ class GenerativeVerifier(ScorerDefaults):
                 with attempt:
                     attempts += 1
                     response = self.client.chat.completions.create(
-                        model=self.model, messages=[{"role": "user", "content": judge_prompt(question, steps)}],
-                        temperature=0.0, max_completion_tokens=s.judge_max_tokens, logprobs=True,
+                        model=self.model,
+                        messages=[{"role": "user", "content": judge_prompt(question, steps)}],
+                        temperature=0.0,
+                        max_completion_tokens=s.judge_max_tokens,
+                        logprobs=True,
                     )
-        except Exception as exc:  # noqa: BLE001 - this answer goes unscored, with why
+        except Exception as exc:
             return [None] * len(steps), 0, describe_failure(exc, s.base_url, attempts, "prm")
         choice = response.choices[0]
         tokens = response.usage.total_tokens if response.usage else 0
@@ -108,14 +117,17 @@ class GenerativeVerifier(ScorerDefaults):
             return [None] * len(steps), tokens, "the judge gave no verdict for any step"
         content = getattr(getattr(choice, "logprobs", None), "content", None)
         probs = verdict_probabilities([(t.token, t.logprob) for t in content] if content else None, said)
-        scores = [None if v is None else (1.0 if v else 0.0) if p is None else (p if v else 1.0 - p)
-                  for v, p in zip(said, probs)]
+        scores = [
+            None if v is None else (1.0 if v else 0.0) if p is None else (p if v else 1.0 - p)
+            for v, p in zip(said, probs)
+        ]
         return scores, tokens, None
 
     def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:
         batch = ScoredBatch()
-        judged = list(self.pool.map(lambda steps: self._judge(question, list(steps)) if steps else ([], 0, None),
-                                    trajectories))
+        judged = list(
+            self.pool.map(lambda steps: self._judge(question, list(steps)) if steps else ([], 0, None), trajectories)
+        )
         for scores, tokens, error in judged:
             batch.step_scores.append(scores)
             batch.tokens += tokens
