@@ -12,7 +12,7 @@ prompt or a partial answer is placed the same way everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeGuard
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.runtime.model_names import Role, load_error
@@ -34,6 +34,11 @@ def _text(content: Any, where: str) -> str:
     raise ConfigError(f"{where} has no text content: give 'content' as a string (or a list of text parts)")
 
 
+def _is_chat(prompt: object) -> TypeGuard[Sequence[Mapping[str, Any]]]:
+    """A list (any sequence) of message mappings."""
+    return isinstance(prompt, Sequence) and all(isinstance(m, Mapping) for m in prompt)
+
+
 def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Message]:
     """The conversation as plain {"role", "content"} messages, checked: a string becomes
     one user message; the last message must be the user's question; `system_prompt` goes
@@ -42,7 +47,7 @@ def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
         raise ConfigError("the prompt is empty: pass the question as a non-empty string or a list of chat messages")
     if isinstance(prompt, str):
         messages = [{"role": "user", "content": require_unicode(prompt, "the question")}]
-    elif isinstance(prompt, Sequence) and all(isinstance(m, Mapping) for m in prompt):
+    elif _is_chat(prompt):
         messages = []
         for i, message in enumerate(prompt):
             role = "system" if message.get("role") == "developer" else message.get("role")

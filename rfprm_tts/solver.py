@@ -22,12 +22,15 @@ from typing import Any, TypeVar
 from rfprm_tts.chat import Prompt, to_messages
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
 from rfprm_tts.generators import Generator, build_generator
+from rfprm_tts.generators.base import SizedGenerator
 from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.prm.aggregate import resolve_aggregation
+from rfprm_tts.prm.protocol import LogprobScorer
 from rfprm_tts.search.budget import TokenBudget
 from rfprm_tts.search.context import Progress, SearchContext
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
+from rfprm_tts.strategies.base import UsesPRM
 from rfprm_tts.trajectory import SolveResult
 
 T = TypeVar("T")
@@ -119,10 +122,14 @@ class ReasoningSolver:
         """Run a ready strategy object on one prompt (`asolve` builds it from settings);
         `settings` may differ from the solver's in per-solve fields only."""
         settings = settings or self.settings
-        limit = getattr(strategy.params, "token_budget", None)
+        limit = strategy.params.token_budget
         budget = TokenBudget(limit, strategy.params.budget_counts) if limit else None
         ctx = await self.context(
-            prompt, settings, with_prm=getattr(strategy, "uses_prm", True), budget=budget, on_progress=on_progress
+            prompt,
+            settings,
+            with_prm=strategy.uses_prm if isinstance(strategy, UsesPRM) else True,
+            budget=budget,
+            on_progress=on_progress,
         )
         started = time.perf_counter()
         try:
@@ -133,7 +140,8 @@ class ReasoningSolver:
             raise PRMInputTooLongError(f"no candidate could be scored by the PRM; first: {ctx.prm_failures[0]}")
         ctx.usage.wall_time_s = time.perf_counter() - started
         ctx.usage.estimate_flops(
-            getattr(ctx.generator, "num_parameters", None), ctx.scorer and ctx.scorer.num_parameters
+            ctx.generator.num_parameters if isinstance(ctx.generator, SizedGenerator) else None,
+            ctx.scorer.num_parameters if ctx.scorer is not None else None,
         )
         return SolveResult(
             question=ctx.question,
@@ -172,7 +180,7 @@ class ReasoningSolver:
         else:
             generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer if with_prm else None))
         reads_logprobs = scorer is not None and (
-            getattr(scorer, "reads_logprobs", False) or settings.prm.confidence_weight > 0
+            isinstance(scorer, LogprobScorer) or settings.prm.confidence_weight > 0
         )
         return SearchContext(
             messages,

@@ -25,6 +25,7 @@ from pydantic import Field
 from rfprm_tts.search.context import SearchContext
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, register
 from rfprm_tts.strategies.voting import tally, vote_outcome
+from rfprm_tts.trajectory import Candidate
 
 
 class AdaptiveVoteParams(StrategyParams):
@@ -43,20 +44,23 @@ def leader_is_clear(leader: int, others: int, confidence: float) -> bool:
     """P(p > 1/2) under Beta(1 + leader, 1 + others) >= confidence. For integer parameters
     P(p <= 1/2) is P(Binomial(leader + others + 1, 1/2) >= leader + 1)."""
     n = leader + others + 1
-    return sum(comb(n, k) for k in range(leader + 1)) / 2**n >= confidence
+    outcomes: int = 2**n  # an int: typeshed types int ** int as Any (a negative power is a float)
+    return sum(comb(n, k) for k in range(leader + 1)) / outcomes >= confidence
 
 
 @register
 class AdaptiveVote(BaseStrategy):
     name = "adaptive_vote"
     Params = AdaptiveVoteParams
+    params: AdaptiveVoteParams
 
-    def __init__(self, params: AdaptiveVoteParams):
+    def __init__(self, params: StrategyParams):
         super().__init__(params)
-        self.uses_prm = params.weighted  # unweighted, a solve never loads the PRM
+        self.uses_prm = self.params.weighted  # unweighted, a solve never loads the PRM
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         p = self.params
+        candidates: list[Candidate]
         candidates, total, rounds = [], min(p.first, p.n), 0
         while True:
             rounds += 1

@@ -16,9 +16,10 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.search.context import SearchContext
@@ -66,22 +67,52 @@ class SearchOutcome:
 
 
 class Strategy(Protocol):
-    """`uses_prm` (optional, default True): False for a strategy that never scores, so a
+    """A strategy as a solve runs it: its `name`, its validated `params` (an instance of its
+    class's `Params`) and `search`.
+
+    `uses_prm` (optional, default True): False for a strategy that never scores, so a
     solve does not load the PRM for it and `ctx.scorer` is None."""
 
     name: ClassVar[str]
-    Params: ClassVar[type[StrategyParams]]
-    params: StrategyParams
+
+    @property
+    def params(self) -> StrategyParams: ...
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome: ...
 
 
+@runtime_checkable
+class UsesPRM(Strategy, Protocol):
+    """A strategy that says whether it scores: `uses_prm`, the optional part of the protocol
+    (a strategy without it uses the PRM)."""
+
+    @property
+    def uses_prm(self) -> bool: ...
+
+
+class StrategyClass(Protocol):
+    """A strategy class, as the registry holds it: its `name`, its `Params` model, and
+    built from an instance of that model."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def Params(self) -> type[StrategyParams]: ...
+
+    def __call__(self, params: StrategyParams) -> Strategy: ...
+
+
+S = TypeVar("S", bound=StrategyClass)
+
+
 class BaseStrategy:
-    """Convenience base: holds the validated parameters."""
+    """Convenience base: holds the validated parameters. A strategy with parameters of its
+    own declares their type too (`params: MyParams` beside `Params = MyParams`)."""
 
     name: ClassVar[str]
     Params: ClassVar[type[StrategyParams]] = StrategyParams
-    uses_prm: ClassVar[bool] = True
+    uses_prm: bool = True
 
     def __init__(self, params: StrategyParams):
         self.params = params
@@ -111,10 +142,10 @@ def best_outcome(candidates: list[Candidate], details: dict[str, Any] | None = N
     return SearchOutcome(answer=best.answer if best else None, candidates=ranked, best=best, details=details or {})
 
 
-_REGISTRY: dict[str, type] = {}
+_REGISTRY: dict[str, StrategyClass] = {}
 
 
-def register(cls: type) -> type:
+def register(cls: S) -> S:
     """Class decorator: make a strategy available by its `name`."""
     _REGISTRY[cls.name] = cls
     return cls
@@ -134,7 +165,7 @@ def available_strategies() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def strategy_class(name: str) -> type:
+def strategy_class(name: str) -> StrategyClass:
     """The registered class of strategy `name`."""
     if name not in _REGISTRY:
         _load_entry_points()
@@ -147,7 +178,7 @@ def strategy_class(name: str) -> type:
     return _REGISTRY[name]
 
 
-def _problem(error: Any, known: list[str]) -> str:
+def _problem(error: ErrorDetails, known: list[str]) -> str:
     """One validation error as text: a check across fields (no loc) is its own message; a
     misspelt parameter gets the closest name."""
     if not error["loc"]:

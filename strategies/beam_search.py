@@ -54,6 +54,7 @@ def unique(candidates: list[Candidate]) -> list[Candidate]:
 class BeamSearch(BaseStrategy):
     name = "beam_search"
     Params = BeamSearchParams
+    params: BeamSearchParams
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         n, m, max_steps = self.params.n, self.params.beam_width, self.params.max_steps

@@ -24,6 +24,7 @@ from rfprm_tts.trajectory import Candidate
 class DVTS(BaseStrategy):
     name = "dvts"
     Params = BeamSearchParams
+    params: BeamSearchParams
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         m = self.params.beam_width

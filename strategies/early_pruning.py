@@ -44,6 +44,7 @@ class EarlyPruningParams(StrategyParams):
 class EarlyPruning(BaseStrategy):
     name = "early_pruning"
     Params = EarlyPruningParams
+    params: EarlyPruningParams
 
     async def grow(self, ctx: SearchContext, prefixes: list[str], k: int) -> list[Candidate]:
         """One chunk more of every prefix (k continuations of each)."""

@@ -89,6 +89,7 @@ def tempered_weights(scores: list[float], temperature: float, min_ess: float) ->
 class ParticleFiltering(BaseStrategy):
     name = "particle_filtering"
     Params = ParticleFilteringParams
+    params: ParticleFilteringParams
 
     def weight_score(self, particle: Candidate) -> float:
         if self.params.weight_by == "last_step" and particle.step_scores and particle.step_scores[-1] is not None:

@@ -12,7 +12,7 @@ from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, rank, reg
 from rfprm_tts.trajectory import Candidate
 
 
-def vote_outcome(result: Vote, candidates: list[Candidate], **details) -> SearchOutcome:
+def vote_outcome(result: Vote, candidates: list[Candidate], **details: object) -> SearchOutcome:
     """The winning group's candidates first (best scored first), then the rest. When no
     sample has an answer there is no winner, but the best-ranked sample is still returned.
     Comparisons math-verify could not decide are reported (counted as different answers)."""

@@ -113,7 +113,9 @@ def _authenticate(address: str) -> None:
 
 def _refuses_this_driver(address: str) -> bool:
     """Whether the GCS at `address` rejects this process's authentication (mode and token)."""
-    from ray._raylet import GcsClient  # the client ray.init uses; a GCS answers it at once
+    # the client ray.init uses; a GCS answers it at once. ray/_raylet.pyi, the stub of the
+    # compiled module, leaves GcsClient out
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
     from ray.exceptions import AuthenticationError, RpcError
 
     try:

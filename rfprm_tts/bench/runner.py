@@ -24,6 +24,7 @@ from tqdm import tqdm
 from rfprm_tts.bench.datasets import LETTERS, Problem
 from rfprm_tts.bench.store import Key, RunStore, row_key
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.generators.base import SizedGenerator
 from rfprm_tts.grading.equivalence import choice_letter, compare
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.runtime.files import OutputLock
@@ -144,7 +145,10 @@ async def pooled_rows(
                     generator_calls=ctx.usage.generator_calls,
                     wall_time_s=generation_s * n / max(budgets) + (prm_s[n] if strategy.uses_prm else 0.0),
                 )
-                usage.estimate_flops(getattr(ctx.generator, "num_parameters", None), ctx.scorer.num_parameters)
+                usage.estimate_flops(
+                    ctx.generator.num_parameters if isinstance(ctx.generator, SizedGenerator) else None,
+                    ctx.scorer.num_parameters if ctx.scorer is not None else None,
+                )
                 args = (problem, strategy.name, n, outcome.answer, outcome.best, first, usage, grade)
                 rows.append(await asyncio.to_thread(row_for, *args, reused=n < max(budgets)))
         return rows
@@ -273,7 +277,8 @@ class BenchWorker:
         self._own_solver = solver is None
         self.solver = solver or ReasoningSolver(spec.settings)
         built = spec.built()
-        self._pooled = [built[name] for name in spec.pooled]
+        # `pooled` names sample-then-choose strategies only
+        self._pooled = [s for s in (built[name] for name in spec.pooled) if isinstance(s, SampleThenChoose)]
         self._grade = Grader()
 
     async def resolved(self) -> dict[str, Any]:

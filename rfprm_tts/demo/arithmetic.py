@@ -116,7 +116,7 @@ def sample_problem(rng: random.Random, difficulty: Difficulty = Difficulty()) ->
 
 def distinct_problems(rng: random.Random, count: int, difficulty: Difficulty, exclude: set[str]) -> list[Problem]:
     """`count` distinct problems whose questions are not in `exclude` (which gains them)."""
-    problems = []
+    problems: list[Problem] = []
     while len(problems) < count:
         p = sample_problem(rng, difficulty)
         if p.question not in exclude:
@@ -171,7 +171,7 @@ def correct_next_steps(state: tuple[list[int], list[str]]) -> dict[str, tuple[li
     numbers, ops = state
     if not ops:
         return {final_step(numbers[0]): None}
-    options = {}
+    options: dict[str, tuple[list[int], list[str]] | None] = {}
     for i in allowed_indices(ops):
         nxt = apply(state, i)
         options[f"{numbers[i]} {ops[i]} {numbers[i + 1]} = {nxt[0][i]}"] = nxt

@@ -98,10 +98,11 @@ def world_report(greedy: Sequence[ProblemSamples], sampled: Sequence[ProblemSamp
         f"oracle_pass@{n}": _mean(any(ps.correct) for ps in sampled),
         f"majority@{n}": _mean(vote(ps.answers)[0] == t for ps, t in zip(sampled, truth)),
     }
-    positives, negatives = [], []
+    positives: list[float] = []
+    negatives: list[float] = []
     for ps in sampled:
-        for ok_steps, scores in zip(ps.step_correct, ps.step_scores):
-            for ok, score in zip(ok_steps, scores):
+        for ok_steps, step_scores in zip(ps.step_correct, ps.step_scores):
+            for ok, score in zip(ok_steps, step_scores):
                 (positives if ok else negatives).append(score)
                 if not ok:
                     break  # steps after the first error are not counted
@@ -135,6 +136,7 @@ def slip_check(scorer, problems: Sequence[Problem], seed: int = 0) -> float:
     for problem in problems:
         steps = split_steps(problem.solution())
         slipped = digit_slip(steps, rng)
+        assert slipped is not None, "a problem's solution computes at least one step"
         k = len(slipped) - 1
         right, wrong = (scores[k] for scores in scorer.score(problem.question, [steps[: k + 1], slipped]))
         lower.append(wrong < right)

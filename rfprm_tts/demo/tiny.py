@@ -10,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
 from rfprm_tts.prm.models.qwen2_prm import Qwen2ForProcessRewardModel
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<extra_0>"]
 PLAIN_ADDED_TOKENS = ["<think>", "</think>"]  # kept in decoded text, like Qwen3's
+
+Model = TypeVar("Model", bound=PreTrainedModel)
 
 DEFAULT_SYSTEM_PROMPT = "Please reason step by step."  # no backslashes: Jinja would unescape them
 
@@ -114,7 +117,8 @@ def tiny_config(
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=True,
         architectures=[architecture],
-        num_labels=num_labels,
+        # an extra setting PreTrainedConfig's __init__ takes as **kwargs; its dataclass typing lists fields only
+        num_labels=num_labels,  # type: ignore[call-arg]
         eos_token_id=eos_token_id,
         bos_token_id=eos_token_id,
         dtype=str(dtype).removeprefix("torch."),
@@ -154,16 +158,17 @@ def build_tiny_prm(
     )
     model = _random_model(Qwen2ForProcessRewardModel, cfg, device)
     with torch.no_grad():
-        model.score[0].weight.mul_(head_gain[0])
-        model.score[2].weight.mul_(head_gain[1])
+        model.score[0].get_parameter("weight").mul_(head_gain[0])
+        model.score[2].get_parameter("weight").mul_(head_gain[1])
     return _save(model, tokenizer, directory)
 
 
-def _random_model(cls: type, cfg: Qwen2Config, device: str) -> torch.nn.Module:
+def _random_model(cls: type[Model], cfg: Qwen2Config, device: str) -> Model:
     """Random weights made where they will be saved from, in the config's dtype: a 7B shape
     is made on a GPU in seconds (on a CPU, in float32, it would take minutes)."""
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(cfg.dtype if isinstance(cfg.dtype, torch.dtype) else getattr(torch, cfg.dtype))
+    default, dtype = torch.get_default_dtype(), cfg.dtype
+    assert dtype is not None, "tiny_config names a dtype"
+    torch.set_default_dtype(dtype if isinstance(dtype, torch.dtype) else getattr(torch, dtype))
     try:
         with torch.device(device):
             return cls(cfg)
@@ -171,7 +176,7 @@ def _random_model(cls: type, cfg: Qwen2Config, device: str) -> torch.nn.Module:
         torch.set_default_dtype(default)
 
 
-def _save(model: torch.nn.Module, tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> Path:
+def _save(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, directory: str | Path) -> Path:
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)

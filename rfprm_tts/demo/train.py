@@ -33,6 +33,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +104,7 @@ class TrainConfig:
     eval_n: int = 16
 
 
-SMOKE = dict(
+SMOKE: dict[str, Any] = dict(
     lm_steps=4,
     snapshot_every=2,
     val_problems=2,
@@ -174,7 +175,8 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
     model = Qwen2ForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lm_lr, weight_decay=0.01, betas=(0.9, 0.98))
     validation = [next(problems) for _ in range(cfg.val_problems)]
-    generator, generator_info = None, {}
+    generator: Qwen2ForCausalLM | None = None
+    generator_info: dict[str, float] = {}
     needs_final = cfg.prm_body == "language_model"
     progress = tqdm(range(cfg.lm_steps), desc="language model", unit="step")
     for step in progress:
@@ -201,6 +203,7 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
                 progress.write("the generator is chosen and the PRM does not start from the final model: stopping")
                 break
     print(f"generator: snapshot {generator_info}")
+    assert generator is not None, "lm_steps must reach snapshot_every: no generator snapshot was taken"
     return generator.eval(), model.eval()
 
 

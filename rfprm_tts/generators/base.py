@@ -9,27 +9,37 @@ from rfprm_tts.chat import Message, Prompt, question_of, to_messages
 from rfprm_tts.settings import Sampling
 
 
-@dataclass
+@dataclass(init=False)
 class GenerationRequest:
     """Sample `n` continuations of the assistant's answer to a conversation.
 
-    `messages` is the conversation (a question string is taken as one user message);
-    `prefix` is a partial assistant answer to continue (no second generation prompt).
+    `messages` is the conversation (a question string is taken as one user message; it is
+    kept as checked chat messages); `prefix` is a partial assistant answer to continue (no
+    second generation prompt).
     `sampling` is how to sample (None: the backend's settings); `stop` adds stop strings and
     `max_tokens` lowers the token limit for this request (a step-level search stops at the
     step separator and gives a step what the answer has left). With `sampling.seed` set, the
     request's samples use seeds seed, seed + 1, ..., seed + n - 1.
     """
 
-    messages: list[Message] | Prompt
+    messages: list[Message]
     n: int = 1
     prefix: str = ""
     stop: list[str] | None = None
     max_tokens: int | None = None
     sampling: Sampling | None = None
 
-    def __post_init__(self) -> None:
-        self.messages = to_messages(self.messages)
+    def __init__(
+        self,
+        messages: Prompt,
+        n: int = 1,
+        prefix: str = "",
+        stop: list[str] | None = None,
+        max_tokens: int | None = None,
+        sampling: Sampling | None = None,
+    ) -> None:
+        self.messages = to_messages(messages)
+        self.n, self.prefix, self.stop, self.max_tokens, self.sampling = n, prefix, stop, max_tokens, sampling
 
     @property
     def question(self) -> str:
@@ -68,6 +78,17 @@ class GenerationResult:
 
 @runtime_checkable
 class Generator(Protocol):
+    """A backend that samples completions. Optional: `num_parameters` (see SizedGenerator)."""
+
     async def generate(self, request: GenerationRequest) -> GenerationResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SizedGenerator(Generator, Protocol):
+    """A generator that knows its parameter count, for FLOP estimates (None: unknown, as is
+    a generator without the member: a solve then reports no generator FLOPs)."""
+
+    @property
+    def num_parameters(self) -> int | None: ...

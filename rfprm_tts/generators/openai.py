@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from rfprm_tts.chat import Message, render, render_plain
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
@@ -183,7 +184,7 @@ class OpenAIGenerator:
                     extra_body=body,
                     **common,
                 )
-            messages = list(request.messages)
+            messages = [_chat_message(m) for m in request.messages]
             if request.prefix:
                 # vLLM continues the last assistant message instead of opening a new one.
                 messages.append({"role": "assistant", "content": request.prefix})
@@ -234,8 +235,8 @@ def share_tokens(completions: list[Completion], total: int, tokenizer=None) -> N
     if len(completions) == 1:
         completions[0].tokens = total
         return
-    counted = [len(c.logprobs) if c.logprobs is not None else None for c in completions]
-    if None not in counted and sum(counted) == total:
+    counted = [len(c.logprobs) for c in completions if c.logprobs is not None]
+    if len(counted) == len(completions) and sum(counted) == total:
         for c, tokens in zip(completions, counted):
             c.tokens = tokens
         return
@@ -250,6 +251,15 @@ def share_tokens(completions: list[Completion], total: int, tokenizer=None) -> N
         shares[i] += 1
     for c, tokens in zip(completions, shares):
         c.tokens, c.tokens_estimated = tokens, True
+
+
+def _chat_message(message: Message) -> ChatCompletionMessageParam:
+    """A checked message (rfprm_tts.chat: system, user or assistant) as the SDK types it."""
+    if message["role"] == "system":
+        return {"role": "system", "content": message["content"]}
+    if message["role"] == "assistant":
+        return {"role": "assistant", "content": message["content"]}
+    return {"role": "user", "content": message["content"]}
 
 
 def _choice_text(choice: Any) -> str | None:

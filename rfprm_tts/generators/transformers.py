@@ -142,7 +142,8 @@ class TransformersGenerator:
         """Cut padding after EOS, and the stop string with what follows it (as servers do).
         EOS counts as a generated token; the padding after a stop string does not."""
         end = new_ids.index(eos) if eos in new_ids else len(new_ids)
-        text = self.tokenizer.decode(new_ids[:end], skip_special_tokens=True)
+        # transformers types decode() as str | list[str] for any input; one row of ids decodes to a str
+        text: str = self.tokenizer.decode(new_ids[:end], skip_special_tokens=True)  # type: ignore[assignment]
         hits = sorted((text.find(s), s) for s in stop if s in text)
         if hits:
             at, matched = hits[0]

@@ -56,6 +56,7 @@ class VLLMGenerator:
         self.num_parameters = settings.num_parameters  # vLLM does not report it uniformly
         self.sampling = settings.sampling()
         self._worker = BatchWorker(self._generate_batch, name="rfprm-vllm")
+        self._closed = False
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.n < 1:
@@ -86,13 +87,14 @@ class VLLMGenerator:
 
     async def aclose(self) -> None:
         """Stop the worker and free the engine (and its GPU memory). Idempotent."""
-        if not hasattr(self, "llm"):
+        if self._closed:
             return
         await asyncio.to_thread(self._worker.close)
         shutdown = getattr(getattr(self.llm, "llm_engine", None), "shutdown", None)
         if callable(shutdown):
             shutdown()
         del self.llm
+        self._closed = True
         gc.collect()
         try:
             import torch

@@ -119,7 +119,7 @@ class _Worker:
     caller at a time); a stuck or dead worker is killed and the next comparison starts anew."""
 
     def __init__(self) -> None:
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[str] | None = None
         self._replies: queue.Queue = queue.Queue()
 
     def compare(self, a: str, b: str, timeout_s: float) -> bool | None:
@@ -157,6 +157,7 @@ class _Worker:
 
     def _ask(self, request: dict, timeout_s: float) -> tuple[dict | None, str | None]:
         process = self._process
+        assert process is not None and process.stdin is not None  # started by _ask_warm, with a pipe
         try:
             process.stdin.write(json.dumps(request) + "\n")
             process.stdin.flush()

@@ -25,7 +25,7 @@ def main() -> None:
     for line in sys.stdin:
         try:
             request = json.loads(line)
-            reply = {"equal": verify(request["a"], request["b"])}
+            reply: dict[str, bool | str] = {"equal": verify(request["a"], request["b"])}
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         print(json.dumps(reply), flush=True)

@@ -29,7 +29,7 @@ from rfprm_tts.prm.evaluation import (
 from rfprm_tts.prm.protocol import Scorer
 from rfprm_tts.runtime.files import jsonl_lines, parse_row
 
-DEMO_FILE = Path(__file__).parent / "demo" / "processbench_demo.jsonl"
+DEMO_FILE = Path(__file__).parents[1] / "demo" / "processbench_demo.jsonl"
 FIELDS = ("problem", "steps", "label", "subset")
 
 
@@ -128,8 +128,9 @@ def score_rows(scorer: Scorer, rows: list[Row], progress: bool = True) -> tuple[
                     )
                 scores[i] = got
             bar.update(len(indices))
-            if getattr(scorer, "prefix_cache", None) is not None:
-                scorer.prefix_cache.forget(problem)
+            cache = scorer.prefix_cache
+            if cache is not None:
+                cache.forget(problem)
     return scores, tokens
 
 

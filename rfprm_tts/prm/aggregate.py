@@ -10,6 +10,7 @@ import math
 from collections.abc import Sequence
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.prm.protocol import Scorer
 
 AGGREGATIONS = ("last", "min", "mean", "prod", "reasonflux")
 # With step scores in [0, 1] these can only fall as steps are added: a partial answer that
@@ -17,12 +18,12 @@ AGGREGATIONS = ("last", "min", "mean", "prod", "reasonflux")
 FALLING = ("min", "prod")
 
 
-def resolve_aggregation(setting: str, scorer: object) -> str:
+def resolve_aggregation(setting: str, scorer: Scorer) -> str:
     """The prm.aggregation setting, or with "auto" the scorer's checkpoint's own choice
     (`rfprm_aggregation` in its config), else reasonflux."""
     if setting != "auto":
         return setting
-    choice = getattr(scorer, "aggregation", None) or "reasonflux"
+    choice = scorer.aggregation or "reasonflux"
     if choice not in AGGREGATIONS:
         raise ConfigError(
             f"the PRM checkpoint's config names rfprm_aggregation {choice!r}, not one of "

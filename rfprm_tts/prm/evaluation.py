@@ -132,13 +132,13 @@ def auroc(positives: Sequence[float], negatives: Sequence[float]) -> float | Non
 def within_problem_auroc(answers: Iterable[Labelled]) -> tuple[float | None, int]:
     """The mean over problems of the AUROC of aggregated scores, correct answers (label -1)
     against wrong ones, and how many problems had both (the others say nothing)."""
-    groups: dict[str, list[Labelled]] = defaultdict(list)
+    groups: dict[str, list[tuple[float, int]]] = defaultdict(list)  # per problem: (score, label)
     for a in answers:
         if a.score is not None:
-            groups[a.problem].append(a)
+            groups[a.problem].append((a.score, a.label))
     values = []
     for group in groups.values():
-        value = auroc([a.score for a in group if a.label == -1], [a.score for a in group if a.label != -1])
+        value = auroc([s for s, label in group if label == -1], [s for s, label in group if label != -1])
         if value is not None:
             values.append(value)
     return (sum(values) / len(values) if values else None), len(values)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from rfprm_tts.errors import ConfigError, PRMLoadError
-from rfprm_tts.prm.protocol import InputFormat, Runner
+from rfprm_tts.prm.protocol import InputFormat, Runner, Scorer
 from rfprm_tts.prm.registry import FORMATS, FormatSpec
 from rfprm_tts.prm.scorer import PRMScorer
 from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
@@ -87,8 +87,8 @@ def build_runner(
 
         if os.path.isdir(path):
             check_weights(path, "prm")  # a missing or truncated file, named before the engine starts
-        runner = VLLMPoolingRunner(settings, path, fmt.rows)
-        return runner, runner.max_model_len
+        engine = VLLMPoolingRunner(settings, path, fmt.rows)
+        return engine, engine.max_model_len
     if settings.backend == "http":
         from rfprm_tts.prm.runners.vllm_pooling import HTTPPoolingRunner
 
@@ -102,20 +102,28 @@ def build_runner(
     device = pick_device(settings.device, "prm.device")
     model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device), fmt)
     pad_id = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None else 0
-    options = dict(
-        batch_size=settings.batch_size,
-        max_batch_tokens=settings.max_batch_tokens,
-        batching=settings.batching,
-        pad_id=pad_id,
-    )
+    runner: Runner
     if settings.incremental and fmt.prefix_reuse:
-        runner = IncrementalRunner(model, cache_max_tokens=settings.cache_max_tokens, **options)
+        runner = IncrementalRunner(
+            model,
+            cache_max_tokens=settings.cache_max_tokens,
+            batch_size=settings.batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            batching=settings.batching,
+            pad_id=pad_id,
+        )
     else:
-        runner = TransformersRunner(model, **options)
+        runner = TransformersRunner(
+            model,
+            batch_size=settings.batch_size,
+            max_batch_tokens=settings.max_batch_tokens,
+            batching=settings.batching,
+            pad_id=pad_id,
+        )
     return runner, getattr(config, "max_position_embeddings", None)
 
 
-def build_scorer(settings: PRMSettings) -> PRMScorer:
+def build_scorer(settings: PRMSettings) -> Scorer:
     """The PRM that `settings` describe (aggregation and alpha are read by the search, not
     the scorer); formats 'confidence' and 'generative' load no model here."""
     if settings.format == "confidence":

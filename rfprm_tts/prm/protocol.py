@@ -9,6 +9,7 @@
                  vLLM pooling in-process, a pooling server over HTTP.
 
 A Scorer built by `load_prm` is a PRMScorer (prm/scorer.py): one InputFormat and one Runner.
+The capabilities are read-only properties, so a plain attribute and a property both fulfil them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 Steps = Sequence[str]
 Request = tuple[str, Sequence[Steps]]  # a question and its trajectories (lists of steps)
 Rows = list[list[float]]  # the model's output (probabilities) at each position a format reads
+RowKind = Literal["tags", "all", "last", "marks"]  # which positions' outputs a format reads
 
 
 @dataclass
@@ -51,11 +53,30 @@ class PrefixCache(Protocol):
 
 @runtime_checkable
 class Scorer(Protocol):
-    aggregation: str | None  # the aggregation the checkpoint names (config rfprm_aggregation), if any
-    num_parameters: int | None  # for FLOP estimates; None when unknown (a remote server)
-    prefix_cache: PrefixCache | None
-    partial_ok: bool  # False: scores complete answers only (an outcome reward model)
-    one_score: bool  # one score per answer (a reward head, an outcome model, confidence): no aggregation
+    @property
+    def aggregation(self) -> str | None:
+        """The aggregation the checkpoint names (config rfprm_aggregation), if any."""
+        ...
+
+    @property
+    def num_parameters(self) -> int | None:
+        """For FLOP estimates; None when unknown (a remote server)."""
+        ...
+
+    @property
+    def prefix_cache(self) -> PrefixCache | None:
+        """What keeps this scorer's scored prefixes, to release them; None when nothing does."""
+        ...
+
+    @property
+    def partial_ok(self) -> bool:
+        """False: scores complete answers only (an outcome reward model)."""
+        ...
+
+    @property
+    def one_score(self) -> bool:
+        """One score per answer (a reward head, an outcome model, confidence): no aggregation."""
+        ...
 
     def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:
         """Score every step of every trajectory (each a list of step strings) of one question."""
@@ -75,6 +96,16 @@ class Scorer(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """What the checkpoint and "auto" settings resolved to (format, read-out, runner)."""
+        ...
+
+
+@runtime_checkable
+class LogprobScorer(Scorer, Protocol):
+    """A Scorer whose input is each candidate's token log-probabilities, not its steps (the
+    generator's confidence): the search hands it those."""
+
+    def score_logprobs(self, logprobs: Sequence[Sequence[float] | None]) -> ScoredBatch:
+        """One score per candidate; a candidate without log-probabilities goes unscored."""
         ...
 
 
@@ -107,18 +138,29 @@ class ScorerDefaults:
 class InputFormat(Protocol):
     """How a verifier reads a trajectory (ReasonFlux step tags, a token-level PRM, a scalar
     head, ...). `rows` says which positions' outputs a runner must return: every step tag,
-    every token, the last token, or the positions the format's own `marks(ids, start)` names;
-    `read` turns them into step scores (one per step, or one per trajectory when
-    `one_score`). With `prefix_reuse`, a prefix's outputs never change when steps are appended
-    and `cuts` gives the token boundaries where a cached prefix may end. Without
-    `partial_ok` (an outcome reward model) only complete answers can be scored."""
+    every token, the last token, or the positions the format's own `marks(ids, start)` names
+    (a MarkedFormat); `read` turns them into step scores (one per step, or one per trajectory
+    when `one_score`). With `prefix_reuse`, a prefix's outputs never change when steps are
+    appended and `cuts` gives the token boundaries where a cached prefix may end. A format
+    may also say whether it scores partial answers (a PartialFormat) and which of its
+    read-outs it uses (a ReadoutFormat): the members a plug-in format may leave out."""
 
-    tokenizer: Any
-    rows: Literal["tags", "all", "last", "marks"]
-    tag_id: int | None
-    one_score: bool
-    prefix_reuse: bool
-    partial_ok: bool
+    @property
+    def tokenizer(self) -> Any: ...
+
+    @property
+    def rows(self) -> RowKind: ...
+
+    @property
+    def tag_id(self) -> int | None:
+        """The step tag's token id, for rows "tags"."""
+        ...
+
+    @property
+    def one_score(self) -> bool: ...
+
+    @property
+    def prefix_reuse(self) -> bool: ...
 
     def encode(self, question: str, steps: Steps) -> list[int]: ...
 
@@ -131,10 +173,38 @@ class InputFormat(Protocol):
     def cuts(self, ids: Sequence[int], start: int) -> list[int]: ...
 
 
+@runtime_checkable
+class MarkedFormat(Protocol):
+    """An InputFormat whose rows are "marks": it names the positions it reads itself."""
+
+    def marks(self, ids: Sequence[int], start: int) -> list[int]: ...
+
+
+@runtime_checkable
+class PartialFormat(Protocol):
+    """An InputFormat that says whether it can score a partial answer; one that does not say can."""
+
+    @property
+    def partial_ok(self) -> bool:
+        """False: complete answers only (an outcome reward model)."""
+        ...
+
+
+@runtime_checkable
+class ReadoutFormat(Protocol):
+    """An InputFormat with several read-outs, saying which one it uses (step_tag's "step_tag"
+    or "token_min")."""
+
+    @property
+    def readout(self) -> str: ...
+
+
 def positions(fmt: InputFormat, ids: Sequence[int], start: int) -> list[int]:
     """The positions of `ids` whose outputs `fmt` reads (tags after the question, every
     token, the last one, or the format's own marks)."""
     if fmt.rows == "marks":
+        if not isinstance(fmt, MarkedFormat):
+            raise TypeError(f"{type(fmt).__name__} reads rows 'marks' but has no marks(ids, start)")
         return fmt.marks(ids, start)
     if fmt.rows == "all":
         return list(range(len(ids)))
@@ -157,10 +227,25 @@ class Forwarded:
 class Runner(Protocol):
     """Runs a model over token inputs and returns the rows their format reads."""
 
-    num_parameters: int | None
+    @property
+    def num_parameters(self) -> int | None: ...
 
     def run(self, fmt: InputFormat, questions: list[str], inputs: list[list[int]]) -> Forwarded:
         """Rows of every input; `questions[i]` is the question of `inputs[i]`."""
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CachingRunner(Runner, Protocol):
+    """A runner that keeps what it ran for scored prefixes (the incremental runner): the
+    scorer passes the search's release and forget on to it."""
+
+    def release(self, fmt: InputFormat, question: str, inputs: Sequence[Sequence[int]]) -> None:
+        """Free the prefixes of these inputs that no kept input shares."""
+        ...
+
+    def forget(self, question: str) -> None:
+        """Free everything kept for the question."""
+        ...

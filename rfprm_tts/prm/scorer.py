@@ -8,13 +8,26 @@ one pass, and the prefix cache of a runner that keeps one.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from rfprm_tts.errors import PRMInputTooLongError, RfprmError
 from rfprm_tts.prm.overflow import Piece, plan
-from rfprm_tts.prm.protocol import InputFormat, Request, Runner, ScoredBatch, ScorerDefaults, Steps
+from rfprm_tts.prm.protocol import (
+    CachingRunner,
+    InputFormat,
+    PartialFormat,
+    ReadoutFormat,
+    Request,
+    Runner,
+    ScoredBatch,
+    Steps,
+)
 
 
-class PRMScorer(ScorerDefaults):
+class PRMScorer:
+    """The Scorer protocol in full, not a ScorerDefaults: `prefix_cache` is a property here,
+    and a property may not override that class's settable attribute."""
+
     def __init__(
         self,
         fmt: InputFormat,
@@ -37,20 +50,26 @@ class PRMScorer(ScorerDefaults):
         self.aggregation = aggregation
         self.format_name = format_name
         self.num_parameters = runner.num_parameters
-        self.partial_ok = getattr(fmt, "partial_ok", True)
+        self.partial_ok = fmt.partial_ok if isinstance(fmt, PartialFormat) else True
         self.one_score = fmt.one_score
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Any:
         return self.format.tokenizer
 
     @property
     def prefix_cache(self) -> PRMScorer | None:
         """Itself when the runner keeps scored prefixes (release/forget reach it), else None."""
-        return self if hasattr(self.runner, "forget") else None
+        return self if isinstance(self.runner, CachingRunner) else None
 
     def encode(self, question: str, steps: Steps) -> list[int]:
         return self.format.encode(question, steps)
+
+    def score_batch(self, question: str, trajectories: Sequence[Steps]) -> ScoredBatch:
+        return self.score_many([(question, trajectories)])[0]
+
+    def score(self, question: str, trajectories: Sequence[Steps]) -> list[list[float | None]]:
+        return self.score_batch(question, trajectories).step_scores
 
     def score_many(self, requests: Sequence[Request]) -> list[ScoredBatch]:
         """Several questions' trajectories in one pass over the model (a server batches the
@@ -74,7 +93,9 @@ class PRMScorer(ScorerDefaults):
                     jobs.append((r, i, piece))
                     inputs.append(ids)
                 notes.append(note)
-            empty = [[None] * (1 if one_score else len(steps)) if steps else [] for steps in trajectories]
+            empty: list[list[float | None]] = [
+                [None] * (1 if one_score else len(steps)) if steps else [] for steps in trajectories
+            ]
             results.append(ScoredBatch(empty, 0, 0, notes, errors))
         questions = [requests[r][0] for r, _, _ in jobs]
         if inputs:
@@ -84,7 +105,7 @@ class PRMScorer(ScorerDefaults):
                 got = self.format.read(rows, ids, starts[requests[r][0]])
                 results[r].tokens += tokens
                 if one_score:
-                    results[r].step_scores[i] = got
+                    results[r].step_scores[i][:] = got
                     continue
                 if len(got) != piece.end - piece.start:
                     raise RfprmError(
@@ -122,18 +143,20 @@ class PRMScorer(ScorerDefaults):
         raise PRMInputTooLongError(f"could not fit the trajectory into the PRM context of {self.max_length}")
 
     def release(self, question: str, trajectories: Sequence[Steps]) -> None:
-        inputs = [self.encode(question, steps) for steps in trajectories if steps]
-        self.runner.release(self.format, question, inputs)
+        if isinstance(self.runner, CachingRunner):  # else nothing is kept
+            inputs = [self.encode(question, steps) for steps in trajectories if steps]
+            self.runner.release(self.format, question, inputs)
 
     def forget(self, question: str) -> None:
-        self.runner.forget(question)
+        if isinstance(self.runner, CachingRunner):
+            self.runner.forget(question)
 
     def close(self) -> None:
         self.runner.close()
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         return {
             "format": self.format_name,
-            "readout": getattr(self.format, "readout", None),
+            "readout": self.format.readout if isinstance(self.format, ReadoutFormat) else None,
             "runner": type(self.runner).__name__,
         }

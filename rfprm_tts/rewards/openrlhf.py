@@ -44,7 +44,7 @@ def split_query(query: str, prompt: str | None) -> tuple[str, str]:
 
 
 def answer(request: OpenRLHFRequest, model: RewardModel) -> dict[str, Any]:
-    prompts = request.prompts or [None] * len(request.query)
+    prompts: list[str | None] = [*request.prompts] if request.prompts else [None] * len(request.query)
     labels = request.labels or [None] * len(request.query)
     if not len(prompts) == len(labels) == len(request.query):
         raise ValueError(f"{len(request.query)} queries, {len(prompts)} prompts and {len(labels)} labels")
@@ -60,5 +60,6 @@ def answer(request: OpenRLHFRequest, model: RewardModel) -> dict[str, Any]:
             "prm": [r.prm if r.prm is not None else 0.0 for r in rewards],
             "outcome": [r.outcome if r.outcome is not None else 0.0 for r in rewards],
             "prm_fallback": [float(r.fallback is not None) for r in rewards],
+            "outcome_unchecked": [float(r.unchecked) for r in rewards],
         },
     }

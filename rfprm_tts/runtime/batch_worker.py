@@ -77,7 +77,8 @@ class BatchWorker(Generic[T, R]):
             deadline = time.monotonic() + self.window_s
             while (left := deadline - time.monotonic()) > 0 and not self._full() and not self._closed:
                 self._arrived.wait(left)
-            batch, taken = [], 0
+            batch: list[tuple[T, concurrent.futures.Future]] = []
+            taken = 0
             while self._queue and (
                 not batch or self.max_size is None or taken + self.size(self._queue[0][0]) <= self.max_size
             ):

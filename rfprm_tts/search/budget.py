@@ -74,4 +74,5 @@ class BudgetMeter:
         return limit if left is None else min(limit, max(1, left))
 
     def cut_note(self) -> str:
+        assert self.budget is not None  # only a budget cuts a sample short
         return f"cut short by the solve's token budget ({self.budget.limit} tokens)"

@@ -15,7 +15,7 @@ from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
 from rfprm_tts.prm.aggregate import FALLING, aggregate
-from rfprm_tts.prm.protocol import ScoredBatch, Scorer
+from rfprm_tts.prm.protocol import LogprobScorer, ScoredBatch, Scorer
 from rfprm_tts.prm.verifiers.confidence import confidence
 from rfprm_tts.search.budget import BudgetMeter, TokenBudget
 from rfprm_tts.search.tree import SearchTree
@@ -214,7 +214,7 @@ class SearchContext:
         `logprobs`, one list per trajectory."""
         if self.scorer is None:
             raise ConfigError("this solve has no PRM: its strategy says uses_prm = False, yet it asked for scores")
-        if getattr(self.scorer, "reads_logprobs", False):
+        if isinstance(self.scorer, LogprobScorer):
             batch = self.scorer.score_logprobs(list(logprobs) or [None] * len(trajectories))
         else:
             batch = await asyncio.to_thread(
@@ -235,21 +235,23 @@ class SearchContext:
         kept_ids = {id(c) for c in kept}
         dropped = [c for c in self._live if id(c) not in kept_ids]
         self._live = list(kept)
-        cache = self.scorer and self.scorer.prefix_cache
+        cache = self.scorer.prefix_cache if self.scorer is not None else None
         trajectories = [c.trajectory.step_texts for c in dropped if c.trajectory.steps]
         if cache is not None and trajectories:
             await asyncio.to_thread(cache.release, self.question, trajectories)
 
     async def close(self) -> None:
         """The solve is over: a PRM that caches prefixes frees this question's."""
-        cache = self.scorer and self.scorer.prefix_cache
+        cache = self.scorer.prefix_cache if self.scorer is not None else None
         if cache is not None:
             await asyncio.to_thread(cache.forget, self.question)
 
     def aggregate(self, trajectory: Trajectory, step_scores: Sequence[float | None]) -> float | None:
         """The candidate's score: its step scores aggregated, or a one-score verifier's score as is."""
-        if getattr(self.scorer, "one_score", False):
+        if self.scorer is not None and self.scorer.one_score:
             return step_scores[0] if step_scores else None
+        if self.aggregation is None:
+            raise ConfigError("this solve has no aggregation (prm.aggregation) to turn step scores into one score")
         return aggregate(step_scores, self.aggregation, self.alpha, answer_step=trajectory.ends_with_answer_step)
 
     def may_still_win(self, partial: Candidate, finished: Sequence[Candidate]) -> bool:
@@ -288,7 +290,11 @@ class SearchContext:
         A candidate the PRM cannot score (longer than its context, prm.overflow "error")
         fails alone, with the reason in `error` and `prm_note`; the rest go on."""
         scorable = [c for c in candidates if c.ok and c.trajectory.steps]
-        if not getattr(self.scorer, "partial_ok", True) and any(c.finish_reason == "partial" for c in scorable):
+        if (
+            self.scorer is not None
+            and not self.scorer.partial_ok
+            and any(c.finish_reason == "partial" for c in scorable)
+        ):
             raise ConfigError(
                 "the verifier scores complete answers only (an outcome reward model) and this strategy scores "
                 "partial ones: use best_of_n or weighted_best_of_n, or a process reward model"

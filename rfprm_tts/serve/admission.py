@@ -1,6 +1,7 @@
 """Who may use the proxy, and how much of it at once.
 
-Keys: bearer keys compared in constant time, never logged; blank keys are refused at start
+Exposure: without keys the proxy refuses to listen beyond loopback (unless told the network is
+trusted). Keys: bearer keys compared in constant time, never logged; blank keys are refused at start
 (an unset `"$VAR"` must not open the proxy), and keys can come from a file so they do not show
 in `ps`. Limits: a request's body is read, within a time limit and a size limit, before it
 takes a place (so a client that sends half a body holds nothing); then it waits, for at most
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import math
 import re
 from collections.abc import AsyncIterator
@@ -22,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.serve.protocol import APIError
+from rfprm_tts.settings import Settings
 
 _PRINTABLE_KEY = re.compile(r"[\x21-\x7e]+")  # what an Authorization header can carry, no spaces
 
@@ -39,6 +42,28 @@ def check_keys(keys: list[str]) -> None:
                 f"API key #{number} is empty or has spaces or characters outside printable ASCII "
                 '(an unset variable in --api-key "$VAR"?): give each key as visible ASCII characters'
             )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any interface
+
+
+def check_exposure(settings: Settings) -> None:
+    """Refuse an open proxy: beyond loopback without keys, anyone who reaches the port spends
+    the upstream's tokens."""
+    serve = settings.serve
+    if not serve.api_keys and not serve.allow_no_auth and not is_loopback(serve.host):
+        raise ConfigError(
+            f"refusing to listen on {serve.host} without API keys: anyone who reaches this port "
+            "would spend your upstream's tokens. Give clients a key (--api-key-file PATH, one key a "
+            "line, or RFPRM_SERVE__API_KEYS='[\"KEY\"]'; --api-key KEY shows in ps), listen on "
+            "127.0.0.1, or pass --allow-no-auth (RFPRM_SERVE__ALLOW_NO_AUTH=true) on a network you trust"
+        )
 
 
 def read_key_file(path: str | Path) -> list[str]:

@@ -23,6 +23,12 @@ Beside chat completions, behind the same keys and PRM batching: `POST /v1/prm/sc
 scores of given responses, see ScoreRequest) and `POST /v1/rewards/openrlhf` (OpenRLHF's
 remote reward request; rfprm_tts.rewards.openrlhf).
 
+The rooms, as vLLM's entrypoints split them: protocol.py is the wire format (request models,
+validation, error objects, bodies and stream events), service.py runs a parsed request without
+HTTP (ProxyService), and this module is the router: each route authenticates, reads the body,
+takes a place under the limits (admission.py), parses, calls the service and formats its
+answer (JSON, or a stream of events).
+
 Hostile clients are expected: admission.py reads a body (time and size limits) before the
 request takes a place under the per-key and overall limits, and bounds the wait for one;
 protocol.py validates everything a request carries before any work starts (a request's content
@@ -33,25 +39,21 @@ on, the operator's detail going to the log.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rfprm_tts.chat import to_messages
-from rfprm_tts.errors import ConfigError, GenerationError, PRMInputTooLongError
-from rfprm_tts.offline.responses import score_responses
-from rfprm_tts.rewards import RewardModel, openrlhf
+from rfprm_tts.rewards.openrlhf import OpenRLHFRequest
 from rfprm_tts.search.context import Progress
-from rfprm_tts.serve.admission import Admission, ClientGone, read_body
+from rfprm_tts.serve.admission import Admission, ClientGone, check_exposure, read_body
 from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.serve.protocol import (
     DONE,
@@ -60,14 +62,13 @@ from rfprm_tts.serve.protocol import (
     ScoreRequest,
     answer_chunks,
     chunk_head,
-    completion_body,
     delta_chunk,
-    invalid,
     parse_chat,
     parse_model,
     progress_chunk,
     sse,
 )
+from rfprm_tts.serve.service import ProxyService, internal_error
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 
@@ -77,15 +78,7 @@ log = logging.getLogger(__name__)
 # takes tens of milliseconds, which every other request on the event loop would wait for.
 PARSE_ON_LOOP_BYTES = 64 * 1024
 
-
-def internal_error() -> APIError:
-    """A bug of the proxy's, as the client sees it (the traceback goes to the log)."""
-    return APIError(
-        500,
-        "the proxy failed to answer this request; retry, and tell its operator if it persists",
-        "server_error",
-        "internal_error",
-    )
+T = TypeVar("T")
 
 
 @dataclass
@@ -101,223 +94,133 @@ class Ticket:
     streaming: bool = False
 
 
-def upstream_error(exc: GenerationError) -> APIError:
-    """What the client can act on; the upstream's URL and error text go to the log only."""
-    log.warning("upstream generation failed: %s", exc)
-    if "timed out" in str(exc):
-        return APIError(
-            504,
-            "the upstream model did not answer in time (after the proxy's retries); retry later, "
-            "or ask for fewer tokens",
-            "upstream_error",
-            "upstream_timeout",
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return exc.response()
+
+
+async def client_gone(request: Request, exc: Exception) -> Response:
+    return Response(status_code=499)  # nobody reads it; recorded as 499, not as a failure
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Unknown paths and methods, as OpenAI-style errors too."""
+    assert isinstance(exc, StarletteHTTPException)
+    code = "not_found" if exc.status_code == 404 else None
+    return APIError(exc.status_code, str(exc.detail), "invalid_request_error", code).response()
+
+
+async def bug(request: Request, exc: Exception) -> Response:
+    """A bug of the proxy's (the traceback is logged): still an error object."""
+    return internal_error().response()
+
+
+class Router:
+    """The proxy's routes over a ProxyService: auth, body, limits and formatting."""
+
+    def __init__(self, settings: Settings, solver: ReasoningSolver | None = None):
+        self.settings = settings
+        self.limits = settings.serve
+        self.admission = Admission(
+            [k.get_secret_value() for k in self.limits.api_keys],
+            self.limits.max_concurrent_per_key,
+            self.limits.max_concurrent,
+            self.limits.queue_wait_s,
         )
-    return APIError(
-        502,
-        "the upstream model failed to answer (after the proxy's retries); retry later",
-        "upstream_error",
-        "upstream_failed",
-    )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
-
-
-def check_exposure(settings: Settings) -> None:
-    """Refuse an open proxy: beyond loopback without keys, anyone who reaches the port spends
-    the upstream's tokens."""
-    serve = settings.serve
-    if not serve.api_keys and not serve.allow_no_auth and not is_loopback(serve.host):
-        raise ConfigError(
-            f"refusing to listen on {serve.host} without API keys: anyone who reaches this port "
-            "would spend your upstream's tokens. Give clients a key (--api-key-file PATH, one key a "
-            "line, or RFPRM_SERVE__API_KEYS='[\"KEY\"]'; --api-key KEY shows in ps), listen on "
-            "127.0.0.1, or pass --allow-no-auth (RFPRM_SERVE__ALLOW_NO_AUTH=true) on a network you trust"
-        )
-
-
-def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> FastAPI:
-    """The proxy app. Without a `solver`, one is built from `settings` with the PRM batched
-    across requests (serve.batch_window_ms, serve.max_batch)."""
-    limits = settings.serve
-    admission = Admission(
-        [k.get_secret_value() for k in limits.api_keys],
-        limits.max_concurrent_per_key,
-        limits.max_concurrent,
-        limits.queue_wait_s,
-    )
-    check_exposure(settings)
-    metrics = Metrics()
+        check_exposure(settings)
+        self.metrics = Metrics()
+        self.service = ProxyService(settings, solver, self.metrics)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        nonlocal solver
-        built = solver is None
-        if built:
-            solver = await asyncio.to_thread(build_solver, settings, metrics)
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        await self.service.start()
         yield
-        await solver.aclose()
-        if built:  # the batching PRM was handed to the solver, so it is ours to close
-            await asyncio.to_thread(solver.scorer.close)
+        await self.service.aclose()
 
-    app = FastAPI(title="rfprm-tts proxy", lifespan=lifespan)
+    def app(self) -> FastAPI:
+        app = FastAPI(title="rfprm-tts proxy", lifespan=self.lifespan)
+        app.add_exception_handler(APIError, api_error)
+        app.add_exception_handler(ClientGone, client_gone)
+        app.add_exception_handler(StarletteHTTPException, http_error)
+        app.add_exception_handler(Exception, bug)
+        app.add_api_route("/health", self.health, methods=["GET"])
+        app.add_api_route("/metrics", self.prometheus, methods=["GET"])
+        app.add_api_route("/v1/models", self.models, methods=["GET"])
+        app.add_api_route("/v1/chat/completions", self.chat_completions, methods=["POST"])
+        app.add_api_route("/v1/prm/score", self.prm_score, methods=["POST"])
+        app.add_api_route("/v1/rewards/openrlhf", self.openrlhf_rewards, methods=["POST"])
+        return app
 
-    @app.exception_handler(APIError)
-    async def _api_error(request: Request, exc: APIError) -> JSONResponse:
-        return exc.response()
-
-    @app.exception_handler(ClientGone)
-    async def _gone(request: Request, exc: ClientGone) -> Response:
-        return Response(status_code=499)  # nobody reads it; recorded as 499, not as a failure
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        """Unknown paths and methods, as OpenAI-style errors too."""
-        return APIError(
-            exc.status_code, str(exc.detail), "invalid_request_error", "not_found" if exc.status_code == 404 else None
-        ).response()
-
-    @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        """A bug of the proxy's (the traceback is logged): still an error object."""
-        return internal_error().response()
-
-    @app.get("/health")
-    async def health() -> dict[str, str]:
+    async def health(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
-    async def prometheus(request: Request) -> Response:
-        if not limits.metrics_public:
-            admission.identify(request.headers.get("authorization"))
-        return Response(metrics.render(), media_type=metrics.content_type)
+    async def prometheus(self, request: Request) -> Response:
+        if not self.limits.metrics_public:
+            self.admission.identify(request.headers.get("authorization"))
+        return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
-    @app.get("/v1/models")
-    async def models(request: Request) -> dict[str, Any]:
-        admission.identify(request.headers.get("authorization"))
+    async def models(self, request: Request) -> dict[str, Any]:
+        self.admission.identify(request.headers.get("authorization"))
         return {
             "object": "list",
-            "data": [{"id": limits.model_name, "object": "model", "created": 0, "owned_by": "rfprm-tts"}],
+            "data": [{"id": self.limits.model_name, "object": "model", "created": 0, "owned_by": "rfprm-tts"}],
         }
 
     @asynccontextmanager
-    async def admitted(request: Request) -> AsyncIterator[Ticket]:
+    async def admitted(self, request: Request) -> AsyncIterator[Ticket]:
         """Auth, then the body (read before the request takes a place, so a client that sends
         half a body holds none), then a place under the limits. On exit the request is ended,
         unless its ticket was handed to a stream (which ends it when it ends)."""
-        ticket = Ticket(admission.identify(request.headers.get("authorization")), time.perf_counter())
-        metrics.start()
+        ticket = Ticket(self.admission.identify(request.headers.get("authorization")), time.perf_counter())
+        self.metrics.start()
         try:
-            ticket.body = await read_body(request, limits.max_body_bytes, limits.body_timeout_s)
-            await ticket.place.enter_async_context(admission.place(ticket.key))
+            ticket.body = await read_body(request, self.limits.max_body_bytes, self.limits.body_timeout_s)
+            await ticket.place.enter_async_context(self.admission.place(ticket.key))
             yield ticket
         except ClientGone:
             ticket.status = 499
-            metrics.cancelled.inc()
+            self.metrics.cancelled.inc()
             raise
         except APIError as exc:
             ticket.status = exc.status
             raise
         finally:
             if not ticket.streaming:
-                await finish(ticket)
+                await self.finish(ticket)
 
-    async def finish(ticket: Ticket) -> None:
+    async def finish(self, ticket: Ticket) -> None:
         """The request is over: free its place and record it."""
         await ticket.place.aclose()
-        metrics.finish(ticket.status, time.perf_counter() - ticket.started)
+        self.metrics.finish(ticket.status, time.perf_counter() - ticket.started)
 
-    async def parsed(parse: Callable[[], Any], size: int) -> Any:
-        """`parse()`, on a worker thread when the body is big enough to hold up the event loop."""
-        return await asyncio.to_thread(parse) if size > PARSE_ON_LOOP_BYTES else parse()
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        async with admitted(request) as ticket:
+    async def chat_completions(self, request: Request) -> Response:
+        async with self.admitted(request) as ticket:
             budget_header = request.headers.get("x-rfprm-token-budget")
-            call = await parsed(lambda: parse_chat(ticket.body, settings, budget_header), len(ticket.body))
+            body = ticket.body
+            call = await parsed(lambda: parse_chat(body, self.settings, budget_header), len(body))
             if call.chat.stream:
                 ticket.streaming = True
-                return StreamingResponse(stream(call, ticket), media_type="text/event-stream")
-            body = await until_done_or_disconnect(asyncio.ensure_future(solve(call)), request)
+                return StreamingResponse(self.stream(call, ticket), media_type="text/event-stream")
+            answer = await self.until_done_or_disconnect(asyncio.ensure_future(self.service.chat(call)), request)
             ticket.status = 200
-            return JSONResponse(body)
+            return JSONResponse(answer)
 
-    async def guarded(request: Request, work: Callable[[bytes], Any]) -> Response:
+    async def prm_score(self, request: Request) -> Response:
+        return await self.guarded(request, lambda raw: self.service.score(parse_model(ScoreRequest, raw)))
+
+    async def openrlhf_rewards(self, request: Request) -> Response:
+        return await self.guarded(request, lambda raw: self.service.openrlhf(parse_model(OpenRLHFRequest, raw)))
+
+    async def guarded(self, request: Request, work: Callable[[bytes], dict[str, Any]]) -> Response:
         """A JSON endpoint whose `work(body)` runs on a worker thread (it parses and scores)
         and returns the JSON to answer."""
-        async with admitted(request) as ticket:
-            try:
-                body = await asyncio.to_thread(work, ticket.body)
-            except ValueError as exc:
-                raise invalid(f"invalid request: {exc}", "invalid_body") from None
+        async with self.admitted(request) as ticket:
+            answer = await asyncio.to_thread(work, ticket.body)
             ticket.status = 200
-            return JSONResponse(body)
+            return JSONResponse(answer)
 
-    @app.post("/v1/prm/score")
-    async def prm_score(request: Request) -> Response:
-        def work(raw: bytes) -> dict[str, Any]:
-            items = parse_model(ScoreRequest, raw).items
-            results = score_responses(
-                solver.scorer,
-                [(i.question, i.steps or i.response) for i in items],
-                settings.step_separator,
-                settings.prm.alpha,
-            )
-            return {
-                "results": [asdict(r) for r in results],
-                "usage": {"prm_tokens": sum(r.prm_tokens for r in results)},
-            }
-
-        return await guarded(request, work)
-
-    @app.post("/v1/rewards/openrlhf")
-    async def openrlhf_rewards(request: Request) -> Response:
-        return await guarded(
-            request,
-            lambda raw: openrlhf.answer(
-                parse_model(openrlhf.OpenRLHFRequest, raw), RewardModel(settings, scorer=solver.scorer)
-            ),
-        )
-
-    async def solve(
-        call: ChatCall, request_id: str | None = None, on_progress: Callable[[Progress], None] | None = None
-    ) -> dict[str, Any]:
-        """The search's answer as a completion body. Every failure is an APIError: the
-        request's fault a 400, the upstream's a 502/504, the proxy's own a 500 (logged)."""
-        chat = call.chat
-        try:
-            messages = to_messages(chat.messages)
-        except ConfigError as exc:
-            raise invalid(f"invalid messages: {exc}", "invalid_messages", "messages") from None
-        try:
-            request_settings = settings.with_overrides(**chat.sampling_overrides())
-            result = await solver.run(messages, call.strategy, request_settings, on_progress)
-        except ConfigError as exc:
-            raise invalid(str(exc), "invalid_rfprm_option") from None
-        except GenerationError as exc:
-            metrics.upstream_errors.inc()
-            raise upstream_error(exc) from None
-        except PRMInputTooLongError as exc:
-            raise invalid(
-                f"the question and its answers do not fit this server's PRM: {exc}",
-                "context_length_exceeded",
-                "messages",
-            ) from None
-        except Exception:  # a bug, or an RfprmError the request did not cause
-            log.exception("request %s failed", request_id)
-            raise internal_error() from None
-        metrics.record_usage(result)
-        return completion_body(result, chat, limits.model_name, request_id or f"chatcmpl-{uuid.uuid4().hex}")
-
-    async def until_done_or_disconnect(work: asyncio.Future, request: Request) -> dict[str, Any]:
-        """The solve's result; a client that goes away cancels its upstream work. The server
+    async def until_done_or_disconnect(self, work: asyncio.Future[T], request: Request) -> T:
+        """The work's result; a client that goes away cancels its upstream work. The server
         says so with an http.disconnect message, so this waits for one instead of polling
         (polling each request 10 times a second cost a third of the proxy's CPU at 256 in
         flight: py-spy)."""
@@ -327,24 +230,25 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
                 pass
 
         watcher = asyncio.ensure_future(disconnected())
+        either: set[asyncio.Future[Any]] = {work, watcher}
         try:
-            await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
         finally:
             watcher.cancel()
         if not work.done():
             work.cancel()
-            metrics.cancelled.inc()
+            self.metrics.cancelled.inc()
             raise APIError(499, "client disconnected", "client_closed_request")
         return work.result()
 
-    async def stream(call: ChatCall, ticket: Ticket) -> AsyncIterator[str]:
+    async def stream(self, call: ChatCall, ticket: Ticket) -> AsyncIterator[str]:
         """The role chunk at once, a progress chunk per round of the search, then the answer
         or an error event, then [DONE], always. A client that goes away cancels the search
         (Starlette cancels this generator); the stream ends the admitted request's ticket."""
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        head = chunk_head(request_id, int(time.time()), limits.model_name)
+        head = chunk_head(request_id, int(time.time()), self.limits.model_name)
         events: asyncio.Queue[Progress] = asyncio.Queue()
-        work = asyncio.ensure_future(solve(call, request_id, events.put_nowait))
+        work = asyncio.ensure_future(self.service.chat(call, request_id, events.put_nowait))
         try:
             yield delta_chunk(head, {"role": "assistant", "content": ""})
             while not work.done() or not events.empty():
@@ -371,29 +275,20 @@ def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> Fas
                 yield event
             yield DONE
         except asyncio.CancelledError:
-            metrics.cancelled.inc()
+            self.metrics.cancelled.inc()
             ticket.status = 499
             raise
         finally:
             work.cancel()
-            await finish(ticket)
-
-    return app
+            await self.finish(ticket)
 
 
-def build_solver(settings: Settings, metrics: Metrics) -> ReasoningSolver:
-    """A solver whose PRM batches the scoring work of concurrent requests."""
-    from rfprm_tts.prm import build_scorer
-    from rfprm_tts.serve.batching import BatchingScorer
+async def parsed(parse: Callable[[], T], size: int) -> T:
+    """`parse()`, on a worker thread when the body is big enough to hold up the event loop."""
+    return await asyncio.to_thread(parse) if size > PARSE_ON_LOOP_BYTES else parse()
 
-    scorer = build_scorer(settings.prm)
-    if not getattr(scorer, "reads_logprobs", False):  # a confidence verifier runs no model: nothing to batch
-        scorer = BatchingScorer(
-            scorer,
-            window_s=settings.serve.batch_window_ms / 1000,
-            max_batch=settings.serve.max_batch,
-            on_batch=metrics.observe_batch,
-        )
-    solver = ReasoningSolver(settings, scorer=scorer)
-    solver.generator  # noqa: B018 - build the generator now, not on the first request
-    return solver
+
+def create_app(settings: Settings, solver: ReasoningSolver | None = None) -> FastAPI:
+    """The proxy app. Without a `solver`, one is built from `settings` with the PRM batched
+    across requests (serve.batch_window_ms, serve.max_batch)."""
+    return Router(settings, solver).app()

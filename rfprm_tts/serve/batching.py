@@ -46,8 +46,8 @@ class BatchingScorer(ScorerDefaults):
         self.aggregation = scorer.aggregation
         self.num_parameters = scorer.num_parameters
         self.prefix_cache = scorer.prefix_cache
-        self.partial_ok = getattr(scorer, "partial_ok", True)
-        self.one_score = getattr(scorer, "one_score", False)
+        self.partial_ok = scorer.partial_ok
+        self.one_score = scorer.one_score
         self._worker: BatchWorker[Request, ScoredBatch] = BatchWorker(
             scorer.score_many,
             window_s=window_s,

@@ -81,6 +81,14 @@ class ScoreItem(BaseModel):
             raise ValueError("give each item a response or a list of steps (one of them)")
         return self
 
+    @property
+    def answer(self) -> str | list[str]:
+        """The response, or its steps (the validator gave the item exactly one)."""
+        if self.steps is not None:
+            return self.steps
+        assert self.response is not None
+        return self.response
+
 
 class ScoreRequest(BaseModel):
     """`POST /v1/prm/score`: `{"items": [{"question": ..., "response": ...} or {"question": ...,

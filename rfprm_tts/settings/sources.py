@@ -15,7 +15,7 @@ import io
 import json
 import os
 import re
-import sys
+import tomllib
 import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,11 +26,6 @@ from pydantic import BaseModel, ValidationError
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.runtime.files import decode_text
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 PREFIX = "RFPRM_"
 CONFIG_VARIABLE = "RFPRM_CONFIG"  # the TOML file's path: not a setting itself

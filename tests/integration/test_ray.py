@@ -193,14 +193,22 @@ def test_a_replica_dead_for_good_is_left_out(cluster, tmp_path, caplog):
 def test_a_worker_node_killed_mid_run_loses_no_problem(cluster, tmp_path):
     """Kill the second node (its raylet and the replica on it) while it holds problems: they
     are solved by the other replica; every row is written exactly once and none failed."""
-    out = tmp_path / "run"
-    command = bench(out, *on_ray(cluster), *BEAM_AT_EVERY_BUDGET, limit=16, strategies=("majority_vote", "beam_search"))
-    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env)
-    wait_for_rows(
-        out / "rows.jsonl", 4, driver
-    )  # early: at beam width 1 the rest goes fast, and the kill must find work
-    cluster.kill_node(0)
-    stdout, stderr = driver.communicate(timeout=600)
+    out, log = tmp_path / "run", tmp_path / "driver.log"
+    command = bench(
+        out, *on_ray(cluster), *BEAM_AT_EVERY_BUDGET, "-v", limit=16, strategies=("majority_vote", "beam_search")
+    )
+    with log.open("w") as stderr_file:
+        driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr_file, text=True, env=cluster.env)
+        # The kill must find work on both replicas: the one that loads second joins the run
+        # later (it says "is up"), and on a busy machine that can be after the first rows.
+        deadline = time.time() + 300
+        while "is up" not in log.read_text():
+            assert driver.poll() is None and time.time() < deadline, "the second replica never joined the run"
+            time.sleep(0.2)
+        wait_for_rows(out / "rows.jsonl", 4, driver)  # early: at beam width 1 the rest goes fast
+        cluster.kill_node(0)
+        stdout, _ = driver.communicate(timeout=600)
+    stderr = log.read_text()
     assert driver.returncode == 0, stderr[-3000:]
     assert "died" in stderr and "goes to another replica" in stderr, "the kill should catch problems in flight"
     rows = RunStore(out).rows()

@@ -2,6 +2,7 @@
 its trainer calls it (TRL 1.16, verl 0.9.1, OpenRLHF 0.11.2), the endpoints over real HTTP."""
 
 import math
+import time
 
 import httpx
 import pytest
@@ -178,3 +179,27 @@ def test_openrlhf_endpoint_and_remote_reward_model(demo_server):
     # verl's remote path: the same rewards through /v1/prm/score
     remote = RewardModel(Settings(), url=demo_server, api_key="k").rewards([QUESTION] * 2, [RIGHT, WRONG], ["18", "18"])
     assert [r.reward for r in remote] == pytest.approx([r.reward for r in local], abs=1e-5)
+
+
+def test_a_reward_request_has_one_time_limit_for_all_its_comparisons(demo_server, monkeypatch):
+    """Answers only math-verify can compare with the gold one take its 5 s limit each (a group
+    of 6: 30 s and more); the request's comparisons share one limit instead (here 2 s), after
+    which outcomes are decided by spelling and value, the undecided ones flagged."""
+    from rfprm_tts.grading.equivalence import compare
+    from rfprm_tts.rewards import core
+
+    compare("1/2", "0.5")  # a warm math-verify worker (the proxy runs in this process)
+    monkeypatch.setattr(core, "OUTCOME_BUDGET_S", 2.0)
+    prompt = f"<|im_start|>user\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
+    towers = [f"7 + 15 = 22\n\nThe answer is \\boxed{{9^{{9^{{9^{{{k}}}}}}}}}." for k in range(1, 7)]
+    body = {"query": [prompt + t for t in towers], "prompts": [prompt] * 6, "labels": ["9^{9^{9^{9}}}"] * 6}
+    started = time.perf_counter()
+    reply = httpx.post(
+        f"{demo_server}/v1/rewards/openrlhf", json=body, headers={"authorization": "Bearer k"}, timeout=120
+    )
+    elapsed = time.perf_counter() - started
+    assert reply.status_code == 200, reply.text
+    logs = reply.json()["extra_logs"]
+    assert logs["outcome"] == [0.0] * 6 and logs["outcome_unchecked"] == [1.0] * 6
+    assert all(0 < prm <= 1 for prm in logs["prm"])  # the PRM part is still there
+    assert elapsed < 15, elapsed

@@ -5,6 +5,7 @@ send the input."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -149,11 +150,19 @@ def test_unknown_paths_and_methods_answer_error_objects(demo_proxy):
     error_of(httpx.get(f"{demo_proxy}/v1/chat/completions"), 405)
 
 
-def test_prompt_over_the_prm_context_is_a_400(upstream):
+def test_prompt_over_the_prm_context_is_a_400_before_any_work(upstream):
+    """The PRM's context is the cap on one PRM input: a question that fills it is refused
+    before the search, so no upstream tokens are spent on it and it never joins (and holds
+    up) a PRM batch shared with other requests; the error names the numbers."""
     settings = upstream_settings(upstream).with_overrides(prm__max_length=200)
     with running(settings) as url:
         response = post(url, {"messages": [{"role": "user", "content": QUESTION + " Think. " * 100}]})
-    assert error_of(response, 400)["code"] == "context_length_exceeded"
+        batches = metric(url, "rfprm_prm_batch_requests_count")
+        assert post(url, ASK).status_code == 200  # an ordinary question still fits
+    error = error_of(response, 400)
+    assert error["code"] == "context_length_exceeded" and error["param"] == "messages"
+    assert re.search(r"the question takes [0-9,]+ of the PRM's 200 tokens", error["message"]), error["message"]
+    assert len(upstream.requests) == 1 and batches == 0  # the upstream saw only the ordinary request
 
 
 def test_client_that_leaves_during_the_body_is_no_500(demo_proxy):
@@ -211,12 +220,12 @@ def test_a_stream_whose_client_leaves_frees_its_place(upstream):
 def test_a_bug_mid_stream_still_ends_the_stream(upstream, monkeypatch):
     """An error nobody expected (here: building the answer fails) is logged with its
     traceback; the client gets an error event and [DONE], not a cut stream."""
-    from rfprm_tts.serve import app
+    from rfprm_tts.serve import service
 
     def broken(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(app, "completion_body", broken)
+    monkeypatch.setattr(service, "completion_body", broken)
     with running(upstream_settings(upstream)) as url:
         events = events_of(post(url, {**ASK, "stream": True}))
         plain = post(url, ASK)

@@ -355,55 +355,6 @@ def test_particle_filtering_weighted_vote_and_cache_release():
     assert result.answer == "12" and result.details["votes"] == 4
 
 
-def test_a_token_budget_sizes_each_request_to_what_is_left():
-    """best_of_n, N = 16, samples of 21 tokens, max_tokens 50, budget 200 generated tokens.
-    Nothing known yet: 200 // 50 = 4 samples (84 tokens). Then at 21 a sample: 116 left
-    affords 5 (189). 11 left: 1 more sample, which may take at most 11 tokens (a real server
-    stops it there; this fake does not, so it spends 21). Then nothing is left: no request."""
-    from helpers.fakes import ListGenerator
-
-    gen = ListGenerator([SEVEN + " "])
-    assert len(gen.texts[0]) == 21
-    settings = Settings.load(strategy="best_of_n", generator={"max_tokens": 50}, prm={"aggregation": "last"})
-    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve(
-        "Compute 3 + 4.", n=16, token_budget=200
-    )
-    assert [r.n for r in gen.requests] == [4, 5, 1]
-    assert [r.sampling.max_tokens for r in gen.requests] == [50, 50, 11]
-    assert result.usage.generated_tokens == 210 and len(result.candidates) == 10
-    assert result.usage.token_budget == 200 and result.usage.budget_exhausted and result.answer == "7"
-    # without a budget: one request of 16, and usage says there was none
-    result = ReasoningSolver(settings, generator=ListGenerator(gen.texts), scorer=DigitScorer()).solve("q", n=16)
-    assert result.usage.token_budget is None and not result.usage.budget_exhausted
-
-
-def test_a_sample_the_budget_cut_short_is_not_an_answer():
-    """A server stops a sample at the request's max_tokens. Budget 70, samples of 21, max_tokens
-    50: 1 sample (70 // 50), then 2 (49 left at 21 each), then 1 capped at the 7 left: cut
-    there, it is kept with its error and never wins, though the PRM would rank it first."""
-    from helpers.fakes import ListGenerator
-
-    class Honest(ListGenerator):
-        async def generate(self, request):
-            result = await super().generate(request)
-            limit = request.sampling.max_tokens
-            for c in result.completions:
-                if c.tokens > limit:
-                    result.generated_tokens -= c.tokens - limit
-                    c.text, c.tokens, c.finish_reason = "9" * limit, limit, "length"
-            return result
-
-    gen = Honest([SEVEN + " "])
-    settings = Settings.load(strategy="best_of_n", generator={"max_tokens": 50}, prm={"aggregation": "last"})
-    result = ReasoningSolver(settings, generator=gen, scorer=DigitScorer()).solve(
-        "Compute 3 + 4.", n=4, token_budget=70
-    )
-    assert [r.n for r in gen.requests] == [1, 2, 1] and result.usage.generated_tokens == 70
-    cut = [c for c in result.candidates if not c.ok]
-    assert len(cut) == 1 and "token budget" in cut[0].error and cut[0].generated_tokens == 7
-    assert result.answer == "7" and result.best.ok
-
-
 class CostRecorder(StepTreeGenerator):
     """The digit tree, recording each request's generated tokens and its round: requests sent
     together (one round of a step search, started before any of them came back) share one."""

@@ -14,14 +14,14 @@ import functools
 from collections.abc import Sequence
 
 from rfprm_tts.prm.formats.tokens import card_token_id, steps_start
-from rfprm_tts.prm.protocol import Rows
+from rfprm_tts.prm.protocol import RowKind, Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
 
 STEP_TAG = "ки"
 
 
 class MathShepherdFormat:
-    rows = "tags"
+    rows: RowKind = "tags"
     one_score = False
     prefix_reuse = True
     partial_ok = True

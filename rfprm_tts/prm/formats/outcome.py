@@ -14,13 +14,13 @@ from collections.abc import Sequence
 
 from rfprm_tts.chat import prm_messages, render, require_chat_template
 from rfprm_tts.errors import PRMLoadError
-from rfprm_tts.prm.protocol import Rows
+from rfprm_tts.prm.protocol import RowKind, Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
 
 
 class OutcomeFormat:
-    rows = "last"
+    rows: RowKind = "last"
     tag_id = None
     one_score = True
     prefix_reuse = False
@@ -75,7 +75,7 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
         trust_remote_code=settings.trust_remote_code,
     )
     head = getattr(model, "score", None) or getattr(model, "classifier", None)
-    if not hasattr(head, "weight") or head.weight.shape[0] != 1:
+    if head is None or not hasattr(head, "weight") or head.weight.shape[0] != 1:
         raise PRMLoadError(f"{path!r}: no one-logit Linear head (score or classifier) on {type(model).__name__}")
     return ScalarHeadModel(model.base_model, head).to(device).eval()
 

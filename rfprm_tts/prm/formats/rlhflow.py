@@ -17,12 +17,12 @@ from rfprm_tts.chat import prompt_ids, render, require_chat_template
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.formats.math_shepherd import load_token_choice_model
 from rfprm_tts.prm.formats.tokens import card_token_id, steps_start
-from rfprm_tts.prm.protocol import Rows
+from rfprm_tts.prm.protocol import RowKind, Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
 
 
 class RLHFlowFormat:
-    rows = "marks"
+    rows: RowKind = "marks"
     tag_id = None
     one_score = False
     prefix_reuse = True

@@ -18,7 +18,7 @@ from torch import nn
 
 from rfprm_tts.errors import PRMLoadError
 from rfprm_tts.prm.models.heads import ScalarHeadModel
-from rfprm_tts.prm.protocol import Rows
+from rfprm_tts.prm.protocol import RowKind, Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
 
@@ -51,7 +51,7 @@ def load_reward_head(path: str, hidden_size: int) -> nn.Linear:
 class ScalarHeadFormat:
     """Raw question + completion in, one score out (the last token's)."""
 
-    rows = "last"
+    rows: RowKind = "last"
     tag_id = None
     one_score = True
     prefix_reuse = False

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 
 from rfprm_tts.errors import PRMLoadError
-from rfprm_tts.prm.protocol import Rows
+from rfprm_tts.prm.protocol import RowKind, Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
 
 ARCHITECTURE = "Qwen2ForPrmModel"
@@ -27,7 +27,7 @@ HEAD_KEYS = ("v_head.summary.weight", "v_head.summary.bias")
 
 
 class SkyworkFormat:
-    rows = "tags"
+    rows: RowKind = "tags"
     one_score = False
     prefix_reuse = True
     partial_ok = True
@@ -76,7 +76,7 @@ def load_value_head(path: str, hidden_size: int) -> torch.nn.Linear:
     for key, file in files.items():
         if os.path.isfile(file):
             with safe_open(file, framework="pt") as f:
-                if key in f:
+                if key in f.keys():  # noqa: SIM118 (safe_open is no mapping: it has keys() but no `in`)
                     tensors[key] = f.get_tensor(key)
     if set(tensors) != set(HEAD_KEYS):
         raise PRMLoadError(

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from rfprm_tts.chat import prm_messages, prompt_ids, render, require_chat_template
 from rfprm_tts.errors import PRMLoadError
-from rfprm_tts.prm.protocol import Rows
+from rfprm_tts.prm.protocol import RowKind, Rows
 from rfprm_tts.prm.registry import FormatSpec, register_format
 
 
@@ -70,7 +70,7 @@ class StepTagFormat:
         self.tag_id = tokenizer.convert_tokens_to_ids(step_tag)
         self.readout = readout
         self.system_prompt = system_prompt
-        self.rows = "tags" if readout == "step_tag" else "all"
+        self.rows: RowKind = "tags" if readout == "step_tag" else "all"
         # the scorer and the runner both ask, for every call: template each question once
         self.answer_start = functools.lru_cache(maxsize=4096)(self._answer_start)
 

@@ -9,8 +9,13 @@ maps input ids (and the runners' cache arguments) to per-token logits.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 class ScalarHeadModel(nn.Module):
@@ -31,7 +36,7 @@ class TokenChoiceModel(nn.Module):
     [batch, tokens, len(token_ids)], equal to the full logits at those tokens without
     computing (or keeping) the rest of the vocabulary."""
 
-    def __init__(self, causal_lm: nn.Module, token_ids: list[int]):
+    def __init__(self, causal_lm: PreTrainedModel, token_ids: list[int]):
         super().__init__()
         self.body = causal_lm.get_decoder()
         self.config = causal_lm.config

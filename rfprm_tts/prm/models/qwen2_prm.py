@@ -23,7 +23,8 @@ class Qwen2ForProcessRewardModel(Qwen2PreTrainedModel):
         self.score = nn.Sequential(
             nn.Linear(config.hidden_size, config.hidden_size),
             nn.ReLU(),
-            nn.Linear(config.hidden_size, config.num_labels),
+            # transformers types num_labels Optional (None without id2label), but a config always sets id2label
+            nn.Linear(config.hidden_size, config.num_labels),  # type: ignore[arg-type]
         )
         self.post_init()
 

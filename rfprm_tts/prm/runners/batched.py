@@ -11,10 +11,10 @@ PRM head: softmax; a 1-logit reward head: sigmoid).
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
 
 import torch
 
+from rfprm_tts.errors import RfprmError
 from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows, positions
 from rfprm_tts.runtime.torch_utils import length_batches, packed_rows, padding, right_pad, run_grouped
 
@@ -35,7 +35,7 @@ class TransformersRunner:
         batching: str = "auto",
         pad_id: int = 0,
     ):
-        self.model = model
+        self.model: torch.nn.Module | None = model  # None once closed
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         if batching == "auto":
@@ -60,21 +60,27 @@ class TransformersRunner:
             rows = run_grouped(jobs, groups, forward)
         return Forwarded(rows, lengths, 0 if self.batching == "pack" else padding(groups, lengths))
 
+    def _loaded_model(self) -> torch.nn.Module:
+        if self.model is None:
+            raise RfprmError("this PRM runner is closed")
+        return self.model
+
     @torch.inference_mode()
-    def _forward_padded(self, jobs: list[tuple[list[int], Sequence[int]]]) -> list[Rows]:
+    def _forward_padded(self, jobs: list[tuple[list[int], list[int]]]) -> list[Rows]:
         input_ids, _ = right_pad([ids for ids, _ in jobs], self.pad_id, self.device)
         # No attention mask: padding sits right of every real token, so causal attention
         # already keeps it out of what is read, and the unmasked causal kernels are faster.
-        probs = probabilities(self.model(input_ids=input_ids, use_cache=False)[0])
+        probs = probabilities(self._loaded_model()(input_ids=input_ids, use_cache=False)[0])
         return [probs[row, list(wanted)].tolist() for row, (_, wanted) in enumerate(jobs)]
 
     @torch.inference_mode()
-    def _forward_packed(self, jobs: list[tuple[list[int], Sequence[int]]]) -> list[Rows]:
+    def _forward_packed(self, jobs: list[tuple[list[int], list[int]]]) -> list[Rows]:
         input_ids = torch.tensor([[t for ids, _ in jobs for t in ids]], device=self.device)
         position_ids = torch.tensor([[p for ids, _ in jobs for p in range(len(ids))]], device=self.device)
         # no attention mask and no cache: transformers reads the restarting position ids as
         # packed inputs and masks attention per input
-        probs = probabilities(self.model(input_ids=input_ids, position_ids=position_ids, use_cache=False)[0][0])
+        model = self._loaded_model()
+        probs = probabilities(model(input_ids=input_ids, position_ids=position_ids, use_cache=False)[0][0])
         rows, offset = [], 0
         for ids, wanted in jobs:
             rows.append(probs[[offset + p for p in wanted]].tolist())

@@ -26,6 +26,7 @@ from itertools import count
 import torch
 from transformers import DynamicCache, Qwen2Model
 
+from rfprm_tts.errors import RfprmError
 from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows, positions
 from rfprm_tts.prm.runners.batched import TransformersRunner, probabilities
 from rfprm_tts.runtime.torch_utils import length_batches
@@ -56,7 +57,8 @@ class Node:
 
     def chain(self) -> list[Node]:
         """Nodes from the root down to this one."""
-        nodes, node = [], self
+        nodes: list[Node] = []
+        node: Node | None = self
         while node is not None:
             nodes.append(node)
             node = node.parent
@@ -83,7 +85,7 @@ class _Pending:
 
 
 class IncrementalRunner(TransformersRunner):
-    """The transformers runner, reusing the keys/values of prefixes it has run. A PrefixCache:
+    """The transformers runner, reusing the keys/values of prefixes it has run. A CachingRunner:
     the scorer passes on `release` and `forget`."""
 
     def __init__(self, model: torch.nn.Module, *, cache_max_tokens: int = 65536, **options):
@@ -99,14 +101,16 @@ class IncrementalRunner(TransformersRunner):
     def run(self, fmt: InputFormat, questions: list[str], inputs: list[list[int]]) -> Forwarded:
         starts = {q: fmt.answer_start(q) for q in set(questions)}
         with self._lock:
-            leaves, pending = [], {}
+            leaves = []
+            pending: dict[tuple[int, tuple[int, ...]], _Pending] = {}
             for question, ids in zip(questions, inputs):
                 leaves.append(self._walk(fmt, ids, question, starts[question], pending))
             made, padded = self._run(fmt, [p for p in pending.values() if p.kept])
-            scores, tokens, counted = [], [], set()
+            scores, tokens = [], []
+            counted: set[int] = set()
             new_nodes = {id(n) for n in made.values()}
             for leaf in leaves:
-                chain = made.get(id(leaf), leaf).chain()
+                chain = (made[id(leaf)] if isinstance(leaf, _Pending) else leaf).chain()
                 for n in chain:
                     self._nodes.move_to_end(n.key)
                 new = [n for n in chain if id(n) in new_nodes and id(n) not in counted]
@@ -154,7 +158,14 @@ class IncrementalRunner(TransformersRunner):
         node, covered = self._cached_prefix(ids, cuts)
         return node if covered == len(cuts) else None
 
-    def _walk(self, fmt: InputFormat, ids: Sequence[int], question: str, start: int, pending: dict) -> Node | _Pending:
+    def _walk(
+        self,
+        fmt: InputFormat,
+        ids: Sequence[int],
+        question: str,
+        start: int,
+        pending: dict[tuple[int, tuple[int, ...]], _Pending],
+    ) -> Node | _Pending:
         """Follow the cached tree as far as the input matches, then add the rest as pending
         boundaries (shared with other inputs of this call). Returns the input's last node."""
         cuts = fmt.cuts(ids, start)
@@ -168,6 +179,8 @@ class IncrementalRunner(TransformersRunner):
                 if isinstance(node, _Pending):
                     node.children += 1
             node, begin = pending[key], cut
+        if node is None:  # only without cuts
+            raise RfprmError(f"{type(fmt).__name__}.cuts gave no cut; it must give at least the answer's start")
         if isinstance(node, _Pending):
             node.leaf = True
         return node
@@ -225,7 +238,7 @@ class IncrementalRunner(TransformersRunner):
             mask[row, width_past - p : width_past + n] = 1
             position_ids[row] = torch.arange(p, p + width_new)
         cache = DynamicCache(ddp_cache_data=self._past_kv(nodes, width_past)) if width_past else DynamicCache()
-        logits = self.model(
+        logits = self._loaded_model()(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=position_ids.to(self.device),
@@ -235,10 +248,12 @@ class IncrementalRunner(TransformersRunner):
         probs = probabilities(logits).cpu()
         for row, node in enumerate(nodes):
             n = len(node.segment)
+            # transformers types a layer's keys and values Optional and its layers a union with linear-attention
+            # ones (which have none); this cache's layers are DynamicLayers that have just run: both are tensors
             node.kv = [
                 (
-                    layer.keys[row, :, width_past : width_past + n].clone(),
-                    layer.values[row, :, width_past : width_past + n].clone(),
+                    layer.keys[row, :, width_past : width_past + n].clone(),  # type: ignore[union-attr,index]
+                    layer.values[row, :, width_past : width_past + n].clone(),  # type: ignore[union-attr,index]
                 )
                 for layer in cache.layers
             ]

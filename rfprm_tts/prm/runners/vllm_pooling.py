@@ -39,8 +39,9 @@ class VLLMPoolingRunner:
             engine_args["pooler_config"] = PoolerConfig(tok_pooling_type="ALL")
         if v.max_model_len is not None:
             engine_args["max_model_len"] = v.max_model_len
-        self.llm = LLM(**{**engine_args, **v.engine_kwargs})
-        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        llm = LLM(**{**engine_args, **v.engine_kwargs})
+        self.llm: LLM | None = llm  # None once closed
+        self.max_model_len = llm.llm_engine.model_config.max_model_len
         self.num_parameters = None  # vLLM does not report it uniformly
         self._lock = threading.Lock()
 
@@ -48,6 +49,8 @@ class VLLMPoolingRunner:
         from vllm import PoolingParams
         from vllm.inputs import TokensPrompt
 
+        if self.llm is None:
+            raise RfprmError("this PRM runner is closed")
         params = PoolingParams(step_tag_id=fmt.tag_id) if fmt.rows == "tags" else PoolingParams()
         with self._lock:
             outputs = self.llm.encode(
@@ -60,9 +63,10 @@ class VLLMPoolingRunner:
         return Forwarded(rows, [len(ids) for ids in inputs], 0)  # vLLM packs: no padding
 
     def close(self) -> None:
-        shutdown = getattr(getattr(getattr(self, "llm", None), "llm_engine", None), "shutdown", None)
-        if callable(shutdown):
-            shutdown()
+        if self.llm is not None:
+            shutdown = getattr(self.llm.llm_engine, "shutdown", None)  # not in every vLLM version
+            if callable(shutdown):
+                shutdown()
         self.llm = None
 
 
@@ -123,7 +127,8 @@ class HTTPPoolingRunner:
                     response = self.clients[replica].post("/pooling", body=body, cast_to=object)
         except Exception as exc:
             raise RfprmError(describe_failure(exc, self.replicas.urls[replica], attempts, "prm")) from exc
-        return [item["data"] for item in sorted(response["data"], key=lambda item: item["index"])]
+        # openai's post types its answer as cast_to, object here; with object it is the parsed JSON
+        return [item["data"] for item in sorted(response["data"], key=lambda item: item["index"])]  # type: ignore[index]
 
     def close(self) -> None:
         for client in self.clients:

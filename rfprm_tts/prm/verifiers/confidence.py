@@ -53,10 +53,9 @@ def confidence(logprobs: Sequence[float], method: str = "lowest_group", window: 
 
 
 class ConfidenceScorer(ScorerDefaults):
-    """A Scorer whose input is each candidate's token log-probabilities, not its steps: the
-    search context sees `reads_logprobs` and calls `score_logprobs`."""
+    """A LogprobScorer: its input is each candidate's token log-probabilities, not its steps
+    (the search context calls `score_logprobs`)."""
 
-    reads_logprobs = True
     one_score = True
     num_parameters = 0  # no model runs: no verifier FLOPs
 

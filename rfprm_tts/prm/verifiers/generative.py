@@ -64,7 +64,7 @@ def verdict_probabilities(tokens: Sequence[tuple[str, float]] | None, said: list
     if not given or len(words) < len(given):
         return [None] * len(said)
     last = iter(words[len(words) - len(given) :])
-    probabilities = []
+    probabilities: list[float | None] = []
     for verdict in said:
         if verdict is None:
             probabilities.append(None)

@@ -1,0 +1,201 @@
+"""The proxy's work, without HTTP: one chat completion, PRM scoring or reward request at a time.
+
+`ProxyService` takes a parsed request model (protocol.py) and returns the body to answer with,
+or raises an APIError: the request's fault a 400, the upstream's a 502/504, the proxy's own a
+500 (its traceback logged). app.py routes HTTP to it (auth, body, limits, streams); tests and
+other front ends can call it directly, with any generator and scorer.
+
+Before a chat request's search starts, its question is measured in the PRM's own tokens
+against the PRM's context (the server's per-input limit, `prm.max_length` or the checkpoint's):
+a question that leaves no room for an answer is a 400 naming both numbers, before any token is
+generated upstream and before the request joins the PRM batch it would share with others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from rfprm_tts.chat import question_of, to_messages
+from rfprm_tts.errors import ConfigError, GenerationError, PRMInputTooLongError
+from rfprm_tts.offline.responses import score_responses
+from rfprm_tts.prm.protocol import Scorer
+from rfprm_tts.prm.scorer import PRMScorer
+from rfprm_tts.rewards import RewardModel, openrlhf
+from rfprm_tts.search.context import Progress
+from rfprm_tts.serve.batching import BatchingScorer
+from rfprm_tts.serve.metrics import Metrics
+from rfprm_tts.serve.protocol import APIError, ChatCall, ScoreRequest, completion_body, invalid
+from rfprm_tts.settings import Settings
+from rfprm_tts.solver import ReasoningSolver
+from rfprm_tts.strategies.base import BaseStrategy
+
+log = logging.getLogger(__name__)
+# Longer questions are tokenized for the PRM check on a worker thread; shorter ones take well
+# under a millisecond, less than the hop to a thread costs on a loaded event loop.
+TOKENIZE_ON_LOOP_CHARS = 4096
+
+
+def internal_error() -> APIError:
+    """A bug of the proxy's, as the client sees it (the traceback goes to the log)."""
+    return APIError(
+        500,
+        "the proxy failed to answer this request; retry, and tell its operator if it persists",
+        "server_error",
+        "internal_error",
+    )
+
+
+def upstream_error(exc: GenerationError) -> APIError:
+    """What the client can act on; the upstream's URL and error text go to the log only."""
+    log.warning("upstream generation failed: %s", exc)
+    if "timed out" in str(exc):
+        return APIError(
+            504,
+            "the upstream model did not answer in time (after the proxy's retries); retry later, "
+            "or ask for fewer tokens",
+            "upstream_error",
+            "upstream_timeout",
+        )
+    return APIError(
+        502,
+        "the upstream model failed to answer (after the proxy's retries); retry later",
+        "upstream_error",
+        "upstream_failed",
+    )
+
+
+def context_exceeded(detail: str) -> APIError:
+    return invalid(
+        f"the question and its answers do not fit this server's PRM: {detail}", "context_length_exceeded", "messages"
+    )
+
+
+def build_solver(settings: Settings, metrics: Metrics) -> ReasoningSolver:
+    """A solver whose PRM batches the scoring work of concurrent requests."""
+    from rfprm_tts.prm import build_scorer
+
+    scorer: Scorer = build_scorer(settings.prm)
+    if settings.prm.format != "confidence":  # a confidence verifier runs no model: nothing to batch
+        scorer = BatchingScorer(
+            scorer,
+            window_s=settings.serve.batch_window_ms / 1000,
+            max_batch=settings.serve.max_batch,
+            on_batch=metrics.observe_batch,
+        )
+    solver = ReasoningSolver(settings, scorer=scorer)
+    solver.generator  # noqa: B018 - build the generator now, not on the first request
+    return solver
+
+
+def prm_model(scorer: Scorer) -> PRMScorer | None:
+    """The PRM behind `scorer` when it runs a model with a known context, else None."""
+    inner = scorer.scorer if isinstance(scorer, BatchingScorer) else scorer
+    return inner if isinstance(inner, PRMScorer) and inner.max_length is not None else None
+
+
+class ProxyService:
+    """Runs the proxy's requests on one solver (built from `settings` by `start()` when none is
+    given, its PRM batched across requests), recording usage in `metrics`."""
+
+    def __init__(self, settings: Settings, solver: ReasoningSolver | None = None, metrics: Metrics | None = None):
+        self.settings = settings
+        self.metrics = metrics if metrics is not None else Metrics()
+        self._solver = solver
+        self._owns_solver = solver is None
+
+    async def start(self) -> None:
+        """Build the solver (models load here, off the event loop) unless one was given."""
+        if self._solver is None:
+            self._solver = await asyncio.to_thread(build_solver, self.settings, self.metrics)
+
+    @property
+    def solver(self) -> ReasoningSolver:
+        if self._solver is None:
+            raise RuntimeError("the proxy service has not started: await start() first")
+        return self._solver
+
+    async def aclose(self) -> None:
+        if self._solver is None:
+            return
+        await self._solver.aclose()
+        if self._owns_solver:  # the batching PRM was handed to the solver, so it is ours to close
+            await asyncio.to_thread(self._solver.scorer.close)
+
+    async def chat(
+        self, call: ChatCall, request_id: str | None = None, on_progress: Callable[[Progress], None] | None = None
+    ) -> dict[str, Any]:
+        """The search's answer to a chat request as a completion body. Every failure is an
+        APIError: the request's fault a 400, the upstream's a 502/504, the proxy's own a 500."""
+        chat = call.chat
+        try:
+            messages = to_messages(chat.messages)
+        except ConfigError as exc:
+            raise invalid(f"invalid messages: {exc}", "invalid_messages", "messages") from None
+        try:
+            request_settings = self.settings.with_overrides(**chat.sampling_overrides())
+            if not isinstance(call.strategy, BaseStrategy) or call.strategy.uses_prm:
+                await self.check_question(question_of(messages))
+            result = await self.solver.run(messages, call.strategy, request_settings, on_progress)
+        except APIError:
+            raise
+        except ConfigError as exc:
+            raise invalid(str(exc), "invalid_rfprm_option") from None
+        except GenerationError as exc:
+            self.metrics.upstream_errors.inc()
+            raise upstream_error(exc) from None
+        except PRMInputTooLongError as exc:
+            raise context_exceeded(str(exc)) from None
+        except Exception:  # a bug, or an RfprmError the request did not cause
+            log.exception("request %s failed", request_id)
+            raise internal_error() from None
+        self.metrics.record_usage(result)
+        return completion_body(
+            result, chat, self.settings.serve.model_name, request_id or f"chatcmpl-{uuid.uuid4().hex}"
+        )
+
+    async def check_question(self, question: str) -> None:
+        """A 400 when the question alone fills the PRM's context (no answer could be scored),
+        before the request spends upstream tokens or joins a PRM batch. Measured in the PRM's
+        tokens (on a worker thread when the question is long)."""
+        prm = prm_model(self.solver.scorer)
+        if prm is None or prm.max_length is None:
+            return
+        if len(question) > TOKENIZE_ON_LOOP_CHARS:
+            tokens = len(await asyncio.to_thread(prm.encode, question, []))
+        else:
+            tokens = len(prm.encode(question, []))
+        if tokens >= prm.max_length:
+            raise context_exceeded(
+                f"the question takes {tokens:,} of the PRM's {prm.max_length:,} tokens per input "
+                "(question and answer together), leaving none for the answer; shorten the question"
+            )
+
+    def score(self, request: ScoreRequest) -> dict[str, Any]:
+        """`POST /v1/prm/score`: the PRM's scores of the given responses (blocking: call it
+        from a worker thread)."""
+        try:
+            results = score_responses(
+                self.solver.scorer,
+                [(i.question, i.answer) for i in request.items],
+                self.settings.step_separator,
+                self.settings.prm.alpha,
+            )
+        except ValueError as exc:
+            raise invalid(f"invalid request: {exc}", "invalid_body") from None
+        return {
+            "results": [asdict(r) for r in results],
+            "usage": {"prm_tokens": sum(r.prm_tokens for r in results)},
+        }
+
+    def openrlhf(self, request: openrlhf.OpenRLHFRequest) -> dict[str, Any]:
+        """`POST /v1/rewards/openrlhf` (blocking: call it from a worker thread); a request whose
+        lists do not match is a 400."""
+        try:
+            return openrlhf.answer(request, RewardModel(self.settings, scorer=self.solver.scorer))
+        except ValueError as exc:
+            raise invalid(f"invalid request: {exc}", "invalid_body") from None
