@@ -93,7 +93,7 @@ def main() -> None:
         return worker(args)
 
     from rfprm_tts.bench import load_problems, summarize
-    from rfprm_tts.bench.runner import Grader
+    from rfprm_tts.bench.rows import Grader
     from rfprm_tts.demo import model_path
 
     problems = load_problems("demo", limit=args.problems)

@@ -20,7 +20,7 @@ from collections import Counter, deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from rfprm_tts.bench.runner import BenchWorker, Job, WorkSpec, failed_rows
+from rfprm_tts.bench.jobs import BenchWorker, Job, WorkSpec, failed_rows
 from rfprm_tts.errors import ConfigError, RfprmError
 
 log = logging.getLogger(__name__)

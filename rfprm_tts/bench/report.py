@@ -3,12 +3,18 @@ PNG plots (accuracy vs generated tokens, and accuracy vs N)."""
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
+
+from rfprm_tts.bench.store import RunStore
+from rfprm_tts.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,3 +188,45 @@ def plot(points: Sequence[Point], out_dir: str | Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def write_report(out_dir: str | Path, show: bool = True, out: IO[str] | None = None) -> list[Point]:
+    """Summarize a run directory from its rows: summary.md, the PNG plots (when matplotlib is
+    installed) and, with `show`, a table on `out` (default: stdout)."""
+    store = RunStore(out_dir)
+    rows = store.rows()
+    if not rows:
+        raise ConfigError(f"{store.dir} holds no finished rows yet; run (or resume) the benchmark first")
+    points = summarize(rows)
+    _emit(points, store.dir, store.config(), "Benchmark summary", show, out)
+    return points
+
+
+def write_comparison(
+    runs: Sequence[str | Path], out_dir: str | Path, show: bool = True, out: IO[str] | None = None
+) -> list[Point]:
+    """Several runs on one set of plots (one line per run and strategy, labelled "run:
+    strategy"), e.g. the same strategies with different verifiers: summary.md and PNGs in
+    `out_dir`."""
+    names = [Path(r).name for r in runs]
+    labels = names if len(set(names)) == len(names) else [str(r) for r in runs]
+    points = [
+        replace(p, strategy=f"{label}: {p.strategy}")
+        for run, label in zip(runs, labels)
+        for p in summarize(RunStore(run).rows())
+    ]
+    directory = Path(out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {"command": "rfprm bench report " + " ".join(map(str, runs)) + f" --out {out_dir}"}
+    _emit(points, directory, config, "Runs compared", show, out)
+    return points
+
+
+def _emit(points: list[Point], directory: Path, config: dict, title: str, show: bool, out: IO[str] | None) -> None:
+    (directory / "summary.md").write_text(markdown(points, title=title, config=config))
+    try:
+        plot(points, directory)
+    except ImportError:
+        log.warning("matplotlib is not installed: no plots (pip install 'rfprm-tts[bench]')")
+    if show:
+        print_table(points, out)

@@ -1,24 +1,7 @@
 """Generator backends. `build_generator(settings)` picks one from `GeneratorSettings.backend`."""
 
-from __future__ import annotations
-
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult, Generator
-from rfprm_tts.settings import GeneratorSettings
-
-
-def build_generator(settings: GeneratorSettings) -> Generator:
-    if settings.backend == "openai":
-        from rfprm_tts.generators.openai import OpenAIGenerator
-
-        return OpenAIGenerator(settings)
-    if settings.backend == "vllm":
-        from rfprm_tts.generators.vllm import VLLMGenerator
-
-        return VLLMGenerator(settings)
-    from rfprm_tts.generators.transformers import TransformersGenerator
-
-    return TransformersGenerator(settings)
-
+from rfprm_tts.generators.loading import build_generator
 
 __all__ = [
     "Completion",

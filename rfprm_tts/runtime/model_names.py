@@ -24,7 +24,7 @@ from rfprm_tts.errors import ConfigError, PRMLoadError, RfprmError
 
 Role = Literal["generator", "prm"]
 ENTRY_POINT_GROUP = "rfprm_tts.models"
-BUILT_IN = {"demo": "rfprm_tts.demo:model_path"}
+BUILT_IN = {"demo": "rfprm_tts.demo.paths:model_path"}
 # Any one of these in a checkpoint folder is a tokenizer transformers can load (fast, BPE,
 # WordPiece, SentencePiece, tiktoken).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "tekken.json")

@@ -15,7 +15,7 @@ from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.bench import RunStore, load_problems, run_bench, summarize, write_report
 from rfprm_tts.bench.datasets import Problem, gold_answer
 from rfprm_tts.bench.report import bootstrap_ci
-from rfprm_tts.bench.runner import Grader
+from rfprm_tts.bench.rows import Grader
 from rfprm_tts.errors import ConfigError
 
 # Gold answers of real MATH problems, with equivalent and non-equivalent spellings of them.
@@ -365,7 +365,7 @@ def test_report_overlays_runs(tmp_path):
 def test_a_beam_search_skips_the_budgets_it_cannot_run_instead_of_mislabelling_them():
     """dvts at n = 1, 2, 4, 6 once ran the same search four times under four N labels."""
     from rfprm_tts.bench.datasets import Problem
-    from rfprm_tts.bench.runner import WorkSpec, plan_jobs
+    from rfprm_tts.bench.jobs import WorkSpec, plan_jobs
 
     spec = WorkSpec(Settings(strategy_params={"beam_width": 4}), ("dvts", "best_of_n"), (1, 2, 4, 6, 8))
     assert spec.runs == {"dvts": (4, 8), "best_of_n": (1, 2, 4, 6, 8)}

@@ -13,7 +13,8 @@ from transformers import AutoTokenizer
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.demo import WEIGHTS_DIR
 from rfprm_tts.demo.arithmetic import held_out_problems
-from rfprm_tts.demo.train import TrainConfig, evaluate, prm_example
+from rfprm_tts.demo.examples import prm_example
+from rfprm_tts.demo.train import TrainConfig, evaluate
 from rfprm_tts.demo.train import main as train_main
 from rfprm_tts.prm import load_prm
 from rfprm_tts.runtime.model_names import resolve_model
