@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rfprm_tts.bench.store import RunStore, differences, row_key
+from rfprm_tts.bench.store import RunStore, row_key
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.runtime.resumable import differences
 
 PER_SHARD = ("shard", "problems", "problem_ids", "command")  # what shards of one run differ in
 

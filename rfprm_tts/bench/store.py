@@ -1,21 +1,20 @@
 """A benchmark run on disk: `run.json` (what was asked) and `rows.jsonl` (one graded row per
 problem, strategy and budget), appended as rows finish so a crash loses no finished row.
 
-Each append is one write() of whole lines to a file opened for appending, then fsync. A
-crash can at worst leave a torn last line; it is cut off when the run is reopened.
+rows.jsonl is a resumable JSONL output (runtime/resumable.py): a torn last line, from a crash
+mid-write, is cut off when the run is reopened.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 from pathlib import Path
 from typing import Any
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.runtime.files import append_all, jsonl, jsonl_lines, parse_row, read_bytes, write_atomically
+from rfprm_tts.runtime.files import jsonl_lines, parse_row, read_bytes, write_atomically
+from rfprm_tts.runtime.resumable import JsonlAppender, differences, whole_rows
 
 log = logging.getLogger(__name__)
 ROWS, CONFIG = "rows.jsonl", "run.json"
@@ -36,7 +35,7 @@ class RunStore:
         if config is not None:
             self.dir.mkdir(parents=True, exist_ok=True)
             self._check_config(config)
-            self._cut_torn_line()
+            whole_rows(self.rows_path)
 
     def _check_config(self, config: dict[str, Any]) -> None:
         """A resumed run must use the same dataset and settings; it may add strategies and
@@ -58,16 +57,6 @@ class RunStore:
                 "strategies": list(dict.fromkeys([*before.get("strategies", []), *config.get("strategies", [])])),
             }
         write_atomically(path, json.dumps(config, indent=2, sort_keys=True))
-
-    def _cut_torn_line(self) -> None:
-        if not self.rows_path.is_file():
-            return
-        data = self.rows_path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            log.warning("cutting a torn last line from %s (a run was killed mid-write)", self.rows_path)
-            with open(self.rows_path, "r+b") as f:
-                f.truncate(keep)
 
     def config(self, *required: str) -> dict[str, Any]:
         """What the run was started with (run.json), holding every `required` key."""
@@ -109,24 +98,5 @@ class RunStore:
         return {row_key(row) for row in self.rows()}
 
     def append(self, rows: list[dict[str, Any]]) -> None:
-        data = jsonl(rows, sort_keys=True)
-        fd = os.open(self.rows_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            append_all(fd, data, self.rows_path)
-        finally:
-            os.close(fd)
-
-
-def differences(before: Any, now: Any, path: str = "") -> list[str]:
-    """Each setting that differs between two JSON values, named by its dotted path with both values."""
-    if isinstance(before, dict) and isinstance(now, dict):
-        return [
-            d
-            for key in sorted(set(before) | set(now), key=str)
-            for d in differences(before.get(key), now.get(key), f"{path}.{key}" if path else str(key))
-        ]
-    if before == now:
-        return []
-    if re.search(r"key|token|secret|password|url", path, re.I):  # may hold credentials: name it only
-        return [f"{path} changed"]
-    return [f"{path or 'the run'}: {json.dumps(before)[:60]} then, {json.dumps(now)[:60]} now"]
+        with JsonlAppender(self.rows_path, sort_keys=True) as out:
+            out.write(rows)

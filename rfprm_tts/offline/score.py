@@ -15,7 +15,6 @@ a kill mid-write, is cut). The scoring settings are kept beside the output
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +25,13 @@ from rfprm_tts.offline.responses import score_responses
 from rfprm_tts.prm.protocol import Scorer
 from rfprm_tts.runtime.files import (
     OutputLock,
-    append_all,
     check_input,
     check_output,
-    jsonl,
     jsonl_lines,
     parse_row,
     write_atomically,
 )
+from rfprm_tts.runtime.resumable import JsonlAppender, differences, whole_rows
 from rfprm_tts.settings import Settings
 from rfprm_tts.text import require_unicode
 
@@ -87,24 +85,6 @@ def fingerprint(settings: Settings) -> dict[str, Any]:
     }
 
 
-def rows_done(out: Path) -> int:
-    """Whole rows already in `out` (read in blocks: the file may be large); a torn last line
-    is cut off the file."""
-    if not out.exists():
-        return 0
-    rows = whole = size = 0
-    with open(out, "rb") as f:
-        while block := f.read(1 << 20):
-            rows += block.count(b"\n")
-            if (last := block.rfind(b"\n")) >= 0:
-                whole = size + last + 1
-            size += len(block)
-    if whole < size:
-        with open(out, "r+b") as f:
-            f.truncate(whole)
-    return rows
-
-
 def check_settings(out: Path, settings: Settings) -> None:
     """Refuse to resume `out` under other scoring settings (or one not written by rfprm score)."""
     kept = Path(f"{out}.settings.json")
@@ -122,9 +102,9 @@ def check_settings(out: Path, settings: Settings) -> None:
                 f"{kept} cannot be read, so {out} cannot be resumed safely: move both away, "
                 "or pass --restart to score from the start"
             ) from None
-        changed = {k: (before.get(k), v) for k, v in now.items() if before.get(k) != v}
+        changed = differences(before, now)
         if changed:
-            what = "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items())
+            what = "; ".join(changed)
             raise ConfigError(
                 f"{out} was scored under other settings ({what}): resuming would mix two scorings. "
                 "Use those settings, another output file, or --restart"
@@ -214,21 +194,23 @@ def score_file(
         if restart and out.exists():
             out.unlink()
         check_settings(out, settings)
-        summary = Summary(resumed_after=rows_done(out))
+        summary = Summary(resumed_after=whole_rows(out))
         started = time.perf_counter()
         total = sum(1 for _ in jsonl_lines(source, "the input"))
         if total == 0:
             raise ConfigError(f"{source} has no rows; give a JSONL file with a question and a response per row")
-        fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            with tqdm(
-                total=total, initial=summary.resumed_after, unit="row", desc="rfprm score", disable=not progress
-            ) as bar:
+            with (
+                JsonlAppender(out) as output,
+                tqdm(
+                    total=total, initial=summary.resumed_after, unit="row", desc="rfprm score", disable=not progress
+                ) as bar,
+            ):
                 chunk: list[tuple[int, dict | str]] = []
 
                 def flush() -> None:
                     rows = score_chunk(scorer, chunk, fields, settings)
-                    append_all(fd, jsonl(rows), out)
+                    output.write(rows)
                     for r in rows:
                         if "error" in r["rfprm"]:
                             summary.errors += 1
@@ -256,8 +238,6 @@ def score_file(
             raise Interrupted(
                 f"{summary.resumed_after + summary.rows} rows saved in {out}; rerun the same command to resume"
             ) from None
-        finally:
-            os.close(fd)
     summary.scored = summary.rows - summary.errors
     summary.seconds = time.perf_counter() - started
     return summary
