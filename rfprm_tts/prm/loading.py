@@ -7,11 +7,12 @@ prefix reuse and `prm.incremental`, else batched), vLLM pooling in-process, or a
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from rfprm_tts.errors import ConfigError, PRMLoadError
 from rfprm_tts.prm.protocol import InputFormat, Runner, Scorer
-from rfprm_tts.prm.registry import FORMATS, FormatSpec
+from rfprm_tts.prm.registry import FORMATS, VERIFIERS, FormatSpec
 from rfprm_tts.prm.scorer import PRMScorer
 from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import PRMSettings
@@ -24,6 +25,7 @@ BUILT_IN_FORMATS = (
     "rfprm_tts.prm.formats.skywork",
     "rfprm_tts.prm.formats.outcome",
 )
+BUILT_IN_VERIFIERS = ("rfprm_tts.prm.verifiers.confidence", "rfprm_tts.prm.verifiers.generative")
 
 
 def load_prm(path_or_name: str, **options) -> PRMScorer:
@@ -60,8 +62,6 @@ def load_prm(path_or_name: str, **options) -> PRMScorer:
 
 
 def choose_format(settings: PRMSettings, path: str, config) -> FormatSpec:
-    import importlib
-
     for module in BUILT_IN_FORMATS:
         importlib.import_module(module)  # each registers its format
     if settings.format == "auto":
@@ -125,13 +125,9 @@ def build_runner(
 
 def build_scorer(settings: PRMSettings) -> Scorer:
     """The PRM that `settings` describe (aggregation and alpha are read by the search, not
-    the scorer); formats 'confidence' and 'generative' load no model here."""
-    if settings.format == "confidence":
-        from rfprm_tts.prm.verifiers.confidence import ConfidenceScorer
-
-        return ConfidenceScorer(settings.confidence, settings.confidence_window)
-    if settings.format == "generative":
-        from rfprm_tts.prm.verifiers.generative import GenerativeVerifier
-
-        return GenerativeVerifier(settings)
+    the scorer): a registered verifier (confidence, generative), else a checkpoint's format."""
+    for module in BUILT_IN_VERIFIERS:
+        importlib.import_module(module)
+    if settings.format in VERIFIERS:
+        return VERIFIERS[settings.format](settings)
     return load_prm(settings.model, **settings.model_dump(exclude={"model", "aggregation", "alpha"}))

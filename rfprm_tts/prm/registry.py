@@ -1,4 +1,4 @@
-"""Input formats by name (`prm.format`), each registered by the file that defines it.
+"""Input formats and verifiers by name (`prm.format`), each registered by the file that defines it.
 
 A format file builds its InputFormat from a checkpoint and, for the in-process runners, loads
 the model as a module with per-token logits. Adding a verifier format is one such file: define
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rfprm_tts.prm.protocol import InputFormat
+from rfprm_tts.prm.protocol import InputFormat, Scorer
 
 
 @dataclass(frozen=True)
@@ -36,3 +36,13 @@ FORMATS: dict[str, FormatSpec] = {}
 def register_format(spec: FormatSpec) -> FormatSpec:
     FORMATS[spec.name] = spec
     return spec
+
+
+# Verifiers that are not a reward-model checkpoint (verifiers/: the generator's confidence, a
+# chat model as judge): `prm.format` names one, and its builder makes the Scorer from the prm
+# settings, with no model loaded here.
+VERIFIERS: dict[str, Callable[[Any], Scorer]] = {}
+
+
+def register_verifier(name: str, build: Callable[[Any], Scorer]) -> None:
+    VERIFIERS[name] = build

@@ -23,7 +23,7 @@ from typing import Any
 from rfprm_tts.chat import question_of, to_messages
 from rfprm_tts.errors import ConfigError, GenerationError, PRMInputTooLongError
 from rfprm_tts.offline.responses import score_responses
-from rfprm_tts.prm.protocol import Scorer
+from rfprm_tts.prm.protocol import LogprobScorer, Scorer
 from rfprm_tts.prm.scorer import PRMScorer
 from rfprm_tts.rewards import RewardModel, openrlhf
 from rfprm_tts.search.context import Progress
@@ -80,7 +80,7 @@ def build_solver(settings: Settings, metrics: Metrics) -> ReasoningSolver:
     from rfprm_tts.prm import build_scorer
 
     scorer: Scorer = build_scorer(settings.prm)
-    if settings.prm.format != "confidence":  # a confidence verifier runs no model: nothing to batch
+    if not isinstance(scorer, LogprobScorer):  # reads the generator's log-probs, runs no model: nothing to batch
         scorer = BatchingScorer(
             scorer,
             window_s=settings.serve.batch_window_ms / 1000,

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.prm.protocol import ScoredBatch, ScorerDefaults, Steps
+from rfprm_tts.prm.registry import register_verifier
 
 METHODS = ("mean", "min", "lowest_group", "tail")
 
@@ -85,3 +86,6 @@ class ConfidenceScorer(ScorerDefaults):
 
     def describe(self) -> dict:
         return {"format": "confidence", "readout": self.method, "window": self.window, "runner": None}
+
+
+register_verifier("confidence", lambda settings: ConfidenceScorer(settings.confidence, settings.confidence_window))

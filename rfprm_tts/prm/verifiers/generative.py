@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.prm.protocol import ScoredBatch, ScorerDefaults, Steps
+from rfprm_tts.prm.registry import register_verifier
 
 JUDGE_PROMPT = (
     "Check a solution step by step.\n\nProblem:\n{question}\n\nSolution:\n{steps}\n\n"
@@ -141,3 +142,6 @@ class GenerativeVerifier(ScorerDefaults):
 
     def describe(self) -> dict:
         return {"format": "generative", "readout": "verdicts", "runner": "openai", "judge": self.model}
+
+
+register_verifier("generative", GenerativeVerifier)
