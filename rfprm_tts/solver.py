@@ -30,7 +30,7 @@ from rfprm_tts.search.budget import TokenBudget
 from rfprm_tts.search.context import Progress, SearchContext
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
-from rfprm_tts.strategies.base import UsesPRM
+from rfprm_tts.strategies.base import uses_prm
 from rfprm_tts.trajectory import SolveResult
 
 T = TypeVar("T")
@@ -127,7 +127,7 @@ class ReasoningSolver:
         ctx = await self.context(
             prompt,
             settings,
-            with_prm=strategy.uses_prm if isinstance(strategy, UsesPRM) else True,
+            with_prm=uses_prm(strategy),
             budget=budget,
             on_progress=on_progress,
         )

@@ -82,12 +82,17 @@ class Strategy(Protocol):
 
 
 @runtime_checkable
-class UsesPRM(Strategy, Protocol):
+class UsesPRM(Protocol):
     """A strategy that says whether it scores: `uses_prm`, the optional part of the protocol
-    (a strategy without it uses the PRM)."""
+    (a strategy without it uses the PRM). Only that member: the runtime check reads no other."""
 
     @property
     def uses_prm(self) -> bool: ...
+
+
+def uses_prm(strategy: Strategy) -> bool:
+    """Whether a solve with `strategy` needs the PRM (a strategy that does not say: it does)."""
+    return strategy.uses_prm if isinstance(strategy, UsesPRM) else True
 
 
 class StrategyClass(Protocol):

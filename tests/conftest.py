@@ -13,7 +13,6 @@ import pytest
 
 from helpers.servers import HAS_VLLM, ScriptedServer, VLLMServer, vllm_env
 from rfprm_tts.bench.servers import free_port, server_process
-from rfprm_tts.demo.tiny import build_tiny_generator, build_tiny_prm
 
 
 @pytest.fixture(autouse=True)
@@ -27,11 +26,15 @@ def _isolated_settings(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="session")
 def tiny_generator_dir(tmp_path_factory) -> Path:
+    from rfprm_tts.demo.tiny import build_tiny_generator  # torch: only where a test asks for it
+
     return build_tiny_generator(tmp_path_factory.mktemp("tiny") / "generator", seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_prm_dir(tmp_path_factory) -> Path:
+    from rfprm_tts.demo.tiny import build_tiny_prm
+
     return build_tiny_prm(tmp_path_factory.mktemp("tiny") / "prm", seed=1)
 
 
@@ -39,6 +42,8 @@ def tiny_prm_dir(tmp_path_factory) -> Path:
 def token_level_prm_dir(tmp_path_factory) -> Path:
     """For the token_min read-out: a min over a step's tokens saturates near 0 with the
     default head gain; a smaller one keeps those scores near 0.1-0.2, where a broken path shows."""
+    from rfprm_tts.demo.tiny import build_tiny_prm
+
     return build_tiny_prm(tmp_path_factory.mktemp("token_level") / "prm", seed=1, head_gain=(5.0, 10.0))
 
 

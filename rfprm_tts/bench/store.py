@@ -8,7 +8,6 @@ mid-write, is cut off when the run is reopened.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from rfprm_tts.errors import ConfigError
 from rfprm_tts.runtime.files import jsonl_lines, parse_row, read_bytes, write_atomically
 from rfprm_tts.runtime.resumable import JsonlAppender, differences, whole_rows
 
-log = logging.getLogger(__name__)
 ROWS, CONFIG = "rows.jsonl", "run.json"
 Key = tuple[str, str, int]  # problem id, strategy, budget
 GROWS = ("budgets", "strategies", "command")  # what a resumed run may change

@@ -10,9 +10,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from rfprm_tts.errors import RfprmError
+from rfprm_tts.runtime.files import write_atomically
 
 if TYPE_CHECKING:
     from rfprm_tts.settings import Settings
+    from rfprm_tts.trajectory import SolveResult
 
 # The object `add_subparsers` returns: each command module adds its parser to it.
 Commands: TypeAlias = "argparse._SubParsersAction[Parser]"
@@ -125,3 +127,11 @@ def prm_settings(**given: Any) -> Settings:
 def show_progress(args: argparse.Namespace) -> bool:
     """Progress bars on a terminal, or with -v (a log file gets them only when asked)."""
     return bool(args.verbose or sys.stderr.isatty())
+
+
+def write_page(result: SolveResult, path: str) -> None:
+    """The page of a solve (`rfprm solve --html`, `rfprm view`)."""
+    from rfprm_tts.offline.view import render_html
+
+    write_atomically(path, render_html(result))
+    print(f"wrote {path} ({len(result.tree)} search nodes)", file=sys.stderr)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 from rfprm_tts.cli.arguments import (
     Commands,
@@ -18,6 +18,9 @@ from rfprm_tts.cli.arguments import (
 )
 from rfprm_tts.errors import Interrupted, RfprmError
 from rfprm_tts.runtime.files import check_output
+
+if TYPE_CHECKING:
+    from rfprm_tts.bench.ray_executor import RayExecutor
 
 
 def add_parser(commands: Commands) -> None:
@@ -149,7 +152,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     return 0
 
 
-def bench_executor(args: argparse.Namespace) -> Any:
+def bench_executor(args: argparse.Namespace) -> RayExecutor | None:
     """None (run_bench's local default) or the Ray executor the options ask for."""
     ray_options = {
         "--ray-address": args.ray_address,

@@ -47,11 +47,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     if args.out:
         check_output(args.out, args.file)
     settings = prm_settings(model=args.prm, format=args.format, aggregation=args.aggregation, device=args.device)
-    from rfprm_tts.offline.eval_prm import (
-        evaluate,
-        read_rows,
-        report_json,
-    )  # torch and transformers: after the quick checks
+    # torch and transformers: after the quick checks
+    from rfprm_tts.offline.eval_prm import evaluate, read_rows, report_json
     from rfprm_tts.prm import build_scorer
 
     rows = read_rows(args.file, dict(item.partition("=")[::2] for item in args.field or []))

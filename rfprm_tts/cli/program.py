@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `rfprm ... | head`: the reader left; nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         return 0
-    except Exception:
+    except Exception:  # everything not ours to explain is a bug to report
         traceback.print_exc()
         from rfprm_tts import __version__
 

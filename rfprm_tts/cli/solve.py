@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from typing import IO, TYPE_CHECKING
 
-from rfprm_tts.cli.arguments import Commands, add_backend_arguments, at_least, solve_overrides
-from rfprm_tts.runtime.files import check_output, write_atomically
+from rfprm_tts.cli.arguments import Commands, add_backend_arguments, at_least, solve_overrides, write_page
+from rfprm_tts.runtime.files import check_output
 from rfprm_tts.trajectory import SolveResult
 
 if TYPE_CHECKING:
@@ -77,10 +76,3 @@ def log_progress(progress: Progress) -> None:
         progress.prm_tokens,
         progress.elapsed_s,
     )
-
-
-def write_page(result: SolveResult, path: str) -> None:
-    from rfprm_tts.offline.view import render_html
-
-    write_atomically(path, render_html(result))
-    print(f"wrote {path} ({len(result.tree)} search nodes)", file=sys.stderr)

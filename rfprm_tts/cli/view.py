@@ -6,8 +6,7 @@ import argparse
 import os
 from typing import IO
 
-from rfprm_tts.cli.arguments import Commands
-from rfprm_tts.cli.solve import write_page
+from rfprm_tts.cli.arguments import Commands, write_page
 from rfprm_tts.errors import RfprmError
 from rfprm_tts.runtime.files import check_output, read_bytes
 from rfprm_tts.trajectory import SolveResult

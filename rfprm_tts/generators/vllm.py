@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import gc
 import itertools
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
 from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,6 +78,8 @@ class VLLMGenerator:
         self._waiting: list[_Job] = []  # submitted, not yet in the engine (guarded by _arrived)
         self._running: dict[str, _Job] = {}  # in the engine, by request id (the engine thread's own)
         self._closing = False
+        self._stopped_by: BaseException | None = None  # what ended the engine thread, if not a close
+        self._warned_raw = False
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name="rfprm-vllm", daemon=True)
         self._thread.start()
@@ -85,7 +90,7 @@ class VLLMGenerator:
         job = _Job(f"rfprm-{next(self._ids)}", request)
         with self._arrived:
             if self._closing:
-                raise RuntimeError("this generator is closed")
+                raise self._stop_error()
             self._waiting.append(job)
             self._arrived.notify()
         # cancelling this await cancels job.future: the engine thread aborts the job at its next step
@@ -123,13 +128,23 @@ class VLLMGenerator:
                 self._abort_cancelled()
                 if self._running:
                     self._step()
-        finally:  # on an unexpected error too: no caller waits forever
+        except BaseException as exc:  # a bug of ours or the engine's: say so to every caller, now and later
+            self._stopped_by = exc
+            raise
+        finally:  # no caller waits forever
             with self._arrived:
                 self._closing = True
                 left, self._waiting = [*self._waiting, *self._running.values()], []
             self._running.clear()
             for job in left:
-                _settle(job.future, exception=RuntimeError("the vLLM engine thread stopped"))
+                _settle(job.future, exception=self._stop_error())
+
+    def _stop_error(self) -> RuntimeError:
+        if self._stopped_by is None:
+            return RuntimeError("this generator is closed")
+        error = RuntimeError(f"the vLLM engine thread stopped: {type(self._stopped_by).__name__}: {self._stopped_by}")
+        error.__cause__ = self._stopped_by
+        return error
 
     def _add(self, job: _Job) -> None:
         if job.future.cancelled():  # its caller left while it waited
@@ -140,6 +155,9 @@ class VLLMGenerator:
             prompt = TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, job.request.messages, job.request.prefix))
             # rendered as LLM.generate renders it where vLLM has that step (recent versions deprecate raw prompts)
             render = getattr(self.llm, "_preprocess_cmpl_one", None)
+            if not callable(render) and not self._warned_raw:
+                log.warning("this vLLM has no LLM._preprocess_cmpl_one: prompts go to the engine unrendered")
+                self._warned_raw = True
             self.llm.llm_engine.add_request(
                 job.id, render(prompt) if callable(render) else prompt, self._sampling_params(job.request)
             )

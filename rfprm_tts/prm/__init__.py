@@ -39,9 +39,11 @@ _PUBLIC = {
     "PrefixCache": "rfprm_tts.prm.protocol",
     "InputFormat": "rfprm_tts.prm.protocol",
     "Runner": "rfprm_tts.prm.protocol",
+    "LogprobScorer": "rfprm_tts.prm.protocol",
     "PRMScorer": "rfprm_tts.prm.scorer",
     "FormatSpec": "rfprm_tts.prm.registry",
     "register_format": "rfprm_tts.prm.registry",
+    "register_verifier": "rfprm_tts.prm.registry",
     "load_prm": "rfprm_tts.prm.loading",
     "build_scorer": "rfprm_tts.prm.loading",
 }
@@ -49,6 +51,7 @@ __all__ = [
     "AGGREGATIONS",
     "FormatSpec",
     "InputFormat",
+    "LogprobScorer",
     "PRMScorer",
     "PrefixCache",
     "Runner",
@@ -59,12 +62,21 @@ __all__ = [
     "build_scorer",
     "load_prm",
     "register_format",
+    "register_verifier",
 ]
 
 if TYPE_CHECKING:
     from rfprm_tts.prm.loading import build_scorer, load_prm
-    from rfprm_tts.prm.protocol import InputFormat, PrefixCache, Runner, ScoredBatch, Scorer, ScorerDefaults
-    from rfprm_tts.prm.registry import FormatSpec, register_format
+    from rfprm_tts.prm.protocol import (
+        InputFormat,
+        LogprobScorer,
+        PrefixCache,
+        Runner,
+        ScoredBatch,
+        Scorer,
+        ScorerDefaults,
+    )
+    from rfprm_tts.prm.registry import FormatSpec, register_format, register_verifier
     from rfprm_tts.prm.scorer import PRMScorer
 
 

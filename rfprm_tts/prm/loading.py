@@ -67,8 +67,11 @@ def choose_format(settings: PRMSettings, path: str, config) -> FormatSpec:
     if settings.format == "auto":
         return next((spec for spec in FORMATS.values() if spec.detect(path, config)), FORMATS["step_tag"])
     if settings.format not in FORMATS:
+        for module in BUILT_IN_VERIFIERS:  # named in the error too
+            importlib.import_module(module)
         raise ConfigError(
-            f"unknown prm.format {settings.format!r}; registered formats: {', '.join(sorted(FORMATS))}, or 'auto'"
+            f"unknown prm.format {settings.format!r}; registered formats: {', '.join(sorted(FORMATS))}, "
+            f"verifiers: {', '.join(sorted(VERIFIERS))}, or 'auto'"
         )
     return FORMATS[settings.format]
 

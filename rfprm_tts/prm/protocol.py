@@ -100,9 +100,10 @@ class Scorer(Protocol):
 
 
 @runtime_checkable
-class LogprobScorer(Scorer, Protocol):
+class LogprobScorer(Protocol):
     """A Scorer whose input is each candidate's token log-probabilities, not its steps (the
-    generator's confidence): the search hands it those."""
+    generator's confidence): the search hands it those. Only that member, so the runtime check
+    of a plug-in scorer reads `score_logprobs` alone."""
 
     def score_logprobs(self, logprobs: Sequence[Sequence[float] | None]) -> ScoredBatch:
         """One score per candidate; a candidate without log-probabilities goes unscored."""

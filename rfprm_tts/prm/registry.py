@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rfprm_tts.prm.protocol import InputFormat, Scorer
+
+if TYPE_CHECKING:
+    from rfprm_tts.settings import PRMSettings
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ def register_format(spec: FormatSpec) -> FormatSpec:
 # Verifiers that are not a reward-model checkpoint (verifiers/: the generator's confidence, a
 # chat model as judge): `prm.format` names one, and its builder makes the Scorer from the prm
 # settings, with no model loaded here.
-VERIFIERS: dict[str, Callable[[Any], Scorer]] = {}
+VERIFIERS: dict[str, Callable[[PRMSettings], Scorer]] = {}
 
 
-def register_verifier(name: str, build: Callable[[Any], Scorer]) -> None:
+def register_verifier(name: str, build: Callable[[PRMSettings], Scorer]) -> None:
     VERIFIERS[name] = build

@@ -32,7 +32,7 @@ from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.serve.protocol import APIError, ChatCall, ScoreRequest, completion_body, invalid
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
-from rfprm_tts.strategies.base import BaseStrategy
+from rfprm_tts.strategies.base import uses_prm
 
 log = logging.getLogger(__name__)
 # Longer questions are tokenized for the PRM check on a worker thread; shorter ones take well
@@ -138,7 +138,7 @@ class ProxyService:
             raise invalid(f"invalid messages: {exc}", "invalid_messages", "messages") from None
         try:
             request_settings = self.settings.with_overrides(**chat.sampling_overrides())
-            if not isinstance(call.strategy, BaseStrategy) or call.strategy.uses_prm:
+            if uses_prm(call.strategy):
                 await self.check_question(question_of(messages))
             result = await self.solver.run(messages, call.strategy, request_settings, on_progress)
         except APIError:
@@ -166,13 +166,13 @@ class ProxyService:
         if prm is None or prm.max_length is None:
             return
         if len(question) > TOKENIZE_ON_LOOP_CHARS:
-            tokens = len(await asyncio.to_thread(prm.encode, question, []))
+            tokens, whole = await asyncio.to_thread(question_tokens, prm, question, prm.max_length)
         else:
-            tokens = len(prm.encode(question, []))
+            tokens, whole = question_tokens(prm, question, prm.max_length)
         if tokens >= prm.max_length:
             raise context_exceeded(
-                f"the question takes {tokens:,} of the PRM's {prm.max_length:,} tokens per input "
-                "(question and answer together), leaving none for the answer; shorten the question"
+                f"the question takes {'' if whole else 'over '}{tokens:,} of the PRM's {prm.max_length:,} tokens "
+                "per input (question and answer together), leaving none for the answer; shorten the question"
             )
 
     def score(self, request: ScoreRequest) -> dict[str, Any]:
@@ -199,3 +199,17 @@ class ProxyService:
             return openrlhf.answer(request, RewardModel(self.settings, scorer=self.solver.scorer))
         except ValueError as exc:
             raise invalid(f"invalid request: {exc}", "invalid_body") from None
+
+
+def question_tokens(prm: PRMScorer, question: str, limit: int) -> tuple[int, bool]:
+    """(the question's PRM tokens, whether all of it was measured). Prefixes of growing length
+    first: once a prefix is past `limit` the question is too, so a 900 KB question costs the
+    tokenization of a few times the context, not of all of it. (A cut can split a word's
+    tokens in two: a prefix counts one more token at most, hence `limit + 1`.)"""
+    size = limit * 8
+    while size < len(question):
+        tokens = len(prm.encode(question[:size], []))
+        if tokens > limit + 1:
+            return tokens - 1, False
+        size *= 4
+    return len(prm.encode(question, [])), True
