@@ -94,7 +94,12 @@ def start_upstream(
 
     class Upstream(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            try:
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+            except ValueError:  # the proxy dropped the call mid-body (its client cancelled): nobody to answer
+                with lock:
+                    counts["abandoned"] += 1
+                return
             with lock:
                 counts["calls"] += 1
                 fault = rng.choice(faults) if rng.random() < fault_rate else None
