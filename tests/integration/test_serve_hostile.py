@@ -3,6 +3,7 @@ a client cannot hold the proxy's places, one request never changes the proxy for
 keys stay secret. Over real HTTP, with raw sockets where a well-behaved client library cannot
 send the input."""
 
+import concurrent.futures
 import json
 import os
 import re
@@ -482,3 +483,24 @@ def test_a_huge_prompt_gets_a_prm_batch_of_its_own():
         t.join()
     batching.close()
     assert [10] in batches and [900_000] in batches and [20, 30] in batches
+
+
+def test_eight_huge_prompts_are_refused_at_once_and_hold_up_no_one(upstream):
+    """Eight 900 KB questions at once (far past the PRM's context) on one key, and an ordinary
+    request on another: the eight are 400s within seconds (only prefixes of them are
+    tokenized), and the ordinary request is answered meanwhile (it took 35 s before)."""
+    huge = {"messages": [{"role": "user", "content": "Compute 1 + 1. " * 60_000}]}
+    with running(upstream_settings(upstream, api_keys=KEYS)) as url:
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(9) as pool:
+            refused = [pool.submit(post, url, huge, {"Authorization": f"Bearer {KEYS[0]}"}, 60) for _ in range(8)]
+            time.sleep(0.2)
+            canary_started = time.perf_counter()
+            canary = post(url, ASK, {"Authorization": f"Bearer {KEYS[1]}"})
+            canary_s = time.perf_counter() - canary_started
+            answers = [f.result() for f in refused]
+        all_s = time.perf_counter() - started
+    assert canary.status_code == 200 and canary_s < 5, (canary.status_code, canary_s)
+    assert all(error_of(a, 400)["code"] == "context_length_exceeded" for a in answers)
+    assert all_s < 15, all_s
+    assert len(upstream.requests) == 1  # only the ordinary request reached the upstream
