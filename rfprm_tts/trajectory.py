@@ -11,6 +11,9 @@ from pydantic import BaseModel, Field, computed_field
 
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR, extract_answer, split_steps, split_thinking
 
+# How the CLI and the page show a solve that found no answer.
+NO_ANSWER = "(none found)"
+
 
 class Step(BaseModel):
     """One reasoning step. `part` says where it came from: a plain response, the

@@ -58,7 +58,7 @@ def add_parser(commands: Commands) -> None:
         "--strategies",
         nargs="+",
         default=["majority_vote", "best_of_n", "weighted_best_of_n"],
-        help="strategies to compare, by registered name (default majority_vote best_of_n weighted_best_of_n)",
+        help="strategies to compare, by registered name: {strategies} (default majority_vote best_of_n weighted_best_of_n)",
     )
     parser.add_argument(
         "--budgets", nargs="+", type=at_least(1), default=[1, 2, 4, 8, 16], help="sample budgets N (default 1 2 4 8 16)"

@@ -17,6 +17,7 @@ import traceback
 from collections.abc import Callable
 from typing import IO
 
+from rfprm_tts import __version__
 from rfprm_tts.cli import bench, eval_prm, score, select, serve, solve, view
 from rfprm_tts.cli.arguments import Parser
 from rfprm_tts.errors import RfprmError
@@ -60,6 +61,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace, IO[str]], int]] = {
 
 def build_parser() -> Parser:
     parser = Parser(prog="rfprm", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"rfprm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for module in COMMANDS.values():
         module.add_parser(commands)

@@ -13,7 +13,9 @@ def add_parser(commands: Commands) -> None:
     parser = commands.add_parser("serve", help="OpenAI-compatible proxy: PRM-chosen answers from any upstream")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default 8080)")
-    parser.add_argument("--strategy", help="default search strategy (a request's rfprm.strategy overrides)")
+    parser.add_argument(
+        "--strategy", help="default search strategy: {strategies} (a request's rfprm.strategy overrides)"
+    )
     parser.add_argument("-n", "--n", type=at_least(1), help="default sample budget (a request's rfprm.n overrides)")
     parser.add_argument(
         "--api-key",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import sys
+from collections import Counter
 from typing import IO, TYPE_CHECKING
 
 from rfprm_tts.cli.arguments import Commands, add_backend_arguments, at_least, solve_overrides, write_page
-from rfprm_tts.runtime.files import check_output
-from rfprm_tts.trajectory import SolveResult
+from rfprm_tts.errors import RfprmError
+from rfprm_tts.runtime.files import check_output, read_bytes
+from rfprm_tts.trajectory import NO_ANSWER, SolveResult
 
 if TYPE_CHECKING:
     from rfprm_tts.search.context import Progress
@@ -16,10 +20,15 @@ if TYPE_CHECKING:
 
 def add_parser(commands: Commands) -> None:
     parser = commands.add_parser("solve", help="solve one question with PRM-guided search")
-    parser.add_argument("question", help="the question to solve")
+    parser.add_argument("question", nargs="?", help="the question to solve ('-': read it from standard input)")
+    parser.add_argument(
+        "--messages",
+        metavar="FILE",
+        help="a chat conversation instead of a question: a JSON list of {role, content} messages ('-': stdin)",
+    )
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.add_argument("--html", metavar="OUT.html", help="also write the search as a page (see rfprm view)")
-    parser.add_argument("--strategy", help="search strategy (default: best_of_n)")
+    parser.add_argument("--strategy", help="search strategy: {strategies} (default: best_of_n)")
     parser.add_argument("-n", "--n", type=at_least(1), help="sample budget N")
     add_backend_arguments(parser)
 
@@ -27,32 +36,59 @@ def add_parser(commands: Commands) -> None:
 def run(args: argparse.Namespace, out: IO[str]) -> int:
     from rfprm_tts.settings import Settings
 
+    if (args.question is None) == (args.messages is None):
+        raise RfprmError("give a question, or --messages FILE with a conversation (not both); see 'rfprm solve --help'")
     if args.html:
         check_output(args.html)  # before the solve, so its answer is never lost to a bad path
     settings = Settings.load().with_overrides(**solve_overrides(args))
     from rfprm_tts.solver import ReasoningSolver  # torch and transformers: after the quick checks
 
+    prompt = read_prompt(args)
     with ReasoningSolver(settings) as solver:
-        result = solver.solve(args.question, on_progress=log_progress if args.verbose else None)
+        result = solver.solve(prompt, on_progress=log_progress if args.verbose else None)
     if args.html:
         write_page(result, args.html)
     print(result.model_dump_json(indent=2) if args.json else format_result(result), file=out)
     return 0
 
 
+def read_prompt(args: argparse.Namespace) -> str | list[dict[str, object]]:
+    """The question (`-`: standard input), or the conversation in --messages; the solver checks
+    a conversation's roles and contents."""
+    if args.messages is None:
+        return sys.stdin.read().strip() if args.question == "-" else args.question
+    where = "standard input" if args.messages == "-" else args.messages
+    data = (
+        sys.stdin.buffer.read() if args.messages == "-" else read_bytes(args.messages, "a JSON list of chat messages")
+    )
+    try:
+        messages = json.loads(data)
+    except ValueError as exc:
+        raise RfprmError(
+            f"--messages: {where} is not JSON ({exc}); give a list of {{role, content}} messages"
+        ) from None
+    if not isinstance(messages, list):
+        raise RfprmError(f"--messages: {where} holds one JSON value, not a list of {{role, content}} messages")
+    return messages
+
+
 def format_result(result: SolveResult) -> str:
-    lines = [f"Answer: {result.answer if result.answer is not None else '(none found)'}"]
+    lines = [f"Answer: {result.answer if result.answer is not None else NO_ANSWER}"]
     lines.append(f"Strategy: {result.strategy} ({result.params_text()})")
     best = result.best
-    if best is not None:
+    if best is not None and best.step_scores:
         score = "n/a" if best.score is None else f"{best.score:.4f}"
         lines.append(f"Chosen trajectory (aggregate score {score}); PRM score per step:")
         for step, step_score in zip(best.trajectory.steps, best.step_scores):
             text = step.text.replace("\n", "\n         ")
             shown = "  -  " if step_score is None else f"{step_score:.3f}"  # unscored (prm.overflow)
             lines.append(f"  [{shown}] {text}")
-    ok = sum(c.ok for c in result.candidates)
-    lines.append(f"Candidates: {len(result.candidates)} ({len(result.candidates) - ok} failed)")
+    elif best is not None:  # a strategy that scores nothing (majority_vote): the steps alone
+        lines.append("Chosen trajectory (not scored: this strategy uses no PRM):")
+        lines += ["  " + step.text.replace("\n", "\n  ") for step in best.trajectory.steps]
+    failed = Counter(c.error for c in result.candidates if c.error is not None)
+    why = "; ".join(f"{n} {reason}" for reason, n in failed.most_common())
+    lines.append(f"Candidates: {len(result.candidates)} ({sum(failed.values())} failed{': ' + why if why else ''})")
     u = result.usage
     lines.append(
         f"Usage: {u.prompt_tokens} prompt + {u.generated_tokens} generated tokens in "

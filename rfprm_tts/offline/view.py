@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from html import escape
 
-from rfprm_tts.trajectory import SearchNode, SolveResult
+from rfprm_tts.trajectory import NO_ANSWER, SearchNode, SolveResult
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px; color: #222; }
@@ -110,6 +110,13 @@ def node_html(shown: Shown) -> str:
     )
 
 
+def figure(value: object) -> str:
+    """A usage figure as the CLI prints it: seconds to 2 decimals, FLOPs in 3 significant digits."""
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 1e6 else f"{value:.3g}"
+    return str(value)
+
+
 def answer_groups(result: SolveResult) -> list[tuple[str, int, float]]:
     """(answer, finished candidates giving it, their summed score), most given first."""
     groups: dict[str, list[float]] = defaultdict(list)
@@ -125,7 +132,7 @@ def render_html(result: SolveResult) -> str:
         below[node.parent].append(node.id)
     tree = "".join(node_html(shown) for shown in merge(below[None], {n.id: n for n in result.tree}, below))
     usage = result.usage.model_dump(exclude_none=True)
-    usage_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in usage.items())
+    usage_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(figure(v))}</td></tr>" for k, v in usage.items())
     groups = "".join(f"<tr><td>{escape(a)}</td><td>{n}</td><td>{s:.3f}</td></tr>" for a, n, s in answer_groups(result))
     params = result.params_text()
     best = result.best
@@ -134,7 +141,7 @@ def render_html(result: SolveResult) -> str:
 <style>{STYLE}</style></head><body>
 <h1>{escape(result.strategy)} <small>({escape(params)})</small></h1>
 <div class="question">{escape(result.question)}</div>
-<p>Answer: <b id="answer">{escape(str(result.answer))}</b>, score {fmt(best.score if best else None)}</p>
+<p>Answer: <b id="answer">{escape(NO_ANSWER if result.answer is None else result.answer)}</b>, score {fmt(best.score if best else None)}</p>
 <h2>Compute</h2><table id="usage">{usage_rows}</table>
 <h2>Answers</h2><table id="answers"><tr><th>answer</th><th>candidates</th><th>summed score</th></tr>{groups}</table>
 <h2>Search tree</h2><p id="stats">{len(result.tree)} nodes</p>

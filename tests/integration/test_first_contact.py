@@ -1,0 +1,79 @@
+"""What a newcomer types first, run as they run it (issue 30): `rfprm --version`, a question on
+standard input, a conversation from a file, the strategy names in --help, and output that says
+what happened (steps of an unscored choice, why a candidate failed)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+
+QUESTION = "Compute 7 + 5 * 3 - 4."
+
+
+def rfprm(*args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
+    return subprocess.run(
+        [sys.executable, "-m", "rfprm_tts.cli", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_version_is_the_installed_one(tmp_path):
+    done = rfprm("--version", cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip() == f"rfprm {importlib.metadata.version('rfprm-tts')}"
+
+
+def test_a_question_on_stdin_and_a_conversation_in_a_file_solve_like_the_question(tmp_path):
+    plain = json.loads(rfprm("solve", QUESTION, "-n", "2", "--seed", "0", "--json", cwd=tmp_path).stdout)
+    piped = rfprm("solve", "-", "-n", "2", "--seed", "0", "--json", cwd=tmp_path, stdin=QUESTION + "\n")
+    assert piped.returncode == 0, piped.stderr
+    piped_result = json.loads(piped.stdout)
+    assert piped_result["question"] == QUESTION  # not "-"
+    (tmp_path / "chat.json").write_text(json.dumps([{"role": "user", "content": QUESTION}]))
+    chat = rfprm("solve", "--messages", "chat.json", "-n", "2", "--seed", "0", "--json", cwd=tmp_path)
+    assert chat.returncode == 0, chat.stderr
+    for result in (piped_result, json.loads(chat.stdout)):  # one user message is the question itself
+        assert [c["trajectory"]["text"] for c in result["candidates"]] == [
+            c["trajectory"]["text"] for c in plain["candidates"]
+        ]
+
+
+def test_prompt_mistakes_are_one_line_each(tmp_path):
+    (tmp_path / "chat.json").write_text(json.dumps({"role": "user", "content": QUESTION}))
+    cases = {
+        ("solve",): "give a question, or --messages FILE",
+        ("solve", QUESTION, "--messages", "chat.json"): "give a question, or --messages FILE",
+        ("solve", "--messages", "chat.json"): "not a list of {role, content} messages",
+        ("solve", "--messages", "missing.json"): "missing.json",
+    }
+    for args, message in cases.items():
+        done = rfprm(*args, cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and message in lines[0], (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_strategy_help_names_every_registered_strategy(tmp_path):
+    from rfprm_tts.strategies import available_strategies
+
+    for command in ("solve", "serve", "bench"):
+        shown = " ".join(rfprm(command, "--help", cwd=tmp_path).stdout.split())  # argparse wraps lines
+        assert all(name in shown for name in available_strategies()), (command, shown)
+
+
+def test_an_unscored_choice_shows_its_steps_and_failures_say_why(tmp_path):
+    vote = rfprm("solve", QUESTION, "--strategy", "majority_vote", "-n", "4", "--seed", "0", cwd=tmp_path)
+    assert vote.returncode == 0, vote.stderr
+    assert "not scored: this strategy uses no PRM" in vote.stdout and "PRM score per step" not in vote.stdout
+    assert "\\boxed{" in vote.stdout  # the chosen answer's steps are shown, down to its answer
+    cut = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", "--param", "token_budget=100", cwd=tmp_path)
+    assert cut.returncode == 0, cut.stderr
+    assert "failed: 1 cut short by the solve's token budget (100 tokens)" in cut.stdout
