@@ -1,7 +1,7 @@
 """A small compute-vs-accuracy curve through the Python API of the benchmark harness.
 
 Runs as is on the demo world (8 held-out problems, N = 1, 2, 4); needs matplotlib for the
-plots (`pip install 'rfprm-tts[bench]'`). The same run from the shell:
+plots (`pip install 'rfprm-tts[bench]'`, matplotlib alone). The same run from the shell:
     rfprm bench --dataset demo --limit 8 --strategies majority_vote weighted_best_of_n \\
         --budgets 1 2 4 --out runs/example_curve
 For a real curve use --dataset math500 (or a local .jsonl) and real models (see quickstart.py).

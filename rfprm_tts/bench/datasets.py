@@ -153,7 +153,12 @@ def _jsonl(path: Path) -> list[dict]:
 def _hub_rows(name: str, config: str | None, split: str) -> list[dict]:
     try:
         import datasets
-
+    except ImportError:
+        raise ConfigError(
+            f"{name!r} is a Hugging Face dataset name, and the datasets package is not installed: "
+            "pip install 'rfprm-tts[hub]', or give a local .jsonl path (or --data-dir)"
+        ) from None
+    try:
         return list(datasets.load_dataset(name, config, split=split))
     except Exception as exc:
         raise ConfigError(

@@ -77,3 +77,24 @@ def test_an_unscored_choice_shows_its_steps_and_failures_say_why(tmp_path):
     cut = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", "--param", "token_budget=100", cwd=tmp_path)
     assert cut.returncode == 0, cut.stderr
     assert "failed: 1 cut short by the solve's token budget (100 tokens)" in cut.stdout
+
+
+def test_plots_need_matplotlib_alone_and_hub_datasets_name_their_extra(tmp_path):
+    """`[bench]` is for plots and brings matplotlib only; a dataset named by its hub name without
+    the datasets package is one line naming `[hub]` (before: 15 packages for a plot)."""
+    import tomllib
+    from pathlib import Path
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert [r.split(">")[0] for r in extras["bench"]] == ["matplotlib"]
+    assert any(r.startswith("datasets") for r in extras["hub"])
+    code = (
+        "import sys; sys.modules['datasets'] = None\n"  # as where the hub extra is not installed
+        "from rfprm_tts.cli import main\n"
+        "sys.exit(main(['bench', '--dataset', 'someone/set', '--out', 'run', '--limit', '1']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "pip install 'rfprm-tts[hub]'" in lines[0], done.stderr
