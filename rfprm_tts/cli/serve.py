@@ -36,6 +36,16 @@ def add_parser(commands: Commands) -> None:
         default=None,
         help="serve beyond loopback without API keys (only on a network you trust)",
     )
+    parser.add_argument("--model-name", help="the model name clients ask for and /v1/models lists (default rfprm)")
+    parser.add_argument(
+        "--max-concurrent",
+        type=at_least(1),
+        help="requests in flight at once, all keys together; more queue (default 512)",
+    )
+    parser.add_argument(
+        "--max-concurrent-per-key", type=at_least(1), help="requests in flight at once for one key (default 8)"
+    )
+    parser.add_argument("--max-n", type=at_least(1), help="largest sample budget a request may ask for (default 64)")
     add_backend_arguments(parser)
 
 
@@ -45,7 +55,16 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
 
     overrides = solve_overrides(args)
     keys = [*(args.api_keys or []), *(read_key_file(args.api_key_file) if args.api_key_file else [])]
-    given = {"host": args.host, "port": args.port, "api_keys": keys or None, "allow_no_auth": args.allow_no_auth}
+    given = {
+        "host": args.host,
+        "port": args.port,
+        "api_keys": keys or None,
+        "allow_no_auth": args.allow_no_auth,
+        "model_name": args.model_name,
+        "max_concurrent": args.max_concurrent,
+        "max_concurrent_per_key": args.max_concurrent_per_key,
+        "max_n": args.max_n,
+    }
     overrides.update({f"serve__{k}": v for k, v in given.items() if v is not None})
     settings = Settings.load().with_overrides(**overrides)
     check_port_free(settings.serve.host, settings.serve.port)

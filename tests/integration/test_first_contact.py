@@ -98,3 +98,24 @@ def test_plots_need_matplotlib_alone_and_hub_datasets_name_their_extra(tmp_path)
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "pip install 'rfprm-tts[hub]'" in lines[0], done.stderr
+
+
+def test_serve_takes_its_model_name_and_limits_as_flags(tmp_path):
+    import httpx
+
+    from rfprm_tts.bench.servers import free_port, server_process
+
+    port = free_port()
+    command = [sys.executable, "-m", "rfprm_tts.cli", "serve", "--port", str(port), "--model-name", "reranker"]
+    command += ["--max-n", "3", "--max-concurrent-per-key", "2"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
+    url = f"http://127.0.0.1:{port}"
+    with server_process(command, f"{url}/health", tmp_path / "serve.log", env=env, timeout_s=300):
+        models = httpx.get(f"{url}/v1/models", timeout=30).json()
+        too_many = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "reranker", "messages": [{"role": "user", "content": QUESTION}], "rfprm": {"n": 4}},
+            timeout=60,
+        )
+    assert [m["id"] for m in models["data"]] == ["reranker"]
+    assert too_many.status_code == 400 and "3" in too_many.json()["error"]["message"], too_many.text
