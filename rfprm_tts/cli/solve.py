@@ -49,6 +49,8 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     if args.html:
         write_page(result, args.html)
     print(result.model_dump_json(indent=2) if args.json else format_result(result), file=out)
+    if settings.generator.model == "demo" and settings.generator.backend == "transformers":
+        note_outside_demo_world(prompt)  # after the answer: a failed solve stays one error line
     return 0
 
 
@@ -70,6 +72,21 @@ def read_prompt(args: argparse.Namespace) -> str | list[dict[str, object]]:
     if not isinstance(messages, list):
         raise RfprmError(f"--messages: {where} holds one JSON value, not a list of {{role, content}} messages")
     return messages
+
+
+def note_outside_demo_world(prompt: str | list[dict[str, object]]) -> None:
+    """One line on stderr when the bundled demo model gets a question it was never taught: its
+    answer would look like a bug on first contact."""
+    from rfprm_tts.demo.arithmetic import within_world
+
+    question = prompt if isinstance(prompt, str) else str(prompt[-1].get("content", "")) if prompt else ""
+    if not within_world(question):
+        print(
+            "note: the bundled demo model only does multi-step integer arithmetic like "
+            "'Compute 7 + 5 * 3 - 4.' (2 to 4 operations, numbers up to 30), so its answer here means "
+            "nothing; point --model (or --backend openai --base-url URL) at a real model",
+            file=sys.stderr,
+        )
 
 
 def format_result(result: SolveResult) -> str:

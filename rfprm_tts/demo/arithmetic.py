@@ -289,3 +289,14 @@ def parse_question(question: str) -> Problem | None:
     if any(op not in "+-*" for op in ops):
         return None
     return Problem(numbers, ops)
+
+
+def within_world(question: str, difficulty: Difficulty = Difficulty()) -> bool:
+    """Whether the demo model was trained on questions like this one: the task's form, with the
+    operation count and operands of its difficulty (it cannot do "Compute 1 + 2.")."""
+    problem = parse_question(question)
+    return (
+        problem is not None
+        and difficulty.min_ops <= len(problem.ops) <= difficulty.max_ops
+        and all(0 <= n <= difficulty.max_operand for n in problem.numbers)
+    )

@@ -119,3 +119,13 @@ def test_serve_takes_its_model_name_and_limits_as_flags(tmp_path):
         )
     assert [m["id"] for m in models["data"]] == ["reranker"]
     assert too_many.status_code == 400 and "3" in too_many.json()["error"]["message"], too_many.text
+
+
+def test_the_demo_world_says_what_it_can_do_when_asked_something_else(tmp_path):
+    """The bundled model only does multi-step arithmetic; asked anything else it still answers
+    (the search ran), and one line on stderr says why that answer means nothing."""
+    outside = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", cwd=tmp_path)
+    assert outside.returncode == 0 and outside.stdout.startswith("Answer:"), outside.stderr
+    assert "only does multi-step integer arithmetic like 'Compute 7 + 5 * 3 - 4.'" in outside.stderr
+    inside = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", cwd=tmp_path)
+    assert inside.returncode == 0 and inside.stderr == "", inside.stderr
