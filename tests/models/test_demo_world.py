@@ -1,7 +1,8 @@
 """The bundled demo world: loads through the public loaders, errs like a model, and its PRM
-separates correct steps from first errors. The README's figures and bars are tested on the
-README's own sample: the training script's evaluation of the shipped weights (200 held-out
-problems x 16 samples, seeded), measured again here."""
+separates correct steps from first errors. The figures and bars of its README
+(rfprm_tts/demo/README.md) are tested on that README's own sample: the training script's
+evaluation of the shipped weights (200 held-out problems x 16 samples, seeded), measured again
+here."""
 
 import json
 import re
@@ -19,7 +20,8 @@ from rfprm_tts.demo.train import main as train_main
 from rfprm_tts.prm import load_prm
 from rfprm_tts.runtime.model_names import resolve_model
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+# the demo world's own README (moved there from the front page)
+README = (Path(__file__).resolve().parents[2] / "rfprm_tts" / "demo" / "README.md").read_text()
 AGGREGATIONS = ("last", "min", "mean", "prod", "reasonflux")
 
 
