@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         write_page(result, args.html)
     print(result.model_dump_json(indent=2) if args.json else format_result(result), file=out)
     if settings.generator.model == "demo" and settings.generator.backend == "transformers":
-        note_outside_demo_world(prompt)  # after the answer: a failed solve stays one error line
+        note_outside_demo_world(result.question)  # after the answer: a failed solve stays one error line
     return 0
 
 
@@ -74,12 +74,11 @@ def read_prompt(args: argparse.Namespace) -> str | list[dict[str, object]]:
     return messages
 
 
-def note_outside_demo_world(prompt: str | list[dict[str, object]]) -> None:
+def note_outside_demo_world(question: str) -> None:
     """One line on stderr when the bundled demo model gets a question it was never taught: its
     answer would look like a bug on first contact."""
     from rfprm_tts.demo.arithmetic import within_world
 
-    question = prompt if isinstance(prompt, str) else str(prompt[-1].get("content", "")) if prompt else ""
     if not within_world(question):
         print(
             "note: the bundled demo model only does multi-step integer arithmetic like "

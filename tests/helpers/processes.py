@@ -13,8 +13,15 @@ def run_fresh_python(code: str, timeout: float = 300) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def rfprm(*args: str, cwd) -> subprocess.CompletedProcess:
+def rfprm(*args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """`rfprm ARGS` in `cwd`, without the developer's RFPRM_ variables; `stdin` is its input."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
     return subprocess.run(
-        [sys.executable, "-m", "rfprm_tts.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "rfprm_tts.cli", *args],
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )

@@ -10,20 +10,9 @@ import os
 import subprocess
 import sys
 
+from helpers.processes import rfprm
+
 QUESTION = "Compute 7 + 5 * 3 - 4."
-
-
-def rfprm(*args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
-    return subprocess.run(
-        [sys.executable, "-m", "rfprm_tts.cli", *args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_version_is_the_installed_one(tmp_path):
