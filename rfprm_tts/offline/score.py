@@ -234,10 +234,8 @@ def score_file(
                         flush()
                 if chunk:
                     flush()
-        except KeyboardInterrupt:
-            raise Interrupted(
-                f"{summary.resumed_after + summary.rows} rows saved in {out}; rerun the same command to resume"
-            ) from None
+        except KeyboardInterrupt:  # counted on disk: Ctrl-C can land between a chunk's write and its tally
+            raise Interrupted(f"{whole_rows(out)} rows saved in {out}; rerun the same command to resume") from None
     summary.scored = summary.rows - summary.errors
     summary.seconds = time.perf_counter() - started
     return summary
