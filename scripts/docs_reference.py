@@ -48,7 +48,8 @@ def _escape(value: str) -> str:
 
 
 def code(value: str) -> str:
-    """An inline code span in a table cell (a pipe inside it would still split the cell)."""
+    """An inline code span in a table cell (a pipe inside it splits the cell on GitHub, and an
+    entity shows as typed on the site: give unions as separate spans)."""
     value = value.replace("|", "&#124;")
     fence = "``" if "`" in value else "`"
     return f"{fence}{value}{fence}" if value.strip() else ""
@@ -135,7 +136,7 @@ def settings_page() -> str:
             env = "RFPRM_" + "__".join((*path, name)).upper()
             if sub_model(field) is not None:
                 continue  # a table of its own: its section follows
-            kind = code(type_name(field.annotation))
+            kind = " or ".join(code(part) for part in type_name(field.annotation).split(" | "))
             bound = constraints(field)
             row = [
                 code(name),

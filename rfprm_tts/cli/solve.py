@@ -48,10 +48,26 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         result = solver.solve(prompt, on_progress=log_progress if args.verbose else None)
     if args.html:
         write_page(result, args.html)
-    print(result.model_dump_json(indent=2) if args.json else format_result(result), file=out)
+    print(result_json(result) if args.json else format_result(result), file=out)
     if settings.generator.model == "demo" and settings.generator.backend == "transformers":
         note_outside_demo_world(result.question)  # after the answer: a failed solve stays one error line
     return 0
+
+
+def result_json(result: SolveResult) -> str:
+    """The result as JSON with every float at 6 significant digits: a float32 PRM score carries
+    about 7, a wall time is good to the microsecond at best, and `2.6291126219999796` is noise."""
+    return json.dumps(round_floats(result.model_dump(mode="json")), indent=2, ensure_ascii=False)
+
+
+def round_floats(value: object) -> object:
+    if isinstance(value, float):
+        return float(f"{value:.6g}")
+    if isinstance(value, dict):
+        return {key: round_floats(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [round_floats(item) for item in value]
+    return value
 
 
 def read_prompt(args: argparse.Namespace) -> str | list[dict[str, object]]:

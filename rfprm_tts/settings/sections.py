@@ -23,9 +23,9 @@ class VLLMSettings(BaseModel):
     )
     max_model_len: int | None = Field(None, ge=1, description="Context length (default: the model's).")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs to shard the model over.")
-    enforce_eager: bool = Field(False, description="Skip CUDA graphs / torch.compile (faster start).")
+    enforce_eager: bool = Field(False, description="Skip CUDA graphs / torch.compile (faster start, slower decoding).")
     engine_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Any other vllm.LLM argument, passed as is."
+        default_factory=dict, description="Any other vllm.LLM argument, passed as is (JSON in the environment)."
     )
 
 
@@ -72,7 +72,9 @@ class HTTPSettings(BaseModel):
         "server (a hash of the question, so its prefix cache pays off); a server that fails after the "
         "retries is skipped for the next one and tried again after replica_cooldown_s.",
     )
-    replica_cooldown_s: float = Field(30.0, ge=0, description="How long a failed server is skipped.")
+    replica_cooldown_s: float = Field(
+        30.0, ge=0, description="How long a failed server is skipped before it is tried again."
+    )
 
 
 class GeneratorSettings(HTTPSettings):
@@ -108,17 +110,21 @@ class GeneratorSettings(HTTPSettings):
         "step request what the answer has left.",
     )
     seed: int | None = Field(None, description="Sampling seed (reproducible where supported).")
-    logprobs: bool = Field(False, description="Return each sampled token's log-probability.")
+    logprobs: bool = Field(False, description="Return each sampled token's log-probability (Completion.logprobs).")
     stop: list[str] = Field(default_factory=list, description="Extra stop sequences.")
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Extra JSON fields sent with every HTTP request."
     )
     max_concurrency: int = Field(16, ge=1, description="Most HTTP requests in flight at once.")
     num_parameters: int | None = Field(
-        None, ge=1, description="Parameter count for FLOP estimates (HTTP backends; in-process ones count)."
+        None,
+        ge=1,
+        description="Parameter count of an HTTP-served model, for FLOP estimates (in-process models are counted).",
     )
     device: str = Field("auto", description="In-process backends: 'auto', 'cpu', 'cuda', ...")
-    dtype: str = Field("auto", description="In-process backends: 'auto', 'float32', 'bfloat16'.")
+    dtype: str = Field(
+        "auto", description="In-process backends: 'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16'."
+    )
     vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
 
     def sampling(self) -> Sampling:
@@ -146,7 +152,9 @@ class PRMSettings(HTTPSettings):
         "picks the format that claims the checkpoint (reward_head.pt: "
         "scalar_head; Qwen2ForPrmModel: skywork; a 1-label *ForSequenceClassification: outcome), else step_tag.",
     )
-    served_model_name: str | None = Field(None, description="http backend: the server's model name.")
+    served_model_name: str | None = Field(
+        None, description="http backend: the model name the server serves (default: prm.model)."
+    )
 
     vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
     device: str = Field("auto", description="'auto' (cuda if available, else cpu), 'cpu', 'cuda'.")
@@ -202,7 +210,9 @@ class PRMSettings(HTTPSettings):
         "mean over any window, or of the mean over the last window.",
     )
     confidence_window: int = Field(
-        2048, ge=1, description="format 'confidence': tokens per window (lowest_group, tail)."
+        2048,
+        ge=1,
+        description="format 'confidence': tokens per window (lowest_group, tail); a window longer than the answer is the whole answer.",
     )
     confidence_weight: float = Field(
         0.0,
@@ -215,7 +225,9 @@ class PRMSettings(HTTPSettings):
         16, ge=1, description="format 'generative': answers judged at once (one request each)."
     )
     good_token: str = Field("+", description="math_shepherd, rlhflow: the token whose probability is the step score.")
-    bad_token: str = Field("-", description="math_shepherd, rlhflow: the token it is weighed against.")
+    bad_token: str = Field(
+        "-", description="math_shepherd, rlhflow: the token it is weighed against (softmax over the two)."
+    )
     system_prompt: str | None = Field(
         None,
         description="System message of the PRM input. None (the ReasonFlux-PRM recipe): the chat "
@@ -240,8 +252,9 @@ class ServeSettings(BaseModel):
     model_name: str = Field("rfprm", description="Model name the proxy answers to and lists at /v1/models.")
     api_keys: list[SecretStr] = Field(
         default_factory=list,
-        description="Bearer keys clients must send (secrets; JSON list in the environment; CLI "
-        "--api-key). Empty: no auth, allowed on loopback only unless allow_no_auth.",
+        description="Bearer keys clients must send (secrets; a JSON list in the environment, "
+        "--api-key-file PATH with one a line, or --api-key KEY, repeatable, which shows in ps). Empty or "
+        "blank keys are refused. Empty: no auth, allowed on loopback only unless allow_no_auth.",
     )
     allow_no_auth: bool = Field(
         False,
@@ -276,7 +289,9 @@ class ServeSettings(BaseModel):
         description="How long a request waits for a free place under the limits before a 429 with Retry-After.",
     )
     body_timeout_s: float = Field(
-        30.0, gt=0, description="Time a client has to send its whole request body (408 past it)."
+        30.0,
+        gt=0,
+        description="Time a client has to send its whole request body (408 past it); the body is in before a request takes a place.",
     )
     metrics_public: bool = Field(
         False,

@@ -13,9 +13,10 @@ def run_fresh_python(code: str, timeout: float = 300) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def rfprm(*args: str, cwd, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """`rfprm ARGS` in `cwd`, without the developer's RFPRM_ variables; `stdin` is its input."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
+def rfprm(*args: str, cwd, stdin: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`rfprm ARGS` in `cwd`, without the developer's RFPRM_ variables; `stdin` is its input,
+    `env` more variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")} | (env or {})
     return subprocess.run(
         [sys.executable, "-m", "rfprm_tts.cli", *args],
         cwd=cwd,

@@ -88,6 +88,16 @@ def test_site_builds_strictly(tmp_path):
         "rfprm_tts.strategies.base.BaseStrategy",
     ):
         assert f'id="{name}"' in api, f"{name} is not documented on the API page"
+    # Images on every page resolve in the built site (the results page's plots come from
+    # benchmarks/results/ through docs/hooks.py; strict mode does not check <img> sources).
+    images = 0
+    for page in site.rglob("*.html"):
+        for source in re.findall(r'<img[^>]* src="([^"]+)"', page.read_text(encoding="utf-8")):
+            if source.startswith(("http:", "https:", "data:")):
+                continue
+            images += 1
+            assert (page.parent / source).resolve().is_file(), f"{page.relative_to(site)} shows a missing {source}"
+    assert images >= 7, f"only {images} images in the site: the results page should show its plots"
 
 
 def test_docs_have_runnable_blocks():

@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 
@@ -18,6 +20,33 @@ QUESTION = "Compute 7 + 5 * 3 - 4."
 def test_version_is_the_installed_one(tmp_path):
     done = rfprm("--version", cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == f"rfprm {importlib.metadata.version('rfprm-tts')}"
+
+
+def test_json_output_rounds_figures_and_keeps_the_text(tmp_path):
+    done = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    floats = re.findall(r"-?\d+\.\d+(?:e[-+]?\d+)?", done.stdout.replace(result["best"]["trajectory"]["text"], ""))
+    assert floats, "the JSON has no figures"
+    long = [f for f in floats if float(f"{float(f):.6g}") != float(f)]
+    assert not long, f"figures with more than 6 significant digits: {long[:5]}"
+    assert 0 < result["usage"]["wall_time_s"] < 600 and 0 <= result["best"]["score"] <= 1
+    assert result["best"]["trajectory"]["text"].endswith("}.")  # the text itself is untouched
+
+
+def test_stderr_is_quiet_unless_something_is_wrong(tmp_path):
+    """No loading bars or hub chatter without -v; an unreachable hub is one line, not a page of
+    retries (the closed port refuses at once)."""
+    done = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    hub = {"HF_ENDPOINT": closed, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "0"}
+    done = rfprm("solve", QUESTION, "--model", "some-org/some-llm", cwd=tmp_path, env=hub)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "'some-org/some-llm' was not found locally" in lines[0] and "cannot be reached" in lines[0]
 
 
 def test_a_question_on_stdin_and_a_conversation_in_a_file_solve_like_the_question(tmp_path):
