@@ -68,6 +68,7 @@ class Usage(BaseModel):
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    probe_tokens: int = 0  # generated tokens that only probed for an answer (early exit): counted in generated_tokens
     prm_tokens: int = 0
     generator_calls: int = 0
     prm_calls: int = 0

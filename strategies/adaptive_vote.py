@@ -17,18 +17,26 @@ and b for the rest, and the vote stops once P(p > 1/2) >= `confidence`, or, with
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from math import comb
 from typing import Literal
 
 from pydantic import Field
 
 from rfprm_tts.search.context import SearchContext
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, register
+from rfprm_tts.strategies.base import (
+    BaseStrategy,
+    SamplingParams,
+    SearchOutcome,
+    StrategyParams,
+    register,
+    sample_answers,
+)
 from rfprm_tts.strategies.voting import tally, vote_outcome
 from rfprm_tts.trajectory import Candidate
 
 
-class AdaptiveVoteParams(StrategyParams):
+class AdaptiveVoteParams(SamplingParams):
     first: int = Field(2, ge=1, description="Samples in the first round; each round doubles the total.")
     stop: Literal["beta", "share"] = Field("beta", description="The stopping rule: Beta posterior test, or a share.")
     confidence: float = Field(
@@ -56,15 +64,17 @@ class AdaptiveVote(BaseStrategy):
 
     def __init__(self, params: StrategyParams):
         super().__init__(params)
-        self.uses_prm = self.params.weighted  # unweighted, a solve never loads the PRM
+        # unweighted and without PRM-gated exits, a solve never loads the PRM
+        self.uses_prm = self.params.weighted or self.params.early_exit == "prm"
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         p = self.params
         candidates: list[Candidate]
         candidates, total, rounds = [], min(p.first, p.n), 0
+        exits: Counter[str] = Counter()
         while True:
             rounds += 1
-            completions = await ctx.sample(total - len(candidates))
+            completions = await sample_answers(ctx, total - len(candidates), p, exits)
             candidates += await ctx.evaluate(completions) if p.weighted else [ctx.candidate(c) for c in completions]
             result = await asyncio.to_thread(tally, candidates, p.weighted)  # math-verify: off the loop
             given = sum(c.ok and c.answer is not None for c in candidates)
@@ -73,7 +83,8 @@ class AdaptiveVote(BaseStrategy):
                 leader_is_clear(leader, given - leader, p.confidence) if p.stop == "beta" else leader / given >= p.share
             )
             if clear or total >= p.n or ctx.usage.budget_exhausted:
+                details = {"thinking": dict(exits)} if exits else {}
                 return vote_outcome(
-                    result, candidates, rounds=rounds, samples=len(candidates), stopped_early=total < p.n
+                    result, candidates, rounds=rounds, samples=len(candidates), stopped_early=total < p.n, **details
                 )
             total = min(p.n, 2 * total)

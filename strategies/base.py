@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -22,7 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import ErrorDetails
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.generators.base import Completion
 from rfprm_tts.search.context import SearchContext
+from rfprm_tts.search.thinking import ThinkingControl, sample_thinking
 from rfprm_tts.trajectory import Candidate
 
 log = logging.getLogger(__name__)
@@ -54,6 +57,11 @@ class StrategyParams(BaseModel):
     budget_counts: Literal["generated", "total"] = Field(
         "generated", description="What token_budget counts: generated tokens, or generated + PRM tokens."
     )
+
+
+class SamplingParams(ThinkingControl, StrategyParams):
+    """The parameters of strategies that sample whole answers: StrategyParams' and the thinking
+    controls (early exit, budget forcing, short-m@k: rfprm_tts.search.thinking)."""
 
 
 @dataclass
@@ -120,7 +128,10 @@ class BaseStrategy:
     uses_prm: bool = True
 
     def __init__(self, params: StrategyParams):
-        self.params = params
+        # built from the common parameters (BestOfN(StrategyParams(n=2))): its own at their defaults
+        self.params = (
+            params if isinstance(params, self.Params) else self.Params(**params.model_dump(exclude_unset=True))
+        )
 
 
 class SampleThenChoose(BaseStrategy):
@@ -128,16 +139,43 @@ class SampleThenChoose(BaseStrategy):
     samples of a larger pool is what a run at budget N returns, so the benchmark harness
     draws a whole curve from one pool of samples. Under a token budget the samples come in
     as many requests as the budget affords, each scored as it comes. The pick runs on a worker
-    thread: a vote may ask math-verify, seconds a comparison, which must not stall the loop."""
+    thread: a vote may ask math-verify, seconds a comparison, which must not stall the loop.
+
+    `scores_answers`: the pick reads PRM scores (majority_vote's does not). The PRM is loaded
+    for that, or for early_exit 'prm'."""
+
+    Params = SamplingParams
+    params: SamplingParams
+    scores_answers: ClassVar[bool] = True
+
+    def __init__(self, params: StrategyParams):
+        super().__init__(params)
+        self.uses_prm = self.scores_answers or self.params.early_exit == "prm"
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         candidates: list[Candidate] = []
-        while len(candidates) < self.params.n and (completions := await ctx.sample(self.params.n - len(candidates))):
-            candidates += await ctx.evaluate(completions) if self.uses_prm else [ctx.candidate(c) for c in completions]
-        return await asyncio.to_thread(self.choose, candidates)
+        exits: Counter[str] = Counter()
+        while len(candidates) < self.params.n and (
+            completions := await sample_answers(ctx, self.params.n - len(candidates), self.params, exits)
+        ):
+            candidates += (
+                await ctx.evaluate(completions) if self.scores_answers else [ctx.candidate(c) for c in completions]
+            )
+        outcome = await asyncio.to_thread(self.choose, candidates)
+        if exits:
+            outcome.details["thinking"] = dict(exits)
+        return outcome
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         raise NotImplementedError
+
+
+async def sample_answers(ctx: SearchContext, n: int, params: SamplingParams, exits: Counter[str]) -> list[Completion]:
+    """n whole answers: one request, or, with any thinking control set, grown together under it
+    (`exits` counts how each one's thinking ended)."""
+    if params.controls_thinking:
+        return await sample_thinking(ctx, n, params, exits)
+    return await ctx.sample(n)
 
 
 def best_outcome(candidates: list[Candidate], details: dict[str, Any] | None = None) -> SearchOutcome:

@@ -36,7 +36,7 @@ def tally(candidates: list[Candidate], weighted: bool = False) -> Vote:
 @register
 class MajorityVote(SampleThenChoose):
     name = "majority_vote"
-    uses_prm = False
+    scores_answers = False
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         return vote_outcome(tally(candidates), candidates)

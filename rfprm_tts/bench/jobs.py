@@ -60,11 +60,12 @@ class WorkSpec:
     @cached_property
     def pooled(self) -> tuple[str, ...]:
         """The sample-then-choose strategies: all served by one sample pool per problem (not
-        under a token budget, which a pool's first N samples would not hold to)."""
+        under a token budget, which a pool's first N samples would not hold to, nor with the
+        thinking controlled, which changes the samples themselves)."""
         return tuple(
             name
             for name, s in self.built().items()
-            if isinstance(s, SampleThenChoose) and s.params.token_budget is None
+            if isinstance(s, SampleThenChoose) and s.params.token_budget is None and not s.params.controls_thinking
         )
 
 

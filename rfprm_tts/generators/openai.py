@@ -23,7 +23,7 @@ from rfprm_tts.chat import Message, render, render_plain
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
 from rfprm_tts.runtime.http_retry import Replicas, describe_failure, retrying
-from rfprm_tts.settings import GeneratorSettings, Sampling
+from rfprm_tts.settings import GeneratorSettings, Sampling, without_passwords
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,8 @@ class OpenAIGenerator:
                         response = await self._send(self.clients[server], request, sampling, n, seed)
                     completions = await self._parse(response, result)
         except (openai.OpenAIError, MalformedResponseError) as exc:
+            if request.prefix and s.api == "chat" and isinstance(exc, openai.BadRequestError):
+                raise GenerationError(cannot_continue(self.replicas.urls[server], exc)) from exc
             raise GenerationError(describe_failure(exc, self.replicas.urls[server], attempts)) from exc
         finally:
             result.calls += 1
@@ -224,6 +226,16 @@ class OpenAIGenerator:
             if usage.completion_tokens is not None:
                 await self._tokenizing(share_tokens, completions, usage.completion_tokens, self.tokenizer)
         return completions
+
+
+def cannot_continue(url: str, exc: openai.BadRequestError) -> str:
+    """A chat server that refused to continue a partial answer: what else would."""
+    return without_passwords(
+        f"{url} refused to continue a partial answer (HTTP 400: {exc.message}); over chat that takes vLLM's "
+        "continue_final_message. Set generator.api = 'completions' (and generator.tokenizer for the chat "
+        "template) if the server has /v1/completions, or leave out what continues answers: early exit and "
+        "thinking budgets (early_exit, min/max_thinking_tokens, finish_first) and step-level strategies"
+    )
 
 
 def share_tokens(completions: list[Completion], total: int, tokenizer=None) -> None:

@@ -109,24 +109,59 @@ class SearchContext:
         self._report("generate", len(completions), open=0, finished=sum(c.error is None for c in completions))
         return completions
 
-    async def _request(self, n: int, prefix: str, stop: list[str] | None, max_tokens: int | None) -> list[Completion]:
+    async def continue_each(
+        self,
+        prefixes: Sequence[str],
+        stop: list[str] | None = None,
+        max_tokens: Sequence[int] | int | None = None,
+        greedy: bool = False,
+    ) -> list[Completion]:
+        """One continuation of each prefix (requests run concurrently), each within
+        `max_tokens` (one limit for all, or one per prefix) and, under a solve's token budget,
+        within what it affords: the first prefixes only, [] once it is spent. `greedy`:
+        temperature 0, no seed, with log-probabilities (a probe of what the model would answer
+        now). A failed continuation keeps its error; raises when all of them failed."""
+        limits = list(max_tokens) if isinstance(max_tokens, Sequence) else [max_tokens] * len(prefixes)
+        fit = self.budget.affordable(len(prefixes), max(limits, default=None, key=lambda m: m or 0))
+        batches = await asyncio.gather(
+            *(self._request(1, p, stop, m, greedy=greedy, check=False) for p, m in zip(prefixes[:fit], limits))
+        )
+        completions = [c for batch in batches for c in batch]
+        self._check_failures(completions)
+        return completions
+
+    async def _request(
+        self,
+        n: int,
+        prefix: str,
+        stop: list[str] | None,
+        max_tokens: int | None,
+        greedy: bool = False,
+        check: bool = True,
+    ) -> list[Completion]:
         left = min(self.tokens_left(prefix), max_tokens or self.sampling.max_tokens)
         cap = self.budget.cap(left)  # no one sample may outrun what the solve's token budget has left
-        sampling = self.sampling.model_copy(update={"seed": self._seeds(n), "max_tokens": cap})
+        update = {"temperature": 0.0, "seed": None, "logprobs": True} if greedy else {"seed": self._seeds(n)}
+        sampling = self.sampling.model_copy(update={**update, "max_tokens": cap})
         request = GenerationRequest(self.messages, n=n, prefix=prefix, stop=stop, sampling=sampling)
         result = await self.generator.generate(request)
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.generated_tokens += result.generated_tokens
         self.usage.generator_calls += result.calls
         self.budget.samples_back += sum(c.error is None for c in result.completions)
-        errors = [c.error for c in result.completions if c.error is not None]
-        if result.completions and len(errors) == len(result.completions):
-            raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
+        if check:
+            self._check_failures(result.completions)
         if cap < left:  # the budget set this limit: a sample that reached it is cut short, not an answer
             for c in result.completions:
                 if c.error is None and c.finish_reason == "length":
                     c.error = self.budget.cut_note()
         return result.completions
+
+    @staticmethod
+    def _check_failures(completions: Sequence[Completion]) -> None:
+        errors = [c.error for c in completions if c.error is not None]
+        if completions and len(errors) == len(completions):
+            raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
 
     async def extend(
         self, prefixes: Sequence[str], k: int, one_step: bool = True, max_tokens: int | None = None

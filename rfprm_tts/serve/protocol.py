@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.search.context import Progress
 from rfprm_tts.settings import Settings
-from rfprm_tts.strategies.base import Strategy, build_strategy
+from rfprm_tts.strategies.base import Strategy, build_strategy, strategy_class
 from rfprm_tts.trajectory import SolveResult
 
 MAX_JSON_DEPTH = 32  # far deeper than any chat request; bounds every recursive walk after parsing
@@ -66,6 +66,7 @@ class RfprmOptions(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     token_budget: int | None = Field(None, ge=1)
     budget_counts: Literal["generated", "total"] | None = None
+    thinking_budget: int | None = Field(None, ge=1)
     return_candidates: bool = False
 
 
@@ -114,6 +115,7 @@ class ChatRequest(BaseModel):
     seed: int | None = Field(None, ge=0, lt=SEED_LIMIT)
     stream: bool = False
     stream_options: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
     rfprm: RfprmOptions = Field(default_factory=RfprmOptions)
 
     @property
@@ -213,14 +215,44 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
             "max_tokens_too_large",
             "max_tokens",
         )
-    return ChatCall(chat, request_strategy(chat.rfprm, settings, n, budget_header))
+    return ChatCall(chat, request_strategy(chat.rfprm, settings, n, budget_header, chat.reasoning_effort))
 
 
-def request_strategy(options: RfprmOptions, settings: Settings, n: int, budget_header: str | None) -> Strategy:
+def thinking_cap(options: RfprmOptions, effort: str | None, settings: Settings, name: str) -> dict[str, Any]:
+    """The request's thinking budget as a strategy parameter: rfprm.thinking_budget, else its
+    reasoning_effort through serve.reasoning_effort. An effort is dropped for a strategy without
+    thinking controls (clients send it by habit); an explicit thinking budget is not."""
+    efforts = settings.serve.reasoning_effort
+    if effort is not None and effort not in efforts:
+        raise invalid(
+            f"reasoning_effort {effort!r} is not one of this server's: {', '.join(efforts)}",
+            "invalid_reasoning_effort",
+            "reasoning_effort",
+        )
+    if options.thinking_budget is None and (effort is None or efforts[effort] is None):
+        return {}
+    try:
+        controls = "max_thinking_tokens" in strategy_class(name).Params.model_fields
+    except ConfigError as exc:
+        raise invalid(str(exc), "invalid_rfprm_option", "rfprm.strategy") from None
+    if options.thinking_budget is not None:
+        if not controls:
+            raise invalid(
+                f"rfprm.thinking_budget needs a strategy that samples whole answers; {name!r} does not",
+                "invalid_rfprm_option",
+                "rfprm.thinking_budget",
+            )
+        return {"max_thinking_tokens": options.thinking_budget}
+    return {"max_thinking_tokens": efforts[effort]} if controls and effort is not None else {}
+
+
+def request_strategy(
+    options: RfprmOptions, settings: Settings, n: int, budget_header: str | None, effort: str | None = None
+) -> Strategy:
     """The strategy of the request, its parameters validated by the strategy's own model:
     `rfprm.params` first, then the `rfprm` object's own fields (which win), then the token
     budget: the smallest the request gave (rfprm.token_budget, rfprm.params, the header), else
-    the server's limit; over the limit is refused."""
+    the server's limit; over the limit is refused. The thinking budget: see `thinking_cap`."""
     for field, instead in (("n", "rfprm.n"), ("name", "rfprm.strategy")):
         if field in options.params:
             raise invalid(
@@ -230,6 +262,7 @@ def request_strategy(options: RfprmOptions, settings: Settings, n: int, budget_h
             )
     name = options.strategy or settings.strategy
     own = {"budget_counts": options.budget_counts} if options.budget_counts else {}
+    own |= thinking_cap(options, effort, settings, name)
     strategy = build(name, settings, n=n, **{**options.params, **own})
     limit = settings.serve.max_token_budget
     in_params = strategy.params.token_budget if "token_budget" in options.params else None  # validated

@@ -250,6 +250,12 @@ class ServeSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: any free port).")
     model_name: str = Field("rfprm", description="Model name the proxy answers to and lists at /v1/models.")
+    reasoning_effort: dict[str, int | None] = Field(
+        default_factory=lambda: {"none": 64, "minimal": 256, "low": 1024, "medium": 4096, "high": None},
+        description="A request's OpenAI reasoning_effort as a thinking budget (max_thinking_tokens) of the "
+        "sampling strategies; None: no cap. Strategies without thinking controls ignore it; "
+        "rfprm.thinking_budget in a request wins.",
+    )
     api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Bearer keys clients must send (secrets; a JSON list in the environment, "

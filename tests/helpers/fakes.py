@@ -3,6 +3,8 @@ by hand. They follow the same protocols as the real backends."""
 
 from __future__ import annotations
 
+import math
+
 from rfprm_tts.generators import Completion, GenerationRequest, GenerationResult
 from rfprm_tts.prm import ScoredBatch, ScorerDefaults
 
@@ -78,6 +80,71 @@ class StepTreeGenerator:
             text, stop_reason, tokens = self._rest(request.prefix, i, one_step)
             result.completions.append(
                 Completion(text=text, finish_reason="stop", tokens=tokens, stop_reason=stop_reason)
+            )
+            result.generated_tokens += tokens
+        return result
+
+    async def aclose(self) -> None:
+        pass
+
+
+class ThinkingTraceGenerator:
+    """Scripted long-reasoning samples, one character per token, so the token at which a method
+    stops can be worked out by hand.
+
+    The i-th sample asked for without a prefix (over all requests) writes traces[i]. A prefix that is the start of a
+    trace goes on with that trace. Any other prefix is a trace's first j characters followed
+    by text the trace does not have (a probe, a forced "Wait" or close): `rest(i, j, added)`
+    gives what follows, and `probability(i, j)` each of its tokens' probability. Either way the
+    text stops at the request's max_tokens or at its first stop string, which is left out of
+    the text, counted as generated and named in stop_reason (as vLLM does)."""
+
+    def __init__(self, traces: list[str], rest=None, probability=None, logprobs: bool = True):
+        self.traces, self.rest, self.requests, self.started = traces, rest, [], 0
+        self.probability = probability or (lambda i, j: 0.5)
+        self.logprobs = logprobs  # False: a backend that returns none, even when asked
+
+    def _continue(self, prefix: str) -> tuple[str, float]:
+        if not prefix:
+            self.started += 1
+            return self.traces[(self.started - 1) % len(self.traces)], 0.5
+        for trace in self.traces:
+            if trace.startswith(prefix):
+                return trace[len(prefix) :], 0.5
+        i, j = max(
+            (
+                (i, next((m for m in range(min(len(t), len(prefix))) if t[m] != prefix[m]), len(t)))
+                for i, t in enumerate(self.traces)
+            ),
+            key=lambda found: found[1],
+        )
+        return self.rest(i, j, prefix[j:]), self.probability(i, j)
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        self.requests.append(request)
+        sampling = request.sampling
+        result = GenerationResult(prompt_tokens=1 + len(request.prefix), calls=1)
+        for _ in range(request.n):
+            text, p = self._continue(request.prefix)
+            finish, stop_reason, tokens = "stop", None, None
+            limit = sampling.max_tokens if sampling is not None else len(text)
+            hits = [(text.find(s), s) for s in request.stop or [] if s in text and text.find(s) + len(s) <= limit]
+            if hits:
+                at, stop_reason = min(hits)
+                text, tokens = text[:at], at + len(stop_reason)
+            elif len(text) > limit:
+                text, finish = text[:limit], "length"
+            tokens = len(text) if tokens is None else tokens
+            result.completions.append(
+                Completion(
+                    text=text,
+                    finish_reason=finish,
+                    tokens=tokens,
+                    stop_reason=stop_reason,
+                    logprobs=[math.log(p)] * tokens
+                    if self.logprobs and sampling is not None and sampling.logprobs
+                    else None,
+                )
             )
             result.generated_tokens += tokens
         return result

@@ -193,3 +193,30 @@ def test_generator_replicas_stick_per_question_and_skip_a_dead_one(scripted_serv
         assert homeless and homeless <= asked[1]  # the dead server's questions went to the next one
     finally:
         other.close()
+
+
+def test_a_chat_server_that_cannot_continue_an_answer_names_the_way_out(scripted_server, tiny_prm_dir):
+    """Early exit continues partial answers; a hosted chat API refuses vLLM's
+    continue_final_message with a 400. The error says so and names generator.api."""
+    from rfprm_tts import ReasoningSolver, Settings
+
+    def reply(body: dict) -> Reply:
+        if body.get("continue_final_message"):
+            return Reply(400, {"error": {"message": "Unrecognized request argument supplied: continue_final_message"}})
+        return Reply(200, chat_body(["<think>\nsome thinking"]))
+
+    scripted_server.default = reply
+    settings = Settings.load(
+        generator=dict(backend="openai", base_url=scripted_server.base_url, model="m", max_retries=0),
+        prm=dict(model=str(tiny_prm_dir)),
+        strategy="majority_vote",
+        n=2,
+    )
+    with (
+        ReasoningSolver(settings) as solver,
+        pytest.raises(GenerationError, match="refused to continue a partial answer .*generator.api = 'completions'"),
+    ):
+        solver.solve("Compute 1 + 1.", early_exit="probe")
+    continued = [r for r in scripted_server.requests if r.get("continue_final_message")]
+    # the server said stop without a close: the thinking is taken as closed, and its answer asked for
+    assert continued[0]["messages"][-1] == {"role": "assistant", "content": "<think>\nsome thinking</think>"}

@@ -55,6 +55,20 @@ def test_chat_completion_with_overrides_and_candidates(demo_proxy):
     assert rfprm["usage"]["prm_tokens"] > 0
 
 
+def test_reasoning_effort_from_the_sdk_caps_the_thinking(demo_proxy):
+    """The SDK's own reasoning_effort argument becomes a thinking budget (serve.reasoning_effort:
+    minimal is 256 tokens); the demo model does not think, so its answer is unchanged in kind."""
+    response = client(demo_proxy).chat.completions.create(
+        model="rfprm",
+        messages=[{"role": "user", "content": QUESTION}],
+        reasoning_effort="minimal",
+        extra_body={"rfprm": {"strategy": "majority_vote", "n": 2}},
+    )
+    rfprm = response.model_extra["rfprm"]
+    assert rfprm["strategy_params"]["max_thinking_tokens"] == 256
+    assert response.choices[0].message.content and rfprm["usage"]["generated_tokens"] > 0
+
+
 def test_server_strategy_params_reach_only_strategies_that_take_them(demo_proxy):
     beam = (
         client(demo_proxy)

@@ -104,6 +104,26 @@ def test_chat_continuation_equals_completions_with_a_local_template(vllm_server)
     assert chat and chat == completions
 
 
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_thinking_controls_continue_answers_over_the_real_server(vllm_server, tiny_prm_dir, api):
+    """Early exit and budget forcing continue partial answers over real HTTP (chat with
+    continue_final_message, or a raw completions prompt). The random tiny model never closes
+    a thinking section on its own: probes every 3 tokens and a close forced at 6 stop it,
+    and every token the server generated, probes included, is in the account."""
+    settings = settings_for(vllm_server, tiny_prm_dir, n=2, strategy="majority_vote", generator=dict(api=api))
+    before = vllm_server.metric("vllm:generation_tokens_total")
+    with ReasoningSolver(settings) as solver:
+        result = solver.solve(
+            "Compute 1 + 2.", early_exit="probe", probe_every=3, probe_agree=2, probe_tokens=4, max_thinking_tokens=6
+        )
+    assert result.usage.generated_tokens == vllm_server.metric("vllm:generation_tokens_total") - before
+    assert 0 < result.usage.probe_tokens < result.usage.generated_tokens
+    assert sum(result.details["thinking"].values()) == 2
+    for c in result.candidates:
+        assert c.ok and c.trajectory.text.count("</think>") == 1, c.trajectory.text
+        assert c.trajectory.thinking is not None
+
+
 @pytest.mark.parametrize("logprobs", [False, True])
 def test_bench_token_accounting_against_the_servers_own_count(vllm_server, tiny_prm_dir, tmp_path, logprobs):
     """`rfprm bench --backend openai` on the real server: every row has its generated tokens;

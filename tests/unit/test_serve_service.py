@@ -87,3 +87,23 @@ def test_the_service_needs_a_solver_before_it_answers():
     proxy = ProxyService(Settings())
     with pytest.raises(RuntimeError, match="start"):
         proxy.solver  # noqa: B018
+
+
+def test_reasoning_effort_and_thinking_budget_cap_the_thinking_of_sampling_strategies():
+    proxy = service([LOW])
+    budget = {"none": 64, "minimal": 256, "low": 1024, "medium": 4096, "high": None}  # serve.reasoning_effort
+    for effort, cap in budget.items():
+        call = chat_call(proxy, reasoning_effort=effort, rfprm={"strategy": "majority_vote"})
+        assert call.strategy.params.max_thinking_tokens == cap, effort
+    # rfprm.thinking_budget wins over the effort
+    call = chat_call(proxy, reasoning_effort="low", rfprm={"strategy": "best_of_n", "thinking_budget": 300})
+    assert call.strategy.params.max_thinking_tokens == 300
+    # a strategy without thinking controls: an effort sent by habit is dropped, an explicit budget refused
+    beam = chat_call(proxy, reasoning_effort="low", rfprm={"strategy": "beam_search", "params": {"beam_width": 2}})
+    assert beam.strategy.name == "beam_search"
+    with pytest.raises(APIError) as refused:
+        chat_call(proxy, rfprm={"strategy": "beam_search", "thinking_budget": 300})
+    assert refused.value.status == 400 and refused.value.param == "rfprm.thinking_budget"
+    with pytest.raises(APIError) as unknown:
+        chat_call(proxy, reasoning_effort="extreme")
+    assert unknown.value.param == "reasoning_effort" and "none, minimal, low, medium, high" in unknown.value.message
