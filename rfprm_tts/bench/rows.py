@@ -37,7 +37,7 @@ class Row:
     pass_at_n: bool  # some candidate's answer is correct (oracle)
     candidates: int
     prompt_tokens: int
-    generated_tokens: int
+    generated_tokens: int  # answer probes (early exit) included
     prm_tokens: int
     generator_flops: float | None
     prm_flops: float | None
@@ -46,6 +46,7 @@ class Row:
     error: str | None = None
     unchecked: bool = False  # math-verify could not decide the verdict in time (counted wrong)
     tokens_estimated: bool = False  # reused: the server reported tokens per response, split by length
+    probe_tokens: int = 0  # of generated_tokens, those that probed for an answer (early exit)
 
 
 class Grader:
@@ -95,6 +96,7 @@ def row_for(
         candidates=len(candidates),
         prompt_tokens=usage.prompt_tokens,
         generated_tokens=usage.generated_tokens,
+        probe_tokens=usage.probe_tokens,
         prm_tokens=usage.prm_tokens,
         generator_flops=usage.generator_flops,
         prm_flops=usage.prm_flops,

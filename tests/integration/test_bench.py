@@ -373,3 +373,22 @@ def test_a_beam_search_skips_the_budgets_it_cannot_run_instead_of_mislabelling_t
     assert sorted(j.n for j in jobs if j.strategy == "dvts") == [4, 8]
     with pytest.raises(ConfigError, match="n=2 is not a multiple of beam_width=4"):
         WorkSpec(Settings(), ("beam_search",), (1, 2)).built()
+
+
+def test_strategies_with_the_thinking_controlled_run_each_budget_on_their_own():
+    """A pool's first N whole samples are not what early exit would have sampled: such a
+    strategy is searched at every N, the others still share one pool."""
+    from rfprm_tts.bench.datasets import Problem
+    from rfprm_tts.bench.jobs import WorkSpec, plan_jobs
+
+    plain = WorkSpec(Settings(), ("majority_vote", "best_of_n"), (1, 4))
+    assert plain.pooled == ("majority_vote", "best_of_n")
+    probed = WorkSpec(Settings(strategy_params={"early_exit": "probe"}), ("majority_vote", "best_of_n"), (1, 4))
+    assert probed.pooled == ()
+    jobs = plan_jobs([Problem("p", "q", "1")], probed, set())
+    assert sorted((j.strategy, j.n) for j in jobs) == [
+        ("best_of_n", 1),
+        ("best_of_n", 4),
+        ("majority_vote", 1),
+        ("majority_vote", 4),
+    ]
