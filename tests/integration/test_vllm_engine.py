@@ -101,6 +101,22 @@ def test_best_of_n_through_solve(engine, tiny_prm_dir):
     assert result.usage.generated_tokens == sum(c.generated_tokens for c in result.candidates)
 
 
+def test_thinking_controls_on_the_in_process_engine(engine, tiny_prm_dir):
+    """Chunks and probes continue partial answers on the engine itself; a close forced at 6
+    tokens ends every sample's thinking (the random tiny model never closes one), and the
+    account is what the engine generated: each candidate's tokens, plus the probes not kept."""
+    settings = Settings.load(n=3, strategy="majority_vote", prm=dict(model=str(tiny_prm_dir)))
+    with ReasoningSolver(settings, generator=engine) as solver:
+        result = solver.solve(
+            QUESTION, early_exit="probe", probe_every=2, probe_agree=3, probe_tokens=3, max_thinking_tokens=6
+        )
+    assert sum(result.details["thinking"].values()) == 3
+    # the answer after the forced close is the random model's own: it may write the tag again
+    assert all(c.ok and c.trajectory.thinking is not None for c in result.candidates), result.details
+    kept = sum(c.generated_tokens for c in result.candidates)
+    assert 0 < result.usage.probe_tokens and kept <= result.usage.generated_tokens <= kept + result.usage.probe_tokens
+
+
 def test_a_cancelled_generation_stops_and_frees_the_engine(engine):
     """The proxy cancels a request's solve when its client leaves: the engine must drop its
     requests at the next step, not make every later request wait until they are done."""
