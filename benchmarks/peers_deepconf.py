@@ -15,6 +15,11 @@ answers and token counts back as JSON lines, and grades both sides the same way:
 
 Our side is `rfprm bench --backend vllm` (the same engine, the same model) with the demo PRM.
 DeepConf's confidence window must be short for answers of ~60 tokens (`--window 16`).
+
+On the thinking world, DeepConf's graded answers only, for benchmarks/thinking.py's report:
+
+    python benchmarks/peers_deepconf.py --python .peers/deepconf/bin/python --world demo-think \
+        --problems 200 --budgets 2 4 8 16 --max-tokens 384 --window 32 --answers runs/thinking/deepconf.jsonl
 """
 
 from __future__ import annotations
@@ -88,15 +93,17 @@ def main() -> None:
     parser.add_argument("--plot", help="write accuracy against generated tokens per problem to this PNG")
     parser.add_argument("--window", type=int, default=16, help="DeepConf's confidence window (tokens)")
     parser.add_argument("--max-tokens", type=int, default=256)
+    parser.add_argument("--world", choices=["demo", "demo-think"], default="demo", help="the demo world to run on")
+    parser.add_argument("--answers", type=Path, help="write DeepConf's graded answers here (JSON lines), and stop")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
 
     from rfprm_tts.bench import load_problems, summarize
     from rfprm_tts.bench.rows import Grader
-    from rfprm_tts.demo import model_path
+    from rfprm_tts.runtime.model_names import resolve_model
 
-    problems = load_problems("demo", limit=args.problems)
+    problems = load_problems(args.world, limit=args.problems)
     with tempfile.TemporaryDirectory(prefix="deepconf-") as tmp:
         problems_file, answers_file = Path(tmp) / "problems.jsonl", Path(tmp) / "answers.jsonl"
         problems_file.write_text("".join(json.dumps({"id": p.id, "question": p.question}) + "\n" for p in problems))
@@ -108,7 +115,7 @@ def main() -> None:
                 __file__,
                 "--worker",
                 "--model",
-                model_path("generator"),
+                resolve_model(args.world, "generator"),
                 "--problems-file",
                 str(problems_file),
                 "--out",
@@ -126,6 +133,13 @@ def main() -> None:
         )
         print(f"DeepConf run: {time.perf_counter() - started:.0f} s (engine start included)", file=sys.stderr)
         answers = [json.loads(line) for line in answers_file.read_text().splitlines()]
+        if args.answers is not None:
+            grade, by_id = Grader(), {p.id: p for p in problems}
+            args.answers.parent.mkdir(parents=True, exist_ok=True)
+            args.answers.write_text(
+                "".join(json.dumps({**a, "correct": grade(by_id[a["id"]], a["answer"])}) + "\n" for a in answers)
+            )
+            return None
 
         ours_dir = Path(tmp) / "ours"
         started = time.perf_counter()
@@ -136,7 +150,7 @@ def main() -> None:
                 "rfprm_tts.cli",
                 "bench",
                 "--dataset",
-                "demo",
+                args.world,
                 "--limit",
                 str(args.problems),
                 "--strategies",
@@ -148,7 +162,9 @@ def main() -> None:
                 "--backend",
                 "vllm",
                 "--model",
-                "demo",
+                args.world,
+                "--prm",
+                args.world,
                 "--max-tokens",
                 str(args.max_tokens),
                 "--seed",

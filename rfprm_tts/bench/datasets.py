@@ -55,7 +55,7 @@ SOURCES = {
 }
 LETTERS = "ABCD"
 GPQA_FIELDS = ("Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3")
-NAMES = (*SOURCES, "demo")
+NAMES = (*SOURCES, "demo", "demo-think")
 
 
 def gold_answer(value: object) -> str:
@@ -105,10 +105,13 @@ def load_problems(
 def _read(
     name_or_path: str, data_dir: str | Path | None, fields: dict[str, str], choice_seed: int = 0
 ) -> list[Problem]:
-    if name_or_path == "demo":
-        from rfprm_tts.demo.arithmetic import held_out_problems
+    if name_or_path in ("demo", "demo-think"):  # each world's held-out problems
+        from rfprm_tts.demo.arithmetic import Difficulty, held_out_problems
+        from rfprm_tts.demo.thinking import DIFFICULTY
 
-        return [Problem(f"demo-{i}", p.question, str(p.answer)) for i, p in enumerate(held_out_problems())]
+        difficulty = DIFFICULTY if name_or_path == "demo-think" else Difficulty()
+        held_out = held_out_problems(difficulty=difficulty)
+        return [Problem(f"{name_or_path}-{i}", p.question, str(p.answer)) for i, p in enumerate(held_out)]
     path = Path(name_or_path)
     if path.suffix == ".jsonl" or path.is_file():
         return _from_rows(_jsonl(path), fields, str(path))

@@ -49,8 +49,9 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
     if args.html:
         write_page(result, args.html)
     print(result_json(result) if args.json else format_result(result), file=out)
-    if settings.generator.model == "demo" and settings.generator.backend == "transformers":
-        note_outside_demo_world(result.question)  # after the answer: a failed solve stays one error line
+    if settings.generator.model in ("demo", "demo-think") and settings.generator.backend == "transformers":
+        # after the answer: a failed solve stays one error line
+        note_outside_demo_world(result.question, settings.generator.model)
     return 0
 
 
@@ -90,16 +91,22 @@ def read_prompt(args: argparse.Namespace) -> str | list[dict[str, object]]:
     return messages
 
 
-def note_outside_demo_world(question: str) -> None:
-    """One line on stderr when the bundled demo model gets a question it was never taught: its
+def note_outside_demo_world(question: str, model: str) -> None:
+    """One line on stderr when a bundled demo model gets a question it was never taught: its
     answer would look like a bug on first contact."""
-    from rfprm_tts.demo.arithmetic import within_world
+    if model == "demo-think":
+        from rfprm_tts.demo.thinking import within_world
 
+        taught = "1 to 4 operations"
+    else:
+        from rfprm_tts.demo.arithmetic import within_world
+
+        taught = "2 to 4 operations"
     if not within_world(question):
         print(
-            "note: the bundled demo model only does multi-step integer arithmetic like "
-            "'Compute 7 + 5 * 3 - 4.' (2 to 4 operations, numbers up to 30), so its answer here means "
-            "nothing; point --model (or --backend openai --base-url URL) at a real model",
+            f"note: the bundled {model} model only does integer arithmetic like 'Compute 7 + 5 * 3 - 4.' "
+            f"({taught}, numbers up to 30), so its answer here means nothing; point --model "
+            "(or --backend openai --base-url URL) at a real model",
             file=sys.stderr,
         )
 

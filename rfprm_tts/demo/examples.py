@@ -49,7 +49,6 @@ def prm_example(tokenizer, problem: Problem, steps: list[str], kind: str = "digi
     """PRM input ids (the ReasonFlux format) and a label per token (-100: none). "digits":
     every digit right or wrong (arithmetic.digit_labels); "first_error": 1 up to the first
     error, 0 at it, nothing after it."""
-    tag = "<extra_0>"
     if kind == "digits":
         labels = [-100 if label is None else label for label in digit_labels(problem, steps)]
     else:
@@ -57,6 +56,13 @@ def prm_example(tokenizer, problem: Problem, steps: list[str], kind: str = "digi
         n = sum(len(step) + 1 for step in steps)
         error = g.first_error_char if g.first_error_char is not None else n
         labels = [1 if i < error else 0 if i == error else -100 for i in range(n)]
+    return labelled_example(tokenizer, problem.question, steps, labels)
+
+
+def labelled_example(tokenizer, question: str, steps: list[str], labels: list[int]) -> tuple[list[int], list[int]]:
+    """PRM input ids and a label per token from a label per character of the steps joined with
+    one character between steps (the step tag's label; -100: none)."""
+    tag = "<extra_0>"
     # Labels count one character per step tag; spread each tag's label over its characters, then
     # give every token the label of its first character (a token is usually one character, but a
     # stray byte decodes to a 3-byte character and "<think>" written out reads back as one token).
@@ -66,6 +72,6 @@ def prm_example(tokenizer, problem: Problem, steps: list[str], kind: str = "digi
         at += len(step) + 1
     content = tokenizer(tag.join(steps) + tag, add_special_tokens=False, return_offsets_mapping=True)
     token_labels = [by_char[start] for start, _ in content["offset_mapping"]]
-    prompt = prompt_ids(tokenizer, to_messages(problem.question))
+    prompt = prompt_ids(tokenizer, to_messages(question))
     suffix = tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
     return prompt + content["input_ids"] + suffix, [-100] * len(prompt) + token_labels + [-100] * len(suffix)

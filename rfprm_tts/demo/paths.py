@@ -1,4 +1,4 @@
-"""Where the demo world's weights are, and what the model name `demo` resolves to."""
+"""Where the demo worlds' weights are, and what the model names `demo` and `demo-think` resolve to."""
 
 from __future__ import annotations
 
@@ -8,15 +8,26 @@ from rfprm_tts.errors import ConfigError
 from rfprm_tts.runtime.model_names import Role
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_THINK_DIR = Path(__file__).parent / "weights_think"
 
 
 def model_path(role: Role) -> str:
     """The demo world's `role` model: what the model name `demo` resolves to
     (rfprm_tts.runtime.model_names)."""
-    path = WEIGHTS_DIR / role
+    return _weights("demo", WEIGHTS_DIR, role, "")
+
+
+def think_model_path(role: Role) -> str:
+    """The demo-think world's `role` model (it thinks in <think> before answering): what the
+    model name `demo-think` resolves to."""
+    return _weights("demo-think", WEIGHTS_THINK_DIR, role, "--world think ")
+
+
+def _weights(world: str, folder: Path, role: Role, train_option: str) -> str:
+    path = folder / role
     if not (path / "config.json").is_file():
         raise ConfigError(
-            f"the demo world is missing from this installation ({path}); reinstall rfprm-tts, "
-            f"or rebuild it with `python -m rfprm_tts.demo.train --out {WEIGHTS_DIR}`"
+            f"the {world} world is missing from this installation ({path}); reinstall rfprm-tts, "
+            f"or rebuild it with `python -m rfprm_tts.demo.train {train_option}--out {folder}`"
         )
     return str(path)

@@ -8,7 +8,7 @@ is not reported: it rewards a PRM that only learned "later steps fail more".
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -129,12 +129,15 @@ def world_report(greedy: Sequence[ProblemSamples], sampled: Sequence[ProblemSamp
     return report
 
 
-def slip_check(scorer, problems: Sequence[Problem], seed: int = 0) -> float:
+def slip_check(
+    scorer, problems: Sequence[Problem], seed: int = 0, steps_of: Callable[[Problem], list[str]] | None = None
+) -> float:
     """How often the PRM scores a correct step with one result digit changed below the same
-    step written right (same problem, same steps before it): does it check the arithmetic?"""
+    step written right (same problem, same steps before it): does it check the arithmetic?
+    `steps_of`: a problem's right steps (default: the demo world's solution)."""
     rng, lower = random.Random(seed), []
     for problem in problems:
-        steps = split_steps(problem.solution())
+        steps = steps_of(problem) if steps_of else split_steps(problem.solution())
         slipped = digit_slip(steps, rng)
         assert slipped is not None, "a problem's solution computes at least one step"
         k = len(slipped) - 1

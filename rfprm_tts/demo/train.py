@@ -3,6 +3,8 @@
     python -m rfprm_tts.demo.train --out rfprm_tts/demo/weights     # the full run (see README)
     python -m rfprm_tts.demo.train --smoke --out /tmp/world          # a few steps, for CI
 
+`--world think` trains the demo-think world instead (rfprm_tts.demo.train_think).
+
 1. Language model. One Qwen2ForCausalLM run on correct solutions to random problems (never a
    held-out one). An early snapshot is the *generator* (it errs: room for search to help).
 2. PRM data. The generator samples answers to fresh problems at the world's temperature;
@@ -31,6 +33,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +56,7 @@ from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, s
 from rfprm_tts.demo.tiny import build_tokenizer, tiny_config
 from rfprm_tts.prm import load_prm
 from rfprm_tts.prm.models.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.runtime.model_names import resolve_model
 from rfprm_tts.text import split_steps
 
 SYSTEM_PROMPT = "Solve step by step."
@@ -78,6 +82,9 @@ class TrainConfig:
     lm_batch: int = 32
     lm_lr: float = 2e-3
     warmup: int = 100
+    lm_init: str = ""  # a model (name or path) whose weights start the language model; "": from scratch
+    # what prm.aggregation "auto" follows for this PRM: weighted voting gained most with it (README)
+    prm_aggregation: str = "prod"
     # PRM
     prm_problems: int = 1500
     prm_samples: int = 8
@@ -130,8 +137,16 @@ def greedy_accuracy(model, tokenizer, problems: list[Problem]) -> float:
     return sum(grade(p, split_steps(t[0])).answer_correct for p, t in zip(problems, texts)) / len(problems)
 
 
-def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Qwen2ForCausalLM]:
-    """Returns (generator snapshot, final language model)."""
+def train_lm(
+    cfg: TrainConfig,
+    tokenizer,
+    problems,
+    make_batch: Callable[[Any, list[Problem]], dict[str, torch.Tensor]] = lm_batch,
+    accuracy: Callable[[Any, Any, list[Problem]], float] = greedy_accuracy,
+    max_new_tokens: int = 160,
+) -> tuple[Qwen2ForCausalLM, Qwen2ForCausalLM]:
+    """Returns (generator snapshot, final language model). `make_batch` and `accuracy` (greedy,
+    on validation problems) are the demo world's unless another world gives its own."""
     config = tiny_config(
         len(tokenizer),
         "Qwen2ForCausalLM",
@@ -143,6 +158,10 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
         eos_token_id=tokenizer.eos_token_id,
     )
     model = Qwen2ForCausalLM(config)
+    if cfg.lm_init:  # another world's model, fine-tuned here (same tokenizer, same shape)
+        model.load_state_dict(
+            AutoModelForCausalLM.from_pretrained(resolve_model(cfg.lm_init, "generator")).state_dict()
+        )
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lm_lr, weight_decay=0.01, betas=(0.9, 0.98))
     validation = [next(problems) for _ in range(cfg.val_problems)]
     generator: Qwen2ForCausalLM | None = None
@@ -152,7 +171,7 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
     for step in progress:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg.lm_steps, cfg.lm_lr, cfg.warmup)
-        batch = lm_batch(tokenizer, [next(problems) for _ in range(cfg.lm_batch)])
+        batch = make_batch(tokenizer, [next(problems) for _ in range(cfg.lm_batch)])
         with torch.autocast("cpu", dtype=torch.bfloat16):
             loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
@@ -161,15 +180,14 @@ def train_lm(cfg: TrainConfig, tokenizer, problems) -> tuple[Qwen2ForCausalLM, Q
         optimizer.step()
         progress.set_postfix(loss=f"{loss.item():.3f}", **generator_info)
         if (step + 1) % cfg.snapshot_every == 0:
-            accuracy = greedy_accuracy(model, tokenizer, validation)
-            if generator is None or accuracy <= cfg.generator_max_greedy:
-                generator, generator_info = copy.deepcopy(model), {"gen_step": step + 1, "gen_greedy": accuracy}
-            progress.write(f"step {step + 1}: loss {loss.item():.3f}, validation greedy {accuracy:.3f}")
-            progress.write(
-                f"  sample: {sample_texts(model.eval(), tokenizer, [validation[0].question], 1, 0.0)[0][0]!r}"
-            )
+            greedy = accuracy(model, tokenizer, validation)
+            if generator is None or greedy <= cfg.generator_max_greedy:
+                generator, generator_info = copy.deepcopy(model), {"gen_step": step + 1, "gen_greedy": greedy}
+            progress.write(f"step {step + 1}: loss {loss.item():.3f}, validation greedy {greedy:.3f}")
+            sample = sample_texts(model.eval(), tokenizer, [validation[0].question], 1, 0.0, max_new_tokens)
+            progress.write(f"  sample: {sample[0][0]!r}")
             model.train()
-            if accuracy > cfg.generator_max_greedy and not needs_final:
+            if greedy > cfg.generator_max_greedy and not needs_final:
                 progress.write("the generator is chosen and the PRM does not start from the final model: stopping")
                 break
     print(f"generator: snapshot {generator_info}")
@@ -182,7 +200,7 @@ def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> 
     config.architectures = ["Qwen2ForProcessRewardModel"]
     config.num_labels = 2
     config.rfprm_readout = "token_min"
-    config.rfprm_aggregation = "prod"  # weighted voting gained most with it (see the README)
+    config.rfprm_aggregation = cfg.prm_aggregation
     config.num_hidden_layers += cfg.prm_extra_layers
     config.layer_types = ["full_attention"] * config.num_hidden_layers
     prm = Qwen2ForProcessRewardModel(config)
@@ -238,6 +256,23 @@ def save(model, tokenizer, path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
+def language_models(cfg: TrainConfig, args, tokenizer, problems, **world) -> tuple[Any, Any]:
+    """(generator, final language model): trained (train_lm with a world's `world` functions),
+    or loaded from --generator/--language-model; saved to OUT/generator (and OUT/language_model
+    with --save-language-model)."""
+    if args.generator:
+        generator = AutoModelForCausalLM.from_pretrained(args.generator, dtype=torch.float32).eval()
+        language_model = generator
+        if args.language_model:
+            language_model = AutoModelForCausalLM.from_pretrained(args.language_model, dtype=torch.float32).eval()
+    else:
+        generator, language_model = train_lm(cfg, tokenizer, problems, **world)
+    save(generator, tokenizer, args.out / "generator")
+    if args.save_language_model:
+        save(language_model, tokenizer, args.out / "language_model")
+    return generator, language_model
+
+
 def evaluate(cfg: TrainConfig, out: Path, eval_set: str = "held_out") -> dict:
     """Reload both models from disk through the public loaders and measure them on the
     held-out set (what the recipes were chosen on) or the fresh set (never used for a choice)."""
@@ -263,6 +298,13 @@ def evaluate(cfg: TrainConfig, out: Path, eval_set: str = "held_out") -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where generator/ and prm/ are written")
+    parser.add_argument(
+        "--world",
+        choices=["demo", "think"],
+        default="demo",
+        help="demo: the bundled world (rfprm_tts/demo/weights); think: demo-think, which thinks in <think> "
+        "first (rfprm_tts/demo/weights_think; rfprm_tts.demo.train_think)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI)")
     parser.add_argument("--eval-only", action="store_true", help="only measure the models in --out")
@@ -295,15 +337,24 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.language_model and not args.generator:
         parser.error("--language-model needs --generator (a full run trains its own language model)")
-    cfg = TrainConfig(seed=args.seed)
+    config_class, smoke = TrainConfig, SMOKE
+    if args.world == "think":
+        from rfprm_tts.demo import train_think  # it builds on this module
+
+        config_class, smoke = train_think.ThinkConfig, {**SMOKE, **train_think.THINK_SMOKE}
+    cfg = config_class(seed=args.seed)
     if args.smoke:
-        cfg = replace(cfg, **SMOKE)
+        cfg = replace(cfg, **smoke)
     for item in args.set:
         name, _, value = item.partition("=")
-        if name not in TrainConfig.__dataclass_fields__ or name == "difficulty":
-            parser.error(f"--set {item}: no such TrainConfig field")
+        if name not in config_class.__dataclass_fields__ or name == "difficulty":
+            parser.error(f"--set {item}: no such {config_class.__name__} field")
         cfg = replace(cfg, **{name: type(getattr(cfg, name))(value)})
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.world == "think":
+        assert isinstance(cfg, train_think.ThinkConfig)
+        train_think.run(cfg, args)
+        return
     started = time.time()
     if not args.eval_only:
         random.seed(cfg.seed)
@@ -312,16 +363,7 @@ def main(argv: list[str] | None = None) -> None:
         held_out = {p.question for p in held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)}
         problems = training_problems(random.Random(cfg.seed), cfg.difficulty, held_out)
 
-        if args.generator:
-            generator = AutoModelForCausalLM.from_pretrained(args.generator, dtype=torch.float32).eval()
-            language_model = generator
-            if args.language_model:
-                language_model = AutoModelForCausalLM.from_pretrained(args.language_model, dtype=torch.float32).eval()
-        else:
-            generator, language_model = train_lm(cfg, tokenizer, problems)
-        save(generator, tokenizer, args.out / "generator")
-        if args.save_language_model:
-            save(language_model, tokenizer, args.out / "language_model")
+        generator, language_model = language_models(cfg, args, tokenizer, problems)
 
         # The PRM's data has its own seeds, so a PRM-only run (--generator) draws what a full run does.
         prm_stream = training_problems(random.Random(cfg.seed + 1), cfg.difficulty, held_out)

@@ -144,6 +144,12 @@ def test_the_demo_world_says_what_it_can_do_when_asked_something_else(tmp_path):
     (the search ran), and one line on stderr says why that answer means nothing."""
     outside = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", cwd=tmp_path)
     assert outside.returncode == 0 and outside.stdout.startswith("Answer:"), outside.stderr
-    assert "only does multi-step integer arithmetic like 'Compute 7 + 5 * 3 - 4.'" in outside.stderr
+    assert "the bundled demo model only does integer arithmetic like 'Compute 7 + 5 * 3 - 4.' (2 to 4" in outside.stderr
     inside = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", cwd=tmp_path)
     assert inside.returncode == 0 and inside.stderr == "", inside.stderr
+    # demo-think was taught one-operation problems: no note for them there
+    thinking = ("--model", "demo-think", "--prm", "demo-think")
+    taught = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", *thinking, cwd=tmp_path)
+    assert taught.returncode == 0 and taught.stderr == "", taught.stderr
+    beyond = rfprm("solve", "Compute 1 + 2 + 3 + 4 + 5 + 6.", "-n", "1", "--seed", "0", *thinking, cwd=tmp_path)
+    assert "the bundled demo-think model only does integer arithmetic" in beyond.stderr and "(1 to 4" in beyond.stderr

@@ -114,7 +114,7 @@ def test_thinking_controls_on_the_in_process_engine(engine, tiny_prm_dir):
     # the answer after the forced close is the random model's own: it may write the tag again
     assert all(c.ok and c.trajectory.thinking is not None for c in result.candidates), result.details
     kept = sum(c.generated_tokens for c in result.candidates)
-    assert 0 < result.usage.probe_tokens and kept <= result.usage.generated_tokens <= kept + result.usage.probe_tokens
+    assert result.usage.probe_tokens > 0 and kept <= result.usage.generated_tokens <= kept + result.usage.probe_tokens
 
 
 def test_a_cancelled_generation_stops_and_frees_the_engine(engine):
