@@ -43,6 +43,10 @@ def run(args: argparse.Namespace) -> None:
     for method, (strategies, params, budgets) in METHODS.items():
         if args.methods and method not in args.methods:
             continue
+        strategies = [s for s in strategies if not args.strategies or s in args.strategies]
+        budgets = args.budgets or budgets
+        if not strategies:
+            continue
         command = [
             sys.executable,
             "-m",
@@ -182,6 +186,8 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="the folder of the runs, one per method")
     parser.add_argument("--limit", type=int, default=200, help="held-out demo-think problems")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), help="run only these methods")
+    parser.add_argument("--strategies", nargs="+", help="run only these strategies of each method")
+    parser.add_argument("--budgets", type=int, nargs="+", help="these budgets N for every method")
     parser.add_argument("--backend", default="vllm", choices=["vllm", "transformers"])
     parser.add_argument("--concurrency", type=int, default=8, help="problems solved at once")
     parser.add_argument("--report", metavar="DIR", help="write thinking.md and the plot there instead of running")
