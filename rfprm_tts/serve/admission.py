@@ -116,13 +116,16 @@ class Admission:
         key's requests are already waiting as it may have in flight."""
         mine = self._by_key.setdefault(key, asyncio.Semaphore(self.per_key))
         why = f"more than {self.per_key} requests in flight for this key"
-        if mine.locked() and self._waiting.get(key, 0) >= self.per_key:
-            raise self._busy(why)
-        self._waiting[key] = self._waiting.get(key, 0) + 1
-        try:
-            await self._acquire(mine, why)
-        finally:
-            self._waiting[key] -= 1
+        if mine.locked():
+            if self._waiting.get(key, 0) >= self.per_key:
+                raise self._busy(why)
+            self._waiting[key] = self._waiting.get(key, 0) + 1
+            try:
+                await self._acquire(mine, why)
+            finally:
+                self._waiting[key] -= 1
+        else:
+            await mine.acquire()  # free: taken at once, never counted as waiting
         try:
             await self._acquire(self._overall, "the server is at its limit of requests in flight")
         except BaseException:
@@ -137,8 +140,9 @@ class Admission:
     async def _acquire(self, semaphore: asyncio.Semaphore, why: str) -> None:
         if semaphore.locked() and not self.wait_s:
             raise self._busy(why)
-        try:  # with no wait allowed the semaphore is free here, so this returns at once
-            await asyncio.wait_for(semaphore.acquire(), self.wait_s or None)
+        try:  # in this task, not wait_for's: a place taken is off the waiting count at once
+            async with asyncio.timeout(self.wait_s or None):
+                await semaphore.acquire()
         except TimeoutError:
             raise self._busy(why) from None
 
