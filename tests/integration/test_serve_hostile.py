@@ -287,7 +287,9 @@ def test_a_full_key_queues_briefly_then_429s(upstream):
     settings = upstream_settings(upstream, api_keys=KEYS, max_concurrent_per_key=1, queue_wait_s=1.5)
     settings = settings.with_overrides(generator__timeout_s=10)
     with running(settings) as url:
-        assert post(url, ASK).status_code == 200  # warm: the first solve loads the PRM, which can outlast the queue wait
+        assert (
+            post(url, ASK).status_code == 200
+        )  # warm: the first solve loads the PRM, which can outlast the queue wait
         results: list[int] = []
         threads = [threading.Thread(target=lambda: results.append(post(url, ASK).status_code)) for _ in range(2)]
         for t in threads:
