@@ -36,6 +36,14 @@ def questions(count: int) -> dict[str, str]:
     return {**README_QUESTIONS, **{p.question: str(p.answer) for p in chosen}}
 
 
+def operations(question: str) -> int:
+    return sum(question.count(op) for op in (" + ", " - ", " * "))
+
+
+def share(right: list[bool]) -> str:
+    return f"{sum(right) / len(right):.2f} of {len(right)}" if right else "-"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--problems", type=int, default=50, help="short held-out problems besides the README's")
@@ -43,10 +51,14 @@ def main() -> None:
     args = parser.parse_args()
     asked = questions(args.problems)
     print(f"{len(asked)} questions ({len(README_QUESTIONS)} from the docs), best_of_n N = 8, seed 0\n")
-    print("| world | accuracy | docs questions right | median s per solve |\n| --- | --- | --- | --- |")
+    print(
+        "| world | accuracy | one operation | two operations | docs questions right | median s per solve |\n"
+        "| --- | --- | --- | --- | --- | --- |"
+    )
     for world in args.worlds:
         settings = Settings.load(generator=dict(model=world, seed=0), prm=dict(model=world))
         right, readme, seconds = 0, 0, []
+        by_ops: dict[int, list[bool]] = {1: [], 2: []}
         with ReasoningSolver(settings) as solver:
             for question, gold in asked.items():
                 started = time.perf_counter()
@@ -54,8 +66,11 @@ def main() -> None:
                 seconds.append(time.perf_counter() - started)
                 right += answer == gold
                 readme += answer == gold and question in README_QUESTIONS
+                if question not in README_QUESTIONS:
+                    by_ops[operations(question)].append(answer == gold)
         print(
-            f"| {world} | {right / len(asked):.2f} | {readme} of {len(README_QUESTIONS)} | "
+            f"| {world} | {right / len(asked):.2f} | {share(by_ops[1])} | {share(by_ops[2])} | "
+            f"{readme} of {len(README_QUESTIONS)} | "
             f"{statistics.median(seconds):.2f} |"
         )
 

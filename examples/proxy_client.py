@@ -15,6 +15,12 @@ from openai import OpenAI
 from rfprm_tts import Settings
 from rfprm_tts.serve import serving
 
+
+def one_line(text: str) -> str:
+    """A reasoning text on one line: steps apart by ' | ', the thinking's own line breaks as spaces."""
+    return text.replace("\n\n", " | ").replace("\n", " ")
+
+
 url = os.environ.get("RFPRM_PROXY_URL")
 with nullcontext(url) if url else serving(Settings.load(serve={"port": 0})) as root:
     client = OpenAI(base_url=f"{root}/v1", api_key=os.environ.get("RFPRM_PROXY_KEY", "unused-on-loopback"))
@@ -28,7 +34,7 @@ with nullcontext(url) if url else serving(Settings.load(serve={"port": 0})) as r
         max_tokens=256,  # bounds each answer
         extra_body={"rfprm": {"strategy": "weighted_best_of_n", "n": 8, "return_candidates": True}},
     )
-    print("Answer text:", response.choices[0].message.content.replace("\n\n", " | "))
+    print("Answer text:", one_line(response.choices[0].message.content))
     extra = response.model_extra["rfprm"]
     print("Answer:", extra["answer"], "| strategy:", extra["strategy"], "| score:", round(extra["score"], 3))
     print("Candidates' answers:", [c["answer"] for c in extra["candidates"]])
@@ -40,7 +46,7 @@ with nullcontext(url) if url else serving(Settings.load(serve={"port": 0})) as r
         model="rfprm",
         messages=[{"role": "user", "content": "Compute 4 * 6 - 5."}],
         stream=True,
-        extra_body={"rfprm": {"strategy": "beam_search", "n": 8, "token_budget": 2000}},
+        extra_body={"rfprm": {"strategy": "beam_search", "n": 8, "token_budget": 4000}},
     )
     text = ""
     for chunk in stream:
@@ -52,4 +58,4 @@ with nullcontext(url) if url else serving(Settings.load(serve={"port": 0})) as r
             )
         elif chunk.choices:
             text += chunk.choices[0].delta.content or ""
-    print("Streamed:", text.replace("\n\n", " | "))
+    print("Streamed:", one_line(text))

@@ -1,7 +1,7 @@
 """Quickstart: solve one question with PRM-guided Best-of-N and look at what came back.
 
-Runs as is on a fresh machine: with no settings, rfprm-tts uses the bundled demo world (a tiny
-arithmetic model and its PRM, on the CPU). For real models, set the environment first, e.g.
+Runs as is on a fresh machine: with no settings, rfprm-tts uses the bundled demo-think world (a
+tiny arithmetic model that thinks before it answers, and its PRM, on the CPU). For real models, set the environment first, e.g.
 
     export RFPRM_GENERATOR__BACKEND=openai
     export RFPRM_GENERATOR__BASE_URL=http://127.0.0.1:8000/v1      # a vLLM server, a hosted API
@@ -12,7 +12,7 @@ arithmetic model and its PRM, on the CPU). For real models, set the environment 
 
 from rfprm_tts import solve
 
-result = solve("Compute 7 + 5 * 3 - 4.", n=8)  # settings from env / rfprm.toml, plus overrides
+result = solve("Compute 8 + 6 - 3.", n=8)  # settings from env / rfprm.toml, plus overrides
 
 print("Answer:", result.answer)
 print(f"Chosen trajectory (score {result.best.score:.3f}), PRM score per step:")

@@ -5,6 +5,8 @@ All are pydantic models, so a result is JSON-serialisable with `result.model_dum
 
 from __future__ import annotations
 
+import json
+from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
@@ -156,11 +158,12 @@ class SolveResult(BaseModel):
     details: dict[str, Any] = Field(default_factory=dict)
     tree: list[SearchNode] = Field(default_factory=list)
 
-    def params_text(self) -> str:
-        """The strategy's parameters as `name=value, ...`, leaving out the unset token budget."""
+    def params_text(self, hide: Collection[str] = ()) -> str:
+        """The strategy's parameters as `name=value, ...` on one line (strings quoted, so a prompt's
+        newlines show as `\\n`), leaving out `hide` and the unset token budget."""
         unset = self.strategy_params.get("token_budget") is None
         return ", ".join(
-            f"{k}={v}"
+            f"{k}={json.dumps(v) if isinstance(v, str) else v}"
             for k, v in self.strategy_params.items()
-            if v is not None and not (unset and k == "budget_counts")
+            if v is not None and k not in hide and not (unset and k == "budget_counts")
         )

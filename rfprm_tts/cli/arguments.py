@@ -80,14 +80,16 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="strategy parameter; VALUE is JSON where it parses (4, 0.5, true, '[0.5,0.25]'), else text",
     )
     parser.add_argument("--backend", choices=["transformers", "openai", "vllm"], help="generator backend")
-    parser.add_argument("--model", help="generator model name or path ('demo' = bundled)")
+    parser.add_argument(
+        "--model", help="generator model name or path (default demo-think, a bundled world; 'demo' is the other)"
+    )
     parser.add_argument("--base-url", help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--api", choices=["chat", "completions"], help="which OpenAI API to call")
     parser.add_argument("--temperature", type=finite, help="sampling temperature")
     parser.add_argument("--max-tokens", type=at_least(1), help="most tokens per completion")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--system-prompt", help="system message before the question")
-    parser.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
+    parser.add_argument("--prm", help="PRM name or path (default demo-think, bundled; 'demo' is the other)")
     parser.add_argument(
         "--aggregation",
         help="last, min, mean, prod, reasonflux, or auto (default: the PRM checkpoint's own choice, else reasonflux)",

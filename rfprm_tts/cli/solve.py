@@ -12,6 +12,7 @@ from typing import IO, TYPE_CHECKING
 from rfprm_tts.cli.arguments import Commands, add_backend_arguments, at_least, solve_overrides, write_page
 from rfprm_tts.errors import RfprmError
 from rfprm_tts.runtime.files import check_output, read_bytes
+from rfprm_tts.search.thinking import ThinkingControl
 from rfprm_tts.trajectory import NO_ANSWER, SolveResult
 
 if TYPE_CHECKING:
@@ -113,7 +114,9 @@ def note_outside_demo_world(question: str, model: str) -> None:
 
 def format_result(result: SolveResult) -> str:
     lines = [f"Answer: {result.answer if result.answer is not None else NO_ANSWER}"]
-    lines.append(f"Strategy: {result.strategy} ({result.params_text()})")
+    lines.append(
+        f"Strategy: {result.strategy} ({result.params_text(hide=ThinkingControl.idle_knobs(result.strategy_params))})"
+    )
     best = result.best
     if best is not None and best.step_scores:
         score = "n/a" if best.score is None else f"{best.score:.4f}"

@@ -14,6 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from html import escape
 
+from rfprm_tts.search.thinking import ThinkingControl
 from rfprm_tts.trajectory import NO_ANSWER, SearchNode, SolveResult
 
 STYLE = """
@@ -134,7 +135,7 @@ def render_html(result: SolveResult) -> str:
     usage = result.usage.model_dump(exclude_none=True)
     usage_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(figure(v))}</td></tr>" for k, v in usage.items())
     groups = "".join(f"<tr><td>{escape(a)}</td><td>{n}</td><td>{s:.3f}</td></tr>" for a, n, s in answer_groups(result))
-    params = result.params_text()
+    params = result.params_text(hide=ThinkingControl.idle_knobs(result.strategy_params))
     best = result.best
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>rfprm: {escape(result.question[:80])}</title>

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -87,6 +88,15 @@ class ThinkingControl(BaseModel):
             or self.max_thinking_tokens is not None
             or self.finish_first is not None
         )
+
+    @classmethod
+    def idle_knobs(cls, params: Mapping[str, object]) -> set[str]:
+        """The thinking knobs among a strategy's `params` when they are all off (to leave out of
+        what a person reads); none when any is on."""
+        knobs = {name: params[name] for name in cls.model_fields if name in params}
+        if not knobs or cls.model_validate(knobs).controls_thinking:
+            return set()
+        return set(knobs)
 
 
 @dataclass

@@ -86,7 +86,12 @@ class GeneratorSettings(HTTPSettings):
         "'openai': any OpenAI-compatible HTTP endpoint (hosted API, vLLM server). "
         "'vllm': in-process vLLM engine.",
     )
-    model: str = Field("demo", min_length=1, description="Model name or local path; 'demo' is the bundled demo world.")
+    model: str = Field(
+        "demo-think",
+        min_length=1,
+        description="Model name or local path; 'demo-think' is the bundled world that thinks before it answers, "
+        "'demo' the first bundled world (short answers, no thinking).",
+    )
     api: Literal["chat", "completions"] = Field(
         "chat", description="Chat completions (server applies the chat template) or completions."
     )
@@ -140,7 +145,11 @@ class PRMSettings(HTTPSettings):
         description="'transformers': in-process. 'vllm': in-process vLLM pooling runner. "
         "'http': a vLLM pooling server at base_url.",
     )
-    model: str = Field("demo", min_length=1, description="PRM name or local path; 'demo' is the bundled PRM.")
+    model: str = Field(
+        "demo-think",
+        min_length=1,
+        description="PRM name or local path; 'demo-think' and 'demo' are the bundled PRMs of the two demo worlds.",
+    )
     format: str = Field(
         "auto",
         description="Input format, by registered name: 'step_tag' (ReasonFlux-PRM-7B, Qwen2.5-Math-PRM), "

@@ -8,13 +8,36 @@ import importlib.metadata
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from helpers.processes import rfprm
 
 QUESTION = "Compute 7 + 5 * 3 - 4."
+
+
+def test_the_readme_quickstart_prints_what_the_readme_shows(tmp_path):
+    """The front page's first output is what `rfprm solve` prints with the defaults ("the rest
+    should match"): the same samples, steps and tokens; scores to the printed digits."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("## Quickstart", 1)[1].split("```", 2)[1].strip().splitlines()
+    command, shown = shlex.split(block[0].removeprefix("$ ")), block[1:]
+    assert command[0] == "rfprm"
+    printed = rfprm(*command[1:], cwd=tmp_path).stdout.strip().splitlines()
+    assert len(printed) == len(shown)
+    for got, want in zip(printed, shown):
+        if want.startswith("Usage:"):  # all but the wall time
+            assert got.rsplit(";", 1)[0] == want.rsplit(";", 1)[0]
+        elif match := re.match(r"  \[(\d\.\d{3})\] (.*)", want):
+            score, step = re.match(r"  \[(\d\.\d{3})\] (.*)", got).groups()
+            assert step == match[2] and float(score) == pytest.approx(float(match[1]), abs=0.002)
+        else:
+            assert got == want
 
 
 def test_version_is_the_installed_one(tmp_path):
@@ -139,17 +162,16 @@ def test_serve_takes_its_model_name_and_limits_as_flags(tmp_path):
     assert too_many.status_code == 400 and "3" in too_many.json()["error"]["message"], too_many.text
 
 
-def test_the_demo_world_says_what_it_can_do_when_asked_something_else(tmp_path):
-    """The bundled model only does multi-step arithmetic; asked anything else it still answers
-    (the search ran), and one line on stderr says why that answer means nothing."""
-    outside = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", cwd=tmp_path)
-    assert outside.returncode == 0 and outside.stdout.startswith("Answer:"), outside.stderr
-    assert "the bundled demo model only does integer arithmetic like 'Compute 7 + 5 * 3 - 4.' (2 to 4" in outside.stderr
-    inside = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", cwd=tmp_path)
-    assert inside.returncode == 0 and inside.stderr == "", inside.stderr
-    # demo-think was taught one-operation problems: no note for them there
-    thinking = ("--model", "demo-think", "--prm", "demo-think")
-    taught = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", *thinking, cwd=tmp_path)
-    assert taught.returncode == 0 and taught.stderr == "", taught.stderr
-    beyond = rfprm("solve", "Compute 1 + 2 + 3 + 4 + 5 + 6.", "-n", "1", "--seed", "0", *thinking, cwd=tmp_path)
+def test_the_demo_worlds_say_what_they_can_do_when_asked_something_else(tmp_path):
+    """Each bundled model only does its arithmetic; asked anything else it still answers (the
+    search ran), and one line on stderr says why that answer means nothing."""
+    beyond = rfprm("solve", "Compute 1 + 2 + 3 + 4 + 5 + 6.", "-n", "1", "--seed", "0", cwd=tmp_path)
+    assert beyond.returncode == 0 and beyond.stdout.startswith("Answer:"), beyond.stderr
     assert "the bundled demo-think model only does integer arithmetic" in beyond.stderr and "(1 to 4" in beyond.stderr
+    taught = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", cwd=tmp_path)  # the default world does one
+    assert taught.returncode == 0 and taught.stderr == "", taught.stderr
+    demo = ("--model", "demo", "--prm", "demo")
+    outside = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", *demo, cwd=tmp_path)
+    assert "the bundled demo model only does integer arithmetic like 'Compute 7 + 5 * 3 - 4.' (2 to 4" in outside.stderr
+    inside = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", *demo, cwd=tmp_path)
+    assert inside.returncode == 0 and inside.stderr == "", inside.stderr

@@ -58,3 +58,14 @@ def test_a_newcomers_first_questions(question, answer):
     with ReasoningSolver(settings) as solver:
         result = solver.solve(question, n=1)
     assert result.answer == answer and result.best.trajectory.thinking
+
+
+def test_the_defaults_run_the_demo_think_world():
+    """The default world is demo-think (benchmarks/first_contact.py: it answers 0.71 of a
+    newcomer's first questions against the demo world's 0.35)."""
+    with ReasoningSolver(Settings.load(n=4, generator=dict(seed=0))) as solver:
+        result = solver.solve("Compute 2 + 3.")
+    assert result.best is not None and result.best.trajectory.thinking and result.best.step_scores
+    assert result.strategy_params["aggregation"] == "reasonflux"  # the demo-think PRM's own choice
+    assert any(s.text.startswith("Wait") for s in result.best.trajectory.steps)
+    assert result.usage.generated_tokens > 0 and result.usage.prm_tokens > 0

@@ -93,8 +93,9 @@ def test_prm_reads_token_level_and_keeps_the_step_tag_format(prm):
     assert len(scores) == len(steps) and all(0.0 <= s <= 1.0 for s in scores)
 
 
-def test_default_solve_runs_the_demo_world():
-    with ReasoningSolver(Settings.load(n=4, generator=dict(seed=0))) as solver:
+def test_solve_runs_the_demo_world_by_name():
+    settings = Settings.load(n=4, generator=dict(model="demo", seed=0), prm=dict(model="demo"))
+    with ReasoningSolver(settings) as solver:
         result = solver.solve("Compute 7 + 5 * 3 - 4.")
     assert result.best is not None and result.best.step_scores
     assert result.strategy_params["aggregation"] == "prod"  # the demo PRM's own choice
