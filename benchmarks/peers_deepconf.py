@@ -19,7 +19,7 @@ DeepConf's confidence window must be short for answers of ~60 tokens (`--window 
 On the thinking world, DeepConf's graded answers only, for benchmarks/thinking.py's report:
 
     python benchmarks/peers_deepconf.py --python .peers/deepconf/bin/python --world demo-think \
-        --problems 200 --budgets 2 4 8 16 --max-tokens 384 --window 32 --answers runs/thinking/deepconf.jsonl
+        --problems 200 --budgets 4 8 16 --max-tokens 384 --window 32 --modes online --answers runs/thinking/deepconf.jsonl
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def worker(args: argparse.Namespace) -> None:
             ]
             prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             for budget in args.budgets:
-                for mode in ("offline", "online"):
+                for mode in args.modes:
                     started = time.perf_counter()
                     result = llm.deepthink(
                         prompt,
@@ -92,6 +92,13 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[16], help="traces per problem (N), one run each")
     parser.add_argument("--plot", help="write accuracy against generated tokens per problem to this PNG")
     parser.add_argument("--window", type=int, default=16, help="DeepConf's confidence window (tokens)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["offline", "online"],
+        default=["offline", "online"],
+        help="DeepConf's modes to run",
+    )
     parser.add_argument("--max-tokens", type=int, default=256)
     parser.add_argument("--world", choices=["demo", "demo-think"], default="demo", help="the demo world to run on")
     parser.add_argument("--answers", type=Path, help="write DeepConf's graded answers here (JSON lines), and stop")
@@ -126,6 +133,8 @@ def main() -> None:
                 str(args.window),
                 "--max-tokens",
                 str(args.max_tokens),
+                "--modes",
+                *args.modes,
             ],
             check=True,
             env=env,
@@ -183,7 +192,7 @@ def main() -> None:
 
     grade, by_id = Grader(), {p.id: p for p in problems}
     curves: dict[str, list[tuple[int, float, float, float]]] = {}  # method -> (N, accuracy, tokens, wall)
-    for mode in ("offline", "online"):
+    for mode in args.modes:
         for n in args.budgets:
             rows = [a for a in answers if a["mode"] == mode and a["n"] == n]
             accuracy = sum(grade(by_id[a["id"]], a["answer"]) for a in rows) / len(rows)

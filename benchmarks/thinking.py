@@ -10,9 +10,10 @@ it to go on) on the in-process vLLM engine (`--backend`), the generator and PRM 
 scoring. The second writes thinking.md (a row per method and N: accuracy with its 95% bootstrap
 interval, generated, probe and PRM tokens per problem) and accuracy_vs_tokens.png (against
 generated + PRM tokens), and answers:
-for each whole-sample best_of_n point, the cheapest point of each method whose accuracy is not
-below it (the paired bootstrap interval of the difference reaches 0 or above), and the token
-saving. DeepConf online, from its own package on the same generator, comes in with
+for each whole-sample best_of_n point (the issue's reference) and each whole-sample
+majority_vote point (the stronger one here), the cheapest point of each early-exit method whose
+accuracy is not below it (the paired bootstrap interval of the difference reaches 0 or above),
+and the token saving. DeepConf online, from its own package on the same generator, comes in with
 `--deepconf FILE` (its answers from benchmarks/peers_deepconf.py --world demo-think --answers FILE).
 """
 
@@ -136,7 +137,7 @@ def report(out: Path, results: Path, deepconf: Path | None) -> None:
             lines.append(
                 f"| {label} | {n} | {accuracy:.3f} | {low:.3f}-{high:.3f} | {generated:,.0f} | {probes:,.0f} | {prm:,.0f} |"
             )
-    lines += ["", *savings(rows)]
+    lines += ["", *savings(rows, "full best_of_n"), "", *savings(rows, "full majority_vote")]
     results.mkdir(parents=True, exist_ok=True)
     (results / "thinking.md").write_text("\n".join(lines) + "\n")
     plot(curves, results / "accuracy_vs_tokens.png")
@@ -148,17 +149,17 @@ def total_tokens(by_id: dict[str, dict]) -> float:
     return sum(r["generated_tokens"] + r["prm_tokens"] for r in by_id.values()) / len(by_id)
 
 
-def savings(rows: dict[str, dict[int, dict[str, dict]]]) -> list[str]:
-    """For each whole-sample best_of_n point: each method's cheapest point not below it in accuracy
-    (paired bootstrap interval of the difference reaching 0), and the token saving (generated,
-    probes included, + PRM tokens)."""
-    reference = rows.get("full best_of_n", {})
+def savings(rows: dict[str, dict[int, dict[str, dict]]], reference_label: str) -> list[str]:
+    """For each point of the whole-sample `reference_label`: each method's cheapest point not below
+    it in accuracy (paired bootstrap interval of the difference reaching 0), and the token
+    saving (generated, probes included, + PRM tokens)."""
+    reference = rows.get(reference_label, {})
     lines = [
-        "## Tokens to match whole-sample Best-of-N",
+        f"## Tokens to match whole-sample {reference_label.removeprefix('full ')}",
         "",
         "Tokens: generated (probes included) + PRM, per problem.",
         "",
-        "| Best-of-N at N | its accuracy, tokens | method | at N | accuracy difference (95%) | tokens | saving |",
+        "| reference at N | its accuracy, tokens | method | at N | accuracy difference (95%) | tokens | saving |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for n_ref in sorted(reference):
@@ -166,7 +167,7 @@ def savings(rows: dict[str, dict[int, dict[str, dict]]]) -> list[str]:
         base_tokens = total_tokens(base)
         base_accuracy = sum(r["correct"] for r in base.values()) / len(base)
         for label in sorted(rows):
-            if label == "full best_of_n":
+            if label == reference_label:
                 continue
             matches = []
             for n, by_id in rows[label].items():

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from helpers.bench import bench_command, demo_settings
 from helpers.fakes import DigitScorer, ListGenerator
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.bench import RunStore, load_problems, run_bench, summarize, write_report
@@ -117,36 +118,24 @@ def test_sample_reuse_equals_runs_at_each_budget(tmp_path):
     assert rows[("b", "best_of_n", 2)]["pass_at_n"]  # the right sample is among the first two
 
 
-def bench_command(out, *extra):
-    return [
-        sys.executable,
-        "-m",
-        "rfprm_tts.cli",
-        "bench",
-        "--dataset",
-        "demo",
-        "--limit",
-        "6",
-        "--strategies",
-        "majority_vote",
-        "beam_search",
-        "--budgets",
-        "1",
-        "2",
+def resumable_bench(out, *extra):
+    """Beam search runs N in multiples of its width: width 1 runs it at budgets 1 and 2."""
+    return bench_command(
+        out,
         "--concurrency",
         "1",
         "--param",
-        "beam_width=1",  # beam search runs N in multiples of its width
-        "--out",
-        str(out),
+        "beam_width=1",
         *extra,
-    ]
+        limit=6,
+        strategies=["majority_vote", "beam_search"],
+    )
 
 
 def test_resume_after_a_kill_loses_and_repeats_nothing(tmp_path):
     out = tmp_path / "run"
     process = subprocess.Popen(
-        bench_command(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        resumable_bench(out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
     rows_file = out / "rows.jsonl"
     deadline = time.time() + 240
@@ -159,7 +148,7 @@ def test_resume_after_a_kill_loses_and_repeats_nothing(tmp_path):
     with open(rows_file, "a") as f:
         f.write('{"problem_id": "demo-9", "strat')  # a torn line, as a kill mid-write leaves
 
-    subprocess.run(bench_command(out), check=True, capture_output=True, timeout=600)
+    subprocess.run(resumable_bench(out), check=True, capture_output=True, timeout=600)
     after = [json.loads(line) for line in rows_file.read_text().splitlines()]
     keys = [(r["problem_id"], r["strategy"], r["n"]) for r in after]
     assert len(keys) == len(set(keys)) == 6 * 2 * 2
@@ -196,7 +185,7 @@ def test_run_json_records_what_auto_resolved_to(tmp_path):
     """The demo PRM's config names its aggregation and read-out; "auto" settings must be
     recorded as what they became, not as "auto"."""
     problems = load_problems("demo", limit=1)
-    settings = Settings()
+    settings = demo_settings()
     assert settings.prm.aggregation == "auto" and settings.prm.readout == "auto"
     store = asyncio.run(run_bench(problems, ["majority_vote"], [1], settings, tmp_path / "run", progress=False))
     config = store.config()
@@ -211,29 +200,7 @@ def test_shards_merged_equal_an_unsharded_run(tmp_path):
     from rfprm_tts.bench import summarize
 
     def bench(out, *extra):
-        command = [
-            sys.executable,
-            "-m",
-            "rfprm_tts.cli",
-            "bench",
-            "--dataset",
-            "demo",
-            "--limit",
-            "7",
-            "--strategies",
-            "majority_vote",
-            "best_of_n",
-            "--budgets",
-            "1",
-            "2",
-            "--concurrency",
-            "1",
-            "--seed",
-            "0",
-            "--out",
-            str(out),
-            *extra,
-        ]
+        command = bench_command(out, "--concurrency", "1", *extra, limit=7, strategies=["majority_vote", "best_of_n"])
         return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
 
     def merge(out, *shards):

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from helpers.bench import bench_command, demo_settings
 from helpers.processes import run_fresh_python
 from rfprm_tts.bench import RunStore
 
@@ -30,26 +30,7 @@ def cluster(tmp_path_factory):
 
 
 def bench(out: Path, *extra: str, limit: int = 6, strategies=("majority_vote", "best_of_n")) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "rfprm_tts.cli",
-        "bench",
-        "--dataset",
-        "demo",
-        "--limit",
-        str(limit),
-        "--strategies",
-        *strategies,
-        "--budgets",
-        "1",
-        "2",
-        "--seed",
-        "0",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return bench_command(out, *extra, limit=limit, strategies=strategies)
 
 
 # beam search needs N to be a multiple of its beam width: width 1 runs it at budgets 1 and 2
@@ -153,7 +134,6 @@ def test_a_replica_dead_for_good_is_left_out(cluster, tmp_path, caplog):
     import ray
 
     from rfprm_tts.bench import RayExecutor, load_problems, run_bench
-    from rfprm_tts.settings import Settings
 
     if os.environ.get("RAY_AUTH_MODE", "disabled").lower() != "disabled":
         pytest.skip("the driver here is this process, whose RAY_AUTH_MODE is not the cluster's (disabled)")
@@ -166,7 +146,7 @@ def test_a_replica_dead_for_good_is_left_out(cluster, tmp_path, caplog):
                 load_problems("demo", limit=10),
                 ["majority_vote", "beam_search"],
                 [1, 2],
-                Settings(generator={"seed": 0}, strategy_params={"beam_width": 1}),
+                demo_settings(generator={"model": "demo", "seed": 0}, strategy_params={"beam_width": 1}),
                 out,
                 executor=executor,
                 progress=False,

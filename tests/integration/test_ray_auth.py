@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from helpers.bench import bench_command
 from rfprm_tts.bench import RunStore
 from rfprm_tts.bench.local_ray import AuthMode, LocalRayCluster
 from rfprm_tts.errors import RfprmError
@@ -50,28 +51,9 @@ def start_cluster(tmp_path_factory: pytest.TempPathFactory, home: Path, auth: Au
 
 
 def bench(address: str, out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    command = [
-        sys.executable,
-        "-m",
-        "rfprm_tts.cli",
-        "bench",
-        "--dataset",
-        "demo",
-        "--limit",
-        "1",
-        "--strategies",
-        "majority_vote",
-        "--budgets",
-        "1",
-        "--seed",
-        "0",
-        "--out",
-        str(out),
-        "--executor",
-        "ray",
-        "--ray-address",
-        address,
-    ]
+    command = bench_command(
+        out, "--executor", "ray", "--ray-address", address, limit=1, strategies=["majority_vote"], budgets=[1]
+    )
     return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
 
 
