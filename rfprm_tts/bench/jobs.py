@@ -144,7 +144,10 @@ class BenchWorker:
         self._grade = Grader()
 
     async def resolved(self) -> dict[str, Any]:
-        """What "auto" settings became for this checkpoint (loads the PRM)."""
+        """What "auto" settings became for this checkpoint. Loads both models first: one that
+        cannot load (a broken checkpoint, an engine short of memory) stops the run at its start,
+        instead of turning every problem into an error row."""
+        await asyncio.to_thread(lambda: self.solver.generator)
         scorer = await asyncio.to_thread(lambda: self.solver.scorer)
         return {"aggregation": resolve_aggregation(self.spec.settings.prm.aggregation, scorer), **scorer.describe()}
 

@@ -359,3 +359,22 @@ def test_strategies_with_the_thinking_controlled_run_each_budget_on_their_own():
         ("majority_vote", 1),
         ("majority_vote", 4),
     ]
+
+
+def test_a_generator_that_cannot_load_stops_the_run_before_any_row(tmp_path):
+    """A broken generator used to fail each problem in turn: a run of error rows, accuracy 0.
+    It now stops the run at its start with one line, and leaves nothing to resume from."""
+    import shutil
+
+    from rfprm_tts.demo.paths import WEIGHTS_DIR
+
+    broken = tmp_path / "generator"
+    shutil.copytree(WEIGHTS_DIR / "generator", broken)
+    config = json.loads((broken / "config.json").read_text())
+    (broken / "config.json").write_text(json.dumps({**config, "hidden_size": config["hidden_size"] + 2}))
+    command = bench_command(tmp_path / "run", limit=3, strategies=["majority_vote"], budgets=[1])
+    command[command.index("--model") + 1] = str(broken)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "does not match its config.json" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "run" / "rows.jsonl").exists()
