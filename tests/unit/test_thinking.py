@@ -7,7 +7,9 @@ import pytest
 from helpers.fakes import DigitScorer, ThinkingTraceGenerator
 from rfprm_tts import ConfigError, ReasoningSolver, Settings
 from rfprm_tts.strategies import build_strategy
-from rfprm_tts.strategies.base import uses_prm
+from rfprm_tts.search.thinking import ThinkingControl
+from rfprm_tts.strategies.base import SamplingParams, uses_prm
+from rfprm_tts.trajectory import SolveResult, Usage
 
 PROMPT = "\n</think>\n\nThe answer is \\boxed{"  # the default answer_prompt
 CLOSE = "</think>"
@@ -170,3 +172,20 @@ def test_thinking_controls_are_checked_and_decide_whether_the_prm_loads():
     assert uses_prm(build_strategy("majority_vote", early_exit="prm"))
     assert uses_prm(build_strategy("adaptive_vote", early_exit="prm"))
     assert not uses_prm(build_strategy("adaptive_vote"))
+
+
+def solved(params: dict) -> SolveResult:
+    return SolveResult(
+        question="q", answer=None, best=None, candidates=[], usage=Usage(), strategy="vote", strategy_params=params
+    )
+
+
+def test_the_strategy_line_leaves_out_thinking_knobs_only_while_all_are_off():
+    off = SamplingParams(n=4).model_dump()
+    assert ThinkingControl.idle_knobs(off) == set(ThinkingControl.model_fields)
+    result = solved(off)
+    assert result.params_text(hide=ThinkingControl.idle_knobs(off)) == "n=4"
+    on = SamplingParams(n=4, early_exit="probe").model_dump()
+    assert ThinkingControl.idle_knobs(on) == set()
+    shown = solved(on).params_text()
+    assert 'early_exit="probe"' in shown and 'answer_prompt="\\n</think>\\n\\nThe answer is \\\\boxed{"' in shown
