@@ -6,8 +6,8 @@ import pytest
 
 from helpers.fakes import DigitScorer, ThinkingTraceGenerator
 from rfprm_tts import ConfigError, ReasoningSolver, Settings
-from rfprm_tts.strategies import build_strategy
 from rfprm_tts.search.thinking import ThinkingControl
+from rfprm_tts.strategies import build_strategy
 from rfprm_tts.strategies.base import SamplingParams, uses_prm
 from rfprm_tts.trajectory import SolveResult, Usage
 
