@@ -19,6 +19,7 @@ from rfprm_tts.prm import load_prm
 from rfprm_tts.trajectory import Trajectory
 
 SHIPPED = json.loads((WEIGHTS_THINK_DIR / "report.json").read_text())
+FRESH = json.loads((WEIGHTS_THINK_DIR / "report_fresh.json").read_text())  # problems never drawn in training
 
 
 def test_the_weights_give_the_reports_greedy_and_prm_figures():
@@ -44,12 +45,13 @@ def test_the_weights_give_the_reports_greedy_and_prm_figures():
     assert slips == pytest.approx(SHIPPED["slip_below_twin"], abs=0.011)
 
 
-def test_it_thinks_longer_than_it_answers_and_checking_helps():
-    assert 5 <= SHIPPED["thinking_tokens"] / SHIPPED["answer_tokens"] <= 20
-    assert SHIPPED["pass@1"] >= SHIPPED["first_attempt_pass@1"] + 0.05  # the checks fix slips
-    assert SHIPPED["probe_follows_thinking"] >= 0.5  # a probe reads the value the cut thinking holds
-    assert SHIPPED["greedy_accuracy"] <= 0.9  # it errs: room for search
-    assert SHIPPED["first_error_step_auroc"] >= 0.7
+@pytest.mark.parametrize("report", [SHIPPED, FRESH], ids=["held_out", "fresh"])
+def test_it_thinks_longer_than_it_answers_and_checking_helps(report):
+    assert 5 <= report["thinking_tokens"] / report["answer_tokens"] <= 20
+    assert report["pass@1"] >= report["first_attempt_pass@1"] + 0.05  # the checks fix slips
+    assert report["probe_follows_thinking"] >= 0.5  # a probe reads the value the cut thinking holds
+    assert report["greedy_accuracy"] <= 0.9  # it errs: room for search
+    assert report["first_error_step_auroc"] >= 0.7
 
 
 @pytest.mark.parametrize("question, answer", [("Compute 1 + 2.", "3"), ("Compute 7 + 5 * 3 - 4.", "18")])
