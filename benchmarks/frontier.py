@@ -87,9 +87,10 @@ def plot(curves: dict[str, list], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    for name, points in sorted(curves.items()):
+    colours = plt.get_cmap("tab20" if len(curves) > 10 else "tab10")  # no two curves share a colour
+    for i, (name, points) in enumerate(sorted(curves.items())):
         xs, ys = [p[1] for p in points], [p[2] for p in points]
-        (line,) = ax.plot(xs, ys, marker="o", label=name)
+        (line,) = ax.plot(xs, ys, marker="o", label=name, color=colours(i))
         ax.fill_between(xs, [p[3] for p in points], [p[4] for p in points], color=line.get_color(), alpha=0.12)
         for p in points:
             ax.annotate(str(p[0]), (p[1], p[2]), textcoords="offset points", xytext=(3, 4), fontsize=7)
