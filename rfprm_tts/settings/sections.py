@@ -128,7 +128,9 @@ class GeneratorSettings(HTTPSettings):
     )
     device: str = Field("auto", description="In-process backends: 'auto', 'cpu', 'cuda', ...")
     dtype: str = Field(
-        "auto", description="In-process backends: 'auto' (bf16 on GPU, fp32 on CPU), 'float32', 'bfloat16'."
+        "auto",
+        description="In-process backends: 'auto', 'float32', 'bfloat16'. 'auto' is bf16 on GPU and fp32 on CPU "
+        "for transformers; the vllm backend leaves it to vLLM, which runs a float32 checkpoint in bf16, on CPU too.",
     )
     vllm: VLLMSettings = Field(default_factory=VLLMSettings, description="vllm backend engine options.")
 
