@@ -33,7 +33,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -256,6 +256,18 @@ def save(model, tokenizer, path: Path) -> None:
     tokenizer.save_pretrained(path)
 
 
+def training_setup(cfg: TrainConfig) -> tuple[Any, Iterator[Problem], list[Problem]]:
+    """Both worlds' start: the seeds, the tokenizer, the language model's endless stream of
+    training problems and the PRM's problems, none of them a held-out question. The PRM's
+    problems have their own seed, so a PRM-only run (--generator) draws what a full run does."""
+    random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    held_out = {p.question for p in held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)}
+    problems = training_problems(random.Random(cfg.seed), cfg.difficulty, held_out)
+    prm_stream = training_problems(random.Random(cfg.seed + 1), cfg.difficulty, held_out)
+    return build_tokenizer(SYSTEM_PROMPT), problems, [next(prm_stream) for _ in range(cfg.prm_problems)]
+
+
 def language_models(cfg: TrainConfig, args, tokenizer, problems, **world) -> tuple[Any, Any]:
     """(generator, final language model): trained (train_lm with a world's `world` functions),
     or loaded from --generator/--language-model; saved to OUT/generator (and OUT/language_model
@@ -357,17 +369,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     started = time.time()
     if not args.eval_only:
-        random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        tokenizer = build_tokenizer(SYSTEM_PROMPT)
-        held_out = {p.question for p in held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)}
-        problems = training_problems(random.Random(cfg.seed), cfg.difficulty, held_out)
-
+        tokenizer, problems, prm_problems = training_setup(cfg)
         generator, language_model = language_models(cfg, args, tokenizer, problems)
-
-        # The PRM's data has its own seeds, so a PRM-only run (--generator) draws what a full run does.
-        prm_stream = training_problems(random.Random(cfg.seed + 1), cfg.difficulty, held_out)
-        prm_problems = [next(prm_stream) for _ in range(cfg.prm_problems)]
         torch.manual_seed(cfg.seed + 1)
         texts = sample_texts(
             generator, tokenizer, [p.question for p in prm_problems], n=cfg.prm_samples, temperature=cfg.temperature

@@ -29,8 +29,8 @@ from functools import partial
 import torch
 
 from rfprm_tts.chat import prompt_ids, to_messages
-from rfprm_tts.demo.arithmetic import Difficulty, Problem, digit_slip, final_step, held_out_problems
-from rfprm_tts.demo.examples import labelled_example, pad, training_problems
+from rfprm_tts.demo.arithmetic import Difficulty, Problem, digit_slip, final_step
+from rfprm_tts.demo.examples import labelled_example, pad
 from rfprm_tts.demo.quality import sample_texts
 from rfprm_tts.demo.quality_think import evaluate_think, format_think_report
 from rfprm_tts.demo.thinking import (
@@ -42,8 +42,7 @@ from rfprm_tts.demo.thinking import (
     think_labels,
     thinking_steps,
 )
-from rfprm_tts.demo.tiny import build_tokenizer
-from rfprm_tts.demo.train import SYSTEM_PROMPT, TrainConfig, language_models, save, train_prm
+from rfprm_tts.demo.train import TrainConfig, language_models, save, train_prm, training_setup
 from rfprm_tts.trajectory import Trajectory
 
 JOINERS = ("\n", "", "\n\n")  # what a probe's close may follow: a line end, nothing, a step separator
@@ -134,11 +133,7 @@ def run(cfg: ThinkConfig, args) -> None:
         print(f"[{(time.time() - started) / 60:.1f} min] {what}", flush=True)
 
     if not args.eval_only:
-        random.seed(cfg.seed)
-        torch.manual_seed(cfg.seed)
-        tokenizer = build_tokenizer(SYSTEM_PROMPT)
-        held_out = {p.question for p in held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)}
-        problems = training_problems(random.Random(cfg.seed), cfg.difficulty, held_out)
+        tokenizer, problems, prm_problems = training_setup(cfg)
         rng = random.Random(cfg.seed + 5)
         generator, language_model = language_models(
             cfg,
@@ -150,8 +145,6 @@ def run(cfg: ThinkConfig, args) -> None:
             max_new_tokens=cfg.max_new_tokens,
         )
         elapsed("language model done")
-        prm_stream = training_problems(random.Random(cfg.seed + 1), cfg.difficulty, held_out)
-        prm_problems = [next(prm_stream) for _ in range(cfg.prm_problems)]
         torch.manual_seed(cfg.seed + 1)
         questions = [p.question for p in prm_problems]
         texts = sample_texts(generator, tokenizer, questions, cfg.prm_samples, cfg.temperature, cfg.max_new_tokens)
