@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from helpers.bench import bench_command
 from rfprm_tts import ReasoningSolver, Settings, SolveResult
 
 pytestmark = pytest.mark.vllm
@@ -131,38 +132,24 @@ def test_bench_token_accounting_against_the_servers_own_count(vllm_server, tiny_
     marked so."""
     import os
     import subprocess
-    import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
     env.update(RFPRM_GENERATOR__MAX_TOKENS="48", RFPRM_GENERATOR__LOGPROBS=str(logprobs).lower())
     before = vllm_server.metric("vllm:generation_tokens_total")
+    command = bench_command(
+        tmp_path / "run",
+        "--backend",
+        "openai",
+        "--base-url",
+        vllm_server.base_url,
+        limit=4,
+        strategies=["majority_vote", "best_of_n"],
+        budgets=[1, 4],
+        models=["--model", "tiny", "--prm", str(tiny_prm_dir)],
+        seed=None,
+    )
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rfprm_tts.cli",
-            "bench",
-            "--dataset",
-            "demo",
-            "--limit",
-            "4",
-            "--strategies",
-            "majority_vote",
-            "best_of_n",
-            "--budgets",
-            "1",
-            "4",
-            "--backend",
-            "openai",
-            "--base-url",
-            vllm_server.base_url,
-            "--model",
-            "tiny",
-            "--prm",
-            str(tiny_prm_dir),
-            "--out",
-            str(tmp_path / "run"),
-        ],
+        command,
         env=env,
         capture_output=True,
         text=True,
