@@ -268,14 +268,16 @@ def test_one_clients_400_does_not_switch_the_upstream_to_single_requests(upstrea
 
 def test_half_sent_bodies_hold_no_place(demo_proxy):
     """More connections than the key's places send headers and part of a body; the key's
-    ordinary requests are still served at once, and the half bodies time out with a 408."""
+    ordinary requests are still served, and the half bodies time out with a 408.
+
+    The fixture's queue wait (0.5 s) is shorter than its body timeout (1.0 s): were the half
+    bodies holding the key's two places, the ordinary request would get a 429, not a 200.
+    (No wall-clock bound: a solve's own time varies with the machine.)"""
     assert post(demo_proxy, ASK).status_code == 200  # warm
     holders = [connect(demo_proxy) for _ in range(4)]
     for sock in holders:
         sock.sendall(post_head("/v1/chat/completions", 1000) + b"\r\n\r\n" + b'{"messages": [')
-    started = time.perf_counter()
     assert post(demo_proxy, ASK).status_code == 200
-    assert time.perf_counter() - started < 1.0
     for sock in holders:
         answer = sock.recv(65536)
         assert answer.startswith(b"HTTP/1.1 408") and b'"body_timeout"' in answer
