@@ -10,17 +10,19 @@ from pathlib import Path
 
 from rfprm_tts.bench.servers import server_process
 from rfprm_tts.demo import model_path
+from rfprm_tts.demo.paths import think_model_path
 
 
-def vllm_server(port: int, log: Path):
+def vllm_server(port: int, log: Path, world: str = "demo"):
+    """vLLM's server on a demo world's generator (`demo` or `demo-think`), served by that name."""
     command = [
         sys.executable,
         "-m",
         "vllm.entrypoints.openai.api_server",
         "--model",
-        model_path("generator"),
+        model_path("generator") if world == "demo" else think_model_path("generator"),
         "--served-model-name",
-        "demo",
+        world,
         "--host",
         "127.0.0.1",
         "--port",

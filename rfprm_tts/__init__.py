@@ -26,7 +26,7 @@ _PUBLIC = {
     "Step": "rfprm_tts.trajectory",
     "Trajectory": "rfprm_tts.trajectory",
     "Usage": "rfprm_tts.trajectory",
-    "Progress": "rfprm_tts.search.context",
+    "Progress": "rfprm_tts.search.progress",
 }
 
 __all__ = [
@@ -48,7 +48,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rfprm_tts.errors import ConfigError, GenerationError, PRMLoadError, RfprmError
-    from rfprm_tts.search.context import Progress
+    from rfprm_tts.search.progress import Progress
     from rfprm_tts.settings import Settings
     from rfprm_tts.solver import ReasoningSolver, asolve, solve
     from rfprm_tts.trajectory import Candidate, SolveResult, Step, Trajectory, Usage

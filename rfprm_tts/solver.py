@@ -27,7 +27,8 @@ from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.prm.protocol import LogprobScorer
 from rfprm_tts.search.budget import TokenBudget
-from rfprm_tts.search.context import Progress, SearchContext
+from rfprm_tts.search.context import SearchContext
+from rfprm_tts.search.progress import Progress
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
 from rfprm_tts.strategies.base import uses_prm

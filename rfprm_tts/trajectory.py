@@ -71,6 +71,9 @@ class Usage(BaseModel):
     prompt_tokens: int = 0
     generated_tokens: int = 0
     probe_tokens: int = 0  # generated tokens that only probed for an answer (early exit): counted in generated_tokens
+    # generated tokens of streamed samples past the point where their thinking stopped (made while the
+    # deciding probe ran, before the stream closed): counted in generated_tokens
+    overrun_tokens: int = 0
     prm_tokens: int = 0
     generator_calls: int = 0
     prm_calls: int = 0

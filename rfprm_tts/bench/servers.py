@@ -57,3 +57,14 @@ def server_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def prometheus_counter(root: str, name: str, label: str = "") -> float:
+    """A counter from a server's Prometheus /metrics at `root` (vLLM's, the proxy's), summed
+    over the label sets that hold `label` (e.g. 'finished_reason="abort"')."""
+    text = urllib.request.urlopen(f"{root}/metrics", timeout=10).read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if (line.startswith(name + "{") or line.startswith(name + " ")) and label in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -16,7 +16,7 @@ from rfprm_tts.search.thinking import ThinkingControl
 from rfprm_tts.trajectory import NO_ANSWER, SolveResult
 
 if TYPE_CHECKING:
-    from rfprm_tts.search.context import Progress
+    from rfprm_tts.search.progress import Progress
 
 
 def add_parser(commands: Commands) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 from rfprm_tts.chat import Message, Prompt, question_of, to_messages
 from rfprm_tts.settings import Sampling
@@ -83,6 +85,32 @@ class Generator(Protocol):
     async def generate(self, request: GenerationRequest) -> GenerationResult: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass
+class Piece:
+    """One piece of a streamed sample as it arrives. `tokens`: the generated tokens it holds
+    (the server's running count where it sends one, else one per piece; the last piece
+    corrects the sum to the server's total when the stream ends with usage). The last piece
+    has `finish_reason`; `prompt_tokens` comes with usage, when the server sends it."""
+
+    text: str
+    tokens: int = 1
+    finish_reason: str | None = None
+    stop_reason: str | None = None
+    prompt_tokens: int | None = None
+
+
+@runtime_checkable
+class StreamingGenerator(Generator, Protocol):
+    """A generator that can stream one sample, so a caller can close it the moment it has
+    seen enough (the server then stops generating). `stream_thinking`: when it is set to
+    (generator.stream_thinking)."""
+
+    @property
+    def stream_thinking(self) -> Literal["auto", "on", "off"]: ...
+
+    def stream(self, request: GenerationRequest) -> AbstractAsyncContextManager[AsyncIterator[Piece]]: ...
 
 
 @runtime_checkable

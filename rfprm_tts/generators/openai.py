@@ -12,16 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal, TypeVar
 
+import httpx
 import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
 from rfprm_tts.chat import Message, render, render_plain
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
-from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult, Piece
 from rfprm_tts.runtime.http_retry import Replicas, describe_failure, retrying
 from rfprm_tts.settings import GeneratorSettings, Sampling, without_passwords
 
@@ -120,6 +122,82 @@ class OpenAIGenerator:
             self._n_rejected_until[server] = time.monotonic() + N_REJECTED_TTL_S
         return result
 
+    @property
+    def stream_thinking(self) -> Literal["auto", "on", "off"]:
+        return self.settings.stream_thinking
+
+    @asynccontextmanager
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[AsyncIterator[Piece]]:
+        """One sample as the server generates it, on the question's first server (opening the
+        stream is retried; a stream cut midway is not). Leaving the block closes the
+        connection: vLLM then aborts the request, so nothing is generated past that point.
+        Servers that split the reasoning out (`reasoning_content`) are not read here."""
+        sampling = request.resolved(self.sampling)
+        server = self.replicas.order(request.question)[0]
+        s, attempts = self.settings, 0
+        async with self._semaphore:
+            try:
+                async for attempt in retrying(s.max_retries, s.backoff_s, s.backoff_max_s):
+                    with attempt:
+                        attempts += 1
+                        response = await self._send(
+                            self.clients[server], request, sampling, 1, sampling.seed, stream=True
+                        )
+            except openai.OpenAIError as exc:
+                raise GenerationError(self._failure(server, request, exc, attempts)) from exc
+            try:
+                yield self._pieces(response, server)
+            finally:
+                await response.close()
+
+    async def _pieces(self, response: Any, server: int) -> AsyncIterator[Piece]:
+        """The stream's chunks as pieces, token counts from the server's running usage
+        (vLLM's continuous_usage_stats), else one per logprob, else one per chunk with text."""
+        counted, finished = 0, False
+        try:
+            async for chunk in response:
+                usage = getattr(chunk, "usage", None)
+                total = getattr(usage, "completion_tokens", None)
+                prompt = getattr(usage, "prompt_tokens", None)
+                for choice in chunk.choices or []:
+                    delta = getattr(choice, "delta", None)  # chat; completions stream `text`
+                    text = (
+                        getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
+                    ) or ""
+                    logprobs = _choice_logprobs(choice)
+                    if isinstance(total, int):
+                        tokens = total - counted
+                    else:
+                        tokens = len(logprobs) if logprobs is not None else int(bool(text))
+                    counted += tokens
+                    finished = finished or getattr(choice, "finish_reason", None) is not None
+                    stop_reason = getattr(choice, "stop_reason", None)
+                    yield Piece(
+                        text,
+                        tokens,
+                        finish_reason=getattr(choice, "finish_reason", None),
+                        stop_reason=stop_reason if isinstance(stop_reason, str) else None,
+                        prompt_tokens=prompt,
+                    )
+                if not chunk.choices and isinstance(total, int):  # the usage that ends the stream
+                    yield Piece("", total - counted, prompt_tokens=prompt)
+                    counted = total
+        except (openai.OpenAIError, httpx.HTTPError) as exc:  # httpx's: a connection cut midway
+            raise GenerationError(describe_failure(exc, self.replicas.urls[server], 1)) from exc
+        if not finished:
+            raise GenerationError(
+                without_passwords(
+                    f"{self.replicas.urls[server]} ended a streamed answer before its finish reason (a cut "
+                    "connection, or a server that does not stream); set generator.stream_thinking = 'off' to "
+                    "send chunks instead"
+                )
+            )
+
+    def _failure(self, server: int, request: GenerationRequest, exc: Exception, attempts: int) -> str:
+        if request.prefix and self.settings.api == "chat" and isinstance(exc, openai.BadRequestError):
+            return cannot_continue(self.replicas.urls[server], exc)
+        return describe_failure(exc, self.replicas.urls[server], attempts)
+
     def _all_failed(self, n: int, exc: GenerationError, result: GenerationResult) -> GenerationResult:
         result.completions = [Completion(text="", error=str(exc)) for _ in range(n)]
         return result
@@ -159,21 +237,28 @@ class OpenAIGenerator:
                         response = await self._send(self.clients[server], request, sampling, n, seed)
                     completions = await self._parse(response, result)
         except (openai.OpenAIError, MalformedResponseError) as exc:
-            if request.prefix and s.api == "chat" and isinstance(exc, openai.BadRequestError):
-                raise GenerationError(cannot_continue(self.replicas.urls[server], exc)) from exc
-            raise GenerationError(describe_failure(exc, self.replicas.urls[server], attempts)) from exc
+            raise GenerationError(self._failure(server, request, exc, attempts)) from exc
         finally:
             result.calls += 1
         return completions
 
     async def _send(
-        self, client: AsyncOpenAI, request: GenerationRequest, sampling: Sampling, n: int, seed: int | None
+        self,
+        client: AsyncOpenAI,
+        request: GenerationRequest,
+        sampling: Sampling,
+        n: int,
+        seed: int | None,
+        stream: bool = False,
     ) -> Any:
         s = self.settings
         body: dict[str, Any] = dict(s.extra_body)
         common: dict[str, Any] = dict(
             model=s.model, n=n, temperature=sampling.temperature, top_p=sampling.top_p, stop=list(sampling.stop) or None
         )
+        if stream:  # usage in every chunk where the server can (vLLM), else at the end
+            common["stream"] = True
+            body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
         if seed is not None:
             common["seed"] = seed
         if sampling.logprobs:

@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 
 from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
-from rfprm_tts.generators.base import Completion, GenerationRequest, Generator
+from rfprm_tts.generators.base import Completion, GenerationRequest, Generator, Piece, StreamingGenerator
 from rfprm_tts.prm.aggregate import FALLING, aggregate
 from rfprm_tts.prm.protocol import LogprobScorer, ScoredBatch, Scorer
 from rfprm_tts.prm.verifiers.confidence import confidence
 from rfprm_tts.search.budget import BudgetMeter, TokenBudget
+from rfprm_tts.search.progress import Progress, ProgressMeter
 from rfprm_tts.search.tree import SearchTree
 from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
@@ -69,11 +68,7 @@ class SearchContext:
         self.usage = Usage()
         self.budget = BudgetMeter(budget, self.usage, self.sampling.max_tokens)
         self.search_tree = SearchTree()
-        self.on_progress = on_progress
-        self._rounds = 0
-        self._finished = 0  # complete answers generated so far
-        self._best_score: float | None = None
-        self._started = time.perf_counter()
+        self.progress = ProgressMeter(self.usage, on_progress)
         self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
         self._next_seed = self.sampling.seed
         self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
@@ -106,7 +101,7 @@ class SearchContext:
         if n == 0:
             return []
         completions = await self._request(n, prefix, stop, max_tokens)
-        self._report("generate", len(completions), open=0, finished=sum(c.error is None for c in completions))
+        self.progress.report("generate", len(completions), open=0, finished=sum(c.error is None for c in completions))
         return completions
 
     async def continue_each(
@@ -127,8 +122,41 @@ class SearchContext:
             *(self._request(1, p, stop, m, greedy=greedy, check=False) for p, m in zip(prefixes[:fit], limits))
         )
         completions = [c for batch in batches for c in batch]
-        self._check_failures(completions)
+        self.check_failures(completions)
         return completions
+
+    def streams(self, probing: bool) -> bool:
+        """Whether to stream samples, so one can be closed the moment it stops: where the
+        generator can, as generator.stream_thinking says ('auto': unless `probing`)."""
+        if not isinstance(self.generator, StreamingGenerator):
+            return False
+        mode = self.generator.stream_thinking
+        return mode == "on" or (mode == "auto" and not probing)
+
+    @asynccontextmanager
+    async def stream(self, prefix: str, stop: list[str], max_tokens: int) -> AsyncIterator[AsyncIterator[Piece]]:
+        """One sample continuing `prefix` as it is generated, within `max_tokens` and what the
+        solve's token budget has left; its tokens count in `usage` as they arrive, so
+        `budget.left` is current between pieces. Leaving the block closes the stream."""
+        assert isinstance(self.generator, StreamingGenerator), "only when self.streams(...)"
+        sampling = self.sampling.model_copy(update={"seed": self._seeds(1), "max_tokens": self.budget.cap(max_tokens)})
+        request = GenerationRequest(self.messages, prefix=prefix, stop=stop, sampling=sampling)
+        prompt_tokens = 0
+
+        async def counted(pieces: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
+            nonlocal prompt_tokens
+            async for piece in pieces:
+                self.usage.generated_tokens += piece.tokens
+                prompt_tokens = piece.prompt_tokens or prompt_tokens
+                yield piece
+
+        self.usage.generator_calls += 1
+        try:
+            async with self.generator.stream(request) as pieces:
+                yield counted(pieces)
+            self.budget.samples_back += 1
+        finally:
+            self.usage.prompt_tokens += prompt_tokens
 
     async def _request(
         self,
@@ -150,7 +178,7 @@ class SearchContext:
         self.usage.generator_calls += result.calls
         self.budget.samples_back += sum(c.error is None for c in result.completions)
         if check:
-            self._check_failures(result.completions)
+            self.check_failures(result.completions)
         if cap < left:  # the budget set this limit: a sample that reached it is cut short, not an answer
             for c in result.completions:
                 if c.error is None and c.finish_reason == "length":
@@ -158,7 +186,8 @@ class SearchContext:
         return result.completions
 
     @staticmethod
-    def _check_failures(completions: Sequence[Completion]) -> None:
+    def check_failures(completions: Sequence[Completion]) -> None:
+        """Raise when every one of `completions` failed (with the first one's error)."""
         errors = [c.error for c in completions if c.error is not None]
         if completions and len(errors) == len(completions):
             raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
@@ -220,7 +249,7 @@ class SearchContext:
                 self._partials.setdefault(child.trajectory.text, child)  # a repeat grows from the first
                 children.append(self.search_tree.add(child, known))
         if batches:
-            self._report(
+            self.progress.report(
                 "generate",
                 len(children),
                 open=sum(c.state == "open" for c in children),
@@ -350,46 +379,6 @@ class SearchContext:
                 if error is not None:
                     candidate.error = f"the PRM could not score it: {error}"
                     self.prm_failures.append(error)
-            known = [c.score for c in scorable if c.state == "finished"] + [self._best_score]
-            self._best_score = max((v for v in known if v is not None), default=None)
-            self._report("score", len(scorable), open=sum(c.state == "open" for c in scorable))
+            self.progress.saw_scores([c.score for c in scorable if c.state == "finished"])
+            self.progress.report("score", len(scorable), open=sum(c.state == "open" for c in scorable))
         return candidates
-
-    def _report(self, phase: Literal["generate", "score"], candidates: int, open: int, finished: int = 0) -> None:
-        """Tell `on_progress` what the phase just done gave: how many candidates, how many of
-        them still open, how many newly finished."""
-        if phase == "generate":
-            self._rounds += 1
-            self._finished += finished
-        if self.on_progress is None:
-            return
-        self.on_progress(
-            Progress(
-                round=self._rounds,
-                phase=phase,
-                candidates=candidates,
-                open=open,
-                finished=self._finished,
-                best_score=self._best_score,
-                generated_tokens=self.usage.generated_tokens,
-                prm_tokens=self.usage.prm_tokens,
-                elapsed_s=round(time.perf_counter() - self._started, 3),
-            )
-        )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a search stands after one phase of a round: `candidates` generated (or scored)
-    in it, how many of those are still `open` (partial), complete answers so far, the best
-    PRM score of a complete answer so far, and the tokens spent."""
-
-    round: int
-    phase: Literal["generate", "score"]
-    candidates: int
-    open: int
-    finished: int
-    best_score: float | None
-    generated_tokens: int
-    prm_tokens: int
-    elapsed_s: float

@@ -121,6 +121,13 @@ class GeneratorSettings(HTTPSettings):
         default_factory=dict, description="Extra JSON fields sent with every HTTP request."
     )
     max_concurrency: int = Field(16, ge=1, description="Most HTTP requests in flight at once.")
+    stream_thinking: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="openai backend, thinking controls on: 'on': each sample's thinking is one streamed request, "
+        "closed the moment the sample stops, its probes sent beside it; 'off': chunks of probe_every tokens, one "
+        "request each; 'auto': streamed unless early_exit probes (a stream runs on while its probe waits: "
+        "benchmarks/stream_cut.py).",
+    )
     num_parameters: int | None = Field(
         None,
         ge=1,

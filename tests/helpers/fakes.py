@@ -3,9 +3,13 @@ by hand. They follow the same protocols as the real backends."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from rfprm_tts.generators import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.generators.base import Piece
 from rfprm_tts.prm import ScoredBatch, ScorerDefaults
 
 
@@ -99,8 +103,10 @@ class ThinkingTraceGenerator:
     text stops at the request's max_tokens or at its first stop string, which is left out of
     the text, counted as generated and named in stop_reason (as vLLM does)."""
 
-    def __init__(self, traces: list[str], rest=None, probability=None, logprobs: bool = True):
+    def __init__(self, traces: list[str], rest=None, probability=None, logprobs: bool = True, stream: str = "off"):
         self.traces, self.rest, self.requests, self.started = traces, rest, [], 0
+        self.stream_thinking = stream  # generator.stream_thinking: "on" streams, one character per piece
+        self.streamed: list[tuple[int, int]] = []  # per stream: (pieces sent before it closed, pieces it had)
         self.probability = probability or (lambda i, j: 0.5)
         self.logprobs = logprobs  # False: a backend that returns none, even when asked
 
@@ -120,34 +126,60 @@ class ThinkingTraceGenerator:
         )
         return self.rest(i, j, prefix[j:]), self.probability(i, j)
 
+    def _complete(self, request: GenerationRequest) -> Completion:
+        sampling = request.sampling
+        text, p = self._continue(request.prefix)
+        finish, stop_reason, tokens = "stop", None, None
+        limit = sampling.max_tokens if sampling is not None else len(text)
+        hits = [(text.find(s), s) for s in request.stop or [] if s in text and text.find(s) + len(s) <= limit]
+        if hits:
+            at, stop_reason = min(hits)
+            text, tokens = text[:at], at + len(stop_reason)
+        elif len(text) > limit:
+            text, finish = text[:limit], "length"
+        tokens = len(text) if tokens is None else tokens
+        return Completion(
+            text=text,
+            finish_reason=finish,
+            tokens=tokens,
+            stop_reason=stop_reason,
+            logprobs=[math.log(p)] * tokens if self.logprobs and sampling is not None and sampling.logprobs else None,
+        )
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         self.requests.append(request)
-        sampling = request.sampling
         result = GenerationResult(prompt_tokens=1 + len(request.prefix), calls=1)
         for _ in range(request.n):
-            text, p = self._continue(request.prefix)
-            finish, stop_reason, tokens = "stop", None, None
-            limit = sampling.max_tokens if sampling is not None else len(text)
-            hits = [(text.find(s), s) for s in request.stop or [] if s in text and text.find(s) + len(s) <= limit]
-            if hits:
-                at, stop_reason = min(hits)
-                text, tokens = text[:at], at + len(stop_reason)
-            elif len(text) > limit:
-                text, finish = text[:limit], "length"
-            tokens = len(text) if tokens is None else tokens
-            result.completions.append(
-                Completion(
-                    text=text,
-                    finish_reason=finish,
-                    tokens=tokens,
-                    stop_reason=stop_reason,
-                    logprobs=[math.log(p)] * tokens
-                    if self.logprobs and sampling is not None and sampling.logprobs
-                    else None,
-                )
-            )
-            result.generated_tokens += tokens
+            completion = self._complete(request)
+            result.completions.append(completion)
+            result.generated_tokens += completion.tokens or 0
         return result
+
+    @asynccontextmanager
+    async def stream(self, request: GenerationRequest) -> AsyncIterator[AsyncIterator[Piece]]:
+        """The sample `generate` would return, one character (token) at a time, generated as
+        it is read (like a server that stops when the client closes); a stop string's tokens
+        come with the last piece."""
+        self.requests.append(request)
+        c = self._complete(request)
+        extra = (c.tokens or 0) - len(c.text)
+        pieces = [Piece(ch) for ch in c.text] + ([Piece("", extra)] if extra else [])
+        if not pieces:
+            pieces = [Piece("", 0)]
+        pieces[-1].finish_reason, pieces[-1].stop_reason = c.finish_reason, c.stop_reason
+        sent = 0
+
+        async def pace() -> AsyncIterator[Piece]:
+            nonlocal sent
+            for piece in pieces:
+                await asyncio.sleep(0)  # let probes in flight run, as the network would
+                sent += 1
+                yield piece
+
+        try:
+            yield pace()
+        finally:
+            self.streamed.append((sent, len(pieces)))
 
     async def aclose(self) -> None:
         pass

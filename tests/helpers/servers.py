@@ -7,10 +7,11 @@ import json
 import os
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from rfprm_tts.bench.servers import prometheus_counter
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -23,6 +24,32 @@ class Reply:
     body: dict | str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    chunks: list[dict] | None = None  # a stream: server-sent events, one per chunk_delay_s
+    chunk_delay_s: float = 0.0
+
+
+def stream_chunks(text: str, finish_reason: str = "stop", stop_reason: str | None = None) -> list[dict]:
+    """A chat completion streamed one character (token) per chunk, each with the running usage
+    (as vLLM sends it with continuous_usage_stats), the last chunk with the finish reason."""
+    chunks = [{"role": "assistant", "content": ""}] + [{"content": ch} for ch in text]
+    return [
+        {
+            "id": "chunk",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": delta,
+                    "finish_reason": finish_reason if i == len(chunks) - 1 else None,
+                    "stop_reason": stop_reason if i == len(chunks) - 1 else None,
+                }
+            ],
+            "usage": {"prompt_tokens": 7, "completion_tokens": i, "total_tokens": 7 + i},
+        }
+        for i, delta in enumerate(chunks)
+    ]
 
 
 def chat_body(texts: list[str], completion_tokens: int = 5, prompt_tokens: int = 7) -> dict:
@@ -51,6 +78,7 @@ class ScriptedServer:
         self.default: Reply | None = None
         self.requests: list[dict] = []
         self.request_times: list[float] = []
+        self.streamed: list[tuple[int, int]] = []  # per stream: (chunks sent before it closed, chunks it had)
         self._lock = threading.Lock()
         server = self
 
@@ -67,6 +95,9 @@ class ScriptedServer:
                 if callable(reply):
                     reply = reply(body)
                 time.sleep(reply.delay_s)
+                if reply.chunks is not None:
+                    self.stream(reply)
+                    return
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body or {})
                 try:
                     self.send_response(reply.status)
@@ -78,6 +109,27 @@ class ScriptedServer:
                     self.wfile.write(payload.encode())
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (timeout test)
+
+            def stream(self, reply: Reply) -> None:
+                """Server-sent events until the last chunk or until the client closes; how many
+                chunks went out goes to `server.streamed`."""
+                sent = 0
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("content-type", "text/event-stream")
+                    self.send_header("connection", "close")
+                    self.end_headers()
+                    for chunk in reply.chunks or []:
+                        self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                        self.wfile.flush()
+                        sent += 1
+                        time.sleep(reply.chunk_delay_s)
+                    self.wfile.write(b"data: [DONE]\n\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client closed the stream
+                finally:
+                    with server._lock:
+                        server.streamed.append((sent, len(reply.chunks or [])))
 
             def log_message(self, *args) -> None:
                 pass
@@ -99,14 +151,9 @@ class VLLMServer:
     root: str
     model_dir: Path
 
-    def metric(self, name: str) -> float:
-        """A counter from the server's Prometheus /metrics (summed over label sets)."""
-        text = urllib.request.urlopen(f"{self.root}/metrics", timeout=10).read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if line.startswith(name + "{") or line.startswith(name + " "):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+    def metric(self, name: str, label: str = "") -> float:
+        """A counter from the server's /metrics, over the label sets that hold `label`."""
+        return prometheus_counter(self.root, name, label)
 
 
 def vllm_env() -> dict[str, str]:

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from helpers.servers import Reply, chat_body
+from helpers.servers import Reply, chat_body, stream_chunks
 from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators import GenerationRequest
 from rfprm_tts.generators.openai import OpenAIGenerator
@@ -195,7 +195,8 @@ def test_generator_replicas_stick_per_question_and_skip_a_dead_one(scripted_serv
         other.close()
 
 
-def test_a_chat_server_that_cannot_continue_an_answer_names_the_way_out(scripted_server, tiny_prm_dir):
+@pytest.mark.parametrize("stream", ["on", "off"], ids=["streamed", "chunks"])
+def test_a_chat_server_that_cannot_continue_an_answer_names_the_way_out(scripted_server, tiny_prm_dir, stream):
     """Early exit continues partial answers; a hosted chat API refuses vLLM's
     continue_final_message with a 400. The error says so and names generator.api."""
     from rfprm_tts import ReasoningSolver, Settings
@@ -203,11 +204,15 @@ def test_a_chat_server_that_cannot_continue_an_answer_names_the_way_out(scripted
     def reply(body: dict) -> Reply:
         if body.get("continue_final_message"):
             return Reply(400, {"error": {"message": "Unrecognized request argument supplied: continue_final_message"}})
+        if body.get("stream"):  # the thinking streams (generator.stream_thinking)
+            return Reply(chunks=stream_chunks("<think>\nsome thinking"))
         return Reply(200, chat_body(["<think>\nsome thinking"]))
 
     scripted_server.default = reply
     settings = Settings.load(
-        generator=dict(backend="openai", base_url=scripted_server.base_url, model="m", max_retries=0),
+        generator=dict(
+            backend="openai", base_url=scripted_server.base_url, model="m", max_retries=0, stream_thinking=stream
+        ),
         prm=dict(model=str(tiny_prm_dir)),
         strategy="majority_vote",
         n=2,

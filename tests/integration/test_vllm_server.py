@@ -105,13 +105,15 @@ def test_chat_continuation_equals_completions_with_a_local_template(vllm_server)
     assert chat and chat == completions
 
 
+@pytest.mark.parametrize("stream", ["on", "off"], ids=["streamed", "chunks"])
 @pytest.mark.parametrize("api", ["chat", "completions"])
-def test_thinking_controls_continue_answers_over_the_real_server(vllm_server, tiny_prm_dir, api):
+def test_thinking_controls_continue_answers_over_the_real_server(vllm_server, tiny_prm_dir, api, stream):
     """Early exit and budget forcing continue partial answers over real HTTP (chat with
-    continue_final_message, or a raw completions prompt). The random tiny model never closes
-    a thinking section on its own: probes every 3 tokens and a close forced at 6 stop it,
-    and every token the server generated, probes included, is in the account."""
-    settings = settings_for(vllm_server, tiny_prm_dir, n=2, strategy="majority_vote", generator=dict(api=api))
+    continue_final_message, or a raw completions prompt), streamed or in chunks. The random
+    tiny model never closes a thinking section on its own: probes every 3 tokens and a close
+    forced at 6 stop it, and every token the server generated, probes included, is in the account."""
+    generator = dict(api=api, stream_thinking=stream)
+    settings = settings_for(vllm_server, tiny_prm_dir, n=2, strategy="majority_vote", generator=generator)
     before = vllm_server.metric("vllm:generation_tokens_total")
     with ReasoningSolver(settings) as solver:
         result = solver.solve(
@@ -122,6 +124,32 @@ def test_thinking_controls_continue_answers_over_the_real_server(vllm_server, ti
     assert sum(result.details["thinking"].values()) == 2
     # the random model never closes a thinking section; what follows the close is its own
     assert all(c.ok and c.trajectory.thinking is not None for c in result.candidates)
+
+
+@pytest.mark.parametrize("api", ["chat", "completions"])
+def test_a_stopped_stream_is_aborted_on_the_real_server(vllm_server, tiny_prm_dir, api):
+    """probe_agree 1: each sample stops at its first probe, after 8 thinking tokens, where its
+    stream would run to 400 (ignore_eos). The stream is closed then and vLLM aborts the
+    request: the server's own counter shows no more tokens generated than the account holds,
+    but for the few in flight at the close."""
+    generator = dict(
+        api=api,
+        max_tokens=400,
+        tokenizer=str(vllm_server.model_dir),
+        extra_body={"ignore_eos": True},
+        stream_thinking="on",
+    )
+    settings = settings_for(vllm_server, tiny_prm_dir, n=2, strategy="majority_vote", generator=generator)
+    before = vllm_server.metric("vllm:generation_tokens_total")
+    with ReasoningSolver(settings) as solver:
+        result = solver.solve("Compute 1 + 2.", early_exit="probe", probe_every=8, probe_agree=1, probe_tokens=4)
+    served = vllm_server.metric("vllm:generation_tokens_total") - before
+    usage = result.usage
+    assert result.details["thinking"] == {"probe": 2}
+    assert usage.generated_tokens <= served <= usage.generated_tokens + 2 * 8, (served, usage)
+    assert served < 2 * 100  # not 2 x 400: both requests were aborted early
+    # what each stream carried past its 8 thinking tokens while its probe ran
+    assert usage.overrun_tokens == usage.generated_tokens - usage.probe_tokens - 2 * 8
 
 
 @pytest.mark.parametrize("logprobs", [False, True])

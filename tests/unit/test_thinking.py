@@ -189,3 +189,98 @@ def test_the_strategy_line_leaves_out_thinking_knobs_only_while_all_are_off():
     assert ThinkingControl.idle_knobs(on) == set()
     shown = solved(on).params_text()
     assert 'early_exit="probe"' in shown and 'answer_prompt="\\n</think>\\n\\nThe answer is \\\\boxed{"' in shown
+
+
+# -- streamed: one request per sample, closed at the decision (generator.stream_thinking) ---
+
+
+def streams(gen):
+    return [r for r in gen.requests if not r.prefix.endswith(PROMPT) and r.n == 1 and r.stop == [CLOSE]]
+
+
+def test_a_streamed_sample_stops_where_the_rounds_stop_and_its_stream_closes_there():
+    # The first test's trace streamed: probes go out after 10, 20 and 30 characters while the
+    # stream goes on; the third agrees with the second, so the sample ends at token 30 with
+    # answer 6, as in rounds, and the stream closes a few characters later (the time the
+    # deciding probe took), far before the trace's end. Every character the fake server sent
+    # is counted; those past token 30 also as overrun.
+    text = trace("a" * 93, "9")
+    gen = ThinkingTraceGenerator([text], rest=answers_by_position({10: "5", 20: "6", 30: "6"}), stream="on")
+    result = solve(gen, n=1, early_exit="probe", probe_every=10, probe_agree=2)
+    assert result.best.trajectory.text == text[:30] + PROMPT + "6}." and result.answer == "6"
+    assert result.best.generated_tokens == 30 + 3 and result.details["thinking"] == {"probe": 1}
+    [(sent, whole)] = gen.streamed
+    assert 30 <= sent < 40 and whole == len("<think>") + 93 + 1  # + 1: the close's piece
+    assert result.usage.generated_tokens == sent + 3 * 3 and result.usage.overrun_tokens == sent - 30
+    assert [len(r.prefix) - len(PROMPT) for r in probes(gen)] == [10, 20, 30]
+    assert len(streams(gen)) == 1 and result.usage.generator_calls == 1 + 3
+
+
+def test_a_streamed_close_before_min_thinking_opens_a_second_stream_after_wait():
+    forced = "Wait" + "d" * 20 + CLOSE + "\n\nThe answer is \\boxed{5}."
+
+    def rest(i, j, added):
+        assert j == 15 and forced.startswith(added), (j, added)
+        return forced[len(added) :]
+
+    gen = ThinkingTraceGenerator([trace("c" * 8, "4")], rest=rest, stream="on")
+    result = solve(gen, n=1, min_thinking_tokens=40)
+    assert result.best.trajectory.text == "<think>" + "c" * 8 + forced and result.answer == "5"
+    assert result.best.generated_tokens == 23 + 28 + len("\n\nThe answer is \\boxed{5}.")
+    assert [r.prefix for r in streams(gen)] == ["", "<think>" + "c" * 8 + "Wait"]
+    assert [sent == whole for sent, whole in gen.streamed] == [True, True]  # both ran to their close
+
+
+def test_a_streamed_thinking_cap_is_the_streams_token_limit():
+    gen = ThinkingTraceGenerator([trace("e" * 200, "9")], rest=answers_by_position({30: "8"}), stream="on")
+    result = solve(gen, n=1, max_thinking_tokens=30)
+    assert result.best.trajectory.text == trace("e" * 200, "9")[:30] + PROMPT + "8}." and result.answer == "8"
+    assert [r.sampling.max_tokens for r in streams(gen)] == [30] and result.details["thinking"] == {"forced": 1}
+
+
+def test_a_streamed_confidence_exit_probes_at_each_paragraph_end():
+    gen = ThinkingTraceGenerator(
+        [PARAGRAPHS],
+        rest=answers_by_position({14: "1", 21: "2"}),
+        probability=lambda i, j: 0.5 if j < 20 else 0.95,
+        stream="on",
+    )
+    result = solve(gen, n=1, early_exit="confidence", exit_threshold=0.9)
+    assert result.best.trajectory.text == PARAGRAPHS[:21] + PROMPT + "2}." and result.answer == "2"
+    assert [len(r.prefix) - len(PROMPT) for r in probes(gen)] == [14, 21]
+
+
+def test_streamed_short_m_at_k_closes_the_others_streams():
+    # The first sample closes at 12 and answers; the other two are still streaming then, and
+    # their streams close at once: well short of their 40 and 60 tokens.
+    traces = [trace("A" * 5, "1"), trace("B" * 33, "2"), trace("C" * 53, "2")]
+    gen = ThinkingTraceGenerator(traces, stream="on")
+    result = solve(gen, "majority_vote", n=3, finish_first=1)
+    assert result.answer == "1" and result.details["thinking"] == {"closed": 1, "stopped": 2}
+    assert all("finish_first" in c.error for c in result.candidates if not c.ok)
+    cut = [(sent, whole) for sent, whole in gen.streamed if sent < whole]
+    assert len(cut) == 2 and all(sent < 25 for sent, _ in cut)
+    answer_tokens = len("\n\nThe answer is \\boxed{1}.")
+    # the first stream's last piece holds no character but the close's 8 tokens
+    assert result.usage.generated_tokens == sum(sent for sent, _ in gen.streamed) - 1 + len(CLOSE) + answer_tokens
+
+
+def test_the_token_budget_cuts_streamed_samples_as_they_go():
+    # Two streams of 1 token per piece against a budget of 50: both stop once 50 are spent
+    # (the other stream's piece in flight may add one), far short of their 200-token thoughts.
+    gen = ThinkingTraceGenerator([trace("x" * 200, "1"), trace("y" * 200, "1")], stream="on")
+    result = solve(gen, n=2, max_thinking_tokens=500, probe_every=10, token_budget=50)
+    assert 50 <= result.usage.generated_tokens <= 51 and result.usage.budget_exhausted
+    assert result.answer is None and all("token budget (50 tokens)" in c.error for c in result.candidates)
+
+
+def test_auto_streams_unless_probes_run():
+    # generator.stream_thinking "auto": short-m@k and thinking budgets stream (a stream cut costs
+    # nothing); early exit probes in chunks (a stream would run on while its probe waits).
+    traces = [trace("A" * 5, "1"), trace("B" * 33, "2")]
+    gen = ThinkingTraceGenerator(traces, stream="auto")
+    solve(gen, "majority_vote", n=2, finish_first=1)
+    assert len(gen.streamed) == 2
+    gen = ThinkingTraceGenerator([trace("a" * 93, "9")], rest=answers_by_position({10: "5", 20: "5"}), stream="auto")
+    result = solve(gen, n=1, early_exit="probe", probe_every=10, probe_agree=2)
+    assert gen.streamed == [] and result.answer == "5"
