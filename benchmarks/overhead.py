@@ -71,7 +71,7 @@ def wrapped(solver: ReasoningSolver, strategy: str, n: int) -> Run:
 def via_proxy(client: openai.AsyncOpenAI, strategy: str, n: int) -> Run:
     async def one(question: str) -> int:
         response = await client.chat.completions.create(
-            model="demo",
+            model="rfprm",  # the proxy's name (serve.model_name)
             messages=[{"role": "user", "content": question}],
             extra_body={"rfprm": {"strategy": strategy, "n": n}},
         )

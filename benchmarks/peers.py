@@ -169,7 +169,7 @@ def main() -> None:
             Setup(f"optillm bon, n={args.n}", optillm, "bon-demo"),
             *(
                 Setup(
-                    f"rfprm serve {strategy}, n={args.n}", ours, "demo", {"rfprm": {"strategy": strategy, "n": args.n}}
+                    f"rfprm serve {strategy}, n={args.n}", ours, "rfprm", {"rfprm": {"strategy": strategy, "n": args.n}}
                 )
                 for strategy in ("majority_vote", "weighted_best_of_n", "best_of_n")
             ),

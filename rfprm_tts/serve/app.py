@@ -23,8 +23,8 @@ Beside chat completions, behind the same keys and PRM batching: `POST /v1/prm/sc
 scores of given responses, see ScoreRequest) and `POST /v1/rewards/openrlhf` (OpenRLHF's
 remote reward request; rfprm_tts.rewards.openrlhf).
 
-The rooms, as vLLM's entrypoints split them: protocol.py is the wire format (request models,
-validation, error objects, bodies and stream events), service.py runs a parsed request without
+The rooms, as vLLM's entrypoints split them: protocol.py is the wire format of requests (models,
+validation, error objects), responses.py that of answers (bodies and stream events), service.py runs a parsed request without
 HTTP (ProxyService), and this module is the router: each route authenticates, reads the body,
 takes a place under the limits (admission.py), parses, calls the service and formats its
 answer (JSON, or a stream of events).
@@ -52,22 +52,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rfprm_tts.rewards.openrlhf import OpenRLHFRequest
-from rfprm_tts.search.context import Progress
+from rfprm_tts.search.progress import Progress
 from rfprm_tts.serve.admission import Admission, ClientGone, check_exposure, read_body
 from rfprm_tts.serve.metrics import Metrics
-from rfprm_tts.serve.protocol import (
-    DONE,
-    APIError,
-    ChatCall,
-    ScoreRequest,
-    answer_chunks,
-    chunk_head,
-    delta_chunk,
-    parse_chat,
-    parse_model,
-    progress_chunk,
-    sse,
-)
+from rfprm_tts.serve.protocol import APIError, ChatCall, ScoreRequest, check_model, parse_chat, parse_model
+from rfprm_tts.serve.responses import DONE, answer_chunks, chunk_head, delta_chunk, progress_chunk, sse
 from rfprm_tts.serve.service import ProxyService, internal_error
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
@@ -146,6 +135,7 @@ class Router:
         app.add_api_route("/health", self.health, methods=["GET"])
         app.add_api_route("/metrics", self.prometheus, methods=["GET"])
         app.add_api_route("/v1/models", self.models, methods=["GET"])
+        app.add_api_route("/v1/models/{model:path}", self.model, methods=["GET"])
         app.add_api_route("/v1/chat/completions", self.chat_completions, methods=["POST"])
         app.add_api_route("/v1/prm/score", self.prm_score, methods=["POST"])
         app.add_api_route("/v1/rewards/openrlhf", self.openrlhf_rewards, methods=["POST"])
@@ -161,10 +151,15 @@ class Router:
 
     async def models(self, request: Request) -> dict[str, Any]:
         self.admission.identify(request.headers.get("authorization"))
-        return {
-            "object": "list",
-            "data": [{"id": self.limits.model_name, "object": "model", "created": 0, "owned_by": "rfprm-tts"}],
-        }
+        return {"object": "list", "data": [self._model_card()]}
+
+    async def model(self, model: str, request: Request) -> dict[str, Any]:
+        self.admission.identify(request.headers.get("authorization"))
+        check_model(model, self.limits.model_name)
+        return self._model_card()
+
+    def _model_card(self) -> dict[str, Any]:
+        return {"id": self.limits.model_name, "object": "model", "created": 0, "owned_by": "rfprm-tts"}
 
     @asynccontextmanager
     async def admitted(self, request: Request) -> AsyncIterator[Ticket]:

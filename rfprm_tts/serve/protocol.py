@@ -1,5 +1,5 @@
-"""The proxy's wire format: request models, their parsing and validation, error objects, and
-the bodies and stream events it answers with.
+"""The proxy's wire format, the requests' side: request models, their parsing and validation,
+and error objects (the answers' bodies and stream events are in responses.py).
 
 Everything a client sends is checked here, before any work starts, so a request's content
 gets a 400 naming the field at fault, never a 500: JSON nesting and number sizes are bounded,
@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.search.context import Progress
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies.base import Strategy, build_strategy, strategy_class
-from rfprm_tts.trajectory import SolveResult
 
 MAX_JSON_DEPTH = 32  # far deeper than any chat request; bounds every recursive walk after parsing
 SEED_LIMIT = 2**63  # seeds are int64 upstream; the search adds the sample's index to it
@@ -117,6 +114,14 @@ class ChatRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     rfprm: RfprmOptions = Field(default_factory=RfprmOptions)
+    # Read only to refuse them (see `refuse_unhonoured`): a 200 without them would mislead.
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    function_call: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
 
     @property
     def token_limit(self) -> int | None:
@@ -201,6 +206,9 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
     except ValidationError as exc:
         raise validation_error(exc) from None
     limits = settings.serve
+    if chat.model is not None:
+        check_model(chat.model, limits.model_name)
+    refuse_unhonoured(chat)
     if chat.n != 1:
         raise invalid(
             "n must be 1: the proxy returns one chosen answer; set the search budget with rfprm.n", "invalid_n", "n"
@@ -216,6 +224,42 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
             "max_tokens",
         )
     return ChatCall(chat, request_strategy(chat.rfprm, settings, n, budget_header, chat.reasoning_effort))
+
+
+def check_model(name: str, served: str) -> None:
+    """A 404 model_not_found, as OpenAI answers, for a model name this proxy does not serve."""
+    if name != served:
+        raise APIError(
+            404,
+            f"the model {name!r} does not exist here: this proxy serves {served!r} (GET /v1/models); "
+            "send model='" + served + "' (the upstream model is the server's generator.model)",
+            "invalid_request_error",
+            "model_not_found",
+            param="model",
+        )
+
+
+def refuse_unhonoured(chat: ChatRequest) -> None:
+    """A 400 naming the field for what a client relies on and the proxy cannot do yet (tool
+    calls, structured output, log-probabilities), where a 200 without it would mislead: an
+    agent's tool call would just never happen."""
+    asked = {
+        "tools": bool(chat.tools),
+        "functions": bool(chat.functions),
+        "tool_choice": chat.tool_choice not in (None, "none", "auto"),
+        "function_call": chat.function_call not in (None, "none", "auto"),
+        "response_format": chat.response_format is not None and chat.response_format.get("type") != "text",
+        "logprobs": bool(chat.logprobs),
+        "top_logprobs": bool(chat.top_logprobs),
+    }
+    for field, given in asked.items():
+        if given:
+            raise invalid(
+                f"{field} is not supported by this proxy yet (it would answer without it); leave {field} out, "
+                "or send this request to the upstream model directly",
+                "unsupported_field",
+                field,
+            )
 
 
 def thinking_cap(options: RfprmOptions, effort: str | None, settings: Settings, name: str) -> dict[str, Any]:
@@ -305,79 +349,3 @@ def parse_model(model: type[BaseModel], body: bytes) -> Any:
         return model.model_validate(load_json(body))
     except ValidationError as exc:
         raise validation_error(exc) from None
-
-
-def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_id: str) -> dict[str, Any]:
-    best = result.best
-    usage = result.usage
-    body: dict[str, Any] = {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": best.trajectory.text if best else ""},
-                "finish_reason": (best.finish_reason if best and best.finish_reason in ("stop", "length") else "stop"),
-            }
-        ],
-        "usage": {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.generated_tokens,
-            "total_tokens": usage.prompt_tokens + usage.generated_tokens,
-        },
-        "rfprm": {
-            "answer": result.answer,
-            "score": best.score if best else None,
-            "strategy": result.strategy,
-            "strategy_params": result.strategy_params,
-            "usage": usage.model_dump(),
-        },
-    }
-    if chat.rfprm.return_candidates:
-        body["rfprm"]["candidates"] = [
-            {
-                "text": c.trajectory.text,
-                "answer": c.answer,
-                "score": c.score,
-                "step_scores": c.step_scores,
-                "finish_reason": c.finish_reason,
-                "error": c.error,
-                "prm_note": c.prm_note,
-            }
-            for c in result.candidates
-        ]
-    return body
-
-
-DONE = "data: [DONE]\n\n"
-
-
-def sse(data: dict[str, Any]) -> str:
-    return f"data: {json.dumps(data)}\n\n"
-
-
-def chunk_head(request_id: str, created: int, model: str) -> dict[str, Any]:
-    return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
-
-
-def delta_chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-    return sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
-
-
-def progress_chunk(head: dict[str, Any], progress: Progress) -> str:
-    """A search progress event: no choices (clients that only read choices skip it)."""
-    return sse({**head, "choices": [], "rfprm": {"event": "progress", **asdict(progress)}})
-
-
-def answer_chunks(body: dict[str, Any], include_usage: bool, piece: int = 64) -> list[str]:
-    """The chosen answer as content chunks, the finish chunk (with the `rfprm` object), and
-    the usage chunk when asked for ([DONE] follows: the stream sends it)."""
-    head = chunk_head(body["id"], body["created"], body["model"])
-    text = body["choices"][0]["message"]["content"]
-    events = [delta_chunk(head, {"content": text[i : i + piece]}) for i in range(0, len(text), piece)]
-    events.append(delta_chunk(head, {}, body["choices"][0]["finish_reason"], rfprm=body["rfprm"]))
-    if include_usage:
-        events.append(sse({**head, "choices": [], "usage": body["usage"]}))
-    return events

@@ -26,10 +26,11 @@ from rfprm_tts.offline.responses import score_responses
 from rfprm_tts.prm.protocol import LogprobScorer, Scorer
 from rfprm_tts.prm.scorer import PRMScorer
 from rfprm_tts.rewards import RewardModel, openrlhf
-from rfprm_tts.search.context import Progress
+from rfprm_tts.search.progress import Progress
 from rfprm_tts.serve.batching import BatchingScorer
 from rfprm_tts.serve.metrics import Metrics
-from rfprm_tts.serve.protocol import APIError, ChatCall, ScoreRequest, completion_body, invalid
+from rfprm_tts.serve.protocol import APIError, ChatCall, ScoreRequest, invalid
+from rfprm_tts.serve.responses import completion_body
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import uses_prm

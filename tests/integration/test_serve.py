@@ -446,3 +446,59 @@ def test_no_open_proxy_beyond_loopback(tmp_path):
         ok = httpx.get(f"http://127.0.0.1:{port}/v1/models", headers={"Authorization": f"Bearer {secret}"})
         assert ok.status_code == 200
     assert "Uvicorn running" in log.read_text() and secret not in log.read_text()
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("field", "extra"),
+    [
+        ("tools", {"tools": [WEATHER_TOOL]}),
+        ("tool_choice", {"tool_choice": "required"}),
+        ("response_format", {"response_format": {"type": "json_object"}}),
+        ("logprobs", {"logprobs": True}),
+        ("functions", {"extra_body": {"functions": [WEATHER_TOOL["function"]]}}),
+    ],
+)
+def test_what_the_proxy_cannot_honour_is_refused_not_dropped(demo_proxy, field, extra):
+    """An agent's tools (or a JSON response format, or log-probabilities) answered with plain
+    text would mislead it: a 400 naming the field, before any work."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client(demo_proxy).chat.completions.create(
+            model="rfprm", messages=[{"role": "user", "content": QUESTION}], **extra
+        )
+    error = refused.value.body
+    assert error["code"] == "unsupported_field" and error["param"] == field and field in error["message"]
+
+
+def test_harmless_defaults_of_those_fields_are_served(demo_proxy):
+    response = client(demo_proxy).chat.completions.create(
+        model="rfprm",
+        messages=[{"role": "user", "content": QUESTION}],
+        tools=[],
+        tool_choice="auto",
+        response_format={"type": "text"},
+        logprobs=False,
+    )
+    assert response.choices[0].message.content
+
+
+def test_an_unknown_model_name_is_a_404_as_openai_answers(demo_proxy):
+    with pytest.raises(openai.NotFoundError) as missing:
+        client(demo_proxy).chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": QUESTION}])
+    assert missing.value.body["code"] == "model_not_found" and "'rfprm'" in missing.value.body["message"]
+    assert client(demo_proxy).models.retrieve("rfprm").id == "rfprm"
+    with pytest.raises(openai.NotFoundError):
+        client(demo_proxy).models.retrieve("gpt-4o")
+    # a body without a model (raw HTTP clients) is the proxy's model
+    answered = httpx.post(
+        f"{demo_proxy}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": QUESTION}]},
+        headers={"Authorization": f"Bearer {KEYS[0]}"},
+        timeout=60,
+    )
+    assert answered.status_code == 200
