@@ -78,6 +78,7 @@ def vllm_server(tiny_generator_dir, tmp_path_factory) -> Iterator[VLLMServer]:
         "1024",
         "--seed",
         "0",
+        "--enforce-eager",  # see helpers.servers.vllm_env
     ]
     root = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("vllm") / "server.log"

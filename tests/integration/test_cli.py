@@ -75,7 +75,11 @@ def test_vllm_backend_json_output_parses(tmp_path, tiny_generator_dir, tiny_prm_
     if not HAS_VLLM:
         pytest.skip("vllm is not installed")
     env = {k: v for k, v in vllm_env().items() if not k.startswith("RFPRM_") and k not in ("VLLM_LOGGING_LEVEL",)}
-    env.update(RFPRM_GENERATOR__DTYPE="float32", RFPRM_GENERATOR__VLLM__MAX_MODEL_LEN="1024")
+    env.update(
+        RFPRM_GENERATOR__DTYPE="float32",
+        RFPRM_GENERATOR__VLLM__MAX_MODEL_LEN="1024",
+        RFPRM_GENERATOR__VLLM__ENFORCE_EAGER="true",  # see helpers.servers.vllm_env
+    )
     out = subprocess.run(
         [
             sys.executable,

@@ -33,7 +33,7 @@ def engine(tiny_generator_dir):
             dtype="float32",
             max_tokens=16,
             seed=0,
-            vllm=dict(max_model_len=1024),
+            vllm=dict(max_model_len=1024, enforce_eager=True),  # see helpers.servers.vllm_env
         )
     )
     yield gen

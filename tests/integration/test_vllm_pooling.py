@@ -32,7 +32,11 @@ def test_in_process_token_level_pooling_matches_transformers(token_level_prm_dir
         QUESTION, trajectories
     )
     scorer = load_prm(
-        str(token_level_prm_dir), backend="vllm", readout="token_min", dtype="float32", vllm=dict(max_model_len=1024)
+        str(token_level_prm_dir),
+        backend="vllm",
+        readout="token_min",
+        dtype="float32",
+        vllm=dict(max_model_len=1024, enforce_eager=True),  # see helpers.servers.vllm_env
     )
     try:
         got = scorer.score_batch(QUESTION, trajectories)
@@ -69,6 +73,7 @@ def test_http_pooling_server_matches_transformers(tiny_prm_dir, trajectories, tm
         "127.0.0.1",
         "--port",
         str(port),
+        "--enforce-eager",  # see helpers.servers.vllm_env
     ]
     with server_process(command, f"{root}/health", tmp_path / "pooling.log", vllm_env(), timeout_s=300):
         scorer = load_prm(str(tiny_prm_dir), backend="http", base_url=root)
