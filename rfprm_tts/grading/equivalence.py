@@ -232,11 +232,24 @@ def vote(
     timeout_s: float = 5.0,
     budget_s: float = VOTE_BUDGET_S,
 ) -> Vote:
-    """Group equivalent answers and pick the group with the largest total weight (the count
-    when unweighted); None answers abstain. Ties go to the group seen first. An answer spelled
-    like one seen before joins its group without a comparison. The comparisons together get
-    `budget_s`; after it only spellings and plain numbers are compared, and each pair that
-    math-verify would have been asked about counts as unchecked (different)."""
+    """Group equivalent answers (`answer_groups`) and pick the group with the largest total
+    weight (the count when unweighted); None answers abstain. Ties go to the group seen first."""
+    groups, unchecked = answer_groups(answers, timeout_s, budget_s)
+    if not groups:
+        return Vote(None, [], unchecked)
+    weight = (lambda i: 1.0) if weights is None else (lambda i: weights[i])
+    best = max(groups, key=lambda g: sum(weight(i) for i in g))
+    return Vote(answers[best[0]], best, unchecked)
+
+
+def answer_groups(
+    answers: list[str | None], timeout_s: float = 5.0, budget_s: float = VOTE_BUDGET_S
+) -> tuple[list[list[int]], int]:
+    """The indices of equivalent answers, grouped in the order first seen (None answers in
+    none), and how many comparisons could not be checked. An answer spelled like one seen
+    before joins its group without a comparison. The comparisons together get `budget_s`;
+    after it only spellings and plain numbers are compared, and each pair that math-verify
+    would have been asked about counts as unchecked (different)."""
     groups: list[list[int]] = []
     group_of: dict[str, list[int]] = {}  # normalized spelling -> its group
     unchecked = 0
@@ -269,8 +282,4 @@ def vote(
             budget_s,
             unchecked,
         )
-    if not groups:
-        return Vote(None, [], unchecked)
-    weight = (lambda i: 1.0) if weights is None else (lambda i: weights[i])
-    best = max(groups, key=lambda g: sum(weight(i) for i in g))
-    return Vote(answers[best[0]], best, unchecked)
+    return groups, unchecked

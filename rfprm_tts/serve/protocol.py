@@ -209,11 +209,13 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
     if chat.model is not None:
         check_model(chat.model, limits.model_name)
     refuse_unhonoured(chat)
-    if chat.n != 1:
-        raise invalid(
-            "n must be 1: the proxy returns one chosen answer; set the search budget with rfprm.n", "invalid_n", "n"
-        )
     n = chat.rfprm.n or settings.n
+    if chat.n > n:
+        raise invalid(
+            f"n={chat.n} asks for more choices than the search's {n} samples (rfprm.n); raise rfprm.n or lower n",
+            "invalid_n",
+            "n",
+        )
     if n > limits.max_n:
         raise invalid(f"rfprm.n={n} is over this server's limit of {limits.max_n}", "n_too_large", "rfprm.n")
     max_tokens = chat.token_limit

@@ -4,16 +4,22 @@ stream (progress events, the answer's content chunks, the finish and usage chunk
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict
 from typing import Any
 
+from rfprm_tts.grading.equivalence import answer_groups
 from rfprm_tts.search.progress import Progress
 from rfprm_tts.serve.protocol import ChatRequest
-from rfprm_tts.trajectory import SolveResult
+from rfprm_tts.trajectory import Candidate, SolveResult
 
 
-def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_id: str) -> dict[str, Any]:
+def completion_body(
+    result: SolveResult, chat: ChatRequest, model: str, request_id: str, choices: list[Candidate] | None = None
+) -> dict[str, Any]:
+    """The chat completion: `choices` (default: the chosen candidate alone) as its choices,
+    the usage of the whole search once, and the `rfprm` object."""
     best = result.best
     usage = result.usage
     body: dict[str, Any] = {
@@ -23,10 +29,11 @@ def completion_body(result: SolveResult, chat: ChatRequest, model: str, request_
         "model": model,
         "choices": [
             {
-                "index": 0,
-                "message": {"role": "assistant", "content": best.trajectory.text if best else ""},
-                "finish_reason": (best.finish_reason if best and best.finish_reason in ("stop", "length") else "stop"),
+                "index": i,
+                "message": {"role": "assistant", "content": c.trajectory.text if c else ""},
+                "finish_reason": c.finish_reason if c and c.finish_reason in ("stop", "length") else "stop",
             }
+            for i, c in enumerate(choices or [best])
         ],
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
@@ -68,8 +75,10 @@ def chunk_head(request_id: str, created: int, model: str) -> dict[str, Any]:
     return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
 
 
-def delta_chunk(head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-    return sse({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra})
+def delta_chunk(
+    head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, index: int = 0, **extra: Any
+) -> str:
+    return sse({**head, "choices": [{"index": index, "delta": delta, "finish_reason": finish}], **extra})
 
 
 def progress_chunk(head: dict[str, Any], progress: Progress) -> str:
@@ -78,12 +87,39 @@ def progress_chunk(head: dict[str, Any], progress: Progress) -> str:
 
 
 def answer_chunks(body: dict[str, Any], include_usage: bool, piece: int = 64) -> list[str]:
-    """The chosen answer as content chunks, the finish chunk (with the `rfprm` object), and
-    the usage chunk when asked for ([DONE] follows: the stream sends it)."""
+    """Each choice as content chunks and its finish chunk (the last one with the `rfprm`
+    object), and the usage chunk when asked for ([DONE] follows: the stream sends it). The
+    stream's opening role chunk is choice 0's; the others get theirs here."""
     head = chunk_head(body["id"], body["created"], body["model"])
-    text = body["choices"][0]["message"]["content"]
-    events = [delta_chunk(head, {"content": text[i : i + piece]}) for i in range(0, len(text), piece)]
-    events.append(delta_chunk(head, {}, body["choices"][0]["finish_reason"], rfprm=body["rfprm"]))
+    events = []
+    for index, choice in enumerate(body["choices"]):
+        text = choice["message"]["content"]
+        if index:
+            events.append(delta_chunk(head, {"role": "assistant", "content": ""}, index=index))
+        events += [delta_chunk(head, {"content": text[i : i + piece]}, index=index) for i in range(0, len(text), piece)]
+        last = index == len(body["choices"]) - 1
+        events.append(
+            delta_chunk(head, {}, choice["finish_reason"], index=index, **({"rfprm": body["rfprm"]} if last else {}))
+        )
     if include_usage:
         events.append(sse({**head, "choices": [], "usage": body["usage"]}))
     return events
+
+
+def top_choices(result: SolveResult, n: int) -> list[Candidate]:
+    """Up to n choices with distinct answers: the chosen candidate, then the best-scored
+    candidate of each other group of equivalent answers, larger groups first, then higher
+    scores. Fewer when the search found fewer distinct answers."""
+    if result.best is None:
+        return []
+    pool = [result.best, *(c for c in result.candidates if c.ok and c is not result.best)]
+    groups, _ = answer_groups([c.answer for c in pool])
+    others = sorted(
+        (g for g in groups if 0 not in g),
+        key=lambda g: (-len(g), -max(_score(pool[i]) for i in g)),
+    )
+    return [result.best, *(max((pool[i] for i in g), key=_score) for g in others)][:n]
+
+
+def _score(c: Candidate) -> float:
+    return c.score if c.score is not None else -math.inf

@@ -30,7 +30,7 @@ from rfprm_tts.search.progress import Progress
 from rfprm_tts.serve.batching import BatchingScorer
 from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.serve.protocol import APIError, ChatCall, ScoreRequest, invalid
-from rfprm_tts.serve.responses import completion_body
+from rfprm_tts.serve.responses import completion_body, top_choices
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import uses_prm
@@ -155,8 +155,10 @@ class ProxyService:
             log.exception("request %s failed", request_id)
             raise internal_error() from None
         self.metrics.record_usage(result)
+        # n > 1: distinct answers, which takes an equivalence check (math-verify): off the loop
+        choices = await asyncio.to_thread(top_choices, result, chat.n) if chat.n > 1 else None
         return completion_body(
-            result, chat, self.settings.serve.model_name, request_id or f"chatcmpl-{uuid.uuid4().hex}"
+            result, chat, self.settings.serve.model_name, request_id or f"chatcmpl-{uuid.uuid4().hex}", choices
         )
 
     async def check_question(self, question: str) -> None:

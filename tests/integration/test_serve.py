@@ -191,7 +191,7 @@ def test_auth(demo_proxy):
 @pytest.mark.parametrize(
     "body, code",
     [
-        ({"messages": [{"role": "user", "content": QUESTION}], "n": 2}, "invalid_n"),
+        ({"messages": [{"role": "user", "content": QUESTION}], "n": 5}, "invalid_n"),  # the search has 4
         ({"messages": [{"role": "user", "content": QUESTION}], "rfprm": {"n": 17}}, "n_too_large"),
         ({"messages": [{"role": "user", "content": QUESTION}], "max_tokens": 301}, "max_tokens_too_large"),
         ({"messages": []}, "invalid_field"),
@@ -502,3 +502,41 @@ def test_an_unknown_model_name_is_a_404_as_openai_answers(demo_proxy):
         timeout=60,
     )
     assert answered.status_code == 200
+
+
+def boxed(answer: str) -> str:
+    return f"5 * 3 = 15\n\nThe answer is \\boxed{{{answer}}}."
+
+
+def test_n_choices_are_the_distinct_answers_best_first(faulty_upstream):
+    """n=3 over a majority vote of six samples answering 18, 18, 19, 20, 19, 18: the vote's
+    pick (18), then 19 (two samples), then 20 (one); usage counts the whole search once."""
+    faulty_upstream.default = Reply(200, chat_body([boxed(a) for a in ("18", "18", "19", "20", "19", "18")], 60))
+    with running(upstream_settings(faulty_upstream).with_overrides(n=6, strategy="majority_vote")) as url:
+        response = client(url, key="any").chat.completions.create(
+            model="rfprm", n=3, messages=[{"role": "user", "content": QUESTION}]
+        )
+        streamed = client(url, key="any").chat.completions.create(
+            model="rfprm", n=3, stream=True, messages=[{"role": "user", "content": QUESTION}]
+        )
+        texts: dict[int, str] = {}
+        finished: dict[int, str] = {}
+        for chunk in streamed:
+            for choice in chunk.choices:
+                texts[choice.index] = texts.get(choice.index, "") + (choice.delta.content or "")
+                if choice.finish_reason:
+                    finished[choice.index] = choice.finish_reason
+    assert [c.index for c in response.choices] == [0, 1, 2]
+    assert [c.message.content for c in response.choices] == [boxed("18"), boxed("19"), boxed("20")]
+    assert all(c.finish_reason == "stop" for c in response.choices)
+    assert response.usage.completion_tokens == 60  # one upstream call of n=6, counted once
+    assert texts == {0: boxed("18"), 1: boxed("19"), 2: boxed("20")} and finished == dict.fromkeys(range(3), "stop")
+
+
+def test_n_above_the_distinct_answers_gives_fewer_choices(faulty_upstream):
+    faulty_upstream.default = Reply(200, chat_body([boxed("18")] * 4))
+    with running(upstream_settings(faulty_upstream).with_overrides(n=4, strategy="majority_vote")) as url:
+        response = client(url, key="any").chat.completions.create(
+            model="rfprm", n=2, messages=[{"role": "user", "content": QUESTION}]
+        )
+    assert [c.message.content for c in response.choices] == [boxed("18")]
