@@ -27,6 +27,7 @@ _PUBLIC = {
     "Trajectory": "rfprm_tts.trajectory",
     "Usage": "rfprm_tts.trajectory",
     "Progress": "rfprm_tts.search.progress",
+    "ToolSpec": "rfprm_tts.generators.base",
 }
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Settings",
     "SolveResult",
     "Step",
+    "ToolSpec",
     "Trajectory",
     "Usage",
     "asolve",
@@ -48,6 +50,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rfprm_tts.errors import ConfigError, GenerationError, PRMLoadError, RfprmError
+    from rfprm_tts.generators.base import ToolSpec
     from rfprm_tts.search.progress import Progress
     from rfprm_tts.settings import Settings
     from rfprm_tts.solver import ReasoningSolver, asolve, solve

@@ -1,9 +1,10 @@
 """Prompts the way chat APIs take them, and the one place a conversation becomes model input.
 
 A prompt is a question string or a list of chat messages: an optional system message,
-earlier turns, and the last user message (the question). The generator sees all of it. The
-PRM reads the last user message as the question, inside its own template with its own
-optional system message (`prm.system_prompt`): a PRM's recipe has no place for history.
+earlier turns, and the last user message (the question), or an agent's turn: the assistant's
+tool calls and the tool results after them. The generator sees all of it. The PRM reads the
+last user message as the question, inside its own template with its own optional system
+message (`prm.system_prompt`): a PRM's recipe has no place for history.
 
 Every generator backend and every PRM input is rendered by `render` here, so a system
 prompt or a partial answer is placed the same way everywhere.
@@ -18,9 +19,9 @@ from rfprm_tts.errors import ConfigError
 from rfprm_tts.runtime.model_names import Role, load_error
 from rfprm_tts.text import require_unicode
 
-Message = dict[str, str]
+Message = dict[str, Any]  # role and content (text); an assistant's tool_calls; a tool result's tool_call_id
 Prompt: TypeAlias = str | Sequence[Mapping[str, Any]]
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 
 
 def _text(content: Any, where: str) -> str:
@@ -40,9 +41,10 @@ def _is_chat(prompt: object) -> TypeGuard[Sequence[Mapping[str, Any]]]:
 
 
 def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Message]:
-    """The conversation as plain {"role", "content"} messages, checked: a string becomes
-    one user message; the last message must be the user's question; `system_prompt` goes
-    first unless the conversation has its own system message ("developer" counts as one)."""
+    """The conversation as plain {"role", "content"} messages (an assistant's tool calls and
+    a tool result's call id kept), checked: a string becomes one user message; the last
+    message must be the user's question or a tool result after it; `system_prompt` goes first
+    unless the conversation has its own system message ("developer" counts as one)."""
     if prompt is None or (isinstance(prompt, Sequence) and not prompt):
         raise ConfigError("the prompt is empty: pass the question as a non-empty string or a list of chat messages")
     if isinstance(prompt, str):
@@ -53,18 +55,67 @@ def to_messages(prompt: Prompt, system_prompt: str | None = None) -> list[Messag
             role = "system" if message.get("role") == "developer" else message.get("role")
             if role not in ROLES:
                 raise ConfigError(f"message {i} has role {message.get('role')!r}; use one of {', '.join(ROLES)}")
-            messages.append({"role": role, "content": _text(message.get("content"), f"message {i}")})
+            messages.append(_message(role, message, f"message {i}"))
     else:
         raise ConfigError(
             "the prompt must be a question string or a list of chat messages "
             '(e.g. [{"role": "user", "content": "..."}]), got ' + type(prompt).__name__
         )
-    if messages[-1]["role"] != "user" or not messages[-1]["content"].strip():
-        raise ConfigError("the prompt is empty: the last message must be the user's question, as a non-empty string")
+    asking = (
+        messages[-1]
+        if messages[-1]["role"] != "tool"
+        else next((m for m in reversed(messages) if m["role"] == "user"), messages[-1])
+    )
+    if asking["role"] != "user" or not asking["content"].strip():
+        raise ConfigError(
+            "the prompt is empty: the last message must be the user's question (or a tool result after it), "
+            "as a non-empty string"
+        )
     if system_prompt and all(m["role"] != "system" for m in messages):
         system = require_unicode(system_prompt, "the system prompt (generator.system_prompt)")
         messages.insert(0, {"role": "system", "content": system})
     return messages
+
+
+def _message(role: str, message: Mapping[str, Any], where: str) -> Message:
+    """One checked message: text content; an assistant's tool calls (content may then be
+    empty) and a tool result's tool_call_id, in OpenAI's shape."""
+    if role == "assistant" and message.get("tool_calls"):
+        content = message.get("content")
+        return {
+            "role": role,
+            "content": _text(content, where) if content else "",
+            "tool_calls": _tool_calls(message, where),
+        }
+    if role == "tool" and not isinstance(message.get("tool_call_id"), str):
+        raise ConfigError(f"{where} has role 'tool' without a tool_call_id (the id of the assistant's call it answers)")
+    checked = {"role": role, "content": _text(message.get("content"), where)}
+    return checked | ({"tool_call_id": message["tool_call_id"]} if role == "tool" else {})
+
+
+def _tool_calls(message: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+    calls = message["tool_calls"]
+    shape = "{'id': str, 'type': 'function', 'function': {'name': str, 'arguments': str}}"
+    if not isinstance(calls, list):
+        raise ConfigError(f"{where} has tool_calls that is not a list of {shape}")
+    checked = []
+    for j, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, Mapping) else None
+        if not (
+            isinstance(function, Mapping)
+            and isinstance(call.get("id"), str)
+            and isinstance(function.get("name"), str)
+            and isinstance(function.get("arguments"), str)
+        ):
+            raise ConfigError(f"{where}: tool call {j} is not {shape}")
+        checked.append(
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": function["name"], "arguments": function["arguments"]},
+            }
+        )
+    return checked
 
 
 def question_of(messages: Sequence[Message]) -> str:

@@ -22,16 +22,17 @@ from typing import Any, TypeVar
 from rfprm_tts.chat import Prompt, to_messages
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
 from rfprm_tts.generators import Generator, build_generator
-from rfprm_tts.generators.base import SizedGenerator
+from rfprm_tts.generators.base import SizedGenerator, ToolCallingGenerator, ToolSpec
 from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.prm.protocol import LogprobScorer
 from rfprm_tts.search.budget import TokenBudget
 from rfprm_tts.search.context import SearchContext
 from rfprm_tts.search.progress import Progress
+from rfprm_tts.search.tool_calls import vote_tool_calls
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
-from rfprm_tts.strategies.base import uses_prm
+from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, uses_prm
 from rfprm_tts.trajectory import SolveResult
 
 T = TypeVar("T")
@@ -102,16 +103,22 @@ class ReasoningSolver:
             return self._scorer
 
     async def asolve(
-        self, prompt: Prompt, *, on_progress: Callable[[Progress], None] | None = None, **overrides: Any
+        self,
+        prompt: Prompt,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        tools: ToolSpec | None = None,
+        **overrides: Any,
     ) -> SolveResult:
         """Solve one question: a string, or a list of chat messages whose last user message is
         the question (see rfprm_tts.chat). `overrides` change this solve only: `n`,
         `strategy`, strategy parameters (`beam_width=4`, `token_budget=2000`), sampling
         (`generator__temperature`, `generator__max_tokens`, `generator__system_prompt`, ...),
         or `prm__aggregation` / `prm__alpha`. `on_progress` is called with a `Progress` after
-        every generation round and PRM call of the search."""
+        every generation round and PRM call of the search. `tools`: what the model may call
+        (an agent's turn; rfprm_tts.search.tool_calls says how a sample that calls is chosen)."""
         settings = self._settings_for(overrides)
-        return await self.run(prompt, self._strategy_for(settings, overrides), settings, on_progress)
+        return await self.run(prompt, self._strategy_for(settings, overrides), settings, on_progress, tools)
 
     async def run(
         self,
@@ -119,10 +126,13 @@ class ReasoningSolver:
         strategy: Strategy,
         settings: Settings | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        tools: ToolSpec | None = None,
     ) -> SolveResult:
         """Run a ready strategy object on one prompt (`asolve` builds it from settings);
         `settings` may differ from the solver's in per-solve fields only."""
         settings = settings or self.settings
+        if tools is not None:
+            check_tools_apply(strategy)
         limit = strategy.params.token_budget
         budget = TokenBudget(limit, strategy.params.budget_counts) if limit else None
         ctx = await self.context(
@@ -132,11 +142,22 @@ class ReasoningSolver:
             budget=budget,
             on_progress=on_progress,
         )
+        if tools is not None:
+            if not (isinstance(ctx.generator, ToolCallingGenerator) and ctx.generator.takes_tools):
+                raise ConfigError(
+                    "tools need a generator that offers them to the model: the openai backend with generator.api 'chat'"
+                )
+            ctx.tools = tools
         started = time.perf_counter()
         try:
             outcome = await strategy.search(ctx.question, ctx)
         finally:
             await ctx.close()
+        if tools is not None:
+            vote = vote_tool_calls(outcome.candidates, tools)
+            outcome.details["tool_calls"] = vote.details
+            if vote.best is not None:
+                outcome = SearchOutcome(vote.answer, outcome.candidates, vote.best, outcome.details)
         if outcome.best is None and ctx.prm_failures and not any(c.ok for c in outcome.candidates):
             raise PRMInputTooLongError(f"no candidate could be scored by the PRM; first: {ctx.prm_failures[0]}")
         ctx.usage.wall_time_s = time.perf_counter() - started
@@ -198,10 +219,15 @@ class ReasoningSolver:
         )
 
     def solve(
-        self, prompt: Prompt, *, on_progress: Callable[[Progress], None] | None = None, **overrides: Any
+        self,
+        prompt: Prompt,
+        *,
+        on_progress: Callable[[Progress], None] | None = None,
+        tools: ToolSpec | None = None,
+        **overrides: Any,
     ) -> SolveResult:
         """Sync facade of `asolve` (`on_progress` is called on the solver's loop thread)."""
-        return self._own_loop().run(self.asolve(prompt, on_progress=on_progress, **overrides))
+        return self._own_loop().run(self.asolve(prompt, on_progress=on_progress, tools=tools, **overrides))
 
     def _own_loop(self) -> _LoopThread:
         with self._build_lock:
@@ -294,3 +320,13 @@ async def asolve(prompt: Prompt, **overrides: Any) -> SolveResult:
     solver's loop thread while this coroutine awaits it."""
     loop, work = await asyncio.to_thread(_shared_solve, prompt, overrides)
     return await asyncio.wrap_future(loop.submit(work))
+
+
+def check_tools_apply(strategy: Strategy) -> None:
+    """Tools go with strategies that sample whole answers and pick one, without thinking
+    controls (those continue a partial answer, which a tool call ends)."""
+    if not isinstance(strategy, SampleThenChoose) or strategy.params.controls_thinking:
+        raise ConfigError(
+            f"tools need a strategy that samples whole answers (best_of_n, weighted_best_of_n, majority_vote) "
+            f"without thinking controls; {strategy.name!r} with these parameters is not one"
+        )

@@ -108,6 +108,7 @@ class Candidate(BaseModel):
     generated_tokens: int | None = None
     tokens_estimated: bool = False  # generated_tokens is a share of a response's total
     logprobs: list[float] | None = None  # of the generated tokens, when generator.logprobs is on
+    tool_calls: list[dict[str, Any]] | None = None  # the tool calls the sample ended with (OpenAI's shape)
     error: str | None = None
 
     @property
@@ -151,7 +152,7 @@ class SolveResult(BaseModel):
     saw."""
 
     question: str
-    messages: list[dict[str, str]] = Field(default_factory=list)
+    messages: list[dict[str, Any]] = Field(default_factory=list)
     answer: str | None
     best: Candidate | None
     candidates: list[Candidate]

@@ -5,10 +5,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from rfprm_tts.chat import Message, Prompt, question_of, to_messages
 from rfprm_tts.settings import Sampling
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """The tools a request offers the model, as the client gave them (OpenAI's `tools`,
+    `tool_choice`, `parallel_tool_calls`): a sample may then end in tool calls."""
+
+    tools: list[dict[str, Any]]
+    choice: str | dict[str, Any] | None = None
+    parallel: bool | None = None
+
+    def names(self) -> set[str]:
+        return {t["function"]["name"] for t in self.tools}
 
 
 @dataclass(init=False)
@@ -21,7 +34,8 @@ class GenerationRequest:
     `sampling` is how to sample (None: the backend's settings); `stop` adds stop strings and
     `max_tokens` lowers the token limit for this request (a step-level search stops at the
     step separator and gives a step what the answer has left). With `sampling.seed` set, the
-    request's samples use seeds seed, seed + 1, ..., seed + n - 1.
+    request's samples use seeds seed, seed + 1, ..., seed + n - 1. `tools`: what the model may
+    call (backends that take tools: the openai backend's chat API).
     """
 
     messages: list[Message]
@@ -30,6 +44,7 @@ class GenerationRequest:
     stop: list[str] | None = None
     max_tokens: int | None = None
     sampling: Sampling | None = None
+    tools: ToolSpec | None = None
 
     def __init__(
         self,
@@ -39,9 +54,11 @@ class GenerationRequest:
         stop: list[str] | None = None,
         max_tokens: int | None = None,
         sampling: Sampling | None = None,
+        tools: ToolSpec | None = None,
     ) -> None:
         self.messages = to_messages(messages)
         self.n, self.prefix, self.stop, self.max_tokens, self.sampling = n, prefix, stop, max_tokens, sampling
+        self.tools = tools
 
     @property
     def question(self) -> str:
@@ -62,10 +79,11 @@ class Completion:
     text: str
     finish_reason: str | None = None
     tokens: int | None = None  # generated tokens, when the backend reports them per sample
-    tokens_estimated: bool = False  # `tokens` is a share of a response's total (see openai.share_tokens)
+    tokens_estimated: bool = False  # `tokens` is a share of a response's total (see openai_shapes.share_tokens)
     error: str | None = None
     stop_reason: str | None = None  # the stop string that ended it, when the backend says
     logprobs: list[float] | None = None  # per generated token, when asked (generator.logprobs)
+    tool_calls: list[dict[str, Any]] | None = None  # OpenAI's shape, when the sample ended calling tools
 
 
 @dataclass
@@ -111,6 +129,15 @@ class StreamingGenerator(Generator, Protocol):
     def stream_thinking(self) -> Literal["auto", "on", "off"]: ...
 
     def stream(self, request: GenerationRequest) -> AbstractAsyncContextManager[AsyncIterator[Piece]]: ...
+
+
+@runtime_checkable
+class ToolCallingGenerator(Generator, Protocol):
+    """A generator that can offer the model tools (`GenerationRequest.tools`); `takes_tools`:
+    whether it is set up to."""
+
+    @property
+    def takes_tools(self) -> bool: ...
 
 
 @runtime_checkable

@@ -19,11 +19,17 @@ from typing import Any, Literal, TypeVar
 import httpx
 import openai
 from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletionMessageParam
 
 from rfprm_tts.chat import Message, render, render_plain
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult, Piece
+from rfprm_tts.generators.openai_shapes import (
+    chat_message,
+    choice_logprobs,
+    choice_text,
+    choice_tool_calls,
+    share_tokens,
+)
 from rfprm_tts.runtime.http_retry import Replicas, describe_failure, retrying
 from rfprm_tts.settings import GeneratorSettings, Sampling, without_passwords
 
@@ -123,6 +129,11 @@ class OpenAIGenerator:
         return result
 
     @property
+    def takes_tools(self) -> bool:
+        """Tools go over the chat API (the completions API has none)."""
+        return self.settings.api == "chat"
+
+    @property
     def stream_thinking(self) -> Literal["auto", "on", "off"]:
         return self.settings.stream_thinking
 
@@ -164,7 +175,7 @@ class OpenAIGenerator:
                     text = (
                         getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
                     ) or ""
-                    logprobs = _choice_logprobs(choice)
+                    logprobs = choice_logprobs(choice)
                     if isinstance(total, int):
                         tokens = total - counted
                     else:
@@ -271,7 +282,13 @@ class OpenAIGenerator:
                     extra_body=body,
                     **common,
                 )
-            messages = [_chat_message(m) for m in request.messages]
+            messages = [chat_message(m) for m in request.messages]
+            if request.tools is not None:  # as the client gave them
+                common["tools"] = request.tools.tools
+                if request.tools.choice is not None:
+                    common["tool_choice"] = request.tools.choice
+                if request.tools.parallel is not None:
+                    common["parallel_tool_calls"] = request.tools.parallel
             if request.prefix:
                 # vLLM continues the last assistant message instead of opening a new one.
                 messages.append({"role": "assistant", "content": request.prefix})
@@ -288,7 +305,10 @@ class OpenAIGenerator:
             raise MalformedResponseError(f"response has no completion choices (got {str(response)[:200]!r})")
         completions = []
         for choice in choices:
-            text = _choice_text(choice)
+            text = choice_text(choice)
+            tool_calls = choice_tool_calls(choice)
+            if text is None and tool_calls:
+                text = ""
             if not isinstance(text, str):
                 raise MalformedResponseError(f"a choice has no text (got {str(choice)[:200]!r})")
             stop_reason = getattr(choice, "stop_reason", None)  # vLLM: the matched stop string
@@ -297,7 +317,8 @@ class OpenAIGenerator:
                     text=text,
                     finish_reason=getattr(choice, "finish_reason", None),
                     stop_reason=stop_reason if isinstance(stop_reason, str) else None,
-                    logprobs=_choice_logprobs(choice),
+                    logprobs=choice_logprobs(choice),
+                    tool_calls=tool_calls,
                 )
             )
         usage = getattr(response, "usage", None)
@@ -321,63 +342,3 @@ def cannot_continue(url: str, exc: openai.BadRequestError) -> str:
         "template) if the server has /v1/completions, or leave out what continues answers: early exit and "
         "thinking budgets (early_exit, min/max_thinking_tokens, finish_first) and step-level strategies"
     )
-
-
-def share_tokens(completions: list[Completion], total: int, tokenizer=None) -> None:
-    """Each choice's generated tokens. A response reports one total for all its choices:
-    exact for one choice, or from each choice's logprobs (one entry per token) when they add
-    up to it; else the total is split in proportion to each choice's length (tokens when a
-    tokenizer is set, else characters), the parts adding up to the total, and marked
-    estimated."""
-    if len(completions) == 1:
-        completions[0].tokens = total
-        return
-    counted = [len(c.logprobs) for c in completions if c.logprobs is not None]
-    if len(counted) == len(completions) and sum(counted) == total:
-        for c, tokens in zip(completions, counted):
-            c.tokens = tokens
-        return
-    lengths = [
-        len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) if tokenizer else len(c.text) for c in completions
-    ]
-    weights = [length + 1 for length in lengths]  # + 1: a choice that ended at once still spent its EOS
-    exact = [total * w / sum(weights) for w in weights]
-    shares = [int(x) for x in exact]
-    by_remainder = sorted(range(len(exact)), key=lambda i: shares[i] - exact[i])
-    for i in by_remainder[: total - sum(shares)]:
-        shares[i] += 1
-    for c, tokens in zip(completions, shares):
-        c.tokens, c.tokens_estimated = tokens, True
-
-
-def _chat_message(message: Message) -> ChatCompletionMessageParam:
-    """A checked message (rfprm_tts.chat: system, user or assistant) as the SDK types it."""
-    if message["role"] == "system":
-        return {"role": "system", "content": message["content"]}
-    if message["role"] == "assistant":
-        return {"role": "assistant", "content": message["content"]}
-    return {"role": "user", "content": message["content"]}
-
-
-def _choice_text(choice: Any) -> str | None:
-    """A choice's text. Servers that split reasoning out (`reasoning_content`) get it put
-    back inside <think>...</think>, so steps and answer are cut the same way everywhere."""
-    message = getattr(choice, "message", None)
-    if message is None:
-        return getattr(choice, "text", None)
-    content = getattr(message, "content", None)
-    reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
-    if isinstance(reasoning, str) and reasoning:
-        return f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
-    return content
-
-
-def _choice_logprobs(choice: Any) -> list[float] | None:
-    """Sampled-token log-probabilities: chat's logprobs.content, completions' token_logprobs."""
-    logprobs = getattr(choice, "logprobs", None)
-    if logprobs is None:
-        return None
-    content = getattr(logprobs, "content", None)
-    if content is not None:
-        return [item.logprob for item in content]
-    return getattr(logprobs, "token_logprobs", None)

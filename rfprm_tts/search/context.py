@@ -11,7 +11,14 @@ from contextlib import asynccontextmanager
 
 from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
-from rfprm_tts.generators.base import Completion, GenerationRequest, Generator, Piece, StreamingGenerator
+from rfprm_tts.generators.base import (
+    Completion,
+    GenerationRequest,
+    Generator,
+    Piece,
+    StreamingGenerator,
+    ToolSpec,
+)
 from rfprm_tts.prm.aggregate import FALLING, aggregate
 from rfprm_tts.prm.protocol import LogprobScorer, ScoredBatch, Scorer
 from rfprm_tts.prm.verifiers.confidence import confidence
@@ -34,6 +41,8 @@ class SearchContext:
     `budget`: an optional token budget for the whole solve (see `TokenBudget`).
     `on_progress`: called with a `Progress` after every generation round and every PRM call,
     for a caller that shows the search as it runs (`rfprm serve` streams them).
+    `tools`: what the model may call; each sample request offers them (search/tool_calls.py
+    chooses among samples that call them).
 
     `messages` is the conversation the generator sees (system prompt and history included);
     the PRM scores its last user message as the question. `sampling` is how this solve
@@ -55,6 +64,7 @@ class SearchContext:
         confidence: tuple[str, int, float] = ("lowest_group", 2048, 0.0),
         budget: TokenBudget | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        tools: ToolSpec | None = None,
     ):
         self.messages = messages
         self.question = question_of(messages)
@@ -69,6 +79,7 @@ class SearchContext:
         self.budget = BudgetMeter(budget, self.usage, self.sampling.max_tokens)
         self.search_tree = SearchTree()
         self.progress = ProgressMeter(self.usage, on_progress)
+        self.tools = tools
         self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
         self._next_seed = self.sampling.seed
         self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
@@ -171,7 +182,7 @@ class SearchContext:
         cap = self.budget.cap(left)  # no one sample may outrun what the solve's token budget has left
         update = {"temperature": 0.0, "seed": None, "logprobs": True} if greedy else {"seed": self._seeds(n)}
         sampling = self.sampling.model_copy(update={**update, "max_tokens": cap})
-        request = GenerationRequest(self.messages, n=n, prefix=prefix, stop=stop, sampling=sampling)
+        request = GenerationRequest(self.messages, n=n, prefix=prefix, stop=stop, sampling=sampling, tools=self.tools)
         result = await self.generator.generate(request)
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.generated_tokens += result.generated_tokens
@@ -339,6 +350,7 @@ class SearchContext:
                 generated_tokens=completion.tokens,
                 tokens_estimated=completion.tokens_estimated,
                 logprobs=completion.logprobs,
+                tool_calls=completion.tool_calls,
                 error=completion.error,
             ),
             parent,

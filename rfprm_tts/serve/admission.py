@@ -23,7 +23,7 @@ from pathlib import Path
 from starlette.requests import ClientDisconnect, Request
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.serve.protocol import APIError
+from rfprm_tts.serve.errors import APIError
 from rfprm_tts.settings import Settings
 
 _PRINTABLE_KEY = re.compile(r"[\x21-\x7e]+")  # what an Authorization header can carry, no spaces

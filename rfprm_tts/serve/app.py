@@ -24,7 +24,7 @@ scores of given responses, see ScoreRequest) and `POST /v1/rewards/openrlhf` (Op
 remote reward request; rfprm_tts.rewards.openrlhf).
 
 The rooms, as vLLM's entrypoints split them: protocol.py is the wire format of requests (models,
-validation, error objects), responses.py that of answers (bodies and stream events), service.py runs a parsed request without
+validation), errors.py the error objects, responses.py the answers (bodies and stream events), service.py runs a parsed request without
 HTTP (ProxyService), and this module is the router: each route authenticates, reads the body,
 takes a place under the limits (admission.py), parses, calls the service and formats its
 answer (JSON, or a stream of events).
@@ -54,8 +54,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from rfprm_tts.rewards.openrlhf import OpenRLHFRequest
 from rfprm_tts.search.progress import Progress
 from rfprm_tts.serve.admission import Admission, ClientGone, check_exposure, read_body
+from rfprm_tts.serve.errors import APIError
 from rfprm_tts.serve.metrics import Metrics
-from rfprm_tts.serve.protocol import APIError, ChatCall, ScoreRequest, check_model, parse_chat, parse_model
+from rfprm_tts.serve.protocol import ChatCall, ScoreRequest, check_model, parse_chat, parse_model
 from rfprm_tts.serve.responses import DONE, answer_chunks, chunk_head, delta_chunk, progress_chunk, sse
 from rfprm_tts.serve.service import ProxyService, internal_error
 from rfprm_tts.settings import Settings

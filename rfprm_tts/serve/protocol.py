@@ -1,5 +1,5 @@
-"""The proxy's wire format, the requests' side: request models, their parsing and validation,
-and error objects (the answers' bodies and stream events are in responses.py).
+"""The proxy's wire format, the requests' side: request models, their parsing and validation
+(errors.py has the error objects, responses.py the answers' bodies and stream events).
 
 Everything a client sends is checked here, before any work starts, so a request's content
 gets a 400 naming the field at fault, never a 500: JSON nesting and number sizes are bounded,
@@ -14,44 +14,18 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.generators.base import ToolSpec
+from rfprm_tts.serve.errors import APIError, invalid
 from rfprm_tts.settings import Settings
+from rfprm_tts.solver import check_tools_apply
 from rfprm_tts.strategies.base import Strategy, build_strategy, strategy_class
 
 MAX_JSON_DEPTH = 32  # far deeper than any chat request; bounds every recursive walk after parsing
 SEED_LIMIT = 2**63  # seeds are int64 upstream; the search adds the sample's index to it
 _BUDGET_HEADER = re.compile(r"[0-9]{1,12}")  # ASCII digits only: str.isdigit() also takes '²'
-
-
-class APIError(Exception):
-    """An error answered as an OpenAI-style error object."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        kind: str,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-        param: str | None = None,
-    ):
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
-        self.headers, self.param = headers or {}, param
-
-    def payload(self) -> dict[str, Any]:
-        return {"message": self.message, "type": self.kind, "param": self.param, "code": self.code}
-
-    def response(self) -> JSONResponse:
-        return JSONResponse({"error": self.payload()}, status_code=self.status, headers=self.headers)
-
-
-def invalid(message: str, code: str, param: str | None = None) -> APIError:
-    """A 400 for the request's content."""
-    return APIError(400, message, "invalid_request_error", code, param=param)
 
 
 class RfprmOptions(BaseModel):
@@ -97,6 +71,30 @@ class ScoreRequest(BaseModel):
     items: list[ScoreItem] = Field(min_length=1)
 
 
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="allow")  # description, parameters, strict: passed on as given
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class FunctionTool(BaseModel):
+    """One of a request's `tools` (OpenAI's function tools), passed to the upstream as given."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    """`tool_choice` naming the one function the model must call."""
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatRequest(BaseModel):
     """The chat-completions fields the proxy reads; other fields are accepted and ignored."""
 
@@ -114,10 +112,11 @@ class ChatRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     rfprm: RfprmOptions = Field(default_factory=RfprmOptions)
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     # Read only to refuse them (see `refuse_unhonoured`): a 200 without them would mislead.
-    tools: list[Any] | None = None
     functions: list[Any] | None = None
-    tool_choice: str | dict[str, Any] | None = None
     function_call: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
     logprobs: bool | None = None
@@ -142,10 +141,11 @@ class ChatRequest(BaseModel):
 
 @dataclass
 class ChatCall:
-    """A validated chat request and the strategy built for it."""
+    """A validated chat request, the strategy built for it, and the tools it offers."""
 
     chat: ChatRequest
     strategy: Strategy
+    tools: ToolSpec | None = None
 
 
 def load_json(body: bytes) -> Any:
@@ -225,7 +225,33 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
             "max_tokens_too_large",
             "max_tokens",
         )
-    return ChatCall(chat, request_strategy(chat.rfprm, settings, n, budget_header, chat.reasoning_effort))
+    tools = tool_spec(chat)
+    # an agent sends reasoning_effort by habit; its budget would turn on thinking controls, which tools exclude
+    effort = None if tools else chat.reasoning_effort
+    strategy = request_strategy(chat.rfprm, settings, n, budget_header, effort)
+    if tools is not None:
+        try:
+            check_tools_apply(strategy)
+        except ConfigError as exc:
+            raise invalid(str(exc), "invalid_tools", "tools") from None
+    return ChatCall(chat, strategy, tools)
+
+
+def tool_spec(chat: ChatRequest) -> ToolSpec | None:
+    """The request's tools as the generator passes them on (None without any); a
+    tool_choice must name one of them."""
+    if not chat.tools:
+        return None
+    tools = [tool.model_dump(exclude_none=True) for tool in chat.tools]
+    choice = chat.tool_choice.model_dump() if isinstance(chat.tool_choice, NamedToolChoice) else chat.tool_choice
+    spec = ToolSpec(tools, choice, chat.parallel_tool_calls)
+    if isinstance(chat.tool_choice, NamedToolChoice) and chat.tool_choice.function.name not in spec.names():
+        raise invalid(
+            f"tool_choice names {chat.tool_choice.function.name!r}, which is not one of the request's tools",
+            "invalid_tool_choice",
+            "tool_choice",
+        )
+    return spec
 
 
 def check_model(name: str, served: str) -> None:
@@ -242,13 +268,12 @@ def check_model(name: str, served: str) -> None:
 
 
 def refuse_unhonoured(chat: ChatRequest) -> None:
-    """A 400 naming the field for what a client relies on and the proxy cannot do yet (tool
-    calls, structured output, log-probabilities), where a 200 without it would mislead: an
-    agent's tool call would just never happen."""
+    """A 400 naming the field for what a client relies on and the proxy cannot do (yet):
+    structured output, log-probabilities, the deprecated `functions`, a tool_choice without
+    tools; where a 200 without it would mislead."""
     asked = {
-        "tools": bool(chat.tools),
-        "functions": bool(chat.functions),
-        "tool_choice": chat.tool_choice not in (None, "none", "auto"),
+        "tool_choice": not chat.tools and chat.tool_choice not in (None, "none", "auto"),
+        "functions": bool(chat.functions),  # the deprecated form of tools
         "function_call": chat.function_call not in (None, "none", "auto"),
         "response_format": chat.response_format is not None and chat.response_format.get("type") != "text",
         "logprobs": bool(chat.logprobs),

@@ -27,14 +27,7 @@ def completion_body(
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": i,
-                "message": {"role": "assistant", "content": c.trajectory.text if c else ""},
-                "finish_reason": c.finish_reason if c and c.finish_reason in ("stop", "length") else "stop",
-            }
-            for i, c in enumerate(choices or [best])
-        ],
+        "choices": [choice(i, c) for i, c in enumerate(choices or [best])],
         "usage": {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.generated_tokens,
@@ -75,6 +68,19 @@ def chunk_head(request_id: str, created: int, model: str) -> dict[str, Any]:
     return {"id": request_id, "object": "chat.completion.chunk", "created": created, "model": model}
 
 
+def choice(index: int, c: Candidate | None) -> dict[str, Any]:
+    """One choice of a chat completion: the candidate's text, or its tool calls."""
+    if c is not None and c.tool_calls:
+        message = {"role": "assistant", "content": c.trajectory.text or None, "tool_calls": c.tool_calls}
+        return {"index": index, "message": message, "finish_reason": "tool_calls"}
+    finish = c.finish_reason if c and c.finish_reason in ("stop", "length") else "stop"
+    return {
+        "index": index,
+        "message": {"role": "assistant", "content": c.trajectory.text if c else ""},
+        "finish_reason": finish,
+    }
+
+
 def delta_chunk(
     head: dict[str, Any], delta: dict[str, Any], finish: str | None = None, index: int = 0, **extra: Any
 ) -> str:
@@ -92,14 +98,17 @@ def answer_chunks(body: dict[str, Any], include_usage: bool, piece: int = 64) ->
     stream's opening role chunk is choice 0's; the others get theirs here."""
     head = chunk_head(body["id"], body["created"], body["model"])
     events = []
-    for index, choice in enumerate(body["choices"]):
-        text = choice["message"]["content"]
+    for index, answered in enumerate(body["choices"]):
+        text = answered["message"]["content"] or ""
         if index:
             events.append(delta_chunk(head, {"role": "assistant", "content": ""}, index=index))
         events += [delta_chunk(head, {"content": text[i : i + piece]}, index=index) for i in range(0, len(text), piece)]
+        if calls := answered["message"].get("tool_calls"):
+            deltas = [{"index": k, **call} for k, call in enumerate(calls)]
+            events.append(delta_chunk(head, {"tool_calls": deltas}, index=index))
         last = index == len(body["choices"]) - 1
         events.append(
-            delta_chunk(head, {}, choice["finish_reason"], index=index, **({"rfprm": body["rfprm"]} if last else {}))
+            delta_chunk(head, {}, answered["finish_reason"], index=index, **({"rfprm": body["rfprm"]} if last else {}))
         )
     if include_usage:
         events.append(sse({**head, "choices": [], "usage": body["usage"]}))

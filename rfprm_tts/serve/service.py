@@ -28,8 +28,9 @@ from rfprm_tts.prm.scorer import PRMScorer
 from rfprm_tts.rewards import RewardModel, openrlhf
 from rfprm_tts.search.progress import Progress
 from rfprm_tts.serve.batching import BatchingScorer
+from rfprm_tts.serve.errors import APIError, invalid
 from rfprm_tts.serve.metrics import Metrics
-from rfprm_tts.serve.protocol import APIError, ChatCall, ScoreRequest, invalid
+from rfprm_tts.serve.protocol import ChatCall, ScoreRequest
 from rfprm_tts.serve.responses import completion_body, top_choices
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
@@ -141,7 +142,7 @@ class ProxyService:
             request_settings = self.settings.with_overrides(**chat.sampling_overrides())
             if uses_prm(call.strategy):
                 await self.check_question(question_of(messages))
-            result = await self.solver.run(messages, call.strategy, request_settings, on_progress)
+            result = await self.solver.run(messages, call.strategy, request_settings, on_progress, call.tools)
         except APIError:
             raise
         except ConfigError as exc:

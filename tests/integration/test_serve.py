@@ -457,16 +457,15 @@ WEATHER_TOOL = {
 @pytest.mark.parametrize(
     ("field", "extra"),
     [
-        ("tools", {"tools": [WEATHER_TOOL]}),
-        ("tool_choice", {"tool_choice": "required"}),
+        ("tool_choice", {"tool_choice": "required"}),  # without tools (tools: test_serve_tools.py)
         ("response_format", {"response_format": {"type": "json_object"}}),
         ("logprobs", {"logprobs": True}),
         ("functions", {"extra_body": {"functions": [WEATHER_TOOL["function"]]}}),
     ],
 )
 def test_what_the_proxy_cannot_honour_is_refused_not_dropped(demo_proxy, field, extra):
-    """An agent's tools (or a JSON response format, or log-probabilities) answered with plain
-    text would mislead it: a 400 naming the field, before any work."""
+    """A JSON response format, log-probabilities, or a tool call asked for without tools,
+    answered with plain text would mislead the client: a 400 naming the field, before any work."""
     with pytest.raises(openai.BadRequestError) as refused:
         client(demo_proxy).chat.completions.create(
             model="rfprm", messages=[{"role": "user", "content": QUESTION}], **extra

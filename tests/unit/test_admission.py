@@ -5,7 +5,7 @@ import asyncio
 import pytest
 
 from rfprm_tts.serve.admission import Admission
-from rfprm_tts.serve.protocol import APIError
+from rfprm_tts.serve.errors import APIError
 
 
 async def hold(admission: Admission, delay_ticks: int, hold_s: float) -> str:

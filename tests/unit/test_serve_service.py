@@ -10,7 +10,8 @@ import pytest
 from helpers.fakes import DigitScorer, ListGenerator
 from rfprm_tts import ReasoningSolver, Settings
 from rfprm_tts.rewards.openrlhf import OpenRLHFRequest
-from rfprm_tts.serve.protocol import APIError, ScoreRequest, parse_chat
+from rfprm_tts.serve.errors import APIError
+from rfprm_tts.serve.protocol import ScoreRequest, parse_chat
 from rfprm_tts.serve.service import ProxyService
 
 LOW = "2 + 1 = 3\n\nThe answer is \\boxed{3}."  # step scores .2 .3

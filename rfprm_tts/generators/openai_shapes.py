@@ -1,0 +1,95 @@
+"""The shapes the OpenAI API speaks, for the openai backend: checked chat messages as the SDK
+types them, and what a response's choices hold (text, reasoning, log-probabilities, tool
+calls, each choice's share of the token count)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from openai.types.chat import ChatCompletionMessageParam
+
+from rfprm_tts.chat import Message
+from rfprm_tts.errors import MalformedResponseError
+from rfprm_tts.generators.base import Completion
+
+
+def share_tokens(completions: list[Completion], total: int, tokenizer=None) -> None:
+    """Each choice's generated tokens. A response reports one total for all its choices:
+    exact for one choice, or from each choice's logprobs (one entry per token) when they add
+    up to it; else the total is split in proportion to each choice's length (tokens when a
+    tokenizer is set, else characters), the parts adding up to the total, and marked
+    estimated."""
+    if len(completions) == 1:
+        completions[0].tokens = total
+        return
+    counted = [len(c.logprobs) for c in completions if c.logprobs is not None]
+    if len(counted) == len(completions) and sum(counted) == total:
+        for c, tokens in zip(completions, counted):
+            c.tokens = tokens
+        return
+    lengths = [
+        len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) if tokenizer else len(c.text) for c in completions
+    ]
+    weights = [length + 1 for length in lengths]  # + 1: a choice that ended at once still spent its EOS
+    exact = [total * w / sum(weights) for w in weights]
+    shares = [int(x) for x in exact]
+    by_remainder = sorted(range(len(exact)), key=lambda i: shares[i] - exact[i])
+    for i in by_remainder[: total - sum(shares)]:
+        shares[i] += 1
+    for c, tokens in zip(completions, shares):
+        c.tokens, c.tokens_estimated = tokens, True
+
+
+def chat_message(message: Message) -> ChatCompletionMessageParam:
+    """A checked message (rfprm_tts.chat: system, user, assistant, tool) as the SDK types it."""
+    if message["role"] == "system":
+        return {"role": "system", "content": message["content"]}
+    if message["role"] == "assistant" and message.get("tool_calls"):
+        return {"role": "assistant", "content": message["content"] or None, "tool_calls": message["tool_calls"]}
+    if message["role"] == "assistant":
+        return {"role": "assistant", "content": message["content"]}
+    if message["role"] == "tool":
+        return {"role": "tool", "content": message["content"], "tool_call_id": message["tool_call_id"]}
+    return {"role": "user", "content": message["content"]}
+
+
+def choice_tool_calls(choice: Any) -> list[dict[str, Any]] | None:
+    """A choice's tool calls in OpenAI's shape ({"id", "type", "function": {"name",
+    "arguments"}}), or None; a call not in that shape makes the response malformed."""
+    calls = getattr(getattr(choice, "message", None), "tool_calls", None)
+    if not calls:
+        return None
+    shaped = []
+    for call in calls:
+        function = getattr(call, "function", None)
+        name, arguments = getattr(function, "name", None), getattr(function, "arguments", None)
+        if not (isinstance(getattr(call, "id", None), str) and isinstance(name, str) and isinstance(arguments, str)):
+            raise MalformedResponseError(
+                f"a tool call is not id, function name and arguments (got {str(call)[:200]!r})"
+            )
+        shaped.append({"id": call.id, "type": "function", "function": {"name": name, "arguments": arguments}})
+    return shaped
+
+
+def choice_text(choice: Any) -> str | None:
+    """A choice's text. Servers that split reasoning out (`reasoning_content`) get it put
+    back inside <think>...</think>, so steps and answer are cut the same way everywhere."""
+    message = getattr(choice, "message", None)
+    if message is None:
+        return getattr(choice, "text", None)
+    content = getattr(message, "content", None)
+    reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
+    if isinstance(reasoning, str) and reasoning:
+        return f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
+    return content
+
+
+def choice_logprobs(choice: Any) -> list[float] | None:
+    """Sampled-token log-probabilities: chat's logprobs.content, completions' token_logprobs."""
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is None:
+        return None
+    content = getattr(logprobs, "content", None)
+    if content is not None:
+        return [item.logprob for item in content]
+    return getattr(logprobs, "token_logprobs", None)

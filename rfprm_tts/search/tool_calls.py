@@ -1,0 +1,106 @@
+"""Choosing among samples that end in tool calls (an agent's turn).
+
+A sampling strategy picks among the samples that answer in text; over the samples that call
+tools this module votes, the way a person would check an agent's step:
+
+    fail the calls the client could not run: a tool it did not offer, arguments that are not
+        a JSON object, a call where tool_choice is "none" (and text where it asks for a call)
+    more samples call tools than answer in text?   else the strategy's pick stands
+        group them by the tools they call (names, in order): the largest group
+        within it, by the arguments (canonical JSON: keys sorted): the largest group
+        ties: the larger summed PRM score (of the reasoning before the call), then first seen
+        the winner is the best-scored sample of that group, its calls verbatim
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rfprm_tts.generators.base import ToolSpec
+from rfprm_tts.trajectory import Candidate
+
+
+@dataclass
+class ToolVote:
+    """The vote's outcome: the winning sample (None: the text answers win) and its calls
+    written out as the answer, with the counts that decided it."""
+
+    best: Candidate | None
+    answer: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical(arguments: str) -> str | None:
+    """A call's arguments as canonical JSON (keys sorted, no spaces), or None when they are
+    not a JSON object."""
+    try:
+        value = json.loads(arguments)
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def check_calls(candidates: list[Candidate], spec: ToolSpec) -> None:
+    """Fail the samples whose calls the client could not run or did not allow."""
+    offered = spec.names()
+    named = spec.choice["function"]["name"] if isinstance(spec.choice, dict) else None
+    for c in candidates:
+        if not c.ok:
+            continue
+        calls = c.tool_calls or []
+        bad = [
+            call["function"]["name"]
+            for call in calls
+            if call["function"]["name"] not in offered or canonical(call["function"]["arguments"]) is None
+        ]
+        if calls and spec.choice == "none":
+            c.error = "called a tool where tool_choice is 'none'"
+        elif bad:
+            c.error = f"called {bad[0]!r}: a tool that was not offered, or arguments that are not a JSON object"
+        elif named is not None and any(call["function"]["name"] != named for call in calls):
+            c.error = f"called another tool than the one tool_choice names ({named!r})"
+        elif not calls and (spec.choice == "required" or named is not None):
+            c.error = "answered in text where tool_choice asks for a tool call"
+
+
+def vote_tool_calls(candidates: list[Candidate], spec: ToolSpec) -> ToolVote:
+    """The module's rule (see its docstring) over a strategy's candidates."""
+    check_calls(candidates, spec)
+    calling = [c for c in candidates if c.ok and c.tool_calls]
+    texting = sum(c.ok and not c.tool_calls for c in candidates)
+    details: dict[str, Any] = {"calling": len(calling), "text": texting}
+    if len(calling) <= texting:
+        return ToolVote(None, None, details)
+    same_tools = _largest(calling, lambda c: tuple(call["function"]["name"] for call in _calls(c)))
+    same_call = _largest(
+        same_tools,
+        lambda c: tuple((call["function"]["name"], canonical(call["function"]["arguments"])) for call in _calls(c)),
+    )
+    best = max(same_call, key=_score)
+    answer = "; ".join(
+        f"{call['function']['name']}({canonical(call['function']['arguments'])})" for call in _calls(best)
+    )
+    details.update(same_tools=len(same_tools), same_call=len(same_call))
+    return ToolVote(best, answer, details)
+
+
+def _calls(c: Candidate) -> list[dict[str, Any]]:
+    return c.tool_calls or []
+
+
+def _score(c: Candidate) -> float:
+    return c.score if c.score is not None else -math.inf
+
+
+def _largest(candidates: list[Candidate], key: Callable[[Candidate], Hashable]) -> list[Candidate]:
+    """The largest group by `key`; ties: the larger summed PRM score, then the first seen."""
+    groups: dict[Hashable, list[Candidate]] = {}
+    for c in candidates:
+        groups.setdefault(key(c), []).append(c)
+    return max(groups.values(), key=lambda g: (len(g), sum(c.score or 0.0 for c in g)))

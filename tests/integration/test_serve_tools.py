@@ -1,0 +1,171 @@
+"""`rfprm serve` in an agent's loop: tools offered to the upstream, samples that call them voted
+on (rfprm_tts.search.tool_calls), the winner's calls in OpenAI's shape, plain and streamed, and
+the tool results of the next turn passed on. The official openai SDK against the proxy, with a
+scripted upstream."""
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from helpers.proxy import KEYS, QUESTION, running, upstream_settings
+from helpers.servers import Reply, ScriptedServer
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}},
+    },
+}
+SEARCH = {"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}
+ASK = [{"role": "user", "content": "What should I wear in Paris today?"}]
+
+
+def call(name: str, arguments: str, i: int) -> dict:
+    return {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def upstream_body(samples: list[str | tuple[str, str]]) -> dict:
+    """A chat completion whose choices answer in text (a string) or call a tool ((name, arguments))."""
+    choices = []
+    for i, sample in enumerate(samples):
+        if isinstance(sample, str):
+            message, finish = {"role": "assistant", "content": sample}, "stop"
+        else:
+            message, finish = {"role": "assistant", "content": None, "tool_calls": [call(*sample, i)]}, "tool_calls"
+        choices.append({"index": i, "message": message, "finish_reason": finish})
+    usage = {"prompt_tokens": 20, "completion_tokens": 10 * len(samples), "total_tokens": 20 + 10 * len(samples)}
+    return {"id": "up", "object": "chat.completion", "created": 0, "model": "up", "choices": choices, "usage": usage}
+
+
+@pytest.fixture
+def upstream():
+    server = ScriptedServer()
+    yield server
+    server.close()
+
+
+def proxy(upstream: ScriptedServer, n: int):
+    return running(upstream_settings(upstream).with_overrides(n=n, strategy="majority_vote"))
+
+
+def client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="any", max_retries=0)
+
+
+PARIS = '{"city": "Paris", "unit": "c"}'
+VOTE = [
+    ("get_weather", PARIS),
+    ("get_weather", '{"unit":"c","city":"Paris"}'),  # the same call, keys in another order
+    ("get_weather", '{"city": "London"}'),
+    ("search", '{"q": "Paris weather"}'),
+    ("get_weather", "{not json"),  # arguments the client could not run: a failed sample
+]
+
+
+def test_the_most_called_tool_wins_with_its_arguments_verbatim(upstream):
+    # names: get_weather 3 (the bad one failed) against search 1; its arguments: Paris 2
+    # against London 1; the first Paris sample's call comes back as the upstream wrote it.
+    upstream.default = Reply(200, upstream_body(VOTE))
+    with proxy(upstream, n=5) as url:
+        response = client(url).chat.completions.create(
+            model="rfprm", messages=ASK, tools=[WEATHER, SEARCH], tool_choice="auto", parallel_tool_calls=False
+        )
+    [choice] = response.choices
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [chosen] = choice.message.tool_calls
+    assert (chosen.id, chosen.function.name, chosen.function.arguments) == ("call_0", "get_weather", PARIS)
+    rfprm = response.model_extra["rfprm"]
+    assert rfprm["answer"] == 'get_weather({"city":"Paris","unit":"c"})'
+    sent = upstream.requests[0]
+    assert sent["tools"] == [WEATHER, SEARCH] and sent["tool_choice"] == "auto" and sent["parallel_tool_calls"] is False
+
+
+def test_the_winning_call_streams_as_tool_call_deltas(upstream):
+    upstream.default = Reply(200, upstream_body(VOTE))
+    with proxy(upstream, n=5) as url:
+        stream = client(url).chat.completions.create(model="rfprm", messages=ASK, tools=[WEATHER, SEARCH], stream=True)
+        calls, finish = [], None
+        for chunk in stream:
+            for c in chunk.choices:
+                calls += c.delta.tool_calls or []
+                finish = c.finish_reason or finish
+    assert finish == "tool_calls" and len(calls) == 1
+    assert (calls[0].index, calls[0].id, calls[0].function.name, calls[0].function.arguments) == (
+        0,
+        "call_0",
+        "get_weather",
+        PARIS,
+    )
+
+
+def test_text_wins_when_more_samples_answer_in_text(upstream):
+    upstream.default = Reply(200, upstream_body(["Wear a coat: it is 8 C.", "A coat.", "A coat.", *VOTE[:2]]))
+    with proxy(upstream, n=5) as url:
+        response = client(url).chat.completions.create(model="rfprm", messages=ASK, tools=[WEATHER])
+    assert response.choices[0].finish_reason == "stop" and response.choices[0].message.tool_calls is None
+    assert response.choices[0].message.content in ("Wear a coat: it is 8 C.", "A coat.")
+
+
+def test_the_next_turn_passes_the_call_and_its_result_on(upstream):
+    """An agent loop: the assistant's tool call and the tool's result go back to the upstream
+    as the client sent them; the answer of that turn is text."""
+    upstream.default = Reply(200, upstream_body(VOTE))
+    with proxy(upstream, n=5) as url:
+        first = client(url).chat.completions.create(model="rfprm", messages=ASK, tools=[WEATHER, SEARCH])
+        assistant = first.choices[0].message.model_dump(exclude_none=True)
+        result = {"role": "tool", "tool_call_id": "call_0", "content": '{"temperature": 8}'}
+        upstream.default = Reply(200, upstream_body(["Wear a coat: it is 8 C."] * 5))
+        second = client(url).chat.completions.create(
+            model="rfprm", messages=[*ASK, assistant, result], tools=[WEATHER, SEARCH]
+        )
+    assert second.choices[0].message.content == "Wear a coat: it is 8 C."
+    history = upstream.requests[-1]["messages"]
+    assert history[-2] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [call("get_weather", PARIS, 0)],
+    }
+    assert history[-1] == result
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "param"),
+    [
+        (
+            {"tool_choice": {"type": "function", "function": {"name": "book_flight"}}},
+            "invalid_tool_choice",
+            "tool_choice",
+        ),
+        ({"rfprm": {"strategy": "beam_search", "n": 4, "params": {"beam_width": 2}}}, "invalid_tools", "tools"),
+        ({"rfprm": {"params": {"early_exit": "probe"}}}, "invalid_tools", "tools"),
+    ],
+)
+def test_tools_that_cannot_be_honoured_are_400s(upstream, extra, code, param):
+    with proxy(upstream, n=2) as url:
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "rfprm", "messages": ASK, "tools": [WEATHER], **extra},
+            timeout=30,
+        )
+    error = response.json()["error"]
+    assert response.status_code == 400 and (error["code"], error["param"]) == (code, param), error
+    assert upstream.requests == []
+
+
+def test_tools_need_an_upstream_that_takes_them(tiny_prm_dir):
+    """The in-process demo model cannot call tools: a 400 saying what can, not a text answer."""
+    from rfprm_tts import Settings
+
+    with running(Settings(n=2, serve={"api_keys": KEYS})) as url:
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "rfprm", "messages": [{"role": "user", "content": QUESTION}], "tools": [WEATHER]},
+            headers={"Authorization": f"Bearer {KEYS[0]}"},
+            timeout=60,
+        )
+    assert response.status_code == 400 and "openai backend" in response.json()["error"]["message"]
+    assert json.dumps(response.json()).count("Traceback") == 0
