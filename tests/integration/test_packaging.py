@@ -30,6 +30,10 @@ def test_non_editable_install_imports_strategies_inside_the_package(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "rfprm_tts/strategies/best_of_n.py" in names
     assert not any(n.startswith("strategies/") for n in names)
+    # pyproject.toml lists the packages by hand: every folder of the package must be in it
+    folders = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "rfprm_tts").rglob("__init__.py")}
+    shipped = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
+    assert folders <= shipped, folders - shipped
 
     site = tmp_path / "site"
     subprocess.run(

@@ -169,3 +169,42 @@ def test_tools_need_an_upstream_that_takes_them(tiny_prm_dir):
         )
     assert response.status_code == 400 and "openai backend" in response.json()["error"]["message"]
     assert json.dumps(response.json()).count("Traceback") == 0
+
+
+def test_a_langchain_agent_loop_through_the_proxy(upstream):
+    """LangChain's ChatOpenAI with bound tools, as an agent runs it: the voted call comes back
+    as its tool call, the agent runs the tool and sends the result, the proxy answers in text."""
+    from langchain_core.messages import HumanMessage, ToolMessage
+    from langchain_core.tools import tool
+    from langchain_openai import ChatOpenAI
+
+    @tool
+    def get_weather(city: str, unit: str = "c") -> str:
+        """The weather in a city."""
+        return json.dumps({"city": city, "temperature": 8, "unit": unit})
+
+    @tool
+    def search(q: str) -> str:
+        """Search the web."""
+        return "nothing"
+
+    upstream.default = Reply(200, upstream_body(VOTE))
+    with proxy(upstream, n=5) as url:
+        llm = ChatOpenAI(base_url=f"{url}/v1", api_key="any", model="rfprm", max_retries=0)
+        agent = llm.bind_tools([get_weather, search])
+        history = [HumanMessage("What should I wear in Paris today?")]
+        step = agent.invoke(history)
+        assert [(c["name"], c["args"], c["id"]) for c in step.tool_calls] == [
+            ("get_weather", {"city": "Paris", "unit": "c"}, "call_0")
+        ]
+        history += [step, ToolMessage(get_weather.invoke(step.tool_calls[0]["args"]), tool_call_id="call_0")]
+        upstream.default = Reply(200, upstream_body(["Wear a coat: it is 8 C."] * 5))
+        final = agent.invoke(history)
+    assert final.content == "Wear a coat: it is 8 C." and not final.tool_calls
+    offered = [t["function"]["name"] for t in upstream.requests[0]["tools"]]
+    assert offered == ["get_weather", "search"]
+    assert upstream.requests[-1]["messages"][-1] == {
+        "role": "tool",
+        "tool_call_id": "call_0",
+        "content": '{"city": "Paris", "temperature": 8, "unit": "c"}',
+    }
