@@ -28,12 +28,14 @@ _PUBLIC = {
     "Usage": "rfprm_tts.trajectory",
     "Progress": "rfprm_tts.search.progress",
     "ToolSpec": "rfprm_tts.generators.base",
+    "JSONFormat": "rfprm_tts.generators.base",
 }
 
 __all__ = [
     "Candidate",
     "ConfigError",
     "GenerationError",
+    "JSONFormat",
     "PRMLoadError",
     "Progress",
     "ReasoningSolver",
@@ -50,7 +52,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from rfprm_tts.errors import ConfigError, GenerationError, PRMLoadError, RfprmError
-    from rfprm_tts.generators.base import ToolSpec
+    from rfprm_tts.generators.base import JSONFormat, ToolSpec
     from rfprm_tts.search.progress import Progress
     from rfprm_tts.settings import Settings
     from rfprm_tts.solver import ReasoningSolver, asolve, solve

@@ -22,12 +22,13 @@ from typing import Any, TypeVar
 from rfprm_tts.chat import Prompt, to_messages
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
 from rfprm_tts.generators import Generator, build_generator
-from rfprm_tts.generators.base import SizedGenerator, ToolCallingGenerator, ToolSpec
+from rfprm_tts.generators.base import JSONFormat, SizedGenerator, ToolCallingGenerator, ToolSpec
 from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.prm.protocol import LogprobScorer
 from rfprm_tts.search.budget import TokenBudget
 from rfprm_tts.search.context import SearchContext
+from rfprm_tts.search.json_answers import vote_json
 from rfprm_tts.search.progress import Progress
 from rfprm_tts.search.tool_calls import vote_tool_calls
 from rfprm_tts.settings import Settings
@@ -108,6 +109,7 @@ class ReasoningSolver:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         tools: ToolSpec | None = None,
+        json_format: JSONFormat | None = None,
         **overrides: Any,
     ) -> SolveResult:
         """Solve one question: a string, or a list of chat messages whose last user message is
@@ -116,9 +118,12 @@ class ReasoningSolver:
         (`generator__temperature`, `generator__max_tokens`, `generator__system_prompt`, ...),
         or `prm__aggregation` / `prm__alpha`. `on_progress` is called with a `Progress` after
         every generation round and PRM call of the search. `tools`: what the model may call
-        (an agent's turn; rfprm_tts.search.tool_calls says how a sample that calls is chosen)."""
+        (an agent's turn; rfprm_tts.search.tool_calls says how a sample that calls is chosen);
+        `json_format`: the answer's JSON format (rfprm_tts.search.json_answers)."""
         settings = self._settings_for(overrides)
-        return await self.run(prompt, self._strategy_for(settings, overrides), settings, on_progress, tools)
+        return await self.run(
+            prompt, self._strategy_for(settings, overrides), settings, on_progress, tools, json_format
+        )
 
     async def run(
         self,
@@ -127,11 +132,13 @@ class ReasoningSolver:
         settings: Settings | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         tools: ToolSpec | None = None,
+        json_format: JSONFormat | None = None,
     ) -> SolveResult:
         """Run a ready strategy object on one prompt (`asolve` builds it from settings);
         `settings` may differ from the solver's in per-solve fields only."""
         settings = settings or self.settings
-        if tools is not None:
+        shaped = tools is not None or json_format is not None
+        if shaped:
             check_tools_apply(strategy)
         limit = strategy.params.token_budget
         budget = TokenBudget(limit, strategy.params.budget_counts) if limit else None
@@ -142,22 +149,20 @@ class ReasoningSolver:
             budget=budget,
             on_progress=on_progress,
         )
-        if tools is not None:
+        if shaped:
             if not (isinstance(ctx.generator, ToolCallingGenerator) and ctx.generator.takes_tools):
                 raise ConfigError(
-                    "tools need a generator that offers them to the model: the openai backend with generator.api 'chat'"
+                    "tools and JSON answers need a generator that passes them to the model: the openai backend "
+                    "with generator.api 'chat'"
                 )
-            ctx.tools = tools
+            ctx.tools, ctx.json_format = tools, json_format
         started = time.perf_counter()
         try:
             outcome = await strategy.search(ctx.question, ctx)
         finally:
             await ctx.close()
-        if tools is not None:
-            vote = vote_tool_calls(outcome.candidates, tools)
-            outcome.details["tool_calls"] = vote.details
-            if vote.best is not None:
-                outcome = SearchOutcome(vote.answer, outcome.candidates, vote.best, outcome.details)
+        if shaped:
+            outcome = choose_shaped(outcome, tools, json_format)
         if outcome.best is None and ctx.prm_failures and not any(c.ok for c in outcome.candidates):
             raise PRMInputTooLongError(f"no candidate could be scored by the PRM; first: {ctx.prm_failures[0]}")
         ctx.usage.wall_time_s = time.perf_counter() - started
@@ -224,10 +229,13 @@ class ReasoningSolver:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         tools: ToolSpec | None = None,
+        json_format: JSONFormat | None = None,
         **overrides: Any,
     ) -> SolveResult:
         """Sync facade of `asolve` (`on_progress` is called on the solver's loop thread)."""
-        return self._own_loop().run(self.asolve(prompt, on_progress=on_progress, tools=tools, **overrides))
+        return self._own_loop().run(
+            self.asolve(prompt, on_progress=on_progress, tools=tools, json_format=json_format, **overrides)
+        )
 
     def _own_loop(self) -> _LoopThread:
         with self._build_lock:
@@ -323,10 +331,26 @@ async def asolve(prompt: Prompt, **overrides: Any) -> SolveResult:
 
 
 def check_tools_apply(strategy: Strategy) -> None:
-    """Tools go with strategies that sample whole answers and pick one, without thinking
-    controls (those continue a partial answer, which a tool call ends)."""
+    """Tools and JSON answers go with strategies that sample whole answers and pick one,
+    without thinking controls (those continue a partial answer, which a tool call ends)."""
     if not isinstance(strategy, SampleThenChoose) or strategy.params.controls_thinking:
         raise ConfigError(
-            f"tools need a strategy that samples whole answers (best_of_n, weighted_best_of_n, majority_vote) "
-            f"without thinking controls; {strategy.name!r} with these parameters is not one"
+            "tools and JSON answers need a strategy that samples whole answers (best_of_n, weighted_best_of_n, "
+            f"majority_vote) without thinking controls; {strategy.name!r} with these parameters is not one"
         )
+
+
+def choose_shaped(outcome: SearchOutcome, tools: ToolSpec | None, json_format: JSONFormat | None) -> SearchOutcome:
+    """The pick among samples shaped by the request: a tool call when most samples call tools
+    (search.tool_calls), else with a JSON format the JSON answer most samples give
+    (search.json_answers; none when no sample's answer is valid), else the strategy's pick."""
+    if tools is not None:
+        called = vote_tool_calls(outcome.candidates, tools)
+        outcome.details["tool_calls"] = called.details
+        if called.best is not None:
+            return SearchOutcome(called.answer, outcome.candidates, called.best, outcome.details)
+    if json_format is not None:
+        voted = vote_json(outcome.candidates, json_format)
+        outcome.details["json"] = voted.details
+        return SearchOutcome(voted.answer, outcome.candidates, voted.best, outcome.details)
+    return outcome

@@ -24,6 +24,20 @@ class ToolSpec:
         return {t["function"]["name"] for t in self.tools}
 
 
+@dataclass(frozen=True)
+class JSONFormat:
+    """A request's structured output (OpenAI's `response_format` of type json_object or
+    json_schema, kept as the client gave it): each answer is a JSON value, an object for
+    json_object, valid against `schema` when one is given."""
+
+    response_format: dict[str, Any]
+
+    @property
+    def schema(self) -> dict[str, Any] | None:
+        spec = self.response_format.get("json_schema") or {}
+        return spec.get("schema") if isinstance(spec, dict) else None
+
+
 @dataclass(init=False)
 class GenerationRequest:
     """Sample `n` continuations of the assistant's answer to a conversation.
@@ -35,7 +49,7 @@ class GenerationRequest:
     `max_tokens` lowers the token limit for this request (a step-level search stops at the
     step separator and gives a step what the answer has left). With `sampling.seed` set, the
     request's samples use seeds seed, seed + 1, ..., seed + n - 1. `tools`: what the model may
-    call (backends that take tools: the openai backend's chat API).
+    call, `json_format`: the answer's JSON format (both for the openai backend's chat API).
     """
 
     messages: list[Message]
@@ -45,6 +59,7 @@ class GenerationRequest:
     max_tokens: int | None = None
     sampling: Sampling | None = None
     tools: ToolSpec | None = None
+    json_format: JSONFormat | None = None
 
     def __init__(
         self,
@@ -55,10 +70,11 @@ class GenerationRequest:
         max_tokens: int | None = None,
         sampling: Sampling | None = None,
         tools: ToolSpec | None = None,
+        json_format: JSONFormat | None = None,
     ) -> None:
         self.messages = to_messages(messages)
         self.n, self.prefix, self.stop, self.max_tokens, self.sampling = n, prefix, stop, max_tokens, sampling
-        self.tools = tools
+        self.tools, self.json_format = tools, json_format
 
     @property
     def question(self) -> str:
@@ -133,8 +149,8 @@ class StreamingGenerator(Generator, Protocol):
 
 @runtime_checkable
 class ToolCallingGenerator(Generator, Protocol):
-    """A generator that can offer the model tools (`GenerationRequest.tools`); `takes_tools`:
-    whether it is set up to."""
+    """A generator that can offer the model tools and ask for JSON answers
+    (`GenerationRequest.tools`, `.json_format`); `takes_tools`: whether it is set up to."""
 
     @property
     def takes_tools(self) -> bool: ...

@@ -283,6 +283,8 @@ class OpenAIGenerator:
                     **common,
                 )
             messages = [chat_message(m) for m in request.messages]
+            if request.json_format is not None:
+                common["response_format"] = request.json_format.response_format
             if request.tools is not None:  # as the client gave them
                 common["tools"] = request.tools.tools
                 if request.tools.choice is not None:

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 
 from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
@@ -15,8 +14,7 @@ from rfprm_tts.generators.base import (
     Completion,
     GenerationRequest,
     Generator,
-    Piece,
-    StreamingGenerator,
+    JSONFormat,
     ToolSpec,
 )
 from rfprm_tts.prm.aggregate import FALLING, aggregate
@@ -41,8 +39,8 @@ class SearchContext:
     `budget`: an optional token budget for the whole solve (see `TokenBudget`).
     `on_progress`: called with a `Progress` after every generation round and every PRM call,
     for a caller that shows the search as it runs (`rfprm serve` streams them).
-    `tools`: what the model may call; each sample request offers them (search/tool_calls.py
-    chooses among samples that call them).
+    `tools`: what the model may call, `json_format`: the answer's JSON format; each sample request
+    carries them (search/tool_calls.py and search/json_answers.py choose among the samples).
 
     `messages` is the conversation the generator sees (system prompt and history included);
     the PRM scores its last user message as the question. `sampling` is how this solve
@@ -65,6 +63,7 @@ class SearchContext:
         budget: TokenBudget | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         tools: ToolSpec | None = None,
+        json_format: JSONFormat | None = None,
     ):
         self.messages = messages
         self.question = question_of(messages)
@@ -79,14 +78,14 @@ class SearchContext:
         self.budget = BudgetMeter(budget, self.usage, self.sampling.max_tokens)
         self.search_tree = SearchTree()
         self.progress = ProgressMeter(self.usage, on_progress)
-        self.tools = tools
+        self.tools, self.json_format = tools, json_format
         self.prm_failures: list[str] = []  # candidates the PRM could not score (prm.overflow "error")
         self._next_seed = self.sampling.seed
         self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
         self._live: list[Candidate] = []  # scored and not yet released from the PRM's cache
         self._warned_overflow = False
 
-    def _seeds(self, n: int) -> int | None:
+    def next_seeds(self, n: int) -> int | None:
         """The first of n fresh seeds (None without a seed)."""
         if self._next_seed is None:
             return None
@@ -136,39 +135,6 @@ class SearchContext:
         self.check_failures(completions)
         return completions
 
-    def streams(self, probing: bool) -> bool:
-        """Whether to stream samples, so one can be closed the moment it stops: where the
-        generator can, as generator.stream_thinking says ('auto': unless `probing`)."""
-        if not isinstance(self.generator, StreamingGenerator):
-            return False
-        mode = self.generator.stream_thinking
-        return mode == "on" or (mode == "auto" and not probing)
-
-    @asynccontextmanager
-    async def stream(self, prefix: str, stop: list[str], max_tokens: int) -> AsyncIterator[AsyncIterator[Piece]]:
-        """One sample continuing `prefix` as it is generated, within `max_tokens` and what the
-        solve's token budget has left; its tokens count in `usage` as they arrive, so
-        `budget.left` is current between pieces. Leaving the block closes the stream."""
-        assert isinstance(self.generator, StreamingGenerator), "only when self.streams(...)"
-        sampling = self.sampling.model_copy(update={"seed": self._seeds(1), "max_tokens": self.budget.cap(max_tokens)})
-        request = GenerationRequest(self.messages, prefix=prefix, stop=stop, sampling=sampling)
-        prompt_tokens = 0
-
-        async def counted(pieces: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
-            nonlocal prompt_tokens
-            async for piece in pieces:
-                self.usage.generated_tokens += piece.tokens
-                prompt_tokens = piece.prompt_tokens or prompt_tokens
-                yield piece
-
-        self.usage.generator_calls += 1
-        try:
-            async with self.generator.stream(request) as pieces:
-                yield counted(pieces)
-            self.budget.samples_back += 1
-        finally:
-            self.usage.prompt_tokens += prompt_tokens
-
     async def _request(
         self,
         n: int,
@@ -180,9 +146,17 @@ class SearchContext:
     ) -> list[Completion]:
         left = min(self.tokens_left(prefix), max_tokens or self.sampling.max_tokens)
         cap = self.budget.cap(left)  # no one sample may outrun what the solve's token budget has left
-        update = {"temperature": 0.0, "seed": None, "logprobs": True} if greedy else {"seed": self._seeds(n)}
+        update = {"temperature": 0.0, "seed": None, "logprobs": True} if greedy else {"seed": self.next_seeds(n)}
         sampling = self.sampling.model_copy(update={**update, "max_tokens": cap})
-        request = GenerationRequest(self.messages, n=n, prefix=prefix, stop=stop, sampling=sampling, tools=self.tools)
+        request = GenerationRequest(
+            self.messages,
+            n=n,
+            prefix=prefix,
+            stop=stop,
+            sampling=sampling,
+            tools=self.tools,
+            json_format=self.json_format,
+        )
         result = await self.generator.generate(request)
         self.usage.prompt_tokens += result.prompt_tokens
         self.usage.generated_tokens += result.generated_tokens

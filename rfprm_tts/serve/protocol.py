@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.generators.base import ToolSpec
+from rfprm_tts.generators.base import JSONFormat, ToolSpec
 from rfprm_tts.serve.errors import APIError, invalid
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import check_tools_apply
@@ -84,6 +84,20 @@ class FunctionTool(BaseModel):
     function: FunctionSpec
 
 
+class ResponseFormat(BaseModel):
+    """OpenAI's `response_format`: text, a JSON object, or JSON matching `json_schema.schema`."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and not isinstance((self.json_schema or {}).get("name"), str):
+            raise ValueError("a json_schema response_format needs json_schema with a name (and its schema)")
+        return self
+
+
 class NamedFunction(BaseModel):
     name: str
 
@@ -118,7 +132,7 @@ class ChatRequest(BaseModel):
     # Read only to refuse them (see `refuse_unhonoured`): a 200 without them would mislead.
     functions: list[Any] | None = None
     function_call: str | dict[str, Any] | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
 
@@ -146,6 +160,7 @@ class ChatCall:
     chat: ChatRequest
     strategy: Strategy
     tools: ToolSpec | None = None
+    json_format: JSONFormat | None = None
 
 
 def load_json(body: bytes) -> Any:
@@ -226,15 +241,18 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
             "max_tokens",
         )
     tools = tool_spec(chat)
+    rf = chat.response_format
+    json_format = JSONFormat(rf.model_dump(exclude_none=True)) if rf is not None and rf.type != "text" else None
     # an agent sends reasoning_effort by habit; its budget would turn on thinking controls, which tools exclude
-    effort = None if tools else chat.reasoning_effort
+    effort = None if tools or json_format else chat.reasoning_effort
     strategy = request_strategy(chat.rfprm, settings, n, budget_header, effort)
-    if tools is not None:
+    if tools is not None or json_format is not None:
+        field = "tools" if tools is not None else "response_format"
         try:
             check_tools_apply(strategy)
         except ConfigError as exc:
-            raise invalid(str(exc), "invalid_tools", "tools") from None
-    return ChatCall(chat, strategy, tools)
+            raise invalid(str(exc), f"invalid_{field}", field) from None
+    return ChatCall(chat, strategy, tools, json_format)
 
 
 def tool_spec(chat: ChatRequest) -> ToolSpec | None:
@@ -269,13 +287,12 @@ def check_model(name: str, served: str) -> None:
 
 def refuse_unhonoured(chat: ChatRequest) -> None:
     """A 400 naming the field for what a client relies on and the proxy cannot do (yet):
-    structured output, log-probabilities, the deprecated `functions`, a tool_choice without
-    tools; where a 200 without it would mislead."""
+    log-probabilities, the deprecated `functions`, a tool_choice without tools; where a 200
+    without it would mislead."""
     asked = {
         "tool_choice": not chat.tools and chat.tool_choice not in (None, "none", "auto"),
         "functions": bool(chat.functions),  # the deprecated form of tools
         "function_call": chat.function_call not in (None, "none", "auto"),
-        "response_format": chat.response_format is not None and chat.response_format.get("type") != "text",
         "logprobs": bool(chat.logprobs),
         "top_logprobs": bool(chat.top_logprobs),
     }

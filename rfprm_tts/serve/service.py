@@ -142,7 +142,9 @@ class ProxyService:
             request_settings = self.settings.with_overrides(**chat.sampling_overrides())
             if uses_prm(call.strategy):
                 await self.check_question(question_of(messages))
-            result = await self.solver.run(messages, call.strategy, request_settings, on_progress, call.tools)
+            result = await self.solver.run(
+                messages, call.strategy, request_settings, on_progress, call.tools, call.json_format
+            )
         except APIError:
             raise
         except ConfigError as exc:

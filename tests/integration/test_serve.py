@@ -458,7 +458,6 @@ WEATHER_TOOL = {
     ("field", "extra"),
     [
         ("tool_choice", {"tool_choice": "required"}),  # without tools (tools: test_serve_tools.py)
-        ("response_format", {"response_format": {"type": "json_object"}}),
         ("logprobs", {"logprobs": True}),
         ("functions", {"extra_body": {"functions": [WEATHER_TOOL["function"]]}}),
     ],

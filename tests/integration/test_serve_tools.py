@@ -1,7 +1,8 @@
 """`rfprm serve` in an agent's loop: tools offered to the upstream, samples that call them voted
 on (rfprm_tts.search.tool_calls), the winner's calls in OpenAI's shape, plain and streamed, and
-the tool results of the next turn passed on. The official openai SDK against the proxy, with a
-scripted upstream."""
+the tool results of the next turn passed on; structured output (response_format) voted on as
+canonical JSON (rfprm_tts.search.json_answers). The official openai SDK and LangChain against
+the proxy, with a scripted upstream."""
 
 import json
 
@@ -208,3 +209,49 @@ def test_a_langchain_agent_loop_through_the_proxy(upstream):
         "tool_call_id": "call_0",
         "content": '{"city": "Paris", "temperature": 8, "unit": "c"}',
     }
+
+
+SCHEMA = {
+    "name": "weather",
+    "schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "temp": {"type": "number"}},
+        "required": ["city", "temp"],
+    },
+}
+
+
+def test_json_answers_are_checked_against_the_schema_and_voted_as_canonical_json(upstream):
+    # valid: Paris x2 (keys in either order, one after its thinking), London x1; a sample
+    # without "temp" and one that is not JSON fail. The first Paris sample comes back verbatim.
+    samples = [
+        '{"city": "Paris", "temp": 8}',
+        '{"city": "London", "temp": 3}',
+        '<think>It is winter.</think>\n\n{"temp": 8, "city": "Paris"}',
+        '{"city": "Paris"}',
+        "Paris, 8 C",
+    ]
+    upstream.default = Reply(200, upstream_body(samples))
+    response_format = {"type": "json_schema", "json_schema": SCHEMA}
+    with proxy(upstream, n=5) as url:
+        response = client(url).chat.completions.create(
+            model="rfprm",
+            messages=ASK,
+            response_format=response_format,
+            extra_body={"rfprm": {"return_candidates": True}},
+        )
+    assert response.choices[0].message.content == samples[0]
+    rfprm = response.model_extra["rfprm"]
+    assert rfprm["answer"] == '{"city":"Paris","temp":8}'
+    errors = [c["error"] for c in rfprm["candidates"] if c["error"]]
+    assert len(errors) == 2 and any("schema" in e for e in errors) and any("not JSON" in e for e in errors)
+    assert upstream.requests[0]["response_format"] == response_format
+
+
+def test_json_object_answers_must_be_objects(upstream):
+    upstream.default = Reply(200, upstream_body(["[1, 2]", '{"a": 1}', "[1, 2]"]))
+    with proxy(upstream, n=3) as url:
+        response = client(url).chat.completions.create(
+            model="rfprm", messages=ASK, response_format={"type": "json_object"}
+        )
+    assert response.choices[0].message.content == '{"a": 1}'  # the lists, though more, are not objects

@@ -10,7 +10,7 @@ from rfprm_tts.generators.base import Completion
 from rfprm_tts.search.thinking.control import ThinkingControl
 from rfprm_tts.search.thinking.rounds import grow_in_rounds
 from rfprm_tts.search.thinking.sample import Thought
-from rfprm_tts.search.thinking.streamed import stream_all
+from rfprm_tts.search.thinking.streamed import stream_all, streams
 
 if TYPE_CHECKING:
     from rfprm_tts.search.context import SearchContext
@@ -22,7 +22,7 @@ async def sample_thinking(
     """n samples with their thinking controlled as `control` says; `exits` counts how each
     sample's thinking ended."""
     thoughts = [Thought() for _ in range(n)]
-    if ctx.streams(probing=control.early_exit != "none"):
+    if streams(ctx, probing=control.early_exit != "none"):
         await stream_all(ctx, thoughts, control)
         if all(t.exit == "failed" for t in thoughts):  # as the rounds' requests raise
             ctx.check_failures([t.completion() for t in thoughts])

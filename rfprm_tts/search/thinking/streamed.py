@@ -6,11 +6,13 @@ finish_first closes the others' streams. For generators that stream (the openai 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rfprm_tts.errors import GenerationError
-from rfprm_tts.generators.base import Completion
+from rfprm_tts.generators.base import Completion, GenerationRequest, Piece, StreamingGenerator
 from rfprm_tts.search.thinking.control import ThinkingControl
 from rfprm_tts.search.thinking.sample import (
     Probe,
@@ -29,6 +31,43 @@ from rfprm_tts.text import THINK_CLOSE
 
 if TYPE_CHECKING:
     from rfprm_tts.search.context import SearchContext
+
+
+def streams(ctx: SearchContext, probing: bool) -> bool:
+    """Whether to stream the samples, so one can be closed the moment it stops: where the
+    generator can, as generator.stream_thinking says ('auto': unless `probing`)."""
+    if not isinstance(ctx.generator, StreamingGenerator):
+        return False
+    mode = ctx.generator.stream_thinking
+    return mode == "on" or (mode == "auto" and not probing)
+
+
+@asynccontextmanager
+async def open_stream(
+    ctx: SearchContext, prefix: str, stop: list[str], max_tokens: int
+) -> AsyncIterator[AsyncIterator[Piece]]:
+    """One sample continuing `prefix` as it is generated, within `max_tokens` and what the
+    solve's token budget has left; its tokens count in `ctx.usage` as they arrive, so
+    `budget.left` is current between pieces. Leaving the block closes the stream."""
+    assert isinstance(ctx.generator, StreamingGenerator), "only where streams(ctx, ...)"
+    sampling = ctx.sampling.model_copy(update={"seed": ctx.next_seeds(1), "max_tokens": ctx.budget.cap(max_tokens)})
+    request = GenerationRequest(ctx.messages, prefix=prefix, stop=stop, sampling=sampling)
+    prompt_tokens = 0
+
+    async def counted(pieces: AsyncIterator[Piece]) -> AsyncIterator[Piece]:
+        nonlocal prompt_tokens
+        async for piece in pieces:
+            ctx.usage.generated_tokens += piece.tokens
+            prompt_tokens = piece.prompt_tokens or prompt_tokens
+            yield piece
+
+    ctx.usage.generator_calls += 1
+    try:
+        async with ctx.generator.stream(request) as pieces:
+            yield counted(pieces)
+        ctx.budget.samples_back += 1
+    finally:
+        ctx.usage.prompt_tokens += prompt_tokens
 
 
 async def stream_all(ctx: SearchContext, thoughts: list[Thought], control: ThinkingControl) -> None:
@@ -85,7 +124,7 @@ async def think_streamed(ctx: SearchContext, t: Thought, control: ThinkingContro
     since, mark = 0, 0  # tokens since the last check point; where its text ended
     stopped: Check | None = None
     try:
-        async with ctx.stream(t.text, stop=[THINK_CLOSE], max_tokens=thinking_limit(ctx, t, control)) as pieces:
+        async with open_stream(ctx, t.text, stop=[THINK_CLOSE], max_tokens=thinking_limit(ctx, t, control)) as pieces:
             async for piece in pieces:
                 got.text += piece.text
                 got.tokens = (got.tokens or 0) + piece.tokens
