@@ -15,25 +15,14 @@ votes on the JSON itself:
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
 
 from rfprm_tts.generators.base import JSONFormat
+from rfprm_tts.search.tool_calls import ShapedVote, best_scored, canonical_json, largest_group
 from rfprm_tts.text import THINK_CLOSE
 from rfprm_tts.trajectory import Candidate
-
-
-@dataclass
-class JSONVote:
-    """The vote's outcome: the winning sample (None when no sample's answer is valid JSON),
-    its answer as canonical JSON, and the counts that decided it."""
-
-    best: Candidate | None
-    answer: str | None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def answer_json(text: str) -> str:
@@ -56,12 +45,12 @@ def check_answer(text: str, spec: JSONFormat) -> tuple[str | None, str | None]:
             return None, f"the answer does not match the response_format's schema: {exc.message}"
         except jsonschema.SchemaError as exc:
             return None, f"the response_format's schema is not a valid JSON schema: {exc.message}"
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False), None
+    return canonical_json(value), None
 
 
-def vote_json(candidates: list[Candidate], spec: JSONFormat) -> JSONVote:
+def vote_json(candidates: list[Candidate], spec: JSONFormat) -> ShapedVote:
     """The module's rule (see its docstring) over a strategy's candidates."""
-    groups: dict[str, list[Candidate]] = {}
+    answers: dict[int, str] = {}  # by candidate id: its canonical answer
     for c in candidates:
         if not c.ok or c.tool_calls:
             continue
@@ -69,11 +58,12 @@ def vote_json(candidates: list[Candidate], spec: JSONFormat) -> JSONVote:
         if canonical is None:
             c.error = error
         else:
-            groups.setdefault(canonical, []).append(c)
-    details: dict[str, Any] = {"valid": sum(map(len, groups.values())), "distinct": len(groups)}
-    if not groups:
-        return JSONVote(None, None, details)
-    answer, members = max(groups.items(), key=lambda item: (len(item[1]), sum(c.score or 0.0 for c in item[1])))
-    best = max(members, key=lambda c: c.score if c.score is not None else -math.inf)
+            answers[id(c)] = canonical
+    valid = [c for c in candidates if id(c) in answers]
+    details: dict[str, Any] = {"valid": len(valid), "distinct": len(set(answers.values()))}
+    if not valid:
+        return ShapedVote(None, None, details)
+    members = largest_group(valid, lambda c: answers[id(c)])
     details["votes"] = len(members)
-    return JSONVote(best, answer, details)
+    best = best_scored(members)
+    return ShapedVote(best, answers[id(best)], details)

@@ -25,25 +25,28 @@ from rfprm_tts.trajectory import Candidate
 
 
 @dataclass
-class ToolVote:
-    """The vote's outcome: the winning sample (None: the text answers win) and its calls
-    written out as the answer, with the counts that decided it."""
+class ShapedVote:
+    """A vote among samples shaped by the request (tool calls here, JSON answers in
+    json_answers.py): the winning sample (None: no winner of that shape), its answer written
+    out, and the counts that decided it."""
 
     best: Candidate | None
     answer: str | None
     details: dict[str, Any] = field(default_factory=dict)
 
 
+def canonical_json(value: Any) -> str:
+    """A JSON value written one way: keys sorted, no spaces."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical(arguments: str) -> str | None:
-    """A call's arguments as canonical JSON (keys sorted, no spaces), or None when they are
-    not a JSON object."""
+    """A call's arguments as canonical JSON, or None when they are not a JSON object."""
     try:
         value = json.loads(arguments)
     except ValueError:
         return None
-    if not isinstance(value, dict):
-        return None
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical_json(value) if isinstance(value, dict) else None
 
 
 def check_calls(candidates: list[Candidate], spec: ToolSpec) -> None:
@@ -69,36 +72,37 @@ def check_calls(candidates: list[Candidate], spec: ToolSpec) -> None:
             c.error = "answered in text where tool_choice asks for a tool call"
 
 
-def vote_tool_calls(candidates: list[Candidate], spec: ToolSpec) -> ToolVote:
+def vote_tool_calls(candidates: list[Candidate], spec: ToolSpec) -> ShapedVote:
     """The module's rule (see its docstring) over a strategy's candidates."""
     check_calls(candidates, spec)
     calling = [c for c in candidates if c.ok and c.tool_calls]
     texting = sum(c.ok and not c.tool_calls for c in candidates)
     details: dict[str, Any] = {"calling": len(calling), "text": texting}
     if len(calling) <= texting:
-        return ToolVote(None, None, details)
-    same_tools = _largest(calling, lambda c: tuple(call["function"]["name"] for call in _calls(c)))
-    same_call = _largest(
+        return ShapedVote(None, None, details)
+    same_tools = largest_group(calling, lambda c: tuple(call["function"]["name"] for call in _calls(c)))
+    same_call = largest_group(
         same_tools,
         lambda c: tuple((call["function"]["name"], canonical(call["function"]["arguments"])) for call in _calls(c)),
     )
-    best = max(same_call, key=_score)
+    best = best_scored(same_call)
     answer = "; ".join(
         f"{call['function']['name']}({canonical(call['function']['arguments'])})" for call in _calls(best)
     )
     details.update(same_tools=len(same_tools), same_call=len(same_call))
-    return ToolVote(best, answer, details)
+    return ShapedVote(best, answer, details)
 
 
 def _calls(c: Candidate) -> list[dict[str, Any]]:
     return c.tool_calls or []
 
 
-def _score(c: Candidate) -> float:
-    return c.score if c.score is not None else -math.inf
+def best_scored(candidates: list[Candidate]) -> Candidate:
+    """The highest PRM score (unscored last; ties: the first)."""
+    return max(candidates, key=lambda c: c.score if c.score is not None else -math.inf)
 
 
-def _largest(candidates: list[Candidate], key: Callable[[Candidate], Hashable]) -> list[Candidate]:
+def largest_group(candidates: list[Candidate], key: Callable[[Candidate], Hashable]) -> list[Candidate]:
     """The largest group by `key`; ties: the larger summed PRM score, then the first seen."""
     groups: dict[Hashable, list[Candidate]] = {}
     for c in candidates:
