@@ -343,12 +343,16 @@ def check_tools_apply(strategy: Strategy) -> None:
 def choose_shaped(outcome: SearchOutcome, tools: ToolSpec | None, json_format: JSONFormat | None) -> SearchOutcome:
     """The pick among samples shaped by the request: a tool call when most samples call tools
     (search.tool_calls), else with a JSON format the JSON answer most samples give
-    (search.json_answers; none when no sample's answer is valid), else the strategy's pick."""
+    (search.json_answers; none when no sample's answer is valid), else the strategy's pick
+    among the samples that answer in text (its ranking, best first; none when none do)."""
     if tools is not None:
         called = vote_tool_calls(outcome.candidates, tools)
         outcome.details["tool_calls"] = called.details
         if called.best is not None:
             return SearchOutcome(called.answer, outcome.candidates, called.best, outcome.details)
+        text = next((c for c in outcome.candidates if c.ok and not c.tool_calls), None)
+        if text is not outcome.best:
+            outcome = SearchOutcome(text.answer if text else None, outcome.candidates, text, outcome.details)
     if json_format is not None:
         voted = vote_json(outcome.candidates, json_format)
         outcome.details["json"] = voted.details

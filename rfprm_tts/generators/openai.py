@@ -32,6 +32,7 @@ from rfprm_tts.generators.openai_shapes import (
 )
 from rfprm_tts.runtime.http_retry import Replicas, describe_failure, retrying
 from rfprm_tts.settings import GeneratorSettings, Sampling, without_passwords
+from rfprm_tts.text import THINK_CLOSE
 
 log = logging.getLogger(__name__)
 
@@ -142,29 +143,32 @@ class OpenAIGenerator:
         """One sample as the server generates it, on the question's first server (opening the
         stream is retried; a stream cut midway is not). Leaving the block closes the
         connection: vLLM then aborts the request, so nothing is generated past that point.
-        Servers that split the reasoning out (`reasoning_content`) are not read here."""
+        Opening it takes a place under generator.max_concurrency; the open stream holds none, so
+        the probes beside it are never queued behind streams. Reasoning split out by the server
+        (`reasoning_content`) is put back as thinking text closed by </think>, as in
+        `choice_text`."""
         sampling = request.resolved(self.sampling)
         server = self.replicas.order(request.question)[0]
         s, attempts = self.settings, 0
-        async with self._semaphore:
-            try:
-                async for attempt in retrying(s.max_retries, s.backoff_s, s.backoff_max_s):
-                    with attempt:
-                        attempts += 1
+        try:
+            async for attempt in retrying(s.max_retries, s.backoff_s, s.backoff_max_s):
+                with attempt:
+                    attempts += 1
+                    async with self._semaphore:
                         response = await self._send(
                             self.clients[server], request, sampling, 1, sampling.seed, stream=True
                         )
-            except openai.OpenAIError as exc:
-                raise GenerationError(self._failure(server, request, exc, attempts)) from exc
-            try:
-                yield self._pieces(response, server)
-            finally:
-                await response.close()
+        except openai.OpenAIError as exc:
+            raise GenerationError(self._failure(server, request, exc, attempts)) from exc
+        try:
+            yield self._pieces(response, server)
+        finally:
+            await response.close()
 
     async def _pieces(self, response: Any, server: int) -> AsyncIterator[Piece]:
         """The stream's chunks as pieces, token counts from the server's running usage
         (vLLM's continuous_usage_stats), else one per logprob, else one per chunk with text."""
-        counted, finished = 0, False
+        counted, finished, reasoned = 0, False, False
         try:
             async for chunk in response:
                 usage = getattr(chunk, "usage", None)
@@ -175,6 +179,11 @@ class OpenAIGenerator:
                     text = (
                         getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
                     ) or ""
+                    reasoning = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+                    if isinstance(reasoning, str) and reasoning:
+                        text, reasoned = reasoning + text, True
+                    elif reasoned and text:  # the reasoning ended: that was the close
+                        text, reasoned = THINK_CLOSE + text, False
                     logprobs = choice_logprobs(choice)
                     if isinstance(total, int):
                         tokens = total - counted
@@ -193,7 +202,9 @@ class OpenAIGenerator:
                 if not chunk.choices and isinstance(total, int):  # the usage that ends the stream
                     yield Piece("", total - counted, prompt_tokens=prompt)
                     counted = total
-        except (openai.OpenAIError, httpx.HTTPError) as exc:  # httpx's: a connection cut midway
+        except (openai.OpenAIError, httpx.HTTPError, ValueError) as exc:  # a cut connection, a chunk not JSON
+            if finished:  # the answer is whole; only its usage chunk was lost
+                return
             raise GenerationError(describe_failure(exc, self.replicas.urls[server], 1)) from exc
         if not finished:
             raise GenerationError(

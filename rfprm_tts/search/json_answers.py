@@ -18,6 +18,7 @@ import json
 from typing import Any
 
 import jsonschema
+from referencing.exceptions import Unresolvable
 
 from rfprm_tts.generators.base import JSONFormat
 from rfprm_tts.search.tool_calls import ShapedVote, best_scored, canonical_json, largest_group
@@ -34,8 +35,8 @@ def check_answer(text: str, spec: JSONFormat) -> tuple[str | None, str | None]:
     """A sample's answer as canonical JSON, or why it is not a valid one."""
     try:
         value = json.loads(answer_json(text))
-    except ValueError as exc:
-        return None, f"the answer is not JSON ({exc})"
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting past Python's limit
+        return None, f"the answer is not JSON ({type(exc).__name__}: {str(exc)[:200]})"
     if spec.response_format.get("type") == "json_object" and not isinstance(value, dict):
         return None, "the answer is JSON but not an object (response_format json_object)"
     if spec.schema is not None:
@@ -43,8 +44,8 @@ def check_answer(text: str, spec: JSONFormat) -> tuple[str | None, str | None]:
             jsonschema.validate(value, spec.schema)
         except jsonschema.ValidationError as exc:
             return None, f"the answer does not match the response_format's schema: {exc.message}"
-        except jsonschema.SchemaError as exc:
-            return None, f"the response_format's schema is not a valid JSON schema: {exc.message}"
+        except (jsonschema.SchemaError, Unresolvable, RecursionError) as exc:  # checked at the request already
+            return None, f"the response_format's schema cannot check it: {str(exc)[:200]}"
     return canonical_json(value), None
 
 

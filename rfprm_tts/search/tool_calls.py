@@ -44,7 +44,7 @@ def canonical(arguments: str) -> str | None:
     """A call's arguments as canonical JSON, or None when they are not a JSON object."""
     try:
         value = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting past Python's limit
         return None
     return canonical_json(value) if isinstance(value, dict) else None
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import JSONFormat, ToolSpec
 from rfprm_tts.serve.errors import APIError, invalid
+from rfprm_tts.serve.shapes import FunctionTool, NamedToolChoice, ResponseFormat, tool_spec
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import check_tools_apply
 from rfprm_tts.strategies.base import Strategy, build_strategy, strategy_class
@@ -69,44 +70,6 @@ class ScoreRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     items: list[ScoreItem] = Field(min_length=1)
-
-
-class FunctionSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")  # description, parameters, strict: passed on as given
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class FunctionTool(BaseModel):
-    """One of a request's `tools` (OpenAI's function tools), passed to the upstream as given."""
-
-    model_config = ConfigDict(extra="allow")
-    type: Literal["function"]
-    function: FunctionSpec
-
-
-class ResponseFormat(BaseModel):
-    """OpenAI's `response_format`: text, a JSON object, or JSON matching `json_schema.schema`."""
-
-    model_config = ConfigDict(extra="allow")
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _schema_given(self) -> ResponseFormat:
-        if self.type == "json_schema" and not isinstance((self.json_schema or {}).get("name"), str):
-            raise ValueError("a json_schema response_format needs json_schema with a name (and its schema)")
-        return self
-
-
-class NamedFunction(BaseModel):
-    name: str
-
-
-class NamedToolChoice(BaseModel):
-    """`tool_choice` naming the one function the model must call."""
-
-    type: Literal["function"]
-    function: NamedFunction
 
 
 class ChatRequest(BaseModel):
@@ -253,23 +216,6 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
         except ConfigError as exc:
             raise invalid(str(exc), f"invalid_{field}", field) from None
     return ChatCall(chat, strategy, tools, json_format)
-
-
-def tool_spec(chat: ChatRequest) -> ToolSpec | None:
-    """The request's tools as the generator passes them on (None without any); a
-    tool_choice must name one of them."""
-    if not chat.tools:
-        return None
-    tools = [tool.model_dump(exclude_none=True) for tool in chat.tools]
-    choice = chat.tool_choice.model_dump() if isinstance(chat.tool_choice, NamedToolChoice) else chat.tool_choice
-    spec = ToolSpec(tools, choice, chat.parallel_tool_calls)
-    if isinstance(chat.tool_choice, NamedToolChoice) and chat.tool_choice.function.name not in spec.names():
-        raise invalid(
-            f"tool_choice names {chat.tool_choice.function.name!r}, which is not one of the request's tools",
-            "invalid_tool_choice",
-            "tool_choice",
-        )
-    return spec
 
 
 def check_model(name: str, served: str) -> None:

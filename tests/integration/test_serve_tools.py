@@ -255,3 +255,17 @@ def test_json_object_answers_must_be_objects(upstream):
             model="rfprm", messages=ASK, response_format={"type": "json_object"}
         )
     assert response.choices[0].message.content == '{"a": 1}'  # the lists, though more, are not objects
+
+
+@pytest.mark.parametrize("schema", [5, {"type": 5}, {"type": "object", "properties": {"a": {"type": "no-such-type"}}}])
+def test_a_schema_that_is_not_one_is_a_400(upstream, schema):
+    response_format = {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+    with proxy(upstream, n=2) as url:
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "rfprm", "messages": ASK, "response_format": response_format},
+            timeout=30,
+        )
+    error = response.json()["error"]
+    assert response.status_code == 400 and error["param"].startswith("response_format"), error
+    assert upstream.requests == []

@@ -15,13 +15,13 @@ PROMPT = "\n</think>\n\nThe answer is \\boxed{"
 THINKING = "<think>" + "a" * 300  # 307 tokens, one per chunk, 10 ms apart: 3 s if nobody closes it
 
 
-def solver_for(server, prm_dir, stream_thinking: str = "on") -> ReasoningSolver:
-    generator = dict(backend="openai", base_url=server.base_url, model="m", max_retries=0)
+def solver_for(server, prm_dir, stream_thinking: str = "on", n: int = 1, **generator) -> ReasoningSolver:
+    generator = dict(backend="openai", base_url=server.base_url, model="m", max_retries=0, **generator)
     settings = Settings.load(
         generator={**generator, "stream_thinking": stream_thinking},
         prm=dict(model=str(prm_dir)),
         strategy="majority_vote",
-        n=1,
+        n=n,
     )
     return ReasoningSolver(settings)
 
@@ -90,3 +90,16 @@ def test_a_stream_cut_midway_fails_its_sample_with_the_way_out(scripted_server, 
     message = str(failure.value)
     assert "ended a streamed answer before its finish reason" in message
     assert "generator.stream_thinking = 'off'" in message and "\n" not in message
+
+
+def test_open_streams_do_not_hold_the_places_their_probes_need(scripted_server, tiny_prm_dir):
+    """generator.max_concurrency 1 and two samples: a stream takes the one place only to open,
+    so the other stream and every probe still go out, and both samples stop at token 20."""
+    scripted_server.default = thinker
+    with solver_for(scripted_server, tiny_prm_dir, n=2, max_concurrency=1) as solver:
+        result = solver.solve("q", early_exit="probe", probe_every=10, probe_agree=2, probe_tokens=4)
+    assert result.details["thinking"] == {"probe": 2}
+    deadline = time.monotonic() + 10
+    while len(scripted_server.streamed) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(scripted_server.streamed) == 2 and all(sent < 100 for sent, _ in scripted_server.streamed)

@@ -284,3 +284,12 @@ def test_auto_streams_unless_probes_run():
     gen = ThinkingTraceGenerator([trace("a" * 93, "9")], rest=answers_by_position({10: "5", 20: "5"}), stream="auto")
     result = solve(gen, n=1, early_exit="probe", probe_every=10, probe_agree=2)
     assert gen.streamed == [] and result.answer == "5"
+
+
+def test_a_streamed_sample_whose_answer_the_budget_cannot_pay_is_cut_not_answered():
+    # "<think>AAAAA" (12) + the close (8) spend the whole budget of 20 as the thinking closes:
+    # no answer can follow, so the sample is cut by the budget rather than kept as thinking alone.
+    gen = ThinkingTraceGenerator([trace("A" * 5, "1")], stream="on")
+    result = solve(gen, n=1, finish_first=1, token_budget=20)
+    assert result.usage.generated_tokens == 20 and result.answer is None
+    assert [c.error for c in result.candidates] == ["cut short by the solve's token budget (20 tokens)"]

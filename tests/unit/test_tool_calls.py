@@ -82,3 +82,17 @@ def test_agent_history_is_checked_and_kept():
         to_messages([{"role": "user", "content": "q"}, {"role": "assistant", "tool_calls": [{"id": 1}]}, turn[2]])
     with pytest.raises(ConfigError, match="last message must be the user's question"):
         to_messages([turn[1], turn[2]])  # a tool result with no question before it
+
+
+def test_when_the_text_answers_win_a_failed_call_is_never_the_pick():
+    # The strategy ranked a call to a tool nobody offered first; the vote fails it, text wins
+    # (2 against 0), and the pick is the best-ranked text answer.
+    from rfprm_tts.solver import choose_shaped
+    from rfprm_tts.strategies.base import SearchOutcome
+
+    ranked = [sample(("c", "{}")), sample(text="It is 8 C."), sample(text="8 C")]
+    outcome = choose_shaped(SearchOutcome(None, ranked, ranked[0]), ToolSpec(TOOLS), None)
+    assert outcome.best is ranked[1] and not ranked[0].ok
+    required = [sample(text="x"), sample(text="y")]
+    outcome = choose_shaped(SearchOutcome(None, required, required[0]), ToolSpec(TOOLS, "required"), None)
+    assert outcome.best is None and outcome.answer is None  # tool_choice asked for a call; none came

@@ -78,8 +78,9 @@ async def stream_all(ctx: SearchContext, thoughts: list[Thought], control: Think
     try:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                task.result()  # a misconfiguration raised in a sample stops the solve
+            failures = [task.exception() for task in done if not task.cancelled()]
+            if raised := next((f for f in failures if f is not None), None):
+                raise raised  # a misconfiguration raised in a sample stops the solve
             if control.finish_first is not None and answered(thoughts) >= control.finish_first:
                 for task in pending:
                     tasks[task].error, tasks[task].exit = stopped_note(control), "stopped"
@@ -100,6 +101,8 @@ async def stream_one(ctx: SearchContext, t: Thought, control: ThinkingControl) -
             await think_streamed(ctx, t, control)
         if not t.done:
             await answer(ctx, [t])
+        if not t.done:  # the token budget had nothing left for the answer
+            t.error, t.exit = ctx.budget.cut_note(), "budget"
     except GenerationError as exc:
         t.error, t.exit = str(exc), "failed"
 
@@ -144,6 +147,7 @@ async def think_streamed(ctx: SearchContext, t: Thought, control: ThinkingContro
     finally:  # also when the sample is stopped from outside (finish_first)
         for check in checks:
             check.probe.cancel()
+        await asyncio.gather(*(check.probe for check in checks), return_exceptions=True)
     if stopped is not None:
         t.text += stopped.text
         t.tokens += stopped.tokens
