@@ -148,14 +148,14 @@ class ReasoningSolver:
             with_prm=uses_prm(strategy),
             budget=budget,
             on_progress=on_progress,
+            tools=tools,
+            json_format=json_format,
         )
-        if shaped:
-            if not (isinstance(ctx.generator, ToolCallingGenerator) and ctx.generator.takes_tools):
-                raise ConfigError(
-                    "tools and JSON answers need a generator that passes them to the model: the openai backend "
-                    "with generator.api 'chat'"
-                )
-            ctx.tools, ctx.json_format = tools, json_format
+        if shaped and not (isinstance(ctx.generator, ToolCallingGenerator) and ctx.generator.takes_tools):
+            raise ConfigError(
+                "tools and JSON answers need a generator that passes them to the model: the openai backend "
+                "with generator.api 'chat'"
+            )
         started = time.perf_counter()
         try:
             outcome = await strategy.search(ctx.question, ctx)
@@ -194,11 +194,14 @@ class ReasoningSolver:
         with_prm: bool = True,
         budget: TokenBudget | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        tools: ToolSpec | None = None,
+        json_format: JSONFormat | None = None,
     ) -> SearchContext:
         """The generator and PRM as a search sees them for one prompt (backends are built
         on first use, off the event loop). For callers that drive a search themselves.
         Without `with_prm` the PRM is not loaded for it (a search that never scores);
-        `budget` caps the tokens it may spend; `on_progress` hears of every round."""
+        `budget` caps the tokens it may spend; `on_progress` hears of every round; every
+        sample request carries `tools` and `json_format`."""
         settings = settings or self.settings
         messages = to_messages(prompt, settings.generator.system_prompt)  # a bad prompt fails before any load
         if self._generator is not None and (self._scorer is not None or not with_prm):
@@ -221,6 +224,8 @@ class ReasoningSolver:
             sampling=settings.generator.sampling().model_copy(update={"logprobs": True} if reads_logprobs else {}),
             budget=budget,
             on_progress=on_progress,
+            tools=tools,
+            json_format=json_format,
         )
 
     def solve(

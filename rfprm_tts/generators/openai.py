@@ -26,6 +26,7 @@ from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationR
 from rfprm_tts.generators.openai_shapes import (
     chat_message,
     choice_logprobs,
+    choice_stop_reason,
     choice_text,
     choice_tool_calls,
     share_tokens,
@@ -190,13 +191,13 @@ class OpenAIGenerator:
                     else:
                         tokens = len(logprobs) if logprobs is not None else int(bool(text))
                     counted += tokens
-                    finished = finished or getattr(choice, "finish_reason", None) is not None
-                    stop_reason = getattr(choice, "stop_reason", None)
+                    finish_reason = getattr(choice, "finish_reason", None)
+                    finished = finished or finish_reason is not None
                     yield Piece(
                         text,
                         tokens,
-                        finish_reason=getattr(choice, "finish_reason", None),
-                        stop_reason=stop_reason if isinstance(stop_reason, str) else None,
+                        finish_reason=finish_reason,
+                        stop_reason=choice_stop_reason(choice),
                         prompt_tokens=prompt,
                     )
                 if not chunk.choices and isinstance(total, int):  # the usage that ends the stream
@@ -324,12 +325,11 @@ class OpenAIGenerator:
                 text = ""
             if not isinstance(text, str):
                 raise MalformedResponseError(f"a choice has no text (got {str(choice)[:200]!r})")
-            stop_reason = getattr(choice, "stop_reason", None)  # vLLM: the matched stop string
             completions.append(
                 Completion(
                     text=text,
                     finish_reason=getattr(choice, "finish_reason", None),
-                    stop_reason=stop_reason if isinstance(stop_reason, str) else None,
+                    stop_reason=choice_stop_reason(choice),
                     logprobs=choice_logprobs(choice),
                     tool_calls=tool_calls,
                 )

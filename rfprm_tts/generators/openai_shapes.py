@@ -71,6 +71,13 @@ def choice_tool_calls(choice: Any) -> list[dict[str, Any]] | None:
     return shaped
 
 
+def choice_stop_reason(choice: Any) -> str | None:
+    """The stop string that ended a choice, where the server names it (vLLM's stop_reason,
+    which is an int for a stop token)."""
+    stop_reason = getattr(choice, "stop_reason", None)
+    return stop_reason if isinstance(stop_reason, str) else None
+
+
 def choice_text(choice: Any) -> str | None:
     """A choice's text. Servers that split reasoning out (`reasoning_content`) get it put
     back inside <think>...</think>, so steps and answer are cut the same way everywhere."""

@@ -24,10 +24,11 @@ scores of given responses, see ScoreRequest) and `POST /v1/rewards/openrlhf` (Op
 remote reward request; rfprm_tts.rewards.openrlhf).
 
 The rooms, as vLLM's entrypoints split them: protocol.py is the wire format of requests (models,
-validation), errors.py the error objects, responses.py the answers (bodies and stream events), service.py runs a parsed request without
-HTTP (ProxyService), and this module is the router: each route authenticates, reads the body,
-takes a place under the limits (admission.py), parses, calls the service and formats its
-answer (JSON, or a stream of events).
+validation; shapes.py for tools and response_format), errors.py the error objects, responses.py
+the answers (bodies and stream events), service.py runs a parsed request without HTTP
+(ProxyService), and this module is the router: each route authenticates, reads the body, takes a
+place under the limits (admission.py), parses, calls the service and formats its answer (JSON,
+or a stream of events).
 
 Hostile clients are expected: admission.py reads a body (time and size limits) before the
 request takes a place under the per-key and overall limits, and bounds the wait for one;
