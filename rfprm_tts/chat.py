@@ -88,7 +88,9 @@ def _message(role: str, message: Mapping[str, Any], where: str) -> Message:
             "tool_calls": _tool_calls(message, where),
         }
     if role == "tool" and not isinstance(message.get("tool_call_id"), str):
-        raise ConfigError(f"{where} has role 'tool' without a tool_call_id (the id of the assistant's call it answers)")
+        raise ConfigError(
+            f"{where} has role 'tool' without a tool_call_id string (the id of the assistant's call it answers)"
+        )
     checked = {"role": role, "content": _text(message.get("content"), where)}
     return checked | ({"tool_call_id": message["tool_call_id"]} if role == "tool" else {})
 

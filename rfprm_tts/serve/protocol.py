@@ -186,6 +186,12 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
     limits = settings.serve
     if chat.model is not None:
         check_model(chat.model, limits.model_name)
+    if not chat.tools and chat.tool_choice not in (None, "none", "auto"):
+        raise invalid(
+            "tool_choice asks for a tool call, but the request offers no tools; give tools, or leave tool_choice out",
+            "unsupported_field",
+            "tool_choice",
+        )
     refuse_unhonoured(chat)
     n = chat.rfprm.n or settings.n
     if chat.n > n:
@@ -233,10 +239,8 @@ def check_model(name: str, served: str) -> None:
 
 def refuse_unhonoured(chat: ChatRequest) -> None:
     """A 400 naming the field for what a client relies on and the proxy cannot do (yet):
-    log-probabilities, the deprecated `functions`, a tool_choice without tools; where a 200
-    without it would mislead."""
+    log-probabilities, the deprecated `functions`; where a 200 without it would mislead."""
     asked = {
-        "tool_choice": not chat.tools and chat.tool_choice not in (None, "none", "auto"),
         "functions": bool(chat.functions),  # the deprecated form of tools
         "function_call": chat.function_call not in (None, "none", "auto"),
         "logprobs": bool(chat.logprobs),
