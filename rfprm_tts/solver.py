@@ -139,7 +139,7 @@ class ReasoningSolver:
         settings = settings or self.settings
         shaped = tools is not None or json_format is not None
         if shaped:
-            check_tools_apply(strategy)
+            check_whole_answers(strategy)
         limit = strategy.params.token_budget
         budget = TokenBudget(limit, strategy.params.budget_counts) if limit else None
         ctx = await self.context(
@@ -335,12 +335,13 @@ async def asolve(prompt: Prompt, **overrides: Any) -> SolveResult:
     return await asyncio.wrap_future(loop.submit(work))
 
 
-def check_tools_apply(strategy: Strategy) -> None:
-    """Tools and JSON answers go with strategies that sample whole answers and pick one,
-    without thinking controls (those continue a partial answer, which a tool call ends)."""
+def check_whole_answers(strategy: Strategy, what: str = "tools and JSON answers") -> None:
+    """Tools, JSON answers and token log-probabilities go with strategies that sample whole
+    answers and pick one, without thinking controls (those continue a partial answer, which a
+    tool call ends, and build an answer from several requests' tokens)."""
     if not isinstance(strategy, SampleThenChoose) or strategy.params.controls_thinking:
         raise ConfigError(
-            "tools and JSON answers need a strategy that samples whole answers (best_of_n, weighted_best_of_n, "
+            f"{what} need a strategy that samples whole answers (best_of_n, weighted_best_of_n, "
             f"majority_vote) without thinking controls; {strategy.name!r} with these parameters is not one"
         )
 

@@ -10,11 +10,30 @@ from collections.abc import Collection
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
+from typing_extensions import TypedDict  # pydantic needs this one before Python 3.12
 
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR, extract_answer, split_steps, split_thinking
 
 # How the CLI and the page show a solve that found no answer.
 NO_ANSWER = "(none found)"
+
+
+class TopLogprob(TypedDict):
+    """A likely token at one position: its text, UTF-8 bytes and log-probability (OpenAI's shape)."""
+
+    token: str
+    logprob: float
+    bytes: list[int] | None
+
+
+class TokenLogprob(TopLogprob):
+    """A sampled token, and the `sampling.top_logprobs` most likely tokens at its position."""
+
+    top_logprobs: list[TopLogprob]
+
+
+def top_logprob(token: str, logprob: float) -> TopLogprob:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8", "replace"))}
 
 
 class Step(BaseModel):
@@ -108,6 +127,7 @@ class Candidate(BaseModel):
     generated_tokens: int | None = None
     tokens_estimated: bool = False  # generated_tokens is a share of a response's total
     logprobs: list[float] | None = None  # of the generated tokens, when generator.logprobs is on
+    token_logprobs: list[TokenLogprob] | None = None  # the same tokens as text (OpenAI's shape), for a whole sample
     tool_calls: list[dict[str, Any]] | None = None  # the tool calls the sample ended with (OpenAI's shape)
     error: str | None = None
 

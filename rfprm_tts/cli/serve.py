@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from typing import IO
+from typing import IO, Any
 
-from rfprm_tts.cli.arguments import Commands, add_backend_arguments, at_least, solve_overrides
+from rfprm_tts.cli.arguments import Commands, add_backend_arguments, at_least, parse_value, solve_overrides
 from rfprm_tts.errors import RfprmError
 
 
@@ -46,6 +46,22 @@ def add_parser(commands: Commands) -> None:
         "--max-concurrent-per-key", type=at_least(1), help="requests in flight at once for one key (default 8)"
     )
     parser.add_argument("--max-n", type=at_least(1), help="largest sample budget a request may ask for (default 64)")
+    parser.add_argument(
+        "--route",
+        nargs="+",
+        action="append",
+        dest="routes",
+        metavar="NAME [SETTING=VALUE ...]",
+        help="one more model name clients may ask for, with what differs from the server: strategy=, n=, "
+        "token_budget=, strategy_params.NAME=, generator.SETTING= (model, base_url, ...), prm.SETTING= "
+        "(repeatable; e.g. --route deep strategy=beam_search n=16 strategy_params.beam_width=4)",
+    )
+    parser.add_argument(
+        "--passthrough-models",
+        action="store_true",
+        default=None,
+        help="answer any other model name too, asking the upstream for that model (openai backend)",
+    )
     add_backend_arguments(parser)
 
 
@@ -64,14 +80,39 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
         "max_concurrent": args.max_concurrent,
         "max_concurrent_per_key": args.max_concurrent_per_key,
         "max_n": args.max_n,
+        "passthrough_models": args.passthrough_models,
     }
     overrides.update({f"serve__{k}": v for k, v in given.items() if v is not None})
-    settings = Settings.load().with_overrides(**overrides)
+    settings = Settings.load()
+    if args.routes:
+        configured = {name: route.model_dump(exclude_unset=True) for name, route in settings.serve.routes.items()}
+        overrides["serve__routes"] = configured | dict(route_option(words) for words in args.routes)
+    settings = settings.with_overrides(**overrides)
     check_port_free(settings.serve.host, settings.serve.port)
     from rfprm_tts.serve import serve  # torch and transformers: after the quick checks
 
     serve(settings)
     return 0
+
+
+def route_option(words: list[str]) -> tuple[str, dict[str, Any]]:
+    """`--route NAME a=1 generator.model=X` -> ("NAME", {"a": 1, "generator": {"model": "X"}})."""
+    name, *items = words
+    if "=" in name:
+        raise RfprmError(f"--route takes the route's name first, then SETTING=VALUE items; got {name!r} first")
+    route: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RfprmError(f"--route {name}: expected SETTING=VALUE, got {item!r}")
+        *sections, field = key.split(".")
+        node = route
+        for section in sections:
+            node = node.setdefault(section, {})
+            if not isinstance(node, dict):
+                raise RfprmError(f"--route {name}: {key!r} sets inside {section!r}, which is a single value")
+        node[field] = parse_value(value)
+    return name, route
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from rfprm_tts.chat import Message, Prompt, question_of, to_messages
 from rfprm_tts.settings import Sampling
+from rfprm_tts.trajectory import TokenLogprob
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Completion:
     error: str | None = None
     stop_reason: str | None = None  # the stop string that ended it, when the backend says
     logprobs: list[float] | None = None  # per generated token, when asked (generator.logprobs)
+    token_logprobs: list[TokenLogprob] | None = None  # the same tokens as text, in OpenAI's shape
     tool_calls: list[dict[str, Any]] | None = None  # OpenAI's shape, when the sample ended calling tools
 
 

@@ -10,6 +10,7 @@ never changes how every later request is sent.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from rfprm_tts.generators.openai_shapes import (
     choice_logprobs,
     choice_stop_reason,
     choice_text,
+    choice_token_logprobs,
     choice_tool_calls,
     share_tokens,
 )
@@ -67,6 +69,13 @@ class OpenAIGenerator:
             from transformers import AutoTokenizer
 
             self.tokenizer = AutoTokenizer.from_pretrained(settings.tokenizer)
+
+    def with_model(self, model: str) -> OpenAIGenerator:
+        """This generator asking its servers for another model by name: the same clients,
+        request limit and server state (the proxy's passthrough). Close the original, not this."""
+        view = copy.copy(self)
+        view.settings = self.settings.model_copy(update={"model": model})
+        return view
 
     def completion_prompt(self, messages: list[Message], prefix: str = "") -> str:
         """The completions-API prompt: the chat template applied locally when a tokenizer is
@@ -258,7 +267,7 @@ class OpenAIGenerator:
                     attempts += 1
                     async with self._semaphore:
                         response = await self._send(self.clients[server], request, sampling, n, seed)
-                    completions = await self._parse(response, result)
+                    completions = await self._parse(response, result, sampling.logprobs)
         except (openai.OpenAIError, MalformedResponseError) as exc:
             raise GenerationError(self._failure(server, request, exc, attempts)) from exc
         finally:
@@ -284,8 +293,12 @@ class OpenAIGenerator:
             body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
         if seed is not None:
             common["seed"] = seed
-        if sampling.logprobs:
-            common["logprobs"] = True if s.api == "chat" else 1
+        if sampling.logprobs and s.api == "chat":
+            common["logprobs"] = True
+            if sampling.top_logprobs:
+                common["top_logprobs"] = sampling.top_logprobs
+        elif sampling.logprobs:  # the completions API: logprobs=k is the sampled token and the top k
+            common["logprobs"] = max(1, sampling.top_logprobs)
         try:
             if s.api == "completions":
                 return await client.completions.create(
@@ -313,7 +326,7 @@ class OpenAIGenerator:
         except ValueError as exc:  # the SDK's json.loads on a body that is not JSON
             raise MalformedResponseError(f"response body is not valid JSON ({exc})") from exc
 
-    async def _parse(self, response: Any, result: GenerationResult) -> list[Completion]:
+    async def _parse(self, response: Any, result: GenerationResult, tokens_asked: bool) -> list[Completion]:
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices:
             raise MalformedResponseError(f"response has no completion choices (got {str(response)[:200]!r})")
@@ -331,6 +344,7 @@ class OpenAIGenerator:
                     finish_reason=getattr(choice, "finish_reason", None),
                     stop_reason=choice_stop_reason(choice),
                     logprobs=choice_logprobs(choice),
+                    token_logprobs=choice_token_logprobs(choice) if tokens_asked else None,
                     tool_calls=tool_calls,
                 )
             )

@@ -11,6 +11,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from rfprm_tts.chat import Message
 from rfprm_tts.errors import MalformedResponseError
 from rfprm_tts.generators.base import Completion
+from rfprm_tts.trajectory import TokenLogprob, TopLogprob, top_logprob
 
 
 def share_tokens(completions: list[Completion], total: int, tokenizer=None) -> None:
@@ -89,6 +90,31 @@ def choice_text(choice: Any) -> str | None:
     if isinstance(reasoning, str) and reasoning:
         return f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
     return content
+
+
+def choice_token_logprobs(choice: Any) -> list[TokenLogprob] | None:
+    """The sampled tokens with their log-probabilities in OpenAI's chat shape: chat's
+    logprobs.content as sent, completions' parallel tokens / token_logprobs / top_logprobs
+    lists put in that shape."""
+    logprobs = getattr(choice, "logprobs", None)
+    if logprobs is None:
+        return None
+    content = getattr(logprobs, "content", None)
+    if content is not None:
+        return [item.model_dump(include={"token", "logprob", "bytes", "top_logprobs"}) for item in content]
+    tokens, values = getattr(logprobs, "tokens", None), getattr(logprobs, "token_logprobs", None)
+    if tokens is None or values is None:
+        return None
+    tops = getattr(logprobs, "top_logprobs", None) or [None] * len(tokens)
+    return [
+        {**top_logprob(token, value), "top_logprobs": by_logprob(top or {})}
+        for token, value, top in zip(tokens, values, tops)
+    ]
+
+
+def by_logprob(top: dict[str, float]) -> list[TopLogprob]:
+    """A completions-API position's {token: logprob}, most likely first."""
+    return [top_logprob(token, value) for token, value in sorted(top.items(), key=lambda item: -item[1])]
 
 
 def choice_logprobs(choice: Any) -> list[float] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
@@ -19,6 +20,7 @@ from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationR
 from rfprm_tts.runtime.model_names import checkpoint_path
 from rfprm_tts.runtime.torch_utils import load_checked, pick_device, pick_dtype
 from rfprm_tts.settings import GeneratorSettings
+from rfprm_tts.trajectory import TopLogprob, top_logprob
 
 
 class StopOnText(StoppingCriteria):
@@ -122,21 +124,45 @@ class TransformersGenerator:
                 output_scores=s.logprobs,
             )
         rows = output.sequences[:, len(prompt) :].tolist()
-        logprobs = [None] * len(rows)
+        logprobs: list[Any] = [None] * len(rows)
+        tops: list[Any] = [[]] * len(rows)
         if s.logprobs:  # log-probabilities of the sampled tokens under the sampling distribution
             logprobs = self.model.compute_transition_scores(
                 output.sequences, output.scores, normalize_logits=True
             ).tolist()
-        if not sample:
-            rows, logprobs = rows * request.n, logprobs * request.n  # greedy: n identical answers
+            tops = self._top_logprobs(output.scores, s.top_logprobs)
+        if not sample:  # greedy: n identical answers
+            rows, logprobs, tops = rows * request.n, logprobs * request.n, tops * request.n
         result = GenerationResult(prompt_tokens=len(prompt), calls=1)
-        for row, row_logprobs in zip(rows, logprobs):
+        for row, row_logprobs, row_tops in zip(rows, logprobs, tops):
             completion = self._completion(row, eos, stop)
             if row_logprobs is not None:
                 completion.logprobs = row_logprobs[: completion.tokens]
+                completion.token_logprobs = [
+                    {**top_logprob(self._token_text(t), value), "top_logprobs": top}
+                    for t, value, top in zip(row, completion.logprobs, row_tops)
+                ]
             result.generated_tokens += completion.tokens or 0
             result.completions.append(completion)
         return result
+
+    def _top_logprobs(self, scores: tuple[torch.Tensor, ...], k: int) -> list[list[list[TopLogprob]]]:
+        """Per row, per position: the k most likely tokens under the sampling distribution."""
+        if k == 0:
+            return [[[] for _ in scores] for _ in range(scores[0].shape[0])] if scores else []
+        per_step = [torch.log_softmax(step.float(), dim=-1).topk(k) for step in scores]
+        return [
+            [
+                [top_logprob(self._token_text(t), v) for t, v in zip(ids[row].tolist(), values[row].tolist())]
+                for values, ids in per_step
+            ]
+            for row in range(scores[0].shape[0])
+        ]
+
+    def _token_text(self, token_id: int) -> str:
+        """A token as text, as the answer's text is decoded: EOS and other special tokens empty."""
+        text: str = self.tokenizer.decode([token_id], skip_special_tokens=True)  # type: ignore[assignment]
+        return text
 
     def _completion(self, new_ids: list[int], eos: int, stop: list[str]) -> Completion:
         """Cut padding after EOS, and the stop string with what follows it (as servers do).

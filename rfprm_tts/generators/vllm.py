@@ -30,6 +30,7 @@ from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
 from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
+from rfprm_tts.trajectory import TokenLogprob, top_logprob
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class VLLMGenerator:
             max_tokens=s.max_tokens,
             stop=list(s.stop) or None,
             seed=s.seed,
-            logprobs=0 if s.logprobs else None,  # 0: just the sampled token's
+            logprobs=s.top_logprobs if s.logprobs else None,  # the sampled token's and the top k
             output_kind=RequestOutputKind.FINAL_ONLY,  # as LLM.generate asks: only the finished output
         )
 
@@ -193,7 +194,8 @@ class VLLMGenerator:
             return
         for output in outputs:
             if output.finished and output.request_id in self._running:
-                _settle(self._running.pop(output.request_id).future, result=_result(output))
+                job = self._running.pop(output.request_id)
+                _settle(job.future, result=_result(output, job.request.resolved(self.sampling).top_logprobs))
 
     async def aclose(self) -> None:
         """Stop the worker and free the engine (and its GPU memory). Idempotent."""
@@ -218,7 +220,7 @@ class VLLMGenerator:
             pass
 
 
-def _result(output) -> GenerationResult:
+def _result(output, top: int) -> GenerationResult:
     result = GenerationResult(prompt_tokens=len(output.prompt_token_ids), calls=1)
     for c in output.outputs:
         tokens = len(c.token_ids)
@@ -230,9 +232,25 @@ def _result(output) -> GenerationResult:
                 tokens=tokens,
                 stop_reason=c.stop_reason if isinstance(c.stop_reason, str) else None,
                 logprobs=[step[t].logprob for t, step in zip(c.token_ids, c.logprobs)] if c.logprobs else None,
+                token_logprobs=_token_logprobs(c.token_ids, c.logprobs, top) if c.logprobs else None,
             )
         )
     return result
+
+
+def _token_logprobs(token_ids: list[int], steps: Any, top: int) -> list[TokenLogprob]:
+    """vLLM's per-position {token id: Logprob} (the sampled token and the `top` most likely,
+    each with its rank) in OpenAI's shape."""
+    entries: list[TokenLogprob] = []
+    for sampled, step in zip(token_ids, steps):
+        ranked = sorted(step.values(), key=lambda lp: lp.rank)[:top]
+        entries.append(
+            {
+                **top_logprob(step[sampled].decoded_token or "", step[sampled].logprob),
+                "top_logprobs": [top_logprob(lp.decoded_token or "", lp.logprob) for lp in ranked],
+            }
+        )
+    return entries
 
 
 def _settle(

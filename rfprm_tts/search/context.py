@@ -324,6 +324,7 @@ class SearchContext:
                 generated_tokens=completion.tokens,
                 tokens_estimated=completion.tokens_estimated,
                 logprobs=completion.logprobs,
+                token_logprobs=completion.token_logprobs if parent is None else None,  # a whole sample's only
                 tool_calls=completion.tool_calls,
                 error=completion.error,
             ),

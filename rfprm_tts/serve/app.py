@@ -11,7 +11,9 @@ budget may also come as an `X-Rfprm-Token-Budget` header (both given: the smalle
 within `serve.max_token_budget`. The request's sampling fields
 (temperature, top_p, stop, seed, max_tokens / max_completion_tokens) override the server's
 generator settings for that request, within the server's limits; `max_tokens` bounds each
-answer. `n` must be 1: the answer is one chosen completion.
+answer. `n` asks for that many choices with distinct answers, the chosen one first. The
+request's `model` picks a route (routes.py): the default `serve.model_name`, or one of
+`serve.routes` with its own upstream, PRM, strategy and budget.
 
 With `stream: true` the response starts at once: a role chunk, then a progress chunk after
 every generation round and PRM call of the search (`choices: []`, and an `rfprm` object
@@ -57,7 +59,7 @@ from rfprm_tts.search.progress import Progress
 from rfprm_tts.serve.admission import Admission, ClientGone, check_exposure, read_body
 from rfprm_tts.serve.errors import APIError
 from rfprm_tts.serve.metrics import Metrics
-from rfprm_tts.serve.protocol import ChatCall, ScoreRequest, check_model, parse_chat, parse_model
+from rfprm_tts.serve.protocol import ChatCall, ScoreRequest, parse_chat, parse_model
 from rfprm_tts.serve.responses import DONE, answer_chunks, chunk_head, delta_chunk, progress_chunk, sse
 from rfprm_tts.serve.service import ProxyService, internal_error
 from rfprm_tts.settings import Settings
@@ -152,16 +154,14 @@ class Router:
         return Response(self.metrics.render(), media_type=self.metrics.content_type)
 
     async def models(self, request: Request) -> dict[str, Any]:
+        """The routes, the default first (a passed-through name is not listed: any name is)."""
         self.admission.identify(request.headers.get("authorization"))
-        return {"object": "list", "data": [self._model_card()]}
+        return {"object": "list", "data": [model_card(name) for name in self.service.routes.names]}
 
     async def model(self, model: str, request: Request) -> dict[str, Any]:
         self.admission.identify(request.headers.get("authorization"))
-        check_model(model, self.limits.model_name)
-        return self._model_card()
-
-    def _model_card(self) -> dict[str, Any]:
-        return {"id": self.limits.model_name, "object": "model", "created": 0, "owned_by": "rfprm-tts"}
+        self.service.routes.check(model)
+        return model_card(model)
 
     @asynccontextmanager
     async def admitted(self, request: Request) -> AsyncIterator[Ticket]:
@@ -194,7 +194,7 @@ class Router:
         async with self.admitted(request) as ticket:
             budget_header = request.headers.get("x-rfprm-token-budget")
             body = ticket.body
-            call = await parsed(lambda: parse_chat(body, self.settings, budget_header), len(body))
+            call = await parsed(lambda: parse_chat(body, self.service.routes, budget_header), len(body))
             if call.chat.stream:
                 ticket.streaming = True
                 return StreamingResponse(self.stream(call, ticket), media_type="text/event-stream")
@@ -243,7 +243,7 @@ class Router:
         or an error event, then [DONE], always. A client that goes away cancels the search
         (Starlette cancels this generator); the stream ends the admitted request's ticket."""
         request_id = f"chatcmpl-{uuid.uuid4().hex}"
-        head = chunk_head(request_id, int(time.time()), self.limits.model_name)
+        head = chunk_head(request_id, int(time.time()), call.model)
         events: asyncio.Queue[Progress] = asyncio.Queue()
         work = asyncio.ensure_future(self.service.chat(call, request_id, events.put_nowait))
         try:
@@ -278,6 +278,10 @@ class Router:
         finally:
             work.cancel()
             await self.finish(ticket)
+
+
+def model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "rfprm-tts"}
 
 
 async def parsed(parse: Callable[[], T], size: int) -> T:

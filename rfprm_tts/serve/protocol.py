@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import JSONFormat, ToolSpec
 from rfprm_tts.serve.errors import APIError, invalid
+from rfprm_tts.serve.routes import RouteTable
 from rfprm_tts.serve.shapes import FunctionTool, NamedToolChoice, ResponseFormat, tool_spec
 from rfprm_tts.settings import Settings
-from rfprm_tts.solver import check_tools_apply
+from rfprm_tts.solver import check_whole_answers
 from rfprm_tts.strategies.base import Strategy, build_strategy, strategy_class
 
 MAX_JSON_DEPTH = 32  # far deeper than any chat request; bounds every recursive walk after parsing
@@ -76,7 +77,7 @@ class ChatRequest(BaseModel):
     """The chat-completions fields the proxy reads; other fields are accepted and ignored."""
 
     model_config = ConfigDict(extra="allow")
-    model: str | None = None
+    model: str | None = Field(None, min_length=1, max_length=256)
     messages: list[dict[str, Any]] = Field(min_length=1)
     n: int = Field(1, ge=1)
     max_tokens: int | None = Field(None, ge=1)
@@ -89,15 +90,15 @@ class ChatRequest(BaseModel):
     stream_options: dict[str, Any] | None = None
     reasoning_effort: str | None = None
     rfprm: RfprmOptions = Field(default_factory=RfprmOptions)
-    tools: list[FunctionTool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
-    parallel_tool_calls: bool | None = None
     # Read only to refuse them (see `refuse_unhonoured`): a 200 without them would mislead.
     functions: list[Any] | None = None
     function_call: str | dict[str, Any] | None = None
+    tools: list[FunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
     @property
     def token_limit(self) -> int | None:
@@ -112,15 +113,20 @@ class ChatRequest(BaseModel):
             "seed": self.seed,
             "max_tokens": self.token_limit,
             "stop": [self.stop] if isinstance(self.stop, str) else self.stop,
+            "logprobs": self.logprobs or None,
+            "top_logprobs": self.top_logprobs or None,
         }
         return {f"generator__{name}": value for name, value in given.items() if value is not None}
 
 
 @dataclass
 class ChatCall:
-    """A validated chat request, the strategy built for it, and the tools it offers."""
+    """A validated chat request: the route it asked for (its model name and settings), the
+    strategy built for it, and the tools or JSON format it gives."""
 
     chat: ChatRequest
+    model: str
+    settings: Settings
     strategy: Strategy
     tools: ToolSpec | None = None
     json_format: JSONFormat | None = None
@@ -169,23 +175,36 @@ def check_values(data: Any) -> None:
 
 
 def validation_error(exc: ValidationError) -> APIError:
-    """A pydantic error as a 400 naming the first field at fault."""
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
+    """A pydantic error as a 400 naming the first field at fault. A field that takes one of
+    several shapes (tool_choice: a name or an object) is reported by the shape that got
+    furthest into the value, without pydantic's tags for the shapes in the path."""
+    errors = exc.errors()
+    same_field = [e for e in errors if e["loc"][:1] == errors[0]["loc"][:1]]
+    first = max(same_field, key=lambda e: len(e["loc"]))  # the first of the deepest
+    where = ".".join(str(p) for p in first["loc"] if not _union_tag(p))
     if not where:  # the body itself: not a JSON object
         return invalid(f"the body must be a JSON object: {first['msg']}", "invalid_body")
     return invalid(f"invalid field {where}: {first['msg']}", "invalid_field", param=where)
 
 
-def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None) -> ChatCall:
-    """A chat-completions body, validated within the server's limits, with its strategy."""
+def _union_tag(part: str | int) -> bool:
+    """pydantic's name for a member of a union in an error's path: `literal['a','b']`, `str`,
+    `NamedToolChoice`; field names are lower-case identifiers."""
+    return isinstance(part, str) and (not part.isidentifier() or part[:1].isupper() or part in UNION_TAGS)
+
+
+UNION_TAGS = {"str", "int", "float", "bool", "list", "dict"}
+
+
+def parse_chat(body: bytes, routes: RouteTable, budget_header: str | None = None) -> ChatCall:
+    """A chat-completions body, validated within the server's limits, with the route its model
+    names (a 404 for a name the proxy does not serve) and the strategy built for it."""
     try:
         chat = ChatRequest.model_validate(load_json(body))
     except ValidationError as exc:
         raise validation_error(exc) from None
+    settings = routes.settings(chat.model)
     limits = settings.serve
-    if chat.model is not None:
-        check_model(chat.model, limits.model_name)
     if not chat.tools and chat.tool_choice not in (None, "none", "auto"):
         raise invalid(
             "tool_choice asks for a tool call, but the request offers no tools; give tools, or leave tool_choice out",
@@ -193,6 +212,8 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
             "tool_choice",
         )
     refuse_unhonoured(chat)
+    if chat.top_logprobs and not chat.logprobs:
+        raise invalid("top_logprobs needs logprobs: true", "invalid_logprobs", "top_logprobs")
     n = chat.rfprm.n or settings.n
     if chat.n > n:
         raise invalid(
@@ -218,33 +239,30 @@ def parse_chat(body: bytes, settings: Settings, budget_header: str | None = None
     if tools is not None or json_format is not None:
         field = "tools" if tools is not None else "response_format"
         try:
-            check_tools_apply(strategy)
+            check_whole_answers(strategy)
         except ConfigError as exc:
             raise invalid(str(exc), f"invalid_{field}", field) from None
-    return ChatCall(chat, strategy, tools, json_format)
-
-
-def check_model(name: str, served: str) -> None:
-    """A 404 model_not_found, as OpenAI answers, for a model name this proxy does not serve."""
-    if name != served:
-        raise APIError(
-            404,
-            f"the model {name!r} does not exist here: this proxy serves {served!r} (GET /v1/models); "
-            "send model='" + served + "' (the upstream model is the server's generator.model)",
-            "invalid_request_error",
-            "model_not_found",
-            param="model",
-        )
+    if chat.logprobs:
+        try:
+            check_whole_answers(strategy, "logprobs (the chosen sample's tokens)")
+        except ConfigError as exc:
+            raise invalid(str(exc), "invalid_logprobs", "logprobs") from None
+    return ChatCall(chat, chat.model or routes.default, settings, strategy, tools, json_format)
 
 
 def refuse_unhonoured(chat: ChatRequest) -> None:
-    """A 400 naming the field for what a client relies on and the proxy cannot do (yet):
-    log-probabilities, the deprecated `functions`; where a 200 without it would mislead."""
+    """A 400 naming the field for what a client relies on and the proxy cannot do (yet): the
+    deprecated `functions`, sampling penalties and biases, output other than text; where a
+    200 without it would mislead. Fields that do not change the answer (user, metadata,
+    store, ...) are accepted and not used; so are their neutral values (a penalty of 0)."""
+    extra = chat.model_extra or {}
     asked = {
         "functions": bool(chat.functions),  # the deprecated form of tools
         "function_call": chat.function_call not in (None, "none", "auto"),
-        "logprobs": bool(chat.logprobs),
-        "top_logprobs": bool(chat.top_logprobs),
+        **{penalty: extra.get(penalty) not in (None, 0) for penalty in ("presence_penalty", "frequency_penalty")},
+        "logit_bias": bool(extra.get("logit_bias")),
+        "modalities": extra.get("modalities") not in (None, ["text"]),
+        **{field: extra.get(field) is not None for field in ("audio", "prediction", "web_search_options")},
     }
     for field, given in asked.items():
         if given:
@@ -290,7 +308,8 @@ def request_strategy(
     """The strategy of the request, its parameters validated by the strategy's own model:
     `rfprm.params` first, then the `rfprm` object's own fields (which win), then the token
     budget: the smallest the request gave (rfprm.token_budget, rfprm.params, the header), else
-    the server's limit; over the limit is refused. The thinking budget: see `thinking_cap`."""
+    the route's (its strategy_params), else the server's limit; over the limit is refused. The
+    thinking budget: see `thinking_cap`."""
     for field, instead in (("n", "rfprm.n"), ("name", "rfprm.strategy")):
         if field in options.params:
             raise invalid(
@@ -305,7 +324,8 @@ def request_strategy(
     limit = settings.serve.max_token_budget
     in_params = strategy.params.token_budget if "token_budget" in options.params else None  # validated
     asked = [b for b in (options.token_budget, in_params, header_budget(budget_header)) if b]
-    budget = min(asked, default=limit)
+    configured = strategy.params.token_budget  # the route's, when the request gave none in params
+    budget = min(asked, default=configured if configured is not None else limit)
     if limit is not None and budget is not None and budget > limit:
         raise invalid(
             f"token budget {budget} is over this server's limit of {limit}",

@@ -22,6 +22,8 @@ from typing import Any
 
 from rfprm_tts.chat import question_of, to_messages
 from rfprm_tts.errors import ConfigError, GenerationError, PRMInputTooLongError
+from rfprm_tts.generators import Generator
+from rfprm_tts.generators.openai import OpenAIGenerator
 from rfprm_tts.offline.responses import score_responses
 from rfprm_tts.prm.protocol import LogprobScorer, Scorer
 from rfprm_tts.prm.scorer import PRMScorer
@@ -32,6 +34,7 @@ from rfprm_tts.serve.errors import APIError, invalid
 from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.serve.protocol import ChatCall, ScoreRequest
 from rfprm_tts.serve.responses import completion_body, top_choices
+from rfprm_tts.serve.routes import RouteTable
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import uses_prm
@@ -77,21 +80,17 @@ def context_exceeded(detail: str) -> APIError:
     )
 
 
-def build_solver(settings: Settings, metrics: Metrics) -> ReasoningSolver:
-    """A solver whose PRM batches the scoring work of concurrent requests."""
-    from rfprm_tts.prm import build_scorer
-
-    scorer: Scorer = build_scorer(settings.prm)
-    if not isinstance(scorer, LogprobScorer):  # reads the generator's log-probs, runs no model: nothing to batch
-        scorer = BatchingScorer(
-            scorer,
-            window_s=settings.serve.batch_window_ms / 1000,
-            max_batch=settings.serve.max_batch,
-            on_batch=metrics.observe_batch,
-        )
-    solver = ReasoningSolver(settings, scorer=scorer)
-    solver.generator  # noqa: B018 - build the generator now, not on the first request
-    return solver
+def batched(scorer: Scorer, settings: Settings, metrics: Metrics) -> Scorer:
+    """`scorer` batching the scoring work of concurrent requests (serve.batch_window_ms,
+    serve.max_batch); a scorer that reads the generator's log-probs runs no model: as it is."""
+    if isinstance(scorer, LogprobScorer):
+        return scorer
+    return BatchingScorer(
+        scorer,
+        window_s=settings.serve.batch_window_ms / 1000,
+        max_batch=settings.serve.max_batch,
+        on_batch=metrics.observe_batch,
+    )
 
 
 def prm_model(scorer: Scorer) -> PRMScorer | None:
@@ -101,32 +100,76 @@ def prm_model(scorer: Scorer) -> PRMScorer | None:
 
 
 class ProxyService:
-    """Runs the proxy's requests on one solver (built from `settings` by `start()` when none is
-    given, its PRM batched across requests), recording usage in `metrics`."""
+    """Runs the proxy's requests, each on the solver of the route its model names (routes.py).
+    `start()` builds the solvers unless the default route's is given: a route that changes the
+    generator or the PRM gets its own (the PRM batched across requests), one that does not
+    shares the default route's. Usage is recorded in `metrics`."""
 
     def __init__(self, settings: Settings, solver: ReasoningSolver | None = None, metrics: Metrics | None = None):
         self.settings = settings
+        self.routes = RouteTable(settings)
         self.metrics = metrics if metrics is not None else Metrics()
-        self._solver = solver
-        self._owns_solver = solver is None
+        self._given = solver
+        self._solvers: dict[str, ReasoningSolver] = {}
+        self._generators: list[Generator] = []  # what this service built, and closes
+        self._scorers: list[Scorer] = []
 
     async def start(self) -> None:
-        """Build the solver (models load here, off the event loop) unless one was given."""
-        if self._solver is None:
-            self._solver = await asyncio.to_thread(build_solver, self.settings, self.metrics)
+        """Build the routes' solvers (models load here, off the event loop)."""
+        if not self._solvers:
+            self._solvers = await asyncio.to_thread(self._build_solvers)
+
+    def _build_solvers(self) -> dict[str, ReasoningSolver]:
+        from rfprm_tts.generators import build_generator
+        from rfprm_tts.prm import build_scorer
+
+        def generator(settings: Settings) -> Generator:
+            self._generators.append(built := build_generator(settings.generator))
+            return built
+
+        def scorer(settings: Settings) -> Scorer:
+            self._scorers.append(built := batched(build_scorer(settings.prm), settings, self.metrics))
+            return built
+
+        default_settings = self.routes.routes[self.routes.default]
+        default = self._given or ReasoningSolver(
+            default_settings, generator=generator(default_settings), scorer=scorer(default_settings)
+        )
+        solvers = {self.routes.default: default}
+        for name, route in self.settings.serve.routes.items():
+            routed = self.routes.routes[name]
+            solvers[name] = ReasoningSolver(
+                routed,
+                generator=generator(routed) if route.generator else default.generator,
+                scorer=scorer(routed) if route.prm else default.scorer,
+            )
+        return solvers
 
     @property
     def solver(self) -> ReasoningSolver:
-        if self._solver is None:
+        """The default route's solver."""
+        return self.solver_for(self.routes.default, self.settings)
+
+    def solver_for(self, model: str, settings: Settings) -> ReasoningSolver:
+        """The solver of the route `model`; a passed-through name gets the default route's
+        solver asking its upstream for that model (nothing loads: the client is shared)."""
+        if not self._solvers:
             raise RuntimeError("the proxy service has not started: await start() first")
-        return self._solver
+        if model in self._solvers:
+            return self._solvers[model]
+        default = self._solvers[self.routes.default]
+        if not isinstance(default.generator, OpenAIGenerator):
+            raise ConfigError("serve.passthrough_models needs the openai generator backend")
+        return ReasoningSolver(settings, generator=default.generator.with_model(model), scorer=default.scorer)
 
     async def aclose(self) -> None:
-        if self._solver is None:
-            return
-        await self._solver.aclose()
-        if self._owns_solver:  # the batching PRM was handed to the solver, so it is ours to close
-            await asyncio.to_thread(self._solver.scorer.close)
+        if self._given is not None:
+            await self._given.aclose()
+        for generator in self._generators:
+            await generator.aclose()
+        for scorer in self._scorers:
+            await asyncio.to_thread(scorer.close)
+        self._generators, self._scorers = [], []
 
     async def chat(
         self, call: ChatCall, request_id: str | None = None, on_progress: Callable[[Progress], None] | None = None
@@ -139,10 +182,11 @@ class ProxyService:
         except ConfigError as exc:
             raise invalid(f"invalid messages: {exc}", "invalid_messages", "messages") from None
         try:
-            request_settings = self.settings.with_overrides(**chat.sampling_overrides())
+            solver = self.solver_for(call.model, call.settings)
+            request_settings = call.settings.with_overrides(**chat.sampling_overrides())
             if uses_prm(call.strategy):
-                await self.check_question(question_of(messages))
-            result = await self.solver.run(
+                await self.check_question(solver.scorer, question_of(messages))
+            result = await solver.run(
                 messages, call.strategy, request_settings, on_progress, call.tools, call.json_format
             )
         except APIError:
@@ -159,16 +203,15 @@ class ProxyService:
             raise internal_error() from None
         self.metrics.record_usage(result)
         # n > 1: distinct answers, which takes an equivalence check (math-verify): off the loop
-        choices = await asyncio.to_thread(top_choices, result, chat.n) if chat.n > 1 else None
-        return completion_body(
-            result, chat, self.settings.serve.model_name, request_id or f"chatcmpl-{uuid.uuid4().hex}", choices
-        )
+        shaped = call.tools is not None or call.json_format is not None
+        choices = await asyncio.to_thread(top_choices, result, chat.n, shaped) if chat.n > 1 else None
+        return completion_body(result, chat, call.model, request_id or f"chatcmpl-{uuid.uuid4().hex}", choices)
 
-    async def check_question(self, question: str) -> None:
+    async def check_question(self, scorer: Scorer, question: str) -> None:
         """A 400 when the question alone fills the PRM's context (no answer could be scored),
         before the request spends upstream tokens or joins a PRM batch. Measured in the PRM's
         tokens (on a worker thread when the question is long)."""
-        prm = prm_model(self.solver.scorer)
+        prm = prm_model(scorer)
         if prm is None or prm.max_length is None:
             return
         if len(question) > TOKENIZE_ON_LOOP_CHARS:

@@ -40,6 +40,7 @@ class Sampling(BaseModel):
     seed: int | None = None
     stop: tuple[str, ...] = ()
     logprobs: bool = False
+    top_logprobs: int = 0
 
 
 # What a solve (or a proxy request) may change without reloading a model: everything else in
@@ -115,7 +116,14 @@ class GeneratorSettings(HTTPSettings):
         "step request what the answer has left.",
     )
     seed: int | None = Field(None, description="Sampling seed (reproducible where supported).")
-    logprobs: bool = Field(False, description="Return each sampled token's log-probability (Completion.logprobs).")
+    logprobs: bool = Field(
+        False,
+        description="Return each sampled token's log-probability (Completion.logprobs), and the tokens with "
+        "theirs in OpenAI's shape (Completion.token_logprobs, Candidate.token_logprobs).",
+    )
+    top_logprobs: int = Field(
+        0, ge=0, le=20, description="With logprobs: the most likely tokens at each position, this many, with theirs."
+    )
     stop: list[str] = Field(default_factory=list, description="Extra stop sequences.")
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="Extra JSON fields sent with every HTTP request."
@@ -260,6 +268,28 @@ class PRMSettings(HTTPSettings):
     trust_remote_code: bool = Field(False, description="Run the checkpoint's own modeling code (explicit opt-in).")
 
 
+class RouteSettings(BaseModel):
+    """One more model name the proxy answers to (serve.routes): a generator, PRM, strategy and
+    budget of its own, each given as what differs from the server's settings. A route that
+    changes the generator (or the PRM) loads its own; one that does not shares the server's."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    generator: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Generator settings that differ from the server's, e.g. {model = 'Qwen/Qwen2.5-7B-Instruct', "
+        "base_url = 'http://gpu-box:8000/v1'}.",
+    )
+    prm: dict[str, Any] = Field(default_factory=dict, description="PRM settings that differ from the server's.")
+    strategy: str | None = Field(None, description="The route's search strategy (None: the server's).")
+    n: int | None = Field(None, ge=1, description="The route's sample budget N (None: the server's).")
+    strategy_params: dict[str, Any] = Field(
+        default_factory=dict, description="The route's strategy parameters, over the server's."
+    )
+    token_budget: int | None = Field(
+        None, ge=1, description="Token budget of a request to the route that asks for none (within max_token_budget)."
+    )
+
+
 class ServeSettings(BaseModel):
     """`rfprm serve`: the OpenAI-compatible proxy's address, keys and limits."""
 
@@ -267,7 +297,21 @@ class ServeSettings(BaseModel):
 
     host: str = Field("127.0.0.1", description="Address to listen on (0.0.0.0: every interface).")
     port: int = Field(8080, ge=0, le=65535, description="Port to listen on (0: any free port).")
-    model_name: str = Field("rfprm", description="Model name the proxy answers to and lists at /v1/models.")
+    model_name: str = Field(
+        "rfprm",
+        min_length=1,
+        description="Model name the proxy answers to and lists at /v1/models (the default route).",
+    )
+    routes: dict[str, RouteSettings] = Field(
+        default_factory=dict,
+        description="More model names, each a route with its own generator, PRM, strategy or budget "
+        "([serve.routes.NAME] in rfprm.toml, or rfprm serve --route NAME KEY=VALUE ...); a request's model picks one.",
+    )
+    passthrough_models: bool = Field(
+        False,
+        description="Answer a model name that is no route with the default route, asking its upstream for that "
+        "model by name (generator.backend 'openai'): for clients that pick the upstream model themselves.",
+    )
     reasoning_effort: dict[str, int | None] = Field(
         default_factory=lambda: {"none": 64, "minimal": 256, "low": 1024, "medium": 4096, "high": None},
         description="A request's OpenAI reasoning_effort as a thinking budget (max_thinking_tokens) of the "

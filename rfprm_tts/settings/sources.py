@@ -290,6 +290,10 @@ def describe(model: type[BaseModel], exc: ValidationError, where: dict[Path_, st
     problems: dict[Path_, str] = {}
     for err in exc.errors():
         path, annotation = _field_path(model, err["loc"])
+        if err["type"] == "extra_forbidden" and len(err["loc"]) > len(
+            path
+        ):  # name the unknown key itself, not the section holding it
+            path = (*path, str(err["loc"][len(path)]))
         if path in problems:
             continue  # one line per setting (a union reports once per member)
         source = next((where[path[:i]] for i in range(len(path), 0, -1) if path[:i] in where), "a default")
@@ -305,10 +309,17 @@ def _field_path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[Path_, An
     path: list[str] = []
     current: type[BaseModel] | None = model
     annotation: Any = None
+    keyed: type[BaseModel] | None = None  # the model under each key of a dict of sections (serve.routes)
     for part in loc:
+        if keyed is not None and isinstance(part, str):
+            path.append(part)
+            current, keyed = keyed, None
+            continue
         if current is None or not isinstance(part, str) or part not in current.model_fields:
             break
         path.append(part)
         annotation = current.model_fields[part].annotation
         current = section_model(annotation)
+        if current is None and get_origin(annotation) is dict:
+            keyed = section_model(get_args(annotation)[1])
     return tuple(path), annotation

@@ -454,12 +454,41 @@ WEATHER_TOOL = {
 }
 
 
+def test_logprobs_are_the_chosen_samples_tokens_as_the_model_gave_them(demo_proxy):
+    """Greedy, so each sampled token is the model's most likely: it heads its own top list,
+    with the same log-probability (transformers' scores, read back through the SDK)."""
+    ask = {"model": "rfprm", "messages": [{"role": "user", "content": QUESTION}], "temperature": 0}
+    response = client(demo_proxy).chat.completions.create(
+        **ask, logprobs=True, top_logprobs=3, extra_body={"rfprm": {"strategy": "best_of_n", "n": 1}}
+    )
+    [answered] = response.choices
+    tokens = answered.logprobs.content
+    assert "".join(t.token for t in tokens) == answered.message.content
+    for t in tokens:
+        assert len(t.top_logprobs) == 3 and t.logprob <= 0
+        assert [top.logprob for top in t.top_logprobs] == sorted((top.logprob for top in t.top_logprobs), reverse=True)
+        assert t.top_logprobs[0].token == t.token and t.top_logprobs[0].logprob == pytest.approx(t.logprob, abs=1e-5)
+        assert bytes(t.bytes) == t.token.encode()
+    plain = client(demo_proxy).chat.completions.create(**ask, extra_body={"rfprm": {"strategy": "best_of_n", "n": 1}})
+    assert plain.choices[0].logprobs is None and plain.choices[0].message.content == answered.message.content
+    # a search that builds answers from several requests' tokens cannot give them; nor top without logprobs
+    for extra, param in (
+        ({"logprobs": True, "extra_body": {"rfprm": {"strategy": "beam_search"}}}, "logprobs"),
+        ({"top_logprobs": 2}, "top_logprobs"),
+    ):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client(demo_proxy).chat.completions.create(**ask, **extra)
+        assert refused.value.body["code"] == "invalid_logprobs" and refused.value.body["param"] == param
+
+
 @pytest.mark.parametrize(
     ("field", "extra"),
     [
         ("tool_choice", {"tool_choice": "required"}),  # without tools (tools: test_serve_tools.py)
-        ("logprobs", {"logprobs": True}),
         ("functions", {"extra_body": {"functions": [WEATHER_TOOL["function"]]}}),
+        ("presence_penalty", {"presence_penalty": 0.5}),
+        ("logit_bias", {"logit_bias": {"1": 5}}),
+        ("modalities", {"modalities": ["text", "audio"]}),
     ],
 )
 def test_what_the_proxy_cannot_honour_is_refused_not_dropped(demo_proxy, field, extra):
@@ -481,6 +510,10 @@ def test_harmless_defaults_of_those_fields_are_served(demo_proxy):
         tool_choice="auto",
         response_format={"type": "text"},
         logprobs=False,
+        presence_penalty=0,
+        modalities=["text"],
+        user="someone",
+        metadata={"app": "test"},
     )
     assert response.choices[0].message.content
 

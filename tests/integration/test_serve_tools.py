@@ -75,10 +75,21 @@ def test_the_most_called_tool_wins_with_its_arguments_verbatim(upstream):
         response = client(url).chat.completions.create(
             model="rfprm", messages=ASK, tools=[WEATHER, SEARCH], tool_choice="auto", parallel_tool_calls=False
         )
+        top = client(url).chat.completions.create(
+            model="rfprm", messages=ASK, tools=[WEATHER, SEARCH], n=4, extra_body={"rfprm": {"return_candidates": True}}
+        )
     [choice] = response.choices
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     [chosen] = choice.message.tool_calls
     assert (chosen.id, chosen.function.name, chosen.function.arguments) == ("call_0", "get_weather", PARIS)
+    # n=4: the distinct calls, the winner first (the two Paris calls are one): three choices
+    called = [(c.message.tool_calls[0].id, c.finish_reason) for c in top.choices]
+    assert called[0] == ("call_0", "tool_calls") and sorted(called[1:]) == [
+        ("call_2", "tool_calls"),
+        ("call_3", "tool_calls"),
+    ]
+    listed = top.model_extra["rfprm"]["candidates"]
+    assert sorted(c["tool_calls"][0]["id"] for c in listed) == [f"call_{i}" for i in range(5)]
     rfprm = response.model_extra["rfprm"]
     assert rfprm["answer"] == 'get_weather({"city":"Paris","unit":"c"})'
     sent = upstream.requests[0]
@@ -239,8 +250,10 @@ def test_json_answers_are_checked_against_the_schema_and_voted_as_canonical_json
             messages=ASK,
             response_format=response_format,
             extra_body={"rfprm": {"return_candidates": True}},
+            n=3,
         )
-    assert response.choices[0].message.content == samples[0]
+    # n=3 asks for three distinct JSON answers: there are two (Paris, then London)
+    assert [c.message.content for c in response.choices] == samples[:2]
     rfprm = response.model_extra["rfprm"]
     assert rfprm["answer"] == '{"city":"Paris","temp":8}'
     errors = [c["error"] for c in rfprm["candidates"] if c["error"]]
@@ -269,3 +282,104 @@ def test_a_schema_that_is_not_one_is_a_400(upstream, schema):
     error = response.json()["error"]
     assert response.status_code == 400 and error["param"].startswith("response_format"), error
     assert upstream.requests == []
+
+
+def token(text: str, logprob: float, top: list[tuple[str, float]]) -> dict:
+    entry = lambda t, v: {"token": t, "logprob": v, "bytes": list(t.encode())}  # noqa: E731
+    return {**entry(text, logprob), "top_logprobs": [entry(t, v) for t, v in top]}
+
+
+def test_logprobs_pass_through_from_the_upstream_plain_and_streamed(upstream):
+    """The chosen sample's tokens come back as the upstream sent them; the upstream was asked
+    for them (and for the top 2); a stream carries them with the answer's first chunk."""
+    tokens = [token("Wear", -0.1, [("Wear", -0.1), ("Take", -2.5)]), token(" a coat", -0.4, [(" a coat", -0.4)])]
+    body = upstream_body(["Wear a coat", "Wear a coat"])
+    body["choices"][0]["logprobs"] = {"content": tokens}
+    body["choices"][1]["logprobs"] = {"content": tokens}
+    upstream.default = Reply(200, body)
+    with proxy(upstream, n=2) as url:
+        response = client(url).chat.completions.create(model="rfprm", messages=ASK, logprobs=True, top_logprobs=2)
+        stream = client(url).chat.completions.create(
+            model="rfprm", messages=ASK, logprobs=True, top_logprobs=2, stream=True
+        )
+        streamed = [t for chunk in stream for c in chunk.choices if c.logprobs for t in c.logprobs.content]
+    assert [t.model_dump() for t in response.choices[0].logprobs.content] == tokens
+    assert [t.model_dump() for t in streamed] == tokens
+    assert upstream.requests[0]["logprobs"] is True and upstream.requests[0]["top_logprobs"] == 2
+
+
+def test_structured_output_as_the_sdk_and_langchain_ask_for_it(upstream):
+    """The openai SDK's parse() with a pydantic model (a strict json_schema), and LangChain's
+    with_structured_output both ways (json_schema, and function calling with a named
+    tool_choice): the voted answer parses into the client's model."""
+    from langchain_openai import ChatOpenAI
+    from pydantic import BaseModel
+
+    class Weather(BaseModel):
+        city: str
+        temp: float
+
+    # Paris twice (keys in either order), London once, one answer without temp
+    samples = [
+        '{"city": "Paris", "temp": 8}',
+        '{"temp": 8, "city": "Paris"}',
+        '{"city": "London", "temp": 3}',
+        '{"city": "Rome"}',
+    ]
+    upstream.default = Reply(200, upstream_body(samples))
+    with proxy(upstream, n=4) as url:
+        parsed = client(url).chat.completions.parse(model="rfprm", messages=ASK, response_format=Weather)
+        llm = ChatOpenAI(base_url=f"{url}/v1", api_key="any", model="rfprm", max_retries=0)
+        by_schema = llm.with_structured_output(Weather, method="json_schema").invoke("Weather in Paris?")
+        sent_schema = upstream.requests[-1]["response_format"]
+        calls = [
+            ("Weather", '{"city": "Paris", "temp": 8}'),
+            ("Weather", '{"city":"Paris","temp":8}'),
+            ("Weather", '{"city": "Oslo", "temp": -2}'),
+        ]
+        upstream.default = Reply(200, upstream_body(calls))
+        by_call = llm.with_structured_output(Weather, method="function_calling").invoke("Weather in Paris?")
+        sent_choice = upstream.requests[-1]["tool_choice"]
+    assert parsed.choices[0].message.parsed == Weather(city="Paris", temp=8)
+    assert by_schema == Weather(city="Paris", temp=8) and sent_schema["type"] == "json_schema"
+    assert by_call == Weather(city="Paris", temp=8) and sent_choice["function"]["name"] == "Weather"
+
+
+LITELLM_AGENT = """
+import json, os, sys
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # no fetch of the price list: tests run offline
+import litellm
+
+url = sys.argv[1]
+tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}}}}]
+ask = [{"role": "user", "content": "What should I wear in Paris today?"}]
+first = litellm.completion(model="openai/rfprm", api_base=url + "/v1", api_key="any", messages=ask, tools=tools)
+call = first.choices[0].message.tool_calls[0]
+ask += [first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 8}'}]
+final = litellm.completion(model="openai/rfprm", api_base=url + "/v1", api_key="any", messages=ask, tools=tools)
+print(json.dumps({"call": [call.function.name, json.loads(call.function.arguments)],
+                  "finish": first.choices[0].finish_reason, "final": final.choices[0].message.content}))
+"""
+
+
+def test_a_litellm_agent_loop_through_the_proxy(upstream, tmp_path):
+    """LiteLLM's completion() with tools, as a plain script (LiteLLM's import changes logging):
+    the voted call, then the answer after the tool's result."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "agent.py"
+    script.write_text(LITELLM_AGENT)
+    upstream.script = [Reply(200, upstream_body(VOTE)), Reply(200, upstream_body(["Wear a coat."] * 5))]
+    with proxy(upstream, n=5) as url:
+        done = subprocess.run([sys.executable, str(script), url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert answer == {
+        "call": ["get_weather", {"city": "Paris", "unit": "c"}],
+        "finish": "tool_calls",
+        "final": "Wear a coat.",
+    }
+    assert upstream.requests[-1]["messages"][-1]["role"] == "tool"

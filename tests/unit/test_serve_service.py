@@ -21,12 +21,14 @@ HIGH = "9 - 1 = 8\n\n8 is it, \\boxed{8}."  # .9 .8
 def service(texts: list[str], fail: frozenset[int] = frozenset(), **settings) -> ProxyService:
     config = Settings(n=2, **settings)
     solver = ReasoningSolver(config, generator=ListGenerator(texts, fail=fail), scorer=DigitScorer())
-    return ProxyService(config, solver)
+    proxy = ProxyService(config, solver)
+    asyncio.run(proxy.start())
+    return proxy
 
 
 def chat_call(proxy: ProxyService, **body):
     request = {"messages": [{"role": "user", "content": "Compute 2 + 1."}], **body}
-    return parse_chat(json.dumps(request).encode(), proxy.settings)
+    return parse_chat(json.dumps(request).encode(), proxy.routes)
 
 
 def test_a_chat_request_answers_the_prm_chosen_candidate_with_its_usage():
@@ -108,3 +110,18 @@ def test_reasoning_effort_and_thinking_budget_cap_the_thinking_of_sampling_strat
     with pytest.raises(APIError) as unknown:
         chat_call(proxy, reasoning_effort="extreme")
     assert unknown.value.param == "reasoning_effort" and "none, minimal, low, medium, high" in unknown.value.message
+
+
+def test_a_malformed_tool_choice_is_named_by_what_it_lacks():
+    """tool_choice is a name or an object: an object missing its function's name is reported
+    as that, not as pydantic's first union member ("should be 'none', 'auto' or 'required'")."""
+    proxy = service([LOW])
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    for tool_choice, where in (
+        ({"type": "function"}, "tool_choice.function"),
+        ({"type": "function", "function": {}}, "tool_choice.function.name"),
+        ("bogus", "tool_choice"),
+    ):
+        with pytest.raises(APIError) as refused:
+            chat_call(proxy, tools=tools, tool_choice=tool_choice)
+        assert refused.value.param == where and f"invalid field {where}:" in refused.value.message
