@@ -52,6 +52,16 @@ def test_generated_reference_pages_are_current():
     assert done.returncode == 0, done.stderr + done.stdout
 
 
+def test_cli_reference_fills_every_placeholder_and_lists_top_level_options():
+    """Help texts such as `search strategy: {strategies}` are filled in when --help shows them;
+    the generated page must show the names too, and `rfprm --version`."""
+    page = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    left = re.findall(r"\{[A-Za-z_][A-Za-z0-9_]*\}", page)
+    assert not left, f"unfilled placeholders in docs/reference/cli.md: {sorted(set(left))}"
+    assert "| `--version` |" in page
+    assert "search strategy: adaptive\\_vote, beam\\_search, best\\_of\\_n" in page
+
+
 def test_the_check_names_a_stale_page(tmp_path, monkeypatch):
     """--check fails, naming the file, when a committed page is not what the code gives."""
     spec = importlib.util.spec_from_file_location("docs_reference", ROOT / "scripts" / "docs_reference.py")

@@ -2,6 +2,7 @@
 README's commands are the ones CI runs."""
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,31 @@ def test_ci_runs_the_readme_test_command():
     commands = readme_commands()
     test_command = next(c for c in commands if "pytest" in c)
     assert test_command in ci
+
+
+def test_readme_fits_about_ten_kilobytes():
+    """The front page stays short (issue #30: about 10 KB); longer explanations live in
+    CONTRIBUTING.md and docs/."""
+    size = len((ROOT / "README.md").read_bytes())
+    assert size <= 10_000, f"README.md is {size} bytes; move explanations to CONTRIBUTING.md or docs/"
+
+
+def test_readme_fresh_machine_commands_install_cpu_torch_before_the_project():
+    """Plain `torch` from PyPI is the CUDA build: each fresh-machine command takes torch from
+    PyTorch's CPU wheel index first, so installing the project finds it and pulls no CUDA."""
+    commands = readme_commands()
+    assert "rfprm solve" in commands[0], "the README's first command should be the fresh-machine solve"
+    for command in (commands[0], next(c for c in commands if "pytest" in c)):
+        parts = [shlex.split(part) for part in command.split(" && ")]
+        installs = [i for i, words in enumerate(parts) if "pip" in " ".join(words[:3]) and "install" in words]
+        torch = [
+            i
+            for i in installs
+            if "https://download.pytorch.org/whl/cpu" in parts[i] and any(w.startswith("torch") for w in parts[i])
+        ]
+        project = [i for i in installs if any(w == "." or w.startswith(".[") for w in parts[i])]
+        assert torch and project, f"no CPU torch or no project install in: {command}"
+        assert torch[0] < project[0], f"the project is installed before the CPU torch in: {command}"
 
 
 def test_every_setting_is_described_in_the_generated_settings_reference():
