@@ -12,7 +12,8 @@ tiny arithmetic model that thinks before it answers, and its PRM, on the CPU). F
 
 from rfprm_tts import solve
 
-result = solve("Compute 8 + 6 - 3.", n=8)  # settings from env / rfprm.toml, plus overrides
+# settings from env / rfprm.toml, plus overrides; the seed makes the samples repeatable (drop it to vary)
+result = solve("Compute 8 + 6 - 3.", n=8, generator__seed=0)
 
 print("Answer:", result.answer)
 print(f"Chosen trajectory (score {result.best.score:.3f}), PRM score per step:")

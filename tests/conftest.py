@@ -79,6 +79,12 @@ def vllm_server(tiny_generator_dir, tmp_path_factory) -> Iterator[VLLMServer]:
         "--seed",
         "0",
         "--enforce-eager",  # see helpers.servers.vllm_env
+        # a named tool_choice needs a tool parser, which vLLM loads only with auto tool choice (it
+        # then writes the call by structured output); pythonic needs no special tokens, which the
+        # tiny tokenizer lacks
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "pythonic",
     ]
     root = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("vllm") / "server.log"

@@ -112,8 +112,25 @@ def note_outside_demo_world(question: str, model: str) -> None:
         )
 
 
+def why_no_answer(result: SolveResult) -> str:
+    """Why a solve found no answer, when its candidates say: cut at the token limit before
+    answering, or finished without a final answer."""
+    if result.answer is not None:
+        return ""
+    unanswered = [c for c in result.candidates if c.ok and c.answer is None]
+    cut = sum(c.finish_reason == "length" for c in unanswered)
+    if cut:
+        return (
+            f": {cut} of {len(result.candidates)} candidates were cut at the token limit before an answer "
+            "(raise --max-tokens / generator.max_tokens)"
+        )
+    if unanswered:
+        return f": {len(unanswered)} of {len(result.candidates)} candidates ended without a final \\boxed{{}} answer"
+    return ""
+
+
 def format_result(result: SolveResult) -> str:
-    lines = [f"Answer: {result.answer if result.answer is not None else NO_ANSWER}"]
+    lines = [f"Answer: {result.answer if result.answer is not None else NO_ANSWER}{why_no_answer(result)}"]
     lines.append(
         f"Strategy: {result.strategy} ({result.params_text(hide=ThinkingControl.idle_knobs(result.strategy_params))})"
     )

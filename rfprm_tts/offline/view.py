@@ -118,13 +118,15 @@ def figure(value: object) -> str:
     return str(value)
 
 
-def answer_groups(result: SolveResult) -> list[tuple[str, int, float]]:
-    """(answer, finished candidates giving it, their summed score), most given first."""
-    groups: dict[str, list[float]] = defaultdict(list)
+def answer_groups(result: SolveResult) -> list[tuple[str, int, float | None]]:
+    """(answer, finished candidates giving it, their summed score: None when none was scored,
+    as in a plain vote), most given first."""
+    groups: dict[str, list[float | None]] = defaultdict(list)
     for c in result.candidates:
         if c.ok and c.answer is not None:
-            groups[c.answer].append(c.score or 0.0)
-    return sorted(((a, len(s), sum(s)) for a, s in groups.items()), key=lambda g: (-g[1], -g[2]))
+            groups[c.answer].append(c.score)
+    summed = [(a, len(s), None if all(x is None for x in s) else sum(x or 0.0 for x in s)) for a, s in groups.items()]
+    return sorted(summed, key=lambda g: (-g[1], -(g[2] or 0.0)))
 
 
 def render_html(result: SolveResult) -> str:
@@ -134,7 +136,7 @@ def render_html(result: SolveResult) -> str:
     tree = "".join(node_html(shown) for shown in merge(below[None], {n.id: n for n in result.tree}, below))
     usage = result.usage.model_dump(exclude_none=True)
     usage_rows = "".join(f"<tr><th>{escape(k)}</th><td>{escape(figure(v))}</td></tr>" for k, v in usage.items())
-    groups = "".join(f"<tr><td>{escape(a)}</td><td>{n}</td><td>{s:.3f}</td></tr>" for a, n, s in answer_groups(result))
+    groups = "".join(f"<tr><td>{escape(a)}</td><td>{n}</td><td>{fmt(s)}</td></tr>" for a, n, s in answer_groups(result))
     params = result.params_text(hide=ThinkingControl.idle_knobs(result.strategy_params))
     best = result.best
     return f"""<!doctype html>

@@ -195,6 +195,8 @@ def write_atomically(path: str | Path, data: str | bytes) -> None:
                 f.write(data)
             os.unlink(tmp)
             return
+        # mkstemp makes the file private (0600): give it the mode open() would, or the old file's
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         if fd >= 0:
@@ -202,6 +204,13 @@ def write_atomically(path: str | Path, data: str | bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def append_all(fd: int, data: bytes, path: str | Path) -> None:

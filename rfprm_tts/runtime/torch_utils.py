@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -50,18 +51,31 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return value
 
 
+BAR_WORTHY_BYTES = 1 << 30  # a local checkpoint smaller than this loads in about a second: no bar
+
+
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def _quiet_transformers(path: str) -> Iterator[None]:
     """Mute transformers' warnings while loading: its load report (a table of missing and
-    unexpected weights) is turned into one error by `load_checked`."""
+    unexpected weights) is turned into one error by `load_checked`. Its "Loading weights" bar
+    shows only for a checkpoint worth watching (not a local one under BAR_WORTHY_BYTES, such
+    as the bundled demo worlds, whose bar was noise on every first solve)."""
     from transformers.utils import logging
 
-    level = logging.get_verbosity()
+    level, bar = logging.get_verbosity(), logging.is_progress_bar_enabled()
     logging.set_verbosity_error()
+    if bar and os.path.isdir(path) and _weight_bytes(path) < BAR_WORTHY_BYTES:
+        logging.disable_progress_bar()
     try:
         yield
     finally:
         logging.set_verbosity(level)
+        if bar:
+            logging.enable_progress_bar()
+
+
+def _weight_bytes(path: str) -> int:
+    return sum(f.stat().st_size for f in Path(path).iterdir() if f.suffix in (".safetensors", ".bin", ".pt"))
 
 
 def load_checked(
@@ -75,7 +89,7 @@ def load_checked(
     error = load_error(role)
     if os.path.isdir(path):
         check_weights(path, role)
-    with _quiet_transformers():
+    with _quiet_transformers(path):
         try:
             model, info = load(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
         except (OSError, ValueError, RuntimeError) as exc:

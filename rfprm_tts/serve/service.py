@@ -38,6 +38,7 @@ from rfprm_tts.serve.routes import RouteTable
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import uses_prm
+from rfprm_tts.trajectory import SolveResult
 
 log = logging.getLogger(__name__)
 # Longer questions are tokenized for the PRM check on a worker thread; shorter ones take well
@@ -71,6 +72,20 @@ def upstream_error(exc: GenerationError) -> APIError:
         "the upstream model failed to answer (after the proxy's retries); retry later",
         "upstream_error",
         "upstream_failed",
+    )
+
+
+def no_valid_answer(result: SolveResult) -> APIError:
+    """No sample answered in the shape the request asked for (valid JSON, an allowed call): a
+    200 with empty content would break the client's parsing, so the upstream's failure it is."""
+    # the shape checks' reasons only: a failed generation's error may hold the upstream's URL
+    reasons = sorted({c.error for c in result.candidates if c.error and (c.trajectory.text or c.tool_calls)})
+    return APIError(
+        502,
+        f"none of the {len(result.candidates)} samples gave a valid answer for the request's response_format "
+        f"or tool_choice (first reason: {reasons[0] if reasons else 'none given'}); retry, or raise rfprm.n",
+        "upstream_error",
+        "no_valid_answer",
     )
 
 
@@ -202,8 +217,10 @@ class ProxyService:
             log.exception("request %s failed", request_id)
             raise internal_error() from None
         self.metrics.record_usage(result)
-        # n > 1: distinct answers, which takes an equivalence check (math-verify): off the loop
         shaped = call.tools is not None or call.json_format is not None
+        if shaped and result.best is None:
+            raise no_valid_answer(result)
+        # n > 1: distinct answers, which takes an equivalence check (math-verify): off the loop
         choices = await asyncio.to_thread(top_choices, result, chat.n, shaped) if chat.n > 1 else None
         return completion_body(result, chat, call.model, request_id or f"chatcmpl-{uuid.uuid4().hex}", choices)
 

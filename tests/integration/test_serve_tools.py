@@ -12,6 +12,7 @@ import pytest
 
 from helpers.proxy import KEYS, QUESTION, running, upstream_settings
 from helpers.servers import Reply, ScriptedServer
+from rfprm_tts import Settings
 
 WEATHER = {
     "type": "function",
@@ -170,7 +171,6 @@ def test_tools_that_cannot_be_honoured_are_400s(upstream, extra, code, param):
 
 def test_tools_need_an_upstream_that_takes_them(tiny_prm_dir):
     """The in-process demo model cannot call tools: a 400 saying what can, not a text answer."""
-    from rfprm_tts import Settings
 
     with running(Settings(n=2, serve={"api_keys": KEYS})) as url:
         response = httpx.post(
@@ -383,3 +383,50 @@ def test_a_litellm_agent_loop_through_the_proxy(upstream, tmp_path):
         "final": "Wear a coat.",
     }
     assert upstream.requests[-1]["messages"][-1]["role"] == "tool"
+
+
+def test_no_valid_json_answer_is_a_502_that_says_why(upstream):
+    """A 200 with empty content would break the client's parse(): the upstream gave nothing
+    usable, and the error says what was wrong with the samples."""
+    upstream.default = Reply(200, upstream_body(["Paris, 8 C", "[1, 2]"]))
+    with proxy(upstream, n=2) as url:
+        with pytest.raises(openai.InternalServerError) as failed:
+            client(url).chat.completions.create(model="rfprm", messages=ASK, response_format={"type": "json_object"})
+    assert failed.value.status_code == 502 and failed.value.body["code"] == "no_valid_answer"
+    assert "not JSON" in failed.value.body["message"] or "not an object" in failed.value.body["message"]
+
+
+CITY = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "enum": ["Paris", "London"]}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_the_real_vllm_server_made_to_call_a_tool_and_answer_json(vllm_server, tiny_prm_dir):
+    """A tiny random model emits no tool call of its own; a named tool_choice and a json_schema
+    make vLLM's structured output write them. Its calls and JSON answers go through the vote."""
+    settings = Settings(
+        n=3,
+        strategy="majority_vote",
+        generator={"backend": "openai", "base_url": vllm_server.base_url, "model": "tiny", "max_tokens": 60},
+        prm={"model": str(tiny_prm_dir)},
+    )
+    named = {"type": "function", "function": {"name": "get_weather"}}
+    city = {"name": "city", "schema": CITY["function"]["parameters"]}
+    with running(settings) as url:
+        called = client(url).chat.completions.create(model="rfprm", messages=ASK, tools=[CITY], tool_choice=named)
+        answered = client(url).chat.completions.create(
+            model="rfprm", messages=ASK, response_format={"type": "json_schema", "json_schema": city}
+        )
+    [call] = called.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"] in ("Paris", "London")
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert json.loads(answered.choices[0].message.content)["city"] in ("Paris", "London")

@@ -188,3 +188,18 @@ def test_score_file_keeps_every_line_in_order_whatever_the_lines(tmp_path_factor
             and given_["response"].strip() != ""
             and "step_scores" in row["rfprm"]
         )
+
+
+def test_write_atomically_gives_the_mode_open_would_or_keeps_the_old_files(tmp_path):
+    """The temporary file is private (mkstemp's 0600); the page a user shares must not be."""
+    fresh, kept = tmp_path / "page.html", tmp_path / "script.sh"
+    old = os.umask(0o022)
+    try:
+        write_atomically(fresh, "<p>hi</p>")
+        kept.write_text("old")
+        kept.chmod(0o750)
+        write_atomically(kept, "new")
+    finally:
+        os.umask(old)
+    assert fresh.stat().st_mode & 0o777 == 0o644
+    assert kept.stat().st_mode & 0o777 == 0o750 and kept.read_text() == "new"

@@ -22,3 +22,11 @@ def test_usage_figures_are_rounded():
     page = render_html(SolveResult.model_validate({**SAVED, "usage": usage}))
     assert "2.63" in page and "2.6291126" not in page
     assert "3.19e+08" in page and "319258836.0" not in page
+
+
+def test_a_vote_without_scores_shows_no_summed_score():
+    """majority_vote scores nothing: its answers table shows "-", not a summed 0.000."""
+    unscored = [{**c, "score": None, "step_scores": []} for c in SAVED["candidates"]]
+    page = render_html(SolveResult.model_validate({**SAVED, "candidates": unscored}))
+    answers = page.split('<table id="answers">', 1)[1].split("</table>", 1)[0]
+    assert "<td>-</td>" in answers and "0.000" not in answers
