@@ -12,6 +12,7 @@ prompt or a partial answer is placed the same way everywhere.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias, TypeGuard
 
@@ -135,16 +136,52 @@ def require_chat_template(tokenizer, path: str, role: Role) -> None:
         )
 
 
-def render(tokenizer, messages: Sequence[Message], prefix: str = "", *, open_turn: bool = True) -> str:
-    """The chat template over `messages`, opening the assistant's turn (unless `open_turn`
-    is False: a PRM input ends with the answer's own turn), then the partial answer `prefix`
-    to continue (no second generation prompt)."""
-    return tokenizer.apply_chat_template(list(messages), add_generation_prompt=open_turn, tokenize=False) + prefix
+def render(
+    tokenizer,
+    messages: Sequence[Message],
+    prefix: str = "",
+    *,
+    open_turn: bool = True,
+    tools: list[dict[str, Any]] | None = None,
+) -> str:
+    """The chat template over `messages` (and the `tools` offered, which the template writes
+    where it takes them), opening the assistant's turn (unless `open_turn` is False: a PRM
+    input ends with the answer's own turn), then the partial answer `prefix` to continue (no
+    second generation prompt)."""
+    extra = {"tools": tools} if tools else {}
+    conversation = template_messages(messages)
+    return (
+        tokenizer.apply_chat_template(conversation, add_generation_prompt=open_turn, tokenize=False, **extra) + prefix
+    )
 
 
-def prompt_ids(tokenizer, messages: Sequence[Message], prefix: str = "") -> list[int]:
+def prompt_ids(
+    tokenizer, messages: Sequence[Message], prefix: str = "", tools: list[dict[str, Any]] | None = None
+) -> list[int]:
     """`render`, as the token ids an in-process model is fed."""
-    return tokenizer(render(tokenizer, messages, prefix), add_special_tokens=False)["input_ids"]
+    return tokenizer(render(tokenizer, messages, prefix, tools=tools), add_special_tokens=False)["input_ids"]
+
+
+def template_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """The conversation as templates take it: each call's arguments as an object, not JSON text."""
+    shaped: list[dict[str, Any]] = []
+    for message in messages:
+        calls = message.get("tool_calls")
+        if calls:
+            message = {**message, "tool_calls": [_with_object_arguments(call) for call in calls]}
+        shaped.append(dict(message))
+    return shaped
+
+
+def _with_object_arguments(call: dict[str, Any]) -> dict[str, Any]:
+    function = call["function"]
+    try:
+        arguments = (
+            json.loads(function["arguments"]) if isinstance(function["arguments"], str) else function["arguments"]
+        )
+    except ValueError:
+        arguments = function["arguments"]  # as sent: the template writes what it can
+    return {**call, "function": {**function, "arguments": arguments}}
 
 
 def render_plain(messages: Sequence[Message], prefix: str = "") -> str:

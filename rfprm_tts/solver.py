@@ -154,7 +154,7 @@ class ReasoningSolver:
         if shaped and not (isinstance(ctx.generator, ToolCallingGenerator) and ctx.generator.takes_tools):
             raise ConfigError(
                 "tools and JSON answers need a generator that passes them to the model: the openai backend "
-                "with generator.api 'chat'"
+                "with generator.api 'chat', or an in-process model whose chat template takes tools"
             )
         started = time.perf_counter()
         try:

@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, 
 from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.generators.tool_text import read_calls_into, template_takes_tools, template_tools
 from rfprm_tts.runtime.model_names import checkpoint_path
 from rfprm_tts.runtime.torch_utils import load_checked, pick_device, pick_dtype
 from rfprm_tts.settings import GeneratorSettings
@@ -77,6 +78,12 @@ class TransformersGenerator:
     async def aclose(self) -> None:
         pass
 
+    @property
+    def takes_tools(self) -> bool:
+        """Tools go through the model's chat template, where it writes them; calls are read
+        back in the Hermes format (generators/tool_text.py)."""
+        return template_takes_tools(self.tokenizer)
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         if request.n < 1:
             raise ConfigError(f"n must be >= 1, got {request.n}")
@@ -90,7 +97,8 @@ class TransformersGenerator:
     @torch.inference_mode()
     def _generate(self, request: GenerationRequest, cancelled: threading.Event) -> GenerationResult:
         s = request.resolved(self.sampling)
-        prompt = prompt_ids(self.tokenizer, request.messages, request.prefix)
+        tools = template_tools(request.tools) if request.tools else None
+        prompt = prompt_ids(self.tokenizer, request.messages, request.prefix, tools)
         context = self.model.config.max_position_embeddings
         if len(prompt) >= context:  # attention over it would run for hours, then produce garbage
             raise ConfigError(
@@ -144,6 +152,8 @@ class TransformersGenerator:
                 ]
             result.generated_tokens += completion.tokens or 0
             result.completions.append(completion)
+        if request.tools:
+            read_calls_into(result.completions)
         return result
 
     def _top_logprobs(self, scores: tuple[torch.Tensor, ...], k: int) -> list[list[list[TopLogprob]]]:

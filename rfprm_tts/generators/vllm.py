@@ -28,6 +28,7 @@ from typing import Any
 from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
+from rfprm_tts.generators.tool_text import read_calls_into, template_takes_tools, template_tools
 from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
 from rfprm_tts.trajectory import TokenLogprob, top_logprob
@@ -153,7 +154,9 @@ class VLLMGenerator:
         from vllm.inputs import TokensPrompt
 
         try:
-            prompt = TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, job.request.messages, job.request.prefix))
+            request = job.request
+            tools = template_tools(request.tools) if request.tools else None
+            prompt = TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, request.messages, request.prefix, tools))
             # rendered as LLM.generate renders it where vLLM has that step (recent versions deprecate raw prompts)
             render = getattr(self.llm, "_preprocess_cmpl_one", None)
             if not callable(render) and not self._warned_raw:
@@ -195,7 +198,16 @@ class VLLMGenerator:
         for output in outputs:
             if output.finished and output.request_id in self._running:
                 job = self._running.pop(output.request_id)
-                _settle(job.future, result=_result(output, job.request.resolved(self.sampling).top_logprobs))
+                result = _result(output, job.request.resolved(self.sampling).top_logprobs)
+                if job.request.tools:
+                    read_calls_into(result.completions)
+                _settle(job.future, result=result)
+
+    @property
+    def takes_tools(self) -> bool:
+        """Tools go through the model's chat template, where it writes them; calls are read
+        back in the Hermes format (generators/tool_text.py)."""
+        return template_takes_tools(self.tokenizer)
 
     async def aclose(self) -> None:
         """Stop the worker and free the engine (and its GPU memory). Idempotent."""
