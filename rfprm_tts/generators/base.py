@@ -11,6 +11,8 @@ from rfprm_tts.chat import Message, Prompt, question_of, to_messages
 from rfprm_tts.settings import Sampling
 from rfprm_tts.trajectory import TokenLogprob
 
+ToolVote = Literal["hierarchical", "tool_name", "tool_args"]
+
 
 @dataclass(frozen=True)
 class ToolSpec:
@@ -20,6 +22,7 @@ class ToolSpec:
     tools: list[dict[str, Any]]
     choice: str | dict[str, Any] | None = None
     parallel: bool | None = None
+    vote: ToolVote = "hierarchical"  # how calls are voted on: rfprm_tts.search.tool_calls
 
     def names(self) -> set[str]:
         return {t["function"]["name"] for t in self.tools}

@@ -10,6 +10,11 @@ tools this module votes, the way a person would check an agent's step:
         within it, by the arguments (canonical JSON: keys sorted): the largest group
         ties: the larger summed PRM score (of the reasoning before the call), then first seen
         the winner is the best-scored sample of that group, its calls verbatim
+
+That is the "hierarchical" vote (ToolSpec.vote, the proxy's rfprm.tool_vote). "tool_name" stops
+after the names (the best-scored call of the most called tools, whatever its arguments);
+"tool_args" votes on whole calls at once (names and arguments), so a tool called by many samples
+with scattered arguments can lose to a call a few samples agree on exactly.
 """
 
 from __future__ import annotations
@@ -80,11 +85,8 @@ def vote_tool_calls(candidates: list[Candidate], spec: ToolSpec) -> ShapedVote:
     details: dict[str, Any] = {"calling": len(calling), "text": texting}
     if len(calling) <= texting:
         return ShapedVote(None, None, details)
-    same_tools = largest_group(calling, lambda c: tuple(call["function"]["name"] for call in _calls(c)))
-    same_call = largest_group(
-        same_tools,
-        lambda c: tuple((call["function"]["name"], canonical(call["function"]["arguments"])) for call in _calls(c)),
-    )
+    same_tools = largest_group(calling, called_names) if spec.vote != "tool_args" else calling
+    same_call = largest_group(same_tools, whole_calls) if spec.vote != "tool_name" else same_tools
     best = best_scored(same_call)
     answer = "; ".join(
         f"{call['function']['name']}({canonical(call['function']['arguments'])})" for call in _calls(best)
@@ -95,6 +97,16 @@ def vote_tool_calls(candidates: list[Candidate], spec: ToolSpec) -> ShapedVote:
 
 def _calls(c: Candidate) -> list[dict[str, Any]]:
     return c.tool_calls or []
+
+
+def called_names(c: Candidate) -> tuple[str, ...]:
+    """The tools a sample calls, in order."""
+    return tuple(call["function"]["name"] for call in _calls(c))
+
+
+def whole_calls(c: Candidate) -> tuple[tuple[str, str | None], ...]:
+    """A sample's calls: each tool's name and its arguments as canonical JSON."""
+    return tuple((call["function"]["name"], canonical(call["function"]["arguments"])) for call in _calls(c))
 
 
 def best_scored(candidates: list[Candidate]) -> Candidate:

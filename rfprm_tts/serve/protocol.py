@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from rfprm_tts.errors import ConfigError
-from rfprm_tts.generators.base import JSONFormat, ToolSpec
+from rfprm_tts.generators.base import JSONFormat, ToolSpec, ToolVote
 from rfprm_tts.serve.errors import APIError, invalid
 from rfprm_tts.serve.routes import RouteTable
 from rfprm_tts.serve.shapes import FunctionTool, NamedToolChoice, ResponseFormat, tool_spec
@@ -41,6 +41,7 @@ class RfprmOptions(BaseModel):
     budget_counts: Literal["generated", "total"] | None = None
     thinking_budget: int | None = Field(None, ge=1)
     return_candidates: bool = False
+    tool_vote: ToolVote = "hierarchical"
 
 
 class ScoreItem(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 from rfprm_tts.grading.equivalence import answer_groups
 from rfprm_tts.search.json_answers import answer_json
 from rfprm_tts.search.progress import Progress
-from rfprm_tts.search.tool_calls import canonical, canonical_json
+from rfprm_tts.search.tool_calls import canonical_json, whole_calls
 from rfprm_tts.serve.protocol import ChatRequest
 from rfprm_tts.trajectory import Candidate, SolveResult
 
@@ -159,10 +159,7 @@ def shaped_key(c: Candidate) -> Hashable:
     """What makes two samples of a tools or JSON request the same answer: the same calls
     (arguments as canonical JSON), else the same JSON answer, else the same text."""
     if c.tool_calls:
-        return (
-            "calls",
-            *((call["function"]["name"], canonical(call["function"]["arguments"])) for call in c.tool_calls),
-        )
+        return ("calls", *whole_calls(c))
     try:
         return ("json", canonical_json(json.loads(answer_json(c.trajectory.text))))
     except (ValueError, RecursionError):

@@ -72,7 +72,7 @@ def tool_spec(chat: ChatRequest) -> ToolSpec | None:
         return None
     tools = [tool.model_dump(exclude_none=True) for tool in chat.tools]
     choice = chat.tool_choice.model_dump() if isinstance(chat.tool_choice, NamedToolChoice) else chat.tool_choice
-    spec = ToolSpec(tools, choice, chat.parallel_tool_calls)
+    spec = ToolSpec(tools, choice, chat.parallel_tool_calls, chat.rfprm.tool_vote)
     if isinstance(chat.tool_choice, NamedToolChoice) and chat.tool_choice.function.name not in spec.names():
         raise invalid(
             f"tool_choice names {chat.tool_choice.function.name!r}, which is not one of the request's tools",

@@ -125,3 +125,13 @@ def test_a_malformed_tool_choice_is_named_by_what_it_lacks():
         with pytest.raises(APIError) as refused:
             chat_call(proxy, tools=tools, tool_choice=tool_choice)
         assert refused.value.param == where and f"invalid field {where}:" in refused.value.message
+
+
+def test_the_tool_vote_mode_reaches_the_tool_spec():
+    proxy = service([LOW])
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    assert chat_call(proxy, tools=tools).tools.vote == "hierarchical"
+    assert chat_call(proxy, tools=tools, rfprm={"tool_vote": "tool_args"}).tools.vote == "tool_args"
+    with pytest.raises(APIError) as refused:
+        chat_call(proxy, tools=tools, rfprm={"tool_vote": "by_luck"})
+    assert refused.value.param == "rfprm.tool_vote"

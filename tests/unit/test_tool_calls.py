@@ -44,6 +44,23 @@ def test_names_first_then_arguments_then_the_prm_score():
     assert vote.details == {"calling": 5, "text": 0, "same_tools": 3, "same_call": 2}
 
 
+def test_the_other_vote_modes_stop_at_names_or_vote_on_whole_calls():
+    """tool_name: the most called tools win, the best-scored of their calls whatever its
+    arguments. tool_args: whole calls at once: b's call and a's {"v": 2} are called twice each,
+    and b's two score more (1.2 against 0.9); hierarchical takes a first (4 calls against 2)."""
+    samples = [
+        sample(("a", '{"v": 1}'), score=0.9),
+        sample(("a", '{"v": 2}'), score=0.2),
+        sample(("b", '{"v": 1}'), score=0.6),
+        sample(("a", '{"v":2}'), score=0.7),
+        sample(("b", '{"v": 1}'), score=0.6),
+        sample(("a", '{"v": 3}'), score=0.1),
+    ]
+    assert vote_tool_calls(samples, ToolSpec(TOOLS, vote="tool_name")).best is samples[0]
+    assert vote_tool_calls(samples, ToolSpec(TOOLS, vote="tool_args")).best is samples[2]
+    assert vote_tool_calls(samples, ToolSpec(TOOLS)).best is samples[3]
+
+
 def test_a_tie_goes_to_the_larger_summed_score():
     samples = [sample(("a", "{}"), score=0.1), sample(("b", "{}"), score=0.9)]
     assert vote_tool_calls(samples, ToolSpec(TOOLS)).best is samples[1]
