@@ -17,11 +17,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import jsonschema
-from referencing.exceptions import Unresolvable
-
 from rfprm_tts.generators.base import JSONFormat
-from rfprm_tts.search.tool_calls import ShapedVote, best_scored, canonical_json, largest_group
+from rfprm_tts.search.tool_calls import ShapedVote, best_scored, canonical_json, largest_group, schema_problem
 from rfprm_tts.text import THINK_CLOSE
 from rfprm_tts.trajectory import Candidate
 
@@ -39,13 +36,8 @@ def check_answer(text: str, spec: JSONFormat) -> tuple[str | None, str | None]:
         return None, f"the answer is not JSON ({type(exc).__name__}: {str(exc)[:200]})"
     if spec.response_format.get("type") == "json_object" and not isinstance(value, dict):
         return None, "the answer is JSON but not an object (response_format json_object)"
-    if spec.schema is not None:
-        try:
-            jsonschema.validate(value, spec.schema)
-        except jsonschema.ValidationError as exc:
-            return None, f"the answer does not match the response_format's schema: {exc.message}"
-        except (jsonschema.SchemaError, Unresolvable, RecursionError) as exc:  # checked at the request already
-            return None, f"the response_format's schema cannot check it: {str(exc)[:200]}"
+    if spec.schema is not None and (problem := schema_problem(value, spec.schema)) is not None:
+        return None, f"the answer {problem} (response_format's schema)"
     return canonical_json(value), None
 
 

@@ -25,6 +25,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
+import jsonschema
+from referencing.exceptions import Unresolvable
+
 from rfprm_tts.generators.base import ToolSpec
 from rfprm_tts.trajectory import Candidate
 
@@ -45,6 +48,17 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def schema_problem(value: Any, schema: dict[str, Any]) -> str | None:
+    """What keeps `value` from matching the JSON schema, or None when it does."""
+    try:
+        jsonschema.validate(value, schema)
+    except jsonschema.ValidationError as exc:
+        return f"does not match the schema: {exc.message[:200]}"
+    except (jsonschema.SchemaError, Unresolvable, RecursionError) as exc:  # schemas are checked at the request
+        return f"cannot be checked: the schema fails ({str(exc)[:200]})"
+    return None
+
+
 def canonical(arguments: str) -> str | None:
     """A call's arguments as canonical JSON, or None when they are not a JSON object."""
     try:
@@ -56,25 +70,34 @@ def canonical(arguments: str) -> str | None:
 
 def check_calls(candidates: list[Candidate], spec: ToolSpec) -> None:
     """Fail the samples whose calls the client could not run or did not allow."""
-    offered = spec.names()
+    schemas = {t["function"]["name"]: t["function"].get("parameters") for t in spec.tools}
     named = spec.choice["function"]["name"] if isinstance(spec.choice, dict) else None
     for c in candidates:
         if not c.ok:
             continue
         calls = c.tool_calls or []
-        bad = [
-            call["function"]["name"]
-            for call in calls
-            if call["function"]["name"] not in offered or canonical(call["function"]["arguments"]) is None
-        ]
+        bad = next(filter(None, (call_problem(call["function"], schemas) for call in calls)), None)
         if calls and spec.choice == "none":
             c.error = "called a tool where tool_choice is 'none'"
         elif bad:
-            c.error = f"called {bad[0]!r}: a tool that was not offered, or arguments that are not a JSON object"
+            c.error = bad
         elif named is not None and any(call["function"]["name"] != named for call in calls):
             c.error = f"called another tool than the one tool_choice names ({named!r})"
         elif not calls and (spec.choice == "required" or named is not None):
             c.error = "answered in text where tool_choice asks for a tool call"
+
+
+def call_problem(function: dict[str, Any], schemas: dict[str, dict[str, Any] | None]) -> str | None:
+    """Why the client could not run this call (a tool it did not offer, arguments that are not
+    a JSON object or not what the tool's parameters schema allows), or None."""
+    name = function["name"]
+    if name not in schemas:
+        return f"called {name!r}, a tool that was not offered"
+    if canonical(function["arguments"]) is None:
+        return f"called {name!r} with arguments that are not a JSON object"
+    schema = schemas[name]
+    problem = schema_problem(json.loads(function["arguments"]), schema) if schema else None
+    return f"called {name!r} with arguments that {problem}" if problem else None
 
 
 def vote_tool_calls(candidates: list[Candidate], spec: ToolSpec) -> ShapedVote:

@@ -16,9 +16,27 @@ if TYPE_CHECKING:
     from rfprm_tts.serve.protocol import ChatRequest
 
 
+def check_schema(schema: Any, where: str) -> None:
+    """A ValueError (a 400 naming the field) unless `schema` is a valid JSON schema: the votes
+    check answers and arguments against it."""
+    if not isinstance(schema, dict):
+        raise ValueError(f"{where} must be a JSON object (a JSON schema)")
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ValueError(f"{where} is not a valid JSON schema: {exc.message}") from None
+
+
 class FunctionSpec(BaseModel):
-    model_config = ConfigDict(extra="allow")  # description, parameters, strict: passed on as given
+    model_config = ConfigDict(extra="allow")  # description, strict: passed on as given
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    parameters: dict[str, Any] | None = None  # a JSON schema, which a call's arguments must match
+
+    @model_validator(mode="after")
+    def _valid_schema(self) -> FunctionSpec:
+        if self.parameters is not None:
+            check_schema(self.parameters, "function.parameters")
+        return self
 
 
 class FunctionTool(BaseModel):
@@ -43,14 +61,8 @@ class ResponseFormat(BaseModel):
         spec = self.json_schema or {}
         if not isinstance(spec.get("name"), str):
             raise ValueError("a json_schema response_format needs json_schema with a name (and its schema)")
-        schema = spec.get("schema")
-        if schema is not None:
-            if not isinstance(schema, dict):
-                raise ValueError("json_schema.schema must be a JSON object (a JSON schema)")
-            try:
-                jsonschema.validators.validator_for(schema).check_schema(schema)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"json_schema.schema is not a valid JSON schema: {exc.message}") from None
+        if spec.get("schema") is not None:
+            check_schema(spec["schema"], "json_schema.schema")
         return self
 
 

@@ -155,13 +155,18 @@ def test_the_next_turn_passes_the_call_and_its_result_on(upstream):
         ),
         ({"rfprm": {"strategy": "beam_search", "n": 4, "params": {"beam_width": 2}}}, "invalid_tools", "tools"),
         ({"rfprm": {"params": {"early_exit": "probe"}}}, "invalid_tools", "tools"),
+        (  # a parameters schema the vote could not check arguments against
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "no-such-type"}}}]},
+            "invalid_field",
+            "tools.0.function",
+        ),
     ],
 )
 def test_tools_that_cannot_be_honoured_are_400s(upstream, extra, code, param):
     with proxy(upstream, n=2) as url:
         response = httpx.post(
             f"{url}/v1/chat/completions",
-            json={"model": "rfprm", "messages": ASK, "tools": [WEATHER], **extra},
+            json={"model": "rfprm", "messages": ASK, "tools": [WEATHER], **extra},  # extra may replace the tools
             timeout=30,
         )
     error = response.json()["error"]

@@ -61,6 +61,16 @@ def test_the_other_vote_modes_stop_at_names_or_vote_on_whole_calls():
     assert vote_tool_calls(samples, ToolSpec(TOOLS)).best is samples[3]
 
 
+def test_arguments_the_tools_schema_does_not_allow_fail():
+    city = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tools = [{"type": "function", "function": {"name": "w", "parameters": city}}]
+    good, wrong_type, missing = sample(("w", '{"city": "Paris"}')), sample(("w", '{"city": 5}')), sample(("w", "{}"))
+    vote = vote_tool_calls([wrong_type, missing, good], ToolSpec(tools))
+    assert vote.best is good and good.ok
+    assert "does not match the schema: 5 is not of type 'string'" in wrong_type.error
+    assert "'city' is a required property" in missing.error
+
+
 def test_a_tie_goes_to_the_larger_summed_score():
     samples = [sample(("a", "{}"), score=0.1), sample(("b", "{}"), score=0.9)]
     assert vote_tool_calls(samples, ToolSpec(TOOLS)).best is samples[1]
