@@ -33,7 +33,7 @@ from rfprm_tts.search.progress import Progress
 from rfprm_tts.search.tool_calls import vote_tool_calls
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
-from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, uses_prm
+from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, uses_draft, uses_prm
 from rfprm_tts.trajectory import SolveResult
 
 T = TypeVar("T")
@@ -68,7 +68,8 @@ class ReasoningSolver:
     """Solve questions with PRM-guided test-time search.
 
     Build it from `Settings` (backends are created on first use), or hand it ready
-    `generator`, `scorer` and `strategy` objects (anything that follows the protocols).
+    `generator`, `scorer`, `strategy` and `draft` objects (anything that follows the protocols;
+    the draft model is the speculative strategies' cheaper generator).
     """
 
     def __init__(
@@ -78,12 +79,15 @@ class ReasoningSolver:
         generator: Generator | None = None,
         scorer: Scorer | None = None,
         strategy: Strategy | None = None,
+        draft: Generator | None = None,
     ):
         self.settings = settings if settings is not None else Settings.load()
         self._generator = generator
         self._owns_generator = generator is None  # close only what this solver built
         self._scorer = scorer
         self._owns_scorer = scorer is None
+        self._draft = draft  # built on first use by a speculative strategy (settings.draft)
+        self._owns_draft = draft is None
         self._strategy = strategy
         self._loop_thread: _LoopThread | None = None
         self._build_lock = threading.Lock()
@@ -95,6 +99,19 @@ class ReasoningSolver:
             if self._generator is None:
                 self._generator = build_generator(self.settings.generator)
             return self._generator
+
+    @property
+    def draft(self) -> Generator:
+        """The draft model of the speculative strategies (settings.draft)."""
+        with self._build_lock:
+            if self._draft is None:
+                if self.settings.draft is None:
+                    raise ConfigError(
+                        "a speculative strategy needs a draft model: set draft.model (RFPRM_DRAFT__MODEL, "
+                        "--draft-model), and draft.backend / draft.base_url where it is served"
+                    )
+                self._draft = build_generator(self.settings.draft)
+            return self._draft
 
     @property
     def scorer(self) -> Scorer:
@@ -150,6 +167,7 @@ class ReasoningSolver:
             on_progress=on_progress,
             tools=tools,
             json_format=json_format,
+            with_draft=uses_draft(strategy),
         )
         if shaped and not (isinstance(ctx.generator, ToolCallingGenerator) and ctx.generator.takes_tools):
             raise ConfigError(
@@ -169,6 +187,7 @@ class ReasoningSolver:
         ctx.usage.estimate_flops(
             ctx.generator.num_parameters if isinstance(ctx.generator, SizedGenerator) else None,
             ctx.scorer.num_parameters if ctx.scorer is not None else None,
+            ctx.draft.num_parameters if isinstance(ctx.draft, SizedGenerator) else None,
         )
         return SolveResult(
             question=ctx.question,
@@ -196,10 +215,12 @@ class ReasoningSolver:
         on_progress: Callable[[Progress], None] | None = None,
         tools: ToolSpec | None = None,
         json_format: JSONFormat | None = None,
+        with_draft: bool = False,
     ) -> SearchContext:
         """The generator and PRM as a search sees them for one prompt (backends are built
         on first use, off the event loop). For callers that drive a search themselves.
-        Without `with_prm` the PRM is not loaded for it (a search that never scores);
+        Without `with_prm` the PRM is not loaded for it (a search that never scores); with
+        `with_draft` the draft model is (a speculative search);
         `budget` caps the tokens it may spend; `on_progress` hears of every round; every
         sample request carries `tools` and `json_format`."""
         settings = settings or self.settings
@@ -209,6 +230,7 @@ class ReasoningSolver:
             generator, scorer = self._generator, self._scorer if with_prm else None
         else:
             generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer if with_prm else None))
+        draft = await asyncio.to_thread(lambda: self.draft) if with_draft else None
         reads_logprobs = scorer is not None and (
             isinstance(scorer, LogprobScorer) or settings.prm.confidence_weight > 0
         )
@@ -226,6 +248,7 @@ class ReasoningSolver:
             on_progress=on_progress,
             tools=tools,
             json_format=json_format,
+            draft=draft,
         )
 
     def solve(
@@ -275,9 +298,11 @@ class ReasoningSolver:
         return build_strategy(settings.strategy, n=settings.n, **settings.strategy_params)
 
     async def aclose(self) -> None:
-        """Close what this solver built: the generator's client or engine, and a PRM engine."""
+        """Close what this solver built: the generator's client or engine, the draft's, and a PRM engine."""
         if self._generator is not None and self._owns_generator:
             await self._generator.aclose()
+        if self._draft is not None and self._owns_draft:
+            await self._draft.aclose()
         if self._scorer is not None and self._owns_scorer:
             await asyncio.to_thread(self._scorer.close)
 

@@ -16,6 +16,7 @@ from rfprm_tts.text import DEFAULT_STEP_SEPARATOR, extract_answer, split_steps, 
 
 # How the CLI and the page show a solve that found no answer.
 NO_ANSWER = "(none found)"
+Writer = Literal["draft", "target"]  # the model that wrote a step: settings.draft, or the generator
 
 
 class TopLogprob(TypedDict):
@@ -96,18 +97,27 @@ class Usage(BaseModel):
     prm_tokens: int = 0
     generator_calls: int = 0
     prm_calls: int = 0
+    # a speculative search's draft model (settings.draft), counted apart from the generator's figures
+    draft_prompt_tokens: int = 0
+    draft_generated_tokens: int = 0
+    draft_calls: int = 0
     wall_time_s: float = 0.0
     generator_flops: float | None = None
     prm_flops: float | None = None
+    draft_flops: float | None = None
     token_budget: int | None = None  # the solve's token budget, when it had one
     budget_counts: Literal["generated", "total"] | None = None  # what the budget counted
     budget_exhausted: bool = False  # the search stopped short or sent fewer samples for it
 
-    def estimate_flops(self, generator_parameters: int | None, prm_parameters: int | None) -> None:
+    def estimate_flops(
+        self, generator_parameters: int | None, prm_parameters: int | None, draft_parameters: int | None = None
+    ) -> None:
         if generator_parameters:
             self.generator_flops = 2.0 * generator_parameters * (self.prompt_tokens + self.generated_tokens)
         if prm_parameters:
             self.prm_flops = 2.0 * prm_parameters * self.prm_tokens
+        if draft_parameters:
+            self.draft_flops = 2.0 * draft_parameters * (self.draft_prompt_tokens + self.draft_generated_tokens)
 
 
 class Candidate(BaseModel):
@@ -127,6 +137,7 @@ class Candidate(BaseModel):
     generated_tokens: int | None = None
     tokens_estimated: bool = False  # generated_tokens is a share of a response's total
     logprobs: list[float] | None = None  # of the generated tokens, when generator.logprobs is on
+    step_models: list[Writer] | None = None  # who wrote each step, in a speculative search
     token_logprobs: list[TokenLogprob] | None = None  # the same tokens as text (OpenAI's shape), for a whole sample
     tool_calls: list[dict[str, Any]] | None = None  # the tool calls the sample ended with (OpenAI's shape)
     error: str | None = None
@@ -161,6 +172,7 @@ class SearchNode(BaseModel):
     generated_tokens: int | None = None
     error: str | None = None
     chosen: bool = False
+    written_by: Writer | None = None  # in a speculative search: the model that wrote this node's text
 
 
 class SolveResult(BaseModel):

@@ -15,6 +15,7 @@ from rfprm_tts.strategies import (  # noqa: F401  (importing registers the built
     dvts,
     early_pruning,
     particle_filtering,
+    speculative,
     voting,
 )
 from rfprm_tts.strategies.base import (

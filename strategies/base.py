@@ -59,6 +59,17 @@ class StrategyParams(BaseModel):
     )
 
 
+class DraftedParams(StrategyParams):
+    """The parameters of the step searches that can draft their steps (rfprm_tts.search.speculation)."""
+
+    draft_threshold: float | None = Field(
+        None,
+        ge=0.0,
+        description="Drafted steps: the draft model (settings.draft) writes each round's steps first and the "
+        "generator rewrites those the PRM scores under this; None: the generator writes every step.",
+    )
+
+
 class SamplingParams(ThinkingControl, StrategyParams):
     """The parameters of strategies that sample whole answers: StrategyParams' and the thinking
     controls (early exit, budget forcing, short-m@k: rfprm_tts.search.thinking)."""
@@ -79,7 +90,8 @@ class Strategy(Protocol):
     class's `Params`) and `search`.
 
     `uses_prm` (optional, default True): False for a strategy that never scores, so a
-    solve does not load the PRM for it and `ctx.scorer` is None."""
+    solve does not load the PRM for it and `ctx.scorer` is None. `uses_draft` (optional,
+    default False): True for a speculative strategy, which asks `ctx.draft` for steps."""
 
     name: ClassVar[str]
 
@@ -101,6 +113,20 @@ class UsesPRM(Protocol):
 def uses_prm(strategy: Strategy) -> bool:
     """Whether a solve with `strategy` needs the PRM (a strategy that does not say: it does)."""
     return strategy.uses_prm if isinstance(strategy, UsesPRM) else True
+
+
+@runtime_checkable
+class UsesDraft(Protocol):
+    """A strategy that says whether it asks the draft model (settings.draft) for steps:
+    `uses_draft`, optional like `uses_prm` (a strategy without it does not)."""
+
+    @property
+    def uses_draft(self) -> bool: ...
+
+
+def uses_draft(strategy: Strategy) -> bool:
+    """Whether a solve with `strategy` needs the draft model (ctx.draft)."""
+    return strategy.uses_draft if isinstance(strategy, UsesDraft) else False
 
 
 class StrategyClass(Protocol):
@@ -126,6 +152,11 @@ class BaseStrategy:
     name: ClassVar[str]
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     uses_prm: bool = True
+
+    @property
+    def uses_draft(self) -> bool:
+        """A step search that drafts its steps asks the draft model (settings.draft)."""
+        return isinstance(self.params, DraftedParams) and self.params.draft_threshold is not None
 
     def __init__(self, params: StrategyParams):
         # built from the common parameters (BestOfN(StrategyParams(n=2))): its own at their defaults

@@ -9,6 +9,9 @@
         sample M next steps for each kept beam (N open again)
     the last round generates to the end; the best finished beam wins
 
+With draft_threshold, each round's steps are drafted (rfprm_tts.search.speculation): the draft
+model writes them, the generator rewrites those the PRM scores under the threshold.
+
 Beam pools belong to one search (one question), never shared across questions.
 """
 
@@ -17,16 +20,27 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from rfprm_tts.search.context import SearchContext
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, rank, register
+from rfprm_tts.search.speculation import DraftTally, next_steps
+from rfprm_tts.strategies.base import (
+    BaseStrategy,
+    DraftedParams,
+    SearchOutcome,
+    StrategyParams,
+    best_outcome,
+    rank,
+    register,
+)
 from rfprm_tts.trajectory import Candidate
 
 
-class BeamSearchParams(StrategyParams):
+class TreeParams(StrategyParams):
+    """Beam search's and DVTS's: M continuations per kept path, for up to max_steps rounds."""
+
     beam_width: int = Field(4, ge=1, description="M: continuations sampled per kept beam.")
     max_steps: int = Field(40, ge=1, description="Step rounds before the rest is generated to the end.")
 
     @model_validator(mode="after")
-    def _n_is_a_multiple_of_beam_width(self) -> BeamSearchParams:
+    def _n_is_a_multiple_of_beam_width(self) -> TreeParams:
         """The search keeps N / M beams (DVTS: N / M subtrees) and samples M steps for each: with
         any other N it would run another budget than the N it reports."""
         n, m = self.n, self.beam_width
@@ -37,6 +51,10 @@ class BeamSearchParams(StrategyParams):
                 f"round; use n in {m}, {2 * m}, {3 * m}, ... or a beam_width that divides {n} ({widths})"
             )
         return self
+
+
+class BeamSearchParams(DraftedParams, TreeParams):
+    """TreeParams, and drafted steps (draft_threshold)."""
 
 
 def unique(candidates: list[Candidate]) -> list[Candidate]:
@@ -60,9 +78,13 @@ class BeamSearch(BaseStrategy):
         n, m, max_steps = self.params.n, self.params.beam_width, self.params.max_steps
         keep = n // m
         finished: list[Candidate] = []
-        beams = await ctx.extend([""], n, one_step=max_steps > 1)
+        tally = DraftTally()
+
+        async def grow(prefixes: list[str], k: int, one_step: bool) -> list[Candidate]:  # scored, repeats dropped
+            return await next_steps(ctx, prefixes, k, one_step, self.params.draft_threshold, tally, unique)
+
+        beams = await grow([""], n, one_step=max_steps > 1)
         for depth in range(1, max_steps + 1):
-            beams = await ctx.score_candidates(unique(beams))
             finished += [b for b in beams if b.state != "open"]
             open_beams = [
                 b for b in rank([b for b in beams if b.state == "open"])[:keep] if ctx.may_still_win(b, finished)
@@ -71,5 +93,6 @@ class BeamSearch(BaseStrategy):
             if not open_beams or len(finished) >= n:
                 break
             last_round = depth + 1 == max_steps  # the final round generates to the end
-            beams = await ctx.extend([b.trajectory.text for b in open_beams], m, one_step=not last_round)
-        return best_outcome(finished or open_beams, {"rounds": depth})
+            beams = await grow([b.trajectory.text for b in open_beams], m, one_step=not last_round)
+        drafted = tally.details() if self.params.draft_threshold is not None else {}
+        return best_outcome(finished or open_beams, {"rounds": depth, **drafted})

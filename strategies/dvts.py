@@ -16,15 +16,15 @@ import math
 
 from rfprm_tts.search.context import SearchContext
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, rank, register
-from rfprm_tts.strategies.beam_search import BeamSearchParams
+from rfprm_tts.strategies.beam_search import TreeParams
 from rfprm_tts.trajectory import Candidate
 
 
 @register
 class DVTS(BaseStrategy):
     name = "dvts"
-    Params = BeamSearchParams
-    params: BeamSearchParams
+    Params = TreeParams
+    params: TreeParams
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         m = self.params.beam_width

@@ -11,6 +11,9 @@
     the last round generates to the end
     answer: the best finished particle, or the PRM-weighted vote of the finished ones
 
+With draft_threshold, the steps are drafted (rfprm_tts.search.speculation): the draft model
+writes them, the generator rewrites those the PRM scores under the threshold.
+
 Unlike beam search, a particle with a lower score keeps a chance to survive, so one
 over-rated early step does not take the whole budget. The score a weight reads is the last
 step's (the paper's choice: how likely this step is right) or the aggregated one.
@@ -27,12 +30,13 @@ from typing import Literal, Protocol
 from pydantic import Field
 
 from rfprm_tts.search.context import SearchContext
-from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
+from rfprm_tts.search.speculation import DraftTally, next_steps
+from rfprm_tts.strategies.base import BaseStrategy, DraftedParams, SearchOutcome, best_outcome, register
 from rfprm_tts.strategies.voting import tally, vote_outcome
 from rfprm_tts.trajectory import Candidate
 
 
-class ParticleFilteringParams(StrategyParams):
+class ParticleFilteringParams(DraftedParams):
     max_steps: int = Field(40, ge=1, description="Step rounds before the rest is generated to the end.")
     temperature: float = Field(0.2, gt=0, description="Softmax temperature turning scores (0-1) into weights.")
     min_ess: float = Field(
@@ -102,9 +106,9 @@ class ParticleFiltering(BaseStrategy):
         draw = systematic if p.resampling == "systematic" else multinomial
         finished: list[Candidate] = []
         temperatures: list[float] = []
-        particles = await ctx.extend([""], p.n, one_step=p.max_steps > 1)
+        drafting = DraftTally()
+        scored = await next_steps(ctx, [""], p.n, p.max_steps > 1, p.draft_threshold, drafting)
         for depth in range(1, p.max_steps + 1):
-            scored = await ctx.score_candidates(particles)
             finished += [c for c in scored if c.state == "finished"]
             alive = [c for c in scored if c.state == "open"]
             if not alive:
@@ -114,8 +118,10 @@ class ParticleFiltering(BaseStrategy):
             drawn = [alive[i] for i in draw(weights, len(alive), rng)]
             await ctx.keep(drawn)
             last_round = depth + 1 == p.max_steps  # the final round generates to the end
-            particles = await ctx.extend([c.trajectory.text for c in drawn], 1, one_step=not last_round)
-        details = {"rounds": depth, "temperatures": temperatures}
+            prefixes = [c.trajectory.text for c in drawn]
+            scored = await next_steps(ctx, prefixes, 1, not last_round, p.draft_threshold, drafting)
+        drafted = drafting.details() if p.draft_threshold is not None else {}
+        details = {"rounds": depth, "temperatures": temperatures, **drafted}
         if p.answer == "vote" and finished:
             return vote_outcome(tally(finished, weighted=True), finished, **details)
         return best_outcome(finished or alive, details)

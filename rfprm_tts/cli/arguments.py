@@ -89,6 +89,11 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=at_least(1), help="most tokens per completion")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--system-prompt", help="system message before the question")
+    parser.add_argument(
+        "--draft-model", help="draft model name or path, for speculative_steps (a cheaper generator that writes steps)"
+    )
+    parser.add_argument("--draft-backend", choices=["transformers", "openai", "vllm"], help="the draft model's backend")
+    parser.add_argument("--draft-base-url", help="the draft model's OpenAI-compatible endpoint")
     parser.add_argument("--prm", help="PRM name or path (default demo-think, bundled; 'demo' is the other)")
     parser.add_argument(
         "--aggregation",
@@ -113,6 +118,9 @@ def solve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_tokens": "generator__max_tokens",
         "seed": "generator__seed",
         "system_prompt": "generator__system_prompt",
+        "draft_model": "draft__model",
+        "draft_backend": "draft__backend",
+        "draft_base_url": "draft__base_url",
         "prm": "prm__model",
         "aggregation": "prm__aggregation",
         "device": "prm__device",

@@ -137,11 +137,14 @@ def format_result(result: SolveResult) -> str:
     best = result.best
     if best is not None and best.step_scores:
         score = "n/a" if best.score is None else f"{best.score:.4f}"
-        lines.append(f"Chosen trajectory (aggregate score {score}); PRM score per step:")
-        for step, step_score in zip(best.trajectory.steps, best.step_scores):
+        writers = best.step_models or []
+        by = "; (draft) marks the draft model's steps" if "draft" in writers else ""
+        lines.append(f"Chosen trajectory (aggregate score {score}); PRM score per step{by}:")
+        for i, (step, step_score) in enumerate(zip(best.trajectory.steps, best.step_scores)):
             text = step.text.replace("\n", "\n         ")
             shown = "  -  " if step_score is None else f"{step_score:.3f}"  # unscored (prm.overflow)
-            lines.append(f"  [{shown}] {text}")
+            mark = "(draft) " if i < len(writers) and writers[i] == "draft" else ""
+            lines.append(f"  [{shown}] {mark}{text}")
     elif best is not None:  # a strategy that scores nothing (majority_vote): the steps alone
         lines.append("Chosen trajectory (not scored: this strategy uses no PRM):")
         lines += ["  " + step.text.replace("\n", "\n  ") for step in best.trajectory.steps]
@@ -154,6 +157,11 @@ def format_result(result: SolveResult) -> str:
         f"{u.generator_calls} generator call(s); {u.prm_tokens} PRM tokens in {u.prm_calls} "
         f"PRM call(s); {u.wall_time_s:.2f} s"
     )
+    if u.draft_calls:
+        lines.append(
+            f"Draft: {u.draft_prompt_tokens} prompt + {u.draft_generated_tokens} generated tokens in "
+            f"{u.draft_calls} call(s); {result.details.get('accepted', 0)} step(s) accepted"
+        )
     return "\n".join(lines)
 
 

@@ -32,8 +32,12 @@ ul.tree { padding-left: 0; border: 0; }
 .node.folded > ul { display: none; } .node.folded > .step::after { content: " [+]"; color: #555; }
 .score { font: 12px monospace; margin-left: 8px; color: #333; }
 .badge { font-size: 11px; padding: 0 5px; border-radius: 3px; background: #333; color: #fff; margin-left: 6px; }
+.node.by-draft > .step, .node.chosen.by-draft > .step { border-left: 6px solid #8a3ffc; }
+.node.by-target > .step, .node.chosen.by-target > .step { border-left: 6px solid #555; }
 details summary { cursor: pointer; color: #555; }
 """
+
+WRITERS = " Left bar: violet, the draft model wrote the step; grey, the target model."
 
 SCRIPT = """
 document.querySelectorAll('.node > .step').forEach(step => step.addEventListener('click',
@@ -84,7 +88,8 @@ def merge(ids: list[int], nodes: dict[int, SearchNode], below: dict[int | None, 
 def node_html(shown: Shown) -> str:
     node = shown.first
     chosen = any(m.chosen for m in shown.members)
-    classes = " ".join(["node", node.state] + (["chosen"] if chosen else []))
+    writer = [f"by-{node.written_by}"] if node.written_by else []
+    classes = " ".join(["node", node.state, *writer] + (["chosen"] if chosen else []))
     text = node.text.strip() or "(empty)"
     body = (
         escape(text)
@@ -149,7 +154,7 @@ def render_html(result: SolveResult) -> str:
 <h2>Answers</h2><table id="answers"><tr><th>answer</th><th>candidates</th><th>summed score</th></tr>{groups}</table>
 <h2>Search tree</h2><p id="stats">{len(result.tree)} nodes</p>
 <p>Colour: the step's PRM score, red 0 to green 1 (grey: unscored); outlined: the chosen path; xK: K candidates
-added the same text there (merged); click a step to fold it.</p>
+added the same text there (merged); click a step to fold it.{WRITERS if any(n.written_by for n in result.tree) else ""}</p>
 <ul class="tree" id="tree">{tree}</ul>
 <script>{SCRIPT}</script>
 </body></html>

@@ -25,7 +25,7 @@ from rfprm_tts.search.progress import Progress, ProgressMeter
 from rfprm_tts.search.tree import SearchTree
 from rfprm_tts.settings import Sampling
 from rfprm_tts.text import extract_answer
-from rfprm_tts.trajectory import Candidate, Trajectory, Usage
+from rfprm_tts.trajectory import Candidate, Trajectory, Usage, Writer
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ class SearchContext:
     for a caller that shows the search as it runs (`rfprm serve` streams them).
     `tools`: what the model may call, `json_format`: the answer's JSON format; each sample request
     carries them (search/tool_calls.py and search/json_answers.py choose among the samples).
+    `draft`: a cheaper model a speculative strategy asks for steps (`extend(..., by="draft")`),
+    counted apart (usage.draft_*); the candidates then say who wrote each step (`step_models`).
 
     `messages` is the conversation the generator sees (system prompt and history included);
     the PRM scores its last user message as the question. `sampling` is how this solve
@@ -64,10 +66,12 @@ class SearchContext:
         on_progress: Callable[[Progress], None] | None = None,
         tools: ToolSpec | None = None,
         json_format: JSONFormat | None = None,
+        draft: Generator | None = None,
     ):
         self.messages = messages
         self.question = question_of(messages)
         self.generator = generator
+        self.draft = draft
         self.scorer = scorer
         self.separator = separator
         self.aggregation = aggregation
@@ -143,6 +147,7 @@ class SearchContext:
         max_tokens: int | None,
         greedy: bool = False,
         check: bool = True,
+        by: Writer = "target",
     ) -> list[Completion]:
         left = min(self.tokens_left(prefix), max_tokens or self.sampling.max_tokens)
         cap = self.budget.cap(left)  # no one sample may outrun what the solve's token budget has left
@@ -157,10 +162,18 @@ class SearchContext:
             tools=self.tools,
             json_format=self.json_format,
         )
-        result = await self.generator.generate(request)
-        self.usage.prompt_tokens += result.prompt_tokens
-        self.usage.generated_tokens += result.generated_tokens
-        self.usage.generator_calls += result.calls
+        if by == "draft":
+            if self.draft is None:
+                raise ConfigError("this search has no draft model (settings.draft) to ask for steps")
+            result = await self.draft.generate(request)
+            self.usage.draft_prompt_tokens += result.prompt_tokens
+            self.usage.draft_generated_tokens += result.generated_tokens
+            self.usage.draft_calls += result.calls
+        else:
+            result = await self.generator.generate(request)
+            self.usage.prompt_tokens += result.prompt_tokens
+            self.usage.generated_tokens += result.generated_tokens
+            self.usage.generator_calls += result.calls
         self.budget.samples_back += sum(c.error is None for c in result.completions)
         if check:
             self.check_failures(result.completions)
@@ -178,7 +191,12 @@ class SearchContext:
             raise GenerationError(f"all {len(errors)} samples failed; first error: {errors[0]}")
 
     async def extend(
-        self, prefixes: Sequence[str], k: int, one_step: bool = True, max_tokens: int | None = None
+        self,
+        prefixes: Sequence[str],
+        k: int,
+        one_step: bool = True,
+        max_tokens: int | None = None,
+        by: Writer = "target",
     ) -> list[Candidate]:
         """k continuations of every prefix (requests run concurrently), as unscored
         candidates whose text is prefix + continuation, `finish_reason` "partial" when more
@@ -191,7 +209,8 @@ class SearchContext:
         Under a token budget the round is cut to what it affords (`BudgetMeter`): the children
         of the first prefixes only (k each; one prefix's k shrinks), or none once it is spent,
         so a strategy that ranks its prefixes best first spends the last tokens on the best.
-        A first round of steps goes whole, each step given an equal share of the budget."""
+        A first round of steps goes whole, each step given an equal share of the budget.
+        `by`: the model that writes the continuations, the generator ("target") or the draft."""
         stop = [self.separator] if one_step else None
         share = self.budget.first_round_share(len(prefixes) * k) if one_step else None
         if share is not None:  # a step that reaches its share is cut there, and grown on later
@@ -205,7 +224,10 @@ class SearchContext:
         # by position, not by text: equal prefixes (DVTS's subtrees all start from the
         # question) each get their own k samples
         batches = dict(
-            zip(growing, await asyncio.gather(*(self._request(k, prefixes[i], stop, max_tokens) for i in growing)))
+            zip(
+                growing,
+                await asyncio.gather(*(self._request(k, prefixes[i], stop, max_tokens, by=by) for i in growing)),
+            )
         )
         children = []
         for i, prefix in enumerate(prefixes):
@@ -231,6 +253,9 @@ class SearchContext:
                     tokens_estimated=parent.tokens_estimated or c.tokens_estimated,
                     logprobs=None if c.logprobs is None else [*(parent.logprobs or []), *c.logprobs],
                 )
+                if self.draft is not None:  # a speculative search: who wrote each step
+                    new_steps = len(child.trajectory.steps) - len(parent.trajectory.steps)
+                    child.step_models = [*(parent.step_models or []), *[by] * new_steps]
                 self._partials.setdefault(child.trajectory.text, child)  # a repeat grows from the first
                 children.append(self.search_tree.add(child, known))
         if batches:

@@ -41,6 +41,7 @@ class SearchTree:
                     generated_tokens=c.generated_tokens,
                     error=c.error,
                     chosen=i in on_path,
+                    written_by=c.step_models[-1] if c.step_models else None,
                 )
             )
         return out

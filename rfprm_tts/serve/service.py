@@ -178,6 +178,9 @@ class ProxyService:
         return ReasoningSolver(settings, generator=default.generator.with_model(model), scorer=default.scorer)
 
     async def aclose(self) -> None:
+        for solver in self._solvers.values():  # each closes what it built itself: a speculative route's draft
+            if solver is not self._given:
+                await solver.aclose()
         if self._given is not None:
             await self._given.aclose()
         for generator in self._generators:

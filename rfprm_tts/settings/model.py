@@ -33,6 +33,12 @@ class Settings(BaseSettings):
     )
 
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    draft: GeneratorSettings | None = Field(
+        None,
+        description="The draft model of the speculative strategies (speculative_steps, specreason, a step search's "
+        "draft_threshold): a cheaper generator that writes the steps the judge accepts. The keys of [generator] "
+        "([draft] in rfprm.toml, RFPRM_DRAFT__MODEL, --draft-model); None: no draft.",
+    )
     prm: PRMSettings = Field(default_factory=PRMSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     strategy: str = Field("best_of_n", description="Search strategy, by registered name.")
@@ -82,8 +88,10 @@ class Settings(BaseSettings):
         """What decides which models a solver loads: the generator and PRM settings less the
         per-solve fields, and the step separator. Secrets count by value (a new key is a new
         client)."""
-        data = self.model_dump(mode="json", include={"generator", "prm", "step_separator"})
-        for section, fields in PER_SOLVE_FIELDS.items():
+        data = self.model_dump(mode="json", include={"generator", "draft", "prm", "step_separator"})
+        for section, fields in {**PER_SOLVE_FIELDS, "draft": PER_SOLVE_FIELDS["generator"]}.items():
+            if data[section] is None:
+                continue
             for name in fields:
                 data[section].pop(name)
             key = getattr(self, section).api_key
@@ -93,8 +101,12 @@ class Settings(BaseSettings):
     def record(self) -> dict[str, Any]:
         """The settings as JSON to keep beside results (a run's run.json): no API key, no
         `serve` section (its keys), and no password inside a URL."""
-        data = self.model_dump(mode="json", exclude={"generator": {"api_key"}, "prm": {"api_key"}, "serve": True})
-        for section in ("generator", "prm"):
+        data = self.model_dump(
+            mode="json", exclude={"generator": {"api_key"}, "draft": {"api_key"}, "prm": {"api_key"}, "serve": True}
+        )
+        for section in ("generator", "draft", "prm"):
+            if data[section] is None:
+                continue
             data[section]["base_url"] = _without_password(data[section]["base_url"])
             data[section]["replicas"] = [_without_password(url) for url in data[section]["replicas"]]
         return data
@@ -115,6 +127,8 @@ class Settings(BaseSettings):
             sources.check_path(type(self), path, "given as an override")
             node = data
             for part in path[:-1]:
+                if node[part] is None:  # a section that is off (draft): set one of its keys, and it is on
+                    node[part] = {}
                 node = node[part]
             node[path[-1]] = value
             where[path] = "given as an override"

@@ -280,6 +280,10 @@ class RouteSettings(BaseModel):
         "base_url = 'http://gpu-box:8000/v1'}.",
     )
     prm: dict[str, Any] = Field(default_factory=dict, description="PRM settings that differ from the server's.")
+    draft: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Draft model settings that differ from the server's (a speculative route's cheaper model).",
+    )
     strategy: str | None = Field(None, description="The route's search strategy (None: the server's).")
     n: int | None = Field(None, ge=1, description="The route's sample budget N (None: the server's).")
     strategy_params: dict[str, Any] = Field(

@@ -64,3 +64,23 @@ def test_passthrough_asks_the_upstream_for_any_other_name(upstreams):
     assert answered.model == "qwen-max" and answered.choices[0].message.content == ANSWER
     assert named.model == "rfprm" and [r["model"] for r in main.requests] == ["qwen-max", "up"]
     assert listed == ["rfprm"]
+
+
+def test_a_speculative_route_asks_its_draft_upstream_first(upstreams):
+    """Two upstreams: the route's draft writes the step the PRM accepts (threshold 0), the
+    generator is not asked; the draft's usage comes back apart."""
+    main, draft = upstreams
+    routes = {
+        "spec": {
+            "strategy": "speculative_steps",
+            "n": 1,
+            "strategy_params": {"threshold": 0.0},
+            "draft": {"backend": "openai", "base_url": draft.base_url, "model": "small", "max_retries": 0},
+        }
+    }
+    settings = upstream_settings(main, routes=routes)
+    with running(settings) as url:
+        response = client(url).chat.completions.create(model="spec", messages=ASK)
+    usage = response.model_extra["rfprm"]["usage"]
+    assert response.choices[0].message.content == ANSWER and usage["draft_calls"] >= 1
+    assert main.requests == [] and {r["model"] for r in draft.requests} == {"small"}

@@ -415,13 +415,13 @@ CITY = {
 }
 
 
-def test_the_real_vllm_server_made_to_call_a_tool_and_answer_json(vllm_server, tiny_prm_dir):
+def test_the_real_vllm_server_made_to_call_a_tool_and_answer_json(tool_vllm_server, tiny_prm_dir):
     """A tiny random model emits no tool call of its own; a named tool_choice and a json_schema
     make vLLM's structured output write them. Its calls and JSON answers go through the vote."""
     settings = Settings(
         n=3,
         strategy="majority_vote",
-        generator={"backend": "openai", "base_url": vllm_server.base_url, "model": "tiny", "max_tokens": 60},
+        generator={"backend": "openai", "base_url": tool_vllm_server.base_url, "model": "tiny", "max_tokens": 60},
         prm={"model": str(tiny_prm_dir)},
     )
     named = {"type": "function", "function": {"name": "get_weather"}}

@@ -119,3 +119,29 @@ def test_text_is_escaped(text):
     )
     page = render_html(result)
     assert text not in page and page.count("<script>") == 1
+
+
+def test_a_speculative_page_marks_who_wrote_each_step(tmp_path):
+    """The draft's steps and the target's are told apart in the tree (class by-draft/by-target:
+    a violet or a grey bar), as the result's tree says."""
+    result, _, dom = solve_and_view(
+        tmp_path,
+        "--strategy",
+        "speculative_steps",
+        "--draft-model",
+        "demo-think",
+        "-n",
+        "2",
+        "--seed",
+        "0",
+        "--param",
+        "threshold=0.5",
+    )
+    written = {n["written_by"] for n in result["tree"]}
+    assert written == {"draft", "target"}
+    assert nodes(dom, "by-draft") >= 1 and nodes(dom, "by-target") >= 1 and "Left bar: violet" in dom
+    for node in (n for n in result["tree"] if n["chosen"]):  # each step of the answer, marked by its writer
+        assert re.search(rf'<li class="[^"]*by-{node["written_by"]}[^"]*" data-id="{node["id"]}"', dom), node
+    png = tmp_path / "spec.png"
+    chromium(tmp_path, "--window-size=1100,1300", f"--screenshot={png}", (tmp_path / "page.html").as_uri())
+    assert png.stat().st_size > 20_000

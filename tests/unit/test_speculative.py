@@ -1,0 +1,160 @@
+"""Speculative steps (strategies/speculative.py) on hand-worked step lists: which model writes
+each step at a given threshold, what is counted where, and a draft that fails.
+
+DigitScorer scores a step (its first digit) / 10, so each step below says its own score."""
+
+import math
+
+import pytest
+
+from helpers.fakes import DigitScorer
+from rfprm_tts import ReasoningSolver, Settings
+from rfprm_tts.errors import ConfigError
+from rfprm_tts.generators import Completion, GenerationRequest, GenerationResult
+
+SEP = "\n\n"
+DRAFT = ["8 apples", "3 pears", "9 plums", "\\boxed{8}"]
+TARGET = ["6 figs", "7 kiwis", "5 limes", "The answer, 5: \\boxed{5}"]
+
+
+class StepList:
+    """Step j of every answer is steps[j] (the last one is the answer); a step costs its length
+    in tokens. It stops at the separator as vLLM does (saying so), and fails the steps in `fail`."""
+
+    def __init__(self, steps: list[str], fail: frozenset[int] = frozenset()):
+        self.steps, self.fail, self.requests = steps, fail, []
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        self.requests.append(request)
+        j = len([s for s in request.prefix.split(SEP) if s])
+        result = GenerationResult(prompt_tokens=10, calls=1)
+        for _ in range(request.n):
+            if j in self.fail:
+                result.completions.append(Completion(text="", error="draft server timed out"))
+                continue
+            last = j == len(self.steps) - 1
+            text = self.steps[j]
+            result.completions.append(
+                Completion(text=text, finish_reason="stop", tokens=len(text), stop_reason=None if last else SEP)
+            )
+            result.generated_tokens += len(text)
+        return result
+
+    async def aclose(self) -> None:
+        pass
+
+
+def solve(threshold: float, draft: StepList, target: StepList, **params):
+    solver = ReasoningSolver(Settings(), generator=target, scorer=DigitScorer(), draft=draft)
+    return solver.solve("q", strategy="speculative_steps", threshold=threshold, **{"n": 1, **params})
+
+
+def test_the_draft_writes_the_steps_the_prm_accepts_and_the_target_the_rest():
+    # threshold .5: 8 (draft, .8), 3 rejected -> the target's 7 (.7), 9 (draft), the draft's answer (.8)
+    draft, target = StepList(DRAFT), StepList(TARGET)
+    result = solve(0.5, draft, target)
+    assert result.best.trajectory.text == SEP.join(["8 apples", "7 kiwis", "9 plums", "\\boxed{8}"])
+    assert result.answer == "8" and result.best.step_models == ["draft", "target", "draft", "draft"]
+    assert result.details == {
+        "draft_steps": 3,
+        "target_steps": 1,
+        "accepted": 3,
+        "draft_failures": 0,
+        "acceptance": 0.75,
+    }
+    usage = result.usage
+    assert (usage.draft_calls, usage.generator_calls) == (4, 1)
+    assert usage.draft_generated_tokens == sum(map(len, DRAFT)) and usage.generated_tokens == len("7 kiwis")
+
+
+def test_a_strict_threshold_hands_every_step_to_the_target():
+    # threshold .95: every draft is rejected, so the target writes every step (RSD); with
+    # compare_drafts the PRM takes a rejected draft that outscores the target's step (8 against
+    # 6, 9 against 5, the answers 8 against 5) and the target keeps 7 against 3
+    strict = solve(0.95, StepList(DRAFT), StepList(TARGET))
+    assert strict.best.step_models == ["target"] * 4 and strict.answer == "5"
+    assert strict.details["accepted"] == 0 and strict.usage.generator_calls == 4
+    compared = solve(0.95, StepList(DRAFT), StepList(TARGET), compare_drafts=True)
+    assert compared.best.step_models == ["draft", "target", "draft", "draft"] and compared.details["accepted"] == 0
+    loose = solve(0.0, StepList(DRAFT), StepList(TARGET))  # everything the draft writes is taken
+    assert loose.best.step_models == ["draft"] * 4 and loose.usage.generator_calls == 0
+
+
+def test_n_drafts_per_step_and_the_prm_takes_the_best():
+    draft = StepList(DRAFT)
+    result = solve(0.5, draft, StepList(TARGET), n=3)
+    assert [r.n for r in draft.requests] == [3, 3, 3, 3] and result.usage.draft_generated_tokens == 3 * sum(
+        map(len, DRAFT)
+    )
+
+
+def test_a_failed_draft_step_goes_to_the_target_and_the_solve_goes_on():
+    result = solve(0.5, StepList(DRAFT, fail=frozenset({2})), StepList(TARGET))
+    assert result.best.step_models == ["draft", "target", "target", "draft"]
+    assert result.best.trajectory.step_texts[2] == "5 limes" and result.details["draft_failures"] == 1
+
+
+def test_without_a_draft_model_the_strategy_says_how_to_give_one():
+    solver = ReasoningSolver(Settings(), generator=StepList(TARGET), scorer=DigitScorer())
+    with pytest.raises(ConfigError, match="draft.model"):
+        solver.solve("q", strategy="speculative_steps")
+
+
+class RatingTarget(StepList):
+    """The target: writes TARGET's steps, and rates a step (asked with search.judge's prompt) by
+    its first digit d, all its probability on the digit d: a rating of d / 9."""
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        asked = request.messages[-1]["content"]
+        if "Rate the last step" not in asked:
+            return await super().generate(request)
+        self.requests.append(request)
+        last = asked.split("A partial solution:\n\n", 1)[1].split("\n\nRate the last step", 1)[0].split(SEP)[-1]
+        digit = next(ch for ch in last if ch.isdigit())
+        entry = {"token": digit, "logprob": 0.0, "bytes": list(digit.encode())}
+        completion = Completion(
+            text=digit, finish_reason="length", tokens=1, token_logprobs=[{**entry, "top_logprobs": [entry]}]
+        )
+        return GenerationResult([completion], prompt_tokens=20, generated_tokens=1, calls=1)
+
+
+def test_specreason_the_target_rates_the_drafts_and_no_prm_is_asked():
+    # ratings d / 9 against .5: 8 (.89) taken, 3 (.33) rejected -> the target's 7, 9 taken, 8 taken
+    draft, target = StepList(DRAFT), RatingTarget(TARGET)
+    solver = ReasoningSolver(Settings(), generator=target, scorer=DigitScorer(), draft=draft)
+    result = solver.solve("q", strategy="specreason", n=1, threshold=0.5)
+    assert result.best.step_models == ["draft", "target", "draft", "draft"] and result.answer == "8"
+    assert result.usage.prm_calls == 0 and solver.scorer.calls == 0
+    assert result.usage.generator_calls == 4 + 1  # four ratings (one a round) and one step
+    ratings = [r for r in target.requests if r.sampling.max_tokens == 1]
+    assert len(ratings) == 4 and all(r.sampling.top_logprobs == 20 and r.sampling.temperature == 0 for r in ratings)
+
+
+def test_a_rating_is_the_expected_digit_over_nine():
+    from rfprm_tts.search.judge import rating
+
+    entry = lambda t, p: {"token": t, "logprob": math.log(p), "bytes": []}  # noqa: E731
+    first = {**entry("7", 0.5), "top_logprobs": [entry("7", 0.5), entry(" 2", 0.3), entry("x", 0.2)]}
+    assert rating(Completion(text="7", token_logprobs=[first])) == pytest.approx((7 * 0.5 + 2 * 0.3) / 0.8 / 9)
+    assert rating(Completion(text="x", token_logprobs=[{**entry("x", 1.0), "top_logprobs": [entry("x", 1.0)]}])) is None
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [("beam_search", {"n": 2, "beam_width": 2}), ("particle_filtering", {"n": 2, "seed": 0})],
+)
+def test_step_searches_draft_their_steps(strategy, params):
+    """Beam search and particle filtering with draft_threshold: each round's steps from the draft,
+    those under the threshold written again by the target (the same path as speculative_steps:
+    3 scores .3 and is rewritten as the target's 7)."""
+    draft, target = StepList(DRAFT), StepList(TARGET)
+    solver = ReasoningSolver(Settings(), generator=target, scorer=DigitScorer(), draft=draft)
+    result = solver.solve("q", strategy=strategy, draft_threshold=0.5, **params)
+    assert result.best.trajectory.text == SEP.join(["8 apples", "7 kiwis", "9 plums", "\\boxed{8}"])
+    assert result.best.step_models == ["draft", "target", "draft", "draft"]
+    assert result.details["draft_rewritten"] >= 1 and result.details["draft_accepted"] >= 3
+    assert {r.prefix for r in target.requests} == {"8 apples" + SEP}  # the target wrote the one rejected step
+    plain = ReasoningSolver(Settings(), generator=StepList(TARGET), scorer=DigitScorer()).solve(
+        "q", strategy=strategy, **params
+    )
+    assert plain.best.step_models is None and "draft_accepted" not in plain.details  # no draft: as before
