@@ -12,16 +12,9 @@ import pytest
 
 from helpers.proxy import KEYS, QUESTION, running, upstream_settings
 from helpers.servers import Reply, ScriptedServer
+from helpers.tools import WEATHER
 from rfprm_tts import Settings
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}},
-    },
-}
 SEARCH = {"type": "function", "function": {"name": "search", "parameters": {"type": "object"}}}
 ASK = [{"role": "user", "content": "What should I wear in Paris today?"}]
 

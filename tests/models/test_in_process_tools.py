@@ -15,20 +15,13 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from helpers.proxy import running
+from helpers.tools import WEATHER
 from rfprm_tts import Settings
 from rfprm_tts.chat import render
 from rfprm_tts.demo.tiny import build_tokenizer
 from rfprm_tts.generators.tool_text import read_tool_calls
 
 CALL = '{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}'
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string"}}},
-    },
-}
 
 # ChatML with tools, written for these tests: the tools as JSON lines in the system turn, the
 # history's calls as Hermes blocks, tool results in a user turn.
