@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -30,10 +30,12 @@ class Point:
     pass_at_n: float
     generated_tokens: float
     prm_tokens: float
-    flops: float | None
+    flops: float | None  # all of them: generator, PRM and draft
     wall_s: float
     failures: int
     reused: bool
+    target_flops: float | None = None  # the generator's alone: what a draft model saves
+    draft_tokens: float = 0.0
 
 
 def bootstrap_ci(outcomes: Sequence[bool], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -52,7 +54,9 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[Point]:
     points = []
     for (strategy, n), group in sorted(groups.items()):
         correct = [bool(r["correct"]) for r in group]
-        flops = [(r["generator_flops"] or 0) + (r["prm_flops"] or 0) for r in group]
+        # rows written before draft models were counted lack their fields
+        flops = [(r["generator_flops"] or 0) + (r["prm_flops"] or 0) + (r.get("draft_flops") or 0) for r in group]
+        target = [r["generator_flops"] or 0 for r in group]
         low, high = bootstrap_ci(correct)
         points.append(
             Point(
@@ -69,6 +73,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[Point]:
                 wall_s=_mean(r["wall_s"] for r in group),
                 failures=sum(r.get("error") is not None for r in group),
                 reused=any(r.get("reused") for r in group),
+                target_flops=_mean(target) if any(target) else None,
+                draft_tokens=_mean(r.get("draft_generated_tokens", 0) for r in group),
             )
         )
     return points
@@ -127,7 +133,7 @@ def markdown(points: Sequence[Point], title: str = "Benchmark summary", config: 
     lines.append("")
     lines.append(
         "Accuracy with a 95% bootstrap interval over problems; pass@N: some candidate is right "
-        "(oracle); tokens, FLOPs (2 x parameters x tokens, generator + PRM) and wall time per problem."
+        "(oracle); tokens, FLOPs (2 x parameters x tokens, generator + PRM + a draft model) and wall time per problem."
     )
     if any(p.reused for p in points):
         lines += ["", REUSE_NOTE]
@@ -152,7 +158,9 @@ def print_table(points: Sequence[Point], file: IO[str] | None = None) -> None:
 
 
 def plot(points: Sequence[Point], out_dir: str | Path) -> list[Path]:
-    """accuracy_vs_tokens.png (log x) and accuracy_vs_n.png, one line per strategy."""
+    """accuracy_vs_tokens.png (log x) and accuracy_vs_n.png, one line per strategy; where a
+    draft model wrote steps, also accuracy against the target's FLOPs, all FLOPs and wall time
+    (what speculation trades)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -162,10 +170,18 @@ def plot(points: Sequence[Point], out_dir: str | Path) -> list[Path]:
     for p in points:
         by_strategy[p.strategy].append(p)
     paths = []
-    for name, x_of, label in (
+    axes: list[tuple[str, Callable[[Point], float], str]] = [
         ("accuracy_vs_tokens.png", lambda p: max(p.generated_tokens, 1.0), "generated tokens per problem (log)"),
         ("accuracy_vs_n.png", lambda p: p.n, "budget N (log2)"),
-    ):
+    ]
+    if any(p.draft_tokens for p in points):
+        axes.append(("accuracy_vs_wall_s.png", lambda p: max(p.wall_s, 1e-3), "wall seconds per problem (log)"))
+        if all(p.target_flops and p.flops for p in points):
+            axes.append(
+                ("accuracy_vs_target_flops.png", lambda p: p.target_flops or 1.0, "target FLOPs per problem (log)")
+            )
+            axes.append(("accuracy_vs_total_flops.png", lambda p: p.flops or 1.0, "all FLOPs per problem (log)"))
+    for name, x_of, label in axes:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for strategy, line in sorted(by_strategy.items()):
             line = sorted(line, key=x_of)

@@ -47,6 +47,8 @@ class Row:
     unchecked: bool = False  # math-verify could not decide the verdict in time (counted wrong)
     tokens_estimated: bool = False  # reused: the server reported tokens per response, split by length
     probe_tokens: int = 0  # of generated_tokens, those that probed for an answer (early exit)
+    draft_generated_tokens: int = 0  # a speculative strategy's draft model (settings.draft), apart
+    draft_flops: float | None = None
 
 
 class Grader:
@@ -100,6 +102,8 @@ def row_for(
         prm_tokens=usage.prm_tokens,
         generator_flops=usage.generator_flops,
         prm_flops=usage.prm_flops,
+        draft_generated_tokens=usage.draft_generated_tokens,
+        draft_flops=usage.draft_flops,
         wall_s=usage.wall_time_s,
         reused=reused,
         tokens_estimated=reused and any(c.tokens_estimated for c in candidates),

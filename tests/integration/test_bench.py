@@ -378,3 +378,39 @@ def test_a_generator_that_cannot_load_stops_the_run_before_any_row(tmp_path):
     assert done.returncode != 0 and "does not match its config.json" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "run" / "rows.jsonl").exists()
+
+
+def test_a_draft_models_work_is_summed_apart_and_plotted_against_the_targets_flops(tmp_path):
+    """Rows from a speculative run carry the draft's tokens and FLOPs: a point's FLOPs are all
+    three models', its target FLOPs the generator's alone, and the plots add the axes that
+    speculation trades (rows from before drafts were counted still summarize)."""
+    from rfprm_tts.bench.report import plot
+
+    base = {"n": 1, "correct": True, "pass_at_n": True, "generated_tokens": 10, "prm_tokens": 5, "wall_s": 1.0}
+    rows = [
+        {
+            **base,
+            "strategy": "speculative_steps",
+            "generator_flops": 100.0,
+            "prm_flops": 10.0,
+            "draft_flops": 40.0,
+            "draft_generated_tokens": 30,
+        },
+        {
+            **base,
+            "strategy": "speculative_steps",
+            "generator_flops": 300.0,
+            "prm_flops": 10.0,
+            "draft_flops": 0.0,
+            "draft_generated_tokens": 0,
+            "correct": False,
+        },
+        {**base, "strategy": "best_of_n", "generator_flops": 400.0, "prm_flops": 20.0},  # an older row
+    ]
+    points = {p.strategy: p for p in summarize(rows)}
+    spec, plain = points["speculative_steps"], points["best_of_n"]
+    assert (spec.flops, spec.target_flops, spec.draft_tokens, spec.accuracy) == (230.0, 200.0, 15.0, 0.5)
+    assert (plain.flops, plain.target_flops, plain.draft_tokens) == (420.0, 400.0, 0.0)
+    drawn = {path.name for path in plot(list(points.values()), tmp_path)}
+    assert {"accuracy_vs_target_flops.png", "accuracy_vs_total_flops.png", "accuracy_vs_wall_s.png"} <= drawn
+    assert {path.name for path in plot([plain], tmp_path)} == {"accuracy_vs_tokens.png", "accuracy_vs_n.png"}
