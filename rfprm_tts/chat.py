@@ -179,7 +179,7 @@ def _with_object_arguments(call: dict[str, Any]) -> dict[str, Any]:
         arguments = (
             json.loads(function["arguments"]) if isinstance(function["arguments"], str) else function["arguments"]
         )
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting past Python's limit
         arguments = function["arguments"]  # as sent: the template writes what it can
     return {**call, "function": {**function, "arguments": arguments}}
 

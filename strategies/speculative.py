@@ -22,6 +22,8 @@ wrote each of its steps.
 
 from __future__ import annotations
 
+import logging
+
 from pydantic import Field
 
 from rfprm_tts.errors import GenerationError
@@ -29,6 +31,8 @@ from rfprm_tts.search.context import SearchContext
 from rfprm_tts.search.judge import rate_last_steps
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 from rfprm_tts.trajectory import Candidate
+
+log = logging.getLogger(__name__)
 
 
 class SpeculativeStepsParams(StrategyParams):
@@ -85,8 +89,11 @@ class SpeculativeSteps(BaseStrategy):
             if chosen.state != "open":
                 break
         else:
-            if chosen is not None and chosen.state == "open":
-                chosen = (await self.finished(ctx, await ctx.extend([answer], 1, one_step=False)))[0]
+            rest = (
+                await ctx.extend([answer], 1, one_step=False) if chosen is not None and chosen.state == "open" else []
+            )
+            if rest:  # none when the token budget is spent: the open answer stands
+                chosen = (await self.finished(ctx, rest))[0]
         details = {**counts, "acceptance": counts["accepted"] / rounds if rounds else None}
         return best_outcome([chosen] if chosen is not None else [], details)
 
@@ -113,6 +120,11 @@ class SpecReason(SpeculativeSteps):
         """Each draft step with the target's rating of it (rfprm_tts.search.judge)."""
         ok = [c for c in drafts if c.ok]
         ratings = await rate_last_steps(ctx, [c.trajectory.text for c in ok])
+        if ok and all(r is None for r in ratings):
+            log.warning(
+                "specreason: the generator gave no digit among its top log-probabilities (does the server return "
+                "top_logprobs?), so the drafts count as rejected and the generator writes every step"
+            )
         return [(c, r if r is not None else float("-inf")) for c, r in zip(ok, ratings)]
 
     async def pick_target(self, ctx: SearchContext, targets: list[Candidate], drafts: list[Candidate]) -> Candidate:

@@ -160,7 +160,8 @@ def format_result(result: SolveResult) -> str:
     if u.draft_calls:
         lines.append(
             f"Draft: {u.draft_prompt_tokens} prompt + {u.draft_generated_tokens} generated tokens in "
-            f"{u.draft_calls} call(s); {result.details.get('accepted', 0)} step(s) accepted"
+            f"{u.draft_calls} call(s); {result.details.get('accepted', result.details.get('draft_accepted', 0))} "
+            "step(s) accepted"
         )
     return "\n".join(lines)
 

@@ -46,7 +46,8 @@ def read_tool_calls(text: str) -> tuple[str, list[dict[str, Any]] | None]:
         except (ValueError, RecursionError):
             value = None
         if isinstance(value, dict) and isinstance(value.get("name"), str):
-            name, arguments = value["name"], json.dumps(value.get("arguments", {}), ensure_ascii=False)
+            given = value.get("arguments", {})  # an object, or (some models) its JSON text
+            name, arguments = value["name"], given if isinstance(given, str) else json.dumps(given, ensure_ascii=False)
         else:
             name, arguments = "", block.strip()
         calls.append(

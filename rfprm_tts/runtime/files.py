@@ -207,7 +207,15 @@ def write_atomically(path: str | Path, data: str | bytes) -> None:
 
 
 def current_umask() -> int:
-    """The process's umask (reading it means setting it: set back at once)."""
+    """The process's umask, read from /proc where Linux shows it (os.umask can only read it by
+    setting it, which would change it for every thread for a moment); else through os.umask."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

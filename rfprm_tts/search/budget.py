@@ -35,7 +35,7 @@ class BudgetMeter:
     def spent(self) -> int:
         """Tokens spent as the budget counts them (generated, or generated + PRM)."""
         prm = self.usage.prm_tokens if self.budget and self.budget.counts == "total" else 0
-        return self.usage.generated_tokens + prm
+        return self.usage.generated_tokens + self.usage.draft_generated_tokens + prm  # the draft's are spent too
 
     @property
     def left(self) -> int | None:

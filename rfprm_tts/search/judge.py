@@ -18,7 +18,7 @@ RATE_PROMPT = (
     "Rate the last step of this partial solution from 0 (wrong or useless) to 9 (correct and useful). "
     "Reply with one digit."
 )
-TOP = 20  # the log-probabilities asked for: enough to hold every digit a model considers
+TOP = 5  # the log-probabilities asked for: the most a legacy completions API gives, and most of a judge's mass
 
 
 async def rate_last_steps(ctx: SearchContext, answers: Sequence[str]) -> list[float | None]:

@@ -13,13 +13,14 @@ in a route is one line before any model loads. The service (service.py) holds th
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import Any
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.serve.errors import APIError
 from rfprm_tts.settings import RouteSettings, Settings
-from rfprm_tts.strategies.base import build_strategy
+from rfprm_tts.strategies.base import build_strategy, uses_draft
 
 MAX_PASSED_THROUGH = 64  # distinct passed-through names whose settings are kept (least recently used dropped)
 
@@ -46,8 +47,15 @@ def route_settings(settings: Settings, name: str, route: RouteSettings) -> Setti
 
 
 def check_runs(settings: Settings) -> None:
-    """The strategy can be built as configured, and its budget is within the server's limit."""
-    strategy = build_strategy(settings.strategy, n=settings.n, **settings.strategy_params)
+    """The strategy can be built as configured, has the draft model it asks for, and its
+    budget is within the server's limit."""
+    # as a request builds it: the parameters this strategy takes, of those configured for many
+    strategy = build_strategy(settings.strategy, settings.strategy_params, n=settings.n)
+    if uses_draft(strategy) and settings.draft is None:
+        raise ConfigError(
+            f"its strategy {settings.strategy!r} asks a draft model for steps, and none is set: give it a draft "
+            "(draft.model, and draft.base_url where it is served)"
+        )
     budget, limit = strategy.params.token_budget, settings.serve.max_token_budget
     if budget is not None and limit is not None and budget > limit:
         raise ConfigError(f"its token budget {budget} is over serve.max_token_budget ({limit})")
@@ -71,11 +79,16 @@ class RouteTable:
                 "serve.passthrough_models asks an upstream for models by name: it needs generator.backend = "
                 f"'openai', not {settings.generator.backend!r}"
             )
+        try:
+            check_runs(settings)
+        except ConfigError as exc:
+            raise ConfigError(f"the default route ({self.default}): {exc}") from None
         self.routes = {self.default: settings} | {
             name: route_settings(settings, name, route) for name, route in serve.routes.items()
         }
         self.passthrough = serve.passthrough_models
         self._passed: OrderedDict[str, Settings] = OrderedDict()
+        self._passing = threading.Lock()  # big bodies are parsed on worker threads
 
     @property
     def names(self) -> list[str]:
@@ -91,12 +104,15 @@ class RouteTable:
             return self.routes[model]
         if not self.passthrough:
             raise self.not_found(model)
-        if model not in self._passed:
-            self._passed[model] = self.routes[self.default].with_overrides(generator__model=model)
-            if len(self._passed) > MAX_PASSED_THROUGH:
-                self._passed.popitem(last=False)
-        self._passed.move_to_end(model)
-        return self._passed[model]
+        with self._passing:
+            passed = self._passed.get(model)
+            if passed is None:
+                passed = self._passed[model] = self.routes[self.default].with_overrides(generator__model=model)
+                if len(self._passed) > MAX_PASSED_THROUGH:
+                    self._passed.popitem(last=False)
+            else:
+                self._passed.move_to_end(model)
+            return passed
 
     def is_passed_through(self, model: str) -> bool:
         return model not in self.routes

@@ -126,7 +126,8 @@ class ProxyService:
         self.metrics = metrics if metrics is not None else Metrics()
         self._given = solver
         self._solvers: dict[str, ReasoningSolver] = {}
-        self._generators: list[Generator] = []  # what this service built, and closes
+        self._generators: list[Generator] = []  # what this service built, and closes (drafts too)
+        self._default_draft: Generator | None = None
         self._scorers: list[Scorer] = []
 
     async def start(self) -> None:
@@ -146,9 +147,19 @@ class ProxyService:
             self._scorers.append(built := batched(build_scorer(settings.prm), settings, self.metrics))
             return built
 
+        def draft(settings: Settings) -> Generator | None:  # a speculative strategy's cheaper model
+            if settings.draft is None:
+                return None
+            self._generators.append(built := build_generator(settings.draft))
+            return built
+
         default_settings = self.routes.routes[self.routes.default]
+        self._default_draft = draft(default_settings) if self._given is None else None
         default = self._given or ReasoningSolver(
-            default_settings, generator=generator(default_settings), scorer=scorer(default_settings)
+            default_settings,
+            generator=generator(default_settings),
+            scorer=scorer(default_settings),
+            draft=self._default_draft,
         )
         solvers = {self.routes.default: default}
         for name, route in self.settings.serve.routes.items():
@@ -157,6 +168,7 @@ class ProxyService:
                 routed,
                 generator=generator(routed) if route.generator else default.generator,
                 scorer=scorer(routed) if route.prm else default.scorer,
+                draft=draft(routed) if route.draft else self._default_draft,
             )
         return solvers
 
@@ -175,7 +187,9 @@ class ProxyService:
         default = self._solvers[self.routes.default]
         if not isinstance(default.generator, OpenAIGenerator):
             raise ConfigError("serve.passthrough_models needs the openai generator backend")
-        return ReasoningSolver(settings, generator=default.generator.with_model(model), scorer=default.scorer)
+        return ReasoningSolver(
+            settings, generator=default.generator.with_model(model), scorer=default.scorer, draft=self._default_draft
+        )
 
     async def aclose(self) -> None:
         for solver in self._solvers.values():  # each closes what it built itself: a speculative route's draft

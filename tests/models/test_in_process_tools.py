@@ -17,7 +17,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from helpers.proxy import running
 from helpers.tools import WEATHER
 from rfprm_tts import Settings
-from rfprm_tts.chat import render
+from rfprm_tts.chat import render, template_messages, to_messages
 from rfprm_tts.demo.tiny import build_tokenizer
 from rfprm_tts.generators.tool_text import read_tool_calls
 
@@ -99,6 +99,20 @@ def test_the_template_gets_the_tools_and_the_history_its_calls_as_objects():
     assert '<tool_response>\n{"temp": 8}\n</tool_response>' in prompt and prompt.endswith("<|im_start|>assistant\n")
 
 
+def test_a_history_call_nested_past_pythons_limit_is_rendered_as_sent():
+    messages = [
+        {"role": "user", "content": "q"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "[" * 50_000}}],
+        },
+        {"role": "tool", "tool_call_id": "c", "content": "r"},
+    ]
+    [_, call, _] = template_messages(to_messages(messages))
+    assert call["tool_calls"][0]["function"]["arguments"] == "[" * 50_000
+
+
 def test_calls_are_read_in_the_hermes_format():
     text, calls = read_tool_calls('Let me look.\n<tool_call>{"name": "f", "arguments": {"b": 1, "a": [2]}}</tool_call>')
     assert text == "Let me look." and [c["function"] for c in calls] == [
@@ -109,6 +123,8 @@ def test_calls_are_read_in_the_hermes_format():
     _, [broken] = read_tool_calls("<tool_call>get_weather(Paris)</tool_call>")
     assert broken["function"] == {"name": "", "arguments": "get_weather(Paris)"}  # the vote fails it
     assert read_tool_calls("No call here.") == ("No call here.", None)
+    _, [as_text] = read_tool_calls('<tool_call>{"name": "f", "arguments": "{\\"a\\": 1}"}</tool_call>')
+    assert as_text["function"]["arguments"] == '{"a": 1}'  # written as JSON text: taken as it is, not encoded twice
 
 
 def test_an_in_process_model_calls_a_tool_through_the_proxy(tmp_path, tiny_prm_dir):

@@ -55,7 +55,15 @@ def test_a_routes_budget_holds_for_requests_that_ask_for_none():
     [
         ({"routes": {"deep": {"strategy": "beam_serch"}}}, "serve.routes.deep"),
         ({"routes": {"deep": {"generator": {"modle": "x"}}}}, "serve.routes.deep"),
-        ({"routes": {"deep": {"strategy_params": {"beam_width": 0}}, "x": {}}}, "serve.routes.deep"),
+        (
+            {"routes": {"deep": {"strategy": "beam_search", "strategy_params": {"beam_width": 0}}, "x": {}}},
+            "serve.routes.deep",
+        ),
+        ({"routes": {"spec": {"strategy": "specreason"}}}, "serve.routes.spec: its strategy 'specreason' asks a draft"),
+        (
+            {"max_token_budget": 100, "server_params": {"token_budget": 200}},
+            "the default route (rfprm): its token budget 200",
+        ),
         ({"max_token_budget": 100, "routes": {"big": {"token_budget": 200}}}, "serve.max_token_budget"),
         ({"max_n": 8, "routes": {"big": {"n": 16}}}, "serve.max_n"),
         ({"routes": {"rfprm": {"n": 2}}}, "serve.model_name"),
@@ -63,8 +71,9 @@ def test_a_routes_budget_holds_for_requests_that_ask_for_none():
     ],
 )
 def test_a_mistake_in_a_route_is_one_line_naming_it(serve, named):
+    params = serve.pop("server_params", {})
     with pytest.raises(ConfigError) as mistake:
-        table(**serve)
+        RouteTable(Settings(n=4, strategy="best_of_n", strategy_params=params, serve=serve))
     message = str(mistake.value)
     assert named in message and "\n" not in message
 

@@ -127,7 +127,7 @@ def test_specreason_the_target_rates_the_drafts_and_no_prm_is_asked():
     assert result.usage.prm_calls == 0 and solver.scorer.calls == 0
     assert result.usage.generator_calls == 4 + 1  # four ratings (one a round) and one step
     ratings = [r for r in target.requests if r.sampling.max_tokens == 1]
-    assert len(ratings) == 4 and all(r.sampling.top_logprobs == 20 and r.sampling.temperature == 0 for r in ratings)
+    assert len(ratings) == 4 and all(r.sampling.top_logprobs == 5 and r.sampling.temperature == 0 for r in ratings)
 
 
 def test_a_rating_is_the_expected_digit_over_nine():
@@ -158,3 +158,33 @@ def test_step_searches_draft_their_steps(strategy, params):
         "q", strategy=strategy, **params
     )
     assert plain.best.step_models is None and "draft_accepted" not in plain.details  # no draft: as before
+
+
+def test_the_token_budget_counts_the_drafts_tokens_and_max_steps_with_it_spent_is_no_crash():
+    # threshold 0: the draft writes every step; a budget of 12 tokens is spent by "8 apples" (8)
+    # and "3 pears" (7): the search stops there, open, and says the budget bound
+    result = solve(0.0, StepList(DRAFT), StepList(TARGET), token_budget=12)
+    assert result.usage.draft_generated_tokens == 15 and result.usage.budget_exhausted
+    assert result.best.step_models == ["draft", "draft"] and result.answer is None
+    # max_steps reached with the budget spent: the target is not asked for the rest
+    rest = solve(0.95, StepList(DRAFT), StepList(TARGET), max_steps=1, token_budget=6)
+    assert rest.usage.budget_exhausted and rest.answer is None and rest.usage.generator_calls == 0
+
+
+def test_a_proxy_shares_one_draft_across_routes_and_passed_through_names():
+    import asyncio
+
+    from rfprm_tts.generators.openai import OpenAIGenerator
+    from rfprm_tts.serve.service import ProxyService
+
+    config = Settings(
+        generator={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "big"},
+        draft={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "small"},
+        prm={"format": "confidence"},  # no model to load
+        serve={"routes": {"spec": {"strategy": "speculative_steps"}}, "passthrough_models": True},
+    )
+    proxy = ProxyService(config)
+    asyncio.run(proxy.start())
+    drafts = {id(proxy.solver_for(name, proxy.routes.settings(name)).draft) for name in ("rfprm", "spec", "any")}
+    assert len(drafts) == 1 and isinstance(proxy.solver.draft, OpenAIGenerator)
+    asyncio.run(proxy.aclose())
