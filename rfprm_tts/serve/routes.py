@@ -58,9 +58,14 @@ def check_runs(settings: Settings) -> None:
         )
     budget, limit = strategy.params.token_budget, settings.serve.max_token_budget
     if budget is not None and limit is not None and budget > limit:
-        raise ConfigError(f"its token budget {budget} is over serve.max_token_budget ({limit})")
+        raise ConfigError(
+            f"its token budget {budget} is over serve.max_token_budget ({limit}); lower the budget or raise the limit"
+        )
     if settings.n > settings.serve.max_n:
-        raise ConfigError(f"its n={settings.n} is over serve.max_n ({settings.serve.max_n})")
+        raise ConfigError(
+            f"its n={settings.n} is over serve.max_n ({settings.serve.max_n}), so no request could run it; "
+            "lower n (-n, RFPRM_N, the route's n) or raise serve.max_n (--max-n)"
+        )
 
 
 class RouteTable:

@@ -154,6 +154,11 @@ def test_serve_takes_its_model_name_and_limits_as_flags(tmp_path):
     command = [sys.executable, "-m", "rfprm_tts.cli", "serve", "--port", str(port), "--model-name", "reranker"]
     command += ["--max-n", "3", "--max-concurrent-per-key", "2"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
+    # the default n (8) over the limit: no request could run it, so the server says so at start
+    refused = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "n=8 is over serve.max_n (3)" in refused.stderr and "-n" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    command += ["-n", "2"]
     url = f"http://127.0.0.1:{port}"
     with server_process(command, f"{url}/health", tmp_path / "serve.log", env=env, timeout_s=300):
         models = httpx.get(f"{url}/v1/models", timeout=30).json()
