@@ -109,6 +109,17 @@ class Usage(BaseModel):
     budget_counts: Literal["generated", "total"] | None = None  # what the budget counted
     budget_exhausted: bool = False  # the search stopped short or sent fewer samples for it
 
+    def count_generation(self, by: Writer, prompt_tokens: int, generated_tokens: int, calls: int) -> None:
+        """A generation request's cost, on the generator's counters or the draft's."""
+        if by == "draft":
+            self.draft_prompt_tokens += prompt_tokens
+            self.draft_generated_tokens += generated_tokens
+            self.draft_calls += calls
+        else:
+            self.prompt_tokens += prompt_tokens
+            self.generated_tokens += generated_tokens
+            self.generator_calls += calls
+
     def estimate_flops(
         self, generator_parameters: int | None, prm_parameters: int | None, draft_parameters: int | None = None
     ) -> None:

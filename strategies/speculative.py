@@ -29,6 +29,7 @@ from pydantic import Field
 from rfprm_tts.errors import GenerationError
 from rfprm_tts.search.context import SearchContext
 from rfprm_tts.search.judge import rate_last_steps
+from rfprm_tts.search.speculation import last_step_score
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, StrategyParams, best_outcome, register
 from rfprm_tts.trajectory import Candidate
 
@@ -45,12 +46,6 @@ class SpeculativeStepsParams(StrategyParams):
         False, description="When the drafts are rejected, the PRM chooses among the target's steps and the drafts."
     )
     max_steps: int = Field(40, ge=1, description="Step rounds before the target writes the rest of the answer.")
-
-
-def step_score(c: Candidate) -> float:
-    """The PRM's score of a candidate's last step (what the threshold is held to)."""
-    last = c.step_scores[-1] if c.ok and c.step_scores else None
-    return last if last is not None else float("-inf")
 
 
 @register
@@ -99,13 +94,13 @@ class SpeculativeSteps(BaseStrategy):
 
     async def judged(self, ctx: SearchContext, drafts: list[Candidate]) -> list[tuple[Candidate, float]]:
         """Each draft step with the judge's score of it: the PRM's step score."""
-        return [(c, step_score(c)) for c in await ctx.score_candidates(drafts)]
+        return [(c, last_step_score(c)) for c in await ctx.score_candidates(drafts)]
 
     async def pick_target(self, ctx: SearchContext, targets: list[Candidate], drafts: list[Candidate]) -> Candidate:
         """The step taken when the drafts are rejected: the PRM's best target step (or of the
         target steps and the drafts, with compare_drafts)."""
         scored = await ctx.score_candidates(targets)
-        return max([*scored, *drafts] if self.params.compare_drafts else scored, key=step_score)
+        return max([*scored, *drafts] if self.params.compare_drafts else scored, key=last_step_score)
 
     async def finished(self, ctx: SearchContext, candidates: list[Candidate]) -> list[Candidate]:
         return await ctx.score_candidates(candidates)

@@ -15,7 +15,7 @@ import re
 import uuid
 from typing import Any
 
-from rfprm_tts.generators.base import Completion, ToolSpec
+from rfprm_tts.generators.base import Completion
 
 TOOL_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|$)", re.S)
 
@@ -25,10 +25,6 @@ def template_takes_tools(tokenizer: Any) -> bool:
     reference them would drop them without a word)."""
     template = tokenizer.chat_template
     return isinstance(template, str) and "tools" in template
-
-
-def template_tools(spec: ToolSpec) -> list[dict[str, Any]]:
-    return [dict(tool) for tool in spec.tools]
 
 
 def read_tool_calls(text: str) -> tuple[str, list[dict[str, Any]] | None]:

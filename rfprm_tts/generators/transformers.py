@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, 
 from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.generators.tool_text import read_calls_into, template_takes_tools, template_tools
+from rfprm_tts.generators.tool_text import read_calls_into, template_takes_tools
 from rfprm_tts.runtime.model_names import checkpoint_path
 from rfprm_tts.runtime.torch_utils import load_checked, pick_device, pick_dtype
 from rfprm_tts.settings import GeneratorSettings
@@ -97,7 +97,7 @@ class TransformersGenerator:
     @torch.inference_mode()
     def _generate(self, request: GenerationRequest, cancelled: threading.Event) -> GenerationResult:
         s = request.resolved(self.sampling)
-        tools = template_tools(request.tools) if request.tools else None
+        tools = request.tools.tools if request.tools else None
         prompt = prompt_ids(self.tokenizer, request.messages, request.prefix, tools)
         context = self.model.config.max_position_embeddings
         if len(prompt) >= context:  # attention over it would run for hours, then produce garbage

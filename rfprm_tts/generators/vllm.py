@@ -28,7 +28,7 @@ from typing import Any
 from rfprm_tts.chat import prompt_ids, require_chat_template
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion, GenerationRequest, GenerationResult
-from rfprm_tts.generators.tool_text import read_calls_into, template_takes_tools, template_tools
+from rfprm_tts.generators.tool_text import read_calls_into, template_takes_tools
 from rfprm_tts.runtime.model_names import check_weights, checkpoint_path
 from rfprm_tts.settings import GeneratorSettings
 from rfprm_tts.trajectory import TokenLogprob, top_logprob
@@ -155,7 +155,7 @@ class VLLMGenerator:
 
         try:
             request = job.request
-            tools = template_tools(request.tools) if request.tools else None
+            tools = request.tools.tools if request.tools else None
             prompt = TokensPrompt(prompt_token_ids=prompt_ids(self.tokenizer, request.messages, request.prefix, tools))
             # rendered as LLM.generate renders it where vLLM has that step (recent versions deprecate raw prompts)
             render = getattr(self.llm, "_preprocess_cmpl_one", None)

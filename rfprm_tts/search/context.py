@@ -13,6 +13,7 @@ from rfprm_tts.errors import ConfigError, GenerationError
 from rfprm_tts.generators.base import (
     Completion,
     GenerationRequest,
+    GenerationResult,
     Generator,
     JSONFormat,
     ToolSpec,
@@ -162,18 +163,7 @@ class SearchContext:
             tools=self.tools,
             json_format=self.json_format,
         )
-        if by == "draft":
-            if self.draft is None:
-                raise ConfigError("this search has no draft model (settings.draft) to ask for steps")
-            result = await self.draft.generate(request)
-            self.usage.draft_prompt_tokens += result.prompt_tokens
-            self.usage.draft_generated_tokens += result.generated_tokens
-            self.usage.draft_calls += result.calls
-        else:
-            result = await self.generator.generate(request)
-            self.usage.prompt_tokens += result.prompt_tokens
-            self.usage.generated_tokens += result.generated_tokens
-            self.usage.generator_calls += result.calls
+        result = await self.generate(request, by)
         self.budget.samples_back += sum(c.error is None for c in result.completions)
         if check:
             self.check_failures(result.completions)
@@ -182,6 +172,16 @@ class SearchContext:
                 if c.error is None and c.finish_reason == "length":
                     c.error = self.budget.cut_note()
         return result.completions
+
+    async def generate(self, request: GenerationRequest, by: Writer = "target") -> GenerationResult:
+        """One request to the generator, or the draft (`by`), counted in `usage`: every generation
+        a search makes goes through here, a judge's rating requests too."""
+        generator = self.draft if by == "draft" else self.generator
+        if generator is None:
+            raise ConfigError("this search has no draft model (settings.draft) to ask for steps")
+        result = await generator.generate(request)
+        self.usage.count_generation(by, result.prompt_tokens, result.generated_tokens, result.calls)
+        return result
 
     @staticmethod
     def check_failures(completions: Sequence[Completion]) -> None:

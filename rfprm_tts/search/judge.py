@@ -35,11 +35,7 @@ async def rate_last_steps(ctx: SearchContext, answers: Sequence[str]) -> list[fl
         )
         for answer in answers
     ]
-    results = await asyncio.gather(*(ctx.generator.generate(r) for r in requests))
-    for result in results:
-        ctx.usage.prompt_tokens += result.prompt_tokens
-        ctx.usage.generated_tokens += result.generated_tokens
-        ctx.usage.generator_calls += result.calls
+    results = await asyncio.gather(*(ctx.generate(r) for r in requests))
     return [rating(result.completions[0]) if result.completions else None for result in results]
 
 

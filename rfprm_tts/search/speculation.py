@@ -39,6 +39,8 @@ class DraftTally:
 
 
 def last_step_score(c: Candidate) -> float:
+    """The PRM's score of a candidate's last step, what a draft threshold is held to (-inf:
+    failed or unscored)."""
     last = c.step_scores[-1] if c.ok and c.step_scores else None
     return last if last is not None else float("-inf")
 

@@ -35,7 +35,7 @@ from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.serve.protocol import ChatCall, ScoreRequest
 from rfprm_tts.serve.responses import completion_body, top_choices
 from rfprm_tts.serve.routes import RouteTable
-from rfprm_tts.settings import Settings
+from rfprm_tts.settings import GeneratorSettings, Settings
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import uses_prm
 from rfprm_tts.trajectory import SolveResult
@@ -139,8 +139,8 @@ class ProxyService:
         from rfprm_tts.generators import build_generator
         from rfprm_tts.prm import build_scorer
 
-        def generator(settings: Settings) -> Generator:
-            self._generators.append(built := build_generator(settings.generator))
+        def generator(section: GeneratorSettings) -> Generator:  # the generator's, or a draft's
+            self._generators.append(built := build_generator(section))
             return built
 
         def scorer(settings: Settings) -> Scorer:
@@ -148,16 +148,13 @@ class ProxyService:
             return built
 
         def draft(settings: Settings) -> Generator | None:  # a speculative strategy's cheaper model
-            if settings.draft is None:
-                return None
-            self._generators.append(built := build_generator(settings.draft))
-            return built
+            return generator(settings.draft) if settings.draft is not None else None
 
         default_settings = self.routes.routes[self.routes.default]
         self._default_draft = draft(default_settings) if self._given is None else None
         default = self._given or ReasoningSolver(
             default_settings,
-            generator=generator(default_settings),
+            generator=generator(default_settings.generator),
             scorer=scorer(default_settings),
             draft=self._default_draft,
         )
@@ -166,7 +163,7 @@ class ProxyService:
             routed = self.routes.routes[name]
             solvers[name] = ReasoningSolver(
                 routed,
-                generator=generator(routed) if route.generator else default.generator,
+                generator=generator(routed.generator) if route.generator else default.generator,
                 scorer=scorer(routed) if route.prm else default.scorer,
                 draft=draft(routed) if route.draft else self._default_draft,
             )
