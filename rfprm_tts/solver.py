@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from rfprm_tts.chat import Prompt, to_messages
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
-from rfprm_tts.generators import Generator, build_generator
+from rfprm_tts.generators import Generator, build_draft, build_generator
 from rfprm_tts.generators.base import JSONFormat, SizedGenerator, ToolCallingGenerator, ToolSpec
 from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.prm.aggregate import resolve_aggregation
@@ -110,7 +110,7 @@ class ReasoningSolver:
                         "a speculative strategy needs a draft model: set draft.model (RFPRM_DRAFT__MODEL, "
                         "--draft-model), and draft.backend / draft.base_url where it is served"
                     )
-                self._draft = build_generator(self.settings.draft)
+                self._draft = build_draft(self.settings.draft)
             return self._draft
 
     @property

@@ -18,3 +18,26 @@ def build_generator(settings: GeneratorSettings) -> Generator:
     from rfprm_tts.generators.transformers import TransformersGenerator
 
     return TransformersGenerator(settings)
+
+
+# How a generator's errors name its settings, and how the same words read for the draft section
+DRAFT_WORDS = (
+    ("RFPRM_GENERATOR__", "RFPRM_DRAFT__"),
+    ("generator.", "draft."),
+    ("the generator model", "the draft model"),
+    ("the generator weights", "the draft weights"),
+)
+
+
+def build_draft(settings: GeneratorSettings) -> Generator:
+    """`build_generator` for the `draft` section: its errors name the draft's settings (a
+    backend's messages say "generator.base_url", which a user of the draft would set in vain)."""
+    from rfprm_tts.errors import RfprmError
+
+    try:
+        return build_generator(settings)
+    except RfprmError as exc:
+        text = str(exc)
+        for generator_word, draft_word in DRAFT_WORDS:
+            text = text.replace(generator_word, draft_word)
+        raise type(exc)(text) from None

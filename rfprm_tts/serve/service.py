@@ -136,11 +136,13 @@ class ProxyService:
             self._solvers = await asyncio.to_thread(self._build_solvers)
 
     def _build_solvers(self) -> dict[str, ReasoningSolver]:
-        from rfprm_tts.generators import build_generator
+        from rfprm_tts.generators import build_draft, build_generator
         from rfprm_tts.prm import build_scorer
 
-        def generator(section: GeneratorSettings) -> Generator:  # the generator's, or a draft's
-            self._generators.append(built := build_generator(section))
+        def generator(
+            section: GeneratorSettings, build: Callable[[GeneratorSettings], Generator] = build_generator
+        ) -> Generator:
+            self._generators.append(built := build(section))
             return built
 
         def scorer(settings: Settings) -> Scorer:
@@ -148,7 +150,7 @@ class ProxyService:
             return built
 
         def draft(settings: Settings) -> Generator | None:  # a speculative strategy's cheaper model
-            return generator(settings.draft) if settings.draft is not None else None
+            return generator(settings.draft, build_draft) if settings.draft is not None else None
 
         default_settings = self.routes.routes[self.routes.default]
         self._default_draft = draft(default_settings) if self._given is None else None

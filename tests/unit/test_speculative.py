@@ -188,3 +188,13 @@ def test_a_proxy_shares_one_draft_across_routes_and_passed_through_names():
     drafts = {id(proxy.solver_for(name, proxy.routes.settings(name)).draft) for name in ("rfprm", "spec", "any")}
     assert len(drafts) == 1 and isinstance(proxy.solver.draft, OpenAIGenerator)
     asyncio.run(proxy.aclose())
+
+
+def test_a_draft_that_cannot_be_built_names_the_drafts_settings():
+    """A backend's messages name generator.* settings; for the draft they name draft.*, which is
+    what the user has to set."""
+    solver = ReasoningSolver(Settings(draft={"backend": "openai"}), generator=StepList(TARGET), scorer=DigitScorer())
+    with pytest.raises(ConfigError) as unbuilt:
+        solver.solve("q", strategy="speculative_steps")
+    message = str(unbuilt.value)
+    assert "draft.base_url" in message and "RFPRM_DRAFT__BASE_URL" in message and "generator" not in message
