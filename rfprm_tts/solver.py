@@ -33,7 +33,7 @@ from rfprm_tts.search.progress import Progress
 from rfprm_tts.search.tool_calls import vote_tool_calls
 from rfprm_tts.settings import Settings
 from rfprm_tts.strategies import Strategy, build_strategy
-from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, uses_draft, uses_prm
+from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, settings_n, uses_draft, uses_prm
 from rfprm_tts.trajectory import SolveResult
 
 T = TypeVar("T")
@@ -249,6 +249,7 @@ class ReasoningSolver:
             tools=tools,
             json_format=json_format,
             draft=draft,
+            draft_sampling=settings.draft.sampling() if settings.draft is not None else None,
         )
 
     def solve(
@@ -295,7 +296,7 @@ class ReasoningSolver:
     def _strategy_for(self, settings: Settings, overrides: dict[str, Any]) -> Strategy:
         if self._strategy is not None and not overrides:
             return self._strategy
-        return build_strategy(settings.strategy, n=settings.n, **settings.strategy_params)
+        return build_strategy(settings.strategy, n=settings_n(settings), **settings.strategy_params)
 
     async def aclose(self) -> None:
         """Close what this solver built: the generator's client or engine, the draft's, and a PRM engine."""

@@ -26,6 +26,7 @@ from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion
 from rfprm_tts.search.context import SearchContext
 from rfprm_tts.search.thinking import ThinkingControl, sample_thinking
+from rfprm_tts.settings import Settings
 from rfprm_tts.trajectory import Candidate
 
 log = logging.getLogger(__name__)
@@ -260,6 +261,16 @@ def _problem(error: ErrorDetails, known: list[str]) -> str:
     where = ".".join(map(str, error["loc"]))
     close = difflib.get_close_matches(where, known, n=1) if error["type"] == "extra_forbidden" else []
     return f"{where}: {error['msg']}" + (f" (did you mean {close[0]!r}?)" if close else "")
+
+
+def settings_n(settings: Settings) -> int:
+    """The N a solve with `settings` runs: settings.n where it was set (a file, the environment,
+    a flag, an override), else the strategy's own default: 8, but 1 for speculative_steps and
+    specreason (N is the drafts of each step there; RSD's default is one)."""
+    if "n" in settings.model_fields_set:
+        return settings.n
+    default = strategy_class(settings.strategy).Params.model_fields["n"].default
+    return default if isinstance(default, int) else settings.n
 
 
 def build_strategy(name: str, defaults: Mapping[str, Any] | None = None, **params: Any) -> Strategy:

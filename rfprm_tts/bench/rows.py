@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from rfprm_tts.bench.datasets import LETTERS, Problem
 from rfprm_tts.generators.base import SizedGenerator
@@ -49,6 +50,9 @@ class Row:
     probe_tokens: int = 0  # of generated_tokens, those that probed for an answer (early exit)
     draft_generated_tokens: int = 0  # a speculative strategy's draft model (settings.draft), apart
     draft_flops: float | None = None
+    # a search strategy's scalar result details, e.g. speculative_steps' acceptance and the steps
+    # each model wrote (nested ones, such as a vote's tallies, are left out of the row)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Grader:
@@ -84,7 +88,9 @@ def row_for(
     usage: Usage,
     grade: Grader,
     reused: bool,
+    details: dict[str, Any] | None = None,
 ) -> Row:
+    scalars = {k: v for k, v in (details or {}).items() if v is None or isinstance(v, str | int | float | bool)}
     return Row(
         problem_id=problem.id,
         strategy=strategy,
@@ -107,6 +113,7 @@ def row_for(
         wall_s=usage.wall_time_s,
         reused=reused,
         tokens_estimated=reused and any(c.tokens_estimated for c in candidates),
+        details=scalars,
     )
 
 
@@ -152,4 +159,4 @@ async def pooled_rows(
 async def search_row(solver: ReasoningSolver, problem: Problem, strategy: Strategy, grade: Grader) -> Row:
     result = await solver.run(problem.question, strategy)
     args = (problem, strategy.name, strategy.params.n, result.answer, result.best, result.candidates, result.usage)
-    return await asyncio.to_thread(row_for, *args, grade, reused=False)
+    return await asyncio.to_thread(row_for, *args, grade, reused=False, details=result.details)

@@ -90,7 +90,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--system-prompt", help="system message before the question")
     parser.add_argument(
-        "--draft-model", help="draft model name or path, for speculative_steps (a cheaper generator that writes steps)"
+        "--draft-model",
+        help="draft model name or path (demo-draft: bundled, for --model demo), for speculative_steps, specreason "
+        "or a step search's draft_threshold: a cheaper generator that writes steps",
     )
     parser.add_argument("--draft-backend", choices=["transformers", "openai", "vllm"], help="the draft model's backend")
     parser.add_argument("--draft-base-url", help="the draft model's OpenAI-compatible endpoint")

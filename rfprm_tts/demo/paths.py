@@ -1,4 +1,5 @@
-"""Where the demo worlds' weights are, and what the model names `demo` and `demo-think` resolve to."""
+"""Where the demo worlds' weights are, and what the model names `demo`, `demo-think` and
+`demo-draft` resolve to."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from rfprm_tts.runtime.model_names import Role
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 WEIGHTS_THINK_DIR = Path(__file__).parent / "weights_think"
+WEIGHTS_DRAFT_DIR = Path(__file__).parent / "weights_draft"
 
 
 def model_path(role: Role) -> str:
@@ -21,6 +23,15 @@ def think_model_path(role: Role) -> str:
     """The demo-think world's `role` model (it thinks in <think> before answering): what the
     model name `demo-think` resolves to."""
     return _weights("demo-think", WEIGHTS_THINK_DIR, role, "--world think ")
+
+
+def draft_model_path(role: Role) -> str:
+    """demo-draft, a draft model for the demo world's generator (speculative strategies): what
+    the model name `demo-draft` resolves to. It is a generator only; its steps are judged by the
+    demo world's PRM."""
+    if role == "prm":
+        raise ConfigError("demo-draft is a draft generator and has no PRM; judge its steps with --prm demo")
+    return _weights("demo-draft", WEIGHTS_DRAFT_DIR, role, "--world draft ")
 
 
 def _weights(world: str, folder: Path, role: Role, train_option: str) -> str:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from rfprm_tts.chat import render, to_messages
-from rfprm_tts.demo.arithmetic import Problem, digit_slip, grade
+from rfprm_tts.demo.arithmetic import Problem, digit_slip, fresh_problems, grade, held_out_problems
 from rfprm_tts.grading.equivalence import vote
 from rfprm_tts.prm.aggregate import AGGREGATIONS, aggregate
 from rfprm_tts.prm.evaluation import auroc
@@ -170,3 +171,30 @@ def format_report(report: dict) -> str:
             f"{r[f'weighted_best_of_n@{n}']:>13.3f}"
         )
     return "\n".join(lines)
+
+
+def evaluate_world(cfg, out: Path, eval_set: str = "held_out") -> dict:
+    """Reload both models from disk through the public loaders and measure them on the
+    held-out set (what the recipes were chosen on) or the fresh set (never used for a choice)."""
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from rfprm_tts.prm import load_prm
+
+    tokenizer = AutoTokenizer.from_pretrained(out / "generator")
+    generator = AutoModelForCausalLM.from_pretrained(out / "generator", dtype=torch.float32).eval()
+    scorer = load_prm(str(out / "prm"), device="cpu", dtype="float32", batch_size=64)
+    if eval_set == "fresh":
+        problems = fresh_problems(cfg.eval_problems, difficulty=cfg.difficulty, train_seed=cfg.seed)
+    else:
+        problems = held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
+    questions = [p.question for p in problems]
+    torch.manual_seed(cfg.seed + 3)
+    greedy = sample_texts(generator, tokenizer, questions, n=1, temperature=0.0)
+    sampled = sample_texts(generator, tokenizer, questions, n=cfg.eval_n, temperature=cfg.temperature)
+    graded_greedy = [grade_samples(p, t) for p, t in zip(problems, greedy)]
+    graded = [grade_samples(p, t, scorer) for p, t in tqdm(list(zip(problems, sampled)), desc="PRM scoring")]
+    report = world_report(graded_greedy, graded, cfg.eval_n)
+    report["slip_below_twin"] = slip_check(scorer, problems, seed=cfg.seed)
+    report["eval_set"] = eval_set
+    return report

@@ -41,21 +41,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2ForCausalLM
+from transformers import AutoModelForCausalLM, Qwen2ForCausalLM
 
 from rfprm_tts.demo.arithmetic import (
     Difficulty,
     Problem,
     digit_slip,
-    fresh_problems,
     grade,
     held_out_problems,
 )
 from rfprm_tts.demo.examples import lm_batch, pad, prm_example, training_problems
-from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, slip_check, world_report
+from rfprm_tts.demo.quality import evaluate_world, format_report, sample_texts
 from rfprm_tts.demo.tiny import build_tokenizer, tiny_config
-from rfprm_tts.prm import load_prm
 from rfprm_tts.prm.models.qwen2_prm import Qwen2ForProcessRewardModel
+from rfprm_tts.runtime.files import current_umask
 from rfprm_tts.runtime.model_names import resolve_model
 from rfprm_tts.text import split_steps
 
@@ -251,9 +250,13 @@ def train_prm(cfg: TrainConfig, tokenizer, body: Qwen2ForCausalLM, examples) -> 
 
 
 def save(model, tokenizer, path: Path) -> None:
+    """The checkpoint, every file with the mode open() gives (transformers writes the weights
+    0600, which a wheel built from them would install unreadable to other users)."""
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
+    for file in path.iterdir():
+        file.chmod(0o666 & ~current_umask())
 
 
 def training_setup(cfg: TrainConfig) -> tuple[Any, Iterator[Problem], list[Problem]]:
@@ -285,37 +288,16 @@ def language_models(cfg: TrainConfig, args, tokenizer, problems, **world) -> tup
     return generator, language_model
 
 
-def evaluate(cfg: TrainConfig, out: Path, eval_set: str = "held_out") -> dict:
-    """Reload both models from disk through the public loaders and measure them on the
-    held-out set (what the recipes were chosen on) or the fresh set (never used for a choice)."""
-    tokenizer = AutoTokenizer.from_pretrained(out / "generator")
-    generator = AutoModelForCausalLM.from_pretrained(out / "generator", dtype=torch.float32).eval()
-    scorer = load_prm(str(out / "prm"), device="cpu", dtype="float32", batch_size=64)
-    if eval_set == "fresh":
-        problems = fresh_problems(cfg.eval_problems, difficulty=cfg.difficulty, train_seed=cfg.seed)
-    else:
-        problems = held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
-    questions = [p.question for p in problems]
-    torch.manual_seed(cfg.seed + 3)
-    greedy = sample_texts(generator, tokenizer, questions, n=1, temperature=0.0)
-    sampled = sample_texts(generator, tokenizer, questions, n=cfg.eval_n, temperature=cfg.temperature)
-    graded_greedy = [grade_samples(p, t) for p, t in zip(problems, greedy)]
-    graded = [grade_samples(p, t, scorer) for p, t in tqdm(list(zip(problems, sampled)), desc="PRM scoring")]
-    report = world_report(graded_greedy, graded, cfg.eval_n)
-    report["slip_below_twin"] = slip_check(scorer, problems, seed=cfg.seed)
-    report["eval_set"] = eval_set
-    return report
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where generator/ and prm/ are written")
     parser.add_argument(
         "--world",
-        choices=["demo", "think"],
+        choices=["demo", "think", "draft"],
         default="demo",
         help="demo: the bundled world (rfprm_tts/demo/weights); think: demo-think, which thinks in <think> "
-        "first (rfprm_tts/demo/weights_think; rfprm_tts.demo.train_think)",
+        "first (rfprm_tts/demo/weights_think; rfprm_tts.demo.train_think); draft: demo-draft, a draft "
+        "model for the demo generator (rfprm_tts/demo/weights_draft; rfprm_tts.demo.train_draft)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smoke", action="store_true", help="a few steps of everything (CI)")
@@ -349,11 +331,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.language_model and not args.generator:
         parser.error("--language-model needs --generator (a full run trains its own language model)")
-    config_class, smoke = TrainConfig, SMOKE
-    if args.world == "think":
-        from rfprm_tts.demo import train_think  # it builds on this module
+    from rfprm_tts.demo import train_draft, train_think  # they build on this module
 
-        config_class, smoke = train_think.ThinkConfig, {**SMOKE, **train_think.THINK_SMOKE}
+    config_class, smoke = {
+        "demo": (TrainConfig, SMOKE),
+        "think": (train_think.ThinkConfig, {**SMOKE, **train_think.THINK_SMOKE}),
+        "draft": (train_draft.DraftConfig, train_draft.DRAFT_SMOKE),
+    }[args.world]
     cfg = config_class(seed=args.seed)
     if args.smoke:
         cfg = replace(cfg, **smoke)
@@ -363,9 +347,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--set {item}: no such {config_class.__name__} field")
         cfg = replace(cfg, **{name: type(getattr(cfg, name))(value)})
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    if args.world == "think":
-        assert isinstance(cfg, train_think.ThinkConfig)
-        train_think.run(cfg, args)
+    if isinstance(cfg, train_think.ThinkConfig | train_draft.DraftConfig):
+        train_think.run(cfg, args) if isinstance(cfg, train_think.ThinkConfig) else train_draft.run(cfg, args)
         return
     started = time.time()
     if not args.eval_only:
@@ -388,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
 
         prm = train_prm(cfg, tokenizer, generator if cfg.prm_body == "generator" else language_model, examples)
         save(prm, tokenizer, args.out / "prm")
-    report = evaluate(cfg, args.out, args.eval_set)
+    report = evaluate_world(cfg, args.out, args.eval_set)
     report["train_config"] = asdict(cfg)
     report["minutes"] = round((time.time() - started) / 60, 1)
     (args.report or args.out / "report.json").write_text(json.dumps(report, indent=2))

@@ -3,8 +3,8 @@ before a loader spends time on them.
 
 A name maps to a function `path(role) -> str`, role being "generator" or "prm", given as
 "module:function" and imported only when the name is used, so the real backends never import
-the demo world. The bundled `demo` (and `demo-think`, built by `python -m rfprm_tts.demo.train
---world think`) is listed here; other packages add names through the
+the demo world. The bundled `demo`, `demo-think` (`python -m rfprm_tts.demo.train --world think`) and
+`demo-draft` (`--world draft`) are listed here; other packages add names through the
 entry-point group `rfprm_tts.models`. Any other name or path goes to the loaders unchanged.
 
     [project.entry-points."rfprm_tts.models"]
@@ -25,7 +25,11 @@ from rfprm_tts.errors import ConfigError, PRMLoadError, RfprmError
 
 Role = Literal["generator", "prm"]
 ENTRY_POINT_GROUP = "rfprm_tts.models"
-BUILT_IN = {"demo": "rfprm_tts.demo.paths:model_path", "demo-think": "rfprm_tts.demo.paths:think_model_path"}
+BUILT_IN = {
+    "demo": "rfprm_tts.demo.paths:model_path",
+    "demo-think": "rfprm_tts.demo.paths:think_model_path",
+    "demo-draft": "rfprm_tts.demo.paths:draft_model_path",
+}
 # Any one of these in a checkpoint folder is a tokenizer transformers can load (fast, BPE,
 # WordPiece, SentencePiece, tiktoken).
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "tekken.json")

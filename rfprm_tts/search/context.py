@@ -43,7 +43,8 @@ class SearchContext:
     `tools`: what the model may call, `json_format`: the answer's JSON format; each sample request
     carries them (search/tool_calls.py and search/json_answers.py choose among the samples).
     `draft`: a cheaper model a speculative strategy asks for steps (`extend(..., by="draft")`),
-    counted apart (usage.draft_*); the candidates then say who wrote each step (`step_models`).
+    sampled as `draft_sampling` says (default: as the generator; the answer's max_tokens and the
+    seeds are the solve's), counted apart (usage.draft_*); candidates say who wrote each step.
 
     `messages` is the conversation the generator sees (system prompt and history included);
     the PRM scores its last user message as the question. `sampling` is how this solve
@@ -68,11 +69,12 @@ class SearchContext:
         tools: ToolSpec | None = None,
         json_format: JSONFormat | None = None,
         draft: Generator | None = None,
+        draft_sampling: Sampling | None = None,
     ):
         self.messages = messages
         self.question = question_of(messages)
         self.generator = generator
-        self.draft = draft
+        self.draft, self.draft_sampling = draft, draft_sampling
         self.scorer = scorer
         self.separator = separator
         self.aggregation = aggregation
@@ -153,7 +155,8 @@ class SearchContext:
         left = min(self.tokens_left(prefix), max_tokens or self.sampling.max_tokens)
         cap = self.budget.cap(left)  # no one sample may outrun what the solve's token budget has left
         update = {"temperature": 0.0, "seed": None, "logprobs": True} if greedy else {"seed": self.next_seeds(n)}
-        sampling = self.sampling.model_copy(update={**update, "max_tokens": cap})
+        own = self.draft_sampling if by == "draft" and self.draft_sampling is not None else self.sampling
+        sampling = own.model_copy(update={**update, "max_tokens": cap})
         request = GenerationRequest(
             self.messages,
             n=n,

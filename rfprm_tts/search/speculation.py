@@ -22,7 +22,9 @@ from rfprm_tts.trajectory import Candidate
 
 @dataclass
 class DraftTally:
-    """What drafting did over a search, for its details."""
+    """What drafting did over a search, for its details, in draft steps: accepted, rewritten
+    by the target (the PRM scored them under the threshold), and failed (the draft gave no
+    step; a failed call counts each step it owed). The target wrote the last two kinds again."""
 
     accepted: int = 0
     rewritten: int = 0
@@ -63,14 +65,16 @@ async def next_steps(
     try:
         drafts = await ctx.extend(prefixes, k, one_step, by="draft")
     except GenerationError:  # the draft failed (after its retries): the target writes the round
-        tally.draft_failures += 1
+        tally.draft_failures += len(prefixes) * k
         return await ctx.score_candidates(distinct(await ctx.extend(prefixes, k, one_step)))
     origin = {id(c): prefixes[i // k] for i, c in enumerate(drafts)}  # extend gives k children a prefix, in order
     scored = await ctx.score_candidates(distinct(drafts))
     accepted = [c for c in scored if last_step_score(c) >= draft_threshold]
     rejected = [c for c in scored if last_step_score(c) < draft_threshold]
+    failed = sum(c.error is not None for c in rejected)
     tally.accepted += len(accepted)
-    tally.rewritten += len(rejected)
+    tally.rewritten += len(rejected) - failed
+    tally.draft_failures += failed
     if not rejected:
         return accepted
     rewritten = await ctx.score_candidates(distinct(await ctx.extend([origin[id(c)] for c in rejected], 1, one_step)))

@@ -23,7 +23,7 @@ from rfprm_tts.serve.routes import RouteTable
 from rfprm_tts.serve.shapes import FunctionTool, NamedToolChoice, ResponseFormat, tool_spec
 from rfprm_tts.settings import Settings
 from rfprm_tts.solver import check_whole_answers
-from rfprm_tts.strategies.base import Strategy, build_strategy, strategy_class
+from rfprm_tts.strategies.base import Strategy, build_strategy, settings_n, strategy_class
 
 MAX_JSON_DEPTH = 32  # far deeper than any chat request; bounds every recursive walk after parsing
 SEED_LIMIT = 2**63  # seeds are int64 upstream; the search adds the sample's index to it
@@ -215,7 +215,7 @@ def parse_chat(body: bytes, routes: RouteTable, budget_header: str | None = None
     refuse_unhonoured(chat)
     if chat.top_logprobs and not chat.logprobs:
         raise invalid("top_logprobs needs logprobs: true", "invalid_logprobs", "top_logprobs")
-    n = chat.rfprm.n or settings.n
+    n = chat.rfprm.n or settings_n(settings)
     if chat.n > n:
         raise invalid(
             f"n={chat.n} asks for more choices than the search's {n} samples (rfprm.n); raise rfprm.n or lower n",

@@ -20,7 +20,7 @@ from typing import Any
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.serve.errors import APIError
 from rfprm_tts.settings import RouteSettings, Settings
-from rfprm_tts.strategies.base import build_strategy, uses_draft
+from rfprm_tts.strategies.base import build_strategy, settings_n, uses_draft
 
 MAX_PASSED_THROUGH = 64  # distinct passed-through names whose settings are kept (least recently used dropped)
 
@@ -50,7 +50,7 @@ def check_runs(settings: Settings) -> None:
     """The strategy can be built as configured, has the draft model it asks for, and its
     budget is within the server's limit."""
     # as a request builds it: the parameters this strategy takes, of those configured for many
-    strategy = build_strategy(settings.strategy, settings.strategy_params, n=settings.n)
+    strategy = build_strategy(settings.strategy, settings.strategy_params, n=settings_n(settings))
     if uses_draft(strategy) and settings.draft is None:
         raise ConfigError(
             f"its strategy {settings.strategy!r} asks a draft model for steps, and none is set: give it a draft "
@@ -61,9 +61,9 @@ def check_runs(settings: Settings) -> None:
         raise ConfigError(
             f"its token budget {budget} is over serve.max_token_budget ({limit}); lower the budget or raise the limit"
         )
-    if settings.n > settings.serve.max_n:
+    if strategy.params.n > settings.serve.max_n:
         raise ConfigError(
-            f"its n={settings.n} is over serve.max_n ({settings.serve.max_n}), so no request could run it; "
+            f"its n={strategy.params.n} is over serve.max_n ({settings.serve.max_n}), so no request could run it; "
             "lower n (-n, RFPRM_N, the route's n) or raise serve.max_n (--max-n)"
         )
 

@@ -42,7 +42,12 @@ class Settings(BaseSettings):
     prm: PRMSettings = Field(default_factory=PRMSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
     strategy: str = Field("best_of_n", description="Search strategy, by registered name.")
-    n: int = Field(8, ge=1, description="Sample budget N of the strategy.")
+    n: int = Field(
+        8,
+        ge=1,
+        description="Sample budget N of the strategy. Left unset, a strategy with its own default keeps it "
+        "(speculative_steps and specreason: 1 draft a step).",
+    )
     strategy_params: dict[str, Any] = Field(
         default_factory=dict, description="Extra parameters of the strategy (e.g. beam_width)."
     )
@@ -119,10 +124,12 @@ class Settings(BaseSettings):
             return self
         data = self.model_dump()
         where: dict[tuple[str, ...], str] = {}
+        given_params: set[str] = set()
         for key, value in overrides.items():
             path = tuple(key.split("__"))
             if len(path) == 1 and key not in type(self).model_fields:
                 data["strategy_params"][key] = value
+                given_params = {"strategy_params"}
                 continue
             sources.check_path(type(self), path, "given as an override")
             node = data
@@ -134,7 +141,10 @@ class Settings(BaseSettings):
             where[path] = "given as an override"
         token = _COPYING.set(True)
         try:
-            return type(self).model_validate(data)
+            copy = type(self).model_validate(data)
+            # what was set stays set, and the overrides are too (an unset n lets a strategy keep its own)
+            copy.__pydantic_fields_set__ = self.model_fields_set | {path[0] for path in where} | given_params
+            return copy
         except ValidationError as exc:
             raise ConfigError(sources.describe(type(self), exc, where)) from None
         finally:

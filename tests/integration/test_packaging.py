@@ -35,6 +35,12 @@ def test_non_editable_install_imports_strategies_inside_the_package(tmp_path):
     folders = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "rfprm_tts").rglob("__init__.py")}
     shipped = {n.rsplit("/", 1)[0] for n in names if n.endswith("/__init__.py")}
     assert folders <= shipped, folders - shipped
+    # every bundled world's weights ship (pyproject lists them by pattern), readable by every user
+    bundled = {p.relative_to(ROOT).as_posix() for p in (ROOT / "rfprm_tts" / "demo").glob("weights*/**/*.*")}
+    assert bundled <= set(names), bundled - set(names)
+    modes = {info.filename: info.external_attr >> 16 for info in zipfile.ZipFile(wheel).infolist()}
+    unreadable = {name: oct(modes[name]) for name in bundled if modes[name] & 0o444 != 0o444}
+    assert not unreadable, unreadable
 
     site = tmp_path / "site"
     subprocess.run(

@@ -160,6 +160,41 @@ def test_step_searches_draft_their_steps(strategy, params):
     assert plain.best.step_models is None and "draft_accepted" not in plain.details  # no draft: as before
 
 
+def test_a_draft_step_that_fails_alone_is_counted_as_failed_not_rewritten():
+    """The draft's second step times out (its call returns, the step has an error): the target
+    writes that step, and the tally says the draft failed there, not that the PRM rejected it."""
+    draft, target = StepList(DRAFT, fail=frozenset({1})), StepList(TARGET)
+    solver = ReasoningSolver(Settings(), generator=target, scorer=DigitScorer(), draft=draft)
+    result = solver.solve("q", strategy="beam_search", n=1, beam_width=1, draft_threshold=0.5)
+    assert result.best.step_models == ["draft", "target", "draft", "draft"]
+    assert (result.details["draft_failures"], result.details["draft_rewritten"]) == (1, 0)
+    assert result.details["draft_accepted"] == 3 and result.details["acceptance"] == 1.0
+
+
+def test_the_draft_samples_at_its_own_temperature():
+    """draft.temperature is the draft's (it was the generator's for every request); the answer's
+    token limit stays the solve's."""
+    draft, target = StepList(DRAFT), StepList(TARGET)
+    settings = Settings(generator={"temperature": 0.0, "max_tokens": 300}, draft={"temperature": 0.8, "max_tokens": 9})
+    ReasoningSolver(settings, generator=target, scorer=DigitScorer(), draft=draft).solve(
+        "q", strategy="speculative_steps", n=1, threshold=0.5
+    )
+    assert {r.sampling.temperature for r in draft.requests} == {0.8}
+    assert {r.sampling.temperature for r in target.requests} == {0.0}
+    assert draft.requests[0].sampling.max_tokens == 300
+
+
+def test_n_left_unset_drafts_one_step_at_a_time_and_a_given_n_is_kept():
+    """n is the drafts of each step here: left unset, the strategy's own default (1, RSD's)
+    applies, not the sampling strategies' 8; an override of another setting keeps it unset."""
+    draft = StepList(DRAFT)
+    settings = Settings(strategy="speculative_steps")
+    solver = ReasoningSolver(settings, generator=StepList(TARGET), scorer=DigitScorer(), draft=draft)
+    assert solver.solve("q", threshold=0.5).strategy_params["n"] == 1 and {r.n for r in draft.requests} == {1}
+    assert solver.solve("q", threshold=0.5, n=3).strategy_params["n"] == 3
+    assert solver.solve("q", strategy="best_of_n").strategy_params["n"] == 8
+
+
 def test_the_token_budget_counts_the_drafts_tokens_and_max_steps_with_it_spent_is_no_crash():
     # threshold 0: the draft writes every step; a budget of 12 tokens is spent by "8 apples" (8)
     # and "3 pears" (7): the search stops there, open, and says the budget bound
