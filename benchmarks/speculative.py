@@ -69,14 +69,19 @@ def configs(thresholds: list[float], judge_thresholds: list[float]) -> list[Conf
             draft_only=True,
         ),
     ]
+    sweeps = [
+        ("speculative", "speculative_steps", "the PRM's score of the step", thresholds),
+        ("specreason", "specreason", "the target's rating of the step", judge_thresholds),
+    ]
     runs += [
         Config(
-            f"speculative_{t}",
-            f"speculative_steps, 1 greedy draft step, threshold {t}",
-            [*DRAFT, *one("speculative_steps"), "--param", f"threshold={t}"],
+            f"{name}_{t}",
+            f"{strategy}, 1 greedy draft step, accepted when {judged} >= {t}",
+            [*DRAFT, *one(strategy), "--param", f"threshold={t}"],
             GREEDY,
         )
-        for t in thresholds
+        for name, strategy, judged, sweep in sweeps
+        for t in sweep
     ]
     runs.append(
         Config(
@@ -86,15 +91,6 @@ def configs(thresholds: list[float], judge_thresholds: list[float]) -> list[Conf
             {"RFPRM_GENERATOR__TEMPERATURE": "0"},
         )
     )
-    runs += [
-        Config(
-            f"specreason_{t}",
-            f"specreason, 1 greedy draft step, the target's rating >= {t}",
-            [*DRAFT, *one("specreason"), "--param", f"threshold={t}"],
-            GREEDY,
-        )
-        for t in judge_thresholds
-    ]
     runs.append(
         Config(
             "beam_draft_0.5",
@@ -195,19 +191,20 @@ FAMILIES = {  # a run name's family: (label, marker, joined); a joined family's 
     "target": ("target alone", "o", False),
     "draft": ("draft alone", "v", False),
     "speculative": ("speculative_steps (threshold)", "s", True),
+    "speculative_n4": ("speculative_steps, 4 drafts at T=1 (threshold)", "P", False),
     "specreason": ("specreason (threshold)", "D", True),
     "beam_draft": ("beam search, drafted", "^", False),
 }
 
 
 def family(run: str) -> str:
-    return "beam_draft" if run.startswith("beam_draft") else run.split("_")[0]
+    return next((name for name in ("beam_draft", "speculative_n4") if run.startswith(name)), run.split("_")[0])
 
 
 def point_label(line: dict) -> str:
     """What a point is within its family: a threshold (n4_0.5 for four drafts), or a strategy and N."""
-    if FAMILIES[family(line["run"])][2]:
-        return line["run"].split("_", 1)[1]
+    if line["run"].startswith("spec"):
+        return line["run"].rsplit("_", 1)[1]
     strategy, n = line["strategy"].split(" ")
     return f"{'greedy' if strategy == 'majority_vote' else strategy} {n}"
 
@@ -226,6 +223,8 @@ def plot(lines: list[dict], out: Path) -> Path:
     for color, (name, (label, marker, joined)) in enumerate(FAMILIES.items()):
         for ax, (key, title) in zip(axes, panels):
             shown = [line for line in lines if family(line["run"]) == name and line[key] > 0]
+            if joined:  # a sweep, in threshold order
+                shown.sort(key=lambda line: float(point_label(line)))
             if not shown:
                 continue
             xs, ys = [line[key] for line in shown], [line["accuracy"] for line in shown]
@@ -242,8 +241,9 @@ def plot(lines: list[dict], out: Path) -> Path:
             ax.set_xlabel(f"{title} (log)")
             ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy (95% bootstrap CI)")
-    axes[-1].legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    handles, labels = axes[1].get_legend_handles_labels()  # the middle panel shows every family
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
     path = out / "speculative.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -234,6 +234,8 @@ class ReasoningSolver:
         reads_logprobs = scorer is not None and (
             isinstance(scorer, LogprobScorer) or settings.prm.confidence_weight > 0
         )
+        # a verifier that reads log-probabilities needs the generator to return them
+        sampling = settings.generator.sampling().model_copy(update={"logprobs": True} if reads_logprobs else {})
         return SearchContext(
             messages,
             generator,
@@ -242,14 +244,16 @@ class ReasoningSolver:
             aggregation=resolve_aggregation(settings.prm.aggregation, scorer) if scorer else None,
             alpha=settings.prm.alpha,
             confidence=(settings.prm.confidence, settings.prm.confidence_window, settings.prm.confidence_weight),
-            # a verifier that reads log-probabilities needs the generator to return them
-            sampling=settings.generator.sampling().model_copy(update={"logprobs": True} if reads_logprobs else {}),
+            sampling=sampling,
             budget=budget,
             on_progress=on_progress,
             tools=tools,
             json_format=json_format,
             draft=draft,
-            draft_sampling=settings.draft.sampling() if settings.draft is not None else None,
+            # the draft samples at its own temperature; stop strings and log-probabilities are the solve's
+            draft_sampling=None
+            if settings.draft is None
+            else sampling.model_copy(update={"temperature": settings.draft.temperature, "top_p": settings.draft.top_p}),
         )
 
     def solve(

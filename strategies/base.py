@@ -263,13 +263,14 @@ def _problem(error: ErrorDetails, known: list[str]) -> str:
     return f"{where}: {error['msg']}" + (f" (did you mean {close[0]!r}?)" if close else "")
 
 
-def settings_n(settings: Settings) -> int:
-    """The N a solve with `settings` runs: settings.n where it was set (a file, the environment,
-    a flag, an override), else the strategy's own default: 8, but 1 for speculative_steps and
-    specreason (N is the drafts of each step there; RSD's default is one)."""
+def settings_n(settings: Settings, strategy: str | None = None) -> int:
+    """The N a solve with `settings` runs `strategy` (default: settings.strategy) at:
+    settings.n where it was set (a file, the environment, a flag, an override), else the
+    strategy's own default: 8, but 1 for speculative_steps and specreason (N is the drafts of
+    each step there; RSD's default is one)."""
     if "n" in settings.model_fields_set:
         return settings.n
-    default = strategy_class(settings.strategy).Params.model_fields["n"].default
+    default = strategy_class(strategy or settings.strategy).Params.model_fields["n"].default
     return default if isinstance(default, int) else settings.n
 
 

@@ -7,14 +7,14 @@
     best finished path (min, prod)
 
 Subtrees never compete with each other, so one strong early step cannot collapse the
-search onto a single path (beam search's failure at large N).
+search onto a single path (beam search's failure at large N). With verify_every = g, each of
+the M samples grows g steps before the PRM scores it (rfprm_tts.search.granularity).
 """
 
 from __future__ import annotations
 
-import math
-
 from rfprm_tts.search.context import SearchContext
+from rfprm_tts.search.granularity import grow_steps
 from rfprm_tts.strategies.base import BaseStrategy, SearchOutcome, best_outcome, rank, register
 from rfprm_tts.strategies.beam_search import TreeParams
 from rfprm_tts.trajectory import Candidate
@@ -33,9 +33,11 @@ class DVTS(BaseStrategy):
         finished: list[Candidate] = []
         for depth in range(1, self.params.max_steps + 1):
             last_round = depth == self.params.max_steps
-            children = await ctx.score_candidates(await ctx.extend(paths, m, one_step=not last_round))
-            # a token budget may cut the round to its first subtrees
-            chosen = [rank(children[i * m : (i + 1) * m])[0] for i in range(math.ceil(len(children) / m))]
+            # one group of M children a subtree (a path that finished while it grew: alone); a
+            # token budget may cut the round to its first subtrees
+            groups = await grow_steps(ctx, paths, m, self.params.verify_every, one_step=not last_round)
+            scored = iter(await ctx.score_candidates([c for group in groups for c in group]))
+            chosen = [rank([next(scored) for _ in group])[0] for group in groups if group]
             await ctx.keep(chosen)
             finished += [c for c in chosen if c.state != "open"]
             paths = [c.trajectory.text for c in chosen if c.state == "open" and ctx.may_still_win(c, finished)]

@@ -96,6 +96,7 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--draft-backend", choices=["transformers", "openai", "vllm"], help="the draft model's backend")
     parser.add_argument("--draft-base-url", help="the draft model's OpenAI-compatible endpoint")
+    parser.add_argument("--draft-temperature", type=finite, help="the draft model's sampling temperature")
     parser.add_argument("--prm", help="PRM name or path (default demo-think, bundled; 'demo' is the other)")
     parser.add_argument(
         "--aggregation",
@@ -123,6 +124,7 @@ def solve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "draft_model": "draft__model",
         "draft_backend": "draft__backend",
         "draft_base_url": "draft__base_url",
+        "draft_temperature": "draft__temperature",
         "prm": "prm__model",
         "aggregation": "prm__aggregation",
         "device": "prm__device",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -173,6 +174,15 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def eval_problems(cfg, eval_set: str, training_draws: tuple[int, int] | None = None) -> list[Problem]:
+    """A world's test set: the held-out problems, or the fresh ones (`eval_set` "fresh"),
+    disjoint from `training_draws` of its training streams (default: the demo world's)."""
+    if eval_set != "fresh":
+        return held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
+    problems = partial(fresh_problems, cfg.eval_problems, difficulty=cfg.difficulty, train_seed=cfg.seed)
+    return problems() if training_draws is None else problems(training_draws=training_draws)
+
+
 def evaluate_world(cfg, out: Path, eval_set: str = "held_out") -> dict:
     """Reload both models from disk through the public loaders and measure them on the
     held-out set (what the recipes were chosen on) or the fresh set (never used for a choice)."""
@@ -184,10 +194,7 @@ def evaluate_world(cfg, out: Path, eval_set: str = "held_out") -> dict:
     tokenizer = AutoTokenizer.from_pretrained(out / "generator")
     generator = AutoModelForCausalLM.from_pretrained(out / "generator", dtype=torch.float32).eval()
     scorer = load_prm(str(out / "prm"), device="cpu", dtype="float32", batch_size=64)
-    if eval_set == "fresh":
-        problems = fresh_problems(cfg.eval_problems, difficulty=cfg.difficulty, train_seed=cfg.seed)
-    else:
-        problems = held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
+    problems = eval_problems(cfg, eval_set)
     questions = [p.question for p in problems]
     torch.manual_seed(cfg.seed + 3)
     greedy = sample_texts(generator, tokenizer, questions, n=1, temperature=0.0)

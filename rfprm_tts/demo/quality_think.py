@@ -18,8 +18,16 @@ from pathlib import Path
 import torch
 
 from rfprm_tts.chat import render, to_messages
-from rfprm_tts.demo.arithmetic import Problem, fresh_problems, held_out_problems
-from rfprm_tts.demo.quality import ProblemSamples, _mean, format_report, sample_texts, slip_check, world_report
+from rfprm_tts.demo.arithmetic import Problem
+from rfprm_tts.demo.quality import (
+    ProblemSamples,
+    _mean,
+    eval_problems,
+    format_report,
+    sample_texts,
+    slip_check,
+    world_report,
+)
 from rfprm_tts.demo.thinking import (
     PROBE,
     THINK_CLOSE,
@@ -130,13 +138,7 @@ def evaluate_think(cfg, out: Path, eval_set: str = "held_out") -> dict:
     tokenizer = AutoTokenizer.from_pretrained(out / "generator")
     generator = AutoModelForCausalLM.from_pretrained(out / "generator", dtype=torch.float32).eval()
     scorer = load_prm(str(out / "prm"), device="cpu", dtype="float32", batch_size=32)
-    if eval_set == "fresh":
-        draws = (cfg.val_problems + cfg.lm_steps * cfg.lm_batch, cfg.prm_problems)
-        problems = fresh_problems(
-            cfg.eval_problems, difficulty=cfg.difficulty, train_seed=cfg.seed, training_draws=draws
-        )
-    else:
-        problems = held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
+    problems = eval_problems(cfg, eval_set, (cfg.val_problems + cfg.lm_steps * cfg.lm_batch, cfg.prm_problems))
     questions = [p.question for p in problems]
     torch.manual_seed(cfg.seed + 3)
     greedy = sample_texts(generator, tokenizer, questions, 1, 0.0, cfg.max_new_tokens, 64)

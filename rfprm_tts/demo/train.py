@@ -256,7 +256,8 @@ def save(model, tokenizer, path: Path) -> None:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     for file in path.iterdir():
-        file.chmod(0o666 & ~current_umask())
+        if file.is_file():
+            file.chmod(0o666 & ~current_umask())
 
 
 def training_setup(cfg: TrainConfig) -> tuple[Any, Iterator[Problem], list[Problem]]:

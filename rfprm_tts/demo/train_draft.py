@@ -24,8 +24,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rfprm_tts.demo.arithmetic import fresh_problems, held_out_problems
-from rfprm_tts.demo.quality import format_report, grade_samples, sample_texts, world_report
+from rfprm_tts.demo.quality import eval_problems, format_report, grade_samples, sample_texts, world_report
 from rfprm_tts.demo.train import TrainConfig, language_models, training_setup
 from rfprm_tts.prm import load_prm
 from rfprm_tts.runtime.model_names import resolve_model
@@ -63,13 +62,10 @@ def evaluate_draft(cfg: DraftConfig, out: Path, eval_set: str = "held_out") -> d
     draft = AutoModelForCausalLM.from_pretrained(out / "generator", dtype=torch.float32).eval()
     target = AutoModelForCausalLM.from_pretrained(resolve_model("demo", "generator"), dtype=torch.float32)
     scorer = load_prm(cfg.judge, device="cpu", dtype="float32", batch_size=64)
-    if eval_set == "fresh":  # disjoint from the generator's training draws and the draft's
-        draws = (max(96 + 4000 * 32, cfg.val_problems + cfg.lm_steps * cfg.lm_batch), 1500)
-        problems = fresh_problems(
-            cfg.eval_problems, difficulty=cfg.difficulty, train_seed=cfg.seed, training_draws=draws
-        )
-    else:
-        problems = held_out_problems(cfg.eval_problems, difficulty=cfg.difficulty)
+    # the fresh set: disjoint from the demo generator's training draws and the draft's
+    demo = TrainConfig()
+    lm_draws = max(demo.val_problems + demo.lm_steps * demo.lm_batch, cfg.val_problems + cfg.lm_steps * cfg.lm_batch)
+    problems = eval_problems(cfg, eval_set, (lm_draws, demo.prm_problems))
     questions = [p.question for p in problems]
     torch.manual_seed(cfg.seed + 3)
     greedy = sample_texts(draft, tokenizer, questions, n=1, temperature=0.0)

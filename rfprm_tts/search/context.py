@@ -43,8 +43,8 @@ class SearchContext:
     `tools`: what the model may call, `json_format`: the answer's JSON format; each sample request
     carries them (search/tool_calls.py and search/json_answers.py choose among the samples).
     `draft`: a cheaper model a speculative strategy asks for steps (`extend(..., by="draft")`),
-    sampled as `draft_sampling` says (default: as the generator; the answer's max_tokens and the
-    seeds are the solve's), counted apart (usage.draft_*); candidates say who wrote each step.
+    sampled as `draft_sampling` says (default: as the generator; the solver gives the solve's
+    sampling with the draft's temperature and top_p), counted apart (usage.draft_*).
 
     `messages` is the conversation the generator sees (system prompt and history included);
     the PRM scores its last user message as the question. `sampling` is how this solve
@@ -73,12 +73,9 @@ class SearchContext:
     ):
         self.messages = messages
         self.question = question_of(messages)
-        self.generator = generator
+        self.generator, self.scorer = generator, scorer
         self.draft, self.draft_sampling = draft, draft_sampling
-        self.scorer = scorer
-        self.separator = separator
-        self.aggregation = aggregation
-        self.alpha = alpha
+        self.separator, self.aggregation, self.alpha = separator, aggregation, alpha
         self.confidence = confidence
         self.sampling = sampling or Sampling()
         self.usage = Usage()
@@ -200,6 +197,7 @@ class SearchContext:
         one_step: bool = True,
         max_tokens: int | None = None,
         by: Writer = "target",
+        check: bool = True,
     ) -> list[Candidate]:
         """k continuations of every prefix (requests run concurrently), as unscored
         candidates whose text is prefix + continuation, `finish_reason` "partial" when more
@@ -213,7 +211,8 @@ class SearchContext:
         of the first prefixes only (k each; one prefix's k shrinks), or none once it is spent,
         so a strategy that ranks its prefixes best first spends the last tokens on the best.
         A first round of steps goes whole, each step given an equal share of the budget.
-        `by`: the model that writes the continuations, the generator ("target") or the draft."""
+        `by`: the model that writes the continuations, the generator ("target") or the draft.
+        `check` off: a request whose samples all failed gives failed children, not an error."""
         stop = [self.separator] if one_step else None
         share = self.budget.first_round_share(len(prefixes) * k) if one_step else None
         if share is not None:  # a step that reaches its share is cut there, and grown on later
@@ -226,12 +225,8 @@ class SearchContext:
         growing = [i for i, p in enumerate(prefixes) if self.tokens_left(p) > 0]
         # by position, not by text: equal prefixes (DVTS's subtrees all start from the
         # question) each get their own k samples
-        batches = dict(
-            zip(
-                growing,
-                await asyncio.gather(*(self._request(k, prefixes[i], stop, max_tokens, by=by) for i in growing)),
-            )
-        )
+        requests = (self._request(k, prefixes[i], stop, max_tokens, check=check, by=by) for i in growing)
+        batches = dict(zip(growing, await asyncio.gather(*requests)))
         children = []
         for i, prefix in enumerate(prefixes):
             known = self._partials.get(prefix)

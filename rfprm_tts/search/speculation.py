@@ -15,16 +15,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rfprm_tts.errors import GenerationError
 from rfprm_tts.search.context import SearchContext
+from rfprm_tts.search.granularity import grow_steps
 from rfprm_tts.trajectory import Candidate
 
 
 @dataclass
 class DraftTally:
     """What drafting did over a search, for its details, in draft steps: accepted, rewritten
-    by the target (the PRM scored them under the threshold), and failed (the draft gave no
-    step; a failed call counts each step it owed). The target wrote the last two kinds again."""
+    by the target (the PRM scored them under the threshold, or could not score them), and
+    failed (the draft gave no step, after its retries). The target wrote the last two again."""
 
     accepted: int = 0
     rewritten: int = 0
@@ -55,27 +55,28 @@ async def next_steps(
     draft_threshold: float | None = None,
     tally: DraftTally | None = None,
     distinct: Callable[[list[Candidate]], list[Candidate]] = list,
+    steps: int = 1,
 ) -> list[Candidate]:
     """k scored continuations of each prefix (`distinct` drops repeats before the PRM sees
-    them). With a `draft_threshold`, one step at a time, the draft writes them first (above);
-    the rest of an answer (`one_step` off) the target writes."""
+    them), each `steps` steps long (search.granularity: the PRM is asked every `steps` steps).
+    With a `draft_threshold`, one step at a time, the draft writes them first (above); the rest
+    of an answer (`one_step` off) the target writes."""
     if draft_threshold is None or not one_step:
-        return await ctx.score_candidates(distinct(await ctx.extend(prefixes, k, one_step)))
+        groups = await grow_steps(ctx, prefixes, k, steps, one_step)
+        return await ctx.score_candidates(distinct([c for group in groups for c in group]))
     tally = tally if tally is not None else DraftTally()
-    try:
-        drafts = await ctx.extend(prefixes, k, one_step, by="draft")
-    except GenerationError:  # the draft failed (after its retries): the target writes the round
-        tally.draft_failures += len(prefixes) * k
-        return await ctx.score_candidates(distinct(await ctx.extend(prefixes, k, one_step)))
+    # a draft request that fails gives failed steps (after its retries), which the target writes again
+    drafts = await ctx.extend(prefixes, k, one_step, by="draft", check=False)
     origin = {id(c): prefixes[i // k] for i, c in enumerate(drafts)}  # extend gives k children a prefix, in order
-    scored = await ctx.score_candidates(distinct(drafts))
+    failed = [c for c in drafts if c.error is not None]
+    scored = await ctx.score_candidates(distinct([c for c in drafts if c.error is None]))
     accepted = [c for c in scored if last_step_score(c) >= draft_threshold]
     rejected = [c for c in scored if last_step_score(c) < draft_threshold]
-    failed = sum(c.error is not None for c in rejected)
     tally.accepted += len(accepted)
-    tally.rewritten += len(rejected) - failed
-    tally.draft_failures += failed
-    if not rejected:
+    tally.rewritten += len(rejected)
+    tally.draft_failures += len(failed)
+    if not rejected and not failed:
         return accepted
-    rewritten = await ctx.score_candidates(distinct(await ctx.extend([origin[id(c)] for c in rejected], 1, one_step)))
+    again = [origin[id(c)] for c in rejected + failed]
+    rewritten = await ctx.score_candidates(distinct(await ctx.extend(again, 1, one_step)))
     return distinct(accepted + rewritten)

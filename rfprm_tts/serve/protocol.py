@@ -215,7 +215,7 @@ def parse_chat(body: bytes, routes: RouteTable, budget_header: str | None = None
     refuse_unhonoured(chat)
     if chat.top_logprobs and not chat.logprobs:
         raise invalid("top_logprobs needs logprobs: true", "invalid_logprobs", "top_logprobs")
-    n = chat.rfprm.n or settings_n(settings)
+    n = chat.rfprm.n or settings_n(settings, chat.rfprm.strategy)
     if chat.n > n:
         raise invalid(
             f"n={chat.n} asks for more choices than the search's {n} samples (rfprm.n); raise rfprm.n or lower n",

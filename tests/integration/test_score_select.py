@@ -66,7 +66,7 @@ def test_score_writes_every_row_with_its_scores_and_reports_bad_rows(tmp_path):
 
 def test_score_resumes_after_a_kill_without_duplicates_and_refuses_other_settings(tmp_path):
     rows = [
-        {"id": i, "question": f"Compute {i} + 5 * 3 - 4.", "response": RIGHT if i % 2 else WRONG} for i in range(400)
+        {"id": i, "question": f"Compute {i} + 5 * 3 - 4.", "response": RIGHT if i % 2 else WRONG} for i in range(600)
     ]
     write(tmp_path / "in.jsonl", rows)
     env = {k: v for k, v in os.environ.items() if not k.startswith("RFPRM_")}
@@ -83,7 +83,7 @@ def test_score_resumes_after_a_kill_without_duplicates_and_refuses_other_setting
     job.send_signal(signal.SIGKILL)
     job.wait()
     done = out.read_bytes().count(b"\n")
-    assert 48 <= done < 400, "killed too late to test a resume"
+    assert 48 <= done < 600, "killed too late to test a resume"
     with open(out, "a") as f:
         f.write('{"id": 99999, "question": "torn')  # as a kill mid-write leaves it
     # other scoring settings: refused, the file untouched
@@ -93,7 +93,7 @@ def test_score_resumes_after_a_kill_without_duplicates_and_refuses_other_setting
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["resumed_after"] == done
     scored = read(out)
-    assert [r["id"] for r in scored] == list(range(400))  # no duplicate, no gap, the torn line gone
+    assert [r["id"] for r in scored] == list(range(600))  # no duplicate, no gap, the torn line gone
     # the rows scored before and after the kill agree with a run from scratch
     write(tmp_path / "few.jsonl", [rows[0], rows[done]])
     assert rfprm("score", "few.jsonl", "-o", "few_out.jsonl", cwd=tmp_path).returncode == 0

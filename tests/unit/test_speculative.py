@@ -160,28 +160,41 @@ def test_step_searches_draft_their_steps(strategy, params):
     assert plain.best.step_models is None and "draft_accepted" not in plain.details  # no draft: as before
 
 
+class OneDraftFails(StepList):
+    """StepList whose second sample of step 1 fails (its call returns; that step has an error)."""
+
+    async def generate(self, request: GenerationRequest) -> GenerationResult:
+        result = await super().generate(request)
+        if len([s for s in request.prefix.split(SEP) if s]) == 1 and request.n > 1:
+            result.completions[1] = Completion(text="", error="draft server timed out")
+        return result
+
+
 def test_a_draft_step_that_fails_alone_is_counted_as_failed_not_rewritten():
-    """The draft's second step times out (its call returns, the step has an error): the target
-    writes that step, and the tally says the draft failed there, not that the PRM rejected it."""
-    draft, target = StepList(DRAFT, fail=frozenset({1})), StepList(TARGET)
+    """Beam search N=2, M=2, drafted: step 1's two drafts are "3 pears" (.3, rejected) and a
+    failure; the target writes both again ("7 kiwis", once after repeats are dropped). The
+    tally: one rewritten (the PRM's call), one failed (the draft's), not two rewritten."""
+    draft, target = OneDraftFails(DRAFT), StepList(TARGET)
     solver = ReasoningSolver(Settings(), generator=target, scorer=DigitScorer(), draft=draft)
-    result = solver.solve("q", strategy="beam_search", n=1, beam_width=1, draft_threshold=0.5)
+    result = solver.solve("q", strategy="beam_search", n=2, beam_width=2, draft_threshold=0.5)
     assert result.best.step_models == ["draft", "target", "draft", "draft"]
-    assert (result.details["draft_failures"], result.details["draft_rewritten"]) == (1, 0)
-    assert result.details["draft_accepted"] == 3 and result.details["acceptance"] == 1.0
+    assert (result.details["draft_failures"], result.details["draft_rewritten"]) == (1, 1)
+    assert [r.n for r in target.requests] == [1, 1]  # one step each for the rejected and the failed draft
 
 
 def test_the_draft_samples_at_its_own_temperature():
     """draft.temperature is the draft's (it was the generator's for every request); the answer's
-    token limit stays the solve's."""
+    token limit and the solve's stop strings stay the solve's."""
     draft, target = StepList(DRAFT), StepList(TARGET)
-    settings = Settings(generator={"temperature": 0.0, "max_tokens": 300}, draft={"temperature": 0.8, "max_tokens": 9})
+    generator = {"temperature": 0.0, "max_tokens": 300, "stop": ["STOP"]}
+    settings = Settings(generator=generator, draft={"temperature": 0.8, "max_tokens": 9})
     ReasoningSolver(settings, generator=target, scorer=DigitScorer(), draft=draft).solve(
         "q", strategy="speculative_steps", n=1, threshold=0.5
     )
     assert {r.sampling.temperature for r in draft.requests} == {0.8}
     assert {r.sampling.temperature for r in target.requests} == {0.0}
     assert draft.requests[0].sampling.max_tokens == 300
+    assert all(list(r.sampling.stop) == ["STOP"] for r in draft.requests)
 
 
 def test_n_left_unset_drafts_one_step_at_a_time_and_a_given_n_is_kept():
