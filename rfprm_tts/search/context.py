@@ -305,6 +305,7 @@ class SearchContext:
         previous round's kept ones, which `kept` continue, included) that is not kept is
         released from a PRM that caches prefixes."""
         kept_ids = {id(c) for c in kept}
+        self._partials.update({c.trajectory.text: c for c in kept})  # a repeat grows from what was kept
         dropped = [c for c in self._live if id(c) not in kept_ids]
         self._live = list(kept)
         cache = self.scorer.prefix_cache if self.scorer is not None else None

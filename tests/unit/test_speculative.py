@@ -182,6 +182,16 @@ def test_a_draft_step_that_fails_alone_is_counted_as_failed_not_rewritten():
     assert [r.n for r in target.requests] == [1, 1]  # one step each for the rejected and the failed draft
 
 
+def test_a_step_the_target_rewrites_as_the_draft_wrote_it_is_the_targets():
+    """The draft's "3 pears" is rejected and the target writes "3 pears" too: the step is the
+    target's, and the next step grows from the target's answer (it grew from the draft's first
+    copy of that text, so the whole answer read as the draft's)."""
+    target = StepList(["6 figs", "3 pears", "5 limes", "The answer, 5: \\boxed{5}"])
+    result = solve(0.5, StepList(DRAFT), target)
+    assert result.best.step_models == ["draft", "target", "draft", "draft"]
+    assert (result.details["draft_steps"], result.details["target_steps"]) == (3, 1)
+
+
 def test_the_draft_samples_at_its_own_temperature():
     """draft.temperature is the draft's (it was the generator's for every request); the answer's
     token limit and the solve's stop strings stay the solve's."""
