@@ -289,6 +289,16 @@ def language_models(cfg: TrainConfig, args, tokenizer, problems, **world) -> tup
     return generator, language_model
 
 
+def finish(report: dict, cfg: TrainConfig, args, started: float, text: Callable[[dict], str]) -> None:
+    """A world's report with its config and minutes, written (OUT/report.json, or --report) and
+    printed as `text` formats it."""
+    report["train_config"] = asdict(cfg)
+    report["minutes"] = round((time.time() - started) / 60, 1)
+    (args.report or args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print(text(report))
+    print(f"total time: {report['minutes']} min")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where generator/ and prm/ are written")
@@ -372,12 +382,7 @@ def main(argv: list[str] | None = None) -> None:
 
         prm = train_prm(cfg, tokenizer, generator if cfg.prm_body == "generator" else language_model, examples)
         save(prm, tokenizer, args.out / "prm")
-    report = evaluate_world(cfg, args.out, args.eval_set)
-    report["train_config"] = asdict(cfg)
-    report["minutes"] = round((time.time() - started) / 60, 1)
-    (args.report or args.out / "report.json").write_text(json.dumps(report, indent=2))
-    print(format_report(report))
-    print(f"total time: {report['minutes']} min")
+    finish(evaluate_world(cfg, args.out, args.eval_set), cfg, args, started, format_report)
 
 
 if __name__ == "__main__":

@@ -16,16 +16,15 @@ how well that PRM finds the draft's errors.
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from rfprm_tts.demo.quality import eval_problems, format_report, grade_samples, sample_texts, world_report
-from rfprm_tts.demo.train import TrainConfig, language_models, training_setup
+from rfprm_tts.demo.train import TrainConfig, finish, language_models, training_setup
 from rfprm_tts.prm import load_prm
 from rfprm_tts.runtime.model_names import resolve_model
 
@@ -98,9 +97,4 @@ def run(cfg: DraftConfig, args) -> None:
     if not args.eval_only:
         tokenizer, problems, _ = training_setup(cfg)
         language_models(cfg, args, tokenizer, problems)
-    report = evaluate_draft(cfg, args.out, args.eval_set)
-    report["train_config"] = asdict(cfg)
-    report["minutes"] = round((time.time() - started) / 60, 1)
-    (args.report or args.out / "report.json").write_text(json.dumps(report, indent=2))
-    print(format_draft_report(report))
-    print(f"total time: {report['minutes']} min")
+    finish(evaluate_draft(cfg, args.out, args.eval_set), cfg, args, started, format_draft_report)

@@ -20,10 +20,9 @@
 
 from __future__ import annotations
 
-import json
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
 
 import torch
@@ -42,7 +41,7 @@ from rfprm_tts.demo.thinking import (
     think_labels,
     thinking_steps,
 )
-from rfprm_tts.demo.train import TrainConfig, language_models, save, train_prm, training_setup
+from rfprm_tts.demo.train import TrainConfig, finish, language_models, save, train_prm, training_setup
 from rfprm_tts.trajectory import Trajectory
 
 JOINERS = ("\n", "", "\n\n")  # what a probe's close may follow: a line end, nothing, a step separator
@@ -153,9 +152,4 @@ def run(cfg: ThinkConfig, args) -> None:
         prm = train_prm(cfg, tokenizer, generator if cfg.prm_body == "generator" else language_model, examples)
         save(prm, tokenizer, args.out / "prm")
         elapsed("PRM done")
-    report = evaluate_think(cfg, args.out, args.eval_set)
-    report["train_config"] = asdict(cfg)
-    report["minutes"] = round((time.time() - started) / 60, 1)
-    (args.report or args.out / "report.json").write_text(json.dumps(report, indent=2))
-    print(format_think_report(report))
-    print(f"total time: {report['minutes']} min")
+    finish(evaluate_think(cfg, args.out, args.eval_set), cfg, args, started, format_think_report)
