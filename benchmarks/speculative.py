@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rfprm_tts.bench.report import bootstrap_ci, write_comparison
+from rfprm_tts.bench.store import RunStore
 
 COMMON = ["--dataset", "demo", "--model", "demo", "--prm", "demo", "--seed", "0", "--concurrency", "1"]
 DRAFT = ["--draft-model", "demo-draft"]
@@ -111,11 +112,10 @@ def run(config: Config, out: Path, limit: int) -> Path:
 
 
 def rows(folder: Path) -> dict[tuple[str, int], list[dict]]:
+    """A run's rows (as `rfprm bench` stores them), by strategy and N."""
     groups: dict[tuple[str, int], list[dict]] = {}
-    for line in (folder / "rows.jsonl").read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            groups.setdefault((row["strategy"], row["n"]), []).append(row)
+    for row in RunStore(folder).rows():
+        groups.setdefault((row["strategy"], row["n"]), []).append(row)
     return groups
 
 

@@ -96,8 +96,12 @@ class SearchContext:
         first, self._next_seed = self._next_seed, self._next_seed + n
         return first
 
+    def partial(self, text: str) -> Candidate | None:
+        """The candidate a continuation of `text` grows from (None: no answer handed out reads so)."""
+        return self._partials.get(text)
+
     def _tokens_so_far(self, prefix: str) -> int:
-        partial = self._partials.get(prefix)
+        partial = self.partial(prefix)
         return partial.generated_tokens or 0 if partial is not None else 0
 
     def tokens_left(self, prefix: str) -> int:

@@ -35,16 +35,17 @@ async def grow_steps(
         if one_step and steps > 1:  # the first round: branch, then grow every branch
             children = await grow_each(ctx, children, steps - 1)
         return [children[i : i + k] for i in range(0, len(children), k)]
-    paths: list[str | Candidate] = list(prefixes)  # a kept path as it grows, or where it finished
-    for _ in range(steps - 1):
-        growing = [i for i, path in enumerate(paths) if isinstance(path, str)]
-        grown = await ctx.extend([str(paths[i]) for i in growing], 1, check=False)
-        for i, child in zip(growing, grown):  # a failed sample leaves the path as it was
-            if child.error is None:
-                paths[i] = child.trajectory.text if child.state == "open" else child
-    branching = [path for path in paths if isinstance(path, str)]
+    paths = await grow_each(ctx, [kept(ctx, p) for p in prefixes], steps - 1)
+    branching = [path.trajectory.text for path in paths if path.state == "open"]
     branches = iter(await ctx.extend(branching, k) if branching else [])  # k a path, in order
-    return [[path] if isinstance(path, Candidate) else [c for _, c in zip(range(k), branches)] for path in paths]
+    return [[c for _, c in zip(range(k), branches)] if path.state == "open" else [path] for path in paths]
+
+
+def kept(ctx: SearchContext, prefix: str) -> Candidate:
+    """The candidate a search kept whose text is `prefix` (every kept path was handed out by ctx)."""
+    path = ctx.partial(prefix)
+    assert path is not None, "a kept path is a partial answer the search context handed out"
+    return path
 
 
 async def grow_each(ctx: SearchContext, paths: list[Candidate], steps: int) -> list[Candidate]:
