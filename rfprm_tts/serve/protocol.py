@@ -215,7 +215,10 @@ def parse_chat(body: bytes, routes: RouteTable, budget_header: str | None = None
     refuse_unhonoured(chat)
     if chat.top_logprobs and not chat.logprobs:
         raise invalid("top_logprobs needs logprobs: true", "invalid_logprobs", "top_logprobs")
-    n = chat.rfprm.n or settings_n(settings, chat.rfprm.strategy)
+    try:
+        n = chat.rfprm.n or settings_n(settings, chat.rfprm.strategy)
+    except ConfigError as exc:  # an unknown rfprm.strategy, where the server's n is left to the strategy
+        raise invalid(str(exc), "invalid_rfprm_option", "rfprm.strategy") from None
     if chat.n > n:
         raise invalid(
             f"n={chat.n} asks for more choices than the search's {n} samples (rfprm.n); raise rfprm.n or lower n",

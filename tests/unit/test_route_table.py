@@ -101,3 +101,15 @@ def test_the_proxy_guides_routes_example_is_valid(tmp_path, monkeypatch):
     assert routes.names == ["rfprm", "deep", "big"]
     assert call(routes, model="deep").strategy.params.token_budget == 20000
     assert routes.settings("big").generator.base_url == "http://gpu-box:8000/v1"
+
+
+def test_an_unknown_strategy_is_a_400_where_the_servers_n_is_left_to_the_strategy():
+    """With n unset, the request's N is its strategy's own default, so its strategy is looked
+    up first: a misspelt name is the client's mistake (it escaped as a server error)."""
+    with pytest.raises(APIError) as refused:
+        call(RouteTable(Settings(strategy="best_of_n")), rfprm={"strategy": "bestof_n"})
+    assert refused.value.status == 400 and refused.value.param == "rfprm.strategy"
+    assert "did you mean 'best_of_n'?" in str(refused.value)
+    assert (
+        call(RouteTable(Settings(strategy="best_of_n")), rfprm={"strategy": "speculative_steps"}).strategy.params.n == 1
+    )
