@@ -342,6 +342,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.language_model and not args.generator:
         parser.error("--language-model needs --generator (a full run trains its own language model)")
+    if args.eval_only and not (args.out / "generator" / "config.json").is_file():
+        parser.error(
+            f"--eval-only measures the models in --out, and {args.out / 'generator'} holds none; give the "
+            "folder a run wrote, or drop --eval-only to train"
+        )
     from rfprm_tts.demo import train_draft, train_think  # they build on this module
 
     config_class, smoke = {

@@ -85,3 +85,9 @@ def test_training_script_smoke(tmp_path):
     assert (tmp_path / "draft" / "generator" / "model.safetensors").exists()
     assert not (tmp_path / "draft" / "prm").exists()  # the demo world's PRM judges the draft
     assert 0 < report["parameter_ratio"] <= 0.25 and report["train_config"]["hidden_size"] == 64
+
+
+def test_measuring_a_folder_with_no_models_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train_main(["--world", "draft", "--eval-only", "--out", str(tmp_path / "nothing")])
+    assert stopped.value.code == 2 and "holds none; give the folder a run wrote" in capsys.readouterr().err
