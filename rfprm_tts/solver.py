@@ -169,13 +169,13 @@ class ReasoningSolver:
             json_format=json_format,
             with_draft=uses_draft(strategy),
         )
-        if shaped and not (isinstance(ctx.generator, ToolCallingGenerator) and ctx.generator.takes_tools):
-            raise ConfigError(
-                "tools and JSON answers need a generator that passes them to the model: the openai backend "
-                "with generator.api 'chat', or an in-process model whose chat template takes tools"
-            )
         started = time.perf_counter()
-        try:
+        try:  # the context holds the question in the PRM's cache until it closes
+            if shaped and not (isinstance(ctx.generator, ToolCallingGenerator) and ctx.generator.takes_tools):
+                raise ConfigError(
+                    "tools and JSON answers need a generator that passes them to the model: the openai backend "
+                    "with generator.api 'chat', or an in-process model whose chat template takes tools"
+                )
             outcome = await strategy.search(ctx.question, ctx)
         finally:
             await ctx.close()

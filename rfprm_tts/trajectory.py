@@ -184,6 +184,8 @@ class SearchNode(BaseModel):
     error: str | None = None
     chosen: bool = False
     written_by: Writer | None = None  # in a speculative search: the model that wrote this node's text
+    visits: int | None = None  # in a tree search (mcts): the node's visits and mean backed-up value
+    value: float | None = None
 
 
 class SolveResult(BaseModel):

@@ -14,6 +14,8 @@ from rfprm_tts.strategies import (  # noqa: F401  (importing registers the built
     best_of_n,
     dvts,
     early_pruning,
+    genselect,
+    mcts,
     particle_filtering,
     speculative,
     voting,

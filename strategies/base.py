@@ -185,14 +185,8 @@ class SampleThenChoose(BaseStrategy):
         self.uses_prm = self.scores_answers or self.params.early_exit == "prm"
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
-        candidates: list[Candidate] = []
         exits: Counter[str] = Counter()
-        while len(candidates) < self.params.n and (
-            completions := await sample_answers(ctx, self.params.n - len(candidates), self.params, exits)
-        ):
-            candidates += (
-                await ctx.evaluate(completions) if self.scores_answers else [ctx.candidate(c) for c in completions]
-            )
+        candidates = await sample_candidates(ctx, self.params, self.scores_answers, exits)
         outcome = await asyncio.to_thread(self.choose, candidates)
         if exits:
             outcome.details["thinking"] = dict(exits)
@@ -200,6 +194,19 @@ class SampleThenChoose(BaseStrategy):
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         raise NotImplementedError
+
+
+async def sample_candidates(
+    ctx: SearchContext, params: SamplingParams, score: bool, exits: Counter[str]
+) -> list[Candidate]:
+    """N complete answers as candidates, PRM-scored when `score`: one request, or as many as a
+    token budget affords (each scored as it comes)."""
+    candidates: list[Candidate] = []
+    while len(candidates) < params.n and (
+        completions := await sample_answers(ctx, params.n - len(candidates), params, exits)
+    ):
+        candidates += await ctx.evaluate(completions) if score else [ctx.candidate(c) for c in completions]
+    return candidates
 
 
 async def sample_answers(ctx: SearchContext, n: int, params: SamplingParams, exits: Counter[str]) -> list[Completion]:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
+from itertools import zip_longest
 from typing import Any
 
 from rfprm_tts.bench.datasets import Problem
@@ -88,17 +90,21 @@ class Job:
 
 
 def plan_jobs(problems: Sequence[Problem], spec: WorkSpec, done: set[Key]) -> list[Job]:
-    """The jobs whose rows `done` does not hold yet."""
+    """The jobs whose rows `done` does not hold yet: every problem's first job, then every
+    problem's second, ... so the jobs that run at once are mostly of different problems (a
+    problem's own jobs run one at a time: BenchWorker)."""
     pooled = spec.pooled
     searched = [name for name in spec.strategies if name not in pooled]
-    jobs = []
+    by_problem = []
     for problem in problems:
+        jobs = []
         if any((problem.id, name, n) not in done for name in pooled for n in spec.budgets):
             jobs.append(Job(problem, None, max(spec.budgets)))
         jobs += [
             Job(problem, name, n) for name in searched for n in spec.runs[name] if (problem.id, name, n) not in done
         ]
-    return jobs
+        by_problem.append(jobs)
+    return [job for round_ in zip_longest(*by_problem) for job in round_ if job is not None]
 
 
 def failed_rows(job: Job, spec: WorkSpec, error: BaseException | str) -> list[dict[str, Any]]:
@@ -142,6 +148,9 @@ class BenchWorker:
         # `pooled` names sample-then-choose strategies only
         self._pooled = [s for s in (built[name] for name in spec.pooled) if isinstance(s, SampleThenChoose)]
         self._grade = Grader()
+        # a problem's jobs one at a time: searches of one question at once would share the PRM's
+        # cached prefixes, and each row's PRM tokens would depend on which ran a prefix first
+        self._problem_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def resolved(self) -> dict[str, Any]:
         """What "auto" settings became for this checkpoint. Loads both models first: one that
@@ -152,6 +161,10 @@ class BenchWorker:
         return {"aggregation": resolve_aggregation(self.spec.settings.prm.aggregation, scorer), **scorer.describe()}
 
     async def rows(self, job: Job) -> list[dict[str, Any]]:
+        async with self._problem_locks[job.problem.id]:
+            return await self._rows(job)
+
+    async def _rows(self, job: Job) -> list[dict[str, Any]]:
         try:
             if job.strategy is None:
                 rows = await pooled_rows(self.solver, job.problem, self._pooled, list(self.spec.budgets), self._grade)

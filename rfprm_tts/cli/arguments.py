@@ -100,7 +100,8 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prm", help="PRM name or path (default demo-think, bundled; 'demo' is the other)")
     parser.add_argument(
         "--aggregation",
-        help="last, min, mean, prod, reasonflux, or auto (default: the PRM checkpoint's own choice, else reasonflux)",
+        help="last, min, mean, prod, reasonflux, learned:MODEL.json (rfprm fit-aggregation), or auto "
+        "(default: the PRM checkpoint's own choice, else reasonflux)",
     )
     parser.add_argument("--device", help="PRM device: auto, cpu, cuda")
     parser.add_argument(

@@ -34,7 +34,7 @@ def add_parser(commands: Commands) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--prm", help="PRM name or path ('demo' = bundled)")
     parser.add_argument("--format", help="prm.format: auto, step_tag, math_shepherd, rlhflow, skywork, ...")
-    parser.add_argument("--aggregation", help="for the AUROC: last, min, mean, prod, reasonflux, or auto")
+    parser.add_argument("--aggregation", help="for the AUROC: last, min, mean, prod, reasonflux, learned:PATH, or auto")
     parser.add_argument("--device", help="PRM device: auto, cpu, cuda")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)"

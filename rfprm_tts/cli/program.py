@@ -1,6 +1,6 @@
 """The `rfprm` command line: `rfprm solve "question"`, `rfprm bench ...` (and `rfprm bench report DIR`),
 `rfprm serve`, `rfprm eval-prm FILE`, `rfprm view RESULT.json`, `rfprm score IN -o OUT`,
-`rfprm select SCORED -o KEPT`.
+`rfprm select SCORED -o KEPT`, `rfprm fit-aggregation SCORED -o MODEL.json`.
 
 stdout carries only each command's result (`rfprm solve --json | jq` works); logs, progress
 and whatever a library or an engine process prints go to stderr, quiet unless `-v`."""
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import IO
 
 from rfprm_tts import __version__
-from rfprm_tts.cli import bench, eval_prm, score, select, serve, solve, view
+from rfprm_tts.cli import bench, eval_prm, fit_aggregation, score, select, serve, solve, view
 from rfprm_tts.cli.arguments import Parser
 from rfprm_tts.errors import RfprmError
 
@@ -49,6 +49,7 @@ COMMANDS = {
     "score": score,
     "select": select,
     "eval-prm": eval_prm,
+    "fit-aggregation": fit_aggregation,
 }
 
 # Each command's function, by the words that name it (SUB_COMMANDS' pairs included).

@@ -155,6 +155,13 @@ def fresh_problems(
     return distinct_problems(random.Random(seed), count, difficulty, seen)
 
 
+def fitting_problems(count: int = 200, seed: int = 4242, difficulty: Difficulty = Difficulty()) -> list[Problem]:
+    """Problems to fit a choice on (a learned aggregation, a threshold): disjoint from the
+    held-out and fresh test sets, so what is fitted here is measured on problems it never saw."""
+    tests = {p.question for p in held_out_problems(difficulty=difficulty) + fresh_problems(difficulty=difficulty)}
+    return distinct_problems(random.Random(seed), count, difficulty, tests)
+
+
 @dataclass
 class Grade:
     """Step verdicts of a response (prefix semantics: after the first error every step is

@@ -1,6 +1,8 @@
 """A ProcessBench-style file from the demo world, for `rfprm eval-prm`: the demo generator's
 own samples on held-out problems, each labelled with its first wrong step by the arithmetic
-grader (exact labels: the grader knows every correct next step).
+grader (exact labels: the grader knows every correct next step). With `--problem-set fitting`,
+problems apart from both test sets, to fit a learned aggregation on (`rfprm score`, then
+`rfprm fit-aggregation --correct-field final_answer_correct`).
 
     python -m rfprm_tts.demo.labelled --out rfprm_tts/demo/processbench_demo.jsonl
 """
@@ -15,7 +17,7 @@ from pathlib import Path
 import torch
 
 from rfprm_tts.demo import model_path
-from rfprm_tts.demo.arithmetic import Problem, grade, held_out_problems
+from rfprm_tts.demo.arithmetic import Problem, fitting_problems, grade, held_out_problems
 from rfprm_tts.demo.quality import sample_texts
 from rfprm_tts.text import split_steps
 
@@ -48,7 +50,10 @@ def labelled_rows(problems: Sequence[Problem], texts: Sequence[Sequence[str]], s
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="the JSONL to write")
-    parser.add_argument("--problems", type=int, default=50, help="held-out problems")
+    parser.add_argument("--problems", type=int, default=50, help="how many problems")
+    parser.add_argument(
+        "--problem-set", choices=["held_out", "fitting"], default="held_out", help="the test set, or problems to fit on"
+    )
     parser.add_argument("--samples", type=int, default=4, help="sampled answers per problem")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
@@ -57,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(model_path("generator"))
     model = AutoModelForCausalLM.from_pretrained(model_path("generator"), dtype=torch.float32).eval()
-    problems = held_out_problems(args.problems)
+    problems = (held_out_problems if args.problem_set == "held_out" else fitting_problems)(args.problems)
     torch.manual_seed(args.seed)
     texts = sample_texts(model, tokenizer, [p.question for p in problems], n=args.samples, temperature=args.temperature)
     rows = labelled_rows(problems, texts)

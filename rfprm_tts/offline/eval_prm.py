@@ -119,6 +119,8 @@ def score_rows(scorer: Scorer, rows: list[Row], progress: bool = True) -> tuple[
     tokens = 0
     with tqdm(total=len(rows), unit="answer", desc="eval-prm", disable=not progress) as bar:
         for problem, indices in by_problem.items():
+            if scorer.prefix_cache is not None:
+                scorer.prefix_cache.hold(problem)  # forgotten below, once scored
             batch = scorer.score_batch(problem, [rows[i].steps for i in indices])
             tokens += batch.tokens
             for i, got, error in zip(indices, batch.step_scores, batch.errors or [None] * len(indices)):

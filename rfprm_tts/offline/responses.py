@@ -47,10 +47,16 @@ def score_responses(
         if steps:
             by_question.setdefault(items[i][0], []).append(i)
     requests = [(question, [cut[i][0] for i in indices]) for question, indices in by_question.items()]
-    batches = scorer.score_many(requests) if requests else []
-    if scorer.prefix_cache is not None:  # nothing here is scored twice: keep no prefixes
+    cache = scorer.prefix_cache
+    if cache is not None:  # a search of the same question at once keeps its prefixes meanwhile
         for question in by_question:
-            scorer.prefix_cache.forget(question)
+            cache.hold(question)
+    try:
+        batches = scorer.score_many(requests) if requests else []
+    finally:
+        if cache is not None:  # nothing here is scored twice: keep no prefixes
+            for question in by_question:
+                cache.forget(question)
     results = [ResponseScore([], {}, 0, None, 0, error="the response is empty") for _ in items]
     for indices, batch in zip(by_question.values(), batches):
         shares = [sum(len(s) for s in cut[i][0]) for i in indices]  # the batch's tokens, shared by length

@@ -115,12 +115,21 @@ def select(rows: list[dict[str, Any]], rule: Rule) -> tuple[list[int], Summary]:
 def group_of(row: dict[str, Any], rule: Rule) -> Any:
     if rule.group_field is not None:
         return json.dumps(row.get(rule.group_field), sort_keys=True)
+    return question_of_row(row)
+
+
+def question_of_row(row: dict[str, Any]) -> str | None:
+    """The question a row answers (its first question field)."""
     return next((row[f] for f in QUESTION_FIELDS if isinstance(row.get(f), str)), None)
 
 
-def is_correct(row: dict[str, Any], gold_field: str, response_field: str | None) -> bool:
+def is_correct(
+    row: dict[str, Any], gold_field: str, response_field: str | None, flag: str = "--require-correct"
+) -> bool:
+    """Whether the row's response's final answer equals its gold field (`flag`: the option that
+    asked, for the error when the row has none)."""
     if gold_field not in row:
-        raise ConfigError(f"--require-correct: a row has no gold field {gold_field!r} (name it with --gold-field)")
+        raise ConfigError(f"{flag}: a row has no gold field {gold_field!r} (name it with --gold-field)")
     try:
         response = pick(row, response_field, RESPONSE_FIELDS, "response")
     except ValueError:

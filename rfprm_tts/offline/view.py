@@ -37,6 +37,7 @@ ul.tree { padding-left: 0; border: 0; }
 details summary { cursor: pointer; color: #555; }
 """
 
+VISITS = " N, Q: the tree search's visits of the node and their mean value (the PRM's score, backed up)."
 WRITERS = " Left bar: violet, the draft model wrote the step; grey, the target model."
 
 SCRIPT = """
@@ -102,6 +103,7 @@ def node_html(shown: Shown) -> str:
         ([f"x{len(shown.members)}"] if len(shown.members) > 1 else [])
         + ([f"answer {node.answer}"] if node.answer is not None else [])
         + (["error"] if node.error else [])
+        + ([f"N {node.visits}, Q {fmt(node.value)}"] if node.visits is not None else [])
     )
     title = escape(
         node.error or f"score {fmt(node.score)}, this step {fmt(node.step_score)}, {node.generated_tokens} tokens"
@@ -154,7 +156,8 @@ def render_html(result: SolveResult) -> str:
 <h2>Answers</h2><table id="answers"><tr><th>answer</th><th>candidates</th><th>summed score</th></tr>{groups}</table>
 <h2>Search tree</h2><p id="stats">{len(result.tree)} nodes</p>
 <p>Colour: the step's PRM score, red 0 to green 1 (grey: unscored); outlined: the chosen path; xK: K candidates
-added the same text there (merged); click a step to fold it.{WRITERS if any(n.written_by for n in result.tree) else ""}</p>
+added the same text there (merged); click a step to fold it.{WRITERS if any(n.written_by for n in result.tree) else ""}\
+{VISITS if any(n.visits is not None for n in result.tree) else ""}</p>
 <ul class="tree" id="tree">{tree}</ul>
 <script>{SCRIPT}</script>
 </body></html>

@@ -1,7 +1,8 @@
 """Turning a trajectory's step scores into one score.
 
 `reasonflux` is the ReasonFlux-PRM paper's trajectory reward: the mean step reward plus
-alpha times the reward of the final answer (alpha = 1.0 in the paper).
+alpha times the reward of the final answer (alpha = 1.0 in the paper). `learned:PATH` is a
+model fitted on answers of known correctness (rfprm_tts/prm/learned.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 from rfprm_tts.errors import ConfigError
+from rfprm_tts.prm import learned
 from rfprm_tts.prm.protocol import Scorer
 
 AGGREGATIONS = ("last", "min", "mean", "prod", "reasonflux")
@@ -41,8 +43,11 @@ def aggregate(
     reasonflux mean then covers only the thinking steps before it. Steps the overflow
     policy left unscored (None) are skipped.
     """
+    if method.startswith(learned.PREFIX):
+        scored = [s for s in step_scores if s is not None]
+        return learned.load(method).score(scored) if scored else None
     if method not in AGGREGATIONS:
-        raise ConfigError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)}")
+        raise ConfigError(f"unknown aggregation {method!r}; choose one of {', '.join(AGGREGATIONS)} or learned:PATH")
     answer_step = answer_step and bool(step_scores) and step_scores[-1] is not None
     scores = [s for s in step_scores if s is not None]
     if not scores:

@@ -90,7 +90,7 @@ def build_runner(
 
         if os.path.isdir(path):
             check_weights(path, "prm")  # a missing or truncated file, named before the engine starts
-        engine = VLLMPoolingRunner(settings, path, fmt.rows)
+        engine = VLLMPoolingRunner(settings, path, fmt.rows, reuse=fmt.prefix_reuse)
         return engine, engine.max_model_len
     if settings.backend == "http":
         from rfprm_tts.prm.runners.vllm_pooling import HTTPPoolingRunner

@@ -42,6 +42,11 @@ class ScoredBatch:
 class PrefixCache(Protocol):
     """A scorer that keeps what it computed for scored prefixes (to run only new tokens)."""
 
+    def hold(self, question: str) -> None:
+        """A solve of the question starts: what is kept for it stays until every solve that
+        holds it has forgotten it, and while several do, none frees its prefixes early."""
+        ...
+
     def release(self, question: str, trajectories: Sequence[Steps]) -> None:
         """The search dropped these trajectories: free what no kept trajectory shares."""
         ...
@@ -241,7 +246,11 @@ class Runner(Protocol):
 @runtime_checkable
 class CachingRunner(Runner, Protocol):
     """A runner that keeps what it ran for scored prefixes (the incremental runner): the
-    scorer passes the search's release and forget on to it."""
+    scorer passes the search's hold, release and forget on to it."""
+
+    def hold(self, question: str) -> None:
+        """One more solve of the question (see PrefixCache.hold)."""
+        ...
 
     def release(self, fmt: InputFormat, question: str, inputs: Sequence[Sequence[int]]) -> None:
         """Free the prefixes of these inputs that no kept input shares."""

@@ -142,8 +142,12 @@ class PRMScorer:
             budget -= longest - self.max_length
         raise PRMInputTooLongError(f"could not fit the trajectory into the PRM context of {self.max_length}")
 
-    def release(self, question: str, trajectories: Sequence[Steps]) -> None:
+    def hold(self, question: str) -> None:
         if isinstance(self.runner, CachingRunner):  # else nothing is kept
+            self.runner.hold(question)
+
+    def release(self, question: str, trajectories: Sequence[Steps]) -> None:
+        if isinstance(self.runner, CachingRunner):
             inputs = [self.encode(question, steps) for steps in trajectories if steps]
             self.runner.release(self.format, question, inputs)
 

@@ -47,10 +47,9 @@ class SearchContext:
     sampling with the draft's temperature and top_p), counted apart (usage.draft_*).
 
     `messages` is the conversation the generator sees (system prompt and history included);
-    the PRM scores its last user message as the question. `sampling` is how this solve
-    samples: `max_tokens` bounds each whole answer (a step-level search gives each step
-    request what the answer has left) and every sample of the solve gets a seed of its own
-    (seed, seed + 1, ...) when `seed` is set.
+    the PRM scores its last user message as the question. `sampling` is how this solve samples:
+    `max_tokens` bounds each whole answer (a step-level search gives each step request what the
+    answer has left); each sample gets a seed of its own (seed, seed + 1, ...) when `seed` is set.
     """
 
     def __init__(
@@ -88,6 +87,8 @@ class SearchContext:
         self._partials: dict[str, Candidate] = {}  # each partial answer handed out, by its text
         self._live: list[Candidate] = []  # scored and not yet released from the PRM's cache
         self._warned_overflow = False
+        if scorer is not None and scorer.prefix_cache is not None:
+            scorer.prefix_cache.hold(self.question)  # until close(): another solve of it keeps its prefixes
 
     def next_seeds(self, n: int) -> int | None:
         """The first of n fresh seeds (None without a seed)."""
@@ -307,10 +308,10 @@ class SearchContext:
     async def keep(self, kept: Sequence[Candidate]) -> None:
         """The search goes on with `kept` only: everything scored since the last keep (the
         previous round's kept ones, which `kept` continue, included) that is not kept is
-        released from a PRM that caches prefixes."""
-        kept_ids = {id(c) for c in kept}
+        released from a PRM that caches prefixes (not a repeat of a kept one: that is its prefix too)."""
+        kept_texts = {c.trajectory.text for c in kept}
         self._partials.update({c.trajectory.text: c for c in kept})  # a repeat grows from what was kept
-        dropped = [c for c in self._live if id(c) not in kept_ids]
+        dropped = [c for c in self._live if c.trajectory.text not in kept_texts]
         self._live = list(kept)
         cache = self.scorer.prefix_cache if self.scorer is not None else None
         trajectories = [c.trajectory.step_texts for c in dropped if c.trajectory.steps]

@@ -10,6 +10,12 @@ class SearchTree:
     def __init__(self) -> None:
         self._nodes: list[tuple[Candidate, int | None]] = []  # every candidate, with its parent's index
         self._index: dict[int, int] = {}  # id(candidate) -> its index
+        self._visits: dict[int, tuple[int, float]] = {}  # index -> (visits, mean value), from a tree search
+
+    def annotate(self, candidate: Candidate, visits: int, value: float) -> None:
+        """A tree search's statistics of `candidate`'s node: its visits and mean backed-up value."""
+        if id(candidate) in self._index:
+            self._visits[self._index[id(candidate)]] = (visits, value)
 
     def add(self, candidate: Candidate, parent: Candidate | None) -> Candidate:
         """Record `candidate` as a child of `parent` (None: of the question)."""
@@ -27,6 +33,7 @@ class SearchTree:
             node = self._nodes[node][1]
         out = []
         for i, (c, parent) in enumerate(self._nodes):
+            visits, value = self._visits.get(i, (None, None))
             above = self._nodes[parent][0].trajectory.text if parent is not None else ""
             text = c.trajectory.text
             out.append(
@@ -42,6 +49,8 @@ class SearchTree:
                     error=c.error,
                     chosen=i in on_path,
                     written_by=c.step_models[-1] if c.step_models else None,
+                    visits=visits,
+                    value=value,
                 )
             )
         return out

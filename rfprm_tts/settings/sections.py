@@ -6,11 +6,25 @@ Each is a pydantic model with unknown keys refused (`extra="forbid"`), so a miss
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 
 Aggregation = Literal["last", "min", "mean", "prod", "reasonflux"]
+AGGREGATION_CHOICES = ("last", "min", "mean", "prod", "reasonflux", "auto")
+
+
+def check_aggregation(value: str) -> str:
+    """One of AGGREGATION_CHOICES, or learned:PATH naming a file (rfprm_tts.prm.learned reads
+    and checks the model it holds on first use)."""
+    if value.startswith("learned:"):
+        path = Path(value.removeprefix("learned:")).expanduser()
+        if not path.is_file():  # the path is not repeated: an error never shows a setting's value
+            raise ValueError("learned:PATH names no file; write one with `rfprm fit-aggregation SCORED.jsonl -o PATH`")
+    elif value not in AGGREGATION_CHOICES:
+        raise ValueError(f"must be one of {', '.join(AGGREGATION_CHOICES)} or learned:PATH")  # never the value
+    return value
 
 
 class VLLMSettings(BaseModel):
@@ -209,19 +223,20 @@ class PRMSettings(HTTPSettings):
     incremental: bool = Field(
         True,
         description="transformers step-tag PRMs: keep the KV cache of scored prefixes so a "
-        "search scores only the new steps (same scores as full re-scoring).",
+        "search scores only the new steps (same scores as full re-scoring); vllm backend, token-level "
+        "read-outs: vLLM's prefix cache, with the cached head's rows kept here.",
     )
     cache_max_tokens: int = Field(
         65536,
         ge=0,
-        description="Most prefix tokens the incremental cache holds (LRU beyond); "
+        description="Most prefix tokens the incremental cache (vllm: the kept rows) holds (LRU beyond); "
         "a 7B Qwen2 PRM in bf16 keeps 56 KiB per token (65536 tokens: 3.5 GiB).",
     )
-    aggregation: Aggregation | Literal["auto"] = Field(
+    aggregation: Annotated[str, AfterValidator(check_aggregation)] = Field(
         "auto",
         description="Step scores -> one score: last, min, mean, prod, or reasonflux "
         "(mean + alpha x final-answer step); 'auto' takes the checkpoint's rfprm_aggregation "
-        "(the demo PRM says 'prod'), else reasonflux.",
+        "(the demo PRM says 'prod'), else reasonflux; 'learned:PATH' a model that rfprm fit-aggregation wrote.",
     )
     alpha: float = Field(1.0, description="Weight of the final-answer score in 'reasonflux'.")
     step_tag: str | None = Field(

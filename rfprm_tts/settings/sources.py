@@ -298,7 +298,8 @@ def describe(model: type[BaseModel], exc: ValidationError, where: dict[Path_, st
             continue  # one line per setting (a union reports once per member)
         source = next((where[path[:i]] for i in range(len(path), 0, -1) if path[:i] in where), "a default")
         allowed = choices(annotation) if annotation is not None else None
-        message = f"must be one of {', '.join(allowed)}" if allowed else err["msg"][:1].lower() + err["msg"][1:]
+        said = err["msg"].removeprefix("Value error, ")  # a validator's own words
+        message = f"must be one of {', '.join(allowed)}" if allowed else said[:1].lower() + said[1:]
         problems[path] = f"{'.'.join(path) or 'settings'} ({source}): {message}"
     return "invalid settings: " + "; ".join(problems.values())
 

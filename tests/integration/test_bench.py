@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -233,9 +234,11 @@ def test_shards_merged_equal_an_unsharded_run(tmp_path):
     assert missing.returncode == 2 and "shards [1] of 2 are missing" in missing.stderr
     twice = merge(tmp_path / "m3", shards[0], shards[0], shards[1])
     assert twice.returncode == 2 and "shard 0 of 2 is given twice" in twice.stderr
-    other = bench(tmp_path / "other", "--num-shards", "2", "--shard-index", "1", "--budgets", "1", "4")
-    assert other.returncode == 0
-    mismatch = merge(tmp_path / "m4", shards[0], tmp_path / "other")
+    other = tmp_path / "other"  # shard 1 as another run's would be: other budgets in its run.json
+    shutil.copytree(shards[1], other)
+    config = json.loads((other / "run.json").read_text())
+    (other / "run.json").write_text(json.dumps({**config, "budgets": [1, 4]}))
+    mismatch = merge(tmp_path / "m4", shards[0], other)
     assert (
         mismatch.returncode == 2
         and "budgets" in mismatch.stderr

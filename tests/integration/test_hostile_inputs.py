@@ -51,6 +51,7 @@ CALLS: dict[str, list[str]] = {
     "score": ["score", "{IN}", "-o", "{OUT}"],
     "select": ["select", "{IN}", "-o", "{OUT}", "--top-k", "1"],
     "eval-prm": ["eval-prm", "{IN}", "--out", "{OUT}"],
+    "fit-aggregation": ["fit-aggregation", "{IN}", "-o", "{OUT}"],
 }
 RUN_FOLDER_INPUT = {"bench report", "bench merge"}  # their input is a run folder: the bad file is its rows.jsonl
 FILE_COMMANDS = [c for c, call in CALLS.items() if "{IN}" in call]
@@ -189,6 +190,10 @@ def valid_input(folder: Path, command: str) -> Path:
         "score": [{"question": QUESTION, "response": RIGHT}],
         "select": [{"question": QUESTION, "response": RIGHT, "rfprm": {"scores": {"reasonflux": 0.5}}}],
         "eval-prm": [{"problem": QUESTION, "steps": RIGHT.split("\n\n"), "label": -1}],
+        "fit-aggregation": [
+            {"question": QUESTION, "response": response, "answer": "33", "rfprm": {"step_scores": [0.9, score]}}
+            for response, score in [(RIGHT, 0.8), (RIGHT.replace("33", "34"), 0.2)]
+        ],
         "view": [],
     }
     path = folder / "given.jsonl"
@@ -290,7 +295,7 @@ def test_bad_settings_in_every_source(tmp_path, command, case):
 
 def test_settings_commands_are_the_ones_that_read_settings():
     """The rest must not read settings at all: a broken rfprm.toml does not stop them."""
-    assert set(SETTINGS_COMMANDS) | {"view", "select", "bench report", "bench merge"} == set(CALLS)
+    assert set(SETTINGS_COMMANDS) | {"view", "select", "fit-aggregation", "bench report", "bench merge"} == set(CALLS)
 
 
 def test_a_foreign_env_file_changes_nothing(app):

@@ -22,29 +22,42 @@ def trajectories():
 
 
 def test_in_process_token_level_pooling_matches_transformers(token_level_prm_dir, trajectories):
-    """Read per token (the demo PRM's format); the HTTP test below covers the step-tag read-out."""
+    """Read per token (the demo PRM's format); the HTTP test below covers the step-tag read-out.
+    Scored as a beam search scores them: the trajectories, then each grown two steps, then the
+    grown ones again once the kept rows are gone. vLLM's prefix cache serves the heads (rows
+    for the tails only come back) and the scores stay those of transformers."""
     if not HAS_VLLM:
         pytest.skip("vllm is not installed")
     import os
 
+    from rfprm_tts.prm.runners.vllm_pooling import KnownRows
+
     os.environ.update({k: v for k, v in vllm_env().items() if k.startswith(("VLLM_", "HF_"))})
-    reference = load_prm(str(token_level_prm_dir), readout="token_min", incremental=False).score_batch(
-        QUESTION, trajectories
-    )
+    reference = load_prm(str(token_level_prm_dir), readout="token_min", incremental=False)
     scorer = load_prm(
         str(token_level_prm_dir),
         backend="vllm",
         readout="token_min",
         dtype="float32",
-        vllm=dict(max_model_len=1024, enforce_eager=True),  # see helpers.servers.vllm_env
+        # see helpers.servers.vllm_env; blocks of 32 tokens (the CPU attention's least) so these short prompts have cached blocks
+        vllm=dict(max_model_len=1024, enforce_eager=True, engine_kwargs={"block_size": 32}),
     )
+    rng = random.Random(4)
+    grown = [steps + random_steps(rng, 2) if steps else [] for steps in trajectories]
     try:
-        got = scorer.score_batch(QUESTION, trajectories)
+        rounds = [scorer.score_batch(QUESTION, trajectories), scorer.score_batch(QUESTION, grown)]
+        scorer.runner.known = KnownRows(max_tokens=0)  # forgotten: the heads are run again, whole
+        rounds.append(scorer.score_batch(QUESTION, grown))
     finally:
         scorer.close()
-    assert got.tokens == reference.tokens
-    for a, b in zip(got.step_scores, reference.step_scores):
-        assert a == pytest.approx(b, abs=FLOAT32)
+    for got, batch in zip(rounds, [trajectories, grown, grown]):
+        want = reference.score_batch(QUESTION, batch)
+        for a, b in zip(got.step_scores, want.step_scores):
+            assert a == pytest.approx(b, abs=FLOAT32)
+    whole = reference.score_batch(QUESTION, grown).tokens
+    assert rounds[0].tokens < reference.score_batch(QUESTION, trajectories).tokens  # the question's blocks, shared
+    assert rounds[1].tokens < whole / 2  # the grown answers: mostly cached
+    assert rounds[2].tokens > whole  # tails run, then every prompt again
 
 
 def test_http_pooling_server_matches_transformers(tiny_prm_dir, trajectories, tmp_path):

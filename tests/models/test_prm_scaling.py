@@ -1,5 +1,6 @@
 """PRM scoring at scale: overflow policies, packing vs padded batches, incremental scoring."""
 
+import asyncio
 import logging
 import random
 
@@ -196,6 +197,29 @@ def test_cache_is_released_and_bounded(tiny_prm_dir):
     assert bounded.runner.cached_tokens > 0
 
 
+def test_two_solves_of_one_question_share_its_prefixes_until_the_last_is_done(tiny_prm_dir):
+    """Two searches of the same question at once (two strategies of a benchmark, two users of
+    the proxy): what one drops or forgets the other may still grow, so nothing goes until both
+    are done."""
+    scorer = load_prm(str(tiny_prm_dir))
+    rng = random.Random(6)
+    root = random_steps(rng, 2)
+    children = [root + random_steps(rng, 1) for _ in range(2)]
+    scorer.hold(QUESTION)
+    scorer.hold(QUESTION)
+    scorer.score(QUESTION, children)
+    held = scorer.runner.cached_tokens
+    scorer.release(QUESTION, children[1:])  # one search drops a beam the other keeps
+    scorer.forget(QUESTION)  # and ends
+    assert scorer.runner.cached_tokens == held
+    again = scorer.score_batch(QUESTION, children)  # the other search scores them again: all cached
+    assert again.tokens == 0
+    scorer.release(QUESTION, children[1:])  # alone now: its releases free
+    assert scorer.runner.cached_tokens < held
+    scorer.forget(QUESTION)
+    assert scorer.runner.cached_tokens == 0
+
+
 def test_beam_search_frees_the_cache_as_it_goes(tiny_prm_dir):
     scorer = load_prm(str(tiny_prm_dir))
     freed = []
@@ -281,3 +305,23 @@ def test_prm_replicas_stick_per_question_and_skip_a_dead_one(tiny_prm_dir):
     finally:
         for server in servers:
             server.close()
+
+
+def test_a_bench_runs_a_problems_jobs_one_at_a_time_so_each_row_counts_its_own_prm_tokens(tiny_prm_dir, tmp_path):
+    """Beam search at N = 2 and 4 of one problem, four jobs at once allowed: run side by side,
+    the two searches would share the PRM's cached prefixes (or, before questions were held,
+    forget each other's), and a row's PRM tokens would depend on which ran first. Each row
+    counts what its solve costs alone."""
+    from rfprm_tts.bench.datasets import Problem
+    from rfprm_tts.bench.runner import run_bench
+
+    settings = Settings(strategy="beam_search", strategy_params={"beam_width": 2})
+    solver = ReasoningSolver(settings, generator=StepTreeGenerator(depth=4), scorer=load_prm(str(tiny_prm_dir)))
+    alone = {n: solver.solve(QUESTION, n=n).usage.prm_tokens for n in (2, 4)}
+    problems = [Problem("a", QUESTION, "1")]
+    store = asyncio.run(
+        run_bench(problems, ["beam_search"], [2, 4], settings, tmp_path / "run", progress=False, solver=solver)
+    )
+    rows = {(r["problem_id"], r["n"]): r["prm_tokens"] for r in store.rows()}
+    assert rows[("a", 2)] == alone[2] and rows[("a", 4)] == alone[4] and alone[2] != alone[4]
+    solver.close()

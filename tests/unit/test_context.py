@@ -102,19 +102,25 @@ def test_scores_need_a_prm_and_an_outcome_model_scores_complete_answers_only():
     assert outcome.calls == 1 and complete[0].score == pytest.approx(0.8)
 
 
+class CachingScorer(DigitScorer):
+    """DigitScorer as a prefix cache that records what a search holds, releases and forgets."""
+
+    def __init__(self):
+        super().__init__()
+        self.prefix_cache = self
+        self.held, self.released, self.forgotten = [], [], []
+
+    def hold(self, question):
+        self.held.append(question)
+
+    def release(self, question, trajectories):
+        self.released.append((question, trajectories))
+
+    def forget(self, question):
+        self.forgotten.append(question)
+
+
 def test_keep_releases_what_the_search_dropped_and_close_forgets_the_question():
-    class CachingScorer(DigitScorer):
-        def __init__(self):
-            super().__init__()
-            self.prefix_cache = self
-            self.released, self.forgotten = [], []
-
-        def release(self, question, trajectories):
-            self.released.append((question, trajectories))
-
-        def forget(self, question):
-            self.forgotten.append(question)
-
     scorer = CachingScorer()
     ctx = context(StepTreeGenerator(depth=3), scorer)
 
@@ -127,4 +133,17 @@ def test_keep_releases_what_the_search_dropped_and_close_forgets_the_question():
 
     asyncio.run(run())
     assert scorer.released == [("q?", [["1"], ["3"]]), ("q?", [["2"]])]
-    assert scorer.forgotten == ["q?"]
+    assert scorer.held == scorer.forgotten == ["q?"]  # held from the start, let go at the end
+
+
+def test_a_repeat_of_a_kept_candidate_is_not_released():
+    """Releasing a dropped repeat would free the kept one's own prefix (the same tokens)."""
+    scorer = CachingScorer()
+    ctx = context(StepTreeGenerator(depth=3), scorer)
+
+    async def run():
+        twice = await ctx.score_candidates(await ctx.extend(["", ""], k=2))  # "1", "2", "1", "2"
+        await ctx.keep([twice[1]])
+
+    asyncio.run(run())
+    assert scorer.released == [("q?", [["1"], ["1"]])]

@@ -340,6 +340,9 @@ def test_particle_filtering_weighted_vote_and_cache_release():
         def release(self, question, trajectories):
             self.released += trajectories
 
+        def hold(self, question):
+            pass
+
         def forget(self, question):
             pass
 

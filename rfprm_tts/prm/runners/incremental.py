@@ -12,13 +12,18 @@ template, which every trajectory of a question shares.
 
 Memory is bounded by `max_tokens` (least recently used leaves go first, after each call);
 `release` drops the prefixes a strategy no longer needs and `forget` a finished question's.
+Solves of one question at the same time (two strategies in a benchmark, two users of the
+proxy) share its prefixes: each `hold`s the question, `forget` frees it when the last one is
+done, and `release` frees nothing while another holds it (what one search drops, the other
+may still grow).
 Scores equal full re-scoring up to float rounding (tested at float32 precision).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections import OrderedDict
+import threading
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import count
@@ -93,6 +98,8 @@ class IncrementalRunner(TransformersRunner):
         self.cache_max_tokens = cache_max_tokens
         self.peak_cached_tokens = 0  # the most held at once, before eviction: for sizing cache_max_tokens
         self._nodes: OrderedDict[tuple, Node] = OrderedDict()  # least recently used first
+        self._holders: Counter[str] = Counter()  # solves of each question under way
+        self._holders_lock = threading.Lock()  # taken inside _lock, or alone: a hold never waits for a forward pass
 
     @property
     def cached_tokens(self) -> int:
@@ -121,10 +128,27 @@ class IncrementalRunner(TransformersRunner):
             self._evict()
         return Forwarded(scores, tokens, padded)
 
+    def hold(self, question: str) -> None:
+        with self._holders_lock:
+            self._holders[question] += 1
+
+    def _shared(self, question: str, forgetting: bool = False) -> bool:
+        """Does another solve still hold the question? (`forgetting`: this one lets go.)"""
+        with self._holders_lock:
+            shared = self._holders[question] > 1
+            if forgetting:
+                self._holders[question] -= 1
+                if self._holders[question] <= 0:
+                    del self._holders[question]
+            return shared
+
     def release(self, fmt: InputFormat, question: str, inputs: Sequence[Sequence[int]]) -> None:
-        """The strategy dropped these inputs: free their prefixes that no kept input shares."""
+        """The strategy dropped these inputs: free their prefixes that no kept input shares
+        (nothing, while another solve holds the question)."""
         start = fmt.answer_start(question)
-        with self._lock:
+        with self._lock:  # then the holders: no solve may start scoring between the check and the freeing
+            if self._shared(question):
+                return
             for ids in inputs:
                 node = self._find(fmt, ids, start)
                 if node is not None:
@@ -135,8 +159,11 @@ class IncrementalRunner(TransformersRunner):
                         node = parent
 
     def forget(self, question: str) -> None:
-        """Free everything cached for a question (its solve is over)."""
+        """Free everything cached for a question (its solve is over; the last one, when several
+        held it)."""
         with self._lock:
+            if self._shared(question, forgetting=True):
+                return
             for node in [n for n in self._nodes.values() if n.question == question and n.parent is None]:
                 self._remove_tree(node)
 

@@ -1,0 +1,150 @@
+"""Generative selection (GenSelect: NeMo-Skills, the AIMO-2 winning recipe): a model reads several
+candidate solutions side by side in one prompt and names the best one. Unlike a verifier, which
+judges each answer alone, it compares them.
+
+    samples = N complete answers (no PRM)
+    contenders = one sample per distinct final answer, the most common answer first
+    while more than group_size contenders:               (a tournament)
+        split them into groups of group_size; the selector picks one of each group
+    the selector picks among the last ones
+    a pick it cannot read ("Best: i" with i a solution shown), or a token budget that affords
+        no selector call: the group's most common answer
+    answer: the last pick's
+
+The selector is the generator itself (asked with a prompt of its own, counted in the usage as
+the generator's calls and tokens; result.details counts them apart). A single distinct answer
+needs no selector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+from pydantic import Field
+
+from rfprm_tts.generators.base import Completion, GenerationRequest
+from rfprm_tts.grading.equivalence import Vote, answer_groups
+from rfprm_tts.search.context import SearchContext
+from rfprm_tts.strategies.base import (
+    BaseStrategy,
+    SamplingParams,
+    SearchOutcome,
+    StrategyParams,
+    register,
+    sample_candidates,
+)
+from rfprm_tts.strategies.voting import vote_outcome
+from rfprm_tts.trajectory import Candidate
+
+SELECT_PROMPT = (
+    "{question}\n\nBelow are {count} candidate solutions to this problem, numbered from 0. They reach "
+    "different final answers, so at most one of them is right.\n\n{solutions}\n\n"
+    "Check the solutions against each other and decide which one is correct. "
+    'End your reply with a line of the form "Best: <number>".'
+)
+PICK = re.compile(r"best\s*:\s*(?:solution\s*)?#?\s*(\d+)", re.IGNORECASE)  # not \boxed{i}: a restated answer
+
+
+class GenSelectParams(SamplingParams):
+    group_size: int = Field(
+        4, ge=2, description="Solutions shown to the selector at once; more contenders play a tournament."
+    )
+    selections: int = Field(
+        1,
+        ge=1,
+        description="Selector samples per group, at the solve's temperature; the pick is their most common "
+        "readable pick. 1: one greedy pick.",
+    )
+    max_chars: int = Field(
+        1500,
+        ge=100,
+        description="Characters of each solution shown (its end, after any thinking: where the answer is).",
+    )
+
+
+@dataclass
+class Contender:
+    """One distinct final answer: the first sample that gave it, and the samples that did."""
+
+    members: list[int]
+    sample: Candidate
+
+    @property
+    def count(self) -> int:
+        return len(self.members)
+
+
+def shown(candidate: Candidate, max_chars: int) -> str:
+    """What the selector reads of a solution: the text after its thinking, its last `max_chars`."""
+    text = candidate.trajectory.text.rsplit("</think>", 1)[-1].strip()
+    return text if len(text) <= max_chars else "..." + text[-max_chars:]
+
+
+def read_pick(reply: Completion, count: int) -> int | None:
+    """The solution a selector's reply names last, when it is one of the `count` shown."""
+    if reply.error is not None:
+        return None
+    picks = [int(i) for i in PICK.findall(reply.text)]
+    return picks[-1] if picks and picks[-1] < count else None
+
+
+@register
+class GenSelect(BaseStrategy):
+    name = "genselect"
+    Params = GenSelectParams
+    params: GenSelectParams
+
+    def __init__(self, params: StrategyParams):
+        super().__init__(params)
+        self.uses_prm = self.params.early_exit == "prm"
+
+    async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
+        exits: Counter[str] = Counter()
+        samples = await sample_candidates(ctx, self.params, False, exits)  # no pick reads a PRM score
+        answers = [c.answer if c.ok else None for c in samples]
+        groups, unchecked = await asyncio.to_thread(answer_groups, answers)
+        contenders = [Contender(g, samples[g[0]]) for g in sorted(groups, key=len, reverse=True)]
+        seen = Counter[str]()  # selector calls, unreadable picks
+        rounds = 0
+        while len(contenders) > 1:
+            rounds += 1
+            size = self.params.group_size
+            matches = [contenders[i : i + size] for i in range(0, len(contenders), size)]
+            contenders = list(await asyncio.gather(*(self.pick(ctx, match, seen) for match in matches)))
+        winner = contenders[0].members if contenders else []
+        details: dict[str, object] = {
+            "rounds": rounds,
+            "selector_calls": seen["calls"],
+            "unreadable_picks": seen["unreadable"],
+        }
+        if exits:
+            details["thinking"] = dict(exits)
+        return vote_outcome(Vote(answers[winner[0]] if winner else None, winner, unchecked), samples, **details)
+
+    async def pick(self, ctx: SearchContext, match: list[Contender], seen: Counter[str]) -> Contender:
+        """The selector's choice among `match` (a lone contender goes on without a call)."""
+        if len(match) == 1:
+            return match[0]
+        solutions = "\n\n".join(
+            f"Solution {i}:\n{shown(c.sample, self.params.max_chars)}\nFinal answer: {c.sample.answer}"
+            for i, c in enumerate(match)
+        )
+        prompt = SELECT_PROMPT.format(question=ctx.question, count=len(match), solutions=solutions)
+        k = ctx.budget.affordable(self.params.selections)  # under a token budget: what it affords
+        if k == 0:
+            return max(match, key=lambda c: c.count)
+        cap = {"max_tokens": ctx.budget.cap(ctx.sampling.max_tokens)}
+        sampling = ctx.sampling.model_copy(
+            update={"temperature": 0.0, "seed": None, **cap} if k == 1 else {"seed": ctx.next_seeds(k), **cap}
+        )
+        result = await ctx.generate(GenerationRequest([{"role": "user", "content": prompt}], n=k, sampling=sampling))
+        seen["calls"] += 1
+        picks = [read_pick(reply, len(match)) for reply in result.completions]
+        seen["unreadable"] += sum(p is None for p in picks)
+        readable = Counter(p for p in picks if p is not None)
+        if not readable:  # the group's most common answer (the first of equals)
+            return max(match, key=lambda c: c.count)
+        return match[readable.most_common(1)[0][0]]
