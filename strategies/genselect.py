@@ -128,14 +128,22 @@ class GenSelect(BaseStrategy):
         """The selector's choice among `match` (a lone contender goes on without a call)."""
         if len(match) == 1:
             return match[0]
+        readable = Counter(p for p in await self.ask(ctx, match, seen) if p is not None)
+        if not readable:  # nothing to read, or no call affordable: the group's most common answer (first of equals)
+            return max(match, key=lambda c: c.count)
+        return match[readable.most_common(1)[0][0]]
+
+    async def ask(self, ctx: SearchContext, match: list[Contender], seen: Counter[str]) -> list[int | None]:
+        """The selector's picks among `match`, one per selection (none when a token budget
+        affords no call)."""
+        k = ctx.budget.affordable(self.params.selections)
+        if k == 0:
+            return []
         solutions = "\n\n".join(
             f"Solution {i}:\n{shown(c.sample, self.params.max_chars)}\nFinal answer: {c.sample.answer}"
             for i, c in enumerate(match)
         )
         prompt = SELECT_PROMPT.format(question=ctx.question, count=len(match), solutions=solutions)
-        k = ctx.budget.affordable(self.params.selections)  # under a token budget: what it affords
-        if k == 0:
-            return max(match, key=lambda c: c.count)
         cap = {"max_tokens": ctx.budget.cap(ctx.sampling.max_tokens)}
         sampling = ctx.sampling.model_copy(
             update={"temperature": 0.0, "seed": None, **cap} if k == 1 else {"seed": ctx.next_seeds(k), **cap}
@@ -144,7 +152,4 @@ class GenSelect(BaseStrategy):
         seen["calls"] += 1
         picks = [read_pick(reply, len(match)) for reply in result.completions]
         seen["unreadable"] += sum(p is None for p in picks)
-        readable = Counter(p for p in picks if p is not None)
-        if not readable:  # the group's most common answer (the first of equals)
-            return max(match, key=lambda c: c.count)
-        return match[readable.most_common(1)[0][0]]
+        return picks

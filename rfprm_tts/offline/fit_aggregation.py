@@ -21,6 +21,7 @@ from typing import Any
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.offline.select import is_correct, question_of_row
+from rfprm_tts.offline.view import fmt
 from rfprm_tts.prm.aggregate import AGGREGATIONS
 from rfprm_tts.prm.evaluation import auroc
 from rfprm_tts.prm.learned import LearnedAggregation, fit
@@ -50,16 +51,13 @@ class FitReport:
     top1: dict[str, float | None] = field(default_factory=dict)
 
     def table(self) -> str:
-        def show(v: float | None) -> str:
-            return "-" if v is None else f"{v:.3f}"
-
         lines = [
             f"fitted on {self.used} of {self.rows} rows ({self.correct} correct; {self.skipped} skipped: unscored); "
             f"held out for the comparison: {self.held_out_answers} answers to {self.held_out_questions} questions",
             "| aggregation | held-out AUROC | held-out top-1 |",
             "| --- | --- | --- |",
         ]
-        lines += [f"| {name} | {show(self.auroc[name])} | {show(self.top1[name])} |" for name in self.auroc]
+        lines += [f"| {name} | {fmt(self.auroc[name])} | {fmt(self.top1[name])} |" for name in self.auroc]
         return "\n".join(lines)
 
 
