@@ -9,11 +9,13 @@ For each concurrency C (questions in flight): rounds alternate raw and wrapped (
 order flipped), max(C, --per-round) distinct demo questions each, C at a time, majority_vote with n samples in one request
 per question, as a user's own script would send. Reported: wall time per generated token
 over all rounds of each side, the ratio wrapped / raw, CPU per question (the vLLM server
-shares this machine's cores, so a client's CPU slows generation here), plus the process's first wrapped request on its
-own line (what a one-shot script pays). Rounds a few seconds apart see a different server (its
-batch, its cache, the other processes on the machine), so the "together" ratio also runs both
-sides at once on disjoint questions, C/2 in flight each, and compares their mean request
-latency per generated token: the same server load for both. The proxy part (`--proxy`) starts `rfprm serve` as
+shares this machine's cores, so a client's CPU slows generation here), plus the process's first
+wrapped request on its own line (what a one-shot script pays). Rounds a few seconds apart see a
+different server (its batch, its cache, the other processes on the machine), so the "paired"
+ratio has both sides ask the same questions at the same moment (`paired`) and compares their
+summed request latency per generated token, with a 95% bootstrap interval over questions: the
+figure to read against 1.05 (the vLLM server it starts runs without a prefix cache, which
+would favour the second request of a question; an odd C keeps C - 1 in flight). The proxy part (`--proxy`) starts `rfprm serve` as
 its own process: majority_vote through the proxy vs the raw SDK to vLLM, and best_of_n through
 the proxy vs in-process `asolve` with the same PRM (the proxy's HTTP and JSON only).
 """
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -94,9 +98,9 @@ class Side:
     def cpu(self) -> float:
         return cpu_seconds() + (cpu_seconds(self.server_pid) if self.server_pid else 0.0)
 
-    async def timed(self, question: str, limit: asyncio.Semaphore) -> tuple[float, int]:
-        """One request under `limit`: its latency (from when it was sent) and its tokens."""
-        async with limit:
+    async def timed(self, question: str, limit: asyncio.Semaphore | None = None) -> tuple[float, int]:
+        """One request (under `limit`): its latency (from when it was sent) and its tokens."""
+        async with limit or contextlib.nullcontext():
             started = time.perf_counter()
             tokens = await self.run(question)
             return time.perf_counter() - started, tokens
@@ -117,41 +121,66 @@ class Side:
         return seconds / tokens
 
 
-async def together(ours: Side, theirs: Side, questions: list[str], in_flight: int) -> float:
-    """Both sides at once, alternate questions each, `in_flight` requests in flight in all
-    (half each, at least one): the ratio of their summed request latencies per generated
-    token (ours / theirs)."""
-    each = max(1, in_flight // 2)
-    limits = asyncio.Semaphore(each), asyncio.Semaphore(each)
-    sides = [(ours, limits[0]), (theirs, limits[1])]
-    done = await asyncio.gather(*(sides[i % 2][0].timed(q, sides[i % 2][1]) for i, q in enumerate(questions)))
-    per_token = [sum(s for s, _ in done[k::2]) / sum(t for _, t in done[k::2]) for k in (0, 1)]
-    return per_token[0] / per_token[1]
+Timing = tuple[float, int]  # one request's latency and generated tokens
+
+
+async def paired(ours: Side, theirs: Side, questions: list[str], in_flight: int) -> list[tuple[Timing, Timing]]:
+    """Every question asked by both sides, (ours, theirs) timings per question. At 1 in flight
+    the two requests of a question run one after the other (which side first alternates); above,
+    both at once, `in_flight` / 2 questions at a time: the same question under the same server
+    load for both sides."""
+    limit = asyncio.Semaphore(max(1, in_flight // 2))
+
+    async def pair(i: int, question: str) -> tuple[Timing, Timing]:
+        first, second = (ours, theirs) if i % 2 else (theirs, ours)
+        async with limit:
+            if in_flight == 1:
+                a, b = await first.timed(question), await second.timed(question)
+            else:
+                a, b = await asyncio.gather(first.timed(question), second.timed(question))
+        return (a, b) if i % 2 else (b, a)
+
+    return list(await asyncio.gather(*(pair(i, q) for i, q in enumerate(questions))))
+
+
+def ratio_interval(pairs: list[tuple[Timing, Timing]], draws: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Ours / theirs in summed latency per generated token, with a 95% bootstrap interval over
+    questions (a question's two timings are resampled together)."""
+
+    def ratio(sample: list[tuple[Timing, Timing]]) -> float:
+        ours = sum(o[0] for o, _ in sample) / sum(o[1] for o, _ in sample)
+        theirs = sum(t[0] for _, t in sample) / sum(t[1] for _, t in sample)
+        return ours / theirs
+
+    rng = random.Random(seed)
+    ratios = sorted(ratio(rng.choices(pairs, k=len(pairs))) for _ in range(draws))
+    return ratio(pairs), ratios[int(0.025 * draws)], ratios[int(0.975 * draws) - 1]
 
 
 async def compare(
-    name: str, ours: Side, theirs: Side, concurrencies: list[int], rounds: int, per_round: int
+    name: str, ours: Side, theirs: Side, concurrencies: list[int], rounds: int, per_round: int, pairs: int
 ) -> list[str]:
     """Table rows: per concurrency, each side's time per generated token over all its rounds,
     the ratio, and each side's CPU per question (this process, plus its server's for the
     proxy). A round is max(C, per_round) questions, C in flight; rounds alternate sides (each
-    round's order flipped), then one round of both together (`together`); every round asks
-    questions not asked before."""
+    round's order flipped); then max(2C, pairs) questions asked by both sides (`paired`), whose
+    ratio has a bootstrap interval. Every round asks questions not asked before."""
     sizes = [max(c, per_round) for c in concurrencies]
-    fresh = iter(p.question for p in held_out_problems(1 + 2 * (rounds + 1) * sum(sizes)))
+    paired_sizes = [max(2 * c, pairs) for c in concurrencies]
+    fresh = iter(p.question for p in held_out_problems(1 + 2 * rounds * sum(sizes) + sum(paired_sizes)))
     take = lambda count: [next(fresh) for _ in range(count)]  # noqa: E731
     first = await ours.round(take(1), 1)  # the process's first solve of ours, cold
     lines = [f"| {name} | 1 (the process's first request, cold) | {first * 1e3:.3f} | | | | | |"]
     print(lines[-1], flush=True)
-    for c, size in zip(concurrencies, sizes):
+    for c, size, paired_size in zip(concurrencies, sizes, paired_sizes):
         mine, raw = Side(ours.run, ours.server_pid), Side(theirs.run, theirs.server_pid)
         for r in range(rounds):
             for side in (mine, raw) if r % 2 else (raw, mine):
                 await side.round(take(size), c)
-        both = await together(mine, raw, take(2 * size), c)
+        both, low, high = ratio_interval(await paired(mine, raw, take(paired_size), c))
         m, t = mine.seconds / mine.tokens, raw.seconds / raw.tokens
         lines.append(
-            f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | {both:.3f} | "
+            f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | {both:.3f} ({low:.3f}-{high:.3f}) | "
             f"{mine.cpu_s / mine.questions * 1e3:.1f} | {raw.cpu_s / raw.questions * 1e3:.1f} |"
         )
         print(lines[-1], flush=True)
@@ -178,6 +207,7 @@ async def main_async(args: argparse.Namespace, base_url: str) -> list[str]:
             args.concurrency,
             args.rounds,
             args.per_round,
+            args.pairs,
         )
         if args.proxy:
             port = free_port()
@@ -213,6 +243,7 @@ async def main_async(args: argparse.Namespace, base_url: str) -> list[str]:
                     args.concurrency,
                     args.rounds,
                     args.per_round,
+                    args.pairs,
                 )
                 lines += await compare(
                     "proxy, best_of_n vs in-process asolve",
@@ -221,6 +252,7 @@ async def main_async(args: argparse.Namespace, base_url: str) -> list[str]:
                     args.concurrency,
                     args.rounds,
                     args.per_round,
+                    args.pairs,
                 )
                 await proxy.close()
     await client.close()
@@ -237,6 +269,9 @@ def main() -> None:
         "--rounds", type=int, default=4, help="alternating rounds per concurrency (even: each side first half the time)"
     )
     parser.add_argument("--per-round", type=int, default=64, help="questions per round (at least C)")
+    parser.add_argument(
+        "--pairs", type=int, default=256, help="questions each side asks in the paired measurement (at least 2C)"
+    )
     parser.add_argument("--proxy", action="store_true", help="also measure `rfprm serve`")
     parser.add_argument("--logs", default=".", help="folder for the servers' logs")
     args = parser.parse_args()
@@ -245,17 +280,20 @@ def main() -> None:
         base_url = args.base_url
         if base_url is None:
             port = free_port()
-            stack.enter_context(vllm_server(port, Path(args.logs) / "vllm.log"))
+            # no prefix cache: in the paired measurement the second of a question's two requests would find
+            # its prompt cached, and the wrapped side, slower to send, would be second more often
+            stack.enter_context(vllm_server(port, Path(args.logs) / "vllm.log", extra=("--no-enable-prefix-caching",)))
             base_url = f"http://127.0.0.1:{port}/v1"
         header = [
-            "| what | questions in flight | ours ms/token | baseline ms/token | ratio | ratio, together "
+            "| what | questions in flight | ours ms/token | baseline ms/token | ratio, rounds | ratio, paired (95% CI) "
             "| ours CPU ms/question | baseline CPU ms/question |",
             "|---|---|---|---|---|---|---|---|",
         ]
         print("\n".join(header), flush=True)
         lines = asyncio.run(main_async(args, base_url))
     print(
-        f"\nn={args.n} samples per question, {args.rounds} alternating rounds per row; {sys.platform}, "
+        f"\nn={args.n} samples per question, {args.rounds} alternating rounds and max(2C, {args.pairs}) paired "
+        f"questions per row; {sys.platform}, "
         f"openai {openai.__version__}"
     )
     print("\n".join(header + lines))

@@ -13,8 +13,9 @@ from rfprm_tts.demo import model_path
 from rfprm_tts.demo.paths import think_model_path
 
 
-def vllm_server(port: int, log: Path, world: str = "demo"):
-    """vLLM's server on a demo world's generator (`demo` or `demo-think`), served by that name."""
+def vllm_server(port: int, log: Path, world: str = "demo", extra: tuple[str, ...] = ()):
+    """vLLM's server on a demo world's generator (`demo` or `demo-think`), served by that name
+    (`extra`: more of `vllm serve`'s options)."""
     command = [
         sys.executable,
         "-m",
@@ -35,6 +36,7 @@ def vllm_server(port: int, log: Path, world: str = "demo"):
         "0",
         "--max-num-seqs",
         "1024",
+        *extra,
     ]
     env = {"VLLM_CPU_KVCACHE_SPACE": "4", "VLLM_LOGGING_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"}
     return server_process(command, f"http://127.0.0.1:{port}/health", log, env)

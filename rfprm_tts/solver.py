@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 
 from rfprm_tts.chat import Prompt, to_messages
 from rfprm_tts.errors import ConfigError, PRMInputTooLongError
-from rfprm_tts.generators import Generator, build_draft, build_generator
-from rfprm_tts.generators.base import JSONFormat, SizedGenerator, ToolCallingGenerator, ToolSpec
+from rfprm_tts.generators import Generator, build_generator
+from rfprm_tts.generators.base import JSONFormat, ToolCallingGenerator, ToolSpec
+from rfprm_tts.generators.side import SideModels
 from rfprm_tts.prm import Scorer, build_scorer
 from rfprm_tts.prm.aggregate import resolve_aggregation
 from rfprm_tts.prm.protocol import LogprobScorer
@@ -31,9 +32,9 @@ from rfprm_tts.search.context import SearchContext
 from rfprm_tts.search.json_answers import vote_json
 from rfprm_tts.search.progress import Progress
 from rfprm_tts.search.tool_calls import vote_tool_calls
-from rfprm_tts.settings import Settings
+from rfprm_tts.settings import Settings, SideRole
 from rfprm_tts.strategies import Strategy, build_strategy
-from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, settings_n, uses_draft, uses_prm
+from rfprm_tts.strategies.base import SampleThenChoose, SearchOutcome, settings_n, side_models, uses_prm
 from rfprm_tts.trajectory import SolveResult
 
 T = TypeVar("T")
@@ -68,8 +69,9 @@ class ReasoningSolver:
     """Solve questions with PRM-guided test-time search.
 
     Build it from `Settings` (backends are created on first use), or hand it ready
-    `generator`, `scorer`, `strategy` and `draft` objects (anything that follows the protocols;
-    the draft model is the speculative strategies' cheaper generator).
+    `generator`, `scorer`, `strategy`, `draft` and `selector` objects (anything that follows the
+    protocols; the draft model is the speculative strategies' cheaper generator, the selector
+    the model genselect asks to pick an answer).
     """
 
     def __init__(
@@ -80,14 +82,14 @@ class ReasoningSolver:
         scorer: Scorer | None = None,
         strategy: Strategy | None = None,
         draft: Generator | None = None,
+        selector: Generator | None = None,
     ):
         self.settings = settings if settings is not None else Settings.load()
         self._generator = generator
         self._owns_generator = generator is None  # close only what this solver built
         self._scorer = scorer
         self._owns_scorer = scorer is None
-        self._draft = draft  # built on first use by a speculative strategy (settings.draft)
-        self._owns_draft = draft is None
+        self.side_models = SideModels(self.settings, {"draft": draft, "selector": selector})  # built on first use
         self._strategy = strategy
         self._loop_thread: _LoopThread | None = None
         self._build_lock = threading.Lock()
@@ -103,15 +105,12 @@ class ReasoningSolver:
     @property
     def draft(self) -> Generator:
         """The draft model of the speculative strategies (settings.draft)."""
-        with self._build_lock:
-            if self._draft is None:
-                if self.settings.draft is None:
-                    raise ConfigError(
-                        "a speculative strategy needs a draft model: set draft.model (RFPRM_DRAFT__MODEL, "
-                        "--draft-model), and draft.backend / draft.base_url where it is served"
-                    )
-                self._draft = build_draft(self.settings.draft)
-            return self._draft
+        return self.side_models.require("draft")
+
+    @property
+    def selector(self) -> Generator | None:
+        """genselect's selector model (settings.selector; None: the generator selects)."""
+        return self.side_models.get("selector")
 
     @property
     def scorer(self) -> Scorer:
@@ -132,7 +131,8 @@ class ReasoningSolver:
         """Solve one question: a string, or a list of chat messages whose last user message is
         the question (see rfprm_tts.chat). `overrides` change this solve only: `n`,
         `strategy`, strategy parameters (`beam_width=4`, `token_budget=2000`), sampling
-        (`generator__temperature`, `generator__max_tokens`, `generator__system_prompt`, ...),
+        (`generator__temperature`, `generator__max_tokens`, `generator__system_prompt`, ...,
+        and the same of `draft__` and `selector__`),
         or `prm__aggregation` / `prm__alpha`. `on_progress` is called with a `Progress` after
         every generation round and PRM call of the search. `tools`: what the model may call
         (an agent's turn; rfprm_tts.search.tool_calls says how a sample that calls is chosen);
@@ -167,7 +167,7 @@ class ReasoningSolver:
             on_progress=on_progress,
             tools=tools,
             json_format=json_format,
-            with_draft=uses_draft(strategy),
+            side=side_models(strategy),
         )
         started = time.perf_counter()
         try:  # the context holds the question in the PRM's cache until it closes
@@ -184,11 +184,7 @@ class ReasoningSolver:
         if outcome.best is None and ctx.prm_failures and not any(c.ok for c in outcome.candidates):
             raise PRMInputTooLongError(f"no candidate could be scored by the PRM; first: {ctx.prm_failures[0]}")
         ctx.usage.wall_time_s = time.perf_counter() - started
-        ctx.usage.estimate_flops(
-            ctx.generator.num_parameters if isinstance(ctx.generator, SizedGenerator) else None,
-            ctx.scorer.num_parameters if ctx.scorer is not None else None,
-            ctx.draft.num_parameters if isinstance(ctx.draft, SizedGenerator) else None,
-        )
+        ctx.usage.estimate_flops(ctx.parameter_counts())
         return SolveResult(
             question=ctx.question,
             messages=ctx.messages,
@@ -215,12 +211,12 @@ class ReasoningSolver:
         on_progress: Callable[[Progress], None] | None = None,
         tools: ToolSpec | None = None,
         json_format: JSONFormat | None = None,
-        with_draft: bool = False,
+        side: list[SideRole] | None = None,
     ) -> SearchContext:
         """The generator and PRM as a search sees them for one prompt (backends are built
         on first use, off the event loop). For callers that drive a search themselves.
-        Without `with_prm` the PRM is not loaded for it (a search that never scores); with
-        `with_draft` the draft model is (a speculative search);
+        Without `with_prm` the PRM is not loaded for it (a search that never scores); `side`
+        names the side models it asks ("draft": a speculative search, "selector": genselect);
         `budget` caps the tokens it may spend; `on_progress` hears of every round; every
         sample request carries `tools` and `json_format`."""
         settings = settings or self.settings
@@ -230,7 +226,6 @@ class ReasoningSolver:
             generator, scorer = self._generator, self._scorer if with_prm else None
         else:
             generator, scorer = await asyncio.to_thread(lambda: (self.generator, self.scorer if with_prm else None))
-        draft = await asyncio.to_thread(lambda: self.draft) if with_draft else None
         reads_logprobs = scorer is not None and (
             isinstance(scorer, LogprobScorer) or settings.prm.confidence_weight > 0
         )
@@ -249,11 +244,7 @@ class ReasoningSolver:
             on_progress=on_progress,
             tools=tools,
             json_format=json_format,
-            draft=draft,
-            # the draft samples at its own temperature; stop strings and log-probabilities are the solve's
-            draft_sampling=None
-            if settings.draft is None
-            else sampling.model_copy(update={"temperature": settings.draft.temperature, "top_p": settings.draft.top_p}),
+            side=await asyncio.to_thread(self.side_models.for_solve, side or [], settings, sampling) if side else None,
         )
 
     def solve(
@@ -288,7 +279,7 @@ class ReasoningSolver:
         if settings.models_key() != self.settings.models_key():
             raise ConfigError(
                 "this solver's models are loaded: a solve may change only search settings (n, "
-                "strategy and its parameters, generator sampling and system_prompt, "
+                "strategy and its parameters, the sampling and system_prompt of the generator, draft and selector, "
                 "prm.aggregation and prm.alpha). Build a new ReasoningSolver (or use the "
                 "module-level solve()) for other generator, PRM or step-separator settings"
             )
@@ -303,11 +294,10 @@ class ReasoningSolver:
         return build_strategy(settings.strategy, n=settings_n(settings), **settings.strategy_params)
 
     async def aclose(self) -> None:
-        """Close what this solver built: the generator's client or engine, the draft's, and a PRM engine."""
+        """Close what this solver built: the generator's client or engine, the side models', and a PRM engine."""
         if self._generator is not None and self._owns_generator:
             await self._generator.aclose()
-        if self._draft is not None and self._owns_draft:
-            await self._draft.aclose()
+        await self.side_models.aclose()
         if self._scorer is not None and self._owns_scorer:
             await asyncio.to_thread(self._scorer.close)
 

@@ -6,7 +6,7 @@ All are pydantic models, so a result is JSON-serialisable with `result.model_dum
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
@@ -17,6 +17,8 @@ from rfprm_tts.text import DEFAULT_STEP_SEPARATOR, extract_answer, split_steps, 
 # How the CLI and the page show a solve that found no answer.
 NO_ANSWER = "(none found)"
 Writer = Literal["draft", "target"]  # the model that wrote a step: settings.draft, or the generator
+Role = Literal["target", "draft", "selector"]  # the model a generation request went to (settings.<role>)
+Model = Literal["target", "draft", "selector", "prm"]  # a model whose compute a solve counts
 
 
 class TopLogprob(TypedDict):
@@ -101,34 +103,50 @@ class Usage(BaseModel):
     draft_prompt_tokens: int = 0
     draft_generated_tokens: int = 0
     draft_calls: int = 0
+    # genselect's selector model (settings.selector), apart; a selector that is the generator counts as it
+    selector_prompt_tokens: int = 0
+    selector_generated_tokens: int = 0
+    selector_calls: int = 0
     wall_time_s: float = 0.0
     generator_flops: float | None = None
     prm_flops: float | None = None
     draft_flops: float | None = None
+    selector_flops: float | None = None
     token_budget: int | None = None  # the solve's token budget, when it had one
     budget_counts: Literal["generated", "total"] | None = None  # what the budget counted
     budget_exhausted: bool = False  # the search stopped short or sent fewer samples for it
 
-    def count_generation(self, by: Writer, prompt_tokens: int, generated_tokens: int, calls: int) -> None:
-        """A generation request's cost, on the generator's counters or the draft's."""
+    def count_generation(self, by: Role, prompt_tokens: int, generated_tokens: int, calls: int) -> None:
+        """A generation request's cost, on the counters of the model that served it."""
         if by == "draft":
             self.draft_prompt_tokens += prompt_tokens
             self.draft_generated_tokens += generated_tokens
             self.draft_calls += calls
+        elif by == "selector":
+            self.selector_prompt_tokens += prompt_tokens
+            self.selector_generated_tokens += generated_tokens
+            self.selector_calls += calls
         else:
             self.prompt_tokens += prompt_tokens
             self.generated_tokens += generated_tokens
             self.generator_calls += calls
 
-    def estimate_flops(
-        self, generator_parameters: int | None, prm_parameters: int | None, draft_parameters: int | None = None
-    ) -> None:
-        if generator_parameters:
-            self.generator_flops = 2.0 * generator_parameters * (self.prompt_tokens + self.generated_tokens)
-        if prm_parameters:
-            self.prm_flops = 2.0 * prm_parameters * self.prm_tokens
-        if draft_parameters:
-            self.draft_flops = 2.0 * draft_parameters * (self.draft_prompt_tokens + self.draft_generated_tokens)
+    @property
+    def side_generated_tokens(self) -> int:
+        """Tokens the draft and the selector generated: spent as the generator's are."""
+        return self.draft_generated_tokens + self.selector_generated_tokens
+
+    def estimate_flops(self, parameters: Mapping[Model, int | None]) -> None:
+        """2 x parameters x tokens for each model whose parameter count is known (None: unknown)."""
+
+        def flops(model: Model, tokens: int) -> float | None:
+            count = parameters.get(model)
+            return 2.0 * count * tokens if count else None
+
+        self.generator_flops = flops("target", self.prompt_tokens + self.generated_tokens)
+        self.prm_flops = flops("prm", self.prm_tokens)
+        self.draft_flops = flops("draft", self.draft_prompt_tokens + self.draft_generated_tokens)
+        self.selector_flops = flops("selector", self.selector_prompt_tokens + self.selector_generated_tokens)
 
 
 class Candidate(BaseModel):

@@ -26,7 +26,7 @@ from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion
 from rfprm_tts.search.context import SearchContext
 from rfprm_tts.search.thinking import ThinkingControl, sample_thinking
-from rfprm_tts.settings import Settings
+from rfprm_tts.settings import Settings, SideRole
 from rfprm_tts.trajectory import Candidate
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ class Strategy(Protocol):
 
     `uses_prm` (optional, default True): False for a strategy that never scores, so a
     solve does not load the PRM for it and `ctx.scorer` is None. `uses_draft` (optional,
-    default False): True for a speculative strategy, which asks `ctx.draft` for steps."""
+    default False): True for a speculative strategy, which asks the draft model for steps;
+    `uses_selector` (optional, default False): True for one that asks a selector model."""
 
     name: ClassVar[str]
 
@@ -126,8 +127,26 @@ class UsesDraft(Protocol):
 
 
 def uses_draft(strategy: Strategy) -> bool:
-    """Whether a solve with `strategy` needs the draft model (ctx.draft)."""
+    """Whether a solve with `strategy` needs the draft model (ctx.side["draft"])."""
     return strategy.uses_draft if isinstance(strategy, UsesDraft) else False
+
+
+@runtime_checkable
+class UsesSelector(Protocol):
+    """A strategy that asks a selector model (settings.selector) when one is set: `uses_selector`,
+    optional like `uses_prm` (a strategy without it does not)."""
+
+    @property
+    def uses_selector(self) -> bool: ...
+
+
+def side_models(strategy: Strategy) -> list[SideRole]:
+    """The side models a solve with `strategy` asks for: the draft (it must have one), the selector
+    (where one is set; else the generator selects)."""
+    roles: list[SideRole] = ["draft"] if uses_draft(strategy) else []
+    if isinstance(strategy, UsesSelector) and strategy.uses_selector:
+        roles.append("selector")
+    return roles
 
 
 class StrategyClass(Protocol):

@@ -11,8 +11,10 @@ judges each answer alone, it compares them.
         no selector call: the group's most common answer
     answer: the last pick's
 
-The selector is the generator itself (asked with a prompt of its own, counted in the usage as
-the generator's calls and tokens; result.details counts them apart). A single distinct answer
+The selector is the selector model where one is set (settings.selector: any chat model, e.g.
+one served over the OpenAI API; it samples as its own section says, counted in usage.selector_*),
+else the generator itself (asked with a prompt of its own, counted as the generator's calls and
+tokens). result.details counts the selector's calls apart either way. A single distinct answer
 needs no selector.
 """
 
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from pydantic import Field
 
+from rfprm_tts.chat import to_messages
 from rfprm_tts.generators.base import Completion, GenerationRequest
 from rfprm_tts.grading.equivalence import Vote, answer_groups
 from rfprm_tts.search.context import SearchContext
@@ -100,6 +103,7 @@ class GenSelect(BaseStrategy):
     def __init__(self, params: StrategyParams):
         super().__init__(params)
         self.uses_prm = self.params.early_exit == "prm"
+        self.uses_selector = True  # settings.selector where one is set; else the generator selects
 
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         exits: Counter[str] = Counter()
@@ -113,7 +117,8 @@ class GenSelect(BaseStrategy):
             rounds += 1
             size = self.params.group_size
             matches = [contenders[i : i + size] for i in range(0, len(contenders), size)]
-            contenders = list(await asyncio.gather(*(self.pick(ctx, match, seen) for match in matches)))
+            ways = sum(len(match) > 1 for match in matches)  # selector calls sent at once: they share a budget
+            contenders = list(await asyncio.gather(*(self.pick(ctx, match, seen, ways) for match in matches)))
         winner = contenders[0].members if contenders else []
         details: dict[str, object] = {
             "rounds": rounds,
@@ -124,18 +129,18 @@ class GenSelect(BaseStrategy):
             details["thinking"] = dict(exits)
         return vote_outcome(Vote(answers[winner[0]] if winner else None, winner, unchecked), samples, **details)
 
-    async def pick(self, ctx: SearchContext, match: list[Contender], seen: Counter[str]) -> Contender:
+    async def pick(self, ctx: SearchContext, match: list[Contender], seen: Counter[str], ways: int) -> Contender:
         """The selector's choice among `match` (a lone contender goes on without a call)."""
         if len(match) == 1:
             return match[0]
-        readable = Counter(p for p in await self.ask(ctx, match, seen) if p is not None)
+        readable = Counter(p for p in await self.ask(ctx, match, seen, ways) if p is not None)
         if not readable:  # nothing to read, or no call affordable: the group's most common answer (first of equals)
             return max(match, key=lambda c: c.count)
         return match[readable.most_common(1)[0][0]]
 
-    async def ask(self, ctx: SearchContext, match: list[Contender], seen: Counter[str]) -> list[int | None]:
+    async def ask(self, ctx: SearchContext, match: list[Contender], seen: Counter[str], ways: int) -> list[int | None]:
         """The selector's picks among `match`, one per selection (none when a token budget
-        affords no call)."""
+        affords no call; a budget's tokens left are shared by the `ways` calls of the round)."""
         k = ctx.budget.affordable(self.params.selections)
         if k == 0:
             return []
@@ -144,11 +149,15 @@ class GenSelect(BaseStrategy):
             for i, c in enumerate(match)
         )
         prompt = SELECT_PROMPT.format(question=ctx.question, count=len(match), solutions=solutions)
-        cap = {"max_tokens": ctx.budget.cap(ctx.sampling.max_tokens)}
-        sampling = ctx.sampling.model_copy(
+        selector = ctx.side.get("selector")
+        own = selector.sampling if selector is not None else ctx.sampling
+        cap = {"max_tokens": ctx.budget.cap(own.max_tokens, ways), "logprobs": False}
+        sampling = own.model_copy(
             update={"temperature": 0.0, "seed": None, **cap} if k == 1 else {"seed": ctx.next_seeds(k), **cap}
         )
-        result = await ctx.generate(GenerationRequest([{"role": "user", "content": prompt}], n=k, sampling=sampling))
+        messages = to_messages(prompt, selector.system_prompt if selector is not None else None)
+        request = GenerationRequest(messages, n=k, sampling=sampling)
+        result = await ctx.generate(request, by="selector" if selector is not None else "target")
         seen["calls"] += 1
         picks = [read_pick(reply, len(match)) for reply in result.completions]
         seen["unreadable"] += sum(p is None for p in picks)

@@ -30,12 +30,13 @@ class Point:
     pass_at_n: float
     generated_tokens: float
     prm_tokens: float
-    flops: float | None  # all of them: generator, PRM and draft
+    flops: float | None  # all of them: generator, PRM, draft and selector
     wall_s: float
     failures: int
     reused: bool
     target_flops: float | None = None  # the generator's alone: what a draft model saves
     draft_tokens: float = 0.0
+    selector_tokens: float = 0.0  # genselect's selector model's generated tokens (settings.selector)
 
 
 def bootstrap_ci(outcomes: Sequence[bool], resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -55,7 +56,8 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[Point]:
     for (strategy, n), group in sorted(groups.items()):
         correct = [bool(r["correct"]) for r in group]
         # rows written before draft models were counted lack their fields
-        flops = [(r["generator_flops"] or 0) + (r["prm_flops"] or 0) + (r.get("draft_flops") or 0) for r in group]
+        sides = ("draft_flops", "selector_flops")
+        flops = [(r["generator_flops"] or 0) + (r["prm_flops"] or 0) + sum(r.get(k) or 0 for k in sides) for r in group]
         target = [r["generator_flops"] or 0 for r in group]
         low, high = bootstrap_ci(correct)
         points.append(
@@ -75,6 +77,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> list[Point]:
                 reused=any(r.get("reused") for r in group),
                 target_flops=_mean(target) if any(target) else None,
                 draft_tokens=_mean(r.get("draft_generated_tokens", 0) for r in group),
+                selector_tokens=_mean(r.get("selector_generated_tokens", 0) for r in group),
             )
         )
     return points
@@ -100,7 +103,16 @@ COLUMNS = (
 )
 
 
-def cells(p: Point) -> list[str]:
+SIDE_COLUMN = "side tok"  # shown when a draft or selector model generated: their tokens, apart
+
+
+def columns(points: Sequence[Point]) -> list[str]:
+    sides = any(p.draft_tokens or p.selector_tokens for p in points)
+    return [*COLUMNS[:7], *([SIDE_COLUMN] if sides else []), *COLUMNS[7:]]
+
+
+def cells(p: Point, sides: bool = False) -> list[str]:
+    side = [f"{p.draft_tokens + p.selector_tokens:,.0f}"] if sides else []
     return [
         p.strategy + (" *" if p.reused else ""),
         str(p.n),
@@ -109,6 +121,7 @@ def cells(p: Point) -> list[str]:
         f"{p.ci_low:.3f}-{p.ci_high:.3f}",
         f"{p.pass_at_n:.3f}",
         f"{p.generated_tokens:,.0f}",
+        *side,
         f"{p.prm_tokens:,.0f}",
         "n/a" if p.flops is None else f"{p.flops:.2e}",
         f"{p.wall_s:.2f}",
@@ -128,12 +141,14 @@ def markdown(points: Sequence[Point], title: str = "Benchmark summary", config: 
     if config:
         lines += [f"- {key}: `{config[key]}`" for key in ("dataset", "problems", "command") if key in config]
         lines.append("")
-    lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cells(p)) + " |" for p in points]
+    shown = columns(points)
+    lines += ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    lines += ["| " + " | ".join(cells(p, SIDE_COLUMN in shown)) + " |" for p in points]
     lines.append("")
     lines.append(
         "Accuracy with a 95% bootstrap interval over problems; pass@N: some candidate is right "
-        "(oracle); tokens, FLOPs (2 x parameters x tokens, generator + PRM + a draft model) and wall time per problem."
+        "(oracle); tokens, FLOPs (2 x parameters x tokens, generator + PRM + a draft or selector model) and wall "
+        "time per problem; gen tok: the generator's, side tok: a draft's and a selector's generated tokens."
     )
     if any(p.reused for p in points):
         lines += ["", REUSE_NOTE]
@@ -148,10 +163,11 @@ def print_table(points: Sequence[Point], file: IO[str] | None = None) -> None:
     if not console.is_terminal:  # a log file: do not squeeze the table into 80 columns
         console = Console(file=file, width=160)
     table = Table(title="accuracy vs compute")
-    for column in COLUMNS:
+    shown = columns(points)
+    for column in shown:
         table.add_column(column, justify="left" if column == "strategy" else "right")
     for p in points:
-        table.add_row(*cells(p))
+        table.add_row(*cells(p, SIDE_COLUMN in shown))
     console.print(table)
     if any(p.reused for p in points):
         console.print(REUSE_NOTE.replace("\\*", "*"))

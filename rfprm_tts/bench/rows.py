@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rfprm_tts.bench.datasets import LETTERS, Problem
-from rfprm_tts.generators.base import SizedGenerator
 from rfprm_tts.grading.equivalence import choice_letter, compare
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import SampleThenChoose, Strategy
@@ -50,6 +49,8 @@ class Row:
     probe_tokens: int = 0  # of generated_tokens, those that probed for an answer (early exit)
     draft_generated_tokens: int = 0  # a speculative strategy's draft model (settings.draft), apart
     draft_flops: float | None = None
+    selector_generated_tokens: int = 0  # genselect's selector model (settings.selector), apart
+    selector_flops: float | None = None
     # a search strategy's scalar result details, e.g. speculative_steps' acceptance and the steps
     # each model wrote (nested ones, such as a vote's tallies, are left out of the row)
     details: dict[str, Any] = field(default_factory=dict)
@@ -110,6 +111,8 @@ def row_for(
         prm_flops=usage.prm_flops,
         draft_generated_tokens=usage.draft_generated_tokens,
         draft_flops=usage.draft_flops,
+        selector_generated_tokens=usage.selector_generated_tokens,
+        selector_flops=usage.selector_flops,
         wall_s=usage.wall_time_s,
         reused=reused,
         tokens_estimated=reused and any(c.tokens_estimated for c in candidates),
@@ -145,10 +148,7 @@ async def pooled_rows(
                     generator_calls=ctx.usage.generator_calls,
                     wall_time_s=generation_s * n / max(budgets) + (prm_s[n] if strategy.uses_prm else 0.0),
                 )
-                usage.estimate_flops(
-                    ctx.generator.num_parameters if isinstance(ctx.generator, SizedGenerator) else None,
-                    ctx.scorer.num_parameters if ctx.scorer is not None else None,
-                )
+                usage.estimate_flops(ctx.parameter_counts())
                 args = (problem, strategy.name, n, outcome.answer, outcome.best, first, usage, grade)
                 rows.append(await asyncio.to_thread(row_for, *args, reused=n < max(budgets)))
         return rows

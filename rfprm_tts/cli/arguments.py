@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 from rfprm_tts.errors import RfprmError
 from rfprm_tts.runtime.files import write_atomically
+from rfprm_tts.settings import SIDE_MODELS
 
 if TYPE_CHECKING:
     from rfprm_tts.settings import Settings
@@ -94,9 +95,22 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
         help="draft model name or path (demo-draft: bundled, for --model demo), for speculative_steps, specreason "
         "or a step search's draft_threshold: a cheaper generator that writes steps",
     )
-    parser.add_argument("--draft-backend", choices=["transformers", "openai", "vllm"], help="the draft model's backend")
-    parser.add_argument("--draft-base-url", help="the draft model's OpenAI-compatible endpoint")
-    parser.add_argument("--draft-temperature", type=finite, help="the draft model's sampling temperature")
+    parser.add_argument(
+        "--selector-model",
+        help="genselect's selector: a model that reads the candidate solutions side by side and names the best "
+        "(default: the generator selects)",
+    )
+    for role in SIDE_MODELS:
+        parser.add_argument(
+            f"--{role}-backend", choices=["transformers", "openai", "vllm"], help=f"the {role} model's backend"
+        )
+        parser.add_argument(f"--{role}-base-url", help=f"the {role} model's OpenAI-compatible endpoint")
+        greedy = (
+            " (genselect's one pick is greedy: it samples with --param selections=3, say)" if role == "selector" else ""
+        )
+        parser.add_argument(
+            f"--{role}-temperature", type=finite, help=f"the {role} model's sampling temperature{greedy}"
+        )
     parser.add_argument("--prm", help="PRM name or path (default demo-think, bundled; 'demo' is the other)")
     parser.add_argument(
         "--aggregation",
@@ -107,6 +121,9 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="log progress (progress bars show on a terminal anyway)"
     )
+
+
+SIDE_MODEL_OPTIONS = ("model", "backend", "base_url", "temperature")  # --draft-model, --selector-base-url, ...
 
 
 def solve_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,10 +139,7 @@ def solve_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "max_tokens": "generator__max_tokens",
         "seed": "generator__seed",
         "system_prompt": "generator__system_prompt",
-        "draft_model": "draft__model",
-        "draft_backend": "draft__backend",
-        "draft_base_url": "draft__base_url",
-        "draft_temperature": "draft__temperature",
+        **{f"{role}_{key}": f"{role}__{key}" for role in SIDE_MODELS for key in SIDE_MODEL_OPTIONS},
         "prm": "prm__model",
         "aggregation": "prm__aggregation",
         "device": "prm__device",

@@ -163,6 +163,11 @@ def format_result(result: SolveResult) -> str:
             f"{u.draft_calls} call(s); {result.details.get('accepted', result.details.get('draft_accepted', 0))} "
             "step(s) accepted"
         )
+    if u.selector_calls:
+        lines.append(
+            f"Selector: {u.selector_prompt_tokens} prompt + {u.selector_generated_tokens} generated tokens in "
+            f"{u.selector_calls} call(s); {result.details.get('unreadable_picks', 0)} unreadable pick(s)"
+        )
     return "\n".join(lines)
 
 

@@ -168,3 +168,12 @@ class SizedGenerator(Generator, Protocol):
 
     @property
     def num_parameters(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class SideModel:
+    """A model a strategy asks besides the generator (the draft, the selector), and how it samples."""
+
+    generator: Generator
+    sampling: Sampling
+    system_prompt: str | None = None  # of a side model asked with prompts of its own (the selector)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rfprm_tts.generators.base import Generator
-from rfprm_tts.settings import GeneratorSettings
+from rfprm_tts.settings import GeneratorSettings, SideRole
 
 
 def build_generator(settings: GeneratorSettings) -> Generator:
@@ -20,24 +20,21 @@ def build_generator(settings: GeneratorSettings) -> Generator:
     return TransformersGenerator(settings)
 
 
-# How a generator's errors name its settings, and how the same words read for the draft section
-DRAFT_WORDS = (
-    ("RFPRM_GENERATOR__", "RFPRM_DRAFT__"),
-    ("generator.", "draft."),
-    ("the generator model", "the draft model"),
-    ("the generator weights", "the draft weights"),
-)
-
-
-def build_draft(settings: GeneratorSettings) -> Generator:
-    """`build_generator` for the `draft` section: its errors name the draft's settings (a
-    backend's messages say "generator.base_url", which a user of the draft would set in vain)."""
+def build_side(role: SideRole, settings: GeneratorSettings) -> Generator:
+    """`build_generator` for the `draft` or `selector` section: its errors name that section's
+    settings (a backend's messages say "generator.base_url", which a user of the draft would
+    set in vain)."""
     from rfprm_tts.errors import RfprmError
 
     try:
         return build_generator(settings)
     except RfprmError as exc:
         text = str(exc)
-        for generator_word, draft_word in DRAFT_WORDS:
-            text = text.replace(generator_word, draft_word)
+        for generator_word, side_word in (
+            ("RFPRM_GENERATOR__", f"RFPRM_{role.upper()}__"),
+            ("generator.", f"{role}."),
+            ("the generator model", f"the {role} model"),
+            ("the generator weights", f"the {role} weights"),
+        ):
+            text = text.replace(generator_word, side_word)
         raise type(exc)(text) from None

@@ -35,7 +35,7 @@ class BudgetMeter:
     def spent(self) -> int:
         """Tokens spent as the budget counts them (generated, or generated + PRM)."""
         prm = self.usage.prm_tokens if self.budget and self.budget.counts == "total" else 0
-        return self.usage.generated_tokens + self.usage.draft_generated_tokens + prm  # the draft's are spent too
+        return self.usage.generated_tokens + self.usage.side_generated_tokens + prm  # a draft's, a selector's too
 
     @property
     def left(self) -> int | None:
@@ -68,10 +68,11 @@ class BudgetMeter:
             return None
         return max(1, left // samples)
 
-    def cap(self, limit: int) -> int:
-        """A sample's token limit: `limit`, or less when the budget has less left."""
+    def cap(self, limit: int, ways: int = 1) -> int:
+        """A sample's token limit: `limit`, or less when the budget has less left (shared
+        equally by `ways` requests sent at once)."""
         left = self.left
-        return limit if left is None else min(limit, max(1, left))
+        return limit if left is None else min(limit, max(1, left // ways))
 
     def cut_note(self) -> str:
         assert self.budget is not None  # only a budget cuts a sample short

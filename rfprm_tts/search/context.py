@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from rfprm_tts.chat import Message, question_of
 from rfprm_tts.errors import ConfigError, GenerationError
@@ -16,6 +16,8 @@ from rfprm_tts.generators.base import (
     GenerationResult,
     Generator,
     JSONFormat,
+    SideModel,
+    SizedGenerator,
     ToolSpec,
 )
 from rfprm_tts.prm.aggregate import FALLING, aggregate
@@ -24,9 +26,9 @@ from rfprm_tts.prm.verifiers.confidence import confidence
 from rfprm_tts.search.budget import BudgetMeter, TokenBudget
 from rfprm_tts.search.progress import Progress, ProgressMeter
 from rfprm_tts.search.tree import SearchTree
-from rfprm_tts.settings import Sampling
+from rfprm_tts.settings import Sampling, SideRole
 from rfprm_tts.text import extract_answer
-from rfprm_tts.trajectory import Candidate, Trajectory, Usage, Writer
+from rfprm_tts.trajectory import Candidate, Model, Role, Trajectory, Usage, Writer
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +44,9 @@ class SearchContext:
     for a caller that shows the search as it runs (`rfprm serve` streams them).
     `tools`: what the model may call, `json_format`: the answer's JSON format; each sample request
     carries them (search/tool_calls.py and search/json_answers.py choose among the samples).
-    `draft`: a cheaper model a speculative strategy asks for steps (`extend(..., by="draft")`),
-    sampled as `draft_sampling` says (default: as the generator; the solver gives the solve's
-    sampling with the draft's temperature and top_p), counted apart (usage.draft_*).
+    `side`: the models a strategy may ask besides the generator, by role, each with how it samples
+    (generators/side.py): the draft of a speculative strategy (`extend(..., by="draft")`), the
+    selector of genselect (`generate(..., by="selector")`); counted apart (usage.draft_*, selector_*).
 
     `messages` is the conversation the generator sees (system prompt and history included);
     the PRM scores its last user message as the question. `sampling` is how this solve samples:
@@ -67,13 +69,12 @@ class SearchContext:
         on_progress: Callable[[Progress], None] | None = None,
         tools: ToolSpec | None = None,
         json_format: JSONFormat | None = None,
-        draft: Generator | None = None,
-        draft_sampling: Sampling | None = None,
+        side: Mapping[SideRole, SideModel] | None = None,
     ):
         self.messages = messages
         self.question = question_of(messages)
         self.generator, self.scorer = generator, scorer
-        self.draft, self.draft_sampling = draft, draft_sampling
+        self.side = dict(side or {})
         self.separator, self.aggregation, self.alpha = separator, aggregation, alpha
         self.confidence = confidence
         self.sampling = sampling or Sampling()
@@ -90,6 +91,14 @@ class SearchContext:
         if scorer is not None and scorer.prefix_cache is not None:
             scorer.prefix_cache.hold(self.question)  # until close(): another solve of it keeps its prefixes
 
+    def parameter_counts(self) -> dict[Model, int | None]:
+        """Each model's parameter count, where known: what the usage's FLOPs are estimated from."""
+        models: dict[Role, Generator] = {"target": self.generator, **{r: m.generator for r, m in self.side.items()}}
+        sizes: dict[Model, int | None] = {
+            r: m.num_parameters for r, m in models.items() if isinstance(m, SizedGenerator)
+        }
+        return {**sizes, "prm": self.scorer.num_parameters if self.scorer is not None else None}
+
     def next_seeds(self, n: int) -> int | None:
         """The first of n fresh seeds (None without a seed)."""
         if self._next_seed is None:
@@ -101,13 +110,10 @@ class SearchContext:
         """The candidate a continuation of `text` grows from (None: no answer handed out reads so)."""
         return self._partials.get(text)
 
-    def _tokens_so_far(self, prefix: str) -> int:
-        partial = self.partial(prefix)
-        return partial.generated_tokens or 0 if partial is not None else 0
-
     def tokens_left(self, prefix: str) -> int:
         """What the answer's token budget has left after the partial answer `prefix`."""
-        return self.sampling.max_tokens - self._tokens_so_far(prefix)
+        partial = self.partial(prefix)
+        return self.sampling.max_tokens - (partial.generated_tokens or 0 if partial is not None else 0)
 
     async def sample(
         self, n: int, prefix: str = "", stop: list[str] | None = None, max_tokens: int | None = None
@@ -157,16 +163,10 @@ class SearchContext:
         left = min(self.tokens_left(prefix), max_tokens or self.sampling.max_tokens)
         cap = self.budget.cap(left)  # no one sample may outrun what the solve's token budget has left
         update = {"temperature": 0.0, "seed": None, "logprobs": True} if greedy else {"seed": self.next_seeds(n)}
-        own = self.draft_sampling if by == "draft" and self.draft_sampling is not None else self.sampling
+        own = self.side[by].sampling if by in self.side else self.sampling
         sampling = own.model_copy(update={**update, "max_tokens": cap})
         request = GenerationRequest(
-            self.messages,
-            n=n,
-            prefix=prefix,
-            stop=stop,
-            sampling=sampling,
-            tools=self.tools,
-            json_format=self.json_format,
+            self.messages, n, prefix, stop, sampling=sampling, tools=self.tools, json_format=self.json_format
         )
         result = await self.generate(request, by)
         self.budget.samples_back += sum(c.error is None for c in result.completions)
@@ -178,12 +178,12 @@ class SearchContext:
                     c.error = self.budget.cut_note()
         return result.completions
 
-    async def generate(self, request: GenerationRequest, by: Writer = "target") -> GenerationResult:
-        """One request to the generator, or the draft (`by`), counted in `usage`: every generation
-        a search makes goes through here, a judge's rating requests too."""
-        generator = self.draft if by == "draft" else self.generator
-        if generator is None:
-            raise ConfigError("this search has no draft model (settings.draft) to ask for steps")
+    async def generate(self, request: GenerationRequest, by: Role = "target") -> GenerationResult:
+        """One request to the generator, or a side model (`by`), counted in `usage`: every
+        generation a search makes goes through here, a judge's rating requests too."""
+        if by != "target" and by not in self.side:
+            raise ConfigError(f"this search has no {by} model (settings.{by}) to ask")
+        generator = self.side[by].generator if by != "target" else self.generator
         result = await generator.generate(request)
         self.usage.count_generation(by, result.prompt_tokens, result.generated_tokens, result.calls)
         return result
@@ -256,7 +256,7 @@ class SearchContext:
                     tokens_estimated=parent.tokens_estimated or c.tokens_estimated,
                     logprobs=None if c.logprobs is None else [*(parent.logprobs or []), *c.logprobs],
                 )
-                if self.draft is not None:  # a speculative search: who wrote each step
+                if "draft" in self.side:  # a speculative search: who wrote each step
                     new_steps = len(child.trajectory.steps) - len(parent.trajectory.steps)
                     child.step_models = [*(parent.step_models or []), *[by] * new_steps]
                 self._partials.setdefault(child.trajectory.text, child)  # a repeat grows from the first

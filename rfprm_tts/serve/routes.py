@@ -30,6 +30,7 @@ def route_settings(settings: Settings, name: str, route: RouteSettings) -> Setti
     changes: dict[str, Any] = {f"generator__{key}": value for key, value in route.generator.items()}
     changes |= {f"prm__{key}": value for key, value in route.prm.items()}
     changes |= {f"draft__{key}": value for key, value in route.draft.items()}
+    changes |= {f"selector__{key}": value for key, value in route.selector.items()}
     params = {**settings.strategy_params, **route.strategy_params}
     if route.token_budget is not None:
         params["token_budget"] = route.token_budget

@@ -35,7 +35,7 @@ from rfprm_tts.serve.metrics import Metrics
 from rfprm_tts.serve.protocol import ChatCall, ScoreRequest
 from rfprm_tts.serve.responses import completion_body, top_choices
 from rfprm_tts.serve.routes import RouteTable
-from rfprm_tts.settings import GeneratorSettings, Settings
+from rfprm_tts.settings import PER_SOLVE_FIELDS, SIDE_MODELS, GeneratorSettings, Settings, SideRole
 from rfprm_tts.solver import ReasoningSolver
 from rfprm_tts.strategies.base import uses_prm
 from rfprm_tts.trajectory import SolveResult
@@ -126,8 +126,7 @@ class ProxyService:
         self.metrics = metrics if metrics is not None else Metrics()
         self._given = solver
         self._solvers: dict[str, ReasoningSolver] = {}
-        self._generators: list[Generator] = []  # what this service built, and closes (drafts too)
-        self._default_draft: Generator | None = None
+        self._generators: list[Generator] = []  # what this service built, and closes (each solver its side models)
         self._scorers: list[Scorer] = []
 
     async def start(self) -> None:
@@ -136,29 +135,25 @@ class ProxyService:
             self._solvers = await asyncio.to_thread(self._build_solvers)
 
     def _build_solvers(self) -> dict[str, ReasoningSolver]:
-        from rfprm_tts.generators import build_draft, build_generator
+        from rfprm_tts.generators import build_generator
         from rfprm_tts.prm import build_scorer
 
-        def generator(
-            section: GeneratorSettings, build: Callable[[GeneratorSettings], Generator] = build_generator
-        ) -> Generator:
-            self._generators.append(built := build(section))
+        def generator(section: GeneratorSettings) -> Generator:
+            self._generators.append(built := build_generator(section))
             return built
 
         def scorer(settings: Settings) -> Scorer:
             self._scorers.append(built := batched(build_scorer(settings.prm), settings, self.metrics))
             return built
 
-        def draft(settings: Settings) -> Generator | None:  # a speculative strategy's cheaper model
-            return generator(settings.draft, build_draft) if settings.draft is not None else None
+        def shared(changes: dict[str, Any], role: SideRole) -> Generator | None:
+            """The default route's draft or selector for a route that changes none of its model's keys
+            (None: the route's solver builds its own)."""
+            return None if set(changes) - PER_SOLVE_FIELDS["generator"] else default.side_models.get(role)
 
         default_settings = self.routes.routes[self.routes.default]
-        self._default_draft = draft(default_settings) if self._given is None else None
         default = self._given or ReasoningSolver(
-            default_settings,
-            generator=generator(default_settings.generator),
-            scorer=scorer(default_settings),
-            draft=self._default_draft,
+            default_settings, generator=generator(default_settings.generator), scorer=scorer(default_settings)
         )
         solvers = {self.routes.default: default}
         for name, route in self.settings.serve.routes.items():
@@ -167,8 +162,12 @@ class ProxyService:
                 routed,
                 generator=generator(routed.generator) if route.generator else default.generator,
                 scorer=scorer(routed) if route.prm else default.scorer,
-                draft=draft(routed) if route.draft else self._default_draft,
+                draft=shared(route.draft, "draft"),
+                selector=shared(route.selector, "selector"),
             )
+        for solver in solvers.values():  # every side model loads now, not on a route's first request
+            for role in SIDE_MODELS:
+                solver.side_models.get(role)
         return solvers
 
     @property
@@ -187,11 +186,15 @@ class ProxyService:
         if not isinstance(default.generator, OpenAIGenerator):
             raise ConfigError("serve.passthrough_models needs the openai generator backend")
         return ReasoningSolver(
-            settings, generator=default.generator.with_model(model), scorer=default.scorer, draft=self._default_draft
+            settings,
+            generator=default.generator.with_model(model),
+            scorer=default.scorer,
+            draft=default.side_models.get("draft"),
+            selector=default.side_models.get("selector"),
         )
 
     async def aclose(self) -> None:
-        for solver in self._solvers.values():  # each closes what it built itself: a speculative route's draft
+        for solver in self._solvers.values():  # each closes what it built itself
             if solver is not self._given:
                 await solver.aclose()
         if self._given is not None:

@@ -12,15 +12,18 @@ import json
 import re
 from collections.abc import Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Literal, get_args
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.settings import sources
 from rfprm_tts.settings.sections import PER_SOLVE_FIELDS, GeneratorSettings, PRMSettings, ServeSettings
 from rfprm_tts.text import DEFAULT_STEP_SEPARATOR
+
+SideRole = Literal["draft", "selector"]  # the generators a strategy may ask besides the generator
+SIDE_MODELS: tuple[SideRole, ...] = get_args(SideRole)
 
 
 class Settings(BaseSettings):
@@ -38,6 +41,12 @@ class Settings(BaseSettings):
         description="The draft model of the speculative strategies (speculative_steps, specreason, a step search's "
         "draft_threshold): a cheaper generator that writes the steps the judge accepts. The keys of [generator] "
         "([draft] in rfprm.toml, RFPRM_DRAFT__MODEL, --draft-model); None: no draft.",
+    )
+    selector: GeneratorSettings | None = Field(
+        None,
+        description="The model genselect asks to pick the best of candidate solutions shown side by side, counted "
+        "apart from the generator (usage.selector_*). The keys of [generator] ([selector] in rfprm.toml, "
+        "RFPRM_SELECTOR__MODEL, --selector-model); None: the generator picks.",
     )
     prm: PRMSettings = Field(default_factory=PRMSettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
@@ -89,12 +98,17 @@ class Settings(BaseSettings):
         """Build settings from the given values over the environment, `.env` and rfprm.toml."""
         return cls(**values)
 
+    def side_model(self, role: SideRole) -> GeneratorSettings | None:
+        """The settings of the draft or the selector (None: not set)."""
+        return self.draft if role == "draft" else self.selector
+
     def models_key(self) -> str:
         """What decides which models a solver loads: the generator and PRM settings less the
         per-solve fields, and the step separator. Secrets count by value (a new key is a new
         client)."""
-        data = self.model_dump(mode="json", include={"generator", "draft", "prm", "step_separator"})
-        for section, fields in {**PER_SOLVE_FIELDS, "draft": PER_SOLVE_FIELDS["generator"]}.items():
+        data = self.model_dump(mode="json", include={"generator", *SIDE_MODELS, "prm", "step_separator"})
+        per_solve: dict[str, Any] = {**PER_SOLVE_FIELDS, **dict.fromkeys(SIDE_MODELS, PER_SOLVE_FIELDS["generator"])}
+        for section, fields in per_solve.items():
             if data[section] is None:
                 continue
             for name in fields:
@@ -106,10 +120,9 @@ class Settings(BaseSettings):
     def record(self) -> dict[str, Any]:
         """The settings as JSON to keep beside results (a run's run.json): no API key, no
         `serve` section (its keys), and no password inside a URL."""
-        data = self.model_dump(
-            mode="json", exclude={"generator": {"api_key"}, "draft": {"api_key"}, "prm": {"api_key"}, "serve": True}
-        )
-        for section in ("generator", "draft", "prm"):
+        keyed = ("generator", *SIDE_MODELS, "prm")
+        data = self.model_dump(mode="json", exclude={**{s: {"api_key"} for s in keyed}, "serve": True})
+        for section in keyed:
             if data[section] is None:
                 continue
             data[section]["base_url"] = _without_password(data[section]["base_url"])
@@ -134,7 +147,7 @@ class Settings(BaseSettings):
             sources.check_path(type(self), path, "given as an override")
             node = data
             for part in path[:-1]:
-                if node[part] is None:  # a section that is off (draft): set one of its keys, and it is on
+                if node[part] is None:  # a section that is off (draft, selector): set one of its keys, and it is on
                     node[part] = {}
                 node = node[part]
             node[path[-1]] = value
@@ -144,11 +157,25 @@ class Settings(BaseSettings):
             copy = type(self).model_validate(data)
             # what was set stays set, and the overrides are too (an unset n lets a strategy keep its own)
             copy.__pydantic_fields_set__ = self.model_fields_set | {path[0] for path in where} | given_params
+            for name, field in copy:  # the same within each section (a side model's named model, say)
+                if isinstance(field, BaseModel):
+                    _keep_fields_set(field, self.__dict__[name], {path[1:] for path in where if path[0] == name})
             return copy
         except ValidationError as exc:
             raise ConfigError(sources.describe(type(self), exc, where)) from None
         finally:
             _COPYING.reset(token)
+
+
+def _keep_fields_set(copy: BaseModel, original: object, paths: set[tuple[str, ...]]) -> None:
+    """Mark in `copy` (validated from a whole dump, so every field counts as set) the fields set
+    in `original` (None: a section that was off) and those `paths` set now, section by section."""
+    given = original.model_fields_set if isinstance(original, BaseModel) else set()
+    copy.__pydantic_fields_set__ = given | {path[0] for path in paths if path}
+    for name, field in copy:
+        if isinstance(field, BaseModel):
+            inner = original.__dict__[name] if isinstance(original, BaseModel) else None
+            _keep_fields_set(field, inner, {path[1:] for path in paths if path and path[0] == name})
 
 
 # Set while with_overrides validates a copy: its sources are then the given values alone (not

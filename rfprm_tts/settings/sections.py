@@ -299,6 +299,10 @@ class RouteSettings(BaseModel):
         default_factory=dict,
         description="Draft model settings that differ from the server's (a speculative route's cheaper model).",
     )
+    selector: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Selector model settings that differ from the server's (a genselect route's selector).",
+    )
     strategy: str | None = Field(None, description="The route's search strategy (None: the server's).")
     n: int | None = Field(None, ge=1, description="The route's sample budget N (None: the server's).")
     strategy_params: dict[str, Any] = Field(

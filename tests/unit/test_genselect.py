@@ -1,6 +1,7 @@
 """GenSelect (strategies/genselect.py) on a scripted generator: sample i of the question (over
 all requests) is answers[i]; a selection prompt gets the replies `select` writes for it."""
 
+import asyncio
 import re
 
 from rfprm_tts import ReasoningSolver, Settings
@@ -14,6 +15,7 @@ class SelectingGenerator:
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         self.requests.append(request)
+        await asyncio.sleep(0)  # a real model answers later: the requests of one round are all out first
         prompt = request.messages[-1]["content"]
         if "candidate solutions" not in prompt:
             texts = [f"Working.\n\n\\boxed{{{a}}}" for a in self.answers[self.served : self.served + request.n]]
@@ -21,7 +23,9 @@ class SelectingGenerator:
         else:
             self.prompts.append(prompt)
             texts = [self.select(prompt, i) for i in range(request.n)]
-        completions = [Completion(text=t, finish_reason="stop", tokens=len(t)) for t in texts]
+        limit = request.sampling.max_tokens  # one token a character
+        completions = [Completion(t[:limit], "stop" if len(t) <= limit else "length", len(t[:limit])) for t in texts]
+        texts = [c.text for c in completions]
         return GenerationResult(completions, prompt_tokens=len(prompt), generated_tokens=sum(map(len, texts)), calls=1)
 
     async def aclose(self) -> None:
@@ -81,3 +85,35 @@ def test_a_token_budget_spent_on_the_samples_leaves_the_pick_to_the_most_common_
     # three samples of 19 tokens (one per character): 57, the whole budget
     result, gen = solve([5, 4, 4], lambda prompt, i: "Best: 0", token_budget=57)
     assert result.usage.generated_tokens == 57 and gen.prompts == [] and result.answer == "4"
+
+
+def test_a_selector_of_its_own_picks_and_is_counted_apart_from_the_generator():
+    # the generator only samples; the selector model reads the prompt, at its own settings
+    gen = SelectingGenerator([4, 5, 4], lambda prompt, i: "Best: 0")
+    selector = SelectingGenerator([], lambda prompt, i: "Comparing.\nBest: 1")
+    settings = Settings.load(
+        strategy="genselect", selector={"max_tokens": 77, "temperature": 0.3, "system_prompt": "You judge."}
+    )
+    result = ReasoningSolver(settings, generator=gen, selector=selector).solve("q", n=3)
+    assert result.answer == "5" and gen.prompts == [] and [shown_answers(p) for p in selector.prompts] == [[4, 5]]
+    request = selector.requests[0]
+    assert request.messages[0] == {"role": "system", "content": "You judge."}
+    assert request.sampling.max_tokens == 77 and request.sampling.temperature == 0.0  # one greedy pick
+    reply = len("Comparing.\nBest: 1")
+    assert (result.usage.selector_calls, result.usage.selector_generated_tokens) == (1, reply)
+    assert result.usage.selector_prompt_tokens == len(selector.prompts[0])
+    assert (result.usage.generator_calls, result.usage.generated_tokens) == (1, 3 * len("Working.\n\n\\boxed{4}"))
+
+
+def test_a_token_budget_counts_the_selectors_tokens():
+    # 4 samples of 19 tokens spend 76 of 96; round 1's two picks, sent at once, share the 20 left
+    # (10 each; they write 9), leaving 2 tokens for the final, too few to write "Best: 1": the
+    # final falls back to its first contender (4)
+    gen = SelectingGenerator([5, 4, 6, 7], lambda prompt, i: "")
+    selector = SelectingGenerator([], lambda prompt, i: "Best: 1\n.")
+    settings = Settings.load(strategy="genselect", generator={"max_tokens": 20}, selector={"max_tokens": 50})
+    result = ReasoningSolver(settings, generator=gen, selector=selector).solve("q", n=4, group_size=2, token_budget=96)
+    assert [shown_answers(p) for p in selector.prompts] == [[5, 4], [6, 7], [4, 7]]
+    assert [r.sampling.max_tokens for r in selector.requests] == [10, 10, 2]
+    assert result.usage.selector_generated_tokens == 20 and result.usage.generated_tokens == 76
+    assert result.answer == "4" and result.details["unreadable_picks"] == 1

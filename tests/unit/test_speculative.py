@@ -229,7 +229,7 @@ def test_the_token_budget_counts_the_drafts_tokens_and_max_steps_with_it_spent_i
     assert rest.usage.budget_exhausted and rest.answer is None and rest.usage.generator_calls == 0
 
 
-def test_a_proxy_shares_one_draft_across_routes_and_passed_through_names():
+def test_a_proxy_shares_one_draft_and_selector_across_routes_and_passed_through_names():
     import asyncio
 
     from rfprm_tts.generators.openai import OpenAIGenerator
@@ -238,21 +238,48 @@ def test_a_proxy_shares_one_draft_across_routes_and_passed_through_names():
     config = Settings(
         generator={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "big"},
         draft={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "small"},
+        selector={"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "judge"},
         prm={"format": "confidence"},  # no model to load
-        serve={"routes": {"spec": {"strategy": "speculative_steps"}}, "passthrough_models": True},
+        serve={
+            "routes": {
+                "spec": {"strategy": "speculative_steps"},
+                "pick": {"selector": {"model": "other-judge"}},  # a model of its own
+                "long": {"selector": {"max_tokens": 2048}},  # sampling only: the server's selector
+            },
+            "passthrough_models": True,
+        },
     )
     proxy = ProxyService(config)
     asyncio.run(proxy.start())
-    drafts = {id(proxy.solver_for(name, proxy.routes.settings(name)).draft) for name in ("rfprm", "spec", "any")}
-    assert len(drafts) == 1 and isinstance(proxy.solver.draft, OpenAIGenerator)
+    names = ("rfprm", "spec", "any", "long", "pick")
+    solvers = [proxy.solver_for(name, proxy.routes.settings(name)) for name in names]
+    assert len({id(s.draft) for s in solvers}) == 1 and isinstance(proxy.solver.draft, OpenAIGenerator)
+    selectors = [s.selector for s in solvers]
+    assert len({id(s) for s in selectors[:4]}) == 1 and selectors[4] is not selectors[0]
+    assert isinstance(selectors[4], OpenAIGenerator) and selectors[4].settings.model == "other-judge"
     asyncio.run(proxy.aclose())
 
 
-def test_a_draft_that_cannot_be_built_names_the_drafts_settings():
-    """A backend's messages name generator.* settings; for the draft they name draft.*, which is
-    what the user has to set."""
-    solver = ReasoningSolver(Settings(draft={"backend": "openai"}), generator=StepList(TARGET), scorer=DigitScorer())
+@pytest.mark.parametrize(("role", "strategy"), [("draft", "speculative_steps"), ("selector", "genselect")])
+def test_a_side_model_that_cannot_be_built_names_its_own_settings(role, strategy):
+    """A backend's messages name generator.* settings; for the draft they name draft.*, for the
+    selector selector.*: what the user has to set."""
+    settings = Settings(**{role: {"backend": "openai", "model": "small"}})
+    solver = ReasoningSolver(settings, generator=StepList(TARGET), scorer=DigitScorer())
     with pytest.raises(ConfigError) as unbuilt:
-        solver.solve("q", strategy="speculative_steps")
+        solver.solve("q", strategy=strategy)
     message = str(unbuilt.value)
-    assert "draft.base_url" in message and "RFPRM_DRAFT__BASE_URL" in message and "generator" not in message
+    assert f"{role}.base_url" in message and f"RFPRM_{role.upper()}__BASE_URL" in message
+    assert "generator" not in message
+
+
+@pytest.mark.parametrize(("role", "strategy"), [("draft", "speculative_steps"), ("selector", "genselect")])
+def test_a_side_models_keys_without_its_model_are_refused_not_loaded_as_the_default_model(role, strategy):
+    """`--selector-temperature 0.5` alone (as the CLI passes it: an override) would otherwise
+    switch the section on with the default model and load that as the selector."""
+    settings = Settings.load().with_overrides(**{f"{role}__temperature": 0.5})
+    solver = ReasoningSolver(settings, generator=StepList(TARGET), scorer=DigitScorer())
+    with pytest.raises(ConfigError, match=f"{role}.model is not: name the {role} model"):
+        solver.solve("q", strategy=strategy)
+    handed = ReasoningSolver(settings, generator=StepList(TARGET), scorer=DigitScorer(), **{role: StepList(TARGET)})
+    assert handed.solve("q", strategy=strategy).candidates  # a model handed in needs no name: it solves
