@@ -7,10 +7,10 @@ search_families_demo/ have the commands):
         --baseline step_g1:beam_search --reference sampled:weighted_best_of_n --out OUT --name granularity
 
 Writes OUT/NAME.md (per run, strategy and N: accuracy with its 95% bootstrap interval,
-generated, PRM and total tokens per problem, the paired accuracy difference against the
-baseline at the same N, and the reference curve's accuracy at the same total tokens,
-interpolated on log tokens: "-" outside its range) and OUT/accuracy_vs_total_tokens.png
-(frontier.py's plot).
+generated (the generator's, and a draft's or selector's), PRM and total tokens per problem,
+the paired accuracy difference against the baseline at the same N, and the reference curve's
+accuracy at the same total tokens, interpolated on log tokens: "-" outside its range) and
+OUT/accuracy_vs_total_tokens.png (frontier.py's plot).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from frontier import curve, interpolate, load, paired_difference, plot
+from frontier import curve, generated, interpolate, load, paired_difference, plot
 
 
 def main() -> None:
@@ -43,14 +43,14 @@ def main() -> None:
     for name, by_n in rows.items():
         for n, tokens, accuracy, low, high in curve(by_n):
             chosen = list(by_n[n].values())
-            generated = sum(r["generated_tokens"] for r in chosen) / len(chosen)
+            made = sum(generated(r) for r in chosen) / len(chosen)
             paired = "-"
             if n in baseline and name != args.baseline:
                 diff, d_low, d_high = paired_difference(by_n[n], baseline[n])
                 paired = f"{diff:+.3f} ({d_low:+.3f} to {d_high:+.3f})"
             at = interpolate([p[1] for p in reference], [p[2] for p in reference], tokens) if reference else None
             lines.append(
-                f"| {name} | {n} | {accuracy:.3f} ({low:.3f}-{high:.3f}) | {generated:.0f} | {tokens - generated:.0f} "
+                f"| {name} | {n} | {accuracy:.3f} ({low:.3f}-{high:.3f}) | {made:.0f} | {tokens - made:.0f} "
                 f"| {tokens:.0f} | {paired} | {'-' if at is None else f'{at:.3f}'} |"
             )
     args.out.mkdir(parents=True, exist_ok=True)

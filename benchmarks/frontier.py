@@ -38,6 +38,11 @@ def load(run: Path) -> dict[str, dict[int, dict[str, dict]]]:
     return rows
 
 
+def generated(row: dict) -> int:
+    """The tokens a row's solve generated: the generator's, and a draft's or a selector's."""
+    return row["generated_tokens"] + row.get("draft_generated_tokens", 0) + row.get("selector_generated_tokens", 0)
+
+
 def curve(by_n: dict[int, dict[str, dict]]) -> list[tuple[int, float, float, float, float]]:
     """(n, total tokens, accuracy, ci low, ci high) per budget, by N."""
     points = []
@@ -45,7 +50,7 @@ def curve(by_n: dict[int, dict[str, dict]]) -> list[tuple[int, float, float, flo
         rows = list(by_n[n].values())
         correct = [bool(r["correct"]) for r in rows]
         low, high = bootstrap_ci(correct)
-        tokens = sum(r["generated_tokens"] + r["prm_tokens"] for r in rows) / len(rows)
+        tokens = sum(generated(r) + r["prm_tokens"] for r in rows) / len(rows)
         points.append((n, tokens, sum(correct) / len(rows), low, high))
     return points
 

@@ -20,6 +20,7 @@ from typing import Any, Literal
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.grading.equivalence import equivalent
 from rfprm_tts.offline.score import QUESTION_FIELDS, RESPONSE_FIELDS, pick
+from rfprm_tts.offline.view import fmt
 from rfprm_tts.prm.aggregate import AGGREGATIONS
 from rfprm_tts.runtime.files import check_output, jsonl, read_jsonl, write_atomically
 from rfprm_tts.text import extract_answer
@@ -61,13 +62,10 @@ class Summary:
     dropped_by_rank: int = 0
 
     def table(self) -> str:
-        def show(v: float | None) -> str:
-            return "-" if v is None else f"{v:.3f}"
-
         return (
             f"kept {self.kept} of {self.rows} rows ({self.groups} groups); dropped: {self.unscored} unscored, "
             f"{self.incorrect} incorrect, {self.below_min} below --min-score, {self.dropped_by_rank} by rank; "
-            f"mean score kept {show(self.mean_kept)}, dropped {show(self.mean_dropped)}"
+            f"mean score kept {fmt(self.mean_kept)}, dropped {fmt(self.mean_dropped)}"
         )
 
 

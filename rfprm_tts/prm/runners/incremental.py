@@ -132,14 +132,18 @@ class IncrementalRunner(TransformersRunner):
         with self._holders_lock:
             self._holders[question] += 1
 
-    def _shared(self, question: str, forgetting: bool = False) -> bool:
-        """Does another solve still hold the question? (`forgetting`: this one lets go.)"""
+    def _shared(self, question: str) -> bool:
+        """Does another solve than this one hold the question?"""
+        with self._holders_lock:
+            return self._holders[question] > 1
+
+    def _let_go(self, question: str) -> bool:
+        """This solve lets go of the question: was another still holding it?"""
         with self._holders_lock:
             shared = self._holders[question] > 1
-            if forgetting:
-                self._holders[question] -= 1
-                if self._holders[question] <= 0:
-                    del self._holders[question]
+            self._holders[question] -= 1
+            if self._holders[question] <= 0:
+                del self._holders[question]
             return shared
 
     def release(self, fmt: InputFormat, question: str, inputs: Sequence[Sequence[int]]) -> None:
@@ -162,7 +166,7 @@ class IncrementalRunner(TransformersRunner):
         """Free everything cached for a question (its solve is over; the last one, when several
         held it)."""
         with self._lock:
-            if self._shared(question, forgetting=True):
+            if self._let_go(question):
                 return
             for node in [n for n in self._nodes.values() if n.question == question and n.parent is None]:
                 self._remove_tree(node)
