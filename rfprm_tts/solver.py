@@ -193,10 +193,9 @@ class ReasoningSolver:
             candidates=outcome.candidates,
             usage=ctx.usage,
             strategy=strategy.name,
-            strategy_params={
+            strategy_params={  # with how the PRM's step scores became one, where a PRM scored
                 **strategy.params.model_dump(),
-                "aggregation": ctx.aggregation,
-                "alpha": settings.prm.alpha,
+                **({"aggregation": ctx.aggregation, "alpha": settings.prm.alpha} if ctx.scorer is not None else {}),
             },
             details=outcome.details,
             tree=ctx.search_tree.nodes(outcome.best),
@@ -291,7 +290,7 @@ class ReasoningSolver:
     def _strategy_for(self, settings: Settings, overrides: dict[str, Any]) -> Strategy:
         if self._strategy is not None and not overrides:
             return self._strategy
-        return build_strategy(settings.strategy, n=settings_n(settings), **settings.strategy_params)
+        return build_strategy(settings.strategy, **{**settings.strategy_params, "n": settings_n(settings)})
 
     async def aclose(self) -> None:
         """Close what this solver built: the generator's client or engine, the side models', and a PRM engine."""

@@ -21,6 +21,7 @@ needs no selector.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -41,6 +42,8 @@ from rfprm_tts.strategies.base import (
 )
 from rfprm_tts.strategies.voting import vote_outcome
 from rfprm_tts.trajectory import Candidate
+
+log = logging.getLogger(__name__)
 
 SELECT_PROMPT = (
     "{question}\n\nBelow are {count} candidate solutions to this problem, numbered from 0. They reach "
@@ -94,6 +97,22 @@ def read_pick(reply: Completion, count: int) -> int | None:
     return picks[-1] if picks and picks[-1] < count else None
 
 
+@dataclass
+class Tally:
+    """What one search asked of the selector: calls, picks asked (selections per call), picks it
+    could not read, replies that failed (an unreachable server, say) and the first failure."""
+
+    calls: int = 0
+    picks: int = 0
+    unreadable: int = 0
+    failed: int = 0
+    error: str | None = None
+
+    def details(self) -> dict[str, object]:
+        counts = {"selector_calls": self.calls, "selector_picks": self.picks, "unreadable_picks": self.unreadable}
+        return counts | ({"selector_failures": self.failed, "selector_error": self.error} if self.failed else {})
+
+
 @register
 class GenSelect(BaseStrategy):
     name = "genselect"
@@ -111,34 +130,31 @@ class GenSelect(BaseStrategy):
         answers = [c.answer if c.ok else None for c in samples]
         groups, unchecked = await asyncio.to_thread(answer_groups, answers)
         contenders = [Contender(g, samples[g[0]]) for g in sorted(groups, key=len, reverse=True)]
-        seen = Counter[str]()  # selector calls, unreadable picks
-        rounds = 0
+        tally, rounds = Tally(), 0
         while len(contenders) > 1:
             rounds += 1
             size = self.params.group_size
             matches = [contenders[i : i + size] for i in range(0, len(contenders), size)]
             ways = sum(len(match) > 1 for match in matches)  # selector calls sent at once: they share a budget
-            contenders = list(await asyncio.gather(*(self.pick(ctx, match, seen, ways) for match in matches)))
+            contenders = list(await asyncio.gather(*(self.pick(ctx, match, tally, ways) for match in matches)))
         winner = contenders[0].members if contenders else []
-        details: dict[str, object] = {
-            "rounds": rounds,
-            "selector_calls": seen["calls"],
-            "unreadable_picks": seen["unreadable"],
-        }
+        if tally.error is not None:  # a selector that cannot answer leaves every pick to the majority: say so
+            log.warning("%d of %d selector replies failed, e.g. %s", tally.failed, tally.picks, tally.error)
+        details: dict[str, object] = {"rounds": rounds, **tally.details()}
         if exits:
             details["thinking"] = dict(exits)
         return vote_outcome(Vote(answers[winner[0]] if winner else None, winner, unchecked), samples, **details)
 
-    async def pick(self, ctx: SearchContext, match: list[Contender], seen: Counter[str], ways: int) -> Contender:
+    async def pick(self, ctx: SearchContext, match: list[Contender], tally: Tally, ways: int) -> Contender:
         """The selector's choice among `match` (a lone contender goes on without a call)."""
         if len(match) == 1:
             return match[0]
-        readable = Counter(p for p in await self.ask(ctx, match, seen, ways) if p is not None)
-        if not readable:  # nothing to read, or no call affordable: the group's most common answer (first of equals)
+        readable = Counter(p for p in await self.ask(ctx, match, tally, ways) if p is not None)
+        if not readable:  # nothing to read, failed, or no call affordable: the group's most common (first of equals)
             return max(match, key=lambda c: c.count)
         return match[readable.most_common(1)[0][0]]
 
-    async def ask(self, ctx: SearchContext, match: list[Contender], seen: Counter[str], ways: int) -> list[int | None]:
+    async def ask(self, ctx: SearchContext, match: list[Contender], tally: Tally, ways: int) -> list[int | None]:
         """The selector's picks among `match`, one per selection (none when a token budget
         affords no call; a budget's tokens left are shared by the `ways` calls of the round)."""
         k = ctx.budget.affordable(self.params.selections)
@@ -158,7 +174,9 @@ class GenSelect(BaseStrategy):
         messages = to_messages(prompt, selector.system_prompt if selector is not None else None)
         request = GenerationRequest(messages, n=k, sampling=sampling)
         result = await ctx.generate(request, by="selector" if selector is not None else "target")
-        seen["calls"] += 1
+        errors = [reply.error for reply in result.completions if reply.error is not None]
         picks = [read_pick(reply, len(match)) for reply in result.completions]
-        seen["unreadable"] += sum(p is None for p in picks)
+        tally.calls, tally.picks, tally.failed = tally.calls + 1, tally.picks + len(picks), tally.failed + len(errors)
+        tally.unreadable += sum(p is None for p in picks) - len(errors)
+        tally.error = tally.error or (errors[0] if errors else None)
         return picks

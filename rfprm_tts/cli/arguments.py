@@ -72,6 +72,14 @@ def finite(text: str) -> float:
     return value
 
 
+SIDE_MODEL_HELP = {
+    "draft": "draft model name or path (demo-draft: bundled, for --model demo), for speculative_steps, specreason "
+    "or a step search's draft_threshold: a cheaper generator that writes steps",
+    "selector": "genselect's selector: a model that reads the candidate solutions side by side and names the best "
+    "(default: the generator selects)",
+}
+
+
 def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of `solve` and `bench` that choose the strategy, generator and PRM."""
     parser.add_argument(
@@ -90,26 +98,17 @@ def add_backend_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=at_least(1), help="most tokens per completion")
     parser.add_argument("--seed", type=int, help="sampling seed")
     parser.add_argument("--system-prompt", help="system message before the question")
-    parser.add_argument(
-        "--draft-model",
-        help="draft model name or path (demo-draft: bundled, for --model demo), for speculative_steps, specreason "
-        "or a step search's draft_threshold: a cheaper generator that writes steps",
-    )
-    parser.add_argument(
-        "--selector-model",
-        help="genselect's selector: a model that reads the candidate solutions side by side and names the best "
-        "(default: the generator selects)",
-    )
     for role in SIDE_MODELS:
+        parser.add_argument(f"--{role}-model", help=SIDE_MODEL_HELP[role])
         parser.add_argument(
             f"--{role}-backend", choices=["transformers", "openai", "vllm"], help=f"the {role} model's backend"
         )
         parser.add_argument(f"--{role}-base-url", help=f"the {role} model's OpenAI-compatible endpoint")
-        greedy = (
-            " (genselect's one pick is greedy: it samples with --param selections=3, say)" if role == "selector" else ""
-        )
+        greedy = " (genselect's one pick is greedy: it samples with --param selections=3, say)"
         parser.add_argument(
-            f"--{role}-temperature", type=finite, help=f"the {role} model's sampling temperature{greedy}"
+            f"--{role}-temperature",
+            type=finite,
+            help=f"the {role} model's sampling temperature{greedy if role == 'selector' else ''}",
         )
     parser.add_argument("--prm", help="PRM name or path (default demo-think, bundled; 'demo' is the other)")
     parser.add_argument(

@@ -163,11 +163,16 @@ def format_result(result: SolveResult) -> str:
             f"{u.draft_calls} call(s); {result.details.get('accepted', result.details.get('draft_accepted', 0))} "
             "step(s) accepted"
         )
-    if u.selector_calls:
-        lines.append(
-            f"Selector: {u.selector_prompt_tokens} prompt + {u.selector_generated_tokens} generated tokens in "
-            f"{u.selector_calls} call(s); {result.details.get('unreadable_picks', 0)} unreadable pick(s)"
+    d = result.details
+    if d.get("selector_calls"):  # genselect: its own selector model, or the generator (counted above)
+        who = (
+            f"{u.selector_prompt_tokens} prompt + {u.selector_generated_tokens} generated tokens in "
+            f"{u.selector_calls} call(s)"
+            if u.selector_calls
+            else f"the generator, {d['selector_calls']} call(s)"
         )
+        why_not = f"; {d['selector_failures']} failed: {d['selector_error']}" if d.get("selector_failures") else ""
+        lines.append(f"Selector: {who}; {d['unreadable_picks']} of {d['selector_picks']} pick(s) unreadable{why_not}")
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ def build_side(role: SideRole, settings: GeneratorSettings) -> Generator:
         text = str(exc)
         for generator_word, side_word in (
             ("RFPRM_GENERATOR__", f"RFPRM_{role.upper()}__"),
+            ("--base-url", f"--{role}-base-url"),
             ("generator.", f"{role}."),
             ("the generator model", f"the {role} model"),
             ("the generator weights", f"the {role} weights"),

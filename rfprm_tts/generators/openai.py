@@ -50,7 +50,7 @@ class OpenAIGenerator:
         if not settings.base_url:
             raise ConfigError(
                 "the openai backend needs a base URL: set generator.base_url "
-                "(RFPRM_GENERATOR__BASE_URL=http://host:port/v1)"
+                "(RFPRM_GENERATOR__BASE_URL=http://host:port/v1, or --base-url)"
             )
         self.settings = settings
         self.base_url = settings.base_url

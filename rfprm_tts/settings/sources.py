@@ -300,6 +300,8 @@ def describe(model: type[BaseModel], exc: ValidationError, where: dict[Path_, st
         allowed = choices(annotation) if annotation is not None else None
         said = err["msg"].removeprefix("Value error, ")  # a validator's own words
         message = f"must be one of {', '.join(allowed)}" if allowed else said[:1].lower() + said[1:]
+        if err["type"] == "model_type" and path:  # `selector = "demo"`: a section given as one value
+            message = f"is a section of keys: write [{'.'.join(path)}] with model = ... under it (or {path[-1]}.model)"
         problems[path] = f"{'.'.join(path) or 'settings'} ({source}): {message}"
     return "invalid settings: " + "; ".join(problems.values())
 

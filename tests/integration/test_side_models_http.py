@@ -6,6 +6,7 @@ apart) and by one that fails (the majority answer). The target is the bundled in
 
 import re
 
+from helpers.processes import rfprm
 from helpers.servers import Reply, chat_body
 from rfprm_tts import ReasoningSolver, Settings
 
@@ -70,12 +71,24 @@ def test_a_selector_over_http_picks_against_the_majority_and_is_counted_apart(sc
     assert usage.generator_calls == 1 and usage.generated_tokens == sum(c.generated_tokens for c in result.candidates)
 
 
-def test_a_failing_selector_server_leaves_the_majority_answer(scripted_server):
+def test_a_failing_selector_server_leaves_the_majority_answer_and_says_why(scripted_server, tmp_path):
     scripted_server.requests.clear()
     scripted_server.default = Reply(500, {"error": {"message": "judge is down"}})
     with ReasoningSolver(genselect(scripted_server.base_url)) as solver:
         result = solver.solve(QUESTION)
     votes = [c.answer for c in result.candidates]
     assert result.answer == max(set(votes) - {None}, key=votes.count)
-    assert result.details["unreadable_picks"] == 1 and result.usage.selector_generated_tokens == 0
+    details = result.details
+    assert (details["selector_failures"], details["unreadable_picks"], result.usage.selector_generated_tokens) == (
+        1,
+        0,
+        0,
+    )
+    assert "judge is down" in details["selector_error"]  # the user learns why the majority answered
     assert len(scripted_server.requests) == 2  # retried once, then given up
+    # the CLI's text says it too, on the selector's line
+    flags = ["--strategy", "genselect", "--model", "demo", "-n", "8", "--seed", "0", "--selector-model", "judge"]
+    flags += ["--selector-backend", "openai", "--selector-base-url", scripted_server.base_url]
+    out = rfprm("solve", QUESTION, *flags, cwd=tmp_path, env={"RFPRM_SELECTOR__MAX_RETRIES": "0"})
+    line = next(x for x in out.stdout.splitlines() if x.startswith("Selector:"))
+    assert out.returncode == 0 and "1 call(s); 0 of 1 pick(s) unreadable; 1 failed:" in line and "judge is down" in line

@@ -96,6 +96,15 @@ def test_errors_name_the_source_and_line_and_never_the_secret(tmp_path, monkeypa
     assert CANARY not in str(caught.value) and "\n" not in str(caught.value)
 
 
+def test_a_section_given_as_one_value_says_to_write_a_table(tmp_path, monkeypatch):
+    (tmp_path / "rfprm.toml").write_text(f'selector = "{CANARY}"\n')
+    with pytest.raises(ConfigError) as caught:
+        Settings.load()
+    message = str(caught.value)
+    assert "selector (in rfprm.toml line 1): is a section of keys: write [selector] with model = ..." in message
+    assert CANARY not in message
+
+
 def test_a_literal_setting_lists_its_choices_once():
     with pytest.raises(ConfigError) as caught:
         Settings.load(prm={"aggregation": "median"})

@@ -84,6 +84,13 @@ def test_per_solve_overrides_and_their_limits():
             s.solve(bad)
 
 
+def test_n_in_strategy_params_is_the_solves_n():
+    # strategy_params={"n": ...} was a TypeError ("multiple values for keyword argument 'n'")
+    settings = Settings.load(strategy="majority_vote", strategy_params={"n": 3}, n=5)
+    result = ReasoningSolver(settings, generator=ListGenerator(TEXTS), scorer=DigitScorer()).solve("q")
+    assert len(result.candidates) == 3 and result.strategy_params["n"] == 3
+
+
 def test_explicit_strategy_object():
     s = ReasoningSolver(
         Settings.load(prm=dict(aggregation="last")),
@@ -263,6 +270,6 @@ def test_a_strategy_that_never_scores_does_not_load_the_prm(tmp_path):
         settings, generator=ListGenerator(["x = 7\n\nSo the answer is \\boxed{7}.", "\\boxed{8}"])
     ) as solver:
         result = solver.solve("q", strategy="majority_vote", n=3)
-        assert result.answer == "7" and result.usage.prm_tokens == 0 and result.strategy_params["aggregation"] is None
+        assert result.answer == "7" and result.usage.prm_tokens == 0 and "aggregation" not in result.strategy_params
         with pytest.raises(ConfigError, match="prm model .*no-such-prm.* is a local path that does not exist"):
             solver.solve("q", strategy="best_of_n", n=3)  # a strategy that scores loads it, and says why it cannot
