@@ -9,7 +9,8 @@ matter. Three cases:
 
 - best_of_n: whole trajectories (64 of 1-4k tokens on a GPU). Paths: the upstream recipe
   (one sequence at a time), a padded batch in arrival order, and ours (sorted length
-  buckets with a token budget, or packing). Every path is warmed up once, then timed
+  buckets with a token budget, or packing: with sdpa's dense mask, and with flex_attention's
+  block-sparse one, prm.attention). Every path is warmed up once, then timed
   `--repeats` times: the median tokens/s and the run-to-run spread (min-max). "% roofline"
   is 2 x non-embedding parameters x tokens/s over the FLOP/s of a large matmul measured
   here (not the card's spec sheet), so attention FLOPs are not counted in it.
@@ -22,12 +23,13 @@ matter. Three cases:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import random
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 from transformers import Qwen2Config
@@ -100,6 +102,19 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> float:
     return 10 * 2 * n**3 / seconds
 
 
+@contextlib.contextmanager
+def attention_as(runner: TransformersRunner, attention: str) -> Iterator[None]:
+    """The runner's model with another attention implementation (prm.attention) for a while:
+    "flex_attention" masks packed inputs block-sparsely, sdpa with a dense mask."""
+    model = runner._loaded_model()
+    before = model.config._attn_implementation
+    model.set_attn_implementation(attention)
+    try:
+        yield
+    finally:
+        model.set_attn_implementation(before)
+
+
 def throughput_rows(
     case: str,
     inputs: list[list[int]],
@@ -129,10 +144,11 @@ def throughput_rows(
             pad += len(chunk) * max(len(ids) for ids, _ in chunk) - sum(len(ids) for ids, _ in chunk)
         return pad
 
-    def ours(batching: str) -> Callable[[], int]:
+    def ours(batching: str, attention: str = "sdpa") -> Callable[[], int]:
         def run() -> int:
             runner.batching = batching
-            return runner.run(fmt, [QUESTION] * len(inputs), inputs).padded_tokens
+            with attention_as(runner, attention):
+                return runner.run(fmt, [QUESTION] * len(inputs), inputs).padded_tokens
 
         return run
 
@@ -142,6 +158,7 @@ def throughput_rows(
         ("padded batch of 8", padded_batch),
         ("ours: bucket", ours("bucket")),
         ("ours: pack", ours("pack")),
+        ("ours: pack, flex_attention", ours("pack", "flex_attention")),
     ]
     for name, run in paths:
         try:
@@ -249,9 +266,15 @@ def agreement(fmt: StepTagFormat, model: torch.nn.Module, options: dict, rng: ra
     incremental = scorer(IncrementalRunner(model, **options, batching="bucket"))
     incremental.score(QUESTION, [s[: len(s) // 2] for s in steps])
     got = incremental.score(QUESTION, steps)
-    packed = scorer(TransformersRunner(model, **options, batching="pack")).score(QUESTION, steps)
+    pack = TransformersRunner(model, **options, batching="pack")
+    packed = scorer(pack).score(QUESTION, steps)
+    with attention_as(pack, "flex_attention"):
+        flex = scorer(pack).score(QUESTION, steps)
     diff = lambda a, b: max(abs(x - y) for u, v in zip(a, b) for x, y in zip(u, v))  # noqa: E731
-    line = f"max |score difference| vs full bucketed scoring: incremental {diff(got, full):.1e}, packed {diff(packed, full):.1e}"
+    line = (
+        f"max |score difference| vs full bucketed scoring: incremental {diff(got, full):.1e}, "
+        f"packed {diff(packed, full):.1e}, packed with flex_attention {diff(flex, full):.1e}"
+    )
     if next(model.parameters()).dtype == torch.float32:
         return line
     exact = scorer(TransformersRunner(copy.deepcopy(model).float(), **options)).score(QUESTION, steps)

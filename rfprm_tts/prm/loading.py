@@ -33,7 +33,7 @@ def load_prm(path_or_name: str, **options) -> PRMScorer:
     ReasonFlux-PRM-1.5B scalar-head format, or any registered format.
 
     `options` are PRMSettings fields: backend ('transformers', 'vllm', 'http'), format, device,
-    dtype, batching, overflow, incremental, step_tag, system_prompt, trust_remote_code,
+    dtype, batching, attention, overflow, incremental, step_tag, system_prompt, trust_remote_code,
     base_url, vllm={...}. The project's own Qwen2ForProcessRewardModel loads checkpoints that
     name that architecture; remote code runs only with `trust_remote_code=True`.
     """

@@ -92,11 +92,12 @@ def load_checked(
     with _quiet_transformers(path):
         try:
             model, info = load(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, ImportError) as exc:
             reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
-            raise error(
-                f"cannot load the {role} weights from {path} ({reason}); check the checkpoint's files"
-            ) from None
+            fix = "check the checkpoint's files"
+            if isinstance(exc, ImportError) or "FlashAttention" in reason:  # prm.attention's package is missing
+                fix = "install it" + (", or set prm.attention to 'sdpa' or 'flex_attention'" if role == "prm" else "")
+            raise error(f"cannot load the {role} weights from {path} ({reason}); {fix}") from None
     problems = []
     if info["mismatched_keys"]:
         key, stored, expected = sorted(info["mismatched_keys"])[0]

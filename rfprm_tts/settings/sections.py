@@ -204,9 +204,21 @@ class PRMSettings(HTTPSettings):
     batching: Literal["auto", "bucket", "pack"] = Field(
         "auto",
         description="transformers backend: 'bucket' sorts inputs by length into padded "
-        "batches; 'pack' puts them end to end in one row (no padding; fast with "
-        "flash-attention only); 'auto' packs when the model runs flash-attention.",
+        "batches; 'pack' puts them end to end in one row (no padding; fast with attention that "
+        "masks per input without a dense mask: flash-attention or flex_attention); 'auto' packs "
+        "when the model runs one of those.",
     )
+    attention: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = Field(
+        "auto",
+        description="transformers backend: the attention implementation (transformers' attn_implementation). "
+        "'flex_attention' masks packed inputs block-sparsely (torch's FlexAttention); 'flash_attention_2' needs "
+        "the flash-attn package; 'auto': transformers' default (sdpa).",
+    )
+
+    def attn_implementation(self) -> str | None:
+        """`attention` as `from_pretrained` takes it (None: transformers chooses)."""
+        return None if self.attention == "auto" else self.attention
+
     max_length: int | None = Field(
         None,
         ge=1,

@@ -113,11 +113,19 @@ def test_length_batches_by_hand():
     assert length_batches(lengths, max_rows=2, max_tokens=60)[2:] == [[1], [4], [5]]  # 2 x 31 > 60
 
 
-def test_packed_equals_padded_and_padding_is_reported(tiny_prm_dir):
+@pytest.mark.parametrize("attention", ["auto", "flex_attention"])
+def test_packed_equals_padded_and_padding_is_reported(tiny_prm_dir, attention):
+    """Packed inputs masked per input by sdpa's dense mask or FlexAttention's block-sparse one
+    score as the padded batches do (transformers' default attention)."""
     rng = random.Random(3)
     trajectories = [random_steps(rng, k) for k in (1, 7, 2, 5, 3)]
     bucket = load_prm(str(tiny_prm_dir), batch_size=2, incremental=False)
-    pack = load_prm(str(tiny_prm_dir), batching="pack", max_batch_tokens=300, incremental=False)
+    pack = load_prm(str(tiny_prm_dir), batching="pack", max_batch_tokens=300, incremental=False, attention=attention)
+    if attention == "flex_attention":
+        assert (
+            pack.runner.batching == "pack"
+            and load_prm(str(tiny_prm_dir), attention=attention).runner.batching == "pack"
+        )
     a, b = bucket.score_batch(QUESTION, trajectories), pack.score_batch(QUESTION, trajectories)
     for x, y in zip(a.step_scores, b.step_scores):
         assert x == pytest.approx(y, abs=FLOAT32)

@@ -60,7 +60,12 @@ def load_token_choice_model(settings, path: str, config, device, dtype, fmt):
     from rfprm_tts.runtime.torch_utils import load_checked
 
     lm = load_checked(
-        AutoModelForCausalLM.from_pretrained, path, "prm", dtype=dtype, trust_remote_code=settings.trust_remote_code
+        AutoModelForCausalLM.from_pretrained,
+        path,
+        "prm",
+        dtype=dtype,
+        trust_remote_code=settings.trust_remote_code,
+        attn_implementation=settings.attn_implementation(),
     )
     return TokenChoiceModel(lm, fmt.choices).to(device).eval()
 

@@ -91,6 +91,7 @@ def _load_model(settings, path: str, config, device, dtype, fmt) -> ScalarHeadMo
             unused=("lm_head.",),
             dtype=dtype,
             trust_remote_code=settings.trust_remote_code,
+            attn_implementation=settings.attn_implementation(),
         )
         .to(device)
         .eval()

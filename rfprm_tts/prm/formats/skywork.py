@@ -102,7 +102,12 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
 
     body = (
         load_checked(  # the decoder alone: the value head is read below, the language-model head is unused
-            AutoModel.from_pretrained, path, "prm", unused=("v_head.", "lm_head."), dtype=dtype
+            AutoModel.from_pretrained,
+            path,
+            "prm",
+            unused=("v_head.", "lm_head."),
+            dtype=dtype,
+            attn_implementation=settings.attn_implementation(),
         )
         .to(device)
         .eval()

@@ -3,8 +3,8 @@
 Inputs are batched by length with a token budget (`batching="bucket"`: sorted, right-padded;
 the padding is reported), or packed end to end into one row with position ids restarting per
 input (`batching="pack"`: no padding; transformers masks attention per input, which is fast
-only with flash-attention's variable-length kernels). "auto" packs when the model runs
-flash-attention. The model is any module mapping input ids to per-token logits (a 2-label
+with flash-attention's variable-length kernels or FlexAttention's block-sparse mask, and slow
+with sdpa, which gets a dense mask). "auto" packs when the model runs flash or flex attention. The model is any module mapping input ids to per-token logits (a 2-label
 PRM head: softmax; a 1-logit reward head: sigmoid).
 """
 
@@ -40,7 +40,7 @@ class TransformersRunner:
         self.max_batch_tokens = max_batch_tokens
         if batching == "auto":
             attention = getattr(getattr(model, "config", None), "_attn_implementation", "") or ""
-            batching = "pack" if attention.startswith("flash") else "bucket"
+            batching = "pack" if attention.startswith("flash") or attention == "flex_attention" else "bucket"
         self.batching = batching
         self.pad_id = pad_id
         self.device = next(model.parameters()).device
