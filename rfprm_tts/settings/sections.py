@@ -203,16 +203,13 @@ class PRMSettings(HTTPSettings):
     max_batch_tokens: int = Field(16384, ge=1, description="Most tokens in one forward pass (padding included).")
     batching: Literal["auto", "bucket", "pack"] = Field(
         "auto",
-        description="transformers backend: 'bucket' sorts inputs by length into padded "
-        "batches; 'pack' puts them end to end in one row (no padding; fast with attention that "
-        "masks per input without a dense mask: flash-attention or flex_attention); 'auto' packs "
-        "when the model runs one of those.",
+        description="transformers backend: 'bucket' sorts inputs by length into padded batches; 'pack' puts them "
+        "end to end in one row (no padding; fast with flash or flex attention, not sdpa); 'auto' packs under those.",
     )
     attention: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = Field(
         "auto",
-        description="transformers backend: the attention implementation (transformers' attn_implementation). "
-        "'flex_attention' masks packed inputs block-sparsely (torch's FlexAttention); 'flash_attention_2' needs "
-        "the flash-attn package; 'auto': transformers' default (sdpa).",
+        description="transformers backend: attn_implementation. 'flex_attention' masks packed inputs block-sparsely; "
+        "'flash_attention_2' needs the flash-attn package; 'auto': transformers' default (sdpa).",
     )
 
     def attn_implementation(self) -> str | None:
