@@ -280,7 +280,7 @@ def agreement(fmt: StepTagFormat, model: torch.nn.Module, options: dict, rng: ra
     exact = scorer(TransformersRunner(copy.deepcopy(model).float(), **options)).score(QUESTION, steps)
     return line + (
         f"\nagainst float32 weights: full {diff(full, exact):.1e}, incremental {diff(got, exact):.1e}, "
-        f"packed {diff(packed, exact):.1e}"
+        f"packed {diff(packed, exact):.1e}, packed with flex_attention {diff(flex, exact):.1e}"
     )
 
 

@@ -293,10 +293,7 @@ def settings_n(settings: Settings, strategy: str | None = None) -> int:
     """The N a solve with `settings` runs `strategy` (default: settings.strategy) at:
     settings.n where it was set (a file, the environment, a flag, an override), else the
     strategy's own default: 8, but 1 for speculative_steps and specreason (N is the drafts of
-    each step there; RSD's default is one). An `n` in strategy_params comes first."""
-    if "n" in settings.strategy_params:
-        n: int = settings.strategy_params["n"]  # validated with the strategy's other parameters
-        return n
+    each step there; RSD's default is one)."""
     if "n" in settings.model_fields_set:
         return settings.n
     default = strategy_class(strategy or settings.strategy).Params.model_fields["n"].default

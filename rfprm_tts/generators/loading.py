@@ -6,11 +6,12 @@ from rfprm_tts.generators.base import Generator
 from rfprm_tts.settings import GeneratorSettings, SideRole
 
 
-def build_generator(settings: GeneratorSettings) -> Generator:
+def build_generator(settings: GeneratorSettings, section: str = "generator") -> Generator:
+    """The backend's generator; `section` names its settings in the errors of its requests."""
     if settings.backend == "openai":
         from rfprm_tts.generators.openai import OpenAIGenerator
 
-        return OpenAIGenerator(settings)
+        return OpenAIGenerator(settings, section)
     if settings.backend == "vllm":
         from rfprm_tts.generators.vllm import VLLMGenerator
 
@@ -23,11 +24,11 @@ def build_generator(settings: GeneratorSettings) -> Generator:
 def build_side(role: SideRole, settings: GeneratorSettings) -> Generator:
     """`build_generator` for the `draft` or `selector` section: its errors name that section's
     settings (a backend's messages say "generator.base_url", which a user of the draft would
-    set in vain)."""
+    set in vain), the errors of its requests too."""
     from rfprm_tts.errors import RfprmError
 
     try:
-        return build_generator(settings)
+        return build_generator(settings, role)
     except RfprmError as exc:
         text = str(exc)
         for generator_word, side_word in (

@@ -46,7 +46,10 @@ N_REJECTED_TTL_S = 600.0  # how long a server that rejected n > 1 gets single re
 class OpenAIGenerator:
     """Samples completions from an OpenAI-compatible server (chat or completions API)."""
 
-    def __init__(self, settings: GeneratorSettings):
+    def __init__(self, settings: GeneratorSettings, section: str = "generator"):
+        """`section`: the settings it was built from ("generator", "draft", "selector"), which its
+        errors name."""
+        self.section = section
         if not settings.base_url:
             raise ConfigError(
                 "the openai backend needs a base URL: set generator.base_url "
@@ -215,7 +218,7 @@ class OpenAIGenerator:
         except (openai.OpenAIError, httpx.HTTPError, ValueError) as exc:  # a cut connection, a chunk not JSON
             if finished:  # the answer is whole; only its usage chunk was lost
                 return
-            raise GenerationError(describe_failure(exc, self.replicas.urls[server], 1)) from exc
+            raise GenerationError(describe_failure(exc, self.replicas.urls[server], 1, self.section)) from exc
         if not finished:
             raise GenerationError(
                 without_passwords(
@@ -228,7 +231,7 @@ class OpenAIGenerator:
     def _failure(self, server: int, request: GenerationRequest, exc: Exception, attempts: int) -> str:
         if request.prefix and self.settings.api == "chat" and isinstance(exc, openai.BadRequestError):
             return cannot_continue(self.replicas.urls[server], exc)
-        return describe_failure(exc, self.replicas.urls[server], attempts)
+        return describe_failure(exc, self.replicas.urls[server], attempts, self.section)
 
     def _all_failed(self, n: int, exc: GenerationError, result: GenerationResult) -> GenerationResult:
         result.completions = [Completion(text="", error=str(exc)) for _ in range(n)]

@@ -103,10 +103,15 @@ def build_runner(
     from rfprm_tts.runtime.torch_utils import pick_device, pick_dtype
 
     device = pick_device(settings.device, "prm.device")
+    incremental = settings.incremental and fmt.prefix_reuse
+    if incremental and settings.attention == "flex_attention":
+        # flex_attention is for packed whole inputs; the KV-cached passes run sdpa (torch 2.13's
+        # CPU FlexAttention kernel fails to compile them)
+        settings = settings.model_copy(update={"attention": "sdpa"})
     model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device), fmt)
     pad_id = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None else 0
     runner: Runner
-    if settings.incremental and fmt.prefix_reuse:
+    if incremental:
         runner = IncrementalRunner(
             model,
             cache_max_tokens=settings.cache_max_tokens,

@@ -78,6 +78,17 @@ def _weight_bytes(path: str) -> int:
     return sum(f.stat().st_size for f in Path(path).iterdir() if f.suffix in (".safetensors", ".bin", ".pt"))
 
 
+def attention_fix(reason: str) -> str | None:
+    """What to do when prm.attention cannot run (None: the error is not about attention)."""
+    if "flash" in reason.lower():
+        return "install flash-attn, or set prm.attention to 'sdpa' or 'flex_attention'"
+    if "flex" in reason.lower():
+        return "set prm.attention to 'sdpa' (this torch or model cannot run flex_attention)"
+    if "attention" in reason.lower() or "attn" in reason.lower():
+        return "set prm.attention to 'auto'"
+    return None
+
+
 def load_checked(
     load: Callable[..., Any], path: str, role: Role, *, unused: tuple[str, ...] = (), **kwargs: Any
 ) -> Any:
@@ -94,9 +105,9 @@ def load_checked(
             model, info = load(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
         except (OSError, ValueError, RuntimeError, ImportError) as exc:
             reason = next(iter(str(exc).strip().splitlines()), type(exc).__name__)
-            fix = "check the checkpoint's files"
-            if isinstance(exc, ImportError) or "FlashAttention" in reason:  # prm.attention's package is missing
-                fix = "install it" + (", or set prm.attention to 'sdpa' or 'flex_attention'" if role == "prm" else "")
+            fix = attention_fix(reason) if role == "prm" else None
+            if fix is None:
+                fix = "install what it names" if isinstance(exc, ImportError) else "check the checkpoint's files"
             raise error(f"cannot load the {role} weights from {path} ({reason}); {fix}") from None
     problems = []
     if info["mismatched_keys"]:

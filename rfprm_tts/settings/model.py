@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from rfprm_tts.errors import ConfigError
@@ -65,6 +65,20 @@ class Settings(BaseSettings):
         min_length=1,
         description="Splits responses into steps, for generation and PRM scoring alike.",
     )
+
+    @model_validator(mode="after")
+    def _n_given_as_a_strategy_parameter(self) -> Settings:
+        """`strategy_params = {n = 4}` is the sample budget: it becomes `n`, checked as `n` is."""
+        if "n" not in self.strategy_params:
+            return self
+        n = self.strategy_params.pop("n")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError("n given in strategy_params must be a whole number >= 1; or set n itself")
+        if "n" in self.model_fields_set and n != self.n:
+            raise ValueError(f"n is given twice, {self.n} and {n} in strategy_params: keep one")
+        self.n = n
+        self.model_fields_set.add("n")
+        return self
 
     def __init__(self, **values: Any) -> None:
         """Read the environment, `.env` and the TOML file (under the given values) and validate

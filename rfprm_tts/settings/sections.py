@@ -208,8 +208,8 @@ class PRMSettings(HTTPSettings):
     )
     attention: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = Field(
         "auto",
-        description="transformers backend: attn_implementation. 'flex_attention' masks packed inputs block-sparsely; "
-        "'flash_attention_2' needs the flash-attn package; 'auto': transformers' default (sdpa).",
+        description="transformers backend: attn_implementation. 'flex_attention' masks packed whole inputs "
+        "block-sparsely (incremental scoring runs sdpa); 'flash_attention_2' needs flash-attn; 'auto': sdpa.",
     )
 
     def attn_implementation(self) -> str | None:

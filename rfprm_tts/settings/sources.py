@@ -301,7 +301,9 @@ def describe(model: type[BaseModel], exc: ValidationError, where: dict[Path_, st
         said = err["msg"].removeprefix("Value error, ")  # a validator's own words
         message = f"must be one of {', '.join(allowed)}" if allowed else said[:1].lower() + said[1:]
         if err["type"] == "model_type" and path:  # `selector = "demo"`: a section given as one value
-            message = f"is a section of keys: write [{'.'.join(path)}] with model = ... under it (or {path[-1]}.model)"
+            keys = section_model(annotation)
+            example = " with model = ... under it" if keys is not None and "model" in keys.model_fields else ""
+            message = f"is a section of keys: write them under [{'.'.join(path)}]{example}"
         problems[path] = f"{'.'.join(path) or 'settings'} ({source}): {message}"
     return "invalid settings: " + "; ".join(problems.values())
 

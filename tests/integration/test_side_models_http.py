@@ -85,6 +85,9 @@ def test_a_failing_selector_server_leaves_the_majority_answer_and_says_why(scrip
         0,
     )
     assert "judge is down" in details["selector_error"]  # the user learns why the majority answered
+    with ReasoningSolver(genselect("http://127.0.0.1:9/v1")) as solver:  # nothing listens there
+        unreachable = solver.solve(QUESTION).details["selector_error"]
+    assert "check RFPRM_SELECTOR__BASE_URL" in unreachable  # the selector's settings, not the generator's
     assert len(scripted_server.requests) == 2  # retried once, then given up
     # the CLI's text says it too, on the selector's line
     flags = ["--strategy", "genselect", "--model", "demo", "-n", "8", "--seed", "0", "--selector-model", "judge"]

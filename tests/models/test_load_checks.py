@@ -90,16 +90,19 @@ def test_a_cuda_prm_device_without_a_gpu_is_refused(tiny_prm_dir):
         load_prm(str(tiny_prm_dir), device="cuda:1")
 
 
-@NO_GPU
 @pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="flash-attn is installed here")
 def test_flash_attention_without_its_package_says_what_to_do_instead(tiny_prm_dir):
     with pytest.raises(PRMLoadError) as caught:
         load_prm(str(tiny_prm_dir), attention="flash_attention_2")
     message = str(caught.value)
-    assert "FlashAttention2" in message and "set prm.attention to 'sdpa' or 'flex_attention'" in message
+    assert (
+        "FlashAttention2" in message
+        and "install flash-attn, or set prm.attention to 'sdpa' or 'flex_attention'" in message
+    )
     assert "\n" not in message
 
 
+@NO_GPU
 def test_the_cli_says_device_cuda_in_one_line_and_exits_2(capsys):
     assert main(["solve", "Compute 1 + 1.", "-n", "1", "--device", "cuda"]) == 2
     err = capsys.readouterr().err  # after the generator's loading progress bar

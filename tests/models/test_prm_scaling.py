@@ -121,11 +121,8 @@ def test_packed_equals_padded_and_padding_is_reported(tiny_prm_dir, attention):
     trajectories = [random_steps(rng, k) for k in (1, 7, 2, 5, 3)]
     bucket = load_prm(str(tiny_prm_dir), batch_size=2, incremental=False)
     pack = load_prm(str(tiny_prm_dir), batching="pack", max_batch_tokens=300, incremental=False, attention=attention)
-    if attention == "flex_attention":
-        assert (
-            pack.runner.batching == "pack"
-            and load_prm(str(tiny_prm_dir), attention=attention).runner.batching == "pack"
-        )
+    if attention == "flex_attention":  # auto packs under it
+        assert load_prm(str(tiny_prm_dir), attention=attention, incremental=False).runner.batching == "pack"
     a, b = bucket.score_batch(QUESTION, trajectories), pack.score_batch(QUESTION, trajectories)
     for x, y in zip(a.step_scores, b.step_scores):
         assert x == pytest.approx(y, abs=FLOAT32)
@@ -148,9 +145,22 @@ def test_incremental_equals_full_rescoring(tiny_prm_dir, token_level_prm_dir, re
     """A simulated tree search: every round extends kept beams by one or two steps. Shared
     prefixes, new branches, fully cached inputs and parents of different lengths in one
     forward pass (left padding) all occur."""
-    rng = random.Random(beams * 100 + width * 10 + rounds)
     prm = str(tiny_prm_dir if readout == "step_tag" else token_level_prm_dir)
-    incremental = load_prm(prm, readout=readout, batch_size=3)
+    check_incremental_equals_full(prm, readout, beams, width, rounds)
+
+
+def test_the_incremental_runner_runs_sdpa_under_flex_attention_and_scores_as_full_scoring(tiny_prm_dir):
+    """prm.attention flex_attention is for packed whole inputs; the KV-cached runner (the default
+    for step-tag PRMs) runs its passes with sdpa (torch 2.13's CPU flex kernel fails to compile
+    them: a C++ error from inductor)."""
+    prm = load_prm(str(tiny_prm_dir), attention="flex_attention")
+    assert prm.runner.model.config._attn_implementation == "sdpa"
+    check_incremental_equals_full(str(tiny_prm_dir), "step_tag", 2, 3, 4, attention="flex_attention")
+
+
+def check_incremental_equals_full(prm: str, readout: str, beams: int, width: int, rounds: int, **options) -> None:
+    rng = random.Random(beams * 100 + width * 10 + rounds)
+    incremental = load_prm(prm, readout=readout, batch_size=3, **options)
     full = load_prm(prm, readout=readout, incremental=False)
     frontier = [random_steps(rng, rng.randint(1, 3)) for _ in range(beams)]
     for _ in range(rounds):

@@ -101,8 +101,15 @@ def test_a_section_given_as_one_value_says_to_write_a_table(tmp_path, monkeypatc
     with pytest.raises(ConfigError) as caught:
         Settings.load()
     message = str(caught.value)
-    assert "selector (in rfprm.toml line 1): is a section of keys: write [selector] with model = ..." in message
+    assert (
+        "selector (in rfprm.toml line 1): is a section of keys: write them under [selector] with model = ..." in message
+    )
     assert CANARY not in message
+    (tmp_path / "rfprm.toml").write_text("[prm]\nvllm = 3\n")
+    with pytest.raises(
+        ConfigError, match=r"prm.vllm \(in rfprm.toml line 2\): is a section of keys: write them under \[prm.vllm\]$"
+    ):
+        Settings.load()
 
 
 def test_a_literal_setting_lists_its_choices_once():

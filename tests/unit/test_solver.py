@@ -84,11 +84,16 @@ def test_per_solve_overrides_and_their_limits():
             s.solve(bad)
 
 
-def test_n_in_strategy_params_is_the_solves_n():
+def test_n_in_strategy_params_is_the_solves_n_and_a_second_n_is_refused():
     # strategy_params={"n": ...} was a TypeError ("multiple values for keyword argument 'n'")
-    settings = Settings.load(strategy="majority_vote", strategy_params={"n": 3}, n=5)
-    result = ReasoningSolver(settings, generator=ListGenerator(TEXTS), scorer=DigitScorer()).solve("q")
-    assert len(result.candidates) == 3 and result.strategy_params["n"] == 3
+    settings = Settings.load(strategy="majority_vote", strategy_params={"n": 3})
+    solver = ReasoningSolver(settings, generator=ListGenerator(TEXTS), scorer=DigitScorer())
+    assert settings.n == 3 and len(solver.solve("q").candidates) == 3
+    assert len(solver.solve("q", n=2).candidates) == 2  # a solve's own n still wins
+    with pytest.raises(ConfigError, match=r"n is given twice, 5 and 3 in strategy_params: keep one"):
+        Settings.load(strategy_params={"n": 3}, n=5)
+    with pytest.raises(ConfigError, match="strategy_params .*whole number >= 1"):
+        Settings.load(strategy_params={"n": "4"})
 
 
 def test_explicit_strategy_object():

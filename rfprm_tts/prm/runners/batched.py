@@ -4,8 +4,9 @@ Inputs are batched by length with a token budget (`batching="bucket"`: sorted, r
 the padding is reported), or packed end to end into one row with position ids restarting per
 input (`batching="pack"`: no padding; transformers masks attention per input, which is fast
 with flash-attention's variable-length kernels or FlexAttention's block-sparse mask, and slow
-with sdpa, which gets a dense mask). "auto" packs when the model runs flash or flex attention. The model is any module mapping input ids to per-token logits (a 2-label
-PRM head: softmax; a 1-logit reward head: sigmoid).
+with sdpa, which gets a dense mask). "auto" packs when the model runs flash or flex attention.
+The model is any module mapping input ids to per-token logits (a 2-label PRM head: softmax; a
+1-logit reward head: sigmoid).
 """
 
 from __future__ import annotations
