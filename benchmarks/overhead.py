@@ -178,11 +178,15 @@ async def compare(
             for side in (mine, raw) if r % 2 else (raw, mine):
                 await side.round(take(size), c)
         both, low, high = ratio_interval(await paired(mine, raw, take(paired_size), c))
-        m, t = mine.seconds / mine.tokens, raw.seconds / raw.tokens
-        lines.append(
-            f"| {name} | {c} | {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | {both:.3f} ({low:.3f}-{high:.3f}) | "
-            f"{mine.cpu_s / mine.questions * 1e3:.1f} | {raw.cpu_s / raw.questions * 1e3:.1f} |"
-        )
+        if rounds:
+            m, t = mine.seconds / mine.tokens, raw.seconds / raw.tokens
+            rounds_cells = (
+                f"| {m * 1e3:.3f} | {t * 1e3:.3f} | {m / t:.3f} | {both:.3f} ({low:.3f}-{high:.3f}) | "
+                f"{mine.cpu_s / mine.questions * 1e3:.1f} | {raw.cpu_s / raw.questions * 1e3:.1f} |"
+            )
+        else:  # --rounds 0: the paired measurement alone
+            rounds_cells = f"| | | | {both:.3f} ({low:.3f}-{high:.3f}) | | |"
+        lines.append(f"| {name} | {c} {rounds_cells}")
         print(lines[-1], flush=True)
     return lines
 

@@ -212,9 +212,10 @@ class PRMSettings(HTTPSettings):
         "block-sparsely (incremental scoring runs sdpa); 'flash_attention_2' needs flash-attn; 'auto': sdpa.",
     )
 
-    def attn_implementation(self) -> str | None:
-        """`attention` as `from_pretrained` takes it (None: transformers chooses)."""
-        return None if self.attention == "auto" else self.attention
+    def model_options(self) -> dict[str, Any]:
+        """What `from_pretrained` takes from these settings (attention "auto": transformers chooses)."""
+        attention = None if self.attention == "auto" else self.attention
+        return {"trust_remote_code": self.trust_remote_code, "attn_implementation": attention}
 
     max_length: int | None = Field(
         None,

@@ -64,8 +64,7 @@ def load_token_choice_model(settings, path: str, config, device, dtype, fmt):
         path,
         "prm",
         dtype=dtype,
-        trust_remote_code=settings.trust_remote_code,
-        attn_implementation=settings.attn_implementation(),
+        **settings.model_options(),
     )
     return TokenChoiceModel(lm, fmt.choices).to(device).eval()
 

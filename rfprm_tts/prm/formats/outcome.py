@@ -72,8 +72,7 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
         path,
         "prm",
         dtype=dtype,
-        trust_remote_code=settings.trust_remote_code,
-        attn_implementation=settings.attn_implementation(),
+        **settings.model_options(),
     )
     head = getattr(model, "score", None) or getattr(model, "classifier", None)
     if head is None or not hasattr(head, "weight") or head.weight.shape[0] != 1:

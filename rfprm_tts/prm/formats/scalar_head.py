@@ -90,8 +90,7 @@ def _load_model(settings, path: str, config, device, dtype, fmt) -> ScalarHeadMo
             "prm",
             unused=("lm_head.",),
             dtype=dtype,
-            trust_remote_code=settings.trust_remote_code,
-            attn_implementation=settings.attn_implementation(),
+            **settings.model_options(),
         )
         .to(device)
         .eval()

@@ -107,7 +107,7 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
             "prm",
             unused=("v_head.", "lm_head."),
             dtype=dtype,
-            attn_implementation=settings.attn_implementation(),
+            **settings.model_options(),
         )
         .to(device)
         .eval()

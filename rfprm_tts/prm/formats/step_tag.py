@@ -116,11 +116,11 @@ def _load_model(settings, path: str, config, device, dtype, fmt):
 
     architectures = list(getattr(config, "architectures", None) or [])
     unused = ("lm_head.",)  # a language-model head some PRM checkpoints keep (vLLM's class skips it too)
-    options = {"dtype": dtype, "attn_implementation": settings.attn_implementation()}
+    options = {"dtype": dtype, **settings.model_options()}  # trust_remote_code matters to AutoModel only
     if "Qwen2ForProcessRewardModel" in architectures:
         model = load_checked(Qwen2ForProcessRewardModel.from_pretrained, path, "prm", unused=unused, **options)
     elif settings.trust_remote_code:
-        model = load_checked(AutoModel.from_pretrained, path, "prm", unused=unused, trust_remote_code=True, **options)
+        model = load_checked(AutoModel.from_pretrained, path, "prm", unused=unused, **options)
     else:
         raise PRMLoadError(
             f"{path!r} declares architectures {architectures}, not a step-tag process reward model "
