@@ -230,6 +230,7 @@ class ReasoningSolver:
         )
         # a verifier that reads log-probabilities needs the generator to return them
         sampling = settings.generator.sampling().model_copy(update={"logprobs": True} if reads_logprobs else {})
+        roles = side or []
         return SearchContext(
             messages,
             generator,
@@ -243,7 +244,9 @@ class ReasoningSolver:
             on_progress=on_progress,
             tools=tools,
             json_format=json_format,
-            side=await asyncio.to_thread(self.side_models.for_solve, side or [], settings, sampling) if side else None,
+            side=self.side_models.for_solve(roles, settings, sampling)  # built already: no hop, as above
+            if self.side_models.loaded(roles)
+            else await asyncio.to_thread(self.side_models.for_solve, roles, settings, sampling),
         )
 
     def solve(

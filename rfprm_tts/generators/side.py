@@ -43,6 +43,10 @@ class SideModels:
                 self._built.append(built)
             return self._models.get(role)
 
+    def loaded(self, roles: list[SideRole]) -> bool:
+        """Whether `for_solve(roles, ...)` would build nothing (each model handed in, built, or not set)."""
+        return all(role in self._models or self.settings.side_model(role) is None for role in roles)
+
     def require(self, role: SideRole) -> Generator:
         model = self.get(role)
         if model is None:
