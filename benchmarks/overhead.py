@@ -4,6 +4,7 @@ doing the same work itself.
 
     python benchmarks/overhead.py                          # starts `vllm serve` on the demo generator
     python benchmarks/overhead.py --base-url http://127.0.0.1:8000/v1 --model demo
+    python benchmarks/overhead.py --client-cpu --concurrency 256   # the client's CPU alone
 
 For each concurrency C (questions in flight): rounds alternate raw and wrapped (each round's
 order flipped), max(C, --per-round) distinct demo questions each, C at a time, majority_vote with n samples in one request
@@ -15,7 +16,10 @@ different server (its batch, its cache, the other processes on the machine), so 
 ratio has both sides ask the same questions at the same moment (`paired`) and compares their
 summed request latency per generated token, with a 95% bootstrap interval over questions: the
 figure to read against 1.05 (the vLLM server it starts runs without a prefix cache, which
-would favour the second request of a question; an odd C keeps C - 1 in flight). The proxy part (`--proxy`) starts `rfprm serve` as
+would favour the second request of a question; an odd C keeps C - 1 in flight).
+`--client-cpu` measures what the latency ratio at many requests in flight comes from: each
+side's own CPU per question against a canned upstream in its own process (benchmarks/
+canned_upstream.py), with no model server sharing the cores. The proxy part (`--proxy`) starts `rfprm serve` as
 its own process: majority_vote through the proxy vs the raw SDK to vLLM, and best_of_n through
 the proxy vs in-process `asolve` with the same PRM (the proxy's HTTP and JSON only).
 """
@@ -26,6 +30,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -105,6 +110,11 @@ class Side:
             tokens = await self.run(question)
             return time.perf_counter() - started, tokens
 
+    async def warm(self, questions: list[str], in_flight: int) -> None:
+        """Ask untimed, so the client's connection pool is open before what is timed."""
+        limit = asyncio.Semaphore(in_flight)
+        await asyncio.gather(*(self.timed(q, limit) for q in questions))
+
     async def round(self, questions: list[str], in_flight: int) -> float:
         """One round: every question, `in_flight` at a time; adds to the totals and returns
         its seconds per generated token."""
@@ -163,11 +173,12 @@ async def compare(
     """Table rows: per concurrency, each side's time per generated token over all its rounds,
     the ratio, and each side's CPU per question (this process, plus its server's for the
     proxy). A round is max(C, per_round) questions, C in flight; rounds alternate sides (each
-    round's order flipped); then max(2C, pairs) questions asked by both sides (`paired`), whose
-    ratio has a bootstrap interval. Every round asks questions not asked before."""
+    round's order flipped); then both sides warm up (C questions each, untimed) and
+    max(2C, pairs) questions are asked by both sides (`paired`), whose ratio has a bootstrap interval. Every round asks questions not asked before."""
     sizes = [max(c, per_round) for c in concurrencies]
     paired_sizes = [max(2 * c, pairs) for c in concurrencies]
-    fresh = iter(p.question for p in held_out_problems(1 + 2 * rounds * sum(sizes) + sum(paired_sizes)))
+    warm_ups = 2 * sum(concurrencies)
+    fresh = iter(p.question for p in held_out_problems(1 + 2 * rounds * sum(sizes) + sum(paired_sizes) + warm_ups))
     take = lambda count: [next(fresh) for _ in range(count)]  # noqa: E731
     first = await ours.round(take(1), 1)  # the process's first solve of ours, cold
     lines = [f"| {name} | 1 (the process's first request, cold) | {first * 1e3:.3f} | | | | | |"]
@@ -177,6 +188,9 @@ async def compare(
         for r in range(rounds):
             for side in (mine, raw) if r % 2 else (raw, mine):
                 await side.round(take(size), c)
+        # both clients open their connections before the pairs (whichever side's pool was warmer
+        # won by more than the interval: 0.872 with no rounds before, 1.084 after two)
+        await asyncio.gather(mine.warm(take(c), c), raw.warm(take(c), c))
         both, low, high = ratio_interval(await paired(mine, raw, take(paired_size), c))
         if rounds:
             m, t = mine.seconds / mine.tokens, raw.seconds / raw.tokens
@@ -263,6 +277,34 @@ async def main_async(args: argparse.Namespace, base_url: str) -> list[str]:
     return lines
 
 
+async def client_cpu(base_url: str, n: int, in_flight: int, questions: int) -> list[str]:
+    """Each side's own CPU per question (this process's, all threads) against the canned upstream
+    in its own process: what the wrapper adds on the client, without a model server sharing the
+    cores. After a warm-up of each side, two rounds each, alternating."""
+    settings = Settings(
+        generator={"backend": "openai", "base_url": base_url, "model": "demo", "max_concurrency": in_flight}
+    )
+    client = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", timeout=600, max_retries=0)
+    fresh = iter(p.question for p in held_out_problems(6 * questions))
+    cpu: dict[str, list[float]] = {"solve(), majority_vote": [], "raw openai SDK": []}
+    async with ReasoningSolver(settings) as solver:
+        sides = dict(zip(cpu, (Side(wrapped(solver, "majority_vote", n)), Side(raw_sdk(client, settings, n)))))
+        for side in sides.values():
+            await side.warm([next(fresh) for _ in range(questions)], in_flight)
+        for _ in range(2):
+            for name, side in sides.items():
+                started = time.process_time()
+                await side.warm([next(fresh) for _ in range(questions)], in_flight)
+                cpu[name].append((time.process_time() - started) / questions * 1e6)
+    await client.close()
+    ours, raw = (statistics.mean(v) for v in cpu.values())
+    return [
+        f"client CPU per question, {questions} questions per round, {in_flight} in flight, n={n}, canned upstream:",
+        *(f"  {name}: {' / '.join(f'{v:,.0f}' for v in values)} us" for name, values in cpu.items()),
+        f"  ours - raw: {ours - raw:,.0f} us per question ({ours / raw:.2f}x)",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base-url", help="an OpenAI-compatible server (default: start vLLM on the demo generator)")
@@ -278,7 +320,29 @@ def main() -> None:
     )
     parser.add_argument("--proxy", action="store_true", help="also measure `rfprm serve`")
     parser.add_argument("--logs", default=".", help="folder for the servers' logs")
+    parser.add_argument(
+        "--client-cpu",
+        action="store_true",
+        help="only each side's own CPU per question, against a canned upstream (no model server)",
+    )
     args = parser.parse_args()
+    if args.client_cpu:
+        port = free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "canned_upstream:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+        log = Path(args.logs) / "canned.log"
+        with server_process(command, f"http://127.0.0.1:{port}/health", log, cwd=Path(__file__).parent):
+            lines = asyncio.run(client_cpu(f"http://127.0.0.1:{port}/v1", args.n, max(args.concurrency), 1000))
+        print("\n".join(lines))
+        return
 
     with ExitStack() as stack:
         base_url = args.base_url

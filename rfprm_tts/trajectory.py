@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
@@ -79,9 +80,10 @@ class Trajectory(BaseModel):
         return bool(self.steps) and self.steps[-1].part == "answer"
 
     @computed_field  # type: ignore[prop-decorator]
-    @property
+    @cached_property
     def answer(self) -> str | None:
-        """The extracted final answer (last \\boxed{}, then fallbacks), or None."""
+        """The extracted final answer (last \\boxed{}, then fallbacks), or None; extracted once
+        (a vote, a grade and the result all read it; a trajectory's text does not change)."""
         return extract_answer(self.text)
 
 

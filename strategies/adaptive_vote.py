@@ -16,7 +16,6 @@ and b for the rest, and the vote stops once P(p > 1/2) >= `confidence`, or, with
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from math import comb
 from typing import Literal
@@ -29,6 +28,7 @@ from rfprm_tts.strategies.base import (
     SamplingParams,
     SearchOutcome,
     StrategyParams,
+    grouping,
     register,
     sample_answers,
 )
@@ -76,7 +76,7 @@ class AdaptiveVote(BaseStrategy):
             rounds += 1
             completions = await sample_answers(ctx, total - len(candidates), p, exits)
             candidates += await ctx.evaluate(completions) if p.weighted else [ctx.candidate(c) for c in completions]
-            result = await asyncio.to_thread(tally, candidates, p.weighted)  # math-verify: off the loop
+            result = await grouping([c.answer for c in candidates], tally, candidates, p.weighted)
             given = sum(c.ok and c.answer is not None for c in candidates)
             leader = len(result.members)
             clear = given > 0 and (

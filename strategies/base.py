@@ -14,7 +14,7 @@ import asyncio
 import difflib
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
@@ -24,6 +24,7 @@ from pydantic_core import ErrorDetails
 
 from rfprm_tts.errors import ConfigError
 from rfprm_tts.generators.base import Completion
+from rfprm_tts.grading.equivalence import needs_math_verify
 from rfprm_tts.search.context import SearchContext
 from rfprm_tts.search.thinking import ThinkingControl, sample_thinking
 from rfprm_tts.settings import Settings, SideRole
@@ -163,6 +164,7 @@ class StrategyClass(Protocol):
 
 
 S = TypeVar("S", bound=StrategyClass)
+R = TypeVar("R")
 
 
 class BaseStrategy:
@@ -206,13 +208,22 @@ class SampleThenChoose(BaseStrategy):
     async def search(self, question: str, ctx: SearchContext) -> SearchOutcome:
         exits: Counter[str] = Counter()
         candidates = await sample_candidates(ctx, self.params, self.scores_answers, exits)
-        outcome = await asyncio.to_thread(self.choose, candidates)
+        outcome = await grouping([c.answer for c in candidates], self.choose, candidates)
         if exits:
             outcome.details["thinking"] = dict(exits)
         return outcome
 
     def choose(self, candidates: list[Candidate]) -> SearchOutcome:
         raise NotImplementedError
+
+
+async def grouping(answers: Sequence[str | None], work: Callable[..., R], *args: Any) -> R:
+    """`work(*args)`, which groups `answers` by equivalence: on a worker thread when math-verify
+    may be asked (seconds), else on the event loop, as the thread hop would cost more CPU than
+    the vote (0.4 ms against 0.06 ms per solve over plain numbers, measured)."""
+    if needs_math_verify(answers):
+        return await asyncio.to_thread(work, *args)
+    return work(*args)
 
 
 async def sample_candidates(

@@ -37,6 +37,7 @@ from rfprm_tts.strategies.base import (
     SamplingParams,
     SearchOutcome,
     StrategyParams,
+    grouping,
     register,
     sample_candidates,
 )
@@ -128,7 +129,7 @@ class GenSelect(BaseStrategy):
         exits: Counter[str] = Counter()
         samples = await sample_candidates(ctx, self.params, False, exits)  # no pick reads a PRM score
         answers = [c.answer if c.ok else None for c in samples]
-        groups, unchecked = await asyncio.to_thread(answer_groups, answers)
+        groups, unchecked = await grouping(answers, answer_groups, answers)
         contenders = [Contender(g, samples[g[0]]) for g in sorted(groups, key=len, reverse=True)]
         tally, rounds = Tally(), 0
         while len(contenders) > 1:

@@ -8,7 +8,6 @@ from typing import IO
 
 from rfprm_tts.cli.arguments import Commands, at_least, finite, prm_settings, show_progress
 from rfprm_tts.errors import RfprmError
-from rfprm_tts.runtime.files import check_input, check_output
 
 
 def add_parser(commands: Commands) -> None:
@@ -40,9 +39,11 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
 
     if args.steps_field and args.response_field:
         raise RfprmError("--steps-field and --response-field both say where the answer is: give one")
-    check_output(args.out, check_input(args.input, "a JSONL file with a question and a response per row"))
     settings = prm_settings(model=args.prm, format=args.format, alpha=args.alpha, device=args.device)
-    from rfprm_tts.offline.score import Fields, score_file
+    from rfprm_tts.offline.score import Fields, check_run, score_file
+
+    fields = Fields(args.question_field, args.response_field, args.steps_field, args.id_field)
+    check_run(settings, args.input, args.out, fields, args.restart)  # a refusal before minutes of loading
     from rfprm_tts.prm import build_scorer  # torch and transformers: after the quick checks
 
     scorer = build_scorer(settings.prm)
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace, out: IO[str]) -> int:
             settings,
             args.input,
             args.out,
-            Fields(args.question_field, args.response_field, args.steps_field, args.id_field),
+            fields,
             chunk_rows=args.chunk_rows,
             restart=args.restart,
             progress=show_progress(args),

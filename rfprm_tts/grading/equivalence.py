@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -91,6 +92,13 @@ def cheap(a: str | None, b: str | None) -> bool | None:
     if x is not None and y is not None:
         return x == y
     return None
+
+
+def needs_math_verify(answers: Iterable[str | None]) -> bool:
+    """Could grouping these answers ask math-verify (seconds, in a subprocess)? Not when they are
+    all spelled alike or all plain numbers: then every comparison is `cheap`."""
+    spellings = {normalize(a): a for a in answers if a is not None}
+    return len(spellings) > 1 and any(as_number(a) is None for a in spellings.values())
 
 
 def equivalent(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:

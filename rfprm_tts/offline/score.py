@@ -109,7 +109,6 @@ def check_settings(out: Path, settings: Settings) -> None:
                 f"{out} was scored under other settings ({what}): resuming would mix two scorings. "
                 "Use those settings, another output file, or --restart"
             )
-    write_atomically(kept, json.dumps(now, indent=2) + "\n")
 
 
 def check_same_input(last_input: dict[str, Any] | str, out: Path, done: int, id_field: str) -> None:
@@ -117,7 +116,8 @@ def check_same_input(last_input: dict[str, Any] | str, out: Path, done: int, id_
     (the input changed, or another file was given): by the id field when rows have one."""
     with open(out, "rb") as f:
         f.seek(max(0, out.stat().st_size - 1_000_000))
-        last = json.loads(f.read().splitlines()[-1])
+        tail = f.read()
+    last = json.loads(tail[: tail.rfind(b"\n")].rsplit(b"\n", 1)[-1])  # the last whole row (a torn one after it)
     if isinstance(last_input, dict) and id_field in last_input and last_input.get(id_field) != last.get(id_field):
         raise ConfigError(
             f"{out} ends with {id_field}={last.get(id_field)!r} but row {done} of the input has "
@@ -174,6 +174,48 @@ def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fie
     return out
 
 
+def row_problem(number: int, line: bytes, fields: Fields) -> str | None:
+    """Why the row on a line cannot be scored, as far as reading it goes (None: it can be)."""
+    row = parse_row(number, line)
+    if isinstance(row, str):
+        return row
+    try:
+        fields.read(row)
+    except ValueError as exc:
+        return f"line {number}: {exc}"
+    return None
+
+
+def check_run(settings: Settings, source: str | Path, out: str | Path, fields: Fields, restart: bool) -> int:
+    """Everything that can refuse a run, reading only, so that a command asks before it loads a
+    PRM: the input (a file with a row the fields can read), the output (not the input), and
+    on a resume the output's settings and its last row. Returns the input's rows."""
+    source = check_input(source, "a JSONL file with a question and a response per row")
+    out = check_output(out, source)
+    resuming = not restart and out.exists() and out.stat().st_size > 0
+    if resuming:
+        check_settings(out, settings)
+    done = whole_rows(out, cut_torn_line=False) if resuming else 0
+    total, readable, first_error, last_written = 0, False, None, None
+    for index, (number, line) in enumerate(jsonl_lines(source, "the input")):
+        total += 1
+        if index == done - 1:
+            last_written = (number, line)  # the input row the output ends with
+        if not readable:
+            problem = row_problem(number, line, fields)
+            readable, first_error = problem is None, first_error or problem
+    if total == 0:
+        raise ConfigError(f"{source} has no rows; give a JSONL file with a question and a response per row")
+    if not readable:
+        raise ConfigError(
+            f"no row of {source} can be scored (first: {first_error}); fix the file or name its fields "
+            "(--question-field, --response-field)"
+        )
+    if last_written is not None:
+        check_same_input(parse_row(*last_written), out, done, fields.id)
+    return total
+
+
 def score_file(
     scorer: Scorer,
     settings: Settings,
@@ -193,12 +235,10 @@ def score_file(
     with OutputLock(out):
         if restart and out.exists():
             out.unlink()
-        check_settings(out, settings)
         summary = Summary(resumed_after=whole_rows(out))
+        total = check_run(settings, source, out, fields, restart=False)
+        write_atomically(Path(f"{out}.settings.json"), json.dumps(fingerprint(settings), indent=2) + "\n")
         started = time.perf_counter()
-        total = sum(1 for _ in jsonl_lines(source, "the input"))
-        if total == 0:
-            raise ConfigError(f"{source} has no rows; give a JSONL file with a question and a response per row")
         try:
             with (
                 JsonlAppender(out) as output,
@@ -224,11 +264,8 @@ def score_file(
                     chunk.clear()
 
                 for index, (number, line) in enumerate(jsonl_lines(source, "the input")):
-                    if index < summary.resumed_after - 1:
-                        continue  # written already: not even parsed
-                    if index == summary.resumed_after - 1:
-                        check_same_input(parse_row(number, line), out, summary.resumed_after, fields.id)
-                        continue
+                    if index < summary.resumed_after:
+                        continue  # written already (check_run matched the last of them): not even parsed
                     chunk.append((number, parse_row(number, line)))
                     if len(chunk) == chunk_rows:
                         flush()

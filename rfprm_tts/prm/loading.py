@@ -104,9 +104,10 @@ def build_runner(
 
     device = pick_device(settings.device, "prm.device")
     incremental = settings.incremental and fmt.prefix_reuse
-    if incremental and settings.attention == "flex_attention":
-        # flex_attention is for packed whole inputs; the KV-cached passes run sdpa (torch 2.13's
-        # CPU FlexAttention kernel fails to compile them)
+    if incremental and settings.attention in ("flex_attention", "flash_attention_2"):
+        # they are for packed whole inputs; the KV-cached passes mask siblings sharing a row
+        # with a tree-shaped mask that flash attention cannot take (and torch 2.13's CPU
+        # FlexAttention kernel fails to compile), so they run sdpa
         settings = settings.model_copy(update={"attention": "sdpa"})
     model = spec.load_model(settings, path, config, device, pick_dtype(settings.dtype, device), fmt)
     pad_id = fmt.tokenizer.pad_token_id if fmt.tokenizer.pad_token_id is not None else 0

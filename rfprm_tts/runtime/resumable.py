@@ -21,8 +21,9 @@ from rfprm_tts.runtime.files import append_all, jsonl
 log = logging.getLogger(__name__)
 
 
-def whole_rows(path: Path) -> int:
-    """The whole rows in `path` (read in blocks: it may be large), after cutting a torn last line."""
+def whole_rows(path: Path, *, cut_torn_line: bool = True) -> int:
+    """The whole rows in `path` (read in blocks: it may be large), after cutting a torn last line
+    (`cut_torn_line=False`: only counting, for a check that must not write)."""
     if not path.exists():
         return 0
     rows = whole = size = 0
@@ -32,7 +33,7 @@ def whole_rows(path: Path) -> int:
             if (last := block.rfind(b"\n")) >= 0:
                 whole = size + last + 1
             size += len(block)
-    if whole < size:
+    if whole < size and cut_torn_line:
         log.warning("cutting a torn last line from %s (a run was killed mid-write)", path)
         with open(path, "r+b") as f:
             f.truncate(whole)

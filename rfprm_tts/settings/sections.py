@@ -208,8 +208,8 @@ class PRMSettings(HTTPSettings):
     )
     attention: Literal["auto", "sdpa", "flex_attention", "flash_attention_2", "eager"] = Field(
         "auto",
-        description="transformers backend: attn_implementation. 'flex_attention' masks packed whole inputs "
-        "block-sparsely (incremental scoring runs sdpa); 'flash_attention_2' needs flash-attn; 'auto': sdpa.",
+        description="transformers attn_implementation: 'flex_attention' (block-sparse masks for packed inputs), "
+        "'flash_attention_2' (needs flash-attn): whole inputs only, incremental scoring runs sdpa; 'auto': sdpa.",
     )
 
     def model_options(self) -> dict[str, Any]:

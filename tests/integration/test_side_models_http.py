@@ -6,9 +6,9 @@ apart) and by one that fails (the majority answer). The target is the bundled in
 
 import re
 
-from helpers.processes import rfprm
 from helpers.servers import Reply, chat_body
 from rfprm_tts import ReasoningSolver, Settings
+from rfprm_tts.cli import main
 
 QUESTION = "Compute 8 + 6 - 3."
 
@@ -71,7 +71,7 @@ def test_a_selector_over_http_picks_against_the_majority_and_is_counted_apart(sc
     assert usage.generator_calls == 1 and usage.generated_tokens == sum(c.generated_tokens for c in result.candidates)
 
 
-def test_a_failing_selector_server_leaves_the_majority_answer_and_says_why(scripted_server, tmp_path):
+def test_a_failing_selector_server_leaves_the_majority_answer_and_says_why(scripted_server, monkeypatch, capfd):
     scripted_server.requests.clear()
     scripted_server.default = Reply(500, {"error": {"message": "judge is down"}})
     with ReasoningSolver(genselect(scripted_server.base_url)) as solver:
@@ -92,6 +92,8 @@ def test_a_failing_selector_server_leaves_the_majority_answer_and_says_why(scrip
     # the CLI's text says it too, on the selector's line
     flags = ["--strategy", "genselect", "--model", "demo", "-n", "8", "--seed", "0", "--selector-model", "judge"]
     flags += ["--selector-backend", "openai", "--selector-base-url", scripted_server.base_url]
-    out = rfprm("solve", QUESTION, *flags, cwd=tmp_path, env={"RFPRM_SELECTOR__MAX_RETRIES": "0"})
-    line = next(x for x in out.stdout.splitlines() if x.startswith("Selector:"))
-    assert out.returncode == 0 and "1 call(s); 0 of 1 pick(s) unreadable; 1 failed:" in line and "judge is down" in line
+    monkeypatch.setenv("RFPRM_SELECTOR__MAX_RETRIES", "0")
+    capfd.readouterr()
+    assert main(["solve", QUESTION, *flags]) == 0  # in process: a subprocess would add seconds of imports
+    line = next(x for x in capfd.readouterr().out.splitlines() if x.startswith("Selector:"))
+    assert "1 call(s); 0 of 1 pick(s) unreadable; 1 failed:" in line and "judge is down" in line

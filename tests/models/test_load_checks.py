@@ -92,8 +92,9 @@ def test_a_cuda_prm_device_without_a_gpu_is_refused(tiny_prm_dir):
 
 @pytest.mark.skipif(importlib.util.find_spec("flash_attn") is not None, reason="flash-attn is installed here")
 def test_flash_attention_without_its_package_says_what_to_do_instead(tiny_prm_dir):
+    """Whole-input scoring loads flash attention (incremental scoring runs sdpa and needs no flash-attn)."""
     with pytest.raises(PRMLoadError) as caught:
-        load_prm(str(tiny_prm_dir), attention="flash_attention_2")
+        load_prm(str(tiny_prm_dir), attention="flash_attention_2", incremental=False)
     message = str(caught.value)
     assert (
         "FlashAttention2" in message

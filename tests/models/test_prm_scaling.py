@@ -113,16 +113,32 @@ def test_length_batches_by_hand():
     assert length_batches(lengths, max_rows=2, max_tokens=60)[2:] == [[1], [4], [5]]  # 2 x 31 > 60
 
 
+def uncompiled_flex_attention(monkeypatch) -> None:
+    """transformers compiles FlexAttention and its block mask on first use (10-40 s on a cold
+    CPU cache); the suite runs torch's uncompiled reference of both, which computes the same.
+    benchmarks/prm_throughput.py --agreement-only checks the compiled kernel."""
+    import transformers.integrations.flex_attention as flex
+    import transformers.masking_utils as masking
+    from torch.nn.attention.flex_attention import flex_attention
+
+    monkeypatch.setattr(flex.WrappedFlexAttention, "__call__", lambda self: flex_attention)
+    monkeypatch.setattr(flex, "is_torch_less_or_equal", lambda *_, **__: True)  # its block mask: not compiled
+    monkeypatch.setattr(masking, "_is_torch_greater_or_equal_than_2_6", False)  # nor the masks built here
+
+
 @pytest.mark.parametrize("attention", ["auto", "flex_attention"])
-def test_packed_equals_padded_and_padding_is_reported(tiny_prm_dir, attention):
+def test_packed_equals_padded_and_padding_is_reported(tiny_prm_dir, attention, monkeypatch):
     """Packed inputs masked per input by sdpa's dense mask or FlexAttention's block-sparse one
     score as the padded batches do (transformers' default attention)."""
+    if attention == "flex_attention":
+        uncompiled_flex_attention(monkeypatch)
     rng = random.Random(3)
     trajectories = [random_steps(rng, k) for k in (1, 7, 2, 5, 3)]
     bucket = load_prm(str(tiny_prm_dir), batch_size=2, incremental=False)
     pack = load_prm(str(tiny_prm_dir), batching="pack", max_batch_tokens=300, incremental=False, attention=attention)
     if attention == "flex_attention":  # auto packs under it
         assert load_prm(str(tiny_prm_dir), attention=attention, incremental=False).runner.batching == "pack"
+        assert pack.runner.model.config._attn_implementation == "flex_attention"
     a, b = bucket.score_batch(QUESTION, trajectories), pack.score_batch(QUESTION, trajectories)
     for x, y in zip(a.step_scores, b.step_scores):
         assert x == pytest.approx(y, abs=FLOAT32)
@@ -149,13 +165,17 @@ def test_incremental_equals_full_rescoring(tiny_prm_dir, token_level_prm_dir, re
     check_incremental_equals_full(prm, readout, beams, width, rounds)
 
 
-def test_the_incremental_runner_runs_sdpa_under_flex_attention_and_scores_as_full_scoring(tiny_prm_dir):
-    """prm.attention flex_attention is for packed whole inputs; the KV-cached runner (the default
-    for step-tag PRMs) runs its passes with sdpa (torch 2.13's CPU flex kernel fails to compile
-    them: a C++ error from inductor)."""
-    prm = load_prm(str(tiny_prm_dir), attention="flex_attention")
+@pytest.mark.parametrize("attention", ["flex_attention", "flash_attention_2"])
+def test_the_incremental_runner_runs_sdpa_under_whole_input_attention_and_scores_as_full_scoring(
+    tiny_prm_dir, attention
+):
+    """prm.attention flex_attention and flash_attention_2 are for packed whole inputs; the
+    KV-cached runner (the default for step-tag PRMs) masks siblings sharing a row with a tree
+    mask that flash attention cannot take, and torch 2.13's CPU flex kernel fails to compile
+    its passes, so it runs sdpa (flash-attn need not be installed for it)."""
+    prm = load_prm(str(tiny_prm_dir), attention=attention)
     assert prm.runner.model.config._attn_implementation == "sdpa"
-    check_incremental_equals_full(str(tiny_prm_dir), "step_tag", 2, 3, 4, attention="flex_attention")
+    check_incremental_equals_full(str(tiny_prm_dir), "step_tag", 2, 3, 4, attention=attention)
 
 
 def check_incremental_equals_full(prm: str, readout: str, beams: int, width: int, rounds: int, **options) -> None:
@@ -170,6 +190,35 @@ def check_incremental_equals_full(prm: str, readout: str, beams: int, width: int
             assert g == pytest.approx(w, abs=FLOAT32)
         assert got.tokens < want.tokens
         frontier = grow(rng, rng.sample(frontier, min(len(frontier), beams)), width)
+
+
+def test_the_children_of_all_kept_beams_run_in_one_forward_pass_one_row_per_parent(tiny_prm_dir):
+    """Siblings of different lengths share a row after their parent's cached keys/values (read
+    once per parent, not once per child), and scores equal full scoring."""
+    rng = random.Random(8)
+    parents = [random_steps(rng, 2), random_steps(rng, 3)]
+    children = [p + random_steps(rng, 1) + ["x" * k] for p in parents for k in (1, 9, 30)]
+    full = load_prm(str(tiny_prm_dir), incremental=False).score_batch(QUESTION, children)
+    scorer = load_prm(str(tiny_prm_dir))
+    scorer.score(QUESTION, parents)
+    shapes = []
+    scorer.runner.model.register_forward_pre_hook(
+        lambda _, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    got = scorer.score_batch(QUESTION, children)
+    assert len(shapes) == 1 and shapes[0][0] == len(parents)
+    parent_of = [p for p in parents for _ in range(3)]
+    new = [len(scorer.encode(QUESTION, c)) - len(scorer.encode(QUESTION, p)) for c, p in zip(children, parent_of)]
+    assert got.tokens == sum(new)
+    for g, w in zip(got.step_scores, full.step_scores):
+        assert g == pytest.approx(w, abs=FLOAT32)
+
+
+@pytest.mark.parametrize("readout", ["step_tag", "token_min"])
+def test_incremental_with_eager_attention_equals_full_rescoring(tiny_prm_dir, token_level_prm_dir, readout):
+    """Eager attention adds the tree mask to its scores (a float mask; sdpa takes a boolean one)."""
+    prm = str(tiny_prm_dir if readout == "step_tag" else token_level_prm_dir)
+    check_incremental_equals_full(prm, readout, 2, 3, 3, attention="eager")
 
 
 def test_incremental_runs_only_new_tokens(tiny_prm_dir):

@@ -157,6 +157,14 @@ ROW = st.fixed_dictionaries(
 LINE = ROW.map(lambda r: json.dumps(r, ensure_ascii=False).encode("utf-8", "backslashreplace")) | st.binary(max_size=40)
 
 
+def text(value: object) -> bool:
+    """Non-blank Unicode text (no lone surrogate, which no file can hold)."""
+    try:
+        return isinstance(value, str) and value.strip() != "" and bool(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return False
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(LINE, min_size=1, max_size=12), st.integers(1, 5))
 def test_score_file_keeps_every_line_in_order_whatever_the_lines(tmp_path_factory, lines, chunk):
@@ -175,6 +183,11 @@ def test_score_file_keeps_every_line_in_order_whatever_the_lines(tmp_path_factor
         return
     expected = [parse_row(n, line) for n, line in jsonl_lines(source, "x")]
     if not expected:
+        return
+    if not any(isinstance(row, dict) and text(row.get("question")) and text(row.get("response")) for row in expected):
+        with pytest.raises(ConfigError, match="can be scored"):  # nothing to score: refused, nothing written
+            score_file(DigitScorer(), Settings(), source, folder / "out.jsonl", progress=False)
+        assert not (folder / "out.jsonl").exists()
         return
     score_file(DigitScorer(), Settings(), source, folder / "out.jsonl", chunk_rows=chunk, progress=False)
     out = [json.loads(x) for x in (folder / "out.jsonl").read_text().splitlines()]

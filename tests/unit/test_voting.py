@@ -1,3 +1,4 @@
+import asyncio
 import threading
 import time
 
@@ -109,3 +110,32 @@ def test_a_comparison_that_cannot_be_checked_is_reported(caplog):
     assert "could not compare" in caplog.text and "counted as not equal" in caplog.text
     assert vote(["x^2", "x*x"], timeout_s=1e-6).unchecked == 1
     assert grading.compare("\\frac{x^2-1}{x-1}", "x+1") is not None  # a new worker answers again
+
+
+@pytest.mark.parametrize(
+    "answers, needs",
+    [
+        (["11", "11.0", "12", None], False),  # plain numbers: compared as numbers
+        (["x+1", "x + 1", "$x+1$"], False),  # one spelling
+        ([None, "\\frac{1}{2}"], False),  # nothing to compare it with
+        (["\\frac{1}{2}", "0.5"], False),  # fractions are numbers too
+        (["\\sqrt{2}", "2^{1/2}"], True),
+        (["x+1", "1+x"], True),
+    ],
+)
+def test_a_vote_needs_math_verify_only_for_different_spellings_that_are_not_numbers(answers, needs):
+    assert grading.needs_math_verify(answers) is needs
+
+
+def test_a_vote_runs_on_the_event_loop_unless_math_verify_may_be_asked():
+    """The thread hop costs more CPU than a vote over plain numbers; math-verify takes seconds."""
+    from rfprm_tts.strategies.base import grouping
+
+    async def thread_of(answers):
+        return await grouping(answers, lambda: threading.get_ident())
+
+    async def both():
+        return threading.get_ident(), await thread_of(["11", "12"]), await thread_of(["x+1", "1+x"])
+
+    loop, numbers, algebra = asyncio.run(both())
+    assert numbers == loop and algebra != loop

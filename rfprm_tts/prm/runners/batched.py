@@ -26,6 +26,11 @@ def probabilities(logits: torch.Tensor) -> torch.Tensor:
     return logits.sigmoid() if logits.shape[-1] == 1 else logits.softmax(dim=-1)
 
 
+def attention_of(model: torch.nn.Module) -> str:
+    """The transformers attention implementation a model runs ("" for a module without a config)."""
+    return getattr(getattr(model, "config", None), "_attn_implementation", "") or ""
+
+
 class TransformersRunner:
     def __init__(
         self,
@@ -40,7 +45,7 @@ class TransformersRunner:
         self.batch_size = batch_size
         self.max_batch_tokens = max_batch_tokens
         if batching == "auto":
-            attention = getattr(getattr(model, "config", None), "_attn_implementation", "") or ""
+            attention = attention_of(model)
             batching = "pack" if attention.startswith("flash") or attention == "flex_attention" else "bucket"
         self.batching = batching
         self.pad_id = pad_id

@@ -8,7 +8,9 @@ are token segments that end at the format's cuts (step boundaries), each holding
 segment's keys/values and the outputs its format reads there. Scoring a trajectory walks the tree as far as its tokens match and runs only the
 rest, attending to the cached keys/values. Within one call, prefixes that several new inputs
 share are run once: nodes are made where inputs end or branch, and for the question's
-template, which every trajectory of a question shares.
+template, which every trajectory of a question shares. Siblings (new segments after the same
+node: the children of one beam) share a forward row, so their parent's keys/values are
+copied and read once; a tree-shaped attention mask keeps them apart.
 
 Memory is bounded by `max_tokens` (least recently used leaves go first, after each call);
 `release` drops the prefixes a strategy no longer needs and `forget` a finished question's.
@@ -33,8 +35,8 @@ from transformers import DynamicCache, Qwen2Model
 
 from rfprm_tts.errors import RfprmError
 from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows, positions
-from rfprm_tts.prm.runners.batched import TransformersRunner, probabilities
-from rfprm_tts.runtime.torch_utils import length_batches
+from rfprm_tts.prm.runners.batched import TransformersRunner, attention_of, probabilities
+from rfprm_tts.runtime.torch_utils import length_batches, packed_rows
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
 # transformers 5.24 renamed the decoder's `past_key_values` argument to `cache`
@@ -68,6 +70,25 @@ class Node:
             nodes.append(node)
             node = node.parent
         return nodes[::-1]
+
+
+# Siblings share a forward row up to this many new tokens, so their parent's keys/values are
+# copied and read once; past it, the dense mask's attention between siblings (computed, then
+# masked) costs more than the shared reads save.
+SIBLING_ROW_TOKENS = 512
+
+
+def sibling_rows(nodes: list[Node]) -> list[list[Node]]:
+    """Nodes with the same parent, packed into rows of at most SIBLING_ROW_TOKENS new tokens
+    (a longer segment gets a row of its own)."""
+    families: dict[int | None, list[Node]] = {}
+    for node in nodes:
+        families.setdefault(node.parent.id if node.parent else None, []).append(node)
+    return [
+        [family[i] for i in row]
+        for family in families.values()
+        for row in packed_rows([len(n.segment) for n in family], SIBLING_ROW_TOKENS)
+    ]
 
 
 @dataclass(eq=False)
@@ -222,7 +243,7 @@ class IncrementalRunner(TransformersRunner):
         todo = list(kept)
         padded = 0
         while todo:
-            ready, rows, later = [], [], []
+            ready, nodes, later = [], [], []
             for p in todo:
                 parent, segment = self._anchor(p)
                 if isinstance(parent, _Pending):
@@ -231,11 +252,12 @@ class IncrementalRunner(TransformersRunner):
                         continue
                     parent = made[id(parent)]
                 ready.append(p)
-                rows.append(Node(parent, segment, p.end, p.question, p.start))
-            lengths = [len(n.segment) for n in rows]
+                nodes.append(Node(parent, segment, p.end, p.question, p.start))
+            rows = sibling_rows(nodes)
+            lengths = [sum(len(n.segment) for n in row) for row in rows]
             for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
                 padded += self._extend(fmt, [rows[i] for i in batch])
-            for p, node in zip(ready, rows):
+            for p, node in zip(ready, nodes):
                 made[id(p)] = node
                 if node.parent is not None:
                     node.parent.children.add(node)
@@ -253,23 +275,38 @@ class IncrementalRunner(TransformersRunner):
         return parent, segment
 
     @torch.inference_mode()
-    def _extend(self, fmt: InputFormat, nodes: list[Node]) -> int:
-        """One forward pass for new segments, each after its parent's cached keys/values
-        (left-padded to a common past length). Fills each node's kv and rows; returns the
-        padding it ran."""
-        past = [n.parent.end if n.parent else 0 for n in nodes]
-        width_past, width_new = max(past), max(len(n.segment) for n in nodes)
-        batch = len(nodes)
-        input_ids = torch.full((batch, width_new), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((batch, width_past + width_new), dtype=torch.long)
-        position_ids = torch.zeros((batch, width_new), dtype=torch.long)
-        for row, (node, p) in enumerate(zip(nodes, past)):
-            n = len(node.segment)
-            input_ids[row, :n] = torch.tensor(node.segment)
-            mask[row, width_past - p : width_past + n] = 1
-            position_ids[row] = torch.arange(p, p + width_new)
-        cache = DynamicCache(ddp_cache_data=self._past_kv(nodes, width_past)) if width_past else DynamicCache()
-        logits = self._loaded_model()(
+    def _extend(self, fmt: InputFormat, rows: list[list[Node]]) -> int:
+        """One forward pass for new segments. A row holds siblings: their parent's cached
+        keys/values once (left-padded to the batch's longest past), then the segments end to
+        end, each attending to the past and causally to itself. Fills each node's kv and rows;
+        returns the padding it ran."""
+        past = [row[0].parent.end if row[0].parent else 0 for row in rows]
+        width_past = max(past)
+        width_new = max(sum(len(n.segment) for n in row) for row in rows)
+        input_ids = torch.full((len(rows), width_new), self.pad_id, dtype=torch.long)
+        position_ids = torch.zeros((len(rows), width_new), dtype=torch.long)
+        # True where a query (new token) may read a key (past, then new); a padding query
+        # reads itself, so no row of the mask is empty (sdpa would return NaN there)
+        mask = torch.zeros((len(rows), 1, width_new, width_past + width_new), dtype=torch.bool)
+        mask[:, 0, :, width_past:] = torch.eye(width_new, dtype=torch.bool)
+        for r, (row, p) in enumerate(zip(rows, past)):
+            offset = 0
+            for node in row:
+                n = len(node.segment)
+                span = slice(offset, offset + n)
+                input_ids[r, span] = torch.tensor(node.segment)
+                position_ids[r, span] = torch.arange(p, p + n)
+                mask[r, 0, span, width_past - p : width_past] = True
+                mask[r, 0, span, width_past + offset : width_past + offset + n] = torch.ones(
+                    n, n, dtype=torch.bool
+                ).tril()
+                offset += n
+        model = self._loaded_model()
+        if attention_of(model) == "eager":  # eager adds the mask to the scores
+            dtype = next(model.parameters()).dtype
+            mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+        cache = DynamicCache(ddp_cache_data=self._past_kv(rows, width_past)) if width_past else DynamicCache()
+        logits = model(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=position_ids.to(self.device),
@@ -277,29 +314,34 @@ class IncrementalRunner(TransformersRunner):
             **{CACHE_ARGUMENT: cache},
         )[0]
         probs = probabilities(logits).cpu()
-        for row, node in enumerate(nodes):
-            n = len(node.segment)
-            # transformers types a layer's keys and values Optional and its layers a union with linear-attention
-            # ones (which have none); this cache's layers are DynamicLayers that have just run: both are tensors
-            node.kv = [
-                (
-                    layer.keys[row, :, width_past : width_past + n].clone(),  # type: ignore[union-attr,index]
-                    layer.values[row, :, width_past : width_past + n].clone(),  # type: ignore[union-attr,index]
-                )
-                for layer in cache.layers
-            ]
-            # the positions the format reads, in the segment's own coordinates
-            offset = node.end - n
-            node.rows = probs[row, positions(fmt, node.segment, max(0, node.start - offset))].tolist()
-        return batch * width_new - sum(len(n.segment) for n in nodes)
+        for r, row in enumerate(rows):
+            offset = width_past
+            for node in row:
+                n = len(node.segment)
+                # transformers types a layer's keys and values Optional and its layers a union with linear-attention
+                # ones (which have none); this cache's layers are DynamicLayers that have just run: both are tensors
+                node.kv = [
+                    (
+                        layer.keys[r, :, offset : offset + n].clone(),  # type: ignore[union-attr,index]
+                        layer.values[r, :, offset : offset + n].clone(),  # type: ignore[union-attr,index]
+                    )
+                    for layer in cache.layers
+                ]
+                # the positions the format reads, in the segment's own coordinates
+                begin = node.end - n
+                found = positions(fmt, node.segment, max(0, node.start - begin))
+                node.rows = probs[r, [offset - width_past + i for i in found]].tolist()
+                offset += n
+        return len(rows) * width_new - sum(len(n.segment) for row in rows for n in row)
 
-    def _past_kv(self, nodes: list[Node], width: int) -> KV:
-        """Each node's parent chain keys/values, left-padded with zeros to `width` tokens."""
+    def _past_kv(self, rows: list[list[Node]], width: int) -> KV:
+        """Each row's parent chain keys/values, left-padded with zeros to `width` tokens."""
+        parents = [row[0].parent for row in rows]
         chains: dict[int, KV] = {}
-        for node in nodes:
-            if node.parent is not None and node.parent.id not in chains:
-                segments = [n.kv for n in node.parent.chain()]
-                chains[node.parent.id] = [
+        for parent in parents:
+            if parent is not None and parent.id not in chains:
+                segments = [n.kv for n in parent.chain()]
+                chains[parent.id] = [
                     (
                         torch.cat([s[layer][0] for s in segments], dim=1),
                         torch.cat([s[layer][1] for s in segments], dim=1),
@@ -309,13 +351,13 @@ class IncrementalRunner(TransformersRunner):
         some = next(iter(chains.values()))
         layers = []
         for layer, (k0, v0) in enumerate(some):
-            keys = k0.new_zeros((len(nodes), k0.shape[0], width, k0.shape[2]))
-            values = v0.new_zeros((len(nodes), v0.shape[0], width, v0.shape[2]))
-            for row, node in enumerate(nodes):
-                if node.parent is not None:
-                    k, v = chains[node.parent.id][layer]
-                    keys[row, :, width - k.shape[1] :] = k
-                    values[row, :, width - v.shape[1] :] = v
+            keys = k0.new_zeros((len(rows), k0.shape[0], width, k0.shape[2]))
+            values = v0.new_zeros((len(rows), v0.shape[0], width, v0.shape[2]))
+            for r, parent in enumerate(parents):
+                if parent is not None:
+                    k, v = chains[parent.id][layer]
+                    keys[r, :, width - k.shape[1] :] = k
+                    values[r, :, width - v.shape[1] :] = v
             layers.append((keys, values))
         return layers
 
