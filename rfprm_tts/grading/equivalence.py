@@ -94,11 +94,16 @@ def cheap(a: str | None, b: str | None) -> bool | None:
     return None
 
 
-def needs_math_verify(answers: Iterable[str | None]) -> bool:
-    """Could grouping these answers ask math-verify (seconds, in a subprocess)? Not when they are
-    all spelled alike or all plain numbers: then every comparison is `cheap`."""
+QUICK_SPELLINGS = 16  # distinct answers whose grouping takes well under a millisecond
+
+
+def quick_to_group(answers: Iterable[str | None]) -> bool:
+    """Is grouping these answers quick: few distinct spellings, compared without math-verify
+    (seconds, in a subprocess) because there is one or they are all plain numbers (`cheap`)?"""
     spellings = {normalize(a): a for a in answers if a is not None}
-    return len(spellings) > 1 and any(as_number(a) is None for a in spellings.values())
+    return len(spellings) <= 1 or (
+        len(spellings) <= QUICK_SPELLINGS and all(as_number(a) is not None for a in spellings.values())
+    )
 
 
 def equivalent(a: str | None, b: str | None, timeout_s: float = 5.0) -> bool:

@@ -31,7 +31,7 @@ from rfprm_tts.runtime.files import (
     parse_row,
     write_atomically,
 )
-from rfprm_tts.runtime.resumable import JsonlAppender, differences, whole_rows
+from rfprm_tts.runtime.resumable import JsonlAppender, differences, last_whole_line, whole_rows
 from rfprm_tts.settings import Settings
 from rfprm_tts.text import require_unicode
 
@@ -114,10 +114,15 @@ def check_settings(out: Path, settings: Settings) -> None:
 def check_same_input(last_input: dict[str, Any] | str, out: Path, done: int, id_field: str) -> None:
     """Refuse to resume when the row `out` ended with is not the input's row at that place
     (the input changed, or another file was given): by the id field when rows have one."""
-    with open(out, "rb") as f:
-        f.seek(max(0, out.stat().st_size - 1_000_000))
-        tail = f.read()
-    last = json.loads(tail[: tail.rfind(b"\n")].rsplit(b"\n", 1)[-1])  # the last whole row (a torn one after it)
+    try:
+        last = json.loads(last_whole_line(out))
+    except ValueError:
+        raise ConfigError(
+            f"the last whole row of {out} is not JSON, so it cannot be resumed safely: move it away, "
+            "or pass --restart to score from the start"
+        ) from None
+    if not isinstance(last, dict):
+        last = {}
     if isinstance(last_input, dict) and id_field in last_input and last_input.get(id_field) != last.get(id_field):
         raise ConfigError(
             f"{out} ends with {id_field}={last.get(id_field)!r} but row {done} of the input has "
@@ -211,6 +216,11 @@ def check_run(settings: Settings, source: str | Path, out: str | Path, fields: F
             f"no row of {source} can be scored (first: {first_error}); fix the file or name its fields "
             "(--question-field, --response-field)"
         )
+    if done > total:
+        raise ConfigError(
+            f"{out} holds {done} rows but {source} has {total}: the input is not the one this output was "
+            "scored from. Give the same input, another output file, or --restart"
+        )
     if last_written is not None:
         check_same_input(parse_row(*last_written), out, done, fields.id)
     return total
@@ -235,8 +245,8 @@ def score_file(
     with OutputLock(out):
         if restart and out.exists():
             out.unlink()
+        total = check_run(settings, source, out, fields, restart=False)  # before cutting a torn line
         summary = Summary(resumed_after=whole_rows(out))
-        total = check_run(settings, source, out, fields, restart=False)
         write_atomically(Path(f"{out}.settings.json"), json.dumps(fingerprint(settings), indent=2) + "\n")
         started = time.perf_counter()
         try:

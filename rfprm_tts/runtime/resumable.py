@@ -40,6 +40,25 @@ def whole_rows(path: Path, *, cut_torn_line: bool = True) -> int:
     return rows
 
 
+def last_whole_line(path: Path, block: int = 1 << 20) -> bytes:
+    """The last newline-terminated line of `path`, without its newline (a torn line after it is
+    not one); read backwards in blocks, however long the lines. b"" when there is none."""
+    with open(path, "rb") as f:
+        end = f.seek(0, os.SEEK_END)
+        tail = b""
+        while True:
+            start = max(0, end - block)
+            f.seek(start)
+            tail = f.read(end - start) + tail
+            end = start
+            last = tail.rfind(b"\n")
+            before = tail.rfind(b"\n", 0, max(last, 0))
+            if last >= 0 and (before >= 0 or start == 0):
+                return tail[before + 1 : last]
+            if start == 0:
+                return b""
+
+
 class JsonlAppender:
     """`with JsonlAppender(path) as out: out.write(rows)`: whole lines, appended and fsynced."""
 

@@ -1,8 +1,10 @@
 """PRM scoring at scale: overflow policies, packing vs padded batches, incremental scoring."""
 
 import asyncio
+import json
 import logging
 import random
+import shutil
 
 import pytest
 
@@ -212,6 +214,31 @@ def test_the_children_of_all_kept_beams_run_in_one_forward_pass_one_row_per_pare
     assert got.tokens == sum(new)
     for g, w in zip(got.step_scores, full.step_scores):
         assert g == pytest.approx(w, abs=FLOAT32)
+
+
+def test_the_incremental_runner_refuses_a_model_that_cannot_take_its_mask(tiny_prm_dir):
+    from rfprm_tts.errors import RfprmError
+    from rfprm_tts.prm.runners.incremental import IncrementalRunner
+
+    flex = load_prm(str(tiny_prm_dir), attention="flex_attention", incremental=False).runner.model
+    with pytest.raises(RfprmError, match="tree-shaped mask, which flex_attention cannot take"):
+        IncrementalRunner(flex)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_incremental_equals_full_rescoring_under_a_sliding_window(tiny_prm_dir, tmp_path, attention):
+    """Qwen2 with use_sliding_window: its upper layer reads only the last 24 tokens (transformers
+    masks whole inputs so); the incremental runner's tree mask must window that layer alone."""
+    windowed = tmp_path / "prm"
+    shutil.copytree(tiny_prm_dir, windowed)
+    config = json.loads((windowed / "config.json").read_text())
+    config.update(use_sliding_window=True, sliding_window=24, max_window_layers=1, layer_types=None)
+    (windowed / "config.json").write_text(json.dumps(config))
+    trajectory = random_steps(random.Random(9), 4)
+    plain = load_prm(str(tiny_prm_dir), incremental=False).score(QUESTION, [trajectory])[0]
+    full = load_prm(str(windowed), incremental=False).score(QUESTION, [trajectory])[0]
+    assert max(abs(a - b) for a, b in zip(plain, full)) > 1e-3  # the window changes the scores
+    check_incremental_equals_full(str(windowed), "step_tag", 2, 3, 4, attention=attention)
 
 
 @pytest.mark.parametrize("readout", ["step_tag", "token_min"])

@@ -206,6 +206,27 @@ def test_causal_lm_prms_match_their_cards(name, card, request):
     assert [row[0] for row in first] == pytest.approx([row[0] for row in batched], abs=FLOAT32)
 
 
+def test_a_mistral_prm_with_a_sliding_window_scores_incrementally_as_whole(math_shepherd_dir, tmp_path_factory):
+    """Mistral windows every layer (math-shepherd's 7B: 4096 tokens); with a 16-token window the
+    tree mask of incremental scoring must window them as transformers does whole inputs."""
+    tokenizer = build_tokenizer(special=["<s>"], plain=["ки"], bos_token="<s>")
+    windowed = save_causal_lm(
+        tmp_path_factory.mktemp("windowed"),
+        MistralForCausalLM,
+        lambda **shape: MistralConfig(sliding_window=16, **shape),
+        tokenizer,
+        1,
+    )
+    full = load_prm(str(windowed), format="math_shepherd", incremental=False, device="cpu", dtype="float32")
+    plain = load_prm(str(math_shepherd_dir), format="math_shepherd", incremental=False, device="cpu", dtype="float32")
+    pairs = zip(full.score(QUESTION, TRAJECTORIES), plain.score(QUESTION, TRAJECTORIES))
+    assert max(abs(a - b) for x, y in pairs for a, b in zip(x, y)) > 1e-3  # the window changes the scores
+    incremental = load_prm(str(windowed), format="math_shepherd", device="cpu", dtype="float32")
+    incremental.score(QUESTION, [t[:1] for t in TRAJECTORIES])  # prefixes first, as a search scores
+    for steps, got in zip(TRAJECTORIES, incremental.score(QUESTION, TRAJECTORIES)):
+        assert_close(got, full.score(QUESTION, [steps])[0])
+
+
 def test_math_shepherd_tag_in_a_step_adds_no_step(math_shepherd_dir):
     scorer = load_prm(str(math_shepherd_dir), format="math_shepherd", incremental=False, device="cpu")
     assert len(scorer.score(QUESTION, [["3 ки 4", "7"]])[0]) == 2

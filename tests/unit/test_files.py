@@ -216,3 +216,32 @@ def test_write_atomically_gives_the_mode_open_would_or_keeps_the_old_files(tmp_p
         os.umask(old)
     assert fresh.stat().st_mode & 0o777 == 0o644
     assert kept.stat().st_mode & 0o777 == 0o750 and kept.read_text() == "new"
+
+
+NO_NEWLINE = st.binary(max_size=30).filter(lambda b: b"\n" not in b)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(NO_NEWLINE, max_size=6), NO_NEWLINE, st.integers(1, 64))
+def test_the_last_whole_line_is_found_across_blocks_before_a_torn_one(tmp_path_factory, lines, torn, block):
+    from rfprm_tts.runtime.resumable import last_whole_line
+
+    path = tmp_path_factory.mktemp("tail") / "out.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in lines) + torn)
+    assert last_whole_line(path, block) == (lines[-1] if lines else b"")
+
+
+def test_an_output_longer_than_its_input_is_not_resumed(tmp_path):
+    """Rows past the input's end: another input was scored into it (a resume would score nothing)."""
+    from helpers.fakes import DigitScorer
+    from rfprm_tts.offline.score import score_file
+    from rfprm_tts.settings import Settings
+
+    rows = [{"id": i, "question": "Compute 1 + 1.", "response": "\\boxed{2}"} for i in range(3)]
+    (tmp_path / "long.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "short.jsonl").write_text(json.dumps(rows[0]) + "\n")
+    score_file(DigitScorer(), Settings(), tmp_path / "long.jsonl", tmp_path / "out.jsonl", progress=False)
+    before = (tmp_path / "out.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match="holds 3 rows but .* has 1"):
+        score_file(DigitScorer(), Settings(), tmp_path / "short.jsonl", tmp_path / "out.jsonl", progress=False)
+    assert (tmp_path / "out.jsonl").read_bytes() == before

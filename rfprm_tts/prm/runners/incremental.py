@@ -36,6 +36,7 @@ from transformers import DynamicCache, Qwen2Model
 from rfprm_tts.errors import RfprmError
 from rfprm_tts.prm.protocol import Forwarded, InputFormat, Rows, positions
 from rfprm_tts.prm.runners.batched import TransformersRunner, attention_of, probabilities
+from rfprm_tts.prm.runners.tree_mask import for_layers
 from rfprm_tts.runtime.torch_utils import length_batches, packed_rows
 
 KV = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: keys, values [kv_heads, tokens, head_dim]
@@ -78,16 +79,16 @@ class Node:
 SIBLING_ROW_TOKENS = 512
 
 
-def sibling_rows(nodes: list[Node]) -> list[list[Node]]:
-    """Nodes with the same parent, packed into rows of at most SIBLING_ROW_TOKENS new tokens
-    (a longer segment gets a row of its own)."""
+def sibling_rows(nodes: list[Node], max_tokens: int = SIBLING_ROW_TOKENS) -> list[list[Node]]:
+    """Nodes with the same parent, packed into rows of at most `max_tokens` new tokens (a
+    longer segment gets a row of its own)."""
     families: dict[int | None, list[Node]] = {}
     for node in nodes:
         families.setdefault(node.parent.id if node.parent else None, []).append(node)
     return [
         [family[i] for i in row]
         for family in families.values()
-        for row in packed_rows([len(n.segment) for n in family], SIBLING_ROW_TOKENS)
+        for row in packed_rows([len(n.segment) for n in family], max_tokens)
     ]
 
 
@@ -116,6 +117,11 @@ class IncrementalRunner(TransformersRunner):
 
     def __init__(self, model: torch.nn.Module, *, cache_max_tokens: int = 65536, **options):
         super().__init__(model, **options)
+        if attention_of(model) not in ("sdpa", "eager", ""):
+            raise RfprmError(
+                f"the incremental runner masks siblings with a tree-shaped mask, which {attention_of(model)} cannot "
+                "take: load its model with attn_implementation 'sdpa' (prm.attention does so)"
+            )
         self.cache_max_tokens = cache_max_tokens
         self.peak_cached_tokens = 0  # the most held at once, before eviction: for sizing cache_max_tokens
         self._nodes: OrderedDict[tuple, Node] = OrderedDict()  # least recently used first
@@ -253,7 +259,7 @@ class IncrementalRunner(TransformersRunner):
                     parent = made[id(parent)]
                 ready.append(p)
                 nodes.append(Node(parent, segment, p.end, p.question, p.start))
-            rows = sibling_rows(nodes)
+            rows = sibling_rows(nodes, min(SIBLING_ROW_TOKENS, self.max_batch_tokens))
             lengths = [sum(len(n.segment) for n in row) for row in rows]
             for batch in length_batches(lengths, self.batch_size, self.max_batch_tokens):
                 padded += self._extend(fmt, [rows[i] for i in batch])
@@ -302,13 +308,12 @@ class IncrementalRunner(TransformersRunner):
                 ).tril()
                 offset += n
         model = self._loaded_model()
-        if attention_of(model) == "eager":  # eager adds the mask to the scores
-            dtype = next(model.parameters()).dtype
-            mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+        past_positions = torch.stack([torch.arange(-width_past, 0) + p for p in past]).clamp(min=0)
+        masks = for_layers(model, mask, position_ids, torch.cat([past_positions, position_ids], dim=1))
         cache = DynamicCache(ddp_cache_data=self._past_kv(rows, width_past)) if width_past else DynamicCache()
         logits = model(
             input_ids=input_ids.to(self.device),
-            attention_mask=mask.to(self.device),
+            attention_mask=masks,
             position_ids=position_ids.to(self.device),
             use_cache=True,
             **{CACHE_ARGUMENT: cache},
