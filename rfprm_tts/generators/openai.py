@@ -17,9 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Literal, TypeVar
 
-import httpx
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 
 from rfprm_tts.chat import Message, render, render_plain
 from rfprm_tts.errors import ConfigError, GenerationError, MalformedResponseError
@@ -31,7 +30,9 @@ from rfprm_tts.generators.openai_shapes import (
     choice_text,
     choice_token_logprobs,
     choice_tool_calls,
+    member,
     share_tokens,
+    text_or_none,
 )
 from rfprm_tts.runtime.http_retry import Replicas, describe_failure, retrying
 from rfprm_tts.settings import GeneratorSettings, Sampling, without_passwords
@@ -184,15 +185,16 @@ class OpenAIGenerator:
         counted, finished, reasoned = 0, False, False
         try:
             async for chunk in response:
-                usage = getattr(chunk, "usage", None)
-                total = getattr(usage, "completion_tokens", None)
-                prompt = getattr(usage, "prompt_tokens", None)
-                for choice in chunk.choices or []:
-                    delta = getattr(choice, "delta", None)  # chat; completions stream `text`
-                    text = (
-                        getattr(delta, "content", None) if delta is not None else getattr(choice, "text", None)
-                    ) or ""
-                    reasoning = getattr(delta, "reasoning_content", None) or getattr(delta, "reasoning", None)
+                usage = member(chunk, "usage")
+                total, prompt = member(usage, "completion_tokens"), member(usage, "prompt_tokens")
+                prompt = prompt if isinstance(prompt, int) else None
+                choices = member(chunk, "choices")
+                for choice in choices if isinstance(choices, list) else []:
+                    delta = member(choice, "delta")  # chat; completions stream `text`
+                    text = (member(delta, "content") if delta is not None else member(choice, "text")) or ""
+                    if not isinstance(text, str):
+                        raise MalformedResponseError(f"a chunk's text is not text (got {str(choice)[:200]!r})")
+                    reasoning = member(delta, "reasoning_content") or member(delta, "reasoning")
                     if isinstance(reasoning, str) and reasoning:
                         text, reasoned = reasoning + text, True
                     elif reasoned and text:  # the reasoning ended: that was the close
@@ -203,7 +205,7 @@ class OpenAIGenerator:
                     else:
                         tokens = len(logprobs) if logprobs is not None else int(bool(text))
                     counted += tokens
-                    finish_reason = getattr(choice, "finish_reason", None)
+                    finish_reason = text_or_none(member(choice, "finish_reason"))
                     finished = finished or finish_reason is not None
                     yield Piece(
                         text,
@@ -212,10 +214,11 @@ class OpenAIGenerator:
                         stop_reason=choice_stop_reason(choice),
                         prompt_tokens=prompt,
                     )
-                if not chunk.choices and isinstance(total, int):  # the usage that ends the stream
+                if not choices and isinstance(total, int):  # the usage that ends the stream
                     yield Piece("", total - counted, prompt_tokens=prompt)
                     counted = total
-        except (openai.OpenAIError, httpx.HTTPError, ValueError) as exc:  # a cut connection, a chunk not JSON
+        # a cut connection (the SDK raises APIConnectionError), a chunk not JSON or of the wrong shape
+        except (openai.OpenAIError, ValueError, MalformedResponseError) as exc:
             if finished:  # the answer is whole; only its usage chunk was lost
                 return
             raise GenerationError(describe_failure(exc, self.replicas.urls[server], 1, self.section)) from exc
@@ -286,51 +289,62 @@ class OpenAIGenerator:
         seed: int | None,
         stream: bool = False,
     ) -> Any:
+        """Posts the request's JSON body through the SDK's client (its auth, headers, timeout
+        and errors) but not through its typed models: the response comes back as the JSON the
+        server sent (a stream: each chunk's JSON), read by openai_shapes. Checking the body
+        against the SDK's parameter types and building its response models, objects read once,
+        was half of solve()'s client CPU per question (benchmarks/results/overhead_cpu.md)."""
         s = self.settings
-        body: dict[str, Any] = dict(s.extra_body)
-        common: dict[str, Any] = dict(
-            model=s.model, n=n, temperature=sampling.temperature, top_p=sampling.top_p, stop=list(sampling.stop) or None
-        )
-        if stream:  # usage in every chunk where the server can (vLLM), else at the end
-            common["stream"] = True
-            body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+        body: dict[str, Any] = {"model": s.model, "n": n, "temperature": sampling.temperature, "top_p": sampling.top_p}
+        if sampling.stop:
+            body["stop"] = list(sampling.stop)
         if seed is not None:
-            common["seed"] = seed
+            body["seed"] = seed
         if sampling.logprobs and s.api == "chat":
-            common["logprobs"] = True
+            body["logprobs"] = True
             if sampling.top_logprobs:
-                common["top_logprobs"] = sampling.top_logprobs
+                body["top_logprobs"] = sampling.top_logprobs
         elif sampling.logprobs:  # the completions API: logprobs=k is the sampled token and the top k
-            common["logprobs"] = max(1, sampling.top_logprobs)
-        try:
-            if s.api == "completions":
-                return await client.completions.create(
-                    prompt=await self._tokenizing(self.completion_prompt, request.messages, request.prefix),
-                    max_tokens=sampling.max_tokens,
-                    extra_body=body,
-                    **common,
-                )
+            body["logprobs"] = max(1, sampling.top_logprobs)
+        if s.api == "completions":
+            body["prompt"] = await self._tokenizing(self.completion_prompt, request.messages, request.prefix)
+            body["max_tokens"] = sampling.max_tokens
+        else:
             messages = [chat_message(m) for m in request.messages]
-            if request.json_format is not None:
-                common["response_format"] = request.json_format.response_format
-            if request.tools is not None:  # as the client gave them
-                common["tools"] = request.tools.tools
-                if request.tools.choice is not None:
-                    common["tool_choice"] = request.tools.choice
-                if request.tools.parallel is not None:
-                    common["parallel_tool_calls"] = request.tools.parallel
             if request.prefix:
                 # vLLM continues the last assistant message instead of opening a new one.
                 messages.append({"role": "assistant", "content": request.prefix})
-                body.update(continue_final_message=True, add_generation_prompt=False)
-            return await client.chat.completions.create(
-                messages=messages, max_completion_tokens=sampling.max_tokens, extra_body=body, **common
+            body["messages"] = messages
+            body["max_completion_tokens"] = sampling.max_tokens
+            if request.json_format is not None:
+                body["response_format"] = request.json_format.response_format
+            if request.tools is not None:  # as the client gave them
+                body["tools"] = request.tools.tools
+                if request.tools.choice is not None:
+                    body["tool_choice"] = request.tools.choice
+                if request.tools.parallel is not None:
+                    body["parallel_tool_calls"] = request.tools.parallel
+        body.update(s.extra_body)
+        if stream:  # usage in every chunk where the server can (vLLM), else at the end
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+        if request.prefix and s.api == "chat":
+            body.update(continue_final_message=True, add_generation_prompt=False)
+        path = "/completions" if s.api == "completions" else "/chat/completions"
+        try:
+            return await client.post(
+                path,
+                body=body,
+                cast_to=object,
+                options={"security": {"bearer_auth": True}},
+                stream=stream,
+                stream_cls=AsyncStream[object],
             )
         except ValueError as exc:  # the SDK's json.loads on a body that is not JSON
             raise MalformedResponseError(f"response body is not valid JSON ({exc})") from exc
 
     async def _parse(self, response: Any, result: GenerationResult, tokens_asked: bool) -> list[Completion]:
-        choices = getattr(response, "choices", None)
+        choices = member(response, "choices")
         if not isinstance(choices, list) or not choices:
             raise MalformedResponseError(f"response has no completion choices (got {str(response)[:200]!r})")
         completions = []
@@ -344,23 +358,22 @@ class OpenAIGenerator:
             completions.append(
                 Completion(
                     text=text,
-                    finish_reason=getattr(choice, "finish_reason", None),
+                    finish_reason=text_or_none(member(choice, "finish_reason")),
                     stop_reason=choice_stop_reason(choice),
                     logprobs=choice_logprobs(choice),
                     token_logprobs=choice_token_logprobs(choice) if tokens_asked else None,
                     tool_calls=tool_calls,
                 )
             )
-        usage = getattr(response, "usage", None)
+        usage = member(response, "usage")
         if usage is not None:
-            counts = (usage.prompt_tokens, usage.completion_tokens)
-            if not all(count is None or (isinstance(count, int) and count >= 0) for count in counts):
-                # the SDK does not validate the body: a count that is no whole number fails here
+            prompt, generated = member(usage, "prompt_tokens"), member(usage, "completion_tokens")
+            if not all(count is None or (isinstance(count, int) and count >= 0) for count in (prompt, generated)):
                 raise MalformedResponseError(f"usage counts are not whole numbers (got {str(usage)[:200]!r})")
-            result.prompt_tokens += usage.prompt_tokens or 0
-            result.generated_tokens += usage.completion_tokens or 0
-            if usage.completion_tokens is not None:
-                await self._tokenizing(share_tokens, completions, usage.completion_tokens, self.tokenizer)
+            result.prompt_tokens += prompt or 0
+            result.generated_tokens += generated or 0
+            if generated is not None:
+                await self._tokenizing(share_tokens, completions, generated, self.tokenizer)
         return completions
 
 

@@ -1,6 +1,8 @@
 """The shapes the OpenAI API speaks, for the openai backend: checked chat messages as the SDK
 types them, and what a response's choices hold (text, reasoning, log-probabilities, tool
-calls, each choice's share of the token count)."""
+calls, each choice's share of the token count), read from the JSON the server sent (a
+response, or a stream's chunk). That JSON is untrusted: a member that is missing or of
+another type reads as None (`member`), and the callers say what was wrong."""
 
 from __future__ import annotations
 
@@ -54,39 +56,47 @@ def chat_message(message: Message) -> ChatCompletionMessageParam:
     return {"role": "user", "content": message["content"]}
 
 
+def member(json: Any, name: str) -> Any:
+    """`json[name]` where `json` is an object that has it, else None."""
+    return json.get(name) if isinstance(json, dict) else None
+
+
+def text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def choice_tool_calls(choice: Any) -> list[dict[str, Any]] | None:
     """A choice's tool calls in OpenAI's shape ({"id", "type", "function": {"name",
     "arguments"}}), or None; a call not in that shape makes the response malformed."""
-    calls = getattr(getattr(choice, "message", None), "tool_calls", None)
+    calls = member(member(choice, "message"), "tool_calls")
     if not calls:
         return None
     shaped = []
-    for call in calls:
-        function = getattr(call, "function", None)
-        name, arguments = getattr(function, "name", None), getattr(function, "arguments", None)
-        if not (isinstance(getattr(call, "id", None), str) and isinstance(name, str) and isinstance(arguments, str)):
+    for call in calls if isinstance(calls, list) else [calls]:
+        function = member(call, "function")
+        call_id, name, arguments = member(call, "id"), member(function, "name"), member(function, "arguments")
+        if not (isinstance(call_id, str) and isinstance(name, str) and isinstance(arguments, str)):
             raise MalformedResponseError(
                 f"a tool call is not id, function name and arguments (got {str(call)[:200]!r})"
             )
-        shaped.append({"id": call.id, "type": "function", "function": {"name": name, "arguments": arguments}})
+        shaped.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
     return shaped
 
 
 def choice_stop_reason(choice: Any) -> str | None:
     """The stop string that ended a choice, where the server names it (vLLM's stop_reason,
     which is an int for a stop token)."""
-    stop_reason = getattr(choice, "stop_reason", None)
-    return stop_reason if isinstance(stop_reason, str) else None
+    return text_or_none(member(choice, "stop_reason"))
 
 
 def choice_text(choice: Any) -> str | None:
     """A choice's text. Servers that split reasoning out (`reasoning_content`) get it put
     back inside <think>...</think>, so steps and answer are cut the same way everywhere."""
-    message = getattr(choice, "message", None)
+    message = member(choice, "message")
     if message is None:
-        return getattr(choice, "text", None)
-    content = getattr(message, "content", None)
-    reasoning = getattr(message, "reasoning_content", None) or getattr(message, "reasoning", None)
+        return member(choice, "text")
+    content = member(message, "content")
+    reasoning = member(message, "reasoning_content") or member(message, "reasoning")
     if isinstance(reasoning, str) and reasoning:
         return f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
     return content
@@ -96,16 +106,22 @@ def choice_token_logprobs(choice: Any) -> list[TokenLogprob] | None:
     """The sampled tokens with their log-probabilities in OpenAI's chat shape: chat's
     logprobs.content as sent, completions' parallel tokens / token_logprobs / top_logprobs
     lists put in that shape."""
-    logprobs = getattr(choice, "logprobs", None)
-    if logprobs is None:
+    logprobs = member(choice, "logprobs")
+    content = member(logprobs, "content")
+    if isinstance(content, list):
+        return [
+            {
+                "token": member(item, "token"),
+                "logprob": member(item, "logprob"),
+                "bytes": member(item, "bytes"),
+                "top_logprobs": member(item, "top_logprobs") or [],
+            }
+            for item in content
+        ]
+    tokens, values = member(logprobs, "tokens"), member(logprobs, "token_logprobs")
+    if not isinstance(tokens, list) or not isinstance(values, list):
         return None
-    content = getattr(logprobs, "content", None)
-    if content is not None:
-        return [item.model_dump(include={"token", "logprob", "bytes", "top_logprobs"}) for item in content]
-    tokens, values = getattr(logprobs, "tokens", None), getattr(logprobs, "token_logprobs", None)
-    if tokens is None or values is None:
-        return None
-    tops = getattr(logprobs, "top_logprobs", None) or [None] * len(tokens)
+    tops = member(logprobs, "top_logprobs") or [None] * len(tokens)
     return [
         {**top_logprob(token, value), "top_logprobs": by_logprob(top or {})}
         for token, value, top in zip(tokens, values, tops)
@@ -119,10 +135,13 @@ def by_logprob(top: dict[str, float]) -> list[TopLogprob]:
 
 def choice_logprobs(choice: Any) -> list[float] | None:
     """Sampled-token log-probabilities: chat's logprobs.content, completions' token_logprobs."""
-    logprobs = getattr(choice, "logprobs", None)
-    if logprobs is None:
+    logprobs = member(choice, "logprobs")
+    content = member(logprobs, "content")
+    values = [member(item, "logprob") for item in content] if isinstance(content, list) else None
+    if values is None:
+        values = member(logprobs, "token_logprobs")
+    if values is None:
         return None
-    content = getattr(logprobs, "content", None)
-    if content is not None:
-        return [item.logprob for item in content]
-    return getattr(logprobs, "token_logprobs", None)
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) for v in values):
+        raise MalformedResponseError(f"log-probabilities that are not numbers (got {str(logprobs)[:200]!r})")
+    return values

@@ -146,12 +146,7 @@ class Summary:
 
 def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fields, settings: Settings) -> list[dict]:
     """The output rows of one chunk, in order (one scorer call for all its good rows)."""
-    parsed: list[tuple[str, str | list[str]] | str] = []
-    for number, row in chunk:
-        try:
-            parsed.append(row if isinstance(row, str) else fields.read(row))
-        except ValueError as exc:
-            parsed.append(f"line {number}: {exc}")
+    parsed = [read_row(number, row, fields) for number, row in chunk]
     good = [p for p in parsed if not isinstance(p, str)]
     scored = iter(score_responses(scorer, good, settings.step_separator, settings.prm.alpha))
     out = []
@@ -179,16 +174,15 @@ def score_chunk(scorer: Scorer, chunk: list[tuple[int, dict | str]], fields: Fie
     return out
 
 
-def row_problem(number: int, line: bytes, fields: Fields) -> str | None:
-    """Why the row on a line cannot be scored, as far as reading it goes (None: it can be)."""
-    row = parse_row(number, line)
+def read_row(number: int, row: dict[str, Any] | str, fields: Fields) -> tuple[str, str | list[str]] | str:
+    """A parsed row's question and answer, or why it cannot be scored (`line N: why`; a row
+    that did not parse is that already)."""
     if isinstance(row, str):
         return row
     try:
-        fields.read(row)
+        return fields.read(row)
     except ValueError as exc:
         return f"line {number}: {exc}"
-    return None
 
 
 def check_run(settings: Settings, source: str | Path, out: str | Path, fields: Fields, restart: bool) -> int:
@@ -207,8 +201,9 @@ def check_run(settings: Settings, source: str | Path, out: str | Path, fields: F
         if index == done - 1:
             last_written = (number, line)  # the input row the output ends with
         if not readable:
-            problem = row_problem(number, line, fields)
-            readable, first_error = problem is None, first_error or problem
+            read = read_row(number, parse_row(number, line), fields)
+            readable = not isinstance(read, str)
+            first_error = first_error or (read if isinstance(read, str) else None)
     if total == 0:
         raise ConfigError(f"{source} has no rows; give a JSONL file with a question and a response per row")
     if not readable:

@@ -74,7 +74,8 @@ def test_vllm_backend_json_output_parses(tmp_path, tiny_generator_dir, tiny_prm_
 
     if not HAS_VLLM:
         pytest.skip("vllm is not installed")
-    env = {k: v for k, v in vllm_env().items() if not k.startswith("RFPRM_") and k not in ("VLLM_LOGGING_LEVEL",)}
+    leave_out = ("VLLM_LOGGING_LEVEL", "VLLM_ENABLE_V1_MULTIPROCESSING")  # vLLM's defaults: its engine process too
+    env = {k: v for k, v in vllm_env().items() if not k.startswith("RFPRM_") and k not in leave_out}
     env.update(
         RFPRM_GENERATOR__DTYPE="float32",
         RFPRM_GENERATOR__VLLM__MAX_MODEL_LEN="1024",

@@ -45,8 +45,14 @@ def test_version_is_the_installed_one(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == f"rfprm {importlib.metadata.version('rfprm-tts')}"
 
 
-def test_json_output_rounds_figures_and_keeps_the_text(tmp_path):
-    done = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", "--json", cwd=tmp_path)
+@pytest.fixture(scope="module")
+def solved_json(tmp_path_factory) -> subprocess.CompletedProcess:
+    """`rfprm solve QUESTION -n 2 --seed 0 --json`, run once for the tests that read it."""
+    return rfprm("solve", QUESTION, "-n", "2", "--seed", "0", "--json", cwd=tmp_path_factory.mktemp("solved"))
+
+
+def test_json_output_rounds_figures_and_keeps_the_text(solved_json):
+    done = solved_json
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     floats = re.findall(r"-?\d+\.\d+(?:e[-+]?\d+)?", done.stdout.replace(result["best"]["trajectory"]["text"], ""))
@@ -58,11 +64,10 @@ def test_json_output_rounds_figures_and_keeps_the_text(tmp_path):
     assert result["best"]["trajectory"]["text"].endswith("}.")  # the text itself is untouched
 
 
-def test_stderr_is_quiet_unless_something_is_wrong(tmp_path):
+def test_stderr_is_quiet_unless_something_is_wrong(tmp_path, solved_json):
     """No loading bars or hub chatter without -v; an unreachable hub is one line, not a page of
     retries (the closed port refuses at once)."""
-    done = rfprm("solve", QUESTION, "-n", "2", "--seed", "0", cwd=tmp_path)
-    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert solved_json.returncode == 0 and solved_json.stderr == "", solved_json.stderr
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         closed = f"http://127.0.0.1:{s.getsockname()[1]}"
@@ -73,8 +78,8 @@ def test_stderr_is_quiet_unless_something_is_wrong(tmp_path):
     assert "'some-org/some-llm' was not found locally" in lines[0] and "cannot be reached" in lines[0]
 
 
-def test_a_question_on_stdin_and_a_conversation_in_a_file_solve_like_the_question(tmp_path):
-    plain = json.loads(rfprm("solve", QUESTION, "-n", "2", "--seed", "0", "--json", cwd=tmp_path).stdout)
+def test_a_question_on_stdin_and_a_conversation_in_a_file_solve_like_the_question(tmp_path, solved_json):
+    plain = json.loads(solved_json.stdout)
     piped = rfprm("solve", "-", "-n", "2", "--seed", "0", "--json", cwd=tmp_path, stdin=QUESTION + "\n")
     assert piped.returncode == 0, piped.stderr
     piped_result = json.loads(piped.stdout)
@@ -177,8 +182,6 @@ def test_the_demo_worlds_say_what_they_can_do_when_asked_something_else(tmp_path
     beyond = rfprm("solve", "Compute 1 + 2 + 3 + 4 + 5 + 6.", "-n", "1", "--seed", "0", cwd=tmp_path)
     assert beyond.returncode == 0 and beyond.stdout.startswith("Answer:"), beyond.stderr
     assert "the bundled demo-think model only does integer arithmetic" in beyond.stderr and "(1 to 4" in beyond.stderr
-    taught = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", cwd=tmp_path)  # the default world does one
-    assert taught.returncode == 0 and taught.stderr == "", taught.stderr
     demo = ("--model", "demo", "--prm", "demo")
     outside = rfprm("solve", "Compute 1 + 2.", "-n", "2", "--seed", "0", *demo, cwd=tmp_path)
     assert "the bundled demo model only does integer arithmetic like 'Compute 7 + 5 * 3 - 4.' (2 to 4" in outside.stderr

@@ -71,6 +71,36 @@ def test_body_without_choices_is_malformed(scripted_server):
     assert result.completions[0].text == "ok"
 
 
+def test_the_request_is_the_apis_json_with_the_key_as_a_bearer_token(scripted_server):
+    """The body is posted as the API names its fields (n, stop, seed, max_completion_tokens,
+    extra_body merged in) and the API key goes as a bearer token, not in the body."""
+    scripted_server.default = Reply(200, chat_body(["ok", "ok"]))
+    gen = generator(scripted_server.base_url, api_key="sk-test-1", extra_body={"top_k": 5}, stop=["\n\n"], seed=3)
+    run(gen, n=2)
+    body, headers = scripted_server.requests[0], scripted_server.headers[0]
+    assert headers["authorization"] == "Bearer sk-test-1"
+    assert body["messages"][-1] == {"role": "user", "content": "q"}
+    assert (body["model"], body["n"], body["stop"], body["seed"], body["top_k"]) == ("m", 2, ["\n\n"], 3, 5)
+    assert "sk-test-1" not in str(body)
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        {"message": {"content": 7}},
+        {"message": {"content": "x"}, "logprobs": {"content": [{"token": "x", "logprob": "low"}]}},
+        {"message": {"content": None, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}},
+        "not an object",
+    ],
+    ids=["text a number", "logprob a string", "tool call without id", "choice a string"],
+)
+def test_a_choice_of_the_wrong_shape_is_malformed_and_retried(scripted_server, choice):
+    scripted_server.script = [Reply(200, {"choices": [choice]}), Reply(200, chat_body(["ok"]))]
+    result = run(generator(scripted_server.base_url, logprobs=True))
+    assert len(scripted_server.requests) == 2
+    assert result.completions[0].text == "ok"
+
+
 def test_400_is_not_retried(scripted_server):
     scripted_server.default = Reply(400, {"error": {"message": "model 'm' does not exist"}})
     result = run(generator(scripted_server.base_url))

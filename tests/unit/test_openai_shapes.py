@@ -1,6 +1,4 @@
-"""How the OpenAI SDK's response objects are read (rfprm_tts.generators.openai_shapes)."""
-
-from types import SimpleNamespace
+"""How a response's JSON is read (rfprm_tts.generators.openai_shapes)."""
 
 from rfprm_tts.generators.openai_shapes import choice_token_logprobs
 
@@ -8,10 +6,12 @@ from rfprm_tts.generators.openai_shapes import choice_token_logprobs
 def test_completions_api_logprobs_take_the_chat_shape():
     """The completions API's parallel lists (top_logprobs as {token: logprob}) become chat's
     per-token entries, the likeliest first."""
-    logprobs = SimpleNamespace(
-        tokens=["7", " +"], token_logprobs=[-0.5, -1.0], top_logprobs=[{"8": -1.5, "7": -0.5}, {" +": -1.0}]
-    )
-    entries = choice_token_logprobs(SimpleNamespace(logprobs=logprobs))
+    logprobs = {
+        "tokens": ["7", " +"],
+        "token_logprobs": [-0.5, -1.0],
+        "top_logprobs": [{"8": -1.5, "7": -0.5}, {" +": -1.0}],
+    }
+    entries = choice_token_logprobs({"logprobs": logprobs})
     assert entries == [
         {
             "token": "7",

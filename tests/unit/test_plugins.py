@@ -5,7 +5,7 @@ import textwrap
 
 from helpers.fakes import DigitScorer, ListGenerator
 from rfprm_tts import ReasoningSolver, Settings
-from rfprm_tts.strategies import available_strategies
+from rfprm_tts.strategies import available_strategies, base
 
 
 def test_entry_point_strategy_is_found_and_used(tmp_path, monkeypatch):
@@ -31,6 +31,7 @@ def test_entry_point_strategy_is_found_and_used(tmp_path, monkeypatch):
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: first-sample\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[rfprm_tts.strategies]\nfirst_sample = first_sample:FirstSample\n")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))  # later tests see the registry without it
 
     assert "first_sample" in available_strategies()
     texts = ["x 1\n\n\\boxed{1}", "x 9\n\n\\boxed{9}"]
