@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -332,7 +333,7 @@ class OpenAIGenerator:
             body.update(continue_final_message=True, add_generation_prompt=False)
         path = "/completions" if s.api == "completions" else "/chat/completions"
         try:
-            return await client.post(
+            response = await client.post(
                 path,
                 body=body,
                 cast_to=object,
@@ -340,7 +341,9 @@ class OpenAIGenerator:
                 stream=stream,
                 stream_cls=AsyncStream[object],
             )
-        except ValueError as exc:  # the SDK's json.loads on a body that is not JSON
+            # a body whose content type does not say JSON comes back as its text: read it as JSON
+            return json.loads(response) if isinstance(response, str) else response
+        except ValueError as exc:  # json.loads (the SDK's or ours) on a body that is not JSON
             raise MalformedResponseError(f"response body is not valid JSON ({exc})") from exc
 
     async def _parse(self, response: Any, result: GenerationResult, tokens_asked: bool) -> list[Completion]:

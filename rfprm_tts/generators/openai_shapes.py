@@ -71,8 +71,10 @@ def choice_tool_calls(choice: Any) -> list[dict[str, Any]] | None:
     calls = member(member(choice, "message"), "tool_calls")
     if not calls:
         return None
+    if not isinstance(calls, list):
+        raise MalformedResponseError(f"tool_calls is not a list (got {str(calls)[:200]!r})")
     shaped = []
-    for call in calls if isinstance(calls, list) else [calls]:
+    for call in calls:
         function = member(call, "function")
         call_id, name, arguments = member(call, "id"), member(function, "name"), member(function, "arguments")
         if not (isinstance(call_id, str) and isinstance(name, str) and isinstance(arguments, str)):
@@ -89,13 +91,16 @@ def choice_stop_reason(choice: Any) -> str | None:
     return text_or_none(member(choice, "stop_reason"))
 
 
-def choice_text(choice: Any) -> str | None:
+def choice_text(choice: Any) -> Any:
     """A choice's text. Servers that split reasoning out (`reasoning_content`) get it put
-    back inside <think>...</think>, so steps and answer are cut the same way everywhere."""
+    back inside <think>...</think>, so steps and answer are cut the same way everywhere.
+    Anything but text or None is returned as sent, for the caller to refuse."""
     message = member(choice, "message")
     if message is None:
         return member(choice, "text")
     content = member(message, "content")
+    if content is not None and not isinstance(content, str):
+        return content  # not text: the caller says so
     reasoning = member(message, "reasoning_content") or member(message, "reasoning")
     if isinstance(reasoning, str) and reasoning:
         return f"<think>\n{reasoning}\n</think>\n\n{content or ''}"
@@ -105,32 +110,47 @@ def choice_text(choice: Any) -> str | None:
 def choice_token_logprobs(choice: Any) -> list[TokenLogprob] | None:
     """The sampled tokens with their log-probabilities in OpenAI's chat shape: chat's
     logprobs.content as sent, completions' parallel tokens / token_logprobs / top_logprobs
-    lists put in that shape."""
+    lists put in that shape. An entry that is not a token and a number is malformed."""
     logprobs = member(choice, "logprobs")
     content = member(logprobs, "content")
     if isinstance(content, list):
-        return [
-            {
-                "token": member(item, "token"),
-                "logprob": member(item, "logprob"),
-                "bytes": member(item, "bytes"),
-                "top_logprobs": member(item, "top_logprobs") or [],
-            }
-            for item in content
-        ]
+        entries: list[TokenLogprob] = []
+        for item in content:
+            tops = member(item, "top_logprobs") or []
+            if not isinstance(tops, list):
+                raise MalformedResponseError(f"top_logprobs is not a list (got {str(item)[:200]!r})")
+            entries.append({**chat_entry(item), "top_logprobs": [chat_entry(top) for top in tops]})
+        return entries
     tokens, values = member(logprobs, "tokens"), member(logprobs, "token_logprobs")
     if not isinstance(tokens, list) or not isinstance(values, list):
         return None
     tops = member(logprobs, "top_logprobs") or [None] * len(tokens)
+    if not isinstance(tops, list) or not all(top is None or isinstance(top, dict) for top in tops):
+        raise MalformedResponseError(f"top_logprobs is not a list of objects (got {str(logprobs)[:200]!r})")
     return [
-        {**top_logprob(token, value), "top_logprobs": by_logprob(top or {})}
+        {**top_logprob(*checked(token, value, logprobs)), "top_logprobs": by_logprob(top or {})}
         for token, value, top in zip(tokens, values, tops)
     ]
 
 
-def by_logprob(top: dict[str, float]) -> list[TopLogprob]:
+def checked(token: Any, logprob: Any, sent: Any) -> tuple[str, float]:
+    """A token and its log-probability, or MalformedResponseError naming what was `sent`."""
+    if not (isinstance(token, str) and isinstance(logprob, (int, float))):
+        raise MalformedResponseError(f"a log-probability entry is not a token and a number (got {str(sent)[:200]!r})")
+    return token, logprob
+
+
+def chat_entry(item: Any) -> TopLogprob:
+    """A chat {token, logprob, bytes} entry, checked."""
+    token, logprob = checked(member(item, "token"), member(item, "logprob"), item)
+    sent = member(item, "bytes")
+    return {"token": token, "logprob": logprob, "bytes": sent if isinstance(sent, list) else None}
+
+
+def by_logprob(top: dict[str, Any]) -> list[TopLogprob]:
     """A completions-API position's {token: logprob}, most likely first."""
-    return [top_logprob(token, value) for token, value in sorted(top.items(), key=lambda item: -item[1])]
+    pairs = [checked(token, value, top) for token, value in top.items()]
+    return [top_logprob(token, value) for token, value in sorted(pairs, key=lambda pair: -pair[1])]
 
 
 def choice_logprobs(choice: Any) -> list[float] | None:

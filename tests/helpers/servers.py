@@ -103,8 +103,8 @@ class ScriptedServer:
                 payload = reply.body if isinstance(reply.body, str) else json.dumps(reply.body or {})
                 try:
                     self.send_response(reply.status)
-                    self.send_header("content-type", "application/json")
-                    for key, value in reply.headers.items():
+                    headers = {"content-type": "application/json", **reply.headers}
+                    for key, value in headers.items():
                         self.send_header(key, value)
                     self.send_header("content-length", str(len(payload.encode())))
                     self.end_headers()

@@ -75,12 +75,21 @@ def test_the_request_is_the_apis_json_with_the_key_as_a_bearer_token(scripted_se
     """The body is posted as the API names its fields (n, stop, seed, max_completion_tokens,
     extra_body merged in) and the API key goes as a bearer token, not in the body."""
     scripted_server.default = Reply(200, chat_body(["ok", "ok"]))
-    gen = generator(scripted_server.base_url, api_key="sk-test-1", extra_body={"top_k": 5}, stop=["\n\n"], seed=3)
+    gen = generator(
+        scripted_server.base_url,
+        api_key="sk-test-1",
+        extra_body={"top_k": 5},
+        stop=["\n\n"],
+        seed=3,
+        max_tokens=40,
+        temperature=0.5,
+    )
     run(gen, n=2)
     body, headers = scripted_server.requests[0], scripted_server.headers[0]
     assert headers["authorization"] == "Bearer sk-test-1"
     assert body["messages"][-1] == {"role": "user", "content": "q"}
     assert (body["model"], body["n"], body["stop"], body["seed"], body["top_k"]) == ("m", 2, ["\n\n"], 3, 5)
+    assert (body["max_completion_tokens"], body["temperature"]) == (40, 0.5)
     assert "sk-test-1" not in str(body)
 
 
@@ -91,14 +100,36 @@ def test_the_request_is_the_apis_json_with_the_key_as_a_bearer_token(scripted_se
         {"message": {"content": "x"}, "logprobs": {"content": [{"token": "x", "logprob": "low"}]}},
         {"message": {"content": None, "tool_calls": [{"function": {"name": "f", "arguments": "{}"}}]}},
         "not an object",
+        {"message": {"content": 7, "reasoning_content": "r"}},
+        {"message": {"content": "x"}, "logprobs": {"content": [{"logprob": -0.1}]}},
+        {"message": {"content": "x"}, "logprobs": {"tokens": [5], "token_logprobs": [-0.1]}},
+        {"message": {"content": "x"}, "logprobs": {"tokens": ["x"], "token_logprobs": [-0.1], "top_logprobs": 3}},
+        {"message": {"content": None, "tool_calls": {"id": "c", "function": {"name": "f", "arguments": "{}"}}}},
     ],
-    ids=["text a number", "logprob a string", "tool call without id", "choice a string"],
+    ids=[
+        "text a number",
+        "logprob a string",
+        "tool call without id",
+        "choice a string",
+        "text a number beside reasoning",
+        "logprob entry without its token",
+        "completions token a number",
+        "completions top_logprobs a number",
+        "tool_calls an object",
+    ],
 )
 def test_a_choice_of_the_wrong_shape_is_malformed_and_retried(scripted_server, choice):
     scripted_server.script = [Reply(200, {"choices": [choice]}), Reply(200, chat_body(["ok"]))]
     result = run(generator(scripted_server.base_url, logprobs=True))
     assert len(scripted_server.requests) == 2
     assert result.completions[0].text == "ok"
+
+
+def test_a_json_body_sent_as_another_content_type_is_read_as_json(scripted_server):
+    """Some servers and proxies label JSON text/plain; the SDK then hands back the text."""
+    scripted_server.default = Reply(200, chat_body(["ok"]), headers={"content-type": "text/plain; charset=utf-8"})
+    result = run(generator(scripted_server.base_url))
+    assert [c.text for c in result.completions] == ["ok"] and result.generated_tokens == 5
 
 
 def test_400_is_not_retried(scripted_server):
